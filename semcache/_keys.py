@@ -1,0 +1,247 @@
+"""Canonical requests, exact keys and context keys.
+
+Both keys hash a *versioned JSON array* (never a concatenation of strings: see
+STYLE.md on RedisVL's ``hashify``), serialised with sorted keys, so neither the order
+the caller passed arguments in nor the key order inside message dicts changes a key,
+and no two different requests can produce the same bytes.
+
+- exact key   ``<namespace>:sha256(["semcache.exact", V, call_type, params])``
+- context key ``sha256(["semcache.context", V, namespace, call_type, params with the
+  query text blanked])``: everything that must match exactly for a semantically similar
+  query to reuse an answer (model or caching group, output-shaping parameters, system
+  prompt, earlier turns, tools, non-text parts).
+
+Transport parameters (api_key, api_base, timeout, metadata, retries, ...) are left out:
+they do not change the answer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+
+from ._errors import InvalidRequestError
+
+__all__ = [
+    "KEY_VERSION",
+    "TRANSPORT_PARAMS",
+    "QueryMode",
+    "SemanticSplit",
+    "canonical_params",
+    "exact_key",
+    "semantic_split",
+    "validate_namespace",
+]
+
+KEY_VERSION = 1
+
+#: parameters that never change the answer, so never change the key
+TRANSPORT_PARAMS = frozenset(
+    {
+        "api_key", "api_base", "base_url", "api_version", "organization", "project",
+        "timeout", "request_timeout", "stream_timeout", "max_retries", "num_retries",
+        "metadata", "extra_headers", "headers", "default_headers", "http_client",
+        "litellm_call_id", "litellm_logging_obj", "logger_fn", "callbacks",
+        "proxy_server_request", "mock_response", "stream_options", "client",
+        "caching", "cache", "cache_key", "caching_group", "no_log", "user_api_key",
+        "input_cost_per_token", "output_cost_per_token", "model_list",
+    }
+)
+
+QueryMode = Literal["last_user", "all_user", "conversation"]
+QUERY_MODES: tuple[str, ...] = ("last_user", "all_user", "conversation")
+
+#: call types whose query text can be embedded (the others are exact-only)
+SEMANTIC_CALL_TYPES = frozenset(
+    {"completion", "acompletion", "text_completion", "atext_completion"}
+)
+
+_NAMESPACE_RE = re.compile(r"^[A-Za-z0-9_.@/+=-]{1,200}$")
+_OPTS = orjson.OPT_SORT_KEYS
+_QUERY = {"$query": KEY_VERSION}  # what replaces the query text in the context value
+
+
+def validate_namespace(namespace: object, parameter: str = "namespace") -> str:
+    from ._errors import ConfigError
+
+    if not isinstance(namespace, str) or not _NAMESPACE_RE.match(namespace):
+        raise ConfigError(
+            f"{parameter} must be 1-200 characters of letters, digits and _.@/+=- "
+            f"(no ':' or glob characters, which would blur namespace boundaries); "
+            f"got {namespace!r}",
+            parameter=parameter,
+        )
+    return namespace
+
+
+def base_call_type(call_type: str) -> str:
+    """``acompletion`` and ``completion`` share entries: the answer is the same."""
+    return call_type[1:] if call_type.startswith("a") and call_type[1:] in _SYNC_TYPES else call_type
+
+
+_SYNC_TYPES = frozenset(
+    {"completion", "text_completion", "embedding", "transcription", "rerank", "speech",
+     "image_generation", "responses", "moderation"}
+)
+
+
+def _default(obj: Any) -> Any:
+    """orjson hook for values that are not plain JSON."""
+    dump = getattr(obj, "model_dump", None)
+    if callable(dump) and not isinstance(obj, type):  # pydantic / openai objects
+        return dump(mode="json", exclude_none=True)
+    if isinstance(obj, type) and hasattr(obj, "model_json_schema"):  # response_format=Model
+        return {"$schema": obj.model_json_schema()}
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        return {"$bytes-sha256": hashlib.sha256(bytes(obj)).hexdigest()}
+    if isinstance(obj, (set, frozenset)):
+        try:
+            return sorted(obj)
+        except TypeError:
+            return sorted(obj, key=repr)
+    if isinstance(obj, Mapping):
+        return dict(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON-serialisable")
+
+
+def _num(name: str, v: Any) -> Any:
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            raise InvalidRequestError(f"parameter {name!r} is {v!r}: not a finite number")
+        if v.is_integer():
+            return int(v)  # temperature=1 and temperature=1.0 are one request
+    return v
+
+
+def _dumps(value: Any, what: str) -> bytes:
+    try:
+        out = orjson.dumps(value, default=_default, option=_OPTS)
+    except (TypeError, orjson.JSONEncodeError) as exc:
+        raise InvalidRequestError(f"cannot build a cache key from this {what}: {exc}") from exc
+    if b"null" in out:
+        # orjson writes NaN/Infinity as null, which would collide with None; the
+        # stdlib refuses them, so check the rare payloads that contain a null.
+        try:
+            json.dumps(value, default=_default, allow_nan=False)
+        except ValueError as exc:
+            raise InvalidRequestError(f"{what} contains NaN or Infinity: {exc}") from exc
+    return out
+
+
+def canonical_params(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The request's answer-shaping parameters, transport ones dropped, numbers normalised."""
+    out: dict[str, Any] = {}
+    for name, v in kwargs.items():
+        if name in TRANSPORT_PARAMS or v is None:
+            # None means "not given" in every OpenAI-style signature
+            continue
+        if not isinstance(name, str):
+            raise InvalidRequestError(f"parameter names must be str, got {name!r}")
+        out[name] = _num(name, v) if isinstance(v, float) else v
+    return out
+
+
+def model_scope(kwargs: Mapping[str, Any]) -> Any:
+    """The caching group wins over the model: models in one group share entries."""
+    return kwargs.get("caching_group") or kwargs.get("model")
+
+
+def exact_key(namespace: str, call_type: str, kwargs: Mapping[str, Any]) -> str:
+    custom = kwargs.get("cache_key")
+    if custom is not None:
+        if not isinstance(custom, str) or not custom:
+            raise InvalidRequestError("cache_key must be a non-empty str")
+        return f"{namespace}:{custom}"
+    params = canonical_params(kwargs)
+    params["model"] = model_scope(kwargs)
+    payload = _dumps(["semcache.exact", KEY_VERSION, base_call_type(call_type), params],
+                     "request")
+    return f"{namespace}:{hashlib.sha256(payload).hexdigest()}"
+
+
+@dataclass(frozen=True, slots=True)
+class SemanticSplit:
+    query: str  #: the text to embed
+    context: str  #: context key (hex digest)
+
+
+def _text_of(content: Any) -> tuple[str, Any]:
+    """(text, the content with its text parts replaced by the query marker)."""
+    if isinstance(content, str):
+        return content, _QUERY
+    if isinstance(content, list):
+        texts: list[str] = []
+        rest: list[Any] = []
+        for part in content:
+            if isinstance(part, Mapping) and part.get("type") == "text":
+                texts.append(str(part.get("text", "")))
+            else:
+                rest.append(part)  # images, audio, files: hashed into the context
+        return "\n".join(texts), [_QUERY, *rest]
+    return "", content
+
+
+def semantic_split(
+    namespace: str,
+    call_type: str,
+    kwargs: Mapping[str, Any],
+    mode: QueryMode = "last_user",
+) -> SemanticSplit | None:
+    """Query text and context key, or None when the request has no embeddable text."""
+    ct = base_call_type(call_type)
+    if ct not in SEMANTIC_CALL_TYPES:
+        return None
+    params = canonical_params(kwargs)
+    params["model"] = model_scope(kwargs)
+    if ct == "text_completion":
+        prompt = params.get("prompt")
+        if not isinstance(prompt, str) or not prompt.strip():
+            return None  # batched or token prompts: exact stage only
+        query = prompt
+        params["prompt"] = _QUERY
+    else:
+        messages = params.get("messages")
+        if not isinstance(messages, list) or not messages:
+            return None
+        msgs = [_as_dict(m) for m in messages]
+        if mode == "last_user":
+            idx = [max((i for i, m in enumerate(msgs) if m.get("role") == "user"), default=-1)]
+            if idx[0] < 0:
+                return None
+        elif mode == "all_user":
+            idx = [i for i, m in enumerate(msgs) if m.get("role") == "user"]
+        elif mode == "conversation":
+            idx = list(range(len(msgs)))
+        else:
+            raise InvalidRequestError(f"semantic_query must be one of {QUERY_MODES}, got {mode!r}")
+        texts = []
+        for i in idx:
+            text, blanked = _text_of(msgs[i].get("content"))
+            if mode == "conversation":
+                text = f"{msgs[i].get('role')}: {text}"
+            texts.append(text)
+            msgs[i] = {**msgs[i], "content": blanked}
+        query = "\n".join(texts)
+        if not query.strip():
+            return None
+        params["messages"] = msgs
+    payload = _dumps(
+        ["semcache.context", KEY_VERSION, namespace, ct, mode, params], "request context"
+    )
+    return SemanticSplit(query=query, context=hashlib.sha256(payload).hexdigest())
+
+
+def _as_dict(m: Any) -> dict[str, Any]:
+    if isinstance(m, Mapping):
+        return dict(m)
+    dump = getattr(m, "model_dump", None)
+    if callable(dump):
+        return dump(mode="json", exclude_none=True)
+    raise InvalidRequestError(f"messages must be dicts, got {type(m).__name__}")

@@ -1,0 +1,71 @@
+"""The ``ExactStore`` seam: a key -> bytes store with TTL.
+
+A backend implements five primitives (``get``, ``set``, ``delete``, ``clear``, ``ping``);
+everything else (serialisation, signing, key building, metrics, fail-open policy) lives
+in the ``Cache`` that calls it, once. Values are opaque ``bytes`` (JSON produced by the
+cache), so no backend ever pickles anything.
+
+Keys look like ``"<namespace>:<digest>"``. ``clear(namespace)`` removes the keys that
+start with ``"<namespace>:"`` and nothing else: never the whole server.
+
+The async twins default to running the sync method in a worker thread, never on the
+event loop; backends with a native async client override them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+__all__ = ["ExactStore"]
+
+
+class ExactStore(ABC):
+    #: short backend label used in metrics, hit metadata and error messages
+    name: str = "exact"
+
+    @abstractmethod
+    def get(self, key: str) -> bytes | None:
+        """The stored bytes, or ``None`` when the key is absent or expired."""
+
+    @abstractmethod
+    def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        """Store ``value`` under ``key``; ``ttl`` in seconds, ``None`` = never expire."""
+
+    @abstractmethod
+    def delete(self, keys: Sequence[str]) -> int:
+        """Delete ``keys``; returns how many existed."""
+
+    @abstractmethod
+    def clear(self, namespace: str) -> int:
+        """Delete every key of ``namespace`` (prefix ``namespace + ':'``); returns count."""
+
+    def ping(self) -> bool:
+        """True when the backend answers; raises ``BackendError`` when it does not."""
+        return True
+
+    def close(self) -> None:
+        """Release connections and files. The store must not be used afterwards."""
+
+    # -- async twins: a worker thread by default, never a blocking call on the loop --
+    async def aget(self, key: str) -> bytes | None:
+        return await asyncio.to_thread(self.get, key)
+
+    async def aset(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        await asyncio.to_thread(self.set, key, value, ttl)
+
+    async def adelete(self, keys: Sequence[str]) -> int:
+        return await asyncio.to_thread(self.delete, keys)
+
+    async def aclear(self, namespace: str) -> int:
+        return await asyncio.to_thread(self.clear, namespace)
+
+    async def aping(self) -> bool:
+        return await asyncio.to_thread(self.ping)
+
+    async def aclose(self) -> None:
+        await asyncio.to_thread(self.close)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"

@@ -1,0 +1,112 @@
+"""Persistent exact store on diskcache (LiteLLM's ``disk``), bytes only: never pickle.
+
+diskcache stores ``bytes`` values and ``str`` keys raw (SQLite BLOB/TEXT or a file); only
+other types go through pickle. ``_BytesDisk`` refuses anything else, so a value read back
+can never execute code. Each entry is tagged with its namespace so ``clear`` is an
+indexed ``evict(tag)``, not a scan.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from .._errors import BackendError, ConfigError, missing
+from .base import ExactStore
+
+__all__ = ["DiskStore"]
+
+try:
+    import diskcache
+except ImportError:  # pragma: no cover - diskcache is a core dependency
+    diskcache = None
+
+
+def _namespace_of(key: str) -> str:
+    return key.split(":", 1)[0]
+
+
+if diskcache is not None:
+
+    class _BytesDisk(diskcache.Disk):
+        """A Disk that accepts only str keys and bytes values (no pickle path)."""
+
+        def put(self, key):
+            if not isinstance(key, str):
+                raise TypeError(f"disk store keys must be str, not {type(key).__name__}")
+            return super().put(key)
+
+        def store(self, value, read, key=diskcache.core.UNKNOWN):
+            if read or not isinstance(value, bytes):
+                raise TypeError(f"disk store values must be bytes, not {type(value).__name__}")
+            return super().store(value, read, key=key)
+
+        def fetch(self, mode, filename, value, read):
+            if mode == diskcache.core.MODE_PICKLE:
+                raise TypeError("refusing to unpickle a value in the disk store")
+            return super().fetch(mode, filename, value, read)
+
+
+class DiskStore(ExactStore):
+    name = "disk"
+
+    def __init__(
+        self,
+        disk_cache_dir: str | os.PathLike[str] = ".semcache",
+        *,
+        size_limit: int = 2**30,
+        timeout: float = 5.0,
+    ) -> None:
+        if diskcache is None:  # pragma: no cover
+            raise missing("diskcache", "disk", "type='disk'")
+        if not disk_cache_dir:
+            raise ConfigError("disk_cache_dir must be a non-empty path",
+                              parameter="disk_cache_dir")
+        self.directory = Path(disk_cache_dir) / "exact"
+        try:
+            self._cache = diskcache.Cache(
+                str(self.directory),
+                disk=_BytesDisk,
+                size_limit=size_limit,
+                timeout=timeout,
+                tag_index=True,
+                eviction_policy="least-recently-stored",
+            )
+        except OSError as exc:
+            raise ConfigError(f"cannot open disk_cache_dir {str(disk_cache_dir)!r}: {exc}",
+                              parameter="disk_cache_dir") from exc
+
+    def _call(self, fn, *args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except diskcache.Timeout as exc:
+            raise BackendError(f"disk store busy: {exc}", backend=self.name) from exc
+        except OSError as exc:
+            raise BackendError(f"disk store I/O error: {exc}", backend=self.name) from exc
+
+    def get(self, key: str) -> bytes | None:
+        return self._call(self._cache.get, key, default=None, retry=True)
+
+    def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        self._call(self._cache.set, key, value, expire=ttl, tag=_namespace_of(key), retry=True)
+
+    def delete(self, keys: Sequence[str]) -> int:
+        return sum(bool(self._call(self._cache.delete, k, retry=True)) for k in keys)
+
+    def clear(self, namespace: str) -> int:
+        return self._call(self._cache.evict, namespace, retry=True)
+
+    def expire(self) -> int:
+        """Remove expired entries now (diskcache also culls them as it writes)."""
+        return self._call(self._cache.expire, retry=True)
+
+    def ping(self) -> bool:
+        self._call(self._cache.get, "\x00ping", default=None, retry=True)
+        return True
+
+    def close(self) -> None:
+        self._cache.close()
+
+    def __repr__(self) -> str:
+        return f"DiskStore(disk_cache_dir={str(self.directory.parent)!r})"

@@ -1,0 +1,104 @@
+"""In-process exact store: a bounded LRU with per-entry TTL (LiteLLM's ``local``)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+
+from .._errors import ConfigError
+from .base import ExactStore
+
+__all__ = ["MemoryStore"]
+
+
+class MemoryStore(ExactStore):
+    """``max_size_in_memory`` entries at most (least recently used evicted first);
+    values larger than ``max_size_per_item`` KB are not stored (LiteLLM's units)."""
+
+    name = "memory"
+
+    def __init__(
+        self,
+        *,
+        max_size_in_memory: int = 10_000,
+        max_size_per_item: int = 1024,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not isinstance(max_size_in_memory, int) or max_size_in_memory < 1:
+            raise ConfigError("max_size_in_memory must be a positive int",
+                              parameter="max_size_in_memory")
+        if not isinstance(max_size_per_item, int) or max_size_per_item < 1:
+            raise ConfigError("max_size_per_item must be a positive int (KB)",
+                              parameter="max_size_per_item")
+        self.max_entries = max_size_in_memory
+        self.max_item_bytes = max_size_per_item * 1024
+        self._clock = clock
+        self._data: OrderedDict[str, tuple[bytes, float | None]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.rejected_oversize = 0
+
+    def get(self, key: str) -> bytes | None:
+        with self._lock:
+            item = self._data.get(key)
+            if item is None:
+                return None
+            value, expires = item
+            if expires is not None and expires <= self._clock():
+                del self._data[key]
+                return None
+            self._data.move_to_end(key)
+            return value
+
+    def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        if len(value) > self.max_item_bytes:
+            # LiteLLM skips oversized items silently; we count them
+            self.rejected_oversize += 1
+            with self._lock:
+                self._data.pop(key, None)  # never leave a stale older value behind
+            return
+        expires = None if ttl is None else self._clock() + ttl
+        with self._lock:
+            self._data[key] = (value, expires)
+            self._data.move_to_end(key)
+            while len(self._data) > self.max_entries:
+                self._data.popitem(last=False)
+
+    def delete(self, keys: Sequence[str]) -> int:
+        with self._lock:
+            return sum(self._data.pop(k, None) is not None for k in keys)
+
+    def clear(self, namespace: str) -> int:
+        prefix = namespace + ":"
+        with self._lock:
+            doomed = [k for k in self._data if k.startswith(prefix)]
+            for k in doomed:
+                del self._data[k]
+            return len(doomed)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    # No I/O: the async twins run inline rather than paying for a thread hop.
+    async def aget(self, key: str) -> bytes | None:
+        return self.get(key)
+
+    async def aset(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        self.set(key, value, ttl)
+
+    async def adelete(self, keys: Sequence[str]) -> int:
+        return self.delete(keys)
+
+    async def aclear(self, namespace: str) -> int:
+        return self.clear(namespace)
+
+    async def aping(self) -> bool:
+        return True
+
+    async def aclose(self) -> None:
+        pass
+
+    def __repr__(self) -> str:
+        return (f"MemoryStore(max_size_in_memory={self.max_entries}, "
+                f"max_size_per_item={self.max_item_bytes // 1024})")

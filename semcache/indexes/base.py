@@ -1,0 +1,95 @@
+"""The ``VectorIndex`` seam: vectors with a context key, searched within one context.
+
+An entry is identified by the exact key of the request whose answer it points to, so
+writing the same request twice replaces one entry. ``search`` only ever returns entries
+of the given context key that have not expired, best first, with cosine similarity in
+[-1, 1] (backends that speak distance convert in one place of their own).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["IndexEntry", "Candidate", "VectorIndex"]
+
+
+@dataclass(frozen=True, slots=True)
+class IndexEntry:
+    key: str  #: exact key of the stored answer ("<namespace>:<digest>")
+    context: str  #: context key: only queries with the same context may match
+    namespace: str
+    prompt: str  #: the query text that was embedded
+    created_at: float  #: unix time
+    expires_at: float | None  #: unix time, None = never
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    key: str
+    similarity: float
+    prompt: str
+    created_at: float
+    expires_at: float | None
+
+
+class VectorIndex(ABC):
+    name: str = "index"
+
+    @abstractmethod
+    def add(self, entries: Sequence[IndexEntry], vectors: np.ndarray) -> None:
+        """Add or replace (by ``key``) entries; ``vectors`` is float32[n, dim], unit rows."""
+
+    @abstractmethod
+    def search(
+        self, vector: np.ndarray, context: str, k: int = 4, now: float | None = None
+    ) -> list[Candidate]:
+        """Up to ``k`` unexpired entries of ``context``, most similar first."""
+
+    @abstractmethod
+    def delete(self, keys: Sequence[str]) -> int:
+        """Remove entries by key; returns how many existed."""
+
+    @abstractmethod
+    def clear(self, namespace: str) -> int:
+        """Remove every entry of ``namespace``; returns how many."""
+
+    @abstractmethod
+    def count(self, namespace: str | None = None) -> int:
+        """Entries stored (in ``namespace``, or in all)."""
+
+    def ping(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        pass
+
+    async def aadd(self, entries: Sequence[IndexEntry], vectors: np.ndarray) -> None:
+        await asyncio.to_thread(self.add, entries, vectors)
+
+    async def asearch(
+        self, vector: np.ndarray, context: str, k: int = 4, now: float | None = None
+    ) -> list[Candidate]:
+        return await asyncio.to_thread(self.search, vector, context, k, now)
+
+    async def adelete(self, keys: Sequence[str]) -> int:
+        return await asyncio.to_thread(self.delete, keys)
+
+    async def aclear(self, namespace: str) -> int:
+        return await asyncio.to_thread(self.clear, namespace)
+
+    async def acount(self, namespace: str | None = None) -> int:
+        return await asyncio.to_thread(self.count, namespace)
+
+    async def aping(self) -> bool:
+        return await asyncio.to_thread(self.ping)
+
+    async def aclose(self) -> None:
+        await asyncio.to_thread(self.close)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"

@@ -1,0 +1,149 @@
+"""Contract every ExactStore backend passes, unchanged.
+
+Use it by subclassing in a backend's test module and providing fixtures:
+
+    class TestRedisStore(ExactStoreContract):
+        @pytest.fixture
+        def store(self, redis_server): ...          # a live store
+        @pytest.fixture
+        def dead_store(self): ...                   # same backend, server not running
+
+Stores behind a server subclass ``RemoteExactStoreContract`` instead and also provide
+``dead_store`` (same backend, nothing listening), which must raise ``BackendError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+
+import pytest
+
+from semcache import BackendError
+from semcache.exact.base import ExactStore
+
+
+def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05) -> bool:
+    """Poll ``predicate`` until true or ``timeout``: a bounded wait, not a blind sleep."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
+
+
+class ExactStoreContract:
+    #: shortest TTL the backend resolves (Redis: 1 s granularity is fine)
+    short_ttl = 1.0
+
+    @pytest.fixture
+    def ns(self) -> str:
+        return "t" + uuid.uuid4().hex[:12]
+
+    def test_missing_key_is_none(self, store: ExactStore, ns: str) -> None:
+        assert store.get(f"{ns}:absent") is None
+
+    def test_set_get_roundtrip(self, store: ExactStore, ns: str) -> None:
+        store.set(f"{ns}:a", b'{"x": 1}')
+        assert store.get(f"{ns}:a") == b'{"x": 1}'
+
+    def test_overwrite_replaces(self, store: ExactStore, ns: str) -> None:
+        store.set(f"{ns}:a", b"one")
+        store.set(f"{ns}:a", b"two")
+        assert store.get(f"{ns}:a") == b"two"
+
+    def test_delete_counts_and_removes(self, store: ExactStore, ns: str) -> None:
+        store.set(f"{ns}:a", b"1")
+        store.set(f"{ns}:b", b"2")
+        assert store.delete([f"{ns}:a", f"{ns}:zzz"]) == 1
+        assert store.get(f"{ns}:a") is None
+        assert store.get(f"{ns}:b") == b"2"
+
+    def test_ttl_expires(self, store: ExactStore, ns: str) -> None:
+        store.set(f"{ns}:short", b"v", ttl=self.short_ttl)
+        store.set(f"{ns}:long", b"v", ttl=3600)
+        store.set(f"{ns}:forever", b"v", ttl=None)
+        assert store.get(f"{ns}:long") == b"v"
+        assert wait_until(lambda: store.get(f"{ns}:short") is None, timeout=self.short_ttl + 10)
+        assert store.get(f"{ns}:long") == b"v"
+        assert store.get(f"{ns}:forever") == b"v"
+
+    def test_clear_is_scoped_to_namespace(self, store: ExactStore, ns: str) -> None:
+        other = ns + "x"  # a namespace that shares ns as a string prefix
+        for i in range(5):
+            store.set(f"{ns}:{i}", b"mine")
+            store.set(f"{other}:{i}", b"theirs")
+        assert store.clear(ns) == 5
+        assert all(store.get(f"{ns}:{i}") is None for i in range(5))
+        assert all(store.get(f"{other}:{i}") == b"theirs" for i in range(5))
+        store.clear(other)
+
+    def test_namespaces_isolated(self, store: ExactStore, ns: str) -> None:
+        store.set(f"{ns}a:k", b"A")
+        store.set(f"{ns}b:k", b"B")
+        assert store.get(f"{ns}a:k") == b"A"
+        assert store.get(f"{ns}b:k") == b"B"
+        store.delete([f"{ns}a:k"])
+        assert store.get(f"{ns}b:k") == b"B"
+
+    def test_large_value(self, store: ExactStore, ns: str) -> None:
+        big = bytes(range(256)) * 3000  # 768 KB, every byte value
+        store.set(f"{ns}:big", big)
+        assert store.get(f"{ns}:big") == big
+
+    def test_unicode_key_and_value(self, store: ExactStore, ns: str) -> None:
+        key = f"{ns}:ключ-鍵-🔑"
+        value = "答え — ответ — 🔑".encode()
+        store.set(key, value)
+        assert store.get(key) == value
+
+    def test_concurrent_writers(self, store: ExactStore, ns: str) -> None:
+        errors: list[BaseException] = []
+
+        def writer(t: int) -> None:
+            try:
+                for i in range(25):
+                    store.set(f"{ns}:{t}:{i}", f"{t}-{i}".encode())
+            except BaseException as exc:  # surfaced below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=writer, args=(t,)) for t in range(8)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        assert not errors
+        for t in range(8):
+            for i in range(25):
+                assert store.get(f"{ns}:{t}:{i}") == f"{t}-{i}".encode()
+
+    def test_async_twins(self, store: ExactStore, ns: str) -> None:
+        async def run() -> None:
+            await store.aset(f"{ns}:a", b"1", 60)
+            assert await store.aget(f"{ns}:a") == b"1"
+            results = await asyncio.gather(*(store.aget(f"{ns}:a") for _ in range(8)))
+            assert results == [b"1"] * 8
+            assert await store.adelete([f"{ns}:a"]) == 1
+            await store.aset(f"{ns}:b", b"2")
+            assert await store.aclear(ns) == 1
+            assert await store.aping()
+
+        asyncio.run(run())
+
+    def test_ping(self, store: ExactStore) -> None:
+        assert store.ping() is True
+
+
+
+class RemoteExactStoreContract(ExactStoreContract):
+    def test_server_down_raises_backend_error(self, dead_store: ExactStore, ns: str) -> None:
+        dead = dead_store
+        with pytest.raises(BackendError):
+            dead.get(f"{ns}:a")
+        with pytest.raises(BackendError):
+            dead.set(f"{ns}:a", b"1")
+        with pytest.raises(BackendError):
+            dead.ping()
