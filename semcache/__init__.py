@@ -1,4 +1,16 @@
-"""semcache: a semantic cache for LLM responses."""
+"""semcache: a semantic cache for LLM responses.
+
+    import semcache
+    semcache.cache = semcache.Cache(type="faiss-semantic")
+    hit = semcache.cache.lookup(model="m", messages=[{"role": "user", "content": "Hi"}])
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._cache import Cache, CacheHit
+from ._config import CacheMode, Controls
 from ._errors import (
     BackendError,
     BackendTimeout,
@@ -9,5 +21,61 @@ from ._errors import (
     MissingDependency,
     SemcacheError,
 )
+from ._policy import Decision, DecisionPolicy, StaticThreshold
 
 __version__ = "0.1.0"
+
+#: the cache the call layer consults (LiteLLM's ``litellm.cache``); None = no caching
+cache: Cache | None = None
+
+
+def enable_cache(type: str = "local", **params: Any) -> Cache:
+    """Create a ``Cache`` and make it the module-level ``semcache.cache``."""
+    global cache
+    cache = Cache(type=type, **params)
+    return cache
+
+
+def update_cache(**params: Any) -> Cache:
+    """Rebuild ``semcache.cache`` with some parameters changed (the rest kept)."""
+    global cache
+    if cache is None:
+        return enable_cache(**params)
+    merged = {**cache._init_params, **params}
+    if "type" in params:  # a new type: keep only the type-independent settings
+        keep = ("mode", "ttl", "namespace", "supported_call_types", "on_error",
+                "signing_key", "max_value_bytes", "clock")
+        merged = {k: v for k, v in cache._init_params.items() if k in keep} | params
+    old, cache = cache, Cache(**merged)
+    if old.store is not cache.store:
+        old.close()
+    return cache
+
+
+def disable_cache() -> None:
+    """Stop caching: ``semcache.cache = None``."""
+    global cache
+    cache = None
+
+
+__all__ = [
+    "Cache",
+    "CacheHit",
+    "CacheMode",
+    "Controls",
+    "Decision",
+    "DecisionPolicy",
+    "StaticThreshold",
+    "cache",
+    "enable_cache",
+    "update_cache",
+    "disable_cache",
+    "SemcacheError",
+    "ConfigError",
+    "InvalidRequestError",
+    "BackendError",
+    "BackendUnavailable",
+    "BackendTimeout",
+    "IntegrityError",
+    "MissingDependency",
+]

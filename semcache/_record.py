@@ -1,0 +1,108 @@
+"""What an exact-store value is: a versioned JSON record, optionally HMAC-signed.
+
+JSON only, never pickle, so a shared store cannot make a reader execute code. With a
+``signing_key`` every value is ``b"s1:" + hex(HMAC-SHA256(body)) + b":" + body`` and a
+value whose signature does not verify is rejected (``IntegrityError``, counted as a
+miss by the pipeline). Reads are bounded: an oversized, deeply nested or malformed value
+is an ``IntegrityError``, never an exhausted process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from ._errors import IntegrityError, InvalidRequestError
+
+__all__ = ["Record", "RecordCodec"]
+
+RECORD_VERSION = 1
+_SIG_PREFIX = b"s1:"
+
+
+@dataclass(slots=True)
+class Record:
+    key: str
+    value: Any  #: the cached response, as JSON-compatible data
+    created_at: float
+    expires_at: float | None
+    call_type: str
+    prompt: str | None = None  #: the embedded query text (semantic types)
+    context: str | None = None  #: context key (semantic types)
+    kind: str | None = None  #: type of the original response object, for rebuilding it
+
+    def to_json(self) -> dict[str, Any]:
+        return {"v": RECORD_VERSION, "key": self.key, "value": self.value,
+                "created_at": self.created_at, "expires_at": self.expires_at,
+                "call_type": self.call_type, "prompt": self.prompt,
+                "context": self.context, "kind": self.kind}
+
+
+def to_jsonable(value: Any) -> tuple[Any, str | None]:
+    """A response object as JSON data plus the name of its type (pydantic/openai aware)."""
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):
+        t = type(value)
+        return dump(mode="json"), f"{t.__module__}.{t.__qualname__}"
+    return value, None
+
+
+class RecordCodec:
+    def __init__(self, signing_key: bytes | str | None = None,
+                 max_value_bytes: int = 64 * 2**20) -> None:
+        if isinstance(signing_key, str):
+            signing_key = signing_key.encode()
+        if signing_key is not None and len(signing_key) < 16:
+            from ._errors import ConfigError
+
+            raise ConfigError("signing_key must be at least 16 bytes", parameter="signing_key")
+        self._key = signing_key
+        self.max_value_bytes = max_value_bytes
+
+    @property
+    def signed(self) -> bool:
+        return self._key is not None
+
+    def encode(self, record: Record) -> bytes:
+        try:
+            body = orjson.dumps(record.to_json())
+        except (TypeError, orjson.JSONEncodeError) as exc:
+            raise InvalidRequestError(
+                f"the response to cache is not JSON-serialisable: {exc}") from exc
+        if self._key is None:
+            return body
+        sig = hmac.new(self._key, body, hashlib.sha256).hexdigest().encode()
+        return _SIG_PREFIX + sig + b":" + body
+
+    def decode(self, raw: bytes) -> Record:
+        if len(raw) > self.max_value_bytes:
+            raise IntegrityError(f"stored value of {len(raw)} bytes exceeds max_value_bytes")
+        body = raw
+        if raw.startswith(_SIG_PREFIX):
+            sig, body = raw[3:67], raw[68:]
+            if self._key is not None:
+                want = hmac.new(self._key, body, hashlib.sha256).hexdigest().encode()
+                if not hmac.compare_digest(sig, want):
+                    raise IntegrityError("stored value failed its HMAC signature check")
+        elif self._key is not None:
+            raise IntegrityError("stored value is not signed but signing_key is set")
+        try:
+            d = orjson.loads(body)  # orjson refuses nesting deeper than 1024 levels
+        except (orjson.JSONDecodeError, RecursionError, ValueError) as exc:
+            raise IntegrityError(f"stored value is not valid JSON: {exc}") from exc
+        if not isinstance(d, dict) or d.get("v") != RECORD_VERSION:
+            raise IntegrityError("stored value is not a semcache record of this version")
+        try:
+            rec = Record(key=d["key"], value=d["value"], created_at=float(d["created_at"]),
+                         expires_at=None if d["expires_at"] is None else float(d["expires_at"]),
+                         call_type=d["call_type"], prompt=d.get("prompt"),
+                         context=d.get("context"), kind=d.get("kind"))
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
+            raise IntegrityError(f"stored record is malformed: {exc!r}") from exc
+        if not isinstance(rec.key, str) or not isinstance(rec.call_type, str):
+            raise IntegrityError("stored record is malformed: key/call_type")
+        return rec

@@ -1,0 +1,167 @@
+"""One table from LiteLLM's type strings to lazily imported backends.
+
+Each type names a builder ("module:attr") and the parameters it accepts. Builders of
+exact-only types return an ``ExactStore``; builders of semantic types take the resolved
+``Embedder`` and return ``(ExactStore, VectorIndex)``. A missing optional dependency
+surfaces as ``MissingDependency`` with the extra to install.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ._errors import ConfigError, MissingDependency
+from .embedders.base import Embedder
+from .exact.base import ExactStore
+from .indexes.base import VectorIndex
+
+__all__ = ["TYPES", "TypeSpec", "build_backends", "get_embedder", "DEFAULT_EMBEDDING_MODEL"]
+
+DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
+
+
+@dataclass(frozen=True, slots=True)
+class TypeSpec:
+    target: str  #: "module:attr" (a class with ``from_params`` or a function)
+    params: frozenset[str]
+    semantic: bool = False
+    extra: str = ""  #: pip extra that provides it
+    embedder_param: str | None = None  #: LiteLLM's name for the embedding model
+
+
+_MEMORY = frozenset({"max_size_in_memory", "max_size_per_item"})
+_REDIS = frozenset({"host", "port", "password", "username", "redis_url", "db",
+                    "redis_startup_nodes", "ssl", "socket_timeout", "socket_connect_timeout",
+                    "redis_flush_size", "max_connections"})
+
+TYPES: dict[str, TypeSpec] = {
+    "local": TypeSpec("semcache._registry:build_local", _MEMORY | {"default_in_memory_ttl"}),
+    "disk": TypeSpec("semcache._registry:build_disk", frozenset({"disk_cache_dir",
+                                                                 "disk_size_limit"})),
+    "faiss-semantic": TypeSpec(
+        "semcache._registry:build_faiss_semantic",
+        _MEMORY | {"disk_cache_dir", "disk_size_limit", "embedding_model"},
+        semantic=True, extra="local", embedder_param="embedding_model"),
+    "redis": TypeSpec("semcache.exact.redis:RedisStore", _REDIS, extra="redis"),
+    "redis-semantic": TypeSpec(
+        "semcache.indexes.redisvl:build_redis_semantic",
+        _REDIS | {"redis_semantic_cache_embedding_model", "redis_semantic_cache_index_name",
+                  "redis_semantic_cache_use_async"},
+        semantic=True, extra="redisvl", embedder_param="redis_semantic_cache_embedding_model"),
+    "qdrant-semantic": TypeSpec(
+        "semcache.indexes.qdrant:build_qdrant_semantic",
+        frozenset({"qdrant_api_base", "qdrant_api_key", "qdrant_collection_name",
+                   "qdrant_semantic_cache_embedding_model", "qdrant_quantization_config",
+                   "qdrant_path", "qdrant_timeout"}),
+        semantic=True, extra="qdrant", embedder_param="qdrant_semantic_cache_embedding_model"),
+    "s3": TypeSpec(
+        "semcache.exact.s3:S3Store",
+        frozenset({"s3_bucket_name", "s3_region_name", "s3_api_version", "s3_use_ssl",
+                   "s3_verify", "s3_endpoint_url", "s3_aws_access_key_id",
+                   "s3_aws_secret_access_key", "s3_aws_session_token", "s3_config",
+                   "s3_path"}),
+        extra="s3"),
+    "gcs": TypeSpec(
+        "semcache.exact.gcs:GCSStore",
+        frozenset({"gcs_bucket_name", "gcs_path_service_account", "gcs_path",
+                   "gcs_endpoint_url"}),
+        extra="gcs"),
+    "azure_blob": TypeSpec(
+        "semcache.exact.azure:AzureBlobStore",
+        frozenset({"azure_account_url", "azure_blob_container", "azure_connection_string"}),
+        extra="azure"),
+}
+
+
+def _load(target: str, extra: str) -> Any:
+    module, _, attr = target.partition(":")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith("semcache"):
+            raise MissingDependency(f"{target} is not available in this build") from exc
+        raise MissingDependency(
+            f"{target} needs the '{exc.name}' package: pip install 'semcache[{extra}]'"
+        ) from exc
+
+
+def build_backends(
+    type: str, params: dict[str, Any], embedder: Embedder | None
+) -> tuple[ExactStore, VectorIndex | None]:
+    spec = TYPES[type]
+    target = _load(spec.target, spec.extra)
+    make = getattr(target, "from_params", target)
+    if spec.semantic:
+        store, index = make(embedder=embedder, **params)
+        return store, index
+    return make(**params), None
+
+
+# -- embedders: one instance per model per process, so models and LRUs are shared --
+_EMBEDDERS: dict[str, Embedder] = {}
+_EMBEDDERS_LOCK = threading.Lock()
+
+
+def get_embedder(model: str | Embedder | None) -> Embedder:
+    if isinstance(model, Embedder):
+        return model
+    name = model or DEFAULT_EMBEDDING_MODEL
+    if not isinstance(name, (str, os.PathLike)):
+        raise ConfigError(f"embedding model must be a name, a path or an Embedder, got "
+                          f"{type(name).__name__}", parameter="embedding_model")
+    key = str(name)
+    with _EMBEDDERS_LOCK:
+        emb = _EMBEDDERS.get(key)
+        if emb is None:
+            emb = _EMBEDDERS[key] = _resolve_embedder(key)
+        return emb
+
+
+def _resolve_embedder(name: str) -> Embedder:
+    try:
+        from .embedders.registry import resolve_embedder  # the full table, when present
+    except ImportError:
+        from .embedders.local import SentenceTransformerEmbedder
+
+        return SentenceTransformerEmbedder(name)
+    return resolve_embedder(name)
+
+
+# -- builders of the in-process types --
+def _memory(params: dict[str, Any]):
+    from .exact.memory import MemoryStore
+
+    return MemoryStore(**{k: params[k] for k in _MEMORY if k in params})
+
+
+def build_local(**params: Any) -> ExactStore:
+    params.pop("default_in_memory_ttl", None)  # LiteLLM's; semcache uses ttl=
+    return _memory(params)
+
+
+def build_disk(disk_cache_dir: str | os.PathLike[str] = ".semcache",
+               disk_size_limit: int = 2**30) -> ExactStore:
+    from .exact.disk import DiskStore
+
+    return DiskStore(disk_cache_dir, size_limit=disk_size_limit)
+
+
+def build_faiss_semantic(embedder: Embedder, embedding_model: Any = None,
+                         disk_cache_dir: str | os.PathLike[str] | None = None,
+                         disk_size_limit: int = 2**30,
+                         **memory: Any) -> tuple[ExactStore, VectorIndex]:
+    from .indexes.faiss import FaissIndex
+
+    if disk_cache_dir is None:
+        return _memory(memory), FaissIndex(model_id=embedder.model_id)
+    if memory:
+        raise ConfigError(f"{sorted(memory)[0]} applies to the in-memory store; with "
+                          "disk_cache_dir the store is on disk", parameter=sorted(memory)[0])
+    store = build_disk(disk_cache_dir, disk_size_limit)
+    index = FaissIndex(path=Path(disk_cache_dir) / "index", model_id=embedder.model_id)
+    return store, index

@@ -1,0 +1,420 @@
+"""The embedded vector index (``faiss-semantic``): in process, optionally persisted.
+
+Entries are sharded by context key, so a search only ever scores the entries of its
+own context: a context with three entries among a million others is searched exactly,
+with no loss of recall to a global top-k that other contexts crowd out (the failure of
+post-filtering). A shard is a contiguous float32 matrix; an exact search is one BLAS
+matrix-vector product plus ``argpartition``, with expired rows masked in the same
+vectorised pass.
+
+Persistence (``path=``): ``manifest.json`` (format, model, dimension, metric) checked on
+open, a snapshot (``snapshot.npz``: vectors and metadata in one file), and an append-only operation
+log replayed on open; a torn last line from a crash is ignored. The folder is locked
+so a second process gets a clear error rather than a corrupted index.
+"""
+
+from __future__ import annotations
+
+import base64
+import fcntl
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from .._errors import ConfigError, InvalidRequestError
+from .base import Candidate, IndexEntry, VectorIndex
+
+__all__ = ["FaissIndex"]
+
+FORMAT = 1
+_INF = np.inf
+
+
+class _Shard:
+    """One context's entries: rows of a growable matrix, swap-remove on delete."""
+
+    __slots__ = ("dim", "vecs", "expires", "keys", "meta", "row", "n")
+
+    def __init__(self, dim: int, capacity: int = 8) -> None:
+        self.dim = dim
+        self.vecs = np.empty((capacity, dim), dtype=np.float32)
+        self.expires = np.empty(capacity, dtype=np.float64)
+        self.keys: list[str] = []
+        self.meta: list[tuple[str, float, float | None]] = []  # prompt, created, expires
+        self.row: dict[str, int] = {}
+        self.n = 0
+
+    def put(self, key: str, vec: np.ndarray, prompt: str, created: float,
+            expires: float | None) -> None:
+        r = self.row.get(key)
+        if r is None:
+            if self.n == len(self.vecs):
+                cap = len(self.vecs) * 2
+                self.vecs = np.resize(self.vecs, (cap, self.dim))
+                self.expires = np.resize(self.expires, cap)
+            r = self.n
+            self.n += 1
+            self.row[key] = r
+            self.keys.append(key)
+            self.meta.append((prompt, created, expires))
+        else:
+            self.meta[r] = (prompt, created, expires)
+        self.vecs[r] = vec
+        self.expires[r] = _INF if expires is None else expires
+
+    def remove(self, key: str) -> bool:
+        r = self.row.pop(key, None)
+        if r is None:
+            return False
+        last = self.n - 1
+        if r != last:  # move the last row into the hole: O(dim), no shifting
+            self.vecs[r] = self.vecs[last]
+            self.expires[r] = self.expires[last]
+            moved = self.keys[last]
+            self.keys[r] = moved
+            self.meta[r] = self.meta[last]
+            self.row[moved] = r
+        self.keys.pop()
+        self.meta.pop()
+        self.n = last
+        return True
+
+    def search(self, q: np.ndarray, k: int, now: float) -> list[Candidate]:
+        n = self.n
+        if n == 0:
+            return []
+        sims = self.vecs[:n] @ q
+        sims[self.expires[:n] <= now] = -_INF
+        if n > k:
+            top = np.argpartition(sims, n - k)[n - k:]
+            top = top[np.argsort(sims[top])[::-1]]
+        else:
+            top = np.argsort(sims)[::-1]
+        out = []
+        for r in top.tolist():
+            s = float(sims[r])
+            if s == -_INF:
+                break
+            prompt, created, expires = self.meta[r]
+            out.append(Candidate(self.keys[r], s, prompt, created, expires))
+        return out
+
+
+class FaissIndex(VectorIndex):
+    name = "faiss"
+
+    def __init__(
+        self,
+        dim: int | None = None,
+        *,
+        path: str | os.PathLike[str] | None = None,
+        model_id: str | None = None,
+        metric: str = "cosine",
+        fsync: bool = False,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if metric != "cosine":
+            raise ConfigError("only the cosine metric is supported", parameter="metric")
+        if dim is not None and (not isinstance(dim, int) or dim < 1):
+            raise ConfigError(f"dim must be a positive int, got {dim!r}", parameter="dim")
+        self._dim = dim
+        self.model_id = model_id
+        self.metric = metric
+        self._clock = clock
+        self._fsync = fsync
+        self._lock = threading.RLock()
+        self._shards: dict[str, _Shard] = {}
+        self._where: dict[str, str] = {}  # key -> context
+        self._ctx_ns: dict[str, str] = {}  # context -> namespace
+        self.path = Path(path) if path is not None else None
+        self._log: IO[str] | None = None
+        self._lockfile: IO[str] | None = None
+        self._log_lines = 0
+        if self.path is not None:
+            self._open_dir()
+
+    # ------------------------------------------------------------------ public seam
+    @property
+    def dim(self) -> int | None:
+        return self._dim
+
+    def add(self, entries: Sequence[IndexEntry], vectors: np.ndarray) -> None:
+        vecs = self._check_vectors(vectors, len(entries))
+        with self._lock:
+            for e, v in zip(entries, vecs):
+                self._put(e, v)
+            if self._log is not None:
+                self._append([{"op": "add", **_entry_json(e), "v": _b64(v)}
+                              for e, v in zip(entries, vecs)])
+
+    def search(self, vector: np.ndarray, context: str, k: int = 4,
+               now: float | None = None) -> list[Candidate]:
+        if k < 1:
+            raise InvalidRequestError(f"k must be >= 1, got {k}")
+        q = self._check_vectors(vector, None)[0] if self._dim is not None else None
+        with self._lock:
+            shard = self._shards.get(context)
+            if shard is None or q is None:
+                return []
+            return shard.search(q, k, self._clock() if now is None else now)
+
+    def delete(self, keys: Sequence[str]) -> int:
+        keys = list(keys)
+        with self._lock:
+            gone = sum(self._remove(k) for k in keys)
+            if gone and self._log is not None:
+                self._append([{"op": "del", "keys": keys}])
+            return gone
+
+    def clear(self, namespace: str) -> int:
+        with self._lock:
+            gone = self._clear(namespace)
+            if self._log is not None:
+                self._append([{"op": "clear", "ns": namespace}])
+            return gone
+
+    def count(self, namespace: str | None = None) -> int:
+        with self._lock:
+            if namespace is None:
+                return len(self._where)
+            return sum(s.n for c, s in self._shards.items() if self._ctx_ns[c] == namespace)
+
+    def purge_expired(self, now: float | None = None) -> int:
+        """Remove expired entries (search already ignores them)."""
+        now = self._clock() if now is None else now
+        with self._lock:
+            doomed = [s.keys[r] for s in self._shards.values()
+                      for r in np.nonzero(s.expires[: s.n] <= now)[0].tolist()]
+        return self.delete(doomed) if doomed else 0
+
+    def close(self) -> None:
+        with self._lock:
+            if self._log is not None:
+                self._log.close()
+                self._log = None
+            if self._lockfile is not None:
+                fcntl.flock(self._lockfile, fcntl.LOCK_UN)
+                self._lockfile.close()
+                self._lockfile = None
+
+    # No I/O besides an append: searching inline beats a thread hop (microseconds).
+    async def asearch(self, vector: np.ndarray, context: str, k: int = 4,
+                      now: float | None = None) -> list[Candidate]:
+        return self.search(vector, context, k, now)
+
+    async def aadd(self, entries: Sequence[IndexEntry], vectors: np.ndarray) -> None:
+        self.add(entries, vectors)
+
+    async def adelete(self, keys: Sequence[str]) -> int:
+        return self.delete(keys)
+
+    async def acount(self, namespace: str | None = None) -> int:
+        return self.count(namespace)
+
+    def __repr__(self) -> str:
+        where = f", path={str(self.path)!r}" if self.path else ""
+        return f"FaissIndex(dim={self._dim}, entries={len(self._where)}{where})"
+
+    # ---------------------------------------------------------------- internals
+    def _check_vectors(self, vectors: np.ndarray, n: int | None) -> np.ndarray:
+        arr = np.asarray(vectors, dtype=np.float32)
+        if arr.ndim == 1:
+            arr = arr[None, :]
+        if arr.ndim != 2 or (n is not None and arr.shape[0] != n):
+            raise InvalidRequestError(f"vectors have shape {arr.shape}, expected ({n}, dim)")
+        if self._dim is None:
+            self._dim = int(arr.shape[1])
+            if self.path is not None:
+                self._write_manifest()
+        if arr.shape[1] != self._dim:
+            raise InvalidRequestError(
+                f"vector dimension {arr.shape[1]} does not match the index's {self._dim}")
+        if not np.isfinite(arr).all():
+            raise InvalidRequestError("vectors contain NaN or Infinity")
+        return arr
+
+    def _put(self, e: IndexEntry, v: np.ndarray) -> None:
+        old = self._where.get(e.key)
+        if old is not None and old != e.context:
+            self._remove(e.key)
+        shard = self._shards.get(e.context)
+        if shard is None:
+            assert self._dim is not None
+            shard = self._shards[e.context] = _Shard(self._dim)
+            self._ctx_ns[e.context] = e.namespace
+        shard.put(e.key, v, e.prompt, e.created_at, e.expires_at)
+        self._where[e.key] = e.context
+
+    def _remove(self, key: str) -> bool:
+        ctx = self._where.pop(key, None)
+        if ctx is None:
+            return False
+        shard = self._shards[ctx]
+        shard.remove(key)
+        if shard.n == 0:
+            del self._shards[ctx]
+            del self._ctx_ns[ctx]
+        return True
+
+    def _clear(self, namespace: str) -> int:
+        gone = 0
+        for ctx in [c for c, ns in self._ctx_ns.items() if ns == namespace]:
+            shard = self._shards.pop(ctx)
+            del self._ctx_ns[ctx]
+            for k in shard.keys:
+                del self._where[k]
+            gone += shard.n
+        return gone
+
+    # -- persistence --
+    def _open_dir(self) -> None:
+        assert self.path is not None
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._lockfile = open(self.path / "lock", "a+")
+        try:
+            fcntl.flock(self._lockfile, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lockfile.close()
+            self._lockfile = None
+            raise ConfigError(
+                f"the FAISS index at {str(self.path)!r} is open in another process; "
+                "share a cache across processes with a server-backed type "
+                "(redis-semantic, qdrant-semantic) or give each process its own folder",
+                parameter="disk_cache_dir",
+            ) from None
+        manifest = self.path / "manifest.json"
+        if manifest.exists():
+            m = json.loads(manifest.read_text())
+            if m.get("format") != FORMAT or m.get("metric") != self.metric:
+                raise ConfigError(f"index at {str(self.path)!r} has format/metric "
+                                  f"{m.get('format')}/{m.get('metric')}, expected "
+                                  f"{FORMAT}/{self.metric}")
+            if self.model_id is not None and m.get("model_id") not in (None, self.model_id):
+                raise ConfigError(
+                    f"index at {str(self.path)!r} was built with embedding model "
+                    f"{m.get('model_id')!r}, not {self.model_id!r}: its vectors are not "
+                    "comparable; use another folder or flush it", parameter="embedding_model")
+            if self._dim is not None and m.get("dim") not in (None, self._dim):
+                raise ConfigError(f"index at {str(self.path)!r} has dimension {m.get('dim')}, "
+                                  f"not {self._dim}", parameter="dim")
+            self._dim = m.get("dim") or self._dim
+            self.model_id = self.model_id or m.get("model_id")
+        self._write_manifest()
+        self._load_snapshot()
+        self._replay_log()
+        self._log = open(self.path / "log.jsonl", "a", encoding="utf-8")
+
+    def _write_manifest(self) -> None:
+        assert self.path is not None
+        _atomic_write(self.path / "manifest.json", json.dumps(
+            {"format": FORMAT, "model_id": self.model_id, "dim": self._dim,
+             "metric": self.metric}).encode())
+
+    def _load_snapshot(self) -> None:
+        assert self.path is not None
+        snap = self.path / "snapshot.npz"
+        if not snap.exists():
+            return
+        with np.load(snap, allow_pickle=False) as z:
+            vecs = z["vecs"]
+            meta = json.loads(z["meta"].tobytes())
+        for e, v in zip(meta, vecs):
+            self._put(_entry_from_json(e), v)
+
+    def _replay_log(self) -> None:
+        assert self.path is not None
+        log_p = self.path / "log.jsonl"
+        if not log_p.exists():
+            return
+        with open(log_p, encoding="utf-8") as f:
+            lines = f.readlines()
+        good = 0
+        for line in lines:
+            try:
+                op = json.loads(line)
+            except json.JSONDecodeError:
+                break  # a torn write from a crash: everything before it is intact
+            kind = op.get("op")
+            if kind == "add":
+                v = np.frombuffer(base64.b64decode(op["v"]), dtype=np.float32)
+                if self._dim is None:
+                    self._dim = int(v.shape[0])
+                self._put(_entry_from_json(op), v)
+            elif kind == "del":
+                for k in op["keys"]:
+                    self._remove(k)
+            elif kind == "clear":
+                self._clear(op["ns"])
+            good += 1
+        self._log_lines = good
+        if good != len(lines):  # drop the torn tail so later appends start clean
+            self._snapshot()
+
+    def _append(self, ops: list[dict[str, Any]]) -> None:
+        assert self._log is not None
+        self._log.write("".join(json.dumps(o, separators=(",", ":")) + "\n" for o in ops))
+        self._log.flush()
+        if self._fsync:
+            os.fsync(self._log.fileno())
+        self._log_lines += len(ops)
+        if self._log_lines > max(10_000, 2 * len(self._where)):
+            self._snapshot()
+
+    def _snapshot(self) -> None:
+        """Write the whole index atomically and truncate the log."""
+        assert self.path is not None
+        entries, vecs = [], []
+        for shard in self._shards.values():
+            ns = self._ctx_ns
+            for r, key in enumerate(shard.keys):
+                prompt, created, expires = shard.meta[r]
+                ctx = self._where[key]
+                entries.append({"key": key, "ctx": ctx, "ns": ns[ctx], "p": prompt,
+                                "c": created, "x": expires})
+            vecs.append(shard.vecs[: shard.n])
+        arr = np.concatenate(vecs) if vecs else np.zeros((0, self._dim or 0), np.float32)
+        meta = np.frombuffer(json.dumps(entries).encode(), dtype=np.uint8)
+        # one file, renamed into place: vectors and metadata can never disagree, and a
+        # crash before the log is truncated only replays operations that are idempotent
+        tmp = self.path / "snapshot.tmp.npz"
+        with open(tmp, "wb") as f:
+            np.savez(f, vecs=arr, meta=meta)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path / "snapshot.npz")
+        if self._log is not None:
+            self._log.close()
+        with open(self.path / "log.jsonl", "w", encoding="utf-8") as f:
+            f.flush()
+            os.fsync(f.fileno())
+        self._log = open(self.path / "log.jsonl", "a", encoding="utf-8") \
+            if self._log is not None else None
+        self._log_lines = 0
+
+
+def _entry_json(e: IndexEntry) -> dict[str, Any]:
+    return {"key": e.key, "ctx": e.context, "ns": e.namespace, "p": e.prompt,
+            "c": e.created_at, "x": e.expires_at}
+
+
+def _entry_from_json(d: dict[str, Any]) -> IndexEntry:
+    return IndexEntry(d["key"], d["ctx"], d["ns"], d["p"], d["c"], d["x"])
+
+
+def _b64(v: np.ndarray) -> str:
+    return base64.b64encode(np.ascontiguousarray(v, dtype=np.float32).tobytes()).decode()
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
