@@ -153,6 +153,9 @@ class Cache:
         clock: Callable[[], float] = time.time,
         **params: Any,
     ) -> None:
+        # what was given, for update_cache(): resolved values would leak defaults
+        self._init_params = {k: v for k, v in locals().items()
+                             if k not in ("self", "params", "__class__")} | params
         given = {"store": store, "index": index}
         if type is None and store is None:
             raise ConfigError("give a cache type or a store instance", parameter="type")
@@ -195,7 +198,8 @@ class Cache:
         types = tuple(types)
         for t in types:
             if t not in CALL_TYPES:
-                raise ConfigError(_unknown("call type", t, CALL_TYPES),
+                raise ConfigError("supported_call_types: " + _unknown("call type", t,
+                                                                      CALL_TYPES),
                                   parameter="supported_call_types")
         self.supported_call_types = frozenset(types)
         if on_error not in ("open", "raise"):
@@ -218,13 +222,6 @@ class Cache:
         self._clock = clock
         self._stats = Stats()
         self._faults = FaultLog()
-        self._init_params = {"type": type, "mode": mode, "ttl": ttl, "namespace": namespace,
-                             "supported_call_types": supported_call_types,
-                             "similarity_threshold": similarity_threshold, "top_k": top_k,
-                             "semantic_query": semantic_query, "policy": policy,
-                             "on_error": on_error, "signing_key": signing_key,
-                             "max_value_bytes": max_value_bytes, "store": store,
-                             "index": index, "embedder": embedder, "clock": clock, **params}
 
         # -- backends: instances win; strings are resolved here, at the edge --
         self.embedder: Embedder | None = None
