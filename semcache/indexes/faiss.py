@@ -137,7 +137,11 @@ class FaissIndex(VectorIndex):
         self._lockfile: IO[str] | None = None
         self._log_lines = 0
         if self.path is not None:
-            self._open_dir()
+            try:
+                self._open_dir()
+            except BaseException:
+                self.close()  # release the folder lock and files of a refused open
+                raise
 
     # ------------------------------------------------------------------ public seam
     @property
