@@ -29,7 +29,7 @@ from typing import Any
 
 from ._clients import POOL, Endpoint, create_method, resolve_endpoint, strip_provider, \
     upstream_params
-from ._streams import Accumulator, AsyncStream, SyncStream, aiter_list, replay_chunks
+from ._streams import Accumulator, AsyncStream, SyncStream, aiter_list, build, replay_chunks
 
 __all__ = ["completion", "acompletion", "text_completion", "atext_completion", "embedding",
            "aembedding", "transcription", "atranscription", "close_clients",
@@ -218,6 +218,11 @@ _DEFAULT_KIND = {
 }
 
 
+_ESSENTIAL = {"chat": "choices", "text": "choices", "embedding": "data",
+              "transcription": "text"}
+_ESSENTIAL_TYPE = {"chat": list, "text": list, "embedding": list, "transcription": str}
+
+
 class HiddenStr(str):
     """A ``str`` response (transcription ``response_format="text"``) that can carry
     ``_hidden_params`` like the model responses do."""
@@ -230,14 +235,17 @@ def _rebuild(kind: str, hit: Any) -> Any:
     value = hit.value
     if isinstance(value, str) and kind == "transcription":
         return HiddenStr(value)
-    if not isinstance(value, dict):
+    if not isinstance(value, dict) or not isinstance(value.get(_ESSENTIAL[kind]),
+                                                      _ESSENTIAL_TYPE[kind]):
+        log.warning("semcache: cached value for %s is not a %s response; calling upstream",
+                    hit.key, kind)
         return None
     name = hit.kind if hit.kind in _KINDS else _DEFAULT_KIND[kind]
     module, cls = _KINDS[name]
     import importlib
 
     try:
-        return getattr(importlib.import_module(module), cls).model_validate(value)
+        return build(getattr(importlib.import_module(module), cls), value)
     except Exception as exc:  # e.g. an entry written by add_cache in another shape
         log.warning("semcache: cached value for %s is not a %s (%s); calling upstream",
                     hit.key, cls, exc)

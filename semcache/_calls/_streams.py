@@ -84,7 +84,7 @@ class Accumulator:
         if self.kind == "text":
             from openai.types import Completion
 
-            return Completion.model_validate({
+            return build(Completion, {
                 **self.head, "object": "text_completion", "usage": usage,
                 "choices": [{"index": i, "text": "".join(c["parts"]), "logprobs": None,
                              "finish_reason": c["finish"] or "stop"}
@@ -102,8 +102,18 @@ class Accumulator:
                     for _, t in sorted(c["tools"].items())]
             choices.append({"index": i, "message": msg, "finish_reason": c["finish"] or "stop",
                             "logprobs": {"content": c["logprobs"]} if c["logprobs"] else None})
-        return ChatCompletion.model_validate({**self.head, "object": "chat.completion",
+        return build(ChatCompletion, {**self.head, "object": "chat.completion",
                                               "usage": usage, "choices": choices})
+
+
+def build(cls: Any, data: dict[str, Any]) -> Any:
+    """``cls.model_validate(data)``, or, for what a lenient server sent and the client
+    accepted (a finish_reason outside the spec, say), the client's own recursive
+    ``model_construct``, which is how it parses every response."""
+    try:
+        return cls.model_validate(data)
+    except ValueError:  # pydantic's ValidationError
+        return cls.model_construct(**data)
 
 
 def _pieces(text: str) -> list[str]:
@@ -158,7 +168,9 @@ def replay_chunks(kind: str, response: Any, include_usage: bool) -> list[Any]:
             e["usage"] = None
         if usage is not None:  # a stream stored without usage has none to replay
             events.append({**head, "choices": [], "usage": usage})
-    return [Chunk.model_validate(e) for e in events]
+    # chunks are built the way the client builds the ones it parses (no validation: a
+    # streaming chunk legitimately has finish_reason=None, which Completion rejects)
+    return [Chunk.model_construct(**e) for e in events]
 
 
 class _Base:
@@ -178,8 +190,8 @@ class _Base:
 
     def _assemble(self) -> Any:
         self._finished = True
-        if self._acc is None:
-            return None
+        if self._acc is None:  # a replay: the response is known from the start
+            return self.response
         try:
             return self._acc.result()
         except Exception:  # an odd chunk shape must not break the caller's stream

@@ -206,7 +206,8 @@ class FakeOpenAI:
     @property
     def requests(self) -> list[dict[str, Any]]:
         """Every recorded request: ``{"endpoint", "body", "headers"}`` (transcriptions:
-        the form fields, with ``file`` replaced by ``{"filename", "sha256", "size"}``)."""
+        the form fields, with ``file`` replaced by ``{"filename", "sha256", "size"}``;
+        header names lower-cased)."""
         with self._lock:
             return list(self._requests)
 
@@ -260,6 +261,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
+        # small SSE writes must not wait for delayed ACKs (Nagle): ~40 ms a chunk otherwise
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with self.fake._lock:
             self.fake._conns.add(self.connection)
 
@@ -295,11 +298,11 @@ class _Handler(BaseHTTPRequestHandler):
                 raw = self._read_body()
                 route = routes.get((method, endpoint))
                 if route is None:
-                    fake._record(endpoint, None, dict(self.headers))
+                    fake._record(endpoint, None, {k.lower(): v for k, v in self.headers.items()})
                     raise _Error(404, f"Unknown request URL: {method} {self.path}",
                                  code="unknown_url")
                 body = self._parse(endpoint, raw)
-                n = fake._record(endpoint, _recordable(body), dict(self.headers))
+                n = fake._record(endpoint, _recordable(body), {k.lower(): v for k, v in self.headers.items()})
                 if fake.delay_ms > 0:
                     time.sleep(fake.delay_ms / 1000)
                 model = body.get("model") if isinstance(body, dict) else None

