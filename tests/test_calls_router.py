@@ -74,3 +74,23 @@ def test_router_errors():
         Router(model_list=[dep], caching_groups=[("a", "b"), ("a", "c")])
     with pytest.raises(semcache.InvalidRequestError, match="no deployment for model 'zz'"):
         Router(model_list=[dep]).completion(model="zz", messages=MSG)
+
+
+def test_router_own_cache_and_cache_responses(fake):
+    semcache.cache = None
+    own = Cache()
+    router = Router(model_list=[_dep("m", "gpt-4o-mini", fake)], cache=own)
+    router.completion(model="m", messages=MSG)
+    r = router.completion(model="m", messages=MSG)
+    assert r._hidden_params["cache_hit"] is True and own.stats()["stores"] == 1
+    # a plain call does not see the router's cache
+    semcache.completion(model="gpt-4o-mini", messages=MSG, api_base=fake.base_url,
+                        api_key="k")
+    assert fake.calls[CHAT] == 2
+    semcache.cache = Cache()
+    off = Router(model_list=[_dep("m", "gpt-4o-mini", fake)], cache_responses=False)
+    for _ in range(2):
+        off.completion(model="m", messages=MSG)
+    assert fake.calls[CHAT] == 4 and semcache.cache.stats()["stores"] == 0
+    with pytest.raises(TypeError, match="routing_strategy"):
+        Router(model_list=[_dep("m", "x", fake)], routing_strategy="latency-based")

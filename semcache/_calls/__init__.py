@@ -170,6 +170,7 @@ class _Prepared:
     user_kwargs: dict[str, Any]  #: for the callbacks (redacted)
     stream: bool = False
     include_usage: bool = False
+    cache: Any = None  #: the Cache to consult (None: no caching)
     started: float = field(default_factory=time.time)
     t0: float = field(default_factory=time.perf_counter)
     timings: dict[str, float] = field(default_factory=dict)
@@ -310,7 +311,7 @@ def _timed(call: _Prepared, name: str, t: float) -> None:
 
 def _single_flow(call: _Prepared) -> _Flow:
     """chat, text completion and transcription: one request, one cached response."""
-    cache = _root().cache
+    cache = call.cache
     streamable = call.kind in ("chat", "text")
     outcome = None
     if cache is not None and not (call.stream and not streamable):
@@ -378,15 +379,15 @@ def _split_usage(total: int, weights: list[int]) -> list[int]:
     return out
 
 
-def _embedding_items(value: Any) -> tuple[list[Any], bool]:
-    """(items, single): a str or one token list is one item."""
+def _embedding_items(value: Any) -> list[Any]:
+    """The input's items: a str or one list of token ids is one item."""
     if isinstance(value, str):
-        return [value], True
+        return [value]
     if isinstance(value, list) and value and all(isinstance(x, int) for x in value):
-        return [value], True
+        return [value]
     if isinstance(value, (list, tuple)):
-        return list(value), False
-    return [value], True
+        return list(value)
+    return [value]
 
 
 def _embedding_flow(call: _Prepared) -> _Flow:
@@ -394,8 +395,8 @@ def _embedding_flow(call: _Prepared) -> _Flow:
     only the missing items go upstream, in order, and the response is reassembled."""
     from openai.types import CreateEmbeddingResponse
 
-    cache = _root().cache
-    items, single = _embedding_items(call.key_kwargs.get("input"))
+    cache = call.cache
+    items = _embedding_items(call.key_kwargs.get("input"))
     outcomes: list[Any] = [None] * len(items)
     served: dict[int, Any] = {}
     if cache is not None:
@@ -484,68 +485,65 @@ def _read_audio(file: Any) -> tuple[str | None, bytes]:
 
 
 # ---------------------------------------------------------------------- the public API
-def _chat(call_type: str, model: str, messages: Any, kwargs: dict[str, Any]) -> _Flow:
-    return _single_flow(_prepare(call_type, "chat",
-                                 {"model": model, "messages": messages, **kwargs}))
+_KIND = {"completion": "chat", "acompletion": "chat", "text_completion": "text",
+         "atext_completion": "text", "embedding": "embedding", "aembedding": "embedding",
+         "transcription": "transcription", "atranscription": "transcription"}
+_GLOBAL: Any = object()  #: "use semcache.cache"
 
 
-def _text(call_type: str, model: str, prompt: Any, kwargs: dict[str, Any]) -> _Flow:
-    return _single_flow(_prepare(call_type, "text", {"model": model, "prompt": prompt,
-                                                     **kwargs}))
-
-
-def _emb(call_type: str, model: str, input: Any, kwargs: dict[str, Any]) -> _Flow:
-    return _embedding_flow(_prepare(call_type, "embedding", {"model": model, "input": input,
-                                                             **kwargs}))
-
-
-def _audio(call_type: str, model: str, file: Any, kwargs: dict[str, Any]) -> _Flow:
-    name, data = _read_audio(file)
-    call = _prepare(call_type, "transcription", {"model": model, **kwargs})
-    # the key holds the audio's content (hashed to its SHA-256 by the key builder), not
-    # the file's name; the upstream gets the name too, for format detection
-    call.key_kwargs["file"] = data
-    call.params["file"] = (name, data) if name else data
-    call.user_kwargs["file"] = {"filename": name, "size": len(data),
-                                "sha256": hashlib.sha256(data).hexdigest()}
-    return _single_flow(call)
+def _flow(call_type: str, kwargs: dict[str, Any], cache: Any = _GLOBAL) -> _Flow:
+    kind = _KIND[call_type]
+    if kind != "transcription":
+        call = _prepare(call_type, kind, kwargs)
+    else:
+        kwargs = dict(kwargs)
+        name, data = _read_audio(kwargs.pop("file"))
+        call = _prepare(call_type, kind, kwargs)
+        # the key holds the audio's content (hashed to its SHA-256 by the key builder),
+        # not the file's name; the upstream gets the name too, for format detection
+        call.key_kwargs["file"] = data
+        call.params["file"] = (name, data) if name else data
+        call.user_kwargs["file"] = {"filename": name, "size": len(data),
+                                    "sha256": hashlib.sha256(data).hexdigest()}
+    call.cache = _root().cache if cache is _GLOBAL else cache
+    return _embedding_flow(call) if kind == "embedding" else _single_flow(call)
 
 
 def completion(model: str, messages: list[Any], **kwargs: Any) -> Any:
     """A chat completion (``ChatCompletion``, or an iterator of ``ChatCompletionChunk``
     with ``stream=True``), served from ``semcache.cache`` when it can be."""
-    return _run(_chat("completion", model, messages, kwargs))
+    return _run(_flow("completion", {"model": model, "messages": messages, **kwargs}))
 
 
 async def acompletion(model: str, messages: list[Any], **kwargs: Any) -> Any:
-    return await _arun(_chat("acompletion", model, messages, kwargs))
+    return await _arun(_flow("acompletion", {"model": model, "messages": messages, **kwargs}))
 
 
 def text_completion(model: str, prompt: Any, **kwargs: Any) -> Any:
     """A legacy completion (``Completion``; chunks with ``stream=True``)."""
-    return _run(_text("text_completion", model, prompt, kwargs))
+    return _run(_flow("text_completion", {"model": model, "prompt": prompt, **kwargs}))
 
 
 async def atext_completion(model: str, prompt: Any, **kwargs: Any) -> Any:
-    return await _arun(_text("atext_completion", model, prompt, kwargs))
+    return await _arun(_flow("atext_completion", {"model": model, "prompt": prompt, **kwargs}))
 
 
 def embedding(model: str, input: Any, **kwargs: Any) -> Any:
     """Embeddings (``CreateEmbeddingResponse``); each input item is cached on its own."""
-    return _run(_emb("embedding", model, input, kwargs))
+    return _run(_flow("embedding", {"model": model, "input": input, **kwargs}))
 
 
 async def aembedding(model: str, input: Any, **kwargs: Any) -> Any:
-    return await _arun(_emb("aembedding", model, input, kwargs))
+    return await _arun(_flow("aembedding", {"model": model, "input": input, **kwargs}))
 
 
 def transcription(model: str, file: Any, **kwargs: Any) -> Any:
     """An audio transcription, cached by the audio's content (SHA-256), not its name."""
-    return _run(_audio("transcription", model, file, kwargs))
+    return _run(_flow("transcription", {"model": model, "file": file, **kwargs}))
 
 
 async def atranscription(model: str, file: Any, **kwargs: Any) -> Any:
-    return await _arun(_audio("atranscription", model, file, kwargs))
+    return await _arun(_flow("atranscription", {"model": model, "file": file, **kwargs}))
 
 
 def close_clients() -> None:

@@ -24,11 +24,20 @@ _ROUTING_ONLY = frozenset({"rpm", "tpm", "order", "weight", "max_parallel_reques
 
 class Router:
     """``Router(model_list=[{"model_name": ..., "litellm_params": {"model", "api_base",
-    "api_key", ...}}], caching_groups=[("a", "b")])``."""
+    "api_key", ...}}], caching_groups=[("a", "b")])``.
+
+    The router's calls use ``semcache.cache`` unless given its own: ``cache=Cache(...)``,
+    or LiteLLM's ``redis_host`` / ``redis_port`` / ``redis_password`` (a ``redis`` Cache).
+    ``cache_responses=False`` turns caching off for the router's calls.
+    """
 
     def __init__(self, model_list: Sequence[Mapping[str, Any]],
-                 caching_groups: Iterable[Iterable[str]] | None = None,
-                 **defaults: Any) -> None:
+                 caching_groups: Iterable[Iterable[str]] | None = None, *,
+                 cache_responses: bool | None = None, cache: Any = None,
+                 redis_host: str | None = None, redis_port: int | str | None = None,
+                 redis_password: str | None = None, num_retries: int | None = None,
+                 timeout: float | None = None,
+                 default_litellm_params: Mapping[str, Any] | None = None) -> None:
         if not model_list:
             raise ConfigError("model_list must name at least one deployment",
                               parameter="model_list")
@@ -58,7 +67,21 @@ class Router:
                     raise ConfigError(f"model {model!r} is in two caching groups",
                                       parameter="caching_groups")
                 self._group_of[model] = label
-        self.defaults = defaults
+        if redis_host is not None:
+            if cache is not None:
+                raise ConfigError("give either cache= or redis_host=", parameter="cache")
+            from .._cache import Cache
+
+            cache = Cache(type="redis", host=redis_host,
+                          port=None if redis_port is None else int(redis_port),
+                          password=redis_password)
+        self.cache = cache
+        self.cache_responses = cache_responses
+        self.defaults: dict[str, Any] = dict(default_litellm_params or {})
+        if num_retries is not None:
+            self.defaults["num_retries"] = num_retries
+        if timeout is not None:
+            self.defaults["timeout"] = timeout
 
     @property
     def model_names(self) -> list[str]:
@@ -68,44 +91,51 @@ class Router:
         """The cache scope of a model name: its group's label, or the name itself."""
         return self._group_of.get(model_name, model_name)
 
-    def _route(self, model: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    def _flow(self, call_type: str, model: str, kwargs: dict[str, Any]) -> Any:
+        from . import _GLOBAL, _flow
+
         if model not in self._cycles:
             raise InvalidRequestError(f"no deployment for model {model!r}; the router "
                                       f"knows {self.model_names}")
         with self._lock:
             deployment = next(self._cycles[model])
-        return {**self.defaults, **deployment, **kwargs,
-                "caching_group": self.caching_group(model)}
+        params = {**self.defaults, **deployment, **kwargs,
+                  "caching_group": self.caching_group(model)}
+        if self.cache_responses is False:
+            params["caching"] = False
+        return _flow(call_type, params, self.cache if self.cache is not None else _GLOBAL)
 
     def completion(self, model: str, messages: list[Any], **kwargs: Any) -> Any:
-        from . import completion
+        from . import _run
 
-        return completion(messages=messages, **self._route(model, kwargs))
+        return _run(self._flow("completion", model, {"messages": messages, **kwargs}))
 
     async def acompletion(self, model: str, messages: list[Any], **kwargs: Any) -> Any:
-        from . import acompletion
+        from . import _arun
 
-        return await acompletion(messages=messages, **self._route(model, kwargs))
+        return await _arun(self._flow("acompletion", model, {"messages": messages,
+                                                              **kwargs}))
 
     def text_completion(self, model: str, prompt: Any, **kwargs: Any) -> Any:
-        from . import text_completion
+        from . import _run
 
-        return text_completion(prompt=prompt, **self._route(model, kwargs))
+        return _run(self._flow("text_completion", model, {"prompt": prompt, **kwargs}))
 
     async def atext_completion(self, model: str, prompt: Any, **kwargs: Any) -> Any:
-        from . import atext_completion
+        from . import _arun
 
-        return await atext_completion(prompt=prompt, **self._route(model, kwargs))
+        return await _arun(self._flow("atext_completion", model, {"prompt": prompt,
+                                                                   **kwargs}))
 
     def embedding(self, model: str, input: Any, **kwargs: Any) -> Any:
-        from . import embedding
+        from . import _run
 
-        return embedding(input=input, **self._route(model, kwargs))
+        return _run(self._flow("embedding", model, {"input": input, **kwargs}))
 
     async def aembedding(self, model: str, input: Any, **kwargs: Any) -> Any:
-        from . import aembedding
+        from . import _arun
 
-        return await aembedding(input=input, **self._route(model, kwargs))
+        return await _arun(self._flow("aembedding", model, {"input": input, **kwargs}))
 
     def __repr__(self) -> str:
         return f"Router(models={self.model_names}, caching_groups={self.caching_groups})"

@@ -155,7 +155,8 @@ def replay_chunks(kind: str, response: Any, include_usage: bool) -> list[Any]:
 
         for ch in response.choices:
             m = ch.message
-            ev(ch.index, {"role": m.role, "content": ""})
+            # content "" vs None survives the round trip (a tool-call answer has None)
+            ev(ch.index, {"role": m.role, "content": None if m.content is None else ""})
             for p in _pieces(m.content or ""):
                 ev(ch.index, {"content": p})
             if m.refusal:
