@@ -99,4 +99,4 @@ def text_of(chunks: list[Any]) -> str:
     return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
 
 
-__all__ = ["MSG", "Api", "api", "fake", "fake_server", "kw", "text_of", "POOL"]
+__all__ = ["MSG", "POOL", "Api", "api", "fake", "fake_server", "kw", "text_of"]

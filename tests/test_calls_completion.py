@@ -2,6 +2,10 @@
 upstream: every hit is proved by the upstream call count, every case runs sync and async.
 """
 
+# The shared fixtures are imported from tests/calls_support.py; test parameters of the
+# same name are pytest's injection, not redefinitions.
+# ruff: noqa: F811
+
 from __future__ import annotations
 
 import logging
@@ -68,19 +72,6 @@ def test_docs_default_off_mode_is_opt_in(api, fake, kw):
     api.completion(model="m", messages=MSG, cache={"use-cache": True}, **kw)
     r = api.completion(model="m", messages=MSG, cache={"use-cache": True}, **kw)
     assert fake.calls[CHAT] == 3 and r._hidden_params["cache_hit"] is True
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock():
-    return Clock()
 
 
 @pytest.fixture
@@ -304,7 +295,7 @@ def test_import_is_lazy():
             "assert callable(semcache.completion)")
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env=env, timeout=60)
+                         env=env, timeout=60, check=False)
     assert out.returncode == 0, out.stderr
 
 
@@ -313,3 +304,13 @@ def test_public_names():
                  "embedding", "aembedding", "transcription", "atranscription", "Router",
                  "success_callback"):
         assert name in semcache.__all__ and hasattr(semcache, name)
+
+
+def test_supported_call_types_decide_what_is_cached(api, fake, kw):
+    semcache.cache = Cache(supported_call_types=["embedding", "aembedding"])
+    for _ in range(2):
+        r = api.completion(model="m", messages=MSG, **kw)
+        e = api.embedding(model="e", input=["x"], dimensions=4, **kw)
+    assert fake.calls[CHAT] == 2 and fake.calls["embeddings"] == 1
+    assert r._hidden_params["cache_hit"] is False and e._hidden_params["cache_hit"] is True
+    assert r._hidden_params["cache"]["decision"] == "skipped"

@@ -1,6 +1,10 @@
 """embedding: each input item cached on its own; transcription: keyed on the audio's
 content, not its name."""
 
+# The shared fixtures are imported from tests/calls_support.py; test parameters of the
+# same name are pytest's injection, not redefinitions.
+# ruff: noqa: F811
+
 from __future__ import annotations
 
 import io

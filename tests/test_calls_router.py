@@ -1,5 +1,9 @@
 """Router: deployments by model name, round-robin, and caching groups."""
 
+# The shared fixtures are imported from tests/calls_support.py; test parameters of the
+# same name are pytest's injection, not redefinitions.
+# ruff: noqa: F811
+
 from __future__ import annotations
 
 import pytest

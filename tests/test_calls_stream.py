@@ -1,6 +1,10 @@
 """Streaming: a miss is passed through as it arrives and stored only once complete; a hit
 replays as a stream of chunks of the same shape."""
 
+# The shared fixtures are imported from tests/calls_support.py; test parameters of the
+# same name are pytest's injection, not redefinitions.
+# ruff: noqa: F811
+
 from __future__ import annotations
 
 import asyncio

@@ -27,13 +27,28 @@ from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._clients import POOL, Endpoint, create_method, resolve_endpoint, strip_provider, \
-    upstream_params
+from ._clients import (
+    POOL,
+    Endpoint,
+    create_method,
+    resolve_endpoint,
+    strip_provider,
+    upstream_params,
+)
 from ._streams import Accumulator, AsyncStream, SyncStream, aiter_list, build, replay_chunks
 
-__all__ = ["completion", "acompletion", "text_completion", "atext_completion", "embedding",
-           "aembedding", "transcription", "atranscription", "close_clients",
-           "aclose_clients"]
+__all__ = [
+    "aclose_clients",
+    "acompletion",
+    "aembedding",
+    "atext_completion",
+    "atranscription",
+    "close_clients",
+    "completion",
+    "embedding",
+    "text_completion",
+    "transcription",
+]
 
 log = logging.getLogger("semcache")
 
@@ -87,9 +102,14 @@ def _run(flow: _Flow) -> Any:
             elif isinstance(op, _Begin):
                 result = op.cache._begin(op.call_type, op.kwargs)
             elif isinstance(op, _Finish):
-                result = _guard_finish(op, lambda: op.cache._finish(op.outcome, op.result))
+                try:
+                    result = op.cache._finish(op.outcome, op.result)
+                except Exception as exc:  # noqa: BLE001 - policy in _finish_failed
+                    _finish_failed(op, exc)
+                    result = None
             else:
-                result = _notify(op.payload, None)
+                _notify(op.payload, None)
+                result = None
     finally:
         flow.close()
 
@@ -109,8 +129,9 @@ async def _arun(flow: _Flow) -> Any:
             elif isinstance(op, _Finish):
                 try:
                     result = await op.cache._afinish(op.outcome, op.result)
-                except Exception as exc:
-                    result = _finish_failed(op, exc)
+                except Exception as exc:  # noqa: BLE001 - policy in _finish_failed
+                    _finish_failed(op, exc)
+                    result = None
             else:
                 pending: list[Any] = []
                 _notify(op.payload, pending)
@@ -124,20 +145,12 @@ async def _arun(flow: _Flow) -> Any:
         flow.close()
 
 
-def _guard_finish(op: _Finish, store: Any) -> Any:
-    try:
-        return store()
-    except Exception as exc:
-        return _finish_failed(op, exc)
-
-
 def _finish_failed(op: _Finish, exc: Exception) -> None:
     # The Cache fails open on backend faults itself; what can still raise is an answer
     # it cannot store (not JSON-serialisable). The caller has the answer: log, go on.
     if op.cache.on_error == "raise":
         raise exc
     log.warning("semcache: the response was not cached: %s: %s", type(exc).__name__, exc)
-    return None
 
 
 def _notify(payload: dict[str, Any], pending: list[Any] | None) -> None:
@@ -247,7 +260,7 @@ def _rebuild(kind: str, hit: Any) -> Any:
 
     try:
         return build(getattr(importlib.import_module(module), cls), value)
-    except Exception as exc:  # e.g. an entry written by add_cache in another shape
+    except Exception as exc:  # noqa: BLE001 - e.g. an entry add_cache wrote in another shape
         log.warning("semcache: cached value for %s is not a %s (%s); calling upstream",
                     hit.key, cls, exc)
         return None

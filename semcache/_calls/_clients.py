@@ -13,11 +13,18 @@ import threading
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
-__all__ = ["Endpoint", "ClientPool", "LOCAL_PARAMS", "strip_provider", "resolve_endpoint",
-           "upstream_params", "POOL"]
+__all__ = [
+    "LOCAL_PARAMS",
+    "POOL",
+    "ClientPool",
+    "Endpoint",
+    "resolve_endpoint",
+    "strip_provider",
+    "upstream_params",
+]
 
 #: LiteLLM provider prefixes of OpenAI-compatible endpoints: ``openai/gpt-4o`` is
 #: ``gpt-4o`` at the given (or default) base URL
@@ -165,7 +172,7 @@ def _create_on_class(kind: str) -> Any:
     }[kind]
 
 
-@lru_cache(maxsize=None)
+@cache
 def accepted_params(kind: str) -> frozenset[str]:
     """The keyword parameters the client's ``create`` takes for this kind of call."""
     sig = inspect.signature(_create_on_class(kind))

@@ -19,7 +19,7 @@ from typing import Any
 
 log = logging.getLogger("semcache")
 
-__all__ = ["Accumulator", "SyncStream", "AsyncStream", "replay_chunks"]
+__all__ = ["Accumulator", "AsyncStream", "SyncStream", "replay_chunks"]
 
 _PIECE = re.compile(r"\S+\s*|\s+")
 REPLAY_PIECES = 4  #: a replayed answer's content arrives in (at most) this many chunks

@@ -51,7 +51,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-__all__ = ["FakeOpenAI", "ENDPOINTS", "fake_answer", "fake_embedding", "fake_transcript"]
+__all__ = ["ENDPOINTS", "FakeOpenAI", "fake_answer", "fake_embedding", "fake_transcript"]
 
 #: the endpoints the server counts, as keys of ``FakeOpenAI.calls``
 ENDPOINTS = ("chat/completions", "completions", "embeddings", "audio/transcriptions",
