@@ -314,3 +314,16 @@ def test_supported_call_types_decide_what_is_cached(api, fake, kw):
     assert fake.calls[CHAT] == 2 and fake.calls["embeddings"] == 1
     assert r._hidden_params["cache_hit"] is False and e._hidden_params["cache_hit"] is True
     assert r._hidden_params["cache"]["decision"] == "skipped"
+
+
+def test_async_clients_are_closed_with_their_loop(fake, kw):
+    # one asyncio.run after another: each loop's client is closed as the loop shuts down
+    # (not leaked with its sockets), and the next loop gets a working one
+    import asyncio
+
+    POOL.close()
+    for _ in range(3):
+        r = asyncio.run(semcache.acompletion(model="m", messages=MSG, **kw))
+        assert r.choices[0].message.content.startswith("echo:")
+        assert len(POOL) == 0
+    assert fake.calls[CHAT] == 3

@@ -123,7 +123,8 @@ async def _arun(flow: _Flow) -> Any:
             except StopIteration as stop:
                 return stop.value
             if isinstance(op, _Call):
-                result = await create_method(POOL.async_(op.endpoint), op.kind)(**op.params)
+                client = await POOL.async_(op.endpoint)
+                result = await create_method(client, op.kind)(**op.params)
             elif isinstance(op, _Begin):
                 result = await op.cache._abegin(op.call_type, op.kwargs)
             elif isinstance(op, _Finish):

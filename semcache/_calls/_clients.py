@@ -11,7 +11,7 @@ import inspect
 import os
 import threading
 import weakref
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -96,15 +96,27 @@ def _client_kwargs(ep: Endpoint) -> dict[str, Any]:
     return kw
 
 
+@dataclass(slots=True, eq=False)
+class _LoopClients:
+    clients: dict[Endpoint, Any]
+    closer: Any = None  #: the async generator whose finalisation closes the clients
+
+
 class ClientPool:
     """One ``openai.OpenAI`` per endpoint, and one ``AsyncOpenAI`` per endpoint *and event
     loop*: an async HTTP connection belongs to the loop that opened it, so sharing one
-    across loops (e.g. one ``asyncio.run`` after another) would reuse dead connections."""
+    across loops (one ``asyncio.run`` after another) would reuse dead connections.
+
+    A loop's clients are closed when the loop shuts down: ``asyncio.run`` (like every
+    well-behaved runner) finalises the loop's async generators before closing it, and
+    one such generator per loop closes its clients then. Without that, every
+    ``asyncio.run(acompletion(...))`` would leave a client and its sockets behind.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._sync: dict[Endpoint, Any] = {}
-        self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Endpoint, Any]] \
+        self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClients] \
             = weakref.WeakKeyDictionary()
 
     def sync(self, ep: Endpoint) -> Any:
@@ -118,19 +130,39 @@ class ClientPool:
                     client = self._sync[ep] = openai.OpenAI(**_client_kwargs(ep))
         return client
 
-    def async_(self, ep: Endpoint) -> Any:
+    async def async_(self, ep: Endpoint) -> Any:
         loop = asyncio.get_running_loop()
-        with self._lock:
-            per_loop = self._async.setdefault(loop, {})
-            client = per_loop.get(ep)
-        if client is None:
+        entry = self._async.get(loop)
+        if entry is None:
+            with self._lock:
+                # loops closed without finalising their async generators: drop them
+                for dead in [lp for lp in self._async if lp.is_closed()]:
+                    del self._async[dead]
+                entry = self._async.setdefault(loop, _LoopClients({}))
+            if entry.closer is None:
+                entry.closer = self._closer(loop, entry)
+                await entry.closer.__anext__()  # started: the loop now finalises it
+        client = entry.clients.get(ep)
+        if client is None:  # no await since the lookup: no other task can race us
             import openai
 
-            with self._lock:
-                client = per_loop.get(ep)
-                if client is None:
-                    client = per_loop[ep] = openai.AsyncOpenAI(**_client_kwargs(ep))
+            client = entry.clients[ep] = openai.AsyncOpenAI(**_client_kwargs(ep))
         return client
+
+    async def _closer(self, loop: asyncio.AbstractEventLoop,
+                      entry: _LoopClients) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            with self._lock:
+                if self._async.get(loop) is entry:
+                    del self._async[loop]
+            clients, entry.clients = list(entry.clients.values()), {}
+            for c in clients:
+                try:
+                    await c.close()
+                except Exception:  # noqa: BLE001 - closing is best effort
+                    pass
 
     def close(self) -> None:
         """Close the sync clients (the pool refills on the next call)."""
@@ -140,15 +172,15 @@ class ClientPool:
             c.close()
 
     async def aclose(self) -> None:
-        """Close the running loop's async clients (call before the loop ends)."""
+        """Close the running loop's async clients now."""
         with self._lock:
-            clients = list(self._async.pop(asyncio.get_running_loop(), {}).values())
-        for c in clients:
-            await c.close()
+            entry = self._async.get(asyncio.get_running_loop())
+        if entry is not None and entry.closer is not None:
+            await entry.closer.aclose()
 
     def __len__(self) -> int:
         with self._lock:
-            return len(self._sync) + sum(len(d) for d in self._async.values())
+            return len(self._sync) + sum(len(e.clients) for e in self._async.values())
 
 
 POOL = ClientPool()
