@@ -42,7 +42,7 @@ def test_docs_in_memory_cache(api, fake, kw):
     assert r2._hidden_params["response_cost"] == 0.0
     meta = r2._hidden_params["cache"]
     assert meta["stage"] == "exact" and meta["similarity"] == 1.0 and meta["age_s"] >= 0
-    assert meta["key"] == r1._hidden_params["cache"]["key"]
+    assert meta["key"] == r1._hidden_params["cache"]["key"] == r2._hidden_params["cache_key"]
     assert r1._hidden_params["cache"]["stage"] == "miss"  # metadata on misses too
     assert "_hidden_params" not in r2.model_dump()
 

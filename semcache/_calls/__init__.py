@@ -293,6 +293,8 @@ def _hidden(call: _Prepared, hit: bool, meta: Any, response: Any) -> dict[str, A
     return {
         "cache_hit": hit,
         "cache": meta,
+        # LiteLLM's name for the entry's key (on a semantic hit: the served entry's)
+        "cache_key": meta.get("key") if isinstance(meta, dict) else None,
         "response_cost": 0.0 if hit else _cost(call, getattr(response, "usage", None)),
         "model": call.key_kwargs.get("model"),
         "api_base": call.endpoint.base_url,
