@@ -162,3 +162,18 @@ def test_concurrent_async_streams(fake, kw):
     first, second = asyncio.run(main())
     assert first == second == [f"echo: q{i}" for i in range(8)]
     assert fake.calls[CHAT] == 8
+
+
+def test_stream_failing_midway_is_not_stored(api, fake, kw):
+    semcache.cache = Cache()
+    for _ in range(2):
+        with pytest.raises(openai.APIConnectionError):
+            api.stream(model="fail-midstream", messages=MSG, **kw)
+    assert fake.calls[CHAT] == 2 and semcache.cache.stats()["stores"] == 0
+    # the chunks that did arrive were passed on before the error
+    got = []
+    with pytest.raises(openai.APIConnectionError):
+        for chunk in semcache.completion(model="fail-midstream", messages=MSG, stream=True,
+                                         **kw):
+            got.append(chunk)
+    assert len(got) == 2 and semcache.cache.stats()["stores"] == 0

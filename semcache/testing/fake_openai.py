@@ -27,7 +27,8 @@ Wire format (what the ``openai`` client parses):
 - ``GET /v1/models``.
 
 Error mode: a request whose model is ``fail-<status>`` (``fail-429``, ``fail-500``, ...)
-gets that status with an OpenAI error body. By default error responses carry
+gets that status with an OpenAI error body; a streamed chat request for model
+``fail-midstream`` gets two chunks and then a dropped connection. By default error responses carry
 ``x-should-retry: false`` so the client does not retry and call counts stay exact
 (``retry_errors=True`` lets the client's retry logic run, as against the real API).
 
@@ -367,7 +368,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def _send_sse(self, events: list[dict[str, Any]]) -> None:
+    def _send_sse(self, events: list[dict[str, Any]], *, break_after: int | None = None
+                  ) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream; charset=utf-8")
         self.send_header("Cache-Control", "no-cache")
@@ -377,6 +379,12 @@ class _Handler(BaseHTTPRequestHandler):
         for i, ev in enumerate(events):
             if gap and i:
                 time.sleep(gap)
+            if break_after is not None and i == break_after:
+                # drop the connection mid-body, as a crashing upstream does
+                self.close_connection = True
+                self.wfile.flush()
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
             self._chunk(b"data: " + json.dumps(ev).encode() + b"\n\n")
         self._chunk(b"data: [DONE]\n\n")
         self._chunk(b"")
@@ -432,7 +440,7 @@ class _Handler(BaseHTTPRequestHandler):
                                    "finish_reason": finish}]))
             if include_usage:
                 events.append({**base, "choices": [], "usage": usage})
-            self._send_sse(events)
+            self._send_sse(events, break_after=2 if model == "fail-midstream" else None)
             return
         self._send_json(200, {
             "id": ident, "object": "chat.completion", "created": created, "model": model,
