@@ -169,7 +169,11 @@ def _notify(payload: dict[str, Any], pending: list[Any] | None) -> None:
             try:  # an async callback on a sync call: run it to completion here
                 asyncio.run(out)  # type: ignore[arg-type]
             except Exception:
+                # e.g. a sync call made inside a running loop, where asyncio.run refuses
                 log.exception("semcache: success callback %r failed", fn)
+                close = getattr(out, "close", None)
+                if close is not None:
+                    close()  # never leave a coroutine un-awaited behind
 
 
 # ---------------------------------------------------------------------- a prepared call
