@@ -7,6 +7,7 @@ content, not its name."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 
 import pytest
@@ -15,6 +16,8 @@ from openai.types.audio import Transcription
 
 import semcache
 from semcache import Cache
+from semcache._calls import aclose_clients
+from semcache.exact.memory import MemoryStore
 from semcache.testing.fake_openai import fake_embedding, fake_transcript
 from tests.calls_support import api, fake, fake_server, kw  # noqa: F401
 
@@ -147,3 +150,39 @@ def test_transcription_options_are_part_of_the_key(api, fake, kw):
 def test_bad_file_argument_is_an_error(fake, kw):
     with pytest.raises(semcache.InvalidRequestError, match="file must be"):
         semcache.transcription(model="whisper-1", file=12345, **kw)
+
+
+class GatheringStore(MemoryStore):
+    """A memory store whose async reads wait (bounded) until ``n`` are in flight: it
+    proves an async embedding call looks its items up concurrently."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.n, self.in_flight, self.peak = n, 0, 0
+        self.all_in: asyncio.Event | None = None
+
+    async def aget(self, key):
+        if self.all_in is None:
+            self.all_in = asyncio.Event()
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        if self.in_flight >= self.n:
+            self.all_in.set()
+        try:
+            await asyncio.wait_for(self.all_in.wait(), timeout=2)
+        except TimeoutError:
+            pass
+        self.in_flight -= 1
+        return self.get(key)
+
+
+async def test_async_embedding_looks_items_up_concurrently(fake, kw):
+    store = GatheringStore(4)
+    semcache.cache = Cache(store=store)
+    try:
+        r = await semcache.aembedding(model="e", input=["a", "b", "c", "d"], dimensions=8,
+                                      **kw)
+    finally:
+        await aclose_clients()
+    assert store.peak == 4 and [d.index for d in r.data] == [0, 1, 2, 3]
+    assert len(store) == 4  # and each item was stored

@@ -62,16 +62,20 @@ def _root() -> Any:
 # ---------------------------------------------------------------------- the ops
 @dataclass(slots=True)
 class _Begin:
+    """Look requests up; the result is their outcomes, in order. An embedding call
+    looks up each input item, concurrently on the async path."""
+
     cache: Any
     call_type: str
-    kwargs: Mapping[str, Any]
+    requests: list[Mapping[str, Any]]
 
 
 @dataclass(slots=True)
 class _Finish:
+    """Store fresh answers: ``(outcome, result)`` pairs."""
+
     cache: Any
-    outcome: Any
-    result: Any
+    pairs: list[tuple[Any, Any]]
 
 
 @dataclass(slots=True)
@@ -100,13 +104,14 @@ def _run(flow: _Flow) -> Any:
             if isinstance(op, _Call):
                 result = create_method(POOL.sync(op.endpoint), op.kind)(**op.params)
             elif isinstance(op, _Begin):
-                result = op.cache._begin(op.call_type, op.kwargs)
+                result = [op.cache._begin(op.call_type, kw) for kw in op.requests]
             elif isinstance(op, _Finish):
-                try:
-                    result = op.cache._finish(op.outcome, op.result)
-                except Exception as exc:  # noqa: BLE001 - policy in _finish_failed
-                    _finish_failed(op, exc)
-                    result = None
+                for outcome, value in op.pairs:
+                    try:
+                        op.cache._finish(outcome, value)
+                    except Exception as exc:  # noqa: BLE001 - policy in _finish_failed
+                        _finish_failed(op, exc)
+                result = None
             else:
                 _notify(op.payload, None)
                 result = None
@@ -126,13 +131,19 @@ async def _arun(flow: _Flow) -> Any:
                 client = await POOL.async_(op.endpoint)
                 result = await create_method(client, op.kind)(**op.params)
             elif isinstance(op, _Begin):
-                result = await op.cache._abegin(op.call_type, op.kwargs)
+                if len(op.requests) == 1:
+                    result = [await op.cache._abegin(op.call_type, op.requests[0])]
+                else:
+                    result = list(await asyncio.gather(
+                        *(op.cache._abegin(op.call_type, kw) for kw in op.requests)))
             elif isinstance(op, _Finish):
-                try:
-                    result = await op.cache._afinish(op.outcome, op.result)
-                except Exception as exc:  # noqa: BLE001 - policy in _finish_failed
-                    _finish_failed(op, exc)
-                    result = None
+                done = await asyncio.gather(
+                    *(op.cache._afinish(outcome, value) for outcome, value in op.pairs),
+                    return_exceptions=True)
+                for exc in done:
+                    if isinstance(exc, Exception):
+                        _finish_failed(op, exc)
+                result = None
             else:
                 pending: list[Any] = []
                 _notify(op.payload, pending)
@@ -336,7 +347,7 @@ def _single_flow(call: _Prepared) -> _Flow:
     outcome = None
     if cache is not None and not (call.stream and not streamable):
         t = time.perf_counter()
-        outcome = yield _Begin(cache, call.call_type, call.key_kwargs)
+        (outcome,) = yield _Begin(cache, call.call_type, [call.key_kwargs])
         _timed(call, "cache", t)
         if outcome.hit is not None:
             response = _rebuild(call.kind, outcome.hit)
@@ -362,7 +373,7 @@ def _single_flow(call: _Prepared) -> _Flow:
     result = _hide(result, hidden)
     if outcome is not None:
         t = time.perf_counter()
-        yield _Finish(cache, outcome, result)
+        yield _Finish(cache, [(outcome, result)])
         _timed(call, "store", t)
     yield _payload(call, result, hidden)
     return result
@@ -375,7 +386,7 @@ def _stream_miss(call: _Prepared, cache: Any, outcome: Any, upstream: Any, meta:
         hidden["response_cost"] = _cost(call, response.usage)
         _hide(response, hidden)
         if outcome is not None:
-            yield _Finish(cache, outcome, response)
+            yield _Finish(cache, [(outcome, response)])
         yield _payload(call, response, hidden)
 
     if call.is_async:
@@ -421,12 +432,11 @@ def _embedding_flow(call: _Prepared) -> _Flow:
     served: dict[int, Any] = {}
     if cache is not None:
         t = time.perf_counter()
-        for i, item in enumerate(items):
-            outcomes[i] = yield _Begin(cache, call.call_type, {**call.key_kwargs,
-                                                               "input": [item]})
-            hit = outcomes[i].hit
-            if hit is not None:
-                r = _rebuild("embedding", hit)
+        outcomes = yield _Begin(cache, call.call_type,
+                                [{**call.key_kwargs, "input": [item]} for item in items])
+        for i, outcome in enumerate(outcomes):
+            if outcome.hit is not None:
+                r = _rebuild("embedding", outcome.hit)
                 if r is not None and len(r.data) == 1:
                     served[i] = r
         _timed(call, "cache", t)
@@ -445,16 +455,15 @@ def _embedding_flow(call: _Prepared) -> _Flow:
                    else len(items[i]) for i in missing]
         p_split = _split_usage(usage.prompt_tokens if usage else 0, weights)
         t_split = _split_usage(usage.total_tokens if usage else 0, weights)
-        t = time.perf_counter()
         for j, i in enumerate(missing):
-            one = CreateEmbeddingResponse.model_validate({
+            per_item[i] = CreateEmbeddingResponse.model_validate({
                 "object": "list", "model": fresh.model,
                 "data": [{**data[j].model_dump(mode="json"), "index": 0}],
                 "usage": {"prompt_tokens": p_split[j], "total_tokens": t_split[j]}})
-            per_item[i] = one
-            if outcomes[i] is not None:
-                yield _Finish(cache, outcomes[i], one)
-        _timed(call, "store", t)
+        if cache is not None:
+            t = time.perf_counter()
+            yield _Finish(cache, [(outcomes[i], per_item[i]) for i in missing])
+            _timed(call, "store", t)
     if fresh is not None and not served:
         response = fresh  # nothing came from the cache: the upstream response as it was
     else:
