@@ -175,5 +175,32 @@ def test_stream_failing_midway_is_not_stored(api, fake, kw):
     with pytest.raises(openai.APIConnectionError):
         for chunk in semcache.completion(model="fail-midstream", messages=MSG, stream=True,
                                          **kw):
-            got.append(chunk)
+            got.append(chunk)  # noqa: PERF402 - list() would lose what arrived
     assert len(got) == 2 and semcache.cache.stats()["stores"] == 0
+
+
+TOOLS = [{"type": "function", "function": {
+    "name": "lookup", "parameters": {"type": "object", "properties": {
+        "echo": {"type": "string"}}}}}]
+
+
+def test_streamed_tool_call_is_assembled_stored_and_replayed(api, fake, kw):
+    semcache.cache = Cache()
+    ask = dict(model="m", messages=MSG, tools=TOOLS, tool_choice="required", **kw)
+    s1, miss = api.stream(**ask)
+    s2, hit = api.stream(**ask)
+    assert fake.calls[CHAT] == 1 and s2._hidden_params["cache_hit"] is True
+    plain = api.completion(model="m", messages=MSG, tools=TOOLS, tool_choice="required",
+                           **kw)  # the same answer, not streamed (its own entry)
+    want = plain.choices[0].message
+    for s in (s1, s2):
+        got = s.response.choices[0]
+        assert got.finish_reason == "tool_calls" and got.message.content is None
+        assert [t.function for t in got.message.tool_calls] == \
+            [t.function for t in want.tool_calls]
+    assert s2.response.choices[0].message.tool_calls == s1.response.choices[0].message.tool_calls
+    for chunks in (miss, hit):
+        args = "".join(c.choices[0].delta.tool_calls[0].function.arguments or ""
+                       for c in chunks if c.choices and c.choices[0].delta.tool_calls)
+        assert args == want.tool_calls[0].function.arguments == \
+            '{"echo": "What is the capital of France?"}'

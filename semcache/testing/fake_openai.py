@@ -15,7 +15,9 @@ Wire format (what the ``openai`` client parses):
 - ``POST /v1/chat/completions``: answer ``"echo: <last user message>"`` (``numbered=True``
   appends `` (call N)`` so two fresh answers differ); ``n`` choices; ``max_tokens`` /
   ``max_completion_tokens`` truncate to that many words with ``finish_reason="length"``;
-  ``response_format={"type": "json_object"}`` answers ``{"echo": ...}``; ``stream: true``
+  ``response_format={"type": "json_object"}`` answers ``{"echo": ...}``; with ``tools``
+  and ``tool_choice`` "required" (the first tool) or naming a function, the answer is a
+  call of that function with arguments ``{"echo": <last user message>}``; ``stream: true``
   sends SSE chunks (a role chunk, word chunks, a finish chunk, a usage chunk when
   ``stream_options.include_usage``) ending with ``data: [DONE]``.
 - ``POST /v1/completions``: ``"echo: <prompt>"`` per prompt (a str or a list), streaming too.
@@ -407,11 +409,19 @@ class _Handler(BaseHTTPRequestHandler):
         if isinstance(rf, dict) and rf.get("type") in ("json_object", "json_schema"):
             text = json.dumps({"echo": text})
         limit = body.get("max_completion_tokens") or body.get("max_tokens")
+        content: str | None
         content, finish = _truncate(text, limit)
+        tool = _forced_tool(body)
+        tool_call = None
+        if tool is not None:  # answer with a call of the forced tool, no content
+            tool_call = {"id": f"call_{_ident('t', body, n)[2:]}", "type": "function",
+                         "function": {"name": tool, "arguments": json.dumps(
+                             {"echo": fake_answer(messages)[len("echo: "):]})}}
+            content, finish = None, "tool_calls"
         prompt_tokens = sum(_tokens(_text_of(m.get("content"))) + 4 for m in messages
                             if isinstance(m, dict)) + 3
         choices = max(1, int(body.get("n") or 1))
-        completion_tokens = _tokens(content) * choices
+        completion_tokens = _tokens(content or json.dumps(tool_call)) * choices
         usage = _usage(prompt_tokens, completion_tokens)
         ident = _ident("chatcmpl", body, n)
         created = int(time.time())
@@ -429,12 +439,23 @@ class _Handler(BaseHTTPRequestHandler):
                 return e
 
             for i in range(choices):
-                events.append(ev([{"index": i, "delta": {"role": "assistant", "content": ""},
-                                   "logprobs": None, "finish_reason": None}]))
-            for piece in _PIECE.findall(content):
+                events.append(ev([{"index": i, "delta": {
+                    "role": "assistant", "content": None if tool_call else ""},
+                    "logprobs": None, "finish_reason": None}]))
+            for piece in _PIECE.findall(content or ""):
                 for i in range(choices):
                     events.append(ev([{"index": i, "delta": {"content": piece},
                                        "logprobs": None, "finish_reason": None}]))
+            if tool_call is not None:  # the name first, then the arguments in pieces
+                args = tool_call["function"]["arguments"]
+                head = {"index": 0, "id": tool_call["id"], "type": "function",
+                        "function": {"name": tool_call["function"]["name"], "arguments": ""}}
+                deltas = [head] + [{"index": 0, "function": {"arguments": args[k:k + 8]}}
+                                   for k in range(0, len(args), 8)]
+                for d in deltas:
+                    for i in range(choices):
+                        events.append(ev([{"index": i, "delta": {"tool_calls": [d]},
+                                           "logprobs": None, "finish_reason": None}]))
             for i in range(choices):
                 events.append(ev([{"index": i, "delta": {}, "logprobs": None,
                                    "finish_reason": finish}]))
@@ -445,9 +466,10 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_json(200, {
             "id": ident, "object": "chat.completion", "created": created, "model": model,
             "system_fingerprint": fp, "usage": usage,
-            "choices": [{"index": i, "message": {"role": "assistant", "content": content,
-                                                 "refusal": None},
-                         "logprobs": None, "finish_reason": finish} for i in range(choices)],
+            "choices": [{"index": i, "message": {
+                "role": "assistant", "content": content, "refusal": None,
+                **({"tool_calls": [tool_call]} if tool_call else {})},
+                "logprobs": None, "finish_reason": finish} for i in range(choices)],
         })
 
     def _completions(self, body: dict[str, Any], n: int) -> None:
@@ -585,6 +607,19 @@ def _recordable(body: Any) -> Any:
                      "size": len(v.data)} if isinstance(v, _File) else v)
                 for k, v in body.items()}
     return body
+
+
+def _forced_tool(body: dict[str, Any]) -> str | None:
+    """The function a request forces (``tool_choice`` "required" or a named function)."""
+    tools = body.get("tools")
+    choice = body.get("tool_choice")
+    if not isinstance(tools, list) or not tools:
+        return None
+    if isinstance(choice, dict):
+        return (choice.get("function") or {}).get("name")
+    if choice == "required":
+        return (tools[0].get("function") or {}).get("name")
+    return None
 
 
 def _model(body: dict[str, Any]) -> str:
