@@ -98,3 +98,16 @@ def test_router_own_cache_and_cache_responses(fake):
     assert fake.calls[CHAT] == 4 and semcache.cache.stats()["stores"] == 0
     with pytest.raises(TypeError, match="routing_strategy"):
         Router(model_list=[_dep("m", "x", fake)], routing_strategy="latency-based")
+
+
+def test_os_environ_values_in_litellm_params(fake, monkeypatch):
+    monkeypatch.setenv("FAKE_BASE", fake.base_url)
+    monkeypatch.setenv("FAKE_KEY", "sk-from-env")
+    router = Router(model_list=[{"model_name": "m", "litellm_params": {
+        "model": "openai/gpt-4o-mini", "api_base": "os.environ/FAKE_BASE",
+        "api_key": "os.environ/FAKE_KEY"}}])
+    router.completion(model="m", messages=MSG)
+    assert fake.requests[0]["headers"]["authorization"] == "Bearer sk-from-env"
+    with pytest.raises(semcache.ConfigError, match="NOT_SET_ANYWHERE"):
+        Router(model_list=[{"model_name": "m", "litellm_params": {
+            "model": "x", "api_key": "os.environ/NOT_SET_ANYWHERE"}}])

@@ -10,6 +10,7 @@ when they are deployed on the same underlying model.
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
@@ -20,6 +21,17 @@ __all__ = ["Router"]
 
 #: deployment settings that are about routing, not the call
 _ROUTING_ONLY = frozenset({"rpm", "tpm", "order", "weight", "max_parallel_requests"})
+
+
+def _env(value: Any, where: str) -> Any:
+    """LiteLLM's ``"os.environ/NAME"`` values, read from the environment."""
+    if isinstance(value, str) and value.startswith("os.environ/"):
+        name = value[len("os.environ/"):]
+        if name not in os.environ:
+            raise ConfigError(f"{where} names the environment variable {name!r}, which is "
+                              f"not set", parameter=where)
+        return os.environ[name]
+    return value
 
 
 class Router:
@@ -52,7 +64,8 @@ class Router:
             if not isinstance(params, Mapping) or not params.get("model"):
                 raise ConfigError(f"model_list[{i}] needs litellm_params with a model",
                                   parameter="model_list")
-            clean = {k: v for k, v in params.items() if k not in _ROUTING_ONLY}
+            clean = {k: _env(v, f"model_list[{i}].litellm_params.{k}")
+                     for k, v in params.items() if k not in _ROUTING_ONLY}
             self._deployments.setdefault(name, []).append(clean)
         self._cycles: dict[str, Iterator[dict[str, Any]]] = {
             name: itertools.cycle(ds) for name, ds in self._deployments.items()}
