@@ -55,6 +55,7 @@ __all__ = [
     "GCSServer",
     "AzuriteServer",
     "SERVERS",
+    "HungServer",
     "services_dir",
     "free_port",
 ]
@@ -601,6 +602,51 @@ class AzuriteServer(Server):
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "connection_string": self.connection_string}
+
+
+class HungServer:
+    """A loopback socket that accepts connections and never answers: the "hung server"
+    for timeout tests. ``with HungServer() as hung: ... hung.port``."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(64)
+        self._sock.settimeout(0.1)
+        self.port: int = self._sock.getsockname()[1]
+        self.accepted = 0
+        self._conns: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                continue
+            self.accepted += 1
+            self._conns.append(conn)  # held open, never read from or written to
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        for conn in self._conns:
+            conn.close()
+        self._sock.close()
+
+    def __enter__(self) -> HungServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 SERVERS: dict[str, type[Server]] = {
