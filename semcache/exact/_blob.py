@@ -29,7 +29,7 @@ from urllib.parse import quote, unquote
 from .._errors import BackendError
 from .base import ExactStore
 
-__all__ = ["BlobStore", "EXPIRES_META", "normalise_prefix"]
+__all__ = ["EXPIRES_META", "BlobStore", "normalise_prefix"]
 
 #: metadata name of the expiry; underscores only, as Azure requires C# identifiers
 EXPIRES_META = "semcache_expires"

@@ -18,14 +18,14 @@ from .._errors import BackendError, BackendTimeout, BackendUnavailable, ConfigEr
 from . import _params as P
 from ._blob import BlobStore
 
-__all__ = ["AzureBlobStore", "PARAMS"]
+__all__ = ["PARAMS", "AzureBlobStore"]
 
 try:
     import azure.core.exceptions as aexc
     from azure.core import MatchConditions
     from azure.storage.blob import BlobServiceClient, ContentSettings, LinearRetry
 except ImportError:  # pragma: no cover - exercised only without the extra
-    BlobServiceClient = None
+    BlobServiceClient = None  # type: ignore[assignment,misc]
 
 PARAMS = frozenset({
     "azure_account_url", "azure_blob_container", "azure_connection_string", "azure_path",
@@ -63,10 +63,11 @@ class AzureBlobStore(BlobStore):
         self._connection_string = connection_string
         self._credential = credential
         self._own_credential: Any = None
-        self._client_kwargs = {
+        self._client_kwargs: dict[str, Any] = {
             "connection_timeout": timeout,
             "read_timeout": timeout,
-            "retry_policy": LinearRetry(backoff=0.2, random_jitter_range=0.1,
+            # the stubs say int; the policy computes with floats (sub-second backoff)
+            "retry_policy": LinearRetry(backoff=0.2, random_jitter_range=0.1,  # type: ignore[arg-type]
                                         retry_total=retries),
         }
         self._svc: Any = None
@@ -91,6 +92,7 @@ class AzureBlobStore(BlobStore):
             except ImportError as exc:  # pragma: no cover
                 raise missing("azure-identity", "azure", "azure_account_url auth") from exc
             credential = self._own_credential = DefaultAzureCredential()
+        assert self._account_url is not None  # checked in __init__
         return BlobServiceClient(self._account_url, credential=credential,
                                  **self._client_kwargs)
 

@@ -19,7 +19,7 @@ from .._errors import BackendError, BackendTimeout, BackendUnavailable, ConfigEr
 from . import _params as P
 from ._blob import BlobStore
 
-__all__ = ["GCSStore", "PARAMS"]
+__all__ = ["PARAMS", "GCSStore"]
 
 try:
     import google.api_core.exceptions as gexc

@@ -17,7 +17,7 @@ from .._errors import BackendError, BackendTimeout, BackendUnavailable, ConfigEr
 from . import _params as P
 from ._blob import BlobStore
 
-__all__ = ["S3Store", "PARAMS"]
+__all__ = ["PARAMS", "S3Store"]
 
 try:
     import boto3

@@ -16,7 +16,7 @@ from . import _params as P
 from .base import ExactStore
 from .memory import MemoryStore
 
-__all__ = ["TieredStore", "PARAMS"]
+__all__ = ["PARAMS", "TieredStore"]
 
 #: the front tier's LiteLLM names (the back store takes its own type's names)
 PARAMS = frozenset({"max_size_in_memory", "max_size_per_item", "default_in_memory_ttl"})
@@ -104,9 +104,12 @@ class TieredStore(ExactStore):
     def from_params(cls, *, back: ExactStore, **params: Any) -> TieredStore:
         """A MemoryStore front from LiteLLM's in-memory names in front of ``back``."""
         P.check_names(params, PARAMS, "tiered")
-        front_kwargs = {k: P.opt_int(params, k) for k in ("max_size_in_memory",
-                                                            "max_size_per_item")}
-        front = MemoryStore(**{k: v for k, v in front_kwargs.items() if v is not None})
+        front_kwargs: dict[str, Any] = {}
+        for name in ("max_size_in_memory", "max_size_per_item"):
+            value = P.opt_int(params, name)
+            if value is not None:
+                front_kwargs[name] = value
+        front = MemoryStore(**front_kwargs)
         ttl = P.opt_float(params, "default_in_memory_ttl")
         return cls(front=front, back=back, front_ttl=60.0 if ttl is None else ttl)
 
