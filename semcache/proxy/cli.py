@@ -1,0 +1,62 @@
+"""``semcache serve``: argument parsing and startup, kept apart from ``semcache/cli.py``
+so the CLI's table only needs one entry (``add_parser`` + ``run``)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+__all__ = ["add_parser", "add_arguments", "run"]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", required=True,
+                   help="YAML config (LiteLLM proxy's shape plus semcache_settings)")
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=4000, help="port (default 4000, as LiteLLM)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="uvicorn worker processes (share a cache server: redis-semantic or "
+                        "qdrant-semantic; the embedded default is per process)")
+    p.add_argument("--log-level", default="warning",
+                   choices=["critical", "error", "warning", "info", "debug"])
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("serve", help="run the OpenAI-compatible caching proxy",
+                              description="Run the OpenAI-compatible caching proxy.")
+    add_arguments(p)
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from .._errors import ConfigError
+    from .config import load_config
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    try:
+        config = load_config(args.config)  # validated (and warned about) once, here
+    except ConfigError as exc:
+        print(f"semcache serve: {exc}", file=sys.stderr)
+        return 2
+    import uvicorn
+
+    opts = dict(host=args.host, port=args.port, log_level=args.log_level,
+                timeout_graceful_shutdown=5)
+    if args.workers > 1:
+        os.environ["SEMCACHE_PROXY_CONFIG"] = os.path.abspath(args.config)
+        os.environ["SEMCACHE_PROXY_WARNED"] = "1"
+        uvicorn.run("semcache.proxy.app:app_from_env", factory=True, workers=args.workers,
+                    **opts)
+        return 0
+    from .app import create_app
+
+    try:
+        app = create_app(config)
+    except ConfigError as exc:
+        print(f"semcache serve: {exc}", file=sys.stderr)
+        return 2
+    uvicorn.run(app, **opts)
+    return 0
