@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .._errors import InvalidRequestError
 from .base import Embedder
 
 __all__ = ["BatchingEmbedder"]
@@ -59,7 +60,12 @@ class BatchingEmbedder(Embedder):
         return self.inner.embed(texts)
 
     async def aembed(self, texts: Sequence[str]) -> np.ndarray:
+        if isinstance(texts, str):  # checked here: one caller's mistake must not fail a batch
+            raise InvalidRequestError("embed() takes a sequence of texts, not one string")
         texts = list(texts)
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                raise InvalidRequestError(f"text {i} is {type(t).__name__}, not str")
         if not texts:
             return self.inner.embed(texts)
         loop = asyncio.get_running_loop()

@@ -247,22 +247,25 @@ class ProxyApp:
             raise _Reply(400, f"cannot parse the multipart body: {exc}") from None
         body: dict[str, Any] = {}
         upload = None
-        for name, value in form.multi_items():
-            if name == "file" and not isinstance(value, str):
-                upload = value
-            elif name == "cache":
-                try:
-                    body["cache"] = orjson.loads(value)
-                except orjson.JSONDecodeError:
-                    raise _Reply(400, "the 'cache' form field must be JSON") from None
-            elif name in body:  # repeated fields (timestamp_granularities[])
-                prev = body[name]
-                body[name] = [*prev, value] if isinstance(prev, list) else [prev, value]
-            else:
-                body[name] = value
-        if upload is None:
-            raise _Reply(400, "a transcription needs a 'file' part")
-        audio = await upload.read()
+        try:
+            for name, value in form.multi_items():
+                if name == "file" and not isinstance(value, str):
+                    upload = value
+                elif name == "cache":
+                    try:
+                        body["cache"] = orjson.loads(value)
+                    except orjson.JSONDecodeError:
+                        raise _Reply(400, "the 'cache' form field must be JSON") from None
+                elif name in body:  # repeated fields (timestamp_granularities[])
+                    prev = body[name]
+                    body[name] = [*prev, value] if isinstance(prev, list) else [prev, value]
+                else:
+                    body[name] = value
+            if upload is None:
+                raise _Reply(400, "a transcription needs a 'file' part")
+            audio = await upload.read()
+        finally:
+            await form.close()  # the upload's spooled temporary file
         files = {"file": (upload.filename or "audio", audio,
                           upload.content_type or "application/octet-stream")}
         return body, files, audio
@@ -332,7 +335,8 @@ class ProxyApp:
         self.stats.record(endpoint=endpoint, model=model, namespace=ns,
                           stage=stage if r.status_code < 400 else "error",
                           seconds=time.perf_counter() - t0,
-                          meta=outcome.metadata if outcome else None)
+                          meta=outcome.metadata if outcome else None,
+                          errors=outcome.request.errors if outcome else None)
         return Response(r.content, r.status_code, headers=headers, media_type=ctype)
 
     def _upstream_failed(self, exc: Exception, endpoint: str, model: str, ns: str,
@@ -367,6 +371,7 @@ class ProxyApp:
                               stage="error" if r.status_code >= 400 else stage,
                               seconds=time.perf_counter() - t0, meta=None)
             return Response(content, r.status_code, headers=headers, media_type=ctype)
+        lookup_errors = len(outcome.request.errors) if outcome else 0
         self.stats.record(endpoint=endpoint, model=model, namespace=ns, stage=stage,
                           seconds=time.perf_counter() - t0,
                           meta=outcome.metadata if outcome else None)
@@ -382,6 +387,7 @@ class ProxyApp:
             value = assembler.result()
             if value is not None and outcome is not None and self.cache is not None:
                 await self.cache._afinish(outcome, value)  # complete: store it once
+                self.stats.backend_failed(outcome.request.errors[lookup_errors:])
 
         return StreamingResponse(relay(), headers=headers, media_type=ctype)
 

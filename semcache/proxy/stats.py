@@ -78,8 +78,9 @@ class ProxyStats:
     # ------------------------------------------------------------------ recording
     def record(self, *, endpoint: str, model: str, namespace: str, stage: str,
                seconds: float, meta: dict[str, Any] | None, value: Any = None,
-               prompt: str | None = None) -> None:
-        """One answered request. ``stage``: exact | semantic | miss | skipped | error."""
+               prompt: str | None = None, errors: list[str] | None = None) -> None:
+        """One answered request. ``stage``: exact | semantic | miss | skipped | error.
+        ``errors``: the backend failures of its lookup and store (``"component: ..."``)."""
         hit = stage in ("exact", "semantic")
         meta = meta or {}
         saved = self._saved(model, value) if hit else None
@@ -100,8 +101,6 @@ class ProxyStats:
                 self.timeline[-1][2] += hit
             else:
                 self.timeline.append([now, 1, int(hit)])
-            for err in meta.get("errors", ()):
-                self.backend_errors[err.split(":", 1)[0]] += 1
             if saved is not None:
                 self.saved_prompt += saved[0]
                 self.saved_completion += saved[1]
@@ -118,8 +117,15 @@ class ProxyStats:
             self.m_hits.labels(stage, model, namespace).inc()
             if saved is not None and saved[0] + saved[1]:
                 self.m_saved_tokens.inc(saved[0] + saved[1])
-        for err in meta.get("errors", ()):
-            self.m_backend_errors.labels(err.split(":", 1)[0]).inc()
+        self.backend_failed(errors if errors is not None else meta.get("errors", ()))
+
+    def backend_failed(self, errors: Any) -> None:
+        """Backend failures the cache served as misses (a stream's store comes later)."""
+        for err in errors:
+            component = err.split(":", 1)[0]
+            with self._lock:
+                self.backend_errors[component] += 1
+            self.m_backend_errors.labels(component).inc()
 
     def upstream(self, status: int) -> None:
         """An upstream call; ``status`` 0 when it gave no response."""
