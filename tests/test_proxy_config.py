@@ -142,3 +142,21 @@ def test_bad_config_names_file_and_key(tmp_path, text, key, reason):
 def test_missing_file_is_a_config_error(tmp_path):
     with pytest.raises(ProxyConfigError, match="cannot read"):
         load_config(tmp_path / "absent.yaml")
+
+
+@pytest.mark.parametrize("name", ["config.example.yaml", "config.redis.yaml",
+                                  "config.qdrant.yaml"])
+def test_shipped_deploy_configs_parse(name):
+    import yaml
+
+    from semcache.proxy.config import parse_config
+
+    path = f"deploy/{name}"
+    with open(path) as f:
+        raw = yaml.safe_load(f)
+    env = {k: f"value-of-{k}" for k in ("OPENAI_API_KEY", "EU_API_KEY", "SEMCACHE_MASTER_KEY",
+                            "TEAM_SEARCH_KEY", "TEAM_SUPPORT_KEY", "REDIS_HOST",
+                            "REDIS_PASSWORD", "QDRANT_URL", "QDRANT_API_KEY")}
+    cfg = parse_config(raw, file=path, environ=env)
+    assert cfg.master_key == "value-of-SEMCACHE_MASTER_KEY" and cfg.unsupported == []
+    assert cfg.cache_params["type"] in ("faiss-semantic", "redis-semantic", "qdrant-semantic")
