@@ -381,6 +381,14 @@ def test_embeddings_completions_transcriptions_and_models(proxies, fake, semanti
     again = c.audio.transcriptions.with_raw_response.create(
         model="whisper", file=("a.wav", audio), response_format="text")
     assert again.headers["x-semcache-stage"] == "exact" and again.text == text
+    # repeated form fields reach the upstream as repeated fields
+    verbose = c.audio.transcriptions.create(model="whisper", file=("a.wav", audio),
+                                            response_format="verbose_json",
+                                            timestamp_granularities=["word", "segment"])
+    assert verbose.text.startswith(fake_transcript(audio))
+    sent = fake.requests[-1]["body"]
+    assert sent["model"] == "whisper-1"
+    assert sent["timestamp_granularities"] == ["word", "segment"]  # the fake drops []
 
     assert sorted(m.id for m in c.models.list()) == sorted(
         ["chat", "chat-eu", "solo", "limited", "embed", "whisper", "instruct"])
@@ -414,6 +422,9 @@ def test_per_request_controls_from_body_and_cache_control_header(proxies, fake):
     _, h = chat(c, "never stored", extra_headers={"Cache-Control": "no-store"})
     _, h = chat(c, "never stored")
     assert h["x-semcache-stage"] == "miss"
+    _, h = chat(c, "controls", extra_body={"caching": False})
+    assert h["x-semcache-stage"] == "skipped"
+    assert all("caching" not in r["body"] and "cache" not in r["body"] for r in fake.requests)
     with pytest.raises(openai.BadRequestError, match="unknown cache control"):
         chat(c, "controls", extra_body={"cache": {"no-cahce": True}})
 

@@ -94,6 +94,11 @@ class ProxyApp:
         self.cache: Cache | None = cache if cache is not None else (
             build_cache(config) if config.cache_enabled else None)
         self.stats = ProxyStats(config.prices)
+        #: requests without a namespace use the cache's own, so the common case passes
+        #: no namespace control at all (Controls.parse's fast path)
+        self.default_ns = self.cache.namespace if self.cache else config.default_namespace
+        self.namespaces = list(dict.fromkeys(
+            [self.default_ns, *config.namespaces[1:], *(k.namespace for k in config.keys)]))
         self.http: httpx.AsyncClient | None = None
         self._rr = {name: itertools.cycle(deps) for name, deps in config.deployments.items()}
         self._keys = {k.key.encode(): k for k in config.keys}
@@ -116,7 +121,7 @@ class ProxyApp:
 
     # ------------------------------------------------------------------ auth
     def principal(self, request: Request) -> _Principal:
-        default = self.config.default_namespace
+        default = self.default_ns
         if self.open:
             return _Principal(True, default)
         token = _token(request)
@@ -187,8 +192,9 @@ class ProxyApp:
                          "invalid_request_error", "model_not_found")
         dep = next(self._rr[model])
         controls = self._controls(request, body.pop("cache", None), who)
+        caching = body.pop("caching", None)
         stream = bool(body.get("stream"))
-        ns = controls.get("namespace", self.config.default_namespace)
+        ns = controls.get("namespace", self.default_ns)
 
         outcome: _Outcome | None = None
         if self.cache is not None:
@@ -196,6 +202,8 @@ class ProxyApp:
             if files is not None:
                 kwargs["file"] = audio  # keyed on the audio bytes' hash
             kwargs["cache"] = controls
+            if caching is not None:
+                kwargs["caching"] = caching
             group = self.config.caching_groups.get(model)
             if group is not None:
                 kwargs["caching_group"] = group
@@ -235,9 +243,10 @@ class ProxyApp:
             if ns is not None and ns != who.namespace:
                 raise _Reply(403, "this key may not use another namespace",
                              "permission_error", "namespace_forbidden")
-            controls["namespace"] = who.namespace
-        elif ns is None:
-            controls["namespace"] = self.config.default_namespace
+            if who.namespace != self.default_ns:
+                controls["namespace"] = who.namespace
+        elif ns == self.default_ns:
+            del controls["namespace"]
         return controls
 
     async def _multipart(self, request: Request) -> tuple[dict[str, Any], Any, bytes]:
@@ -307,12 +316,8 @@ class ProxyApp:
         assert self.http is not None
         url, up_headers = self._upstream_request(endpoint, dep)
         try:
-            if files is not None:
-                data = {k: v for k, v in body.items() if not isinstance(v, (dict, list))}
-                multi = [(k, item) for k, v in body.items() if isinstance(v, list) for item in v]
-                r = await self.http.post(url, data={**data} if not multi else
-                                         [*data.items(), *multi],  # type: ignore[arg-type]
-                                         files=files, headers=up_headers,
+            if files is not None:  # form fields: str, or lists for repeated fields
+                r = await self.http.post(url, data=body, files=files, headers=up_headers,
                                          timeout=self._timeout(dep))
             else:
                 up_headers["content-type"] = "application/json"
@@ -456,7 +461,7 @@ class ProxyApp:
         return _json({"status": "success", "deleted": n})
 
     def _own_keys(self, keys: list[str]) -> None:
-        mine = set(self.config.namespaces)
+        mine = set(self.namespaces)
         for k in keys:
             if k.split(":", 1)[0] not in mine:
                 raise _Reply(400, f"key {k!r} is not in one of this proxy's namespaces "
@@ -467,7 +472,7 @@ class ProxyApp:
             body = await self._management(request) or {}
             cache = self._need_cache()
             ns = body.get("namespace")
-            targets = self.config.namespaces
+            targets = self.namespaces
             if ns is not None:
                 if ns not in targets:
                     raise _Reply(400, f"namespace {ns!r} is not one of this proxy's: "
@@ -510,7 +515,7 @@ class ProxyApp:
         snap = self.stats.snapshot(
             threshold=cache.similarity_threshold if cache and cache.index else None,
             cache_stats=cache.stats() if cache else None)
-        snap["namespaces"] = self.config.namespaces
+        snap["namespaces"] = self.namespaces
         return _json(snap)
 
     async def metrics(self, request: Request) -> Response:
