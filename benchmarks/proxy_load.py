@@ -39,12 +39,12 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch loads, here and in
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from semcache.testing.proxy_server import free_port  # noqa: E402
+from semcache.testing.proxy_server import free_port
 
 MASTER = "sk-bench"
 TOPICS = [
-    "How tall is Mount Everest", "What is the capital of Australia", "Who wrote Pride and "
-    "Prejudice", "How do I reverse a list in Python", "What causes the seasons on Earth",
+    "How tall is Mount Everest", "What is the capital of Australia",
+    "Who wrote Pride and Prejudice", "How do I reverse a list in Python", "What causes the seasons on Earth",
     "How many bones are in the human body", "What is the boiling point of water at sea level",
     "Who painted the Sistine Chapel ceiling", "How does a refrigerator work",
     "What is the speed of light", "How do vaccines train the immune system",
@@ -54,13 +54,16 @@ TOPICS = [
 ]
 PARAPHRASE = ["Tell me: {t}?", "{t}, please?", "Quick question: {t}?", "I wonder, {t}?",
               "{t}? Thanks!", "Could you tell me {t}?", "{t} (asking for a friend)?"]
-WORDS = ("amber basalt cobalt dune ember fjord glacier harbor iris juniper kelp lagoon mesa "
-         "nectar obsidian prairie quartz reef sierra tundra umber valley willow xenon yarrow "
-         "zephyr anvil bracket cipher dynamo ledger gasket hinge lathe piston rivet sprocket "
-         "turbine valve widget pylon").split()
+WORDS = ["amber", "basalt", "cobalt", "dune", "ember", "fjord", "glacier", "harbor", "iris", "juniper", "kelp", "lagoon", "mesa", "nectar", "obsidian", "prairie", "quartz", "reef", "sierra", "tundra", "umber", "valley", "willow", "xenon", "yarrow", "zephyr", "anvil", "bracket", "cipher", "dynamo", "ledger", "gasket", "hinge", "lathe", "piston", "rivet", "sprocket", "turbine", "valve", "widget", "pylon"]
 
 FAKE_SRC = ("import http.server as h; h.ThreadingHTTPServer.request_queue_size = 1024; "
             "from semcache.testing.fake_openai import main; main()")
+
+
+def spawn(cmd: list[str], env: dict[str, str]) -> subprocess.Popen:
+    """Start a server process (before any load is generated, so blocking is harmless)."""
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
 
 
 def wait_http(url: str, proc: subprocess.Popen, timeout: float = 120.0) -> None:
@@ -187,9 +190,8 @@ async def library_reference(args) -> dict:
 async def run(args) -> dict:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     fake_port, proxy_port = free_port(), free_port()
-    fake = subprocess.Popen([sys.executable, "-c", FAKE_SRC, "--port", str(fake_port),
-                             "--delay-ms", str(args.delay_ms)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    fake = spawn([sys.executable, "-c", FAKE_SRC, "--port", str(fake_port),
+                  "--delay-ms", str(args.delay_ms)], env)
     tmp = tempfile.mkdtemp(prefix="semcache-bench-")
     cfg = Path(tmp) / "config.yaml"
     cfg.write_text(json.dumps({  # JSON is YAML
@@ -201,10 +203,8 @@ async def run(args) -> dict:
         "semcache_settings": {"max_connections": 256,
                               "embedding_batching": not args.no_batching},
     }))
-    proxy = subprocess.Popen([sys.executable, "-m", "semcache.proxy", "--config", str(cfg),
-                              "--port", str(proxy_port), "--workers", str(args.workers)],
-                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                             text=True)
+    proxy = spawn([sys.executable, "-m", "semcache.proxy", "--config", str(cfg),
+                   "--port", str(proxy_port), "--workers", str(args.workers)], env)
     report: dict = {"config": vars(args), "cpus": os.cpu_count(),
                     "loadavg_start": os.getloadavg()}
     try:

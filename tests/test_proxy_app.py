@@ -18,7 +18,6 @@ from semcache import BackendUnavailable, Cache
 from semcache.embedders.batching import BatchingEmbedder
 from semcache.exact.base import ExactStore
 from semcache.exact.memory import MemoryStore
-from semcache.indexes.faiss import FaissIndex
 from semcache.testing.fake_openai import FakeOpenAI, fake_transcript
 
 from .proxy_helpers import KEY_A, KEY_B, MASTER, Proxies, ask, master, stats

@@ -94,7 +94,7 @@ class BatchingEmbedder(Embedder):
                 flat = [t for texts, _ in take for t in texts]
                 try:
                     vecs = await asyncio.to_thread(self.inner.embed, flat)
-                except Exception as exc:  # each caller gets the failure, typed
+                except Exception as exc:  # noqa: BLE001 - each caller gets it, typed
                     for _, fut in take:
                         if not fut.done():
                             fut.set_exception(exc)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["create_app", "load_config", "ProxyConfig", "ProxyConfigError"]
+__all__ = ["ProxyConfig", "ProxyConfigError", "create_app", "load_config"]
 
 
 def __getattr__(name: str) -> Any:

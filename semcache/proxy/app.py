@@ -35,7 +35,7 @@ import httpx
 import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.responses import FileResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from .._cache import Cache, _Outcome
@@ -43,7 +43,7 @@ from .._errors import SemcacheError
 from .config import Deployment, ProxyConfig, build_cache, load_config, warn_unsupported
 from .stats import ProxyStats
 
-__all__ = ["create_app", "app_from_env"]
+__all__ = ["app_from_env", "create_app"]
 
 log = logging.getLogger("semcache.proxy")
 STATIC = Path(__file__).parent / "static"
@@ -187,7 +187,7 @@ class ProxyApp:
                 raise _Reply(400, "request body must be a JSON object")
         model = body.get("model")
         deps = self.config.deployments.get(model) if isinstance(model, str) else None
-        if not deps:
+        if not deps or not isinstance(model, str):
             raise _Reply(404, f"the model {model!r} does not exist (not in model_list)",
                          "invalid_request_error", "model_not_found")
         dep = next(self._rr[model])
@@ -252,7 +252,7 @@ class ProxyApp:
     async def _multipart(self, request: Request) -> tuple[dict[str, Any], Any, bytes]:
         try:
             form = await request.form()
-        except Exception as exc:  # malformed multipart
+        except Exception as exc:  # noqa: BLE001 - python-multipart raises several types
             raise _Reply(400, f"cannot parse the multipart body: {exc}") from None
         body: dict[str, Any] = {}
         upload = None
@@ -262,7 +262,7 @@ class ProxyApp:
                     upload = value
                 elif name == "cache":
                     try:
-                        body["cache"] = orjson.loads(value)
+                        body["cache"] = orjson.loads(str(value))
                     except orjson.JSONDecodeError:
                         raise _Reply(400, "the 'cache' form field must be JSON") from None
                 elif name in body:  # repeated fields (timestamp_granularities[])
@@ -586,8 +586,8 @@ async def _sse(events: list[dict[str, Any]]) -> AsyncIterator[bytes]:
 
 def _replay(endpoint: str, value: dict[str, Any], include_usage: bool) -> list[dict[str, Any]]:
     """A stored complete response as the chunks a streaming upstream would have sent."""
-    base = {k: value[k] for k in ("id", "created", "model", "system_fingerprint")
-            if k in value}
+    base: dict[str, Any] = {k: value[k] for k in ("id", "created", "model",
+                                                  "system_fingerprint") if k in value}
     chunks: list[dict[str, Any]] = []
     choices = value.get("choices") or []
     if endpoint == "chat/completions":

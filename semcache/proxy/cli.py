@@ -8,7 +8,7 @@ import logging
 import os
 import sys
 
-__all__ = ["add_parser", "add_arguments", "run"]
+__all__ = ["add_arguments", "add_parser", "run"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -58,8 +58,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     import uvicorn
 
-    opts = dict(host=args.host, port=args.port, log_level=args.log_level,
-                timeout_graceful_shutdown=5)
+    opts = {"host": args.host, "port": args.port, "log_level": args.log_level,
+            "timeout_graceful_shutdown": 5}
     if args.workers > 1:
         os.environ["SEMCACHE_PROXY_CONFIG"] = os.path.abspath(args.config)
         os.environ["SEMCACHE_PROXY_WARNED"] = "1"

@@ -37,8 +37,15 @@ from typing import Any
 from .._errors import ConfigError, SemcacheError
 from .._keys import validate_namespace
 
-__all__ = ["ProxyConfig", "Deployment", "ClientKey", "Price", "ProxyConfigError",
-           "load_config", "parse_config"]
+__all__ = [
+    "ClientKey",
+    "Deployment",
+    "Price",
+    "ProxyConfig",
+    "ProxyConfigError",
+    "load_config",
+    "parse_config",
+]
 
 log = logging.getLogger("semcache.proxy")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from typing import Any
+from typing import Any, Self
 
 __all__ = ["ProxyServer", "free_port"]
 
@@ -41,7 +41,7 @@ class ProxyServer:
     def base_url(self) -> str:
         return f"{self.url}/v1"
 
-    def start(self) -> ProxyServer:
+    def start(self) -> Self:
         import uvicorn
 
         config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port,
@@ -70,7 +70,7 @@ class ProxyServer:
             self._thread = None
         self._server = None
 
-    def __enter__(self) -> ProxyServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
