@@ -1,28 +1,28 @@
-"""The ``semcache`` command: subcommands registered from a table.
-
-Each entry names a module with ``add_parser(subparsers)`` (which sets ``func``) and
-``run(args)``; the module is imported only when the CLI starts.
-"""
+"""The ``semcache`` command line: subcommands registered from one table."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import sys
+from collections.abc import Sequence
 
-__all__ = ["main"]
-
-#: subcommand modules, in help order
-COMMANDS = ("semcache.proxy.cli",)
+#: subcommand modules; each has ``add_parser(subparsers)`` setting ``func``
+COMMANDS = ("semcache._demo", "semcache.proxy.cli")
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="semcache", description="semantic cache for LLM responses")
-    sub = p.add_subparsers(dest="command", required=True)
-    for name in COMMANDS:
-        importlib.import_module(name).add_parser(sub)
-    args = p.parse_args(argv)
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="semcache", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for module in COMMANDS:
+        importlib.import_module(module).add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     return int(args.func(args) or 0)
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
