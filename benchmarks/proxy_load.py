@@ -56,8 +56,13 @@ PARAPHRASE = ["Tell me: {t}?", "{t}, please?", "Quick question: {t}?", "I wonder
               "{t}? Thanks!", "Could you tell me {t}?", "{t} (asking for a friend)?"]
 WORDS = ["amber", "basalt", "cobalt", "dune", "ember", "fjord", "glacier", "harbor", "iris", "juniper", "kelp", "lagoon", "mesa", "nectar", "obsidian", "prairie", "quartz", "reef", "sierra", "tundra", "umber", "valley", "willow", "xenon", "yarrow", "zephyr", "anvil", "bracket", "cipher", "dynamo", "ledger", "gasket", "hinge", "lathe", "piston", "rivet", "sprocket", "turbine", "valve", "widget", "pylon"]
 
+# FakeOpenAI as a subprocess, with two socket settings a real upstream has: a listen
+# backlog for 200 concurrent connections (socketserver's default is 5), and Nagle off
+# (its headers and body go out in separate writes, so on a keep-alive connection each
+# answer waited for the client's delayed ACK: measured 44 ms per request at delay 0).
 FAKE_SRC = ("import http.server as h; h.ThreadingHTTPServer.request_queue_size = 1024; "
-            "from semcache.testing.fake_openai import main; main()")
+            "import semcache.testing.fake_openai as f; "
+            "f._Handler.disable_nagle_algorithm = True; f.main()")
 
 
 def spawn(cmd: list[str], env: dict[str, str]) -> subprocess.Popen:
@@ -197,8 +202,9 @@ async def run(args) -> dict:
     cfg.write_text(json.dumps({  # JSON is YAML
         "model_list": [{"model_name": "chat", "litellm_params": {
             "model": "gpt-4o-mini", "api_base": f"http://127.0.0.1:{fake_port}/v1"}}],
-        "litellm_settings": {"cache": True, "cache_params": {
-            "type": "faiss-semantic", "similarity_threshold": args.threshold}},
+        "litellm_settings": {"cache": True, "cache_params": (
+            {"type": "faiss-semantic", "similarity_threshold": args.threshold}
+            if args.cache_type == "faiss-semantic" else {"type": args.cache_type})},
         "general_settings": {"master_key": MASTER},
         "semcache_settings": {"max_connections": 256,
                               "embedding_batching": not args.no_batching},
@@ -223,8 +229,11 @@ async def run(args) -> dict:
                 r.raise_for_status()
             rng = random.Random(1)
             for c in args.concurrency:
-                for kind, gen in (("exact", exact_bodies()), ("semantic", semantic_bodies(rng)),
-                                  ("miss", miss_bodies(rng))):
+                kinds = [("exact", exact_bodies()), ("semantic", semantic_bodies(rng)),
+                         ("miss", miss_bodies(rng))]
+                for kind, gen in kinds:
+                    if kind == "semantic" and args.cache_type != "faiss-semantic":
+                        continue
                     res = await phase(clients, gen, c, args.requests, args.seconds)
                     report[f"c{c}_{kind}"] = res
                     print(f"concurrency {c:>3} {kind:<8} {res['rps']:>8.0f} req/s  "
@@ -243,6 +252,8 @@ async def run(args) -> dict:
                 p.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 p.kill()
+    if args.cache_type != "faiss-semantic":
+        return report
     ref = await library_reference(args)
     report.update(ref)
     report["loadavg_end"] = os.getloadavg()
@@ -267,6 +278,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threshold", type=float, default=0.75,
                    help="the paraphrases used score >= 0.77 against their topic")
     p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--cache-type", default="faiss-semantic",
+                   help="faiss-semantic (default) or an exact-only type such as local: "
+                        "isolates the server from the embedder")
     p.add_argument("--no-batching", action="store_true",
                    help="embed each request on its own (for comparison)")
     p.add_argument("--json", help="write the report here")

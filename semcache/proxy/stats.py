@@ -55,6 +55,7 @@ class ProxyStats:
         self.timeline: deque[list[int]] = deque(maxlen=timeline_s)  # [second, reqs, hits]
         self.recent_hits: deque[dict[str, Any]] = deque(maxlen=recent)
 
+        self._series: dict[tuple[str, str, str, str], tuple[Any, Any, Any]] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         self.m_requests = Counter(
             "semcache_proxy_requests", "Requests answered, by endpoint, stage, model and "
@@ -111,10 +112,16 @@ class ProxyStats:
                     "stage": stage, "similarity": meta.get("similarity"),
                     "prompt": _clip(prompt), "matched_prompt": _clip(meta.get("matched_prompt")),
                     "key": meta.get("key"), "age_s": meta.get("age_s")})
-        self.m_requests.labels(endpoint, stage, model, namespace).inc()
-        self.m_latency.labels(stage).observe(seconds)
-        if hit:
-            self.m_hits.labels(stage, model, namespace).inc()
+        series = self._series.get((endpoint, stage, model, namespace))
+        if series is None:  # labels() costs more than the increment: look it up once
+            series = self._series[(endpoint, stage, model, namespace)] = (
+                self.m_requests.labels(endpoint, stage, model, namespace),
+                self.m_latency.labels(stage),
+                self.m_hits.labels(stage, model, namespace) if hit else None)
+        series[0].inc()
+        series[1].observe(seconds)
+        if series[2] is not None:
+            series[2].inc()
             if saved is not None and saved[0] + saved[1]:
                 self.m_saved_tokens.inc(saved[0] + saved[1])
         self.backend_failed(errors if errors is not None else meta.get("errors", ()))
