@@ -61,6 +61,13 @@ def run(args: argparse.Namespace) -> int:
     opts = {"host": args.host, "port": args.port, "log_level": args.log_level,
             "timeout_graceful_shutdown": 5}
     if args.workers > 1:
+        kind = config.cache_params.get("type")
+        if config.cache_enabled and (kind == "local" or (
+                kind == "faiss-semantic" and "disk_cache_dir" not in config.cache_params)):
+            logging.getLogger("semcache.proxy").warning(
+                "cache type %r lives in each worker's memory: the %d workers will not share "
+                "entries (use one worker, or a shared type: redis-semantic, qdrant-semantic, "
+                "redis, disk)", kind, args.workers)
         os.environ["SEMCACHE_PROXY_CONFIG"] = os.path.abspath(args.config)
         os.environ["SEMCACHE_PROXY_WARNED"] = "1"
         uvicorn.run("semcache.proxy.app:app_from_env", factory=True, workers=args.workers,
