@@ -62,8 +62,15 @@ def run(args: argparse.Namespace) -> int:
             "timeout_graceful_shutdown": 5}
     if args.workers > 1:
         kind = config.cache_params.get("type")
-        if config.cache_enabled and (kind == "local" or (
-                kind == "faiss-semantic" and "disk_cache_dir" not in config.cache_params)):
+        if config.cache_enabled and kind == "faiss-semantic" and \
+                config.cache_params.get("disk_cache_dir"):
+            # the FAISS folder is locked by its first opener: worker 2 could not start
+            print(f"semcache serve: {config.source}: litellm_settings.cache_params.type: "
+                  "faiss-semantic with disk_cache_dir is one process's index: use "
+                  "--workers 1, or redis-semantic / qdrant-semantic for several workers",
+                  file=sys.stderr)
+            return 2
+        if config.cache_enabled and kind in ("local", "faiss-semantic"):
             logging.getLogger("semcache.proxy").warning(
                 "cache type %r lives in each worker's memory: the %d workers will not share "
                 "entries (use one worker, or a shared type: redis-semantic, qdrant-semantic, "
