@@ -39,7 +39,7 @@ from starlette.responses import FileResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from .._cache import Cache, _Outcome
-from .._errors import SemcacheError
+from .._errors import ConfigError, SemcacheError
 from .config import Deployment, ProxyConfig, build_cache, load_config, warn_unsupported
 from .stats import ProxyStats
 
@@ -192,7 +192,8 @@ class ProxyApp:
                          "invalid_request_error", "model_not_found")
         dep = next(self._rr[model])
         controls = self._controls(request, body.pop("cache", None), who)
-        caching = body.pop("caching", None)
+        caching = body.pop("caching", None)  # cache fields are ours, never the upstream's
+        cache_key = body.pop("cache_key", None)
         stream = bool(body.get("stream"))
         ns = controls.get("namespace", self.default_ns)
 
@@ -204,13 +205,20 @@ class ProxyApp:
             kwargs["cache"] = controls
             if caching is not None:
                 kwargs["caching"] = caching
+            if cache_key is not None:
+                kwargs["cache_key"] = cache_key
             group = self.config.caching_groups.get(model)
             if group is not None:
                 kwargs["caching_group"] = group
             try:
                 outcome = await self.cache._abegin(CALL_TYPES[endpoint], kwargs)
-            except SemcacheError as exc:  # bad controls or an unkeyable request
+            except ConfigError as exc:  # bad per-request controls: the client's to fix
                 raise _Reply(400, str(exc)) from None
+            except SemcacheError as exc:
+                # a request the cache cannot key (the upstream may still take it): pass
+                # it through uncached rather than refuse what the model would answer
+                log.debug("not caching a %s request: %s", endpoint, exc)
+                outcome = None
         if outcome is not None and outcome.hit is not None:
             return self._hit(endpoint, model, ns, body, outcome, stream, t0)
         stage = "miss" if outcome is not None and outcome.request.read else "skipped"
@@ -336,7 +344,7 @@ class ProxyApp:
             else:
                 value = {"$text": r.text, "$content_type": ctype}
             if value is not None:
-                await self.cache._afinish(outcome, value)  # type: ignore[union-attr]
+                await self._store(outcome, value)
         self.stats.record(endpoint=endpoint, model=model, namespace=ns,
                           stage=stage if r.status_code < 400 else "error",
                           seconds=time.perf_counter() - t0,
@@ -352,6 +360,15 @@ class ProxyApp:
         status = 504 if isinstance(exc, httpx.TimeoutException) else 502
         return _Reply(status, f"upstream request failed: {type(exc).__name__}: {exc}",
                       "api_error", "upstream_unavailable").response(headers)
+
+    async def _store(self, outcome: _Outcome, value: Any) -> None:
+        """Store a fresh answer; the client has its answer whatever happens here."""
+        assert self.cache is not None
+        try:
+            await self.cache._afinish(outcome, value)
+        except SemcacheError as exc:  # e.g. larger than max_value_bytes: not cacheable
+            outcome.request.errors.append(f"store: {type(exc).__name__}: {exc}")
+            log.warning("semcache proxy: answer not stored: %s", exc)
 
     async def _stream_miss(self, endpoint: str, dep: Deployment, body: dict[str, Any],
                            outcome: _Outcome | None, headers: dict[str, str], model: str,
@@ -391,7 +408,7 @@ class ProxyApp:
                 await r.aclose()
             value = assembler.result()
             if value is not None and outcome is not None and self.cache is not None:
-                await self.cache._afinish(outcome, value)  # complete: store it once
+                await self._store(outcome, value)  # complete: store it once
                 self.stats.backend_failed(outcome.request.errors[lookup_errors:])
 
         return StreamingResponse(relay(), headers=headers, media_type=ctype)
