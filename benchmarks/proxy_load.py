@@ -227,6 +227,14 @@ async def run(args) -> dict:
             for t in TOPICS:
                 r = await http.post("/v1/chat/completions", content=body(t + "?"))
                 r.raise_for_status()
+            # the HTTP floor: the same client and server answering /health (no cache)
+            floor = []
+            for _ in range(300):
+                t = time.perf_counter()
+                (await http.get("/health")).raise_for_status()
+                floor.append((time.perf_counter() - t) * 1000)
+            report["health_p50_ms"] = statistics.median(floor)
+            print(f"HTTP floor: GET /health p50 {report['health_p50_ms']:.2f} ms", flush=True)
             rng = random.Random(1)
             for c in args.concurrency:
                 kinds = [("exact", exact_bodies()), ("semantic", semantic_bodies(rng)),
