@@ -15,7 +15,9 @@ Wire format (what the ``openai`` client parses):
 - ``POST /v1/chat/completions``: answer ``"echo: <last user message>"`` (``numbered=True``
   appends `` (call N)`` so two fresh answers differ); ``n`` choices; ``max_tokens`` /
   ``max_completion_tokens`` truncate to that many words with ``finish_reason="length"``;
-  ``response_format={"type": "json_object"}`` answers ``{"echo": ...}``; ``stream: true``
+  ``response_format={"type": "json_object"}`` answers ``{"echo": ...}``; with ``tools``
+  and ``tool_choice`` "required" (the first tool) or naming a function, the answer is a
+  call of that function with arguments ``{"echo": <last user message>}``; ``stream: true``
   sends SSE chunks (a role chunk, word chunks, a finish chunk, a usage chunk when
   ``stream_options.include_usage``) ending with ``data: [DONE]``.
 - ``POST /v1/completions``: ``"echo: <prompt>"`` per prompt (a str or a list), streaming too.
@@ -27,7 +29,8 @@ Wire format (what the ``openai`` client parses):
 - ``GET /v1/models``.
 
 Error mode: a request whose model is ``fail-<status>`` (``fail-429``, ``fail-500``, ...)
-gets that status with an OpenAI error body. By default error responses carry
+gets that status with an OpenAI error body; a streamed chat request for model
+``fail-midstream`` gets two chunks and then a dropped connection. By default error responses carry
 ``x-should-retry: false`` so the client does not retry and call counts stay exact
 (``retry_errors=True`` lets the client's retry logic run, as against the real API).
 
@@ -51,7 +54,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-__all__ = ["FakeOpenAI", "ENDPOINTS", "fake_answer", "fake_embedding", "fake_transcript"]
+__all__ = ["ENDPOINTS", "FakeOpenAI", "fake_answer", "fake_embedding", "fake_transcript"]
 
 #: the endpoints the server counts, as keys of ``FakeOpenAI.calls``
 ENDPOINTS = ("chat/completions", "completions", "embeddings", "audio/transcriptions",
@@ -206,7 +209,8 @@ class FakeOpenAI:
     @property
     def requests(self) -> list[dict[str, Any]]:
         """Every recorded request: ``{"endpoint", "body", "headers"}`` (transcriptions:
-        the form fields, with ``file`` replaced by ``{"filename", "sha256", "size"}``)."""
+        the form fields, with ``file`` replaced by ``{"filename", "sha256", "size"}``;
+        header names lower-cased)."""
         with self._lock:
             return list(self._requests)
 
@@ -260,6 +264,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
+        # small SSE writes must not wait for delayed ACKs (Nagle): ~40 ms a chunk otherwise
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with self.fake._lock:
             self.fake._conns.add(self.connection)
 
@@ -295,11 +301,11 @@ class _Handler(BaseHTTPRequestHandler):
                 raw = self._read_body()
                 route = routes.get((method, endpoint))
                 if route is None:
-                    fake._record(endpoint, None, dict(self.headers))
+                    fake._record(endpoint, None, {k.lower(): v for k, v in self.headers.items()})
                     raise _Error(404, f"Unknown request URL: {method} {self.path}",
                                  code="unknown_url")
                 body = self._parse(endpoint, raw)
-                n = fake._record(endpoint, _recordable(body), dict(self.headers))
+                n = fake._record(endpoint, _recordable(body), {k.lower(): v for k, v in self.headers.items()})
                 if fake.delay_ms > 0:
                     time.sleep(fake.delay_ms / 1000)
                 model = body.get("model") if isinstance(body, dict) else None
@@ -364,7 +370,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def _send_sse(self, events: list[dict[str, Any]]) -> None:
+    def _send_sse(self, events: list[dict[str, Any]], *, break_after: int | None = None
+                  ) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream; charset=utf-8")
         self.send_header("Cache-Control", "no-cache")
@@ -374,6 +381,12 @@ class _Handler(BaseHTTPRequestHandler):
         for i, ev in enumerate(events):
             if gap and i:
                 time.sleep(gap)
+            if break_after is not None and i == break_after:
+                # drop the connection mid-body, as a crashing upstream does
+                self.close_connection = True
+                self.wfile.flush()
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
             self._chunk(b"data: " + json.dumps(ev).encode() + b"\n\n")
         self._chunk(b"data: [DONE]\n\n")
         self._chunk(b"")
@@ -396,11 +409,19 @@ class _Handler(BaseHTTPRequestHandler):
         if isinstance(rf, dict) and rf.get("type") in ("json_object", "json_schema"):
             text = json.dumps({"echo": text})
         limit = body.get("max_completion_tokens") or body.get("max_tokens")
+        content: str | None
         content, finish = _truncate(text, limit)
+        tool = _forced_tool(body)
+        tool_call = None
+        if tool is not None:  # answer with a call of the forced tool, no content
+            tool_call = {"id": f"call_{_ident('t', body, n)[2:]}", "type": "function",
+                         "function": {"name": tool, "arguments": json.dumps(
+                             {"echo": fake_answer(messages)[len("echo: "):]})}}
+            content, finish = None, "tool_calls"
         prompt_tokens = sum(_tokens(_text_of(m.get("content"))) + 4 for m in messages
                             if isinstance(m, dict)) + 3
         choices = max(1, int(body.get("n") or 1))
-        completion_tokens = _tokens(content) * choices
+        completion_tokens = _tokens(content or json.dumps(tool_call)) * choices
         usage = _usage(prompt_tokens, completion_tokens)
         ident = _ident("chatcmpl", body, n)
         created = int(time.time())
@@ -418,25 +439,37 @@ class _Handler(BaseHTTPRequestHandler):
                 return e
 
             for i in range(choices):
-                events.append(ev([{"index": i, "delta": {"role": "assistant", "content": ""},
-                                   "logprobs": None, "finish_reason": None}]))
-            for piece in _PIECE.findall(content):
+                events.append(ev([{"index": i, "delta": {
+                    "role": "assistant", "content": None if tool_call else ""},
+                    "logprobs": None, "finish_reason": None}]))
+            for piece in _PIECE.findall(content or ""):
                 for i in range(choices):
                     events.append(ev([{"index": i, "delta": {"content": piece},
                                        "logprobs": None, "finish_reason": None}]))
+            if tool_call is not None:  # the name first, then the arguments in pieces
+                args = tool_call["function"]["arguments"]
+                head = {"index": 0, "id": tool_call["id"], "type": "function",
+                        "function": {"name": tool_call["function"]["name"], "arguments": ""}}
+                deltas = [head] + [{"index": 0, "function": {"arguments": args[k:k + 8]}}
+                                   for k in range(0, len(args), 8)]
+                for d in deltas:
+                    for i in range(choices):
+                        events.append(ev([{"index": i, "delta": {"tool_calls": [d]},
+                                           "logprobs": None, "finish_reason": None}]))
             for i in range(choices):
                 events.append(ev([{"index": i, "delta": {}, "logprobs": None,
                                    "finish_reason": finish}]))
             if include_usage:
                 events.append({**base, "choices": [], "usage": usage})
-            self._send_sse(events)
+            self._send_sse(events, break_after=2 if model == "fail-midstream" else None)
             return
         self._send_json(200, {
             "id": ident, "object": "chat.completion", "created": created, "model": model,
             "system_fingerprint": fp, "usage": usage,
-            "choices": [{"index": i, "message": {"role": "assistant", "content": content,
-                                                 "refusal": None},
-                         "logprobs": None, "finish_reason": finish} for i in range(choices)],
+            "choices": [{"index": i, "message": {
+                "role": "assistant", "content": content, "refusal": None,
+                **({"tool_calls": [tool_call]} if tool_call else {})},
+                "logprobs": None, "finish_reason": finish} for i in range(choices)],
         })
 
     def _completions(self, body: dict[str, Any], n: int) -> None:
@@ -574,6 +607,19 @@ def _recordable(body: Any) -> Any:
                      "size": len(v.data)} if isinstance(v, _File) else v)
                 for k, v in body.items()}
     return body
+
+
+def _forced_tool(body: dict[str, Any]) -> str | None:
+    """The function a request forces (``tool_choice`` "required" or a named function)."""
+    tools = body.get("tools")
+    choice = body.get("tool_choice")
+    if not isinstance(tools, list) or not tools:
+        return None
+    if isinstance(choice, dict):
+        return (choice.get("function") or {}).get("name")
+    if choice == "required":
+        return (tools[0].get("function") or {}).get("name")
+    return None
 
 
 def _model(body: dict[str, Any]) -> str:
