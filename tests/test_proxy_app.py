@@ -449,3 +449,49 @@ def test_curl_sees_the_headers(proxies, fake):
     assert re.search(r"\nage: \d+", out2)
     assert json.loads(out2.split("\n\n", 1)[1])["choices"][0]["message"]["content"] == \
         "echo: curl question (call 1)"
+
+
+def test_streamed_tool_calls_and_text_completions_are_assembled_and_replayed(proxies, fake):
+    proxy = proxies.start()
+    c = client(proxy)
+    tools = [{"type": "function", "function": {
+        "name": "get_weather", "parameters": {"type": "object", "properties": {
+            "city": {"type": "string"}}}}}]
+
+    def streamed_call():
+        raw = c.chat.completions.with_raw_response.create(
+            model="chat", messages=ask("Weather in Paris?"), tools=tools,
+            tool_choice="required", stream=True)
+        calls: dict[int, dict[str, str]] = {}
+        finish = None
+        for ch in raw.parse():
+            for choice in ch.choices:
+                for tc in choice.delta.tool_calls or ():
+                    d = calls.setdefault(tc.index, {"id": "", "name": "", "arguments": ""})
+                    d["id"] = tc.id or d["id"]
+                    d["name"] += tc.function.name or ""
+                    d["arguments"] += tc.function.arguments or ""
+                finish = choice.finish_reason or finish
+        return raw.headers["x-semcache-stage"], calls, finish
+
+    stage1, calls1, finish1 = streamed_call()
+    stage2, calls2, finish2 = streamed_call()
+    assert (stage1, stage2) == ("miss", "exact")
+    assert calls1 == calls2 and calls1[0]["name"] == "get_weather"
+    assert json.loads(calls1[0]["arguments"]) is not None
+    assert finish1 == finish2 == "tool_calls"
+    # the stored entry is the complete message, as a non-streaming client gets it
+    resp, h = chat(c, "Weather in Paris?", tools=tools, tool_choice="required")
+    assert h["x-semcache-stage"] == "exact"
+    assert resp.choices[0].message.tool_calls[0].function.arguments == calls1[0]["arguments"]
+    assert fake.calls["chat/completions"] == 1
+
+    texts = []
+    for _ in range(2):
+        raw = c.completions.with_raw_response.create(model="instruct", prompt="Say hi",
+                                                     stream=True)
+        texts.append((raw.headers["x-semcache-stage"],
+                      "".join(ch.choices[0].text for ch in raw.parse() if ch.choices)))
+    assert [t[0] for t in texts] == ["miss", "exact"]
+    assert texts[0][1] == texts[1][1] == "echo: Say hi (call 1)"
+    assert fake.calls["completions"] == 1
