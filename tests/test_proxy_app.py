@@ -207,6 +207,9 @@ def test_client_keys_are_isolated_by_namespace(proxies, fake):
     _, h = chat(client(proxy), "What is our refund policy?",
                 extra_body={"cache": {"namespace": "team-a"}})
     assert h["x-semcache-stage"] == "exact"
+    with pytest.raises(openai.PermissionDeniedError):  # outside what flush would reach
+        chat(client(proxy), "What is our refund policy?",
+             extra_body={"cache": {"namespace": "elsewhere"}})
     with pytest.raises(openai.AuthenticationError):
         chat(client(proxy, "sk-wrong"), "What is our refund policy?")
     assert stats(proxy)["by_namespace"] == {"team-a": {"miss": 1, "exact": 2},

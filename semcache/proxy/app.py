@@ -268,6 +268,11 @@ class ProxyApp:
                 controls["namespace"] = who.namespace
         elif ns == self.default_ns:
             del controls["namespace"]
+        elif ns is not None and ns not in self.namespaces:
+            # everything this proxy writes stays in its namespaces, so flush reaches it
+            raise _Reply(403, f"namespace {ns!r} is not one of this proxy's "
+                         f"({', '.join(self.namespaces)})", "permission_error",
+                         "namespace_forbidden")
         return controls
 
     async def _multipart(self, request: Request) -> tuple[dict[str, Any], Any, bytes]:
