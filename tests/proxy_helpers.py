@@ -13,6 +13,7 @@ from semcache.testing.proxy_server import ProxyServer
 MASTER = "sk-master-test"
 KEY_A = "sk-team-a"
 KEY_B = "sk-team-b"
+KEY_A2 = "sk-team-a-second"
 
 
 def config_dict(upstream: str, **sections: Any) -> dict[str, Any]:
@@ -39,7 +40,9 @@ def config_dict(upstream: str, **sections: Any) -> dict[str, Any]:
         "general_settings": {"master_key": MASTER},
         "semcache_settings": {
             "keys": [{"key": KEY_A, "namespace": "team-a"},
-                     {"key": KEY_B, "namespace": "team-b"}],
+                     {"key": KEY_B, "namespace": "team-b"},
+                     # a second key of team A: the config shares team A's entries with it
+                     {"key": KEY_A2, "namespace": "team-a"}],
             "prices": {"chat": {"input": 150.0, "output": 600.0}},
             # FakeOpenAI is a ThreadingHTTPServer with a listen backlog of 5: a burst of
             # hundreds of fresh connections overflows it, which real upstreams do not

@@ -20,7 +20,7 @@ from semcache.exact.base import ExactStore
 from semcache.exact.memory import MemoryStore
 from semcache.testing.fake_openai import FakeOpenAI, fake_transcript
 
-from .proxy_helpers import KEY_A, KEY_B, MASTER, Proxies, ask, master, stats
+from .proxy_helpers import KEY_A, KEY_A2, KEY_B, MASTER, Proxies, ask, master, stats
 
 HEADERS = ("x-semcache-hit", "x-semcache-stage", "x-semcache-similarity", "x-semcache-key",
            "x-semcache-matched-prompt", "age")
@@ -198,6 +198,9 @@ def test_client_keys_are_isolated_by_namespace(proxies, fake):
     again, h = chat(a, "What is our refund policy?")
     assert h["x-semcache-stage"] == "exact"
     assert again.choices[0].message.content == ra.choices[0].message.content
+    shared, h = chat(client(proxy, KEY_A2), "What is our refund policy?")
+    assert h["x-semcache-stage"] == "exact"  # shared by the config: same namespace
+    assert shared.choices[0].message.content == ra.choices[0].message.content
     # a client key may not read another namespace by asking for it
     with pytest.raises(openai.PermissionDeniedError):
         chat(b, "What is our refund policy?", extra_body={"cache": {"namespace": "team-a"}})
@@ -212,7 +215,7 @@ def test_client_keys_are_isolated_by_namespace(proxies, fake):
              extra_body={"cache": {"namespace": "elsewhere"}})
     with pytest.raises(openai.AuthenticationError):
         chat(client(proxy, "sk-wrong"), "What is our refund policy?")
-    assert stats(proxy)["by_namespace"] == {"team-a": {"miss": 1, "exact": 2},
+    assert stats(proxy)["by_namespace"] == {"team-a": {"miss": 1, "exact": 3},
                                             "team-b": {"miss": 1}, "default": {"miss": 1}}
 
 
