@@ -83,6 +83,7 @@ def main() -> int:
         "machine": f"{platform.machine()}, {platform.processor() or '?'}, "
                    f"{__import__('os').cpu_count()} cores",
         "texts": len(texts),
+        "limit_pairs_per_set": args.limit,
         "cosine_fp32_int8": {"min": float(cos.min()), "p0.1": float(np.percentile(cos, 0.1)),
                              "p1": float(np.percentile(cos, 1)), "mean": float(cos.mean())},
         "sets": {},
