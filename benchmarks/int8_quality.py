@@ -27,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from semcache.embedders.onnx import OnnxEmbedder  # noqa: E402
+from semcache.embedders.onnx import OnnxEmbedder
 
 THRESHOLDS = (0.8, 0.9, 0.95)
 

@@ -24,5 +24,5 @@ def test_import_semcache_is_light() -> None:
         "assert not heavy, heavy\n"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1],
-                         capture_output=True, text=True, timeout=120)
+                         capture_output=True, text=True, timeout=120, check=False)
     assert out.returncode == 0, out.stderr

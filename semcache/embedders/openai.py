@@ -20,7 +20,7 @@ import numpy as np
 from .._errors import BackendError, BackendTimeout, BackendUnavailable, ConfigError
 from .base import Embedder
 
-__all__ = ["OpenAIEmbedder", "OPENAI_DIMS"]
+__all__ = ["OPENAI_DIMS", "OpenAIEmbedder"]
 
 #: native output sizes, so ``dim`` needs no probe call
 OPENAI_DIMS = {
@@ -69,8 +69,7 @@ class OpenAIEmbedder(Embedder):
                  batch_size: int | None = None, cache_size: int = 4096,
                  extra_headers: dict[str, str] | None = None) -> None:
         super().__init__(cache_size=cache_size)
-        if model.startswith("openai/"):
-            model = model[len("openai/"):]
+        model = model.removeprefix("openai/")
         if not model:
             raise ConfigError("an embedding model name is required", parameter="model")
         if dimensions is not None and dimensions < 1:

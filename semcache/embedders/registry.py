@@ -23,7 +23,7 @@ from typing import Any
 from .._errors import ConfigError
 from .base import Embedder
 
-__all__ = ["resolve_embedder", "embedder_dim", "KNOWN_DIMS", "BACKENDS"]
+__all__ = ["BACKENDS", "KNOWN_DIMS", "embedder_dim", "resolve_embedder"]
 
 #: backend name -> "module:Class", imported on use (torch, onnxruntime and the openai
 #: client stay out of ``import semcache``)
@@ -86,7 +86,7 @@ def resolve_embedder(name_or_instance: str | os.PathLike[str] | Embedder,
         if opts:
             raise ConfigError(
                 f"options {sorted(opts)} cannot apply to an embedder instance; "
-                "configure the instance instead", parameter=sorted(opts)[0])
+                "configure the instance instead", parameter=min(opts))
         return name_or_instance
     if not isinstance(name_or_instance, (str, os.PathLike)):
         raise ConfigError(
@@ -104,6 +104,5 @@ def embedder_dim(name: str, *, dimensions: int | None = None) -> int | None:
     """Vector size of a named model without loading it, or None if unknown."""
     if dimensions is not None:
         return dimensions
-    if name.startswith("openai/"):
-        name = name[len("openai/"):]
+    name = name.removeprefix("openai/")
     return KNOWN_DIMS.get(name)
