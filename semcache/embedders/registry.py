@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib
 import os
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from .._errors import ConfigError
@@ -69,7 +70,7 @@ def _route(name: str) -> tuple[str, str]:
     )
 
 
-def _load(backend: str) -> type[Embedder]:
+def _load(backend: str) -> Callable[..., Embedder]:
     module, _, cls = BACKENDS[backend].partition(":")
     return getattr(importlib.import_module(module), cls)  # type: ignore[no-any-return]
 
@@ -95,9 +96,9 @@ def resolve_embedder(name_or_instance: str | os.PathLike[str] | Embedder,
     backend, model = _route(os.fspath(name_or_instance))
     cls = _load(backend)
     try:
-        return cls(model, **opts)  # type: ignore[call-arg]
+        return cls(model, **opts)
     except TypeError as exc:  # an option the class does not take: name it
-        raise ConfigError(f"{cls.__name__}: {exc}", parameter="embedding_model") from exc
+        raise ConfigError(f"{getattr(cls, '__name__', backend)}: {exc}", parameter="embedding_model") from exc
 
 
 def embedder_dim(name: str, *, dimensions: int | None = None) -> int | None:
