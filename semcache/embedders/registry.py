@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import importlib
 import os
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from .._errors import ConfigError
