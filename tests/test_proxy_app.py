@@ -501,3 +501,22 @@ def test_streamed_tool_calls_and_text_completions_are_assembled_and_replayed(pro
     assert [t[0] for t in texts] == ["miss", "exact"]
     assert texts[0][1] == texts[1][1] == "echo: Say hi (call 1)"
     assert fake.calls["completions"] == 1
+
+
+def test_litellm_embedding_model_named_in_model_list_is_called_on_its_deployment(proxies,
+                                                                                   fake):
+    # LiteLLM's redis_semantic_cache_embedding_model / qdrant_... name a model_list entry;
+    # the same for the embedded type here (no Redis needed to test the mapping)
+    proxy = proxies.start(litellm_settings={"cache": True, "cache_params": {
+        "type": "faiss-semantic", "embedding_model": "embed", "similarity_threshold": 0.9}})
+    cache = proxy.state.cache
+    assert isinstance(cache.embedder, BatchingEmbedder)
+    assert cache.embedder.model_id.endswith("text-embedding-3-small")
+    c = client(proxy)
+    _, h = chat(c, "embedded upstream")
+    assert h["x-semcache-stage"] == "miss"
+    assert fake.calls["embeddings"] == 1  # the query was embedded by the deployment
+    emb_req = next(r for r in fake.requests if r["endpoint"] == "embeddings")
+    assert emb_req["body"]["model"] == "text-embedding-3-small"
+    _, h = chat(c, "embedded upstream")
+    assert h["x-semcache-stage"] == "exact" and fake.calls["embeddings"] == 1

@@ -374,21 +374,27 @@ def build_cache(cfg: ProxyConfig, **overrides: Any) -> Any:
     """The ``Cache`` the config describes; a bad parameter names its config key."""
     from .. import Cache
 
+    from .._registry import TYPES, get_embedder
+    from ..embedders.batching import BatchingEmbedder
+
     params = dict(cfg.cache_params)
     params.update(overrides)
     cache_type = params.pop("type")
-    if cfg.embedding_batching and "embedder" not in params:
-        from .._registry import TYPES, get_embedder
-        from ..embedders.batching import BatchingEmbedder
-
-        spec = TYPES.get(cache_type)
-        if spec is not None and spec.semantic:
-            model = params.pop(spec.embedder_param, None) if spec.embedder_param else None
-            try:
-                params["embedder"] = BatchingEmbedder(get_embedder(model))
-            except SemcacheError as exc:
-                raise ProxyConfigError(cfg.source, "litellm_settings.cache_params."
-                                       f"{spec.embedder_param}", str(exc)) from exc
+    spec = TYPES.get(cache_type)
+    if spec is not None and spec.semantic and "embedder" not in params:
+        name = spec.embedder_param or "embedding_model"
+        model = params.pop(spec.embedder_param, None) if spec.embedder_param else None
+        key = f"litellm_settings.cache_params.{name}"
+        try:
+            if isinstance(model, str) and model in cfg.deployments:
+                # LiteLLM's meaning: the embedding model is a model_name of model_list,
+                # called on that deployment's endpoint with its key
+                embedder = _deployment_embedder(cfg.deployments[model][0])
+            else:
+                embedder = get_embedder(model)
+        except SemcacheError as exc:
+            raise ProxyConfigError(cfg.source, key, str(exc)) from exc
+        params["embedder"] = BatchingEmbedder(embedder) if cfg.embedding_batching else embedder
     try:
         return Cache(type=cache_type, **params)
     except ConfigError as exc:
@@ -396,3 +402,10 @@ def build_cache(cfg: ProxyConfig, **overrides: Any) -> Any:
         if exc.parameter:
             key += f".{exc.parameter}"
         raise ProxyConfigError(cfg.source, key, str(exc)) from exc
+
+
+def _deployment_embedder(dep: Deployment) -> Any:
+    from ..embedders.registry import resolve_embedder
+
+    return resolve_embedder(f"openai/{dep.model}", api_base=dep.api_base,
+                            api_key=dep.api_key)
