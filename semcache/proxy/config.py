@@ -373,7 +373,6 @@ class _Parser:
 def build_cache(cfg: ProxyConfig, **overrides: Any) -> Any:
     """The ``Cache`` the config describes; a bad parameter names its config key."""
     from .. import Cache
-
     from .._registry import TYPES, get_embedder
     from ..embedders.batching import BatchingEmbedder
 
