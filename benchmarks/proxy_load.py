@@ -36,6 +36,7 @@ import httpx
 import numpy as np
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch loads, here and in children
+os.environ.setdefault("SEMCACHE_ONNX_THREADS", os.environ["OMP_NUM_THREADS"])  # and ONNX
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 

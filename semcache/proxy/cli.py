@@ -20,9 +20,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="uvicorn worker processes (share a cache server: redis-semantic or "
                         "qdrant-semantic; the embedded default is per process)")
     p.add_argument("--embedding-threads", type=int, default=None,
-                   help="intra-op threads of a local embedding model (default 1, or "
-                        "$OMP_NUM_THREADS): the event loop needs a core too, and batching "
-                        "concurrent requests gains more than threads do")
+                   help="intra-op threads of a local embedding model, torch or onnxruntime "
+                        "(default 1, or $OMP_NUM_THREADS): the event loop needs a core "
+                        "too, and batching concurrent requests gains more than threads do")
     p.add_argument("--log-level", default="warning",
                    choices=["critical", "error", "warning", "info", "debug"])
 
@@ -36,15 +36,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    # Before torch is imported (here or in a worker). Measured on 2 shared cores under
-    # load: one query took 1.1-1.6 s with 2 OpenMP threads (threads spinning at barriers
-    # while the cores are busy) and 35-50 ms with 1.
+    # Before torch / onnxruntime load (here or in a worker). Measured on 2 shared cores
+    # under load: one query took 1.1-1.6 s with 2 OpenMP threads in torch (threads spin
+    # at barriers while the cores are busy) and 35-50 ms with 1; with onnxruntime, p50
+    # 32 ms with 2 intra-op threads and 13 ms with 1.
     threads = getattr(args, "embedding_threads", None)
+    names = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "SEMCACHE_ONNX_THREADS")
     if threads is not None:
-        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
+        for name in names:
+            os.environ[name] = str(threads)
     else:
-        os.environ.setdefault("OMP_NUM_THREADS", "1")
-        os.environ.setdefault("MKL_NUM_THREADS", os.environ["OMP_NUM_THREADS"])
+        for name in names:
+            os.environ.setdefault(name, os.environ.get("OMP_NUM_THREADS", "1"))
     if "torch" in sys.modules:  # imported already (python -c ...): set it directly
         sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     from .._errors import ConfigError
