@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import random
@@ -147,14 +148,16 @@ def semantic_bodies(rng: random.Random):
         yield body(rng.choice(PARAPHRASE).format(t=t.lower()) + f" [{n}]")
 
 
+_SEEDS = itertools.count(1)
+
+
 def miss_bodies(rng: random.Random):
     # a distinct seed is a distinct context: a miss by construction, whatever the text
     # (word salads would match each other semantically once stored)
     import orjson
 
-    n = 0
     while True:
-        n += 1
+        n = next(_SEEDS)  # one counter for every phase: no seed is ever reused
         yield orjson.dumps({"model": "chat", "seed": n, "messages": [
             {"role": "user", "content": " ".join(rng.sample(WORDS, 7))}]})
 
