@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 #: subcommand modules; each has ``add_parser(subparsers)`` setting ``func``
-COMMANDS = ("semcache._demo",)
+COMMANDS = ("semcache._demo", "semcache.proxy.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:
