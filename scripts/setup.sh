@@ -27,7 +27,8 @@ else
   echo "[setup] Python packages up to date"
 fi
 
-if [ "${SEMCACHE_SKIP_SERVICES:-0}" != "1" ] && [ -f scripts/services.sh ]; then
-  bash scripts/services.sh install
+if [ "${SEMCACHE_SKIP_SERVICES:-0}" != "1" ]; then
+  bash scripts/services.sh install          # Redis Stack, Redis Cluster, S3, GCS, Azurite
+  sh scripts/install_chromium.sh            # headless browser for the dashboard test
 fi
 echo "[setup] done: $VENV"

@@ -150,7 +150,7 @@ class FakeOpenAI:
         class Handler(_Handler):
             fake = owner
 
-        server = ThreadingHTTPServer((self.host, self.port), Handler)
+        server = _Server((self.host, self.port), Handler)
         server.daemon_threads = True
         self._server = server
         self.port = server.server_address[1]
@@ -256,7 +256,14 @@ class FakeOpenAI:
             self._in_flight -= 1
 
 
+class _Server(ThreadingHTTPServer):
+    # bursts of concurrent clients (load benchmarks) overflow the default backlog of 5
+    request_queue_size = 1024
+
+
 class _Handler(BaseHTTPRequestHandler):
+    # keep-alive responses written in pieces would otherwise wait ~40 ms on Nagle
+    disable_nagle_algorithm = True
     fake: FakeOpenAI
     protocol_version = "HTTP/1.1"  # keep-alive, as the openai client (httpx) expects
     server_version = "FakeOpenAI/1.0"
