@@ -7,6 +7,17 @@ post-filtering). A shard is a contiguous float32 matrix; an exact search is one 
 matrix-vector product plus ``argpartition``, with expired rows masked in the same
 vectorised pass.
 
+Large shards (``approx_threshold`` entries, 20k by default) also get an approximate
+FAISS index, ``IndexIVFScalarQuantizer`` (8-bit codes, inner product), used only to
+*propose* candidates: they are re-scored exactly against the shard's float32 rows, so a
+returned similarity is always the exact cosine and expiry is checked on the exact rows.
+IVF rather than HNSW because its deletes are real and O(1) (``remove_ids`` through a
+hashtable direct map: no tombstones, no periodic rebuild for deletes) and because it
+builds in seconds where an HNSW over a million 384-d vectors takes minutes on two
+cores. The IVF is rebuilt (retrained) when its shard has grown 4x since it was built,
+and dropped when the shard shrinks below half the threshold. Measured numbers are in
+docs/indexes.md and benchmarks/faiss_scale.py.
+
 Persistence (``path=``): ``manifest.json`` (format, model, dimension, metric) checked on
 open, a snapshot (``snapshot.npz``: vectors and metadata in one file), and an append-only operation
 log replayed on open; a torn last line from a crash is ignored. The folder is locked
@@ -34,12 +45,64 @@ __all__ = ["FaissIndex"]
 
 FORMAT = 1
 _INF = np.inf
+APPROX_THRESHOLD = 20_000  #: exact search over 20k x 384 floats is about 1 ms
+NPROBE = 32
+
+
+class _IVF:
+    """Candidate generator for a large shard; ids are the shard's stable entry ids."""
+
+    __slots__ = ("index", "built_n", "nprobe", "params")
+
+    def __init__(self, vecs: np.ndarray, ids: np.ndarray, nprobe: int) -> None:
+        import faiss  # imported here: small caches never pay for it
+
+        n, dim = vecs.shape
+        # ~sqrt(n) lists of ~sqrt(n) entries; at least 39 training points per list
+        # (faiss's own minimum), at most 1024 lists so (re)training stays in seconds
+        nlist = int(max(1, min(1024, round(np.sqrt(n)), n // 39)))
+        quantizer = faiss.IndexFlatIP(dim)
+        index = faiss.IndexIVFScalarQuantizer(quantizer, dim, nlist,
+                                              faiss.ScalarQuantizer.QT_8bit,
+                                              faiss.METRIC_INNER_PRODUCT)
+        index.cp.niter = 10  # centroids only route the search; rescoring is exact
+        sample = vecs
+        if n > 64 * nlist:
+            pick = np.random.default_rng(n).choice(n, 64 * nlist, replace=False)
+            sample = vecs[np.sort(pick)]
+        index.train(sample)
+        index.set_direct_map_type(faiss.DirectMap.Hashtable)
+        index.add_with_ids(vecs, ids)
+        quantizer.this.disown()  # owned by the IVF index from here on
+        index.own_fields = True
+        self.index = index
+        self.built_n = n
+        self.nprobe = nprobe
+        self.params = faiss.SearchParametersIVF(nprobe=min(nprobe, nlist))
+
+    def add(self, vecs: np.ndarray, ids: np.ndarray) -> None:
+        self.index.add_with_ids(vecs, ids)
+
+    def remove(self, ids: np.ndarray) -> None:
+        import faiss
+
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+        self.index.remove_ids(faiss.IDSelectorArray(len(ids), faiss.swig_ptr(ids)))
+
+    def propose(self, q: np.ndarray, k: int) -> np.ndarray:
+        _, ids = self.index.search(q[None, :], k, params=self.params)
+        return ids[0][ids[0] >= 0]
 
 
 class _Shard:
-    """One context's entries: rows of a growable matrix, swap-remove on delete."""
+    """One context's entries: rows of a growable matrix, swap-remove on delete.
 
-    __slots__ = ("dim", "vecs", "expires", "keys", "meta", "row", "n")
+    Each entry also has a stable int64 id (rows move on delete, ids do not) naming it in
+    the shard's approximate index, when it has one.
+    """
+
+    __slots__ = ("dim", "vecs", "expires", "keys", "meta", "row", "n", "ids", "id_row",
+                 "next_id", "ivf", "pending")
 
     def __init__(self, dim: int, capacity: int = 8) -> None:
         self.dim = dim
@@ -49,6 +112,11 @@ class _Shard:
         self.meta: list[tuple[str, float, float | None]] = []  # prompt, created, expires
         self.row: dict[str, int] = {}
         self.n = 0
+        self.ids = np.empty(capacity, dtype=np.int64)
+        self.id_row: dict[int, int] = {}
+        self.next_id = 0
+        self.ivf: _IVF | None = None
+        self.pending: set[int] = set()  # ids written since the last sync to the IVF
 
     def put(self, key: str, vec: np.ndarray, prompt: str, created: float,
             expires: float | None) -> None:
@@ -58,20 +126,36 @@ class _Shard:
                 cap = len(self.vecs) * 2
                 self.vecs = np.resize(self.vecs, (cap, self.dim))
                 self.expires = np.resize(self.expires, cap)
+                self.ids = np.resize(self.ids, cap)
             r = self.n
             self.n += 1
             self.row[key] = r
             self.keys.append(key)
             self.meta.append((prompt, created, expires))
+            self.ids[r] = i = self.next_id
+            self.next_id += 1
+            self.id_row[i] = r
         else:
             self.meta[r] = (prompt, created, expires)
+            i = int(self.ids[r])
+            if self.ivf is not None and i not in self.pending:
+                self.ivf.remove(np.array([i]))  # its vector changed: re-added by sync()
         self.vecs[r] = vec
         self.expires[r] = _INF if expires is None else expires
+        if self.ivf is not None:
+            self.pending.add(i)
 
     def remove(self, key: str) -> bool:
         r = self.row.pop(key, None)
         if r is None:
             return False
+        i = int(self.ids[r])
+        del self.id_row[i]
+        if self.ivf is not None:
+            if i in self.pending:
+                self.pending.discard(i)
+            else:
+                self.ivf.remove(np.array([i]))
         last = self.n - 1
         if r != last:  # move the last row into the hole: O(dim), no shifting
             self.vecs[r] = self.vecs[last]
@@ -80,15 +164,36 @@ class _Shard:
             self.keys[r] = moved
             self.meta[r] = self.meta[last]
             self.row[moved] = r
+            self.ids[r] = self.ids[last]
+            self.id_row[int(self.ids[r])] = r
         self.keys.pop()
         self.meta.pop()
         self.n = last
         return True
 
+    def sync(self, threshold: int | None, nprobe: int) -> None:
+        """After a batch of writes: build, grow, drop or update the approximate index."""
+        n = self.n
+        if threshold is None or n < threshold // 2 or n == 0:
+            self.ivf = None
+            self.pending.clear()
+        elif (self.ivf is None and n >= threshold) or (
+                self.ivf is not None and n > 4 * self.ivf.built_n):
+            self.ivf = _IVF(self.vecs[:n], self.ids[:n], nprobe)
+            self.pending.clear()
+        elif self.ivf is not None and self.pending:
+            ids = np.fromiter(self.pending, dtype=np.int64, count=len(self.pending))
+            rows = np.fromiter((self.id_row[i] for i in ids.tolist()), dtype=np.int64,
+                               count=len(ids))
+            self.ivf.add(self.vecs[rows], ids)
+            self.pending.clear()
+
     def search(self, q: np.ndarray, k: int, now: float) -> list[Candidate]:
         n = self.n
         if n == 0:
             return []
+        if self.ivf is not None:
+            return self._search_approx(q, k, now)
         sims = self.vecs[:n] @ q
         sims[self.expires[:n] <= now] = -_INF
         if n > k:
@@ -105,6 +210,32 @@ class _Shard:
             out.append(Candidate(self.keys[r], s, prompt, created, expires))
         return out
 
+    def _search_approx(self, q: np.ndarray, k: int, now: float) -> list[Candidate]:
+        """Candidates from the IVF, rescored exactly; asks for more while expired ones
+        crowd the unexpired out, and falls back to the exact scan past a point."""
+        assert self.ivf is not None
+        want = max(4 * k, 32)
+        while True:
+            ids = self.ivf.propose(q, want)
+            id_row = self.id_row
+            rows = np.fromiter((id_row[i] for i in ids.tolist()), dtype=np.int64,
+                               count=len(ids))
+            rows = rows[self.expires[rows] > now]
+            if len(rows) >= k or len(ids) < want:  # enough, or the probed lists ran dry
+                break
+            want *= 4
+            if want > 4096:  # mostly expired around here: scan exactly (still correct)
+                rows = np.nonzero(self.expires[: self.n] > now)[0]
+                break
+        sims = self.vecs[rows] @ q
+        order = np.argsort(-sims, kind="stable")[:k]
+        out = []
+        for j in order.tolist():
+            r = int(rows[j])
+            prompt, created, expires = self.meta[r]
+            out.append(Candidate(self.keys[r], float(sims[j]), prompt, created, expires))
+        return out
+
 
 class FaissIndex(VectorIndex):
     name = "faiss"
@@ -118,7 +249,19 @@ class FaissIndex(VectorIndex):
         metric: str = "cosine",
         fsync: bool = False,
         clock: Callable[[], float] = time.time,
+        approx_threshold: int | None = APPROX_THRESHOLD,
+        nprobe: int = NPROBE,
     ) -> None:
+        if approx_threshold is not None and (
+                isinstance(approx_threshold, bool) or not isinstance(approx_threshold, int)
+                or approx_threshold < 2):
+            raise ConfigError(f"approx_threshold must be an int >= 2 or None, got "
+                              f"{approx_threshold!r}", parameter="approx_threshold")
+        if isinstance(nprobe, bool) or not isinstance(nprobe, int) or nprobe < 1:
+            raise ConfigError(f"nprobe must be a positive int, got {nprobe!r}",
+                              parameter="nprobe")
+        self.approx_threshold = approx_threshold
+        self.nprobe = nprobe
         if metric != "cosine":
             raise ConfigError("only the cosine metric is supported", parameter="metric")
         if dim is not None and (not isinstance(dim, int) or dim < 1):
@@ -132,6 +275,7 @@ class FaissIndex(VectorIndex):
         self._shards: dict[str, _Shard] = {}
         self._where: dict[str, str] = {}  # key -> context
         self._ctx_ns: dict[str, str] = {}  # context -> namespace
+        self._dirty: set[str] = set()  # contexts that lost entries (a move or a delete)
         self.path = Path(path) if path is not None else None
         self._log: IO[str] | None = None
         self._lockfile: IO[str] | None = None
@@ -149,6 +293,7 @@ class FaissIndex(VectorIndex):
         with self._lock:
             for e, v in zip(entries, vecs):
                 self._put(e, v)
+            self._sync({e.context for e in entries} | self._dirty)
             if self._log is not None:
                 self._append([{"op": "add", **_entry_json(e), "v": _b64(v)}
                               for e, v in zip(entries, vecs)])
@@ -168,6 +313,7 @@ class FaissIndex(VectorIndex):
         keys = list(keys)
         with self._lock:
             gone = sum(self._remove(k) for k in keys)
+            self._sync(self._dirty)
             if gone and self._log is not None:
                 self._append([{"op": "del", "keys": keys}])
             return gone
@@ -217,6 +363,11 @@ class FaissIndex(VectorIndex):
     async def acount(self, namespace: str | None = None) -> int:
         return self.count(namespace)
 
+    def approximate_shards(self) -> int:
+        """How many shards currently search through an approximate index."""
+        with self._lock:
+            return sum(s.ivf is not None for s in self._shards.values())
+
     def __repr__(self) -> str:
         where = f", path={str(self.path)!r}" if self.path else ""
         return f"FaissIndex(dim={self._dim}, entries={len(self._where)}{where})"
@@ -260,7 +411,16 @@ class FaissIndex(VectorIndex):
         if shard.n == 0:
             del self._shards[ctx]
             del self._ctx_ns[ctx]
+        else:
+            self._dirty.add(ctx)
         return True
+
+    def _sync(self, contexts: set[str]) -> None:
+        for ctx in contexts:
+            shard = self._shards.get(ctx)
+            if shard is not None:
+                shard.sync(self.approx_threshold, self.nprobe)
+        self._dirty.clear()
 
     def _clear(self, namespace: str) -> int:
         gone = 0
@@ -308,6 +468,7 @@ class FaissIndex(VectorIndex):
         self._write_manifest()
         self._load_snapshot()
         self._replay_log()
+        self._sync(set(self._shards))  # large shards get their approximate index back
         self._log = open(self.path / "log.jsonl", "a", encoding="utf-8")
 
     def _write_manifest(self) -> None:

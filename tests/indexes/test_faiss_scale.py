@@ -1,0 +1,105 @@
+"""FaissIndex at scale: sharded filtering, the approximate shard's recall and its
+bookkeeping under deletes, replacements and expiry (compared with brute force)."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from semcache.indexes.base import IndexEntry
+from semcache.indexes.faiss import FaissIndex
+from tests.contracts.vector_index import T0, unit
+
+
+def _entries(prefix: str, ctx: str, n: int, expires=None) -> list[IndexEntry]:
+    return [IndexEntry(f"n:{prefix}{i}", ctx, "n", f"p{i}", T0,
+                       None if expires is None else float(expires[i])) for i in range(n)]
+
+
+def clustered(rng: np.random.Generator, n: int, dim: int, clusters: int = 200,
+              spread: float = 0.35) -> np.ndarray:
+    """Vectors in tight groups around random centres, closer to real embeddings than
+    uniform noise (whose nearest neighbours are barely nearer than anything else)."""
+    centres = unit(rng, clusters, dim)
+    v = centres[rng.integers(0, clusters, n)] + spread * unit(rng, n, dim) \
+        * rng.random((n, 1)).astype(np.float32)
+    return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_small_context_among_many_finds_its_best_match() -> None:
+    rng = np.random.default_rng(0)
+    dim, big = 16, 200_000
+    idx = FaissIndex(dim, approx_threshold=20_000)
+    crowd = clustered(rng, big, dim)
+    idx.add(_entries("big", "crowd", big), crowd)
+    few = unit(rng, 3, dim)
+    idx.add(_entries("few", "small", 3), few)
+    assert idx.approximate_shards() == 1  # the crowd is approximate, the small one exact
+    for q in unit(rng, 20, dim):
+        (best,) = idx.search(q, "small", k=1)
+        assert best.key == f"n:few{int(np.argmax(few @ q))}"
+        assert best.similarity == float(np.max(few @ q)) or \
+            abs(best.similarity - float(np.max(few @ q))) < 1e-5
+    idx.close()
+
+
+def test_approximate_recall_at_20k_clustered() -> None:
+    rng = np.random.default_rng(1)
+    dim, n = 64, 20_000
+    x = clustered(rng, n, dim)
+    idx = FaissIndex(dim)  # the default threshold: this shard just became approximate
+    idx.add(_entries("e", "c", n), x)
+    assert idx.approximate_shards() == 1
+    # queries near stored entries (paraphrases), and fresh ones from the same clusters
+    picks = rng.integers(0, n, 300)
+    near = x[picks] + 0.15 * unit(rng, 300, dim)
+    queries = np.concatenate([near / np.linalg.norm(near, axis=1, keepdims=True),
+                              clustered(rng, 300, dim)])
+    truth = np.argmax(queries @ x.T, axis=1)
+    hits = sum(idx.search(q, "c", k=1)[0].key == f"n:e{t}" for q, t in zip(queries, truth))
+    assert hits / len(queries) >= 0.99
+    idx.close()
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_approximate_shard_bookkeeping_matches_brute_force(data) -> None:
+    """Random adds, replacements (also across contexts), deletes and expiries on a shard
+    forced approximate with every list probed: results must equal the exact scan."""
+    seed = data.draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    dim = 8
+    idx = FaissIndex(dim, approx_threshold=40, nprobe=10_000)
+    model: dict[str, tuple[np.ndarray, str, float]] = {}
+    for _ in range(data.draw(st.integers(1, 6))):
+        op = data.draw(st.sampled_from(["add", "add", "delete", "move"]))
+        if op == "add":
+            n = data.draw(st.integers(1, 120))
+            names = rng.integers(0, 200, n)
+            vecs = unit(rng, n, dim)
+            exp = T0 + rng.integers(1, 100, n)
+            es = [IndexEntry(f"n:k{j}", "c", "n", f"p{j}", T0, float(x))
+                  for j, x in zip(names, exp)]
+            idx.add(es, vecs)
+            for e, v in zip(es, vecs):
+                model[e.key] = (v, "c", e.expires_at)
+        elif op == "delete" and model:
+            doomed = list(rng.choice(sorted(model), size=min(len(model), 30), replace=False))
+            assert idx.delete(doomed) == len(doomed)
+            for k in doomed:
+                del model[k]
+        elif op == "move" and model:
+            k = sorted(model)[0]
+            v, _, x = model[k]
+            idx.add([IndexEntry(k, "d", "n", "moved", T0, x)], v[None])
+            model[k] = (v, "d", x)
+    now = T0 + data.draw(st.integers(0, 100))
+    for q in unit(rng, 5, dim):
+        live = [(k, float(v @ q)) for k, (v, c, x) in model.items() if c == "c" and x > now]
+        live.sort(key=lambda t: -t[1])
+        got = idx.search(q, "c", k=5, now=now)
+        assert [round(c.similarity, 4) for c in got] == [round(s, 4) for _, s in live[:5]]
+        assert {c.key for c in got} <= {k for k, _ in live}
+    assert idx.count() == len(model)
+    idx.close()
