@@ -1,0 +1,1 @@
+"""Test support: real servers (``servers``) and the pytest plugin that starts them."""
