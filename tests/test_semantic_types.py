@@ -19,13 +19,20 @@ def _req(text: str, model: str = "gpt-4o-mini", **extra):
     return {"model": model, "messages": [{"role": "user", "content": text}], **extra}
 
 
-@pytest.fixture(params=["qdrant-semantic"])
+@pytest.fixture(params=["qdrant-semantic", "redis-semantic", "faiss-semantic"])
 def semantic_cache(request, tmp_path):
-    params = {"qdrant-semantic": {"qdrant_collection_name": "e2e",
-                                  "qdrant_path": str(tmp_path / "q")}}[request.param]
+    if request.param == "qdrant-semantic":
+        params = {"qdrant_collection_name": "e2e", "qdrant_path": str(tmp_path / "q")}
+    elif request.param == "redis-semantic":
+        params = {"redis_url": request.getfixturevalue("redis_stack_url"),
+                  "redis_semantic_cache_index_name": "e2e" + uuid.uuid4().hex[:6]}
+    else:
+        params = {"disk_cache_dir": str(tmp_path / "f")}
     cache = Cache(type=request.param, similarity_threshold=0.8,
                   namespace="n" + uuid.uuid4().hex[:8], **params)
     yield cache
+    if request.param == "redis-semantic":
+        cache.index.drop()
     cache.close()
 
 
