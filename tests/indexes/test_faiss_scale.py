@@ -17,21 +17,20 @@ def _entries(prefix: str, ctx: str, n: int, expires=None) -> list[IndexEntry]:
                        None if expires is None else float(expires[i])) for i in range(n)]
 
 
-def clustered(rng: np.random.Generator, n: int, dim: int, clusters: int = 200,
-              spread: float = 0.35) -> np.ndarray:
-    """Vectors in tight groups around random centres, closer to real embeddings than
-    uniform noise (whose nearest neighbours are barely nearer than anything else)."""
-    centres = unit(rng, clusters, dim)
-    v = centres[rng.integers(0, clusters, n)] + spread * unit(rng, n, dim) \
-        * rng.random((n, 1)).astype(np.float32)
+def clustered(rng: np.random.Generator, n: int, centres: np.ndarray) -> np.ndarray:
+    """Topics of varying tightness (as benchmarks/faiss_scale.py): a centre plus noise
+    weighted in [0.3, 1.5], closer to sentence embeddings than uniform noise, whose
+    nearest neighbours are barely nearer than anything else."""
+    w = rng.uniform(0.3, 1.5, (n, 1)).astype(np.float32)
+    v = centres[rng.integers(0, len(centres), n)] + w * unit(rng, n, centres.shape[1])
     return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
 
 
 def test_small_context_among_many_finds_its_best_match() -> None:
     rng = np.random.default_rng(0)
-    dim, big = 16, 200_000
+    dim, big = 16, 100_000
     idx = FaissIndex(dim, approx_threshold=20_000)
-    crowd = clustered(rng, big, dim)
+    crowd = clustered(rng, big, unit(rng, 500, dim))
     idx.add(_entries("big", "crowd", big), crowd)
     few = unit(rng, 3, dim)
     idx.add(_entries("few", "small", 3), few)
@@ -47,7 +46,8 @@ def test_small_context_among_many_finds_its_best_match() -> None:
 def test_approximate_recall_at_20k_clustered() -> None:
     rng = np.random.default_rng(1)
     dim, n = 64, 20_000
-    x = clustered(rng, n, dim)
+    centres = unit(rng, 200, dim)
+    x = clustered(rng, n, centres)
     idx = FaissIndex(dim)  # the default threshold: this shard just became approximate
     idx.add(_entries("e", "c", n), x)
     assert idx.approximate_shards() == 1
@@ -55,7 +55,7 @@ def test_approximate_recall_at_20k_clustered() -> None:
     picks = rng.integers(0, n, 300)
     near = x[picks] + 0.15 * unit(rng, 300, dim)
     queries = np.concatenate([near / np.linalg.norm(near, axis=1, keepdims=True),
-                              clustered(rng, 300, dim)])
+                              clustered(rng, 300, centres)])
     truth = np.argmax(queries @ x.T, axis=1)
     hits = sum(idx.search(q, "c", k=1)[0].key == f"n:e{t}" for q, t in zip(queries, truth))
     assert hits / len(queries) >= 0.99
