@@ -168,3 +168,19 @@ def test_backend_error_is_typed() -> None:
     conn.close()
     with pytest.raises(BackendError):
         idx.count()
+
+
+def test_dead_server_async_path_raises_backend_unavailable() -> None:
+    import asyncio
+
+    idx = QdrantIndex(QdrantConnection(url=f"http://127.0.0.1:{_closed_port()}", timeout=2),
+                      "vec", dim=4)
+
+    async def run() -> None:
+        with pytest.raises(BackendUnavailable):
+            await idx.asearch(np.ones(4, np.float32) / 2, "ctx")
+        with pytest.raises(BackendUnavailable):
+            await idx.acount()
+
+    asyncio.run(run())
+    idx.close()
