@@ -55,7 +55,7 @@ from .._errors import (BackendError, BackendTimeout, BackendUnavailable, ConfigE
 from ..embedders.base import Embedder
 from ..exact.base import ExactStore
 from ._common import check_k, check_vectors
-from .base import Candidate, IndexEntry, VectorIndex
+from .base import MAX_OBSERVATIONS, Candidate, IndexEntry, Observation, VectorIndex
 
 try:
     from qdrant_client import AsyncQdrantClient, QdrantClient, models
@@ -228,7 +228,8 @@ def _map_errors(conn: QdrantConnection, call: _Call) -> Iterator[None]:
 def _not_expired(now: float) -> models.Filter:
     return models.Filter(should=[
         models.FieldCondition(key="x", range=models.Range(gt=now)),
-        models.IsNullCondition(is_null=models.PayloadField(key="x")),
+        # is_empty: missing or null. A payload merge (set_payload) may drop a null value
+        models.IsEmptyCondition(is_empty=models.PayloadField(key="x")),
     ])
 
 
@@ -407,14 +408,56 @@ class QdrantIndex(_Collection, VectorIndex):
             return None
         yield from self._ensure(vecs.shape[1])
         last = {e.key: i for i, e in enumerate(entries)}  # one batch, one key: last wins
-        points = [models.PointStruct(id=point_id(e.key), vector=vecs[i].tolist(), payload={
-            "k": e.key, "ctx": e.context, "ns": e.namespace, "p": e.prompt,
-            "c": e.created_at, "x": e.expires_at}) for e, i in
-            ((entries[i], i) for i in last.values())]
-        yield _Call("upsert", {"collection_name": self.collection, "points": points,
-                               "wait": True})
-        yield from self._wrote(len(points))
+        ids = {k: point_id(k) for k in last}
+        found = yield _Call("retrieve", {"collection_name": self.collection,
+                                         "ids": list(ids.values()), "with_payload": False,
+                                         "with_vectors": False})
+        existing = {str(p.id) for p in found}
+        new, ops = [], []
+        for k, i in last.items():
+            e, pid = entries[i], ids[k]
+            payload = {"k": e.key, "ctx": e.context, "ns": e.namespace, "p": e.prompt,
+                       "c": e.created_at, "x": e.expires_at}
+            if pid in existing:  # merge, so the entry's observations ("o") are kept
+                ops.append(models.SetPayloadOperation(set_payload=models.SetPayload(
+                    payload=payload, points=[pid])))
+                ops.append(models.UpdateVectorsOperation(update_vectors=models.UpdateVectors(
+                    points=[models.PointVectors(id=pid, vector=vecs[i].tolist())])))
+            else:
+                new.append(models.PointStruct(id=pid, vector=vecs[i].tolist(),
+                                              payload=payload))
+        if new:
+            yield _Call("upsert", {"collection_name": self.collection, "points": new,
+                                   "wait": True})
+        if ops:
+            yield _Call("batch_update_points", {"collection_name": self.collection,
+                                                "update_operations": ops, "wait": True})
+        yield from self._wrote(len(last))
         return None
+
+    def _observe(self, key: str, obs: Observation) -> _Program:
+        """One payload key per observation under ``o`` (``set_payload`` with ``key``
+        merges), so concurrent observers never overwrite each other."""
+        if not (yield from self._ensure()):
+            return False
+        pid = point_id(key)
+        found = yield _Call("retrieve", {"collection_name": self.collection, "ids": [pid],
+                                         "with_payload": models.PayloadSelectorInclude(
+                                             include=["k", "o"]), "with_vectors": False})
+        if not found or found[0].payload.get("k") != key:
+            return False
+        have = found[0].payload.get("o") or {}
+        name = f"{time.time_ns():020d}{uuid.uuid4().hex[:6]}"
+        if len(have) >= 2 * MAX_OBSERVATIONS:  # compact now and then: only here can a
+            keep = dict(sorted(have.items())[-(MAX_OBSERVATIONS - 1):])  # racing one be lost
+            keep[name] = obs.to_json()
+            yield _Call("set_payload", {"collection_name": self.collection, "wait": True,
+                                        "payload": {"o": keep}, "points": [pid]})
+        else:
+            yield _Call("set_payload", {"collection_name": self.collection, "wait": True,
+                                        "payload": {name: obs.to_json()}, "key": "o",
+                                        "points": [pid]})
+        return True
 
     def _search(self, vector: np.ndarray, context: str, k: int, now: float) -> _Program:
         check_k(k)
@@ -437,7 +480,8 @@ class QdrantIndex(_Collection, VectorIndex):
             "query_filter": models.Filter(must=[_match("ctx", context), _not_expired(now)]),
             "with_payload": True, "search_params": params})
         return [Candidate(p.payload["k"], max(-1.0, min(1.0, float(p.score))),
-                          p.payload["p"], p.payload["c"], p.payload["x"])
+                          p.payload["p"], p.payload["c"], p.payload.get("x"),
+                          _observations(p.payload.get("o")))
                 for p in res.points]
 
     # -- the seam --
@@ -458,6 +502,12 @@ class QdrantIndex(_Collection, VectorIndex):
     def count(self, namespace: str | None = None) -> int:
         return self.conn.run(self._count(
             None if namespace is None else models.Filter(must=[_match("ns", namespace)])))
+
+    def observe(self, key: str, observation: Observation) -> bool:
+        return self.conn.run(self._observe(key, observation))
+
+    async def aobserve(self, key: str, observation: Observation) -> bool:
+        return await self.conn.arun(self._observe(key, observation))
 
     def ping(self) -> bool:
         return self.conn.run(self._ping())
@@ -568,6 +618,13 @@ class QdrantStore(_Collection, ExactStore):
 
     def __repr__(self) -> str:
         return f"QdrantStore(collection={self.collection!r}, at={self.conn.describe()!r})"
+
+
+def _observations(stored: dict[str, Any] | None) -> tuple[Observation, ...]:
+    if not stored:
+        return ()
+    return tuple(Observation.from_json(v) for _, v in sorted(stored.items()))[
+        -MAX_OBSERVATIONS:]
 
 
 def _check_collection_name(name: Any) -> None:

@@ -34,6 +34,7 @@ sync and async
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
@@ -47,7 +48,7 @@ from .._errors import (BackendError, BackendUnavailable, ConfigError, SemcacheEr
 from ..embedders.base import Embedder
 from ..exact.base import ExactStore
 from ._common import check_k, check_vectors
-from .base import Candidate, IndexEntry, VectorIndex
+from .base import MAX_OBSERVATIONS, Candidate, IndexEntry, Observation, VectorIndex
 
 try:
     import redis
@@ -67,6 +68,21 @@ __all__ = ["RedisVLIndex", "build_redis_semantic", "similarity_from_distance"]
 FORMAT = 1
 NEVER = 9e15  #: stored expiry of an entry that never expires (year ~285 million)
 ALGORITHMS = ("flat", "hnsw")
+
+
+# Append one observation to the entry's "o" field (a JSON list, the last ARGV[2] kept),
+# atomically, and only if the entry still exists. A field of the entry's own hash, so
+# searches return it for free, it expires with the entry and a replacement keeps it.
+_OBSERVE_LUA = """
+if redis.call('exists', KEYS[1]) == 0 then return 0 end
+local raw = redis.call('hget', KEYS[1], 'o')
+local arr = {}
+if raw then arr = cjson.decode(raw) end
+table.insert(arr, cjson.decode(ARGV[1]))
+while #arr > tonumber(ARGV[2]) do table.remove(arr, 1) end
+redis.call('hset', KEYS[1], 'o', cjson.encode(arr))
+return 1
+"""
 
 
 def similarity_from_distance(distance: float | str) -> float:
@@ -298,7 +314,7 @@ class RedisVLIndex(VectorIndex):
         if not (yield from self._ensure()):
             return []
         query = VectorQuery(vector=q.tolist(), vector_field_name="v", dtype="float32",
-                            return_fields=["k", "p", "c", "x"], num_results=k,
+                            return_fields=["k", "p", "c", "x", "o"], num_results=k,
                             filter_expression=(Tag("ctx") == _digest(context))
                             & (Num("x") > now))
         rows = yield _Call("index", "query", (query,))
@@ -306,8 +322,14 @@ class RedisVLIndex(VectorIndex):
         for r in rows:
             x = float(r["x"])
             out.append(Candidate(r["k"], similarity_from_distance(r["vector_distance"]),
-                                 r["p"], float(r["c"]), None if x >= NEVER else x))
+                                 r["p"], float(r["c"]), None if x >= NEVER else x,
+                                 _observations(r.get("o"))))
         return out
+
+    def _observe(self, key: str, obs: Observation) -> _Program:
+        done = yield _Call("client", "eval", (_OBSERVE_LUA, 1, self._rkey(key),
+                                              json.dumps(obs.to_json()), MAX_OBSERVATIONS))
+        return bool(done)
 
     def _delete(self, keys: Sequence[str]) -> _Program:
         rkeys = list(dict.fromkeys(self._rkey(k) for k in keys))
@@ -361,6 +383,12 @@ class RedisVLIndex(VectorIndex):
     def count(self, namespace: str | None = None) -> int:
         return self._run(self._count(namespace))
 
+    def observe(self, key: str, observation: Observation) -> bool:
+        return self._run(self._observe(key, observation))
+
+    async def aobserve(self, key: str, observation: Observation) -> bool:
+        return await self._arun(self._observe(key, observation))
+
     def drop(self, delete_documents: bool = True) -> None:
         """Remove the search index itself (and, by default, its entries): a flush only
         ever removes a namespace's entries, this is for tearing a deployment down."""
@@ -398,6 +426,15 @@ class RedisVLIndex(VectorIndex):
     def __repr__(self) -> str:
         return (f"RedisVLIndex(index_name={self.index_name!r}, at={self.store._where!r}, "
                 f"dim={self._dim}, model_id={self.model_id!r}, algorithm={self.algorithm!r})")
+
+
+def _observations(raw: str | bytes | None) -> tuple[Observation, ...]:
+    if not raw:
+        return ()
+    arr = json.loads(raw)
+    if not isinstance(arr, list):  # Lua's cjson writes an empty table as {}
+        return ()
+    return tuple(Observation.from_json(v) for v in arr)
 
 
 #: LiteLLM parameters accepted for compatibility that change nothing here: redis-py

@@ -114,6 +114,16 @@ class VectorIndexContract:
         (c,) = index.search(b, f"{ns}/A", k=5)
         assert c.prompt == "last"
 
+    def test_replace_changes_expiry_both_ways(self, index: VectorIndex, ns, rng) -> None:
+        v = unit(rng, 1, self.dim)
+        index.add([self.entry(ns, "x", expires=T0 + 10)], v)
+        index.add([self.entry(ns, "x")], v)  # now it never expires
+        (c,) = index.search(v[0], f"{ns}/A", now=T0 + 1e6)
+        assert c.expires_at is None
+        index.add([self.entry(ns, "x", expires=T0 + 20)], v)
+        assert index.search(v[0], f"{ns}/A", now=T0 + 30) == []
+        assert index.search(v[0], f"{ns}/A", now=T0 + 15)[0].expires_at == pytest.approx(T0 + 20)
+
     def test_replace_moves_entry_to_new_context(self, index: VectorIndex, ns, rng) -> None:
         v = unit(rng, 1, self.dim)
         index.add([self.entry(ns, "x", ctx="A")], v)
@@ -240,6 +250,60 @@ class VectorIndexContract:
 
 
 
+    # ------------------------------------------------------------- observations
+    def test_observations_append_and_come_back_with_candidates(self, index, ns, rng) -> None:
+        from semcache.indexes.base import Observation
+
+        v = unit(rng, 1, self.dim)
+        e = IndexEntry(f"{ns}:x", f"{ns}/A", ns, "p", T0, None)
+        index.add([e], v)
+        assert index.search(v[0], f"{ns}/A")[0].observations == ()
+        obs = [Observation(0.91, True), Observation(0.88, False, "q1")]
+        for o in obs:
+            assert index.observe(e.key, o) is True
+        (c,) = index.search(v[0], f"{ns}/A")
+        assert [(round(o.similarity, 6), o.correct, o.query) for o in c.observations] == \
+            [(0.91, True, None), (0.88, False, "q1")]
+        index.add([e], v)  # a replacement keeps what was learned about the entry
+        assert len(index.search(v[0], f"{ns}/A")[0].observations) == 2
+        assert index.observe(f"{ns}:gone", Observation(0.9, True)) is False
+
+    def test_observations_keep_the_last_ones(self, index, ns, rng) -> None:
+        from semcache.indexes.base import MAX_OBSERVATIONS, Observation
+
+        v = unit(rng, 1, self.dim)
+        index.add([IndexEntry(f"{ns}:x", f"{ns}/A", ns, "p", T0, None)], v)
+        for i in range(2 * MAX_OBSERVATIONS + 5):
+            index.observe(f"{ns}:x", Observation(i / 1000, True))
+        (c,) = index.search(v[0], f"{ns}/A")
+        assert len(c.observations) == MAX_OBSERVATIONS
+        assert c.observations[-1].similarity == pytest.approx((2 * MAX_OBSERVATIONS + 4) / 1000)
+
+    def test_concurrent_observers_lose_nothing(self, index, ns, rng) -> None:
+        import threading
+
+        from semcache.indexes.base import Observation
+
+        v = unit(rng, 1, self.dim)
+        index.add([IndexEntry(f"{ns}:x", f"{ns}/A", ns, "p", T0, None)], v)
+        threads = [threading.Thread(target=lambda t=t: [
+            index.observe(f"{ns}:x", Observation(0.5 + t / 100 + i / 10000, True))
+            for i in range(5)]) for t in range(6)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        (c,) = index.search(v[0], f"{ns}/A")
+        assert len(c.observations) == 30
+
+    def test_async_observe(self, index, ns, rng) -> None:
+        from semcache.indexes.base import Observation
+
+        v = unit(rng, 1, self.dim)
+        index.add([IndexEntry(f"{ns}:x", f"{ns}/A", ns, "p", T0, None)], v)
+        assert asyncio.run(index.aobserve(f"{ns}:x", Observation(0.9, True))) is True
+        assert len(index.search(v[0], f"{ns}/A")[0].observations) == 1
+
 class PersistentVectorIndexContract(VectorIndexContract):
     """For backends that keep entries across a close; adds the ``reopen`` fixture."""
 
@@ -256,3 +320,4 @@ class PersistentVectorIndexContract(VectorIndexContract):
         assert got[f"{ns}:k2"].prompt == "replaced"
         assert got[f"{ns}:k3"].expires_at == pytest.approx(T0 + 100)
         assert got[f"{ns}:k2"].similarity == pytest.approx(1.0, abs=1e-4)
+
