@@ -59,6 +59,8 @@ def main() -> None:
                          "(0.5 in 384-d: cosine ~0.9 with the stored one)")
     ap.add_argument("--nprobe", type=int, nargs="+", default=[16, 32, 64])
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--reprobe-below", type=float, default=0.5,
+                    help="FaissIndex(reprobe_below=...); a negative value disables it")
     args = ap.parse_args()
     import faiss
 
@@ -86,13 +88,15 @@ def main() -> None:
         truth[name] = (best, top)
     results = []
     for nprobe in args.nprobe:
-        idx = FaissIndex(args.dim, nprobe=nprobe)
+        idx = FaissIndex(args.dim, nprobe=nprobe, reprobe_below=None
+                         if args.reprobe_below < 0 else args.reprobe_below)
         t = time.perf_counter()
         idx.add(entries, x)
         build_s = time.perf_counter() - t
         small = unit(rng, 5, args.dim)
         idx.add([IndexEntry(f"n:s{i}", "small", "n", "", 0.0, None) for i in range(5)], small)
         row: dict = {"n": args.n, "dim": args.dim, "data": args.data, "nprobe": nprobe,
+                     "reprobe_below": idx.reprobe_below,
                      "approximate_shards": idx.approximate_shards(),
                      "add_and_build_s": round(build_s, 1)}
         for name, qs in (("near", near), ("fresh", fresh)):

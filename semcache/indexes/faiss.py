@@ -46,15 +46,20 @@ __all__ = ["FaissIndex"]
 FORMAT = 1
 _INF = np.inf
 APPROX_THRESHOLD = 20_000  #: exact search over 20k x 384 floats is about 1 ms
-NPROBE = 32
+NPROBE = 16  #: lists probed; ~0.8 ms at 1M x 384 (docs/indexes.md)
+#: when the best candidate found scores below this, probe 4x more lists before answering:
+#: a near neighbour (a paraphrase) that sat in an unprobed list is then still found,
+#: at the cost of a wider scan only for queries with nothing similar nearby
+REPROBE_BELOW = 0.5
 
 
 class _IVF:
     """Candidate generator for a large shard; ids are the shard's stable entry ids."""
 
-    __slots__ = ("index", "built_n", "nprobe", "params")
+    __slots__ = ("index", "built_n", "params", "wide", "reprobe_below")
 
-    def __init__(self, vecs: np.ndarray, ids: np.ndarray, nprobe: int) -> None:
+    def __init__(self, vecs: np.ndarray, ids: np.ndarray, nprobe: int,
+                 reprobe_below: float | None) -> None:
         import faiss  # imported here: small caches never pay for it
 
         n, dim = vecs.shape
@@ -77,8 +82,10 @@ class _IVF:
         index.own_fields = True
         self.index = index
         self.built_n = n
-        self.nprobe = nprobe
         self.params = faiss.SearchParametersIVF(nprobe=min(nprobe, nlist))
+        self.wide = faiss.SearchParametersIVF(nprobe=min(4 * nprobe, nlist))
+        # probing wider only helps when some lists were left out
+        self.reprobe_below = reprobe_below if nprobe < nlist else None
 
     def add(self, vecs: np.ndarray, ids: np.ndarray) -> None:
         self.index.add_with_ids(vecs, ids)
@@ -89,8 +96,8 @@ class _IVF:
         ids = np.ascontiguousarray(ids, dtype=np.int64)
         self.index.remove_ids(faiss.IDSelectorArray(len(ids), faiss.swig_ptr(ids)))
 
-    def propose(self, q: np.ndarray, k: int) -> np.ndarray:
-        _, ids = self.index.search(q[None, :], k, params=self.params)
+    def propose(self, q: np.ndarray, k: int, wide: bool = False) -> np.ndarray:
+        _, ids = self.index.search(q[None, :], k, params=self.wide if wide else self.params)
         return ids[0][ids[0] >= 0]
 
 
@@ -175,7 +182,8 @@ class _Shard:
         self.n = last
         return True
 
-    def sync(self, threshold: int | None, nprobe: int) -> None:
+    def sync(self, threshold: int | None, nprobe: int,
+             reprobe_below: float | None = REPROBE_BELOW) -> None:
         """After a batch of writes: build, grow, drop or update the approximate index."""
         n = self.n
         if threshold is None or n < threshold // 2 or n == 0:
@@ -183,7 +191,7 @@ class _Shard:
             self.pending.clear()
         elif (self.ivf is None and n >= threshold) or (
                 self.ivf is not None and n > 4 * self.ivf.built_n):
-            self.ivf = _IVF(self.vecs[:n], self.ids[:n], nprobe)
+            self.ivf = _IVF(self.vecs[:n], self.ids[:n], nprobe, reprobe_below)
             self.pending.clear()
         elif self.ivf is not None and self.pending:
             ids = np.fromiter(self.pending, dtype=np.int64, count=len(self.pending))
@@ -215,23 +223,15 @@ class _Shard:
         return out
 
     def _search_approx(self, q: np.ndarray, k: int, now: float) -> list[Candidate]:
-        """Candidates from the IVF, rescored exactly; asks for more while expired ones
-        crowd the unexpired out, and falls back to the exact scan past a point."""
+        """Candidates from the IVF, rescored exactly; probes wider when nothing similar
+        turned up (see ``REPROBE_BELOW``)."""
         assert self.ivf is not None
-        want = max(4 * k, 32)
-        while True:
-            ids = self.ivf.propose(q, want)
-            id_row = self.id_row
-            rows = np.fromiter((id_row[i] for i in ids.tolist()), dtype=np.int64,
-                               count=len(ids))
-            rows = rows[self.expires[rows] > now]
-            if len(rows) >= k or len(ids) < want:  # enough, or the probed lists ran dry
-                break
-            want *= 4
-            if want > 4096:  # mostly expired around here: scan exactly (still correct)
-                rows = np.nonzero(self.expires[: self.n] > now)[0]
-                break
+        rows = self._propose_rows(q, k, now, wide=False)
         sims = self.vecs[rows] @ q
+        below = self.ivf.reprobe_below
+        if below is not None and (len(sims) == 0 or float(sims.max()) < below):
+            rows = self._propose_rows(q, k, now, wide=True)
+            sims = self.vecs[rows] @ q
         order = np.argsort(-sims, kind="stable")[:k]
         out = []
         for j in order.tolist():
@@ -240,6 +240,23 @@ class _Shard:
             out.append(Candidate(self.keys[r], float(sims[j]), prompt, created, expires,
                                  self.obs[r]))
         return out
+
+    def _propose_rows(self, q: np.ndarray, k: int, now: float, wide: bool) -> np.ndarray:
+        """Unexpired rows proposed by the IVF; asks for more while expired ones crowd the
+        live ones out, and falls back to every live row past a point (still correct)."""
+        assert self.ivf is not None
+        want = max(4 * k, 32)
+        while True:
+            ids = self.ivf.propose(q, want, wide)
+            id_row = self.id_row
+            rows = np.fromiter((id_row[i] for i in ids.tolist()), dtype=np.int64,
+                               count=len(ids))
+            rows = rows[self.expires[rows] > now]
+            if len(rows) >= k or len(ids) < want:  # enough, or the probed lists ran dry
+                return rows
+            want *= 4
+            if want > 4096:  # mostly expired around here: scan exactly
+                return np.nonzero(self.expires[: self.n] > now)[0]
 
     def observe(self, key: str, o: Observation) -> bool:
         r = self.row.get(key)
@@ -263,6 +280,7 @@ class FaissIndex(VectorIndex):
         clock: Callable[[], float] = time.time,
         approx_threshold: int | None = APPROX_THRESHOLD,
         nprobe: int = NPROBE,
+        reprobe_below: float | None = REPROBE_BELOW,
     ) -> None:
         if approx_threshold is not None and (
                 isinstance(approx_threshold, bool) or not isinstance(approx_threshold, int)
@@ -272,8 +290,12 @@ class FaissIndex(VectorIndex):
         if isinstance(nprobe, bool) or not isinstance(nprobe, int) or nprobe < 1:
             raise ConfigError(f"nprobe must be a positive int, got {nprobe!r}",
                               parameter="nprobe")
+        if reprobe_below is not None and not -1.0 <= reprobe_below <= 1.0:
+            raise ConfigError(f"reprobe_below must be a similarity in [-1, 1] or None, got "
+                              f"{reprobe_below!r}", parameter="reprobe_below")
         self.approx_threshold = approx_threshold
         self.nprobe = nprobe
+        self.reprobe_below = reprobe_below
         if metric != "cosine":
             raise ConfigError("only the cosine metric is supported", parameter="metric")
         if dim is not None and (not isinstance(dim, int) or dim < 1):
@@ -448,7 +470,7 @@ class FaissIndex(VectorIndex):
         for ctx in contexts:
             shard = self._shards.get(ctx)
             if shard is not None:
-                shard.sync(self.approx_threshold, self.nprobe)
+                shard.sync(self.approx_threshold, self.nprobe, self.reprobe_below)
         self._dirty.clear()
 
     def _clear(self, namespace: str) -> int:
