@@ -11,7 +11,7 @@ from typing import Any
 
 from .._errors import ConfigError
 
-__all__ = ["check_names", "opt_str", "opt_int", "opt_float", "opt_bool", "require"]
+__all__ = ["check_names", "opt_bool", "opt_float", "opt_int", "opt_str", "require"]
 
 
 def check_names(params: Mapping[str, Any], accepted: frozenset[str], type_name: str) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import threading
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -29,7 +28,7 @@ from .._errors import (
 from . import _params as P
 from .base import ExactStore
 
-__all__ = ["RedisStore", "PARAMS", "escape_glob"]
+__all__ = ["PARAMS", "RedisStore", "escape_glob"]
 
 try:
     import redis
@@ -39,7 +38,7 @@ try:
     from redis.backoff import ExponentialBackoff
     from redis.retry import Retry
 except ImportError:  # pragma: no cover - exercised only without the extra
-    redis = None
+    redis = None  # type: ignore[assignment]
 
 #: LiteLLM's parameter names for ``type="redis"`` (plus redis-py's usual connection ones)
 PARAMS = frozenset({
@@ -72,7 +71,7 @@ def map_redis_errors(backend: str) -> Iterator[None]:
         raise BackendUnavailable(f"{backend}: unavailable: {exc}", backend=backend) from exc
     except redis.exceptions.RedisError as exc:
         raise BackendError(f"{backend}: {exc}", backend=backend) from exc
-    except (TimeoutError, socket.timeout) as exc:
+    except TimeoutError as exc:
         raise BackendTimeout(f"{backend}: timed out: {exc}", backend=backend) from exc
     except OSError as exc:
         raise BackendUnavailable(f"{backend}: unavailable: {exc}", backend=backend) from exc

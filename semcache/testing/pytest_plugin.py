@@ -24,7 +24,10 @@ binary is a setup bug to fix (``bash scripts/services.sh install``), never a ski
 
 from __future__ import annotations
 
+import signal
+import threading
 from collections.abc import Iterator
+from types import FrameType
 from typing import Any
 
 import pytest
@@ -38,6 +41,19 @@ from .servers import (
     Server,
     ServerError,
 )
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # A SIGTERM (CI time limit, `timeout`) would otherwise end pytest without running
+    # atexit, leaving the servers it started running. Treat it as Ctrl-C: pytest stops
+    # the session and tears the session fixtures (and so the servers) down.
+    if (threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL):
+        signal.signal(signal.SIGTERM, _terminate)
 
 
 def start_or_fail(server: Server) -> Server:

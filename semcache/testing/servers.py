@@ -44,20 +44,20 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 __all__ = [
-    "ServerError",
-    "Server",
-    "RedisStackServer",
-    "RedisClusterServer",
-    "S3Server",
-    "GCSServer",
-    "AzuriteServer",
     "SERVERS",
+    "AzuriteServer",
+    "GCSServer",
     "HungServer",
-    "services_dir",
+    "RedisClusterServer",
+    "RedisStackServer",
+    "S3Server",
+    "Server",
+    "ServerError",
     "free_port",
+    "services_dir",
 ]
 
 #: Azurite's well-known development account (public, documented by Microsoft).
@@ -220,7 +220,7 @@ class Server:
     def pids(self) -> list[int]:
         return [p.pid for p in self._procs]
 
-    def start(self, *, detach: bool = False) -> Server:
+    def start(self, *, detach: bool = False) -> Self:
         """Spawn the processes and wait (bounded) until they answer. Restarting after
         ``stop``/``kill`` reuses the same port(s) and data dir."""
         if self.running:
@@ -321,7 +321,7 @@ class Server:
         if self._own_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
 
-    def __enter__(self) -> Server:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -442,7 +442,7 @@ class RedisClusterServer(Server):
 
     def _commands(self) -> list[tuple[list[str], dict[str, str]]]:
         binary = str(_valkey_server())
-        out = []
+        out: list[tuple[list[str], dict[str, str]]] = []
         for i, (port, bus) in enumerate(zip(self.ports, self.bus_ports)):
             node_dir = self.data_dir / f"node{i}"
             node_dir.mkdir(exist_ok=True)
@@ -642,7 +642,7 @@ class HungServer:
             conn.close()
         self._sock.close()
 
-    def __enter__(self) -> HungServer:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
