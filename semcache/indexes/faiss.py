@@ -13,10 +13,12 @@ FAISS index, ``IndexIVFScalarQuantizer`` (8-bit codes, inner product), used only
 returned similarity is always the exact cosine and expiry is checked on the exact rows.
 IVF rather than HNSW because its deletes are real and O(1) (``remove_ids`` through a
 hashtable direct map: no tombstones, no periodic rebuild for deletes) and because it
-builds in seconds where an HNSW over a million 384-d vectors takes minutes on two
-cores. The IVF is rebuilt (retrained) when its shard has grown 4x since it was built,
-and dropped when the shard shrinks below half the threshold. Measured numbers are in
-docs/indexes.md and benchmarks/faiss_scale.py.
+builds a million 384-d vectors in ~2 minutes on two busy cores, where an HNSW took
+72-133 s for 100k. When the best rescored candidate is poor (``reprobe_below``), 4x
+more lists are probed: a near neighbour in an unprobed list is still found. The IVF is
+rebuilt (retrained) when its shard has grown 4x since it was built, and dropped when
+the shard shrinks below half the threshold. Measured numbers are in docs/indexes.md and
+benchmarks/faiss_scale.py.
 
 Persistence (``path=``): ``manifest.json`` (format, model, dimension, metric) checked on
 open, a snapshot (``snapshot.npz``: vectors and metadata in one file), and an append-only operation
@@ -64,7 +66,7 @@ class _IVF:
 
         n, dim = vecs.shape
         # ~sqrt(n) lists of ~sqrt(n) entries; at least 39 training points per list
-        # (faiss's own minimum), at most 1024 lists so (re)training stays in seconds
+        # (faiss's own minimum), at most 1024 lists so (re)training stays bounded
         nlist = int(max(1, min(1024, round(np.sqrt(n)), n // 39)))
         quantizer = faiss.IndexFlatIP(dim)
         index = faiss.IndexIVFScalarQuantizer(quantizer, dim, nlist,
