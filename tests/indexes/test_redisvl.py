@@ -122,3 +122,38 @@ def test_server_down_is_backend_unavailable() -> None:
 def test_cluster_is_rejected() -> None:
     with pytest.raises(ConfigError):
         RedisVLIndex(RedisStore(startup_nodes=[{"host": "127.0.0.1", "port": 1}]), "x")
+
+
+def test_cache_type_with_litellm_params(redis_stack_url) -> None:
+    from urllib.parse import urlparse
+
+    from semcache import Cache
+    from semcache.embedders.base import Embedder
+    from semcache.indexes.redisvl import build_redis_semantic
+
+    u = urlparse(redis_stack_url)
+    name = _name()
+
+    class Dim4(Embedder):
+        model_id = "dim4"
+        dim = 4
+
+        def _embed(self, texts):
+            return np.ones((len(texts), 4), np.float32)
+
+    store, idx = build_redis_semantic(Dim4(), host=u.hostname, port=u.port,
+                                      redis_semantic_cache_index_name=name,
+                                      redis_flush_size=10, max_connections=5,
+                                      redis_semantic_cache_use_async=True)
+    idx.add([IndexEntry("n:a", "c", "n", "p", T0, None)], np.ones((1, 4), np.float32) / 2)
+    assert idx.count("n") == 1 and idx.model_id == "dim4"
+    idx.drop()
+    idx.close()
+    with pytest.raises(ConfigError) as err:
+        Cache(type="redis-semantic", redis_startup_nodes=[{"host": "h", "port": 1}],
+              embedder=Dim4())
+    assert err.value.parameter == "redis_startup_nodes"
+    with pytest.raises(ConfigError) as err:
+        Cache(type="redis-semantic", embedder=Dim4(), redis_url=redis_stack_url,
+              redis_semantic_cache_index_name="bad:name")
+    assert err.value.parameter == "redis_semantic_cache_index_name"
