@@ -21,8 +21,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from semcache.indexes.base import IndexEntry  # noqa: E402
-from semcache.indexes.faiss import FaissIndex  # noqa: E402
+from semcache.indexes.base import IndexEntry
+from semcache.indexes.faiss import FaissIndex
 
 
 def unit(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:

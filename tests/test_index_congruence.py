@@ -34,7 +34,7 @@ def indexes(redis_stack_url):
                                      "cong" + uuid.uuid4().hex[:8], algorithm="hnsw"),
     }
     yield made
-    for name, idx in made.items():
+    for idx in made.values():
         if isinstance(idx, RedisVLIndex):
             idx.drop()
         idx.close()

@@ -10,7 +10,7 @@ import numpy as np
 
 from .._errors import InvalidRequestError
 
-__all__ = ["check_vectors", "check_k"]
+__all__ = ["check_k", "check_vectors"]
 
 
 def check_vectors(vectors: np.ndarray, n: int | None, dim: int) -> np.ndarray:

@@ -58,7 +58,7 @@ REPROBE_BELOW = 0.5
 class _IVF:
     """Candidate generator for a large shard; ids are the shard's stable entry ids."""
 
-    __slots__ = ("index", "built_n", "params", "wide", "reprobe_below")
+    __slots__ = ("built_n", "index", "params", "reprobe_below", "wide")
 
     def __init__(self, vecs: np.ndarray, ids: np.ndarray, nprobe: int,
                  reprobe_below: float | None) -> None:
@@ -77,15 +77,21 @@ class _IVF:
         if n > 64 * nlist:
             pick = np.random.default_rng(n).choice(n, 64 * nlist, replace=False)
             sample = vecs[np.sort(pick)]
+        if len(sample) < 20_000:
+            # 8-bit codes span each dimension's trained [min, max]; later vectors outside
+            # it are clipped and rank badly. A small sample's range is a poor estimate, so
+            # widen it by half on each side (a 64k sample at scale is left as measured).
+            index.sq.rangestat_arg = 0.5
         index.train(sample)
-        index.set_direct_map_type(faiss.DirectMap.Hashtable)
+        index.set_direct_map_type(faiss.DirectMap.Hashtable)  # type: ignore[attr-defined]
         index.add_with_ids(vecs, ids)
-        quantizer.this.disown()  # owned by the IVF index from here on
+        quantizer.this.disown()  # type: ignore[attr-defined]  # the IVF owns it now
         index.own_fields = True
         self.index = index
         self.built_n = n
-        self.params = faiss.SearchParametersIVF(nprobe=min(nprobe, nlist))
-        self.wide = faiss.SearchParametersIVF(nprobe=min(4 * nprobe, nlist))
+        params: Any = faiss.SearchParametersIVF  # its stubs lack the keyword arguments
+        self.params = params(nprobe=min(nprobe, nlist))
+        self.wide = params(nprobe=min(4 * nprobe, nlist))
         # probing wider only helps when some lists were left out
         self.reprobe_below = reprobe_below if nprobe < nlist else None
 
@@ -110,8 +116,21 @@ class _Shard:
     the shard's approximate index, when it has one.
     """
 
-    __slots__ = ("dim", "vecs", "expires", "keys", "meta", "obs", "row", "n", "ids",
-                 "id_row", "next_id", "ivf", "pending")
+    __slots__ = (
+        "dim",
+        "expires",
+        "id_row",
+        "ids",
+        "ivf",
+        "keys",
+        "meta",
+        "n",
+        "next_id",
+        "obs",
+        "pending",
+        "row",
+        "vecs",
+    )
 
     def __init__(self, dim: int, capacity: int = 8) -> None:
         self.dim = dim

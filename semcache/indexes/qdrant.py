@@ -50,8 +50,15 @@ from typing import Any
 
 import numpy as np
 
-from .._errors import (BackendError, BackendTimeout, BackendUnavailable, ConfigError,
-                       InvalidRequestError, SemcacheError, missing)
+from .._errors import (
+    BackendError,
+    BackendTimeout,
+    BackendUnavailable,
+    ConfigError,
+    InvalidRequestError,
+    SemcacheError,
+    missing,
+)
 from ..embedders.base import Embedder
 from ..exact.base import ExactStore
 from ._common import check_k, check_vectors
@@ -214,7 +221,7 @@ def _map_errors(conn: QdrantConnection, call: _Call) -> Iterator[None]:
             raise BackendTimeout(f"{where}: timed out", backend=backend) from exc
         raise BackendUnavailable(f"{where}: {type(src).__name__}: {src}",
                                  backend=backend) from exc
-    except (TimeoutError, asyncio.TimeoutError) as exc:
+    except TimeoutError as exc:
         raise BackendTimeout(f"{where}: timed out", backend=backend) from exc
     except (ConnectionError, OSError) as exc:
         raise BackendUnavailable(f"{where}: {exc}", backend=backend) from exc
@@ -413,7 +420,8 @@ class QdrantIndex(_Collection, VectorIndex):
                                          "ids": list(ids.values()), "with_payload": False,
                                          "with_vectors": False})
         existing = {str(p.id) for p in found}
-        new, ops = [], []
+        new: list[models.PointStruct] = []
+        ops: list[Any] = []
         for k, i in last.items():
             e, pid = entries[i], ids[k]
             payload = {"k": e.key, "ctx": e.context, "ns": e.namespace, "p": e.prompt,

@@ -43,8 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from .._errors import (BackendError, BackendUnavailable, ConfigError, SemcacheError,
-                       missing)
+from .._errors import BackendError, BackendUnavailable, ConfigError, SemcacheError, missing
 from ..embedders.base import Embedder
 from ..exact.base import ExactStore
 from ._common import check_k, check_vectors

@@ -90,7 +90,7 @@ def test_approximate_shard_bookkeeping_matches_brute_force(data) -> None:
             for k in doomed:
                 del model[k]
         elif op == "move" and model:
-            k = sorted(model)[0]
+            k = min(model)
             v, _, x = model[k]
             idx.add([IndexEntry(k, "d", "n", "moved", T0, x)], v[None])
             model[k] = (v, "d", x)

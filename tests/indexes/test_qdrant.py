@@ -15,8 +15,12 @@ from semcache import BackendError, BackendUnavailable, ConfigError
 from semcache.indexes.base import IndexEntry
 from semcache.indexes.qdrant import QdrantConnection, QdrantIndex, QdrantStore
 from tests.contracts.exact_store import RemoteExactStoreContract
-from tests.contracts.vector_index import (T0, PersistentVectorIndexContract,
-                                          VectorIndexContract, unit)
+from tests.contracts.vector_index import (
+    T0,
+    PersistentVectorIndexContract,
+    VectorIndexContract,
+    unit,
+)
 
 
 def _closed_port() -> int:
@@ -114,7 +118,7 @@ def test_folder_lock_is_a_config_error(tmp_path) -> None:
             print("ConfigError", e.parameter)
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=60, cwd=".")
+                         timeout=60, cwd=".", check=False)
     assert out.stdout.strip() == "ConfigError qdrant_path", out.stderr
     conn.close()
 

@@ -141,7 +141,7 @@ def test_cache_type_with_litellm_params(redis_stack_url) -> None:
         def _embed(self, texts):
             return np.ones((len(texts), 4), np.float32)
 
-    store, idx = build_redis_semantic(Dim4(), host=u.hostname, port=u.port,
+    _store, idx = build_redis_semantic(Dim4(), host=u.hostname, port=u.port,
                                       redis_semantic_cache_index_name=name,
                                       redis_flush_size=10, max_connections=5,
                                       redis_semantic_cache_use_async=True)
