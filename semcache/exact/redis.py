@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import weakref
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -87,29 +88,34 @@ class _LoopClients:
 
     def __init__(self, factory: Any) -> None:
         self._factory = factory
-        self._clients: dict[int, tuple[Any, AsyncIterator[None]]] = {}
+        self._clients: dict[int, tuple[weakref.ref[Any], Any, AsyncIterator[None]]] = {}
 
     async def get(self) -> Any:
         loop = asyncio.get_running_loop()
         entry = self._clients.get(id(loop))
+        if entry is not None and entry[0]() is not loop:
+            # a loop that closed without shutdown_asyncgens, its id reused: drop it
+            entry = None
         if entry is None:
             client = self._factory()
             guard = self._guard(id(loop), client)
             await guard.__anext__()
-            entry = self._clients[id(loop)] = (client, guard)
-        return entry[0]
+            entry = self._clients[id(loop)] = (weakref.ref(loop), client, guard)
+        return entry[1]
 
     async def _guard(self, key: int, client: Any) -> AsyncIterator[None]:
         try:
             yield
         finally:
-            self._clients.pop(key, None)
+            entry = self._clients.get(key)
+            if entry is not None and entry[1] is client:  # not a newer loop's, same id
+                del self._clients[key]
             await client.aclose()
 
     async def aclose(self) -> None:
         entry = self._clients.pop(id(asyncio.get_running_loop()), None)
         if entry is not None:
-            await entry[1].aclose()  # type: ignore[attr-defined]
+            await entry[2].aclose()  # type: ignore[attr-defined]
 
 
 class RedisStore(ExactStore):

@@ -1,2 +1,1 @@
-"""Test support: fake upstreams (``fake_openai``), real servers (``servers``) and the
-pytest plugin that starts them (stdlib only at import time)."""
+"""Test helpers: fake upstreams and server launchers (stdlib only at import time)."""
