@@ -436,9 +436,9 @@ def _observations(raw: str | bytes | None) -> tuple[Observation, ...]:
     return tuple(Observation.from_json(v) for v in arr)
 
 
-#: LiteLLM parameters accepted for compatibility that change nothing here: redis-py
-#: pools connections itself, and every semcache cache is natively sync and async.
-_ACCEPTED_NOOPS = ("redis_flush_size", "max_connections", "redis_semantic_cache_use_async")
+#: LiteLLM parameters accepted for compatibility that change nothing here: every
+#: semcache cache is natively sync and async.
+_ACCEPTED_NOOPS = ("redis_semantic_cache_use_async",)
 
 
 def build_redis_semantic(

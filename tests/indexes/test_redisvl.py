@@ -143,7 +143,6 @@ def test_cache_type_with_litellm_params(redis_stack_url) -> None:
 
     _store, idx = build_redis_semantic(Dim4(), host=u.hostname, port=u.port,
                                       redis_semantic_cache_index_name=name,
-                                      redis_flush_size=10, max_connections=5,
                                       redis_semantic_cache_use_async=True)
     idx.add([IndexEntry("n:a", "c", "n", "p", T0, None)], np.ones((1, 4), np.float32) / 2)
     assert idx.count("n") == 1 and idx.model_id == "dim4"
