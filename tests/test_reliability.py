@@ -36,8 +36,8 @@ def ask(q, **kw):
 
 
 # ---------------------------------------------------------------- backends under test
-@pytest.fixture(params=["local", "disk", "faiss-semantic", "redis", "redis-cluster", "s3",
-                        "gcs", "azure_blob"])
+@pytest.fixture(params=["local", "disk", "faiss-semantic", "qdrant-semantic",
+                        "redis-semantic", "redis", "redis-cluster", "s3", "gcs", "azure_blob"])
 def backend(request, tmp_path, minilm):
     kind = request.param
     if kind == "local":
@@ -47,6 +47,14 @@ def backend(request, tmp_path, minilm):
     if kind == "faiss-semantic":
         # threshold 1.0: only the exact text may match, so the check below stays exact
         return {"type": "faiss-semantic", "embedder": minilm, "similarity_threshold": 1.0}
+    if kind == "qdrant-semantic":
+        return {"type": "qdrant-semantic", "embedder": minilm, "similarity_threshold": 1.0,
+                "qdrant_path": str(tmp_path / "qdrant")}
+    if kind == "redis-semantic":
+        return {"type": "redis-semantic", "embedder": minilm, "similarity_threshold": 1.0,
+                "redis_url": request.getfixturevalue("redis_stack_url"),
+                "redis_semantic_cache_index_name": "rel" + tmp_path.name[-12:].replace(
+                    "_", "")}
     if kind == "redis":
         return {"type": "redis", "redis_url": request.getfixturevalue("redis_stack_url")}
     if kind == "redis-cluster":
