@@ -36,7 +36,7 @@ from semcache.policies.replay import (  # noqa: E402
 from semcache.policies.verified import VerifiedPolicy  # noqa: E402
 
 TARGETS = (0.01, 0.02, 0.05)
-THRESHOLDS = [round(x, 3) for x in np.arange(0.70, 0.996, 0.005)]
+THRESHOLDS = [round(x, 3) for x in np.arange(0.70, 0.995, 0.01)]
 
 
 def main() -> int:
@@ -74,6 +74,8 @@ def main() -> int:
             c = Cache(type="faiss-semantic", embedder=emb, similarity_threshold=th)
             r = replay(c, stream, f"static {th}")
             results.setdefault(r.name, []).append(r.as_dict())
+            print(f"seed {seed} {r.name}: hit rate {r.hit_rate:.3f} error {r.error_rate:.4f}",
+                  flush=True)
         for target in TARGETS:
             c = Cache(type="faiss-semantic", embedder=emb, judge=stream.judge,
                       policy=VerifiedPolicy(target, seed=seed), similarity_threshold=0.7)
