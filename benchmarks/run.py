@@ -54,6 +54,17 @@ def pct(samples: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(samples) * 1e3, q))  # ms
 
 
+def best_burst(samples: list[float], size: int = 20) -> float:
+    """Median of the quietest run of ``size`` consecutive samples (ms).
+
+    On a machine shared with other jobs, p50 measures the neighbours as much as the
+    code; the best burst's median estimates what an idle machine would show. Both are
+    reported, labelled.
+    """
+    bursts = [samples[i : i + size] for i in range(0, len(samples) - size + 1, size)]
+    return min(pct(b, 50) for b in bursts) if bursts else pct(samples, 50)
+
+
 def sentences() -> list[str]:
     """Real sentences: the vendored PAWS sample (tests/data, attributed there)."""
     with open(ROOT / "tests" / "data" / "paws_dev_sample.tsv", newline="") as f:
@@ -171,8 +182,9 @@ def bench_embed(args: argparse.Namespace) -> list[dict[str, Any]]:
         e.embed(batch)
         tput = len(batch) / (time.perf_counter() - t0)
         rows.append({"embedder": name, "model_id": e.model_id, "p50_ms": round(pct(single, 50), 2),
-                     "p99_ms": round(pct(single, 99), 2), "batch_texts_per_s": round(tput),
-                     "batch": len(batch), "n": n})
+                     "p99_ms": round(pct(single, 99), 2), "min_ms": round(pct(single, 0), 2),
+                     "best_burst_p50_ms": round(best_burst(single), 2),
+                     "batch_texts_per_s": round(tput), "batch": len(batch), "n": n})
     # the LRU: a repeated query costs a dict lookup, whatever the backend
     from semcache.embedders.onnx import OnnxEmbedder
 
