@@ -376,7 +376,9 @@ class RedisStackServer(Server):
             "--bind", "127.0.0.1", "--port", str(self.port), "--protected-mode", "no",
             "--dir", str(self.data_dir), "--daemonize", "no",
             # AOF so a SIGKILLed server comes back with its data (fault tests)
-            "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
+            # every write on disk before it is acknowledged: fault tests SIGKILL the
+            # server right after writing and expect nothing to be lost
+            "--appendonly", "yes", "--appendfsync", "always", "--save", "",
             "--loadmodule", str(root / "lib" / "redisearch.so"),
             "--loadmodule", str(root / "lib" / "rejson.so"),
         ]
@@ -451,7 +453,9 @@ class RedisClusterServer(Server):
                 "--dir", str(node_dir), "--daemonize", "no",
                 "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
                 "--cluster-port", str(bus), "--cluster-node-timeout", "2000",
-                "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
+                # every write on disk before it is acknowledged: fault tests SIGKILL the
+                # server right after writing and expect nothing to be lost
+                "--appendonly", "yes", "--appendfsync", "always", "--save", "",
             ], {}))
         return out
 
