@@ -1,5 +1,3 @@
-"""``python -m semcache`` is the ``semcache`` command."""
-
 import sys
 
 from .cli import main

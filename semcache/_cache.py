@@ -12,7 +12,9 @@ timed, counted, logged once per burst and turned into the operation's fallback v
 from __future__ import annotations
 
 import difflib
+import hashlib
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,13 +46,14 @@ from ._keys import (
     semantic_split,
     validate_namespace,
 )
+from ._judges import Judge, resolve_judge
 from ._policy import DecisionPolicy, StaticThreshold
 from ._record import Record, RecordCodec, to_jsonable
 from ._registry import TYPES, build_backends, get_embedder
 from ._stats import FaultLog, Stats
 from .embedders.base import Embedder
 from .exact.base import ExactStore
-from .indexes.base import Candidate, IndexEntry, VectorIndex
+from .indexes.base import Candidate, IndexEntry, Observation, VectorIndex
 
 __all__ = ["Cache", "CacheHit"]
 
@@ -64,7 +67,12 @@ _COMMON = frozenset({
     "mode", "ttl", "namespace", "supported_call_types", "on_error", "signing_key",
     "max_value_bytes", "clock",
 })
-_SEMANTIC = frozenset({"similarity_threshold", "top_k", "semantic_query", "policy"})
+_SEMANTIC = frozenset({"similarity_threshold", "top_k", "semantic_query", "policy",
+                       "target_error_rate", "judge"})
+#: the floor under a verified policy when no similarity_threshold is given: candidates
+#: below it are never considered (the policy decides above it)
+DEFAULT_VERIFIED_FLOOR = 0.7
+_POLICY_STATE = "__semcache_policy_state__"
 
 
 @dataclass(slots=True)
@@ -112,6 +120,9 @@ class _Request:
     semantic: bool
     split: SemanticSplit | None = None
     vector: np.ndarray | None = None
+    policy: DecisionPolicy | None = None
+    explore: Candidate | None = None  #: candidate to judge against the fresh answer
+    audited: bool = False
     timings: dict[str, float] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
 
@@ -144,6 +155,8 @@ class Cache:
         top_k: int = 4,
         semantic_query: str = "last_user",
         policy: DecisionPolicy | None = None,
+        target_error_rate: float | None = None,
+        judge: str | Judge | Callable[..., Any] = "embedding",
         on_error: str = "open",
         signing_key: bytes | str | None = None,
         max_value_bytes: int = 64 * 2**20,
@@ -153,6 +166,9 @@ class Cache:
         clock: Callable[[], float] = time.time,
         **params: Any,
     ) -> None:
+        # what was given, for update_cache(): resolved values would leak defaults
+        self._init_params = {k: v for k, v in locals().items()
+                             if k not in ("self", "params", "__class__")} | params
         given = {"store": store, "index": index}
         if type is None and store is None:
             raise ConfigError("give a cache type or a store instance", parameter="type")
@@ -175,6 +191,7 @@ class Cache:
             for name, value, default in (
                 ("similarity_threshold", similarity_threshold, UNSET),
                 ("semantic_query", semantic_query, "last_user"), ("top_k", top_k, 4),
+                ("target_error_rate", target_error_rate, None), ("policy", policy, None),
             ):
                 if value is not default and value is not None:
                     raise ConfigError(f"{name} applies to semantic types only, not "
@@ -195,7 +212,8 @@ class Cache:
         types = tuple(types)
         for t in types:
             if t not in CALL_TYPES:
-                raise ConfigError(_unknown("call type", t, CALL_TYPES),
+                raise ConfigError("supported_call_types: " + _unknown("call type", t,
+                                                                      CALL_TYPES),
                                   parameter="supported_call_types")
         self.supported_call_types = frozenset(types)
         if on_error not in ("open", "raise"):
@@ -210,21 +228,26 @@ class Cache:
             raise ConfigError(f"semantic_query must be one of {list(QUERY_MODES)}, got "
                               f"{semantic_query!r}", parameter="semantic_query")
         self.semantic_query = semantic_query
+        if policy is not None and target_error_rate is not None:
+            raise ConfigError("give either policy= or target_error_rate=",
+                              parameter="target_error_rate")
         if similarity_threshold is UNSET or similarity_threshold is None:
-            similarity_threshold = DEFAULT_SIMILARITY_THRESHOLD
+            similarity_threshold = DEFAULT_SIMILARITY_THRESHOLD if (
+                target_error_rate is None and policy is None) else DEFAULT_VERIFIED_FLOOR
         self.similarity_threshold = check_threshold(similarity_threshold)
+        if target_error_rate is not None:
+            from .policies.verified import VerifiedPolicy
+
+            policy = VerifiedPolicy(target_error_rate)
         self.policy: DecisionPolicy = policy or StaticThreshold()
+        self._verified: DecisionPolicy | None = policy if target_error_rate is not None \
+            else None
+        self._policy_loaded = False
+        self._recent_hits: OrderedDict[str, tuple[str, float, str]] = OrderedDict()
         self._codec = RecordCodec(signing_key, max_value_bytes)
         self._clock = clock
         self._stats = Stats()
         self._faults = FaultLog()
-        self._init_params = {"type": type, "mode": mode, "ttl": ttl, "namespace": namespace,
-                             "supported_call_types": supported_call_types,
-                             "similarity_threshold": similarity_threshold, "top_k": top_k,
-                             "semantic_query": semantic_query, "policy": policy,
-                             "on_error": on_error, "signing_key": signing_key,
-                             "max_value_bytes": max_value_bytes, "store": store,
-                             "index": index, "embedder": embedder, "clock": clock, **params}
 
         # -- backends: instances win; strings are resolved here, at the edge --
         self.embedder: Embedder | None = None
@@ -239,6 +262,7 @@ class Cache:
         elif embedder is not None:
             raise ConfigError(f"embedder applies to semantic types only, not {self.type!r}",
                               parameter="embedder")
+        self.judge: Judge | None = resolve_judge(judge, self.embedder) if semantic else None
         if spec is not None and (given["store"] is None or (semantic and index is None)):
             built_store, built_index = build_backends(self.type, dict(params), self.embedder)
             store = store or built_store
@@ -382,6 +406,8 @@ class Cache:
                  similarity_threshold=self.similarity_threshold if self.index else None,
                  policy=self.policy.name if self.index else None)
         if self.index is not None:
+            s["policy_stats"] = (self._verified or self.policy).stats()
+        if self.index is not None:
             try:
                 s["index_entries"] = self.index.count(self.namespace)
             except Exception:  # a stats call must not fail on a down backend
@@ -475,10 +501,19 @@ class Cache:
                 req.vector = vecs[0]
                 cands = yield _Op(self.index, "search", (req.vector, split.context, self.top_k,
                                                          now), [], "search", "index")
-                cands = list(cands)
+                # a wrong hit reported for this very query is never served to it again
+                qd = _query_digest(req.key)
+                cands = [c for c in cands
+                         if not any(o.query == qd and not o.correct for o in c.observations)]
+                policy = req.policy = self._policy_for(req)
+                yield from self._load_policy_state(policy)
                 while cands:
-                    d = self.policy.decide(split.query, cands, req.threshold)
+                    d = policy.decide(split.query, cands, req.threshold,
+                                      target_error_rate=req.controls.target_error_rate)
                     decision, estimated, nearest = d.reason, d.estimated_error, d.candidate
+                    if d.action == "explore" and d.candidate is not None:
+                        req.explore, req.audited = d.candidate, d.reason == "audited"
+                        break
                     if d.action != "serve" or d.candidate is None:
                         break
                     c = d.candidate
@@ -498,6 +533,7 @@ class Cache:
                     if crec is None or crec.key != c.key or crec.context != split.context \
                             or not self._fresh(crec, req, now):
                         continue  # tampered, raced or older than s-maxage: try the next
+                    self._remember_hit(c.key, req.key, c.similarity)
                     return self._outcome(req, crec, c, t0, stage="semantic",
                                          similarity=c.similarity, now=now,
                                          decision=d.reason, estimated=d.estimated_error)
@@ -523,7 +559,7 @@ class Cache:
             "embedder": self.embedder.model_id if req.semantic and self.embedder else None,
             "namespace": req.namespace,
             "timings_ms": timings,
-            "policy": self.policy.name if req.semantic else None,
+            "policy": (req.policy or self.policy).name if req.semantic else None,
             "decision": decision if rec is None else (decision or "served"),
         }
         if req.errors:
@@ -578,7 +614,118 @@ class Cache:
                 entry = IndexEntry(req.key, split.context, req.namespace, split.query,
                                    rec.created_at, rec.expires_at)
                 yield _Op(self.index, "add", ([entry], vecs), None, "store", "index")
+            if req.explore is not None:
+                yield from self._judge_flow(req, split.query, value)
         return req.key
+
+    def _judge_flow(self, req: _Request, query: str, fresh: Any) -> Generator[_Op, Any, None]:
+        """Judge the explored candidate's cached answer against the fresh one; learn."""
+        c, policy = req.explore, req.policy
+        assert c is not None and policy is not None and self.judge is not None
+        raw = yield _Op(self.store, "get", (c.key,), _FAILED, "judge", "store")
+        crec = None if raw is _FAILED else self._decode(raw, req)
+        if crec is None:
+            return
+        correct = yield _Op(self.judge, "judge", (query, c.prompt, crec.value, fresh), None,
+                            "judge", "judge")
+        if correct is None:
+            return
+        obs = Observation(c.similarity, bool(correct),
+                          None if correct else _query_digest(req.key))
+        yield from self._observe_flow(c.key, obs, c.observations, policy, req.audited)
+
+    def _observe_flow(self, key: str, obs: Observation, history: Sequence[Observation],
+                      policy: DecisionPolicy, audited: bool = False
+                      ) -> Generator[_Op, Any, None]:
+        assert self.index is not None
+        yield _Op(self.index, "observe", (key, obs), False, "judge", "index")
+        policy.observe(obs, history, audited=audited)
+        self._stats.incr("judged")
+        if not obs.correct:
+            self._stats.incr("judged_wrong")
+        state = getattr(policy, "state", None)
+        if state is not None and self._stats.count("judged") % 25 == 0:
+            rec = Record(f"{self.namespace}:{_POLICY_STATE}", state(), self._clock(), None,
+                         "policy")
+            yield _Op(self.store, "set", (rec.key, self._codec.encode(rec), None), False,
+                      "judge", "store")
+
+    def _load_policy_state(self, policy: DecisionPolicy) -> Generator[_Op, Any, None]:
+        """Restore a learning policy's prior from the store, once per process."""
+        if self._policy_loaded or not hasattr(policy, "load_state"):
+            return
+        self._policy_loaded = True
+        raw = yield _Op(self.store, "get", (f"{self.namespace}:{_POLICY_STATE}",), None,
+                        "exact", "store")
+        if raw is not None:
+            try:
+                policy.load_state(self._codec.decode(raw).value)
+            except SemcacheError as exc:
+                self._faults.failed("policy state", exc)
+
+    def _policy_for(self, req: _Request) -> DecisionPolicy:
+        if req.controls.target_error_rate is None or self.policy.name == "verified":
+            return self.policy
+        if self._verified is None:  # a per-request target on a static cache
+            from .policies.verified import VerifiedPolicy
+
+            self._verified = VerifiedPolicy(req.controls.target_error_rate)
+        return self._verified
+
+    def _remember_hit(self, key: str, request_key: str, similarity: float) -> None:
+        self._recent_hits[request_key] = (key, similarity, request_key)
+        self._recent_hits[key] = (key, similarity, request_key)
+        while len(self._recent_hits) > 4096:
+            self._recent_hits.popitem(last=False)
+
+    # ------------------------------------------------------------------ feedback
+    def feedback(self, hit: CacheHit | Mapping[str, Any] | str, correct: bool) -> bool:
+        """Report whether a served hit was right. A wrong exact hit is deleted; a wrong
+        semantic hit is never served again to that query, and every report teaches the
+        policy. Takes the hit, its metadata, or its key (entry or request key)."""
+        flow, req = self._feedback_flow(hit, correct)
+        return self._drive(flow, req)
+
+    async def afeedback(self, hit: CacheHit | Mapping[str, Any] | str, correct: bool) -> bool:
+        flow, req = self._feedback_flow(hit, correct)
+        return await self._adrive(flow, req)
+
+    def _feedback_flow(self, hit: CacheHit | Mapping[str, Any] | str, correct: bool
+                       ) -> tuple[Generator[_Op, Any, bool], _Request]:
+        if not isinstance(correct, bool):
+            raise ConfigError("correct must be True or False", parameter="correct")
+        meta: Mapping[str, Any]
+        if isinstance(hit, CacheHit):
+            meta = hit.metadata
+        elif isinstance(hit, Mapping):
+            meta = hit
+        elif isinstance(hit, str):
+            key, sim, rkey = self._recent_hits.get(hit, (hit, 1.0, None))
+            meta = {"key": key, "similarity": sim, "request_key": rkey,
+                    "stage": "semantic" if rkey else "exact"}
+        else:
+            raise ConfigError("feedback takes a CacheHit, its metadata or a key",
+                              parameter="hit")
+        req = _Request("feedback", {}, Controls(), self.namespace, meta["key"], False, False,
+                       None, self.similarity_threshold, False)
+        return self._feedback_gen(meta, correct), req
+
+    def _feedback_gen(self, meta: Mapping[str, Any], correct: bool
+                      ) -> Generator[_Op, Any, bool]:
+        key = meta["key"]
+        self._stats.incr("feedback_right" if correct else "feedback_wrong")
+        if meta.get("stage") == "exact" or self.index is None:
+            if not correct:  # the stored answer itself is wrong for its own request
+                yield _Op(self.store, "delete", ([key],), 0, "store", "store")
+                if self.index is not None:
+                    yield _Op(self.index, "delete", ([key],), 0, "store", "index")
+            return True
+        sim = float(meta.get("similarity") or 1.0)
+        rkey = meta.get("request_key")
+        obs = Observation(sim, correct, None if correct or not rkey else _query_digest(rkey))
+        policy = self._verified or self.policy
+        yield from self._observe_flow(key, obs, (), policy, audited=False)
+        return True
 
     # -- the two drivers: the only place backend calls are made, timed and guarded --
     def _drive(self, flow: Generator[_Op, Any, Any], req: _Request) -> Any:
@@ -633,6 +780,11 @@ class Cache:
             raise BackendError(f"{op.component} {op.method} failed: {exc}",
                                backend=getattr(op.target, "name", op.component)) from exc
         return op.fallback
+
+
+def _query_digest(request_key: str) -> str:
+    """A short, stable digest of a request key (kept in an entry's wrong observations)."""
+    return hashlib.sha256(request_key.encode()).hexdigest()[:16]
 
 
 def _infer_call_type(kwargs: Mapping[str, Any]) -> str:

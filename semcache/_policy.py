@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from .indexes.base import Candidate
+from .indexes.base import Candidate, Observation
 
 __all__ = ["Decision", "DecisionPolicy", "StaticThreshold"]
 
@@ -33,11 +33,18 @@ class DecisionPolicy(ABC):
     name: str = "policy"
 
     @abstractmethod
-    def decide(self, query: str, candidates: Sequence[Candidate], threshold: float) -> Decision:
-        """Pick what to do with ``candidates`` (most similar first)."""
+    def decide(self, query: str, candidates: Sequence[Candidate], threshold: float, *,
+               target_error_rate: float | None = None) -> Decision:
+        """Pick what to do with ``candidates`` (most similar first, none blocked)."""
 
-    def observe(self, key: str, similarity: float, correct: bool) -> None:
-        """Learn from a judged outcome (serving ``key`` at ``similarity`` was right?)."""
+    def observe(self, observation: Observation, history: Sequence[Observation] = (), *,
+                audited: bool = False) -> None:
+        """Learn from a judged outcome of an entry whose earlier outcomes were ``history``
+        (``audited``: the candidate would have been served, so this measures the error
+        rate of what is served)."""
+
+    def stats(self) -> dict[str, object]:
+        return {}
 
 
 class StaticThreshold(DecisionPolicy):
@@ -45,7 +52,8 @@ class StaticThreshold(DecisionPolicy):
 
     name = "static"
 
-    def decide(self, query: str, candidates: Sequence[Candidate], threshold: float) -> Decision:
+    def decide(self, query: str, candidates: Sequence[Candidate], threshold: float, *,
+               target_error_rate: float | None = None) -> Decision:
         if not candidates:
             return Decision("miss", None, "no_candidate")
         best = candidates[0]

@@ -28,6 +28,9 @@ class Stats:
         with self._lock:
             self._n[name] += n
 
+    def count(self, name: str) -> int:
+        return self._n.get(name, 0)
+
     def error(self, component: str) -> None:
         with self._lock:
             self._errors[component] += 1
@@ -60,6 +63,10 @@ class Stats:
             "skipped_writes": n.get("skipped_writes", 0),
             "stale_candidates_removed": n.get("stale_candidates_removed", 0),
             "integrity_rejections": n.get("integrity_rejections", 0),
+            "judged": n.get("judged", 0),
+            "judged_wrong": n.get("judged_wrong", 0),
+            "feedback_right": n.get("feedback_right", 0),
+            "feedback_wrong": n.get("feedback_wrong", 0),
             "errors": errors,
             "errors_total": sum(errors.values()),
             "latency_ms": {

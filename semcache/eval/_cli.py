@@ -8,10 +8,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["register", "parse_params"]
+__all__ = ["add_parser", "parse_params"]
 
 
-def register(parser: argparse.ArgumentParser) -> None:
+def add_parser(subparsers: Any) -> None:
+    help_ = "measure thresholds and caches on labeled data (pairs, replay, multiturn)"
+    parser = subparsers.add_parser("eval", help=help_, description=help_)
     sub = parser.add_subparsers(dest="eval_command", metavar="MODE", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:

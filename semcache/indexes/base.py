@@ -15,7 +15,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["IndexEntry", "Candidate", "VectorIndex"]
+__all__ = ["IndexEntry", "Candidate", "Observation", "VectorIndex", "MAX_OBSERVATIONS"]
+
+#: judged outcomes kept per entry (the oldest are dropped first)
+MAX_OBSERVATIONS = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,12 +32,33 @@ class IndexEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class Observation:
+    """A judged outcome: serving this entry to a query at ``similarity`` was ``correct``.
+
+    ``query`` is a short digest of the query's exact key on wrong outcomes, so that a
+    wrong hit is never served again for that query."""
+
+    similarity: float
+    correct: bool
+    query: str | None = None
+
+    def to_json(self) -> list[object]:
+        return [round(self.similarity, 6), int(self.correct), self.query]
+
+    @classmethod
+    def from_json(cls, v: list[object]) -> Observation:
+        return cls(float(v[0]), bool(v[1]), v[2] if len(v) > 2 else None)  # type: ignore
+
+
+@dataclass(frozen=True, slots=True)
 class Candidate:
     key: str
     similarity: float
     prompt: str
     created_at: float
     expires_at: float | None
+    #: judged outcomes of this entry (for adaptive decision policies)
+    observations: tuple[Observation, ...] = ()
 
 
 class VectorIndex(ABC):
@@ -62,11 +86,19 @@ class VectorIndex(ABC):
     def count(self, namespace: str | None = None) -> int:
         """Entries stored (in ``namespace``, or in all)."""
 
+    def observe(self, key: str, observation: Observation) -> bool:
+        """Append a judged outcome to an entry (atomically: concurrent observers must not
+        lose one); False when the entry is gone. Keeps the last ``MAX_OBSERVATIONS``."""
+        raise NotImplementedError(f"{type(self).__name__} does not store observations")
+
     def ping(self) -> bool:
         return True
 
     def close(self) -> None:
         pass
+
+    async def aobserve(self, key: str, observation: Observation) -> bool:
+        return await asyncio.to_thread(self.observe, key, observation)
 
     async def aadd(self, entries: Sequence[IndexEntry], vectors: np.ndarray) -> None:
         await asyncio.to_thread(self.add, entries, vectors)

@@ -28,7 +28,7 @@ from typing import IO, Any
 import numpy as np
 
 from .._errors import ConfigError, InvalidRequestError
-from .base import Candidate, IndexEntry, VectorIndex
+from .base import MAX_OBSERVATIONS, Candidate, IndexEntry, Observation, VectorIndex
 
 __all__ = ["FaissIndex"]
 
@@ -39,7 +39,7 @@ _INF = np.inf
 class _Shard:
     """One context's entries: rows of a growable matrix, swap-remove on delete."""
 
-    __slots__ = ("dim", "vecs", "expires", "keys", "meta", "row", "n")
+    __slots__ = ("dim", "vecs", "expires", "keys", "meta", "obs", "row", "n")
 
     def __init__(self, dim: int, capacity: int = 8) -> None:
         self.dim = dim
@@ -47,6 +47,7 @@ class _Shard:
         self.expires = np.empty(capacity, dtype=np.float64)
         self.keys: list[str] = []
         self.meta: list[tuple[str, float, float | None]] = []  # prompt, created, expires
+        self.obs: list[tuple[Observation, ...]] = []
         self.row: dict[str, int] = {}
         self.n = 0
 
@@ -63,8 +64,9 @@ class _Shard:
             self.row[key] = r
             self.keys.append(key)
             self.meta.append((prompt, created, expires))
+            self.obs.append(())
         else:
-            self.meta[r] = (prompt, created, expires)
+            self.meta[r] = (prompt, created, expires)  # observations are kept
         self.vecs[r] = vec
         self.expires[r] = _INF if expires is None else expires
 
@@ -79,9 +81,11 @@ class _Shard:
             moved = self.keys[last]
             self.keys[r] = moved
             self.meta[r] = self.meta[last]
+            self.obs[r] = self.obs[last]
             self.row[moved] = r
         self.keys.pop()
         self.meta.pop()
+        self.obs.pop()
         self.n = last
         return True
 
@@ -102,8 +106,15 @@ class _Shard:
             if s == -_INF:
                 break
             prompt, created, expires = self.meta[r]
-            out.append(Candidate(self.keys[r], s, prompt, created, expires))
+            out.append(Candidate(self.keys[r], s, prompt, created, expires, self.obs[r]))
         return out
+
+    def observe(self, key: str, o: Observation) -> bool:
+        r = self.row.get(key)
+        if r is None:
+            return False
+        self.obs[r] = (*self.obs[r], o)[-MAX_OBSERVATIONS:]
+        return True
 
 
 class FaissIndex(VectorIndex):
@@ -137,7 +148,11 @@ class FaissIndex(VectorIndex):
         self._lockfile: IO[str] | None = None
         self._log_lines = 0
         if self.path is not None:
-            self._open_dir()
+            try:
+                self._open_dir()
+            except BaseException:
+                self.close()  # release the folder lock and files of a refused open
+                raise
 
     # ------------------------------------------------------------------ public seam
     @property
@@ -178,6 +193,19 @@ class FaissIndex(VectorIndex):
             if self._log is not None:
                 self._append([{"op": "clear", "ns": namespace}])
             return gone
+
+    def observe(self, key: str, observation: Observation) -> bool:
+        with self._lock:
+            ctx = self._where.get(key)
+            if ctx is None:
+                return False
+            self._shards[ctx].observe(key, observation)
+            if self._log is not None:
+                self._append([{"op": "obs", "key": key, "o": observation.to_json()}])
+            return True
+
+    async def aobserve(self, key: str, observation: Observation) -> bool:
+        return self.observe(key, observation)
 
     def count(self, namespace: str | None = None) -> int:
         with self._lock:
@@ -325,7 +353,10 @@ class FaissIndex(VectorIndex):
             vecs = z["vecs"]
             meta = json.loads(z["meta"].tobytes())
         for e, v in zip(meta, vecs):
-            self._put(_entry_from_json(e), v)
+            entry = _entry_from_json(e)
+            self._put(entry, v)
+            for o in e.get("o", ()):
+                self._shards[entry.context].observe(entry.key, Observation.from_json(o))
 
     def _replay_log(self) -> None:
         assert self.path is not None
@@ -351,6 +382,10 @@ class FaissIndex(VectorIndex):
                     self._remove(k)
             elif kind == "clear":
                 self._clear(op["ns"])
+            elif kind == "obs":
+                ctx = self._where.get(op["key"])
+                if ctx is not None:
+                    self._shards[ctx].observe(op["key"], Observation.from_json(op["o"]))
             good += 1
         self._log_lines = good
         if good != len(lines):  # drop the torn tail so later appends start clean
@@ -376,7 +411,8 @@ class FaissIndex(VectorIndex):
                 prompt, created, expires = shard.meta[r]
                 ctx = self._where[key]
                 entries.append({"key": key, "ctx": ctx, "ns": ns[ctx], "p": prompt,
-                                "c": created, "x": expires})
+                                "c": created, "x": expires,
+                                "o": [o.to_json() for o in shard.obs[r]]})
             vecs.append(shard.vecs[: shard.n])
         arr = np.concatenate(vecs) if vecs else np.zeros((0, self._dim or 0), np.float32)
         meta = np.frombuffer(json.dumps(entries).encode(), dtype=np.uint8)

@@ -1,0 +1,273 @@
+"""Error-bounded semantic hits: serve a candidate only when it is probably right.
+
+The model (our own take on the idea published as vCache: per-entry decision boundaries
+learned online under an error bound):
+
+* Every cached entry ``e`` has an unknown similarity threshold ``t_e``: serving ``e`` to a
+  query at similarity ``s`` is right when ``s >= t_e`` (entries differ a lot: "convert C
+  to F" must not answer "convert F to C" at 0.99, while a chatty FAQ entry is right for
+  paraphrases at 0.8).
+* Judged outcomes bound ``t_e``: right at ``s`` means ``t_e <= s`` (upper bound ``U``),
+  wrong at ``s`` means ``t_e > s`` (lower bound ``L``).
+* Across entries, ``F(s) = P(t_e <= s)`` is the global prior. Under the model it equals
+  the probability that a candidate at similarity ``s`` is right, so it is estimated from
+  every judged outcome by isotonic (non-decreasing) regression over similarity bins.
+* For a candidate at ``s`` the probability of a wrong answer is then
+  ``P(t_e > s | L < t_e <= U) = (F(U) - F(max(s, L))) / (F(U) - F(L))``
+  (0 when ``s >= U``, 1 when ``s <= L``), plus the observed rate of outcomes that
+  contradict an entry's earlier bounds (judge noise, model misfit).
+* Its upper confidence bound (Wilson, on the judged outcomes near ``s``) must fit the
+  error budget: the policy keeps the UCBs of recent decisions and serves the candidates
+  whose UCB is below ``lambda``, the largest level at which the *mean* UCB of what would be
+  served stays at or below ``target_error_rate``. Serving the lowest-risk candidates first
+  until the budget is used is what maximises hits at a given error rate; bounding by
+  UCBs keeps the true error under the target while the estimates are honest.
+* A small share (``audit_rate``) of would-be-served candidates is explored instead: their
+  judged outcomes are the observed error rate reported by ``stats()``, and keep the
+  estimates at high similarity fresh.
+
+Everything else is explored: the call goes to the LLM like a miss, the fresh answer is
+judged against the candidate's cached answer, and the outcome updates the entry (stored
+with it in the index) and the prior.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+from collections import deque
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from .._config import check_rate
+from .._errors import ConfigError
+from .._policy import Decision, DecisionPolicy
+from ..indexes.base import Candidate, Observation
+
+__all__ = ["VerifiedPolicy", "wilson_upper"]
+
+_BINS = 100
+
+
+def wilson_upper(p: float, n: float, z: float) -> float:
+    """Upper end of the Wilson score interval for a proportion ``p`` seen in ``n`` trials."""
+    if n <= 0:
+        return 1.0
+    z2 = z * z
+    centre = p + z2 / (2 * n)
+    spread = z * math.sqrt(max(p * (1 - p), 0.0) / n + z2 / (4 * n * n))
+    return min(1.0, (centre + spread) / (1 + z2 / n))
+
+
+def _z(confidence: float) -> float:
+    # inverse normal CDF by bisection on erf: no scipy in the core dependencies
+    lo, hi = 0.0, 10.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        if 0.5 * (1 + math.erf(mid / math.sqrt(2))) < confidence:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+def _bin(s: float) -> int:
+    return min(_BINS - 1, max(0, int(s * _BINS)))
+
+
+class VerifiedPolicy(DecisionPolicy):
+    name = "verified"
+
+    def __init__(
+        self,
+        target_error_rate: float = 0.02,
+        *,
+        confidence: float = 0.9,
+        audit_rate: float = 0.02,
+        window: float = 0.03,
+        budget_window: int = 2000,
+        min_budget_samples: int = 50,
+        seed: int | None = None,
+    ) -> None:
+        self.target_error_rate = check_rate(target_error_rate)
+        if not 0.5 < confidence < 1:
+            raise ConfigError("confidence must be in (0.5, 1)", parameter="confidence")
+        if not 0 <= audit_rate < 1:
+            raise ConfigError("audit_rate must be in [0, 1)", parameter="audit_rate")
+        self.confidence = confidence
+        self.audit_rate = audit_rate
+        self.window = window
+        self.min_budget_samples = min_budget_samples
+        self._z = _z(confidence)
+        self._lock = threading.Lock()
+        self._right = np.zeros(_BINS)
+        self._wrong = np.zeros(_BINS)
+        self._F: np.ndarray | None = None
+        self._recent: deque[float] = deque(maxlen=budget_window)
+        self._budget: dict[float, float] = {}
+        self._rng = random.Random(seed)
+        self._checked = 0  # outcomes of entries that already had bounds
+        self._contradicting = 0  # ... that contradicted them
+        self.counts = {"served": 0, "explored": 0, "audited": 0, "below_floor": 0,
+                       "judged": 0, "judged_wrong": 0, "audit_wrong": 0}
+
+    # ------------------------------------------------------------------ decisions
+    def decide(self, query: str, candidates: Sequence[Candidate], threshold: float, *,
+               target_error_rate: float | None = None) -> Decision:
+        target = self.target_error_rate if target_error_rate is None else target_error_rate
+        eligible = [c for c in candidates if c.similarity >= threshold]
+        if not eligible:
+            with self._lock:
+                self.counts["below_floor"] += 1
+            return Decision("miss", candidates[0] if candidates else None,
+                            "below_floor" if candidates else "no_candidate")
+        with self._lock:
+            F = self._cdf()
+            scored = [(self._estimate(c.similarity, c.observations, F), c) for c in eligible]
+            (p, ucb), best = min(scored, key=lambda t: (t[0][1], -t[1].similarity))
+            self._recent.append(ucb)
+            lam = self._level(target)
+            if ucb <= lam:
+                if self._rng.random() < self.audit_rate:
+                    self.counts["audited"] += 1
+                    return Decision("explore", best, "audited", p)
+                self.counts["served"] += 1
+                return Decision("serve", best, "served", p)
+            self.counts["explored"] += 1
+            return Decision("explore", best, "explored", p)
+
+    def estimate(self, similarity: float,
+                 observations: Sequence[Observation] = ()) -> tuple[float, float]:
+        """(estimated probability that serving is wrong, its upper confidence bound)."""
+        with self._lock:
+            return self._estimate(similarity, observations, self._cdf())
+
+    def _estimate(self, s: float, obs: Sequence[Observation],
+                  F: np.ndarray) -> tuple[float, float]:
+        lo = max((o.similarity for o in obs if not o.correct), default=-math.inf)  # t > lo
+        hi = min((o.similarity for o in obs if o.correct), default=math.inf)  # t <= hi
+        noise = self._contradicting / (self._checked + 100)
+
+        def cdf(x: float) -> float:
+            return 0.0 if x == -math.inf else 1.0 if x == math.inf else float(F[_bin(x)])
+
+        if lo >= hi:  # contradictory judgements: trust only the global curve
+            p = 1.0 - cdf(s)
+        elif s >= hi:
+            p = 0.0
+        elif s <= lo:
+            p = 1.0
+        else:
+            den = cdf(hi) - cdf(lo)
+            p = (cdf(hi) - cdf(max(s, lo))) / den if den > 1e-9 else 1.0 - cdf(s)
+        p = min(1.0, p + noise)
+        b0, b1 = _bin(s - self.window), _bin(s + self.window)
+        n = float(self._right[b0:b1 + 1].sum() + self._wrong[b0:b1 + 1].sum()) + len(obs)
+        return p, wilson_upper(p, n, self._z)
+
+    def _level(self, target: float) -> float:
+        """Largest UCB level whose served candidates average at most ``target``."""
+        lam = self._budget.get(target)
+        if lam is not None:
+            return lam
+        if len(self._recent) < self.min_budget_samples:
+            lam = target
+        else:
+            r = np.sort(np.fromiter(self._recent, float))
+            means = np.cumsum(r) / np.arange(1, len(r) + 1)
+            ok = np.nonzero(means <= target)[0]
+            lam = max(target, float(r[ok[-1]])) if ok.size else target
+        self._budget[target] = lam
+        return lam
+
+    # ------------------------------------------------------------------ learning
+    def observe(self, observation: Observation, history: Sequence[Observation] = (),
+                *, audited: bool = False) -> None:
+        s, ok = observation.similarity, observation.correct
+        lo = max((o.similarity for o in history if not o.correct), default=-math.inf)
+        hi = min((o.similarity for o in history if o.correct), default=math.inf)
+        with self._lock:
+            (self._right if ok else self._wrong)[_bin(s)] += 1
+            self._F = None
+            self._budget.clear()
+            self.counts["judged"] += 1
+            self.counts["judged_wrong"] += not ok
+            if audited:
+                self.counts["audit_wrong"] += not ok
+            if history:
+                self._checked += 1
+                if (ok and s <= lo) or (not ok and s >= hi):
+                    self._contradicting += 1
+
+    def _cdf(self) -> np.ndarray:
+        """F(s) per bin: isotonic fit of the share of right outcomes (pool adjacent
+        violators), shrunk towards 1/2 where data is thin, flat across empty bins."""
+        if self._F is not None:
+            return self._F
+        n = self._right + self._wrong
+        idx = np.nonzero(n)[0]
+        F = np.full(_BINS, 0.5)
+        if idx.size:
+            # blocks of (weight, mean), merged while they violate monotonicity
+            blocks: list[list[float]] = []
+            for i in idx.tolist():
+                w, m = n[i] + 1.0, (self._right[i] + 0.5) / (n[i] + 1.0)
+                blocks.append([w, m, i, i])
+                while len(blocks) > 1 and blocks[-2][1] > blocks[-1][1]:
+                    w2, m2, a, _ = blocks.pop(-2)
+                    w1, m1, _, b = blocks.pop()
+                    blocks.append([w1 + w2, (w1 * m1 + w2 * m2) / (w1 + w2), a, b])
+            marks = np.zeros(_BINS)
+            vals = np.zeros(_BINS)
+            for _w, m, a, b in blocks:
+                vals[int(a):int(b) + 1] = m
+                marks[int(a):int(b) + 1] = 1
+            # carry each fitted value forward over empty bins; before the first, the first
+            first = int(blocks[0][2])
+            F[:first] = blocks[0][1]
+            last = blocks[0][1]
+            for i in range(first, _BINS):
+                if marks[i]:
+                    last = vals[i]
+                F[i] = last
+        self._F = F
+        return F
+
+    # ------------------------------------------------------------------ reporting
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            c = dict(self.counts)
+        audited, wrong = c["audited"], c["audit_wrong"]
+        rate = wrong / audited if audited else None
+        ci = None
+        if audited:
+            z = 1.96
+            centre = (rate + z * z / (2 * audited)) / (1 + z * z / audited)
+            half = z * math.sqrt(rate * (1 - rate) / audited + z * z / (4 * audited ** 2)) \
+                / (1 + z * z / audited)
+            ci = [max(0.0, centre - half), min(1.0, centre + half)]
+        return {**c, "target_error_rate": self.target_error_rate,
+                "observed_error_rate": rate, "observed_error_ci95": ci}
+
+    def state(self) -> dict[str, Any]:
+        """The learned prior, as JSON (entry observations live in the index)."""
+        with self._lock:
+            return {"v": 1, "right": self._right.tolist(), "wrong": self._wrong.tolist(),
+                    "checked": self._checked, "contradicting": self._contradicting}
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        if state.get("v") != 1 or len(state.get("right", ())) != _BINS:
+            raise ConfigError("not a VerifiedPolicy state of this version", parameter="state")
+        with self._lock:
+            self._right = np.asarray(state["right"], float)
+            self._wrong = np.asarray(state["wrong"], float)
+            self._checked = int(state["checked"])
+            self._contradicting = int(state["contradicting"])
+            self._F = None
+            self._budget.clear()
+
+    def __repr__(self) -> str:
+        return f"VerifiedPolicy(target_error_rate={self.target_error_rate})"

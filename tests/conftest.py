@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+import pytest
+
+from semcache._registry import get_embedder
+from semcache.embedders.base import Embedder
+
+
+class FakeClock:
+    """A settable clock for deterministic TTL tests (no sleeping)."""
+
+    def __init__(self, start: float = 1_700_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(scope="session")
+def minilm() -> Embedder:
+    """The real default embedder, loaded once per test session."""
+    return get_embedder("all-MiniLM-L6-v2")

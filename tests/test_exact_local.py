@@ -1,0 +1,88 @@
+"""The in-process exact stores: the shared contract plus what is specific to each."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from semcache import ConfigError
+from semcache.exact.disk import DiskStore
+from semcache.exact.memory import MemoryStore
+from tests.contracts.exact_store import ExactStoreContract
+
+
+class TestMemoryStore(ExactStoreContract):
+    @pytest.fixture
+    def store(self):
+        return MemoryStore(max_size_in_memory=10_000, max_size_per_item=2048)
+
+
+class TestDiskStore(ExactStoreContract):
+    @pytest.fixture
+    def store(self, tmp_path):
+        s = DiskStore(tmp_path)
+        yield s
+        s.close()
+
+
+def test_memory_lru_evicts_least_recently_used():
+    s = MemoryStore(max_size_in_memory=3)
+    for k in "abc":
+        s.set(f"n:{k}", k.encode())
+    assert s.get("n:a") == b"a"  # a is now the most recent
+    s.set("n:d", b"d")
+    assert s.get("n:b") is None
+    assert [s.get(f"n:{k}") for k in "acd"] == [b"a", b"c", b"d"]
+    assert len(s) == 3
+
+
+def test_memory_max_size_per_item_is_enforced():
+    s = MemoryStore(max_size_per_item=1)  # 1 KB
+    s.set("n:small", b"x" * 1024)
+    s.set("n:big", b"x" * 1025)
+    assert s.get("n:small") is not None
+    assert s.get("n:big") is None
+    assert s.rejected_oversize == 1
+    s.set("n:small", b"x" * 2000)  # an oversized overwrite leaves no stale value
+    assert s.get("n:small") is None
+
+
+def test_memory_ttl_with_clock(clock):
+    s = MemoryStore(clock=clock)
+    s.set("n:a", b"1", ttl=10)
+    clock.advance(9.9)
+    assert s.get("n:a") == b"1"
+    clock.advance(0.2)
+    assert s.get("n:a") is None
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "10"])
+def test_memory_rejects_bad_sizes(bad):
+    with pytest.raises(ConfigError, match="max_size_in_memory"):
+        MemoryStore(max_size_in_memory=bad)
+
+
+def test_disk_survives_a_process_restart(tmp_path):
+    code = ("import sys; from semcache.exact.disk import DiskStore; "
+            "s = DiskStore(sys.argv[1]); s.set('n:k', b'persisted', ttl=3600); s.close()")
+    subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True)
+    s = DiskStore(tmp_path)
+    assert s.get("n:k") == b"persisted"
+    s.close()
+
+
+def test_disk_never_pickles(tmp_path):
+    s = DiskStore(tmp_path)
+    with pytest.raises(TypeError, match="bytes"):
+        s._cache.set("n:x", {"a": 1})  # the Disk refuses a non-bytes value outright
+    s.set("n:k", b'{"v": 1}')
+    s.close()
+    # every stored value is raw bytes in SQLite (mode 1 = raw), none pickled (mode 4)
+    import sqlite3
+
+    con = sqlite3.connect(tmp_path / "exact" / "cache.db")
+    modes = {m for (m,) in con.execute("SELECT mode FROM Cache")}
+    con.close()
+    assert modes == {1}
