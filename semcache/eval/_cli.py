@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .._errors import InvalidRequestError
+
 __all__ = ["add_parser", "parse_params"]
 
 
@@ -85,7 +87,7 @@ def parse_params(items: list[str]) -> dict[str, Any]:
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key:
-            raise SystemExit(f"semcache: error: --param takes KEY=VALUE, got {item!r}")
+            raise InvalidRequestError(f"--param takes KEY=VALUE, got {item!r}")
         try:
             out[key] = json.loads(raw)
         except json.JSONDecodeError:
@@ -102,8 +104,8 @@ def _load(args: argparse.Namespace):
 
     cols = (args.query_col, args.candidate_col, args.label_col)
     if any(cols) and not all(cols):
-        raise SystemExit("semcache: error: give all of --query-col, --candidate-col and "
-                         "--label-col, or none")
+        raise InvalidRequestError("give all of --query-col, --candidate-col and "
+                                  "--label-col, or none")
     pairs = load_pairs(args.path, fmt=args.format, columns=cols if all(cols) else None,
                        limit=args.limit)
     return pairs.sample(args.sample, args.seed) if args.sample else pairs

@@ -16,9 +16,12 @@ Two modes, to show what scoping buys:
 
 from __future__ import annotations
 
+import json
+import os
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .._cache import Cache
@@ -68,6 +71,12 @@ class MultiturnReport:
                               "hits_by_stage": dict(r.stages),
                               "threshold": r.threshold}
                           for m, r in self.runs.items()}}
+
+    def write_json(self, path: str | os.PathLike[str]) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        return path
 
     def summary(self) -> str:
         d = self.to_dict()
