@@ -102,7 +102,8 @@ def evaluate_multiturn(conversations: Sequence[Conversation],
         try:
             cache.flush()
             runs[mode] = replay(cache, [], conversation_probes(convs, mode), model=model,
-                                store_misses=True, show_progress=show_progress)
+                                store_misses=True, exact_is_correct=False,
+                                show_progress=show_progress)
         finally:
             cache.close()
     return MultiturnReport(len(convs), sum(1 for c in convs if counts[c.follow_up] > 1), runs)

@@ -10,6 +10,10 @@ A replay has *seeds* (requests stored with an answer before the run) and *probes
   GPTCache's protocol, and for multi-turn checks)
 - miss: a **missed hit** when ``own`` exists and ``label`` is set, else a correct miss.
 
+An exact-stage hit is a repeat of an identical request, so it counts as correct whoever
+stored it (PAWS and QQP reuse sentences across pairs), unless ``exact_is_correct=False``:
+the multi-turn check, where the same text under other earlier turns is the point.
+
 With ``store_misses=True`` each missed probe is then stored under its own id, which is
 how a query log replays against a cache that fills as it goes.
 
@@ -227,7 +231,8 @@ class ReplayReport:
 
 def replay(cache: Cache, seeds: Sequence[Seed], probes: Sequence[Probe], *,
            model: str = DEFAULT_MODEL, prices: Prices | None = None,
-           store_misses: bool = False, show_progress: bool | None = None) -> ReplayReport:
+           store_misses: bool = False, exact_is_correct: bool = True,
+           show_progress: bool | None = None) -> ReplayReport:
     """Store ``seeds``, then look up each probe in order (see the module docstring)."""
     prices = prices or Prices()
     rep = ReplayReport(cache=f"{cache.type} ({cache._backend_name()})",
@@ -258,7 +263,9 @@ def replay(cache: Cache, seeds: Sequence[Seed], probes: Sequence[Probe], *,
         if hit.stage == "semantic":
             rep.hit_similarities.append(float(hit.similarity))
         served = _served_id(hit.value)
-        if served is not None and served == p.own:
+        if hit.stage == "exact" and exact_is_correct:
+            rep.correct_hits += 1
+        elif served is not None and served == p.own:
             if p.label:
                 rep.correct_hits += 1
             else:

@@ -112,3 +112,10 @@ def test_multiturn_scoping_prevents_cross_conversation_hits(minilm):
     # identical follow-ups under different main queries hit at the exact stage already
     assert d["modes"]["off"]["false_hits"] >= 17
     assert d["modes"]["off"]["hits_by_stage"]["exact"] >= 17
+
+
+def test_an_identical_request_is_a_correct_hit_whoever_stored_it():
+    # PAWS reuses sentences across pairs: a query may be another pair's candidate
+    pairs = Pairs(["b", "x"], ["a", "b"], np.array([0, 1], dtype=np.int8))
+    rep = replay_pairs(Cache(type="local"), pairs, show_progress=False)
+    assert (rep.correct_hits, rep.cross_hits, rep.stages) == (1, 0, {"exact": 1})
