@@ -16,16 +16,28 @@ from ._metrics import DEFAULT_GRID, Sweep, roc_auc, sweep
 from .pairs import PairsReport, evaluate_pairs, pair_similarities
 
 __all__ = [
-    "LAYOUTS", "Conversation", "Pairs", "detect_format", "load_conversations", "load_pairs",
-    "load_paraphrases", "embed_texts", "DEFAULT_GRID", "Sweep", "roc_auc", "sweep",
-    "PairsReport", "evaluate_pairs", "pair_similarities",
+    "DEFAULT_GRID",
+    "LAYOUTS",
+    "Conversation",
+    "Pairs",
+    "PairsReport",
+    "Sweep",
+    "detect_format",
+    "embed_texts",
+    "evaluate_pairs",
+    "load_conversations",
+    "load_pairs",
+    "load_paraphrases",
+    "pair_similarities",
+    "roc_auc",
+    "sweep",
 ]
 
-from ._embed import PrecomputedEmbedder  # noqa: E402
-from .multiturn import MultiturnReport, evaluate_multiturn  # noqa: E402
-from .replay import (  # noqa: E402
-    Probe,
+from ._embed import PrecomputedEmbedder
+from .multiturn import MultiturnReport, evaluate_multiturn
+from .replay import (
     Prices,
+    Probe,
     ReplayReport,
     Seed,
     estimate_tokens,
@@ -36,7 +48,16 @@ from .replay import (  # noqa: E402
 )
 
 __all__ += [
-    "PrecomputedEmbedder", "MultiturnReport", "evaluate_multiturn", "Probe", "Prices",
-    "ReplayReport", "Seed", "estimate_tokens", "load_price_table", "pairs_to_replay",
-    "replay", "replay_pairs",
+    "MultiturnReport",
+    "PrecomputedEmbedder",
+    "Prices",
+    "Probe",
+    "ReplayReport",
+    "Seed",
+    "estimate_tokens",
+    "evaluate_multiturn",
+    "load_price_table",
+    "pairs_to_replay",
+    "replay",
+    "replay_pairs",
 ]

@@ -21,8 +21,15 @@ import numpy as np
 
 from .._errors import InvalidRequestError
 
-__all__ = ["Pairs", "Conversation", "load_pairs", "load_paraphrases", "load_conversations",
-           "detect_format", "LAYOUTS"]
+__all__ = [
+    "LAYOUTS",
+    "Conversation",
+    "Pairs",
+    "detect_format",
+    "load_conversations",
+    "load_pairs",
+    "load_paraphrases",
+]
 
 #: recognised column layouts: (query, candidate, label); the first whose names all
 #: appear in a file's header wins
@@ -85,7 +92,7 @@ def _open_text(path: Path) -> io.TextIOBase:
 
 
 def _strip_gz(path: Path) -> str:
-    name = path.name[:-3] if path.name.endswith(".gz") else path.name
+    name = path.name.removesuffix(".gz")
     return Path(name).suffix.lower()
 
 

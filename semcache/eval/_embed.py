@@ -12,7 +12,7 @@ import numpy as np
 from ..embedders.base import Embedder
 from ._progress import progress
 
-__all__ = ["embed_texts", "PrecomputedEmbedder"]
+__all__ = ["PrecomputedEmbedder", "embed_texts"]
 
 
 def _cache_file(cache_dir: Path, model_id: str, texts: Sequence[str]) -> Path:
@@ -81,13 +81,12 @@ class PrecomputedEmbedder(Embedder):
         return self.base.dim
 
     def _embed(self, texts: list[str]) -> np.ndarray:
-        rows = [self._table.get(t) for t in texts]
-        todo = [t for t, r in zip(texts, rows) if r is None]
+        todo = [t for t in texts if t not in self._table]
+        fresh: dict[str, np.ndarray] = {}
         if todo:
             self.misses += len(todo)
             fresh = dict(zip(todo, self.base.embed(todo)))
-            rows = [fresh[t] if r is None else r for t, r in zip(texts, rows)]
-        return np.stack(rows)
+        return np.stack([self._table[t] if t in self._table else fresh[t] for t in texts])
 
     @classmethod
     def build(cls, base: Embedder, texts: Sequence[str], **kw) -> PrecomputedEmbedder:

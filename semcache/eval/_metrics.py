@@ -16,7 +16,7 @@ import numpy as np
 
 from .._errors import InvalidRequestError
 
-__all__ = ["Sweep", "sweep", "roc_auc", "DEFAULT_GRID"]
+__all__ = ["DEFAULT_GRID", "Sweep", "roc_auc", "sweep"]
 
 #: 0.50, 0.51, ..., 1.00
 DEFAULT_GRID = np.round(np.linspace(0.5, 1.0, 51), 2)

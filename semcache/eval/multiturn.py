@@ -28,7 +28,7 @@ from .._cache import Cache
 from ._data import Conversation
 from .replay import DEFAULT_MODEL, Probe, ReplayReport, replay
 
-__all__ = ["MultiturnReport", "evaluate_multiturn", "conversation_probes", "MODES"]
+__all__ = ["MODES", "MultiturnReport", "conversation_probes", "evaluate_multiturn"]
 
 MODES = ("scoped", "off")
 
@@ -80,8 +80,8 @@ class MultiturnReport:
 
     def summary(self) -> str:
         d = self.to_dict()
-        lines = [f"{d['conversations']} conversations; {d['repeated_follow_ups']} have a "
-                 "follow-up text that also occurs under other earlier turns",
+        lines = [(f"{d['conversations']} conversations; {d['repeated_follow_ups']} have a "
+                 "follow-up text that also occurs under other earlier turns"),
                  f"{'scoping':>8} {'false hits':>10} {'rate':>7}  by stage"]
         for m, r in d["modes"].items():
             lines.append(f"{m:>8} {r['false_hits']:>10} {r['false_hit_rate']:>7.1%}  "

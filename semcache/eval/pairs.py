@@ -21,7 +21,7 @@ from ._data import Pairs
 from ._embed import embed_texts
 from ._metrics import DEFAULT_GRID, Sweep, roc_auc, sweep
 
-__all__ = ["PairsReport", "evaluate_pairs", "pair_similarities", "FINE_GRID"]
+__all__ = ["FINE_GRID", "PairsReport", "evaluate_pairs", "pair_similarities"]
 
 #: the grid a target precision is searched on (0.001 steps)
 FINE_GRID = np.round(np.linspace(-1.0, 1.0, 2001), 3)
@@ -71,7 +71,7 @@ class PairsReport:
             s = self.similarities[self.labels == lab]
             if len(s):
                 q = np.quantile(s, [0.05, 0.25, 0.5, 0.75, 0.95])
-                out[name] = {"n": int(len(s)), "mean": round(float(s.mean()), 4),
+                out[name] = {"n": len(s), "mean": round(float(s.mean()), 4),
                              **{f"p{p}": round(float(v), 4)
                                 for p, v in zip((5, 25, 50, 75, 95), q)}}
         return out
@@ -82,7 +82,7 @@ class PairsReport:
         return {
             "source": self.source,
             "model": self.model,
-            "pairs": int(len(self.labels)),
+            "pairs": len(self.labels),
             "positives": int(self.labels.sum()),
             "negatives": int(len(self.labels) - self.labels.sum()),
             "roc_auc": None if np.isnan(self.auc) else round(self.auc, 4),
@@ -99,8 +99,8 @@ class PairsReport:
         t = self.grid.thresholds
         keep = np.isclose(np.round(t / step) * step, t) | np.isin(np.round(t, 3),
                                                                   np.round(extra, 3))
-        lines = [f"{'threshold':>9} {'precision':>9} {'recall':>7} {'F1':>6} "
-                 f"{'false-hit':>9} {'TP':>7} {'FP':>7}"]
+        lines = [(f"{'threshold':>9} {'precision':>9} {'recall':>7} {'F1':>6} "
+                 f"{'false-hit':>9} {'TP':>7} {'FP':>7}")]
         for i in np.flatnonzero(keep):
             r = self.grid.row(int(i))
 
@@ -117,8 +117,8 @@ class PairsReport:
         t_best, f1 = self.best_f1
         target = d["threshold_for_target_precision"]
         dist = d["distribution"]
-        lines = [f"{d['source']}: {d['pairs']} pairs ({d['positives']} positive), model "
-                 f"{d['model']}",
+        lines = [(f"{d['source']}: {d['pairs']} pairs ({d['positives']} positive), model "
+                 f"{d['model']}"),
                  f"ROC AUC {d['roc_auc']}"]
         for name in ("positive", "negative"):
             if name in dist:

@@ -39,8 +39,17 @@ from .._errors import InvalidRequestError
 from ._data import Pairs
 from ._progress import progress
 
-__all__ = ["Seed", "Probe", "Prices", "ReplayReport", "replay", "replay_pairs",
-           "pairs_to_replay", "estimate_tokens", "load_price_table"]
+__all__ = [
+    "Prices",
+    "Probe",
+    "ReplayReport",
+    "Seed",
+    "estimate_tokens",
+    "load_price_table",
+    "pairs_to_replay",
+    "replay",
+    "replay_pairs",
+]
 
 DEFAULT_MODEL = "gpt-4o-mini"
 
@@ -206,13 +215,13 @@ class ReplayReport:
         d = self.to_dict()
         prec = "-" if d["precision"] is None else f"{d['precision']:.3f}"
         lines = [
-            f"{d['cache']} (threshold {d['threshold']}): {d['seeds']} seeded, "
-            f"{d['probes']} probes in {d['wall_s']:.1f}s",
-            f"hits {d['hits']} ({d['hit_rate']:.1%}): correct {d['correct_hits']}, "
+            (f"{d['cache']} (threshold {d['threshold']}): {d['seeds']} seeded, "
+            f"{d['probes']} probes in {d['wall_s']:.1f}s"),
+            (f"hits {d['hits']} ({d['hit_rate']:.1%}): correct {d['correct_hits']}, "
             f"false {d['false_hits']}, cross {d['cross_hits']} (precision {prec}); "
-            f"by stage {d['hits_by_stage']}",
-            f"misses {d['misses']}: should have hit {d['missed_hits']}, "
-            f"rightly missed {d['correct_misses']}",
+            f"by stage {d['hits_by_stage']}"),
+            (f"misses {d['misses']}: should have hit {d['missed_hits']}, "
+            f"rightly missed {d['correct_misses']}"),
         ]
         for stage, s in d["latency_ms"].items():
             lines.append(f"  {stage:>7} ms: p50 {s['p50']:.2f}  p90 {s['p90']:.2f}  "
