@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Set up everything semcache needs on a fresh Debian/Python 3.11 machine, idempotently:
 # a virtualenv in .venv, the CPU build of torch (pinned: an unpinned torch pulls
-# gigabytes of CUDA), the package with every extra, and the test servers' binaries.
-# Re-running it is cheap: pip's cache and the services' install folder are reused.
+# gigabytes of CUDA), the package with every extra, the ONNX export of the default
+# embedding model, and the test servers' binaries. Re-running it is cheap: pip's cache,
+# a stamp of the inputs and the services' install folder are reused.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -27,7 +28,12 @@ else
   echo "[setup] Python packages up to date"
 fi
 
-if [ "${SEMCACHE_SKIP_SERVICES:-0}" != "1" ] && [ -f scripts/services.sh ]; then
-  bash scripts/services.sh install
+# all-MiniLM-L6-v2 exported to ONNX once (cached under ~/.cache/semcache, idempotent),
+# so the first semantic lookup does not pay for the export
+"$PY" -m semcache.embedders.onnx export >/dev/null
+
+if [ "${SEMCACHE_SKIP_SERVICES:-0}" != "1" ]; then
+  bash scripts/services.sh install          # Redis Stack, Redis Cluster, S3, GCS, Azurite
+  sh scripts/install_chromium.sh            # headless browser for the dashboard test
 fi
 echo "[setup] done: $VENV"

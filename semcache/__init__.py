@@ -3,13 +3,28 @@
     import semcache
     semcache.cache = semcache.Cache(type="faiss-semantic")
     hit = semcache.cache.lookup(model="m", messages=[{"role": "user", "content": "Hi"}])
+
+    r = semcache.completion(model="gpt-4o-mini", messages=[...], api_base=..., api_key=...)
+    r._hidden_params["cache_hit"]
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ._cache import Cache, CacheHit
+from ._calls import (
+    acompletion,
+    aembedding,
+    atext_completion,
+    atranscription,
+    completion,
+    embedding,
+    text_completion,
+    transcription,
+)
+from ._calls._router import Router
 from ._config import CacheMode, Controls
 from ._errors import (
     BackendError,
@@ -27,6 +42,11 @@ __version__ = "0.1.0"
 
 #: the cache the call layer consults (LiteLLM's ``litellm.cache``); None = no caching
 cache: Cache | None = None
+
+#: called after every successful call with a dict: call_type, model, kwargs (api_key
+#: redacted), response, start_time, end_time, timings_ms, cache_hit, cache,
+#: response_cost, stream. A raising callback is logged and never breaks the call.
+success_callback: list[Callable[[dict[str, Any]], Any]] = []
 
 
 def enable_cache(type: str = "local", **params: Any) -> Cache:
@@ -67,6 +87,16 @@ __all__ = [
     "DecisionPolicy",
     "StaticThreshold",
     "cache",
+    "success_callback",
+    "completion",
+    "acompletion",
+    "text_completion",
+    "atext_completion",
+    "embedding",
+    "aembedding",
+    "transcription",
+    "atranscription",
+    "Router",
     "enable_cache",
     "update_cache",
     "disable_cache",

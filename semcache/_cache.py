@@ -796,6 +796,10 @@ def _infer_call_type(kwargs: Mapping[str, Any]) -> str:
         return "embedding"
     if "file" in kwargs:
         return "transcription"
+    if kwargs.get("cache_key") is not None:
+        # LiteLLM's cache.add_cache(cache_key=..., result=...): a custom key names the
+        # entry on its own, so the call type does not shape the key
+        return "completion"
     raise InvalidRequestError(
         "cannot tell the call type: pass messages=, prompt=, input= or file= "
         "(or call_type=)")

@@ -3,8 +3,8 @@
 A judge compares the candidate's cached answer with the fresh answer the LLM gave to the
 new query. ``"exact"`` suits deterministic tasks (classification, extraction); the
 ``"embedding"`` judge compares the two answers' embeddings; any callable
-``(query, cached_prompt, cached_answer, fresh_answer) -> bool`` can be given, an LLM
-judge for example (sync or async).
+``(query, cached_prompt, cached_answer, fresh_answer) -> bool | None`` can be given, an
+LLM judge for example (sync or async; None abstains: nothing is learned).
 """
 
 from __future__ import annotations
@@ -112,16 +112,18 @@ class CallableJudge(Judge):
         self.name = getattr(fn, "__name__", "callable")
         self._async = inspect.iscoroutinefunction(fn)
 
-    def judge(self, *args: Any) -> bool:
+    # A judge may abstain by returning None: no observation is recorded then.
+    def judge(self, *args: Any) -> bool | None:  # type: ignore[override]
         out = self.fn(*args)
         if inspect.isawaitable(out):
             raise ConfigError("an async judge needs the async API (acompletion, "
                               "async_add_cache)", parameter="judge")
-        return bool(out)
+        return None if out is None else bool(out)
 
-    async def ajudge(self, *args: Any) -> bool:
+    async def ajudge(self, *args: Any) -> bool | None:  # type: ignore[override]
         if self._async:
-            return bool(await self.fn(*args))
+            out = await self.fn(*args)
+            return None if out is None else bool(out)
         return await asyncio.to_thread(self.judge, *args)
 
 

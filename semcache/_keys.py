@@ -115,7 +115,7 @@ def _num(name: str, v: Any) -> Any:
     if isinstance(v, float):
         if not math.isfinite(v):
             raise InvalidRequestError(f"parameter {name!r} is {v!r}: not a finite number")
-        if v.is_integer():
+        if v.is_integer() and abs(v) < 2**53:
             return int(v)  # temperature=1 and temperature=1.0 are one request
     return v
 

@@ -35,9 +35,13 @@ class TypeSpec:
 
 
 _MEMORY = frozenset({"max_size_in_memory", "max_size_per_item"})
-_REDIS = frozenset({"host", "port", "password", "username", "redis_url", "db",
-                    "redis_startup_nodes", "ssl", "socket_timeout", "socket_connect_timeout",
-                    "redis_flush_size", "max_connections"})
+# Each exact-store type accepts its module's PARAMS less ``ttl`` (the Cache's own);
+# tests/test_registry.py keeps the table and the modules in step.
+_REDIS = frozenset({"host", "port", "password", "username", "db", "ssl", "redis_url",
+                    "redis_startup_nodes", "socket_timeout", "socket_connect_timeout"})
+
+#: on a remote exact-store type, any of these puts a bounded in-memory tier in front
+_TIER = frozenset({"max_size_in_memory", "max_size_per_item", "default_in_memory_ttl"})
 
 TYPES: dict[str, TypeSpec] = {
     "local": TypeSpec("semcache._registry:build_local", _MEMORY | {"default_in_memory_ttl"}),
@@ -47,7 +51,7 @@ TYPES: dict[str, TypeSpec] = {
         "semcache._registry:build_faiss_semantic",
         _MEMORY | {"disk_cache_dir", "disk_size_limit", "embedding_model"},
         semantic=True, extra="local", embedder_param="embedding_model"),
-    "redis": TypeSpec("semcache.exact.redis:RedisStore", _REDIS, extra="redis"),
+    "redis": TypeSpec("semcache.exact.redis:RedisStore", _REDIS | _TIER, extra="redis"),
     "redis-semantic": TypeSpec(
         "semcache.indexes.redisvl:build_redis_semantic",
         _REDIS | {"redis_semantic_cache_embedding_model", "redis_semantic_cache_index_name",
@@ -64,16 +68,18 @@ TYPES: dict[str, TypeSpec] = {
         frozenset({"s3_bucket_name", "s3_region_name", "s3_api_version", "s3_use_ssl",
                    "s3_verify", "s3_endpoint_url", "s3_aws_access_key_id",
                    "s3_aws_secret_access_key", "s3_aws_session_token", "s3_config",
-                   "s3_path"}),
+                   "s3_path", "s3_create_bucket", "s3_timeout"}) | _TIER,
         extra="s3"),
     "gcs": TypeSpec(
         "semcache.exact.gcs:GCSStore",
         frozenset({"gcs_bucket_name", "gcs_path_service_account", "gcs_path",
-                   "gcs_endpoint_url"}),
+                   "gcs_endpoint_url", "gcs_project", "gcs_create_bucket",
+                   "gcs_timeout"}) | _TIER,
         extra="gcs"),
     "azure_blob": TypeSpec(
         "semcache.exact.azure:AzureBlobStore",
-        frozenset({"azure_account_url", "azure_blob_container", "azure_connection_string"}),
+        frozenset({"azure_account_url", "azure_blob_container", "azure_connection_string",
+                   "azure_path", "azure_create_container", "azure_timeout"}) | _TIER,
         extra="azure"),
 }
 
@@ -99,7 +105,13 @@ def build_backends(
     if spec.semantic:
         store, index = make(embedder=embedder, **params)
         return store, index
-    return make(**params), None
+    tier = {k: params.pop(k) for k in _TIER if k in params}
+    store = make(**params)
+    if tier:  # LiteLLM's DualCache: a bounded in-memory tier in front of the remote store
+        from .exact.tiered import TieredStore
+
+        store = TieredStore.from_params(back=store, **tier)
+    return store, None
 
 
 # -- embedders: one instance per model per process, so models and LRUs are shared --

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from ._errors import SemcacheError
 
 #: subcommand modules; each has ``add_parser(subparsers)`` setting ``func``
-COMMANDS = ("semcache._demo", "semcache.eval._cli")
+COMMANDS = ("semcache._demo", "semcache.proxy.cli", "semcache.eval._cli")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,8 +1,11 @@
 """The ``Embedder`` seam: texts -> L2-normalised float32 vectors.
 
-Backends implement ``_embed(texts) -> array[n, dim]``. The shared work (input
-validation, batching, an exact-text LRU so a repeated text is embedded once, dtype,
-normalisation, shape and NaN checks) is done here, once, in ``embed``.
+Backends implement ``_embed(texts) -> array[n, dim]`` and, when they have a native async
+client, ``_aembed``. The shared work (input validation, batching, an exact-text LRU so a
+repeated text is embedded once, dtype, normalisation, shape and NaN checks) is done here,
+once: ``embed`` and ``aembed`` differ only in how they call the backend, and share the
+pure steps ``_plan`` (validate, consult the LRU, dedupe) and ``_merge`` (fill the LRU,
+assemble the answer), in the way httpx keeps everything without I/O in ``BaseClient``.
 """
 
 from __future__ import annotations
@@ -12,12 +15,22 @@ import threading
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from .._errors import BackendError, InvalidRequestError
 
 __all__ = ["Embedder"]
+
+
+@dataclass
+class _Plan:
+    """What one ``embed`` call must compute: the texts the LRU could not answer."""
+
+    texts: list[str]
+    cached: dict[int, np.ndarray] = field(default_factory=dict)
+    unique: list[str] = field(default_factory=list)  # to embed, deduplicated, in order
 
 
 class Embedder(ABC):
@@ -42,17 +55,52 @@ class Embedder(ABC):
     def _embed(self, texts: list[str]) -> np.ndarray:
         """Embed a batch; may return unnormalised vectors of any float dtype."""
 
+    #: Backends with a native async client override this with
+    #: ``async def _aembed(self, texts: list[str]) -> np.ndarray``; the others are run
+    #: in a worker thread by ``aembed``, never on the event loop.
+    _aembed = None
+
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Embed ``texts``: a C-contiguous ``float32[len(texts), dim]``, rows of norm 1."""
+        plan = self._plan(texts)
+        if not plan.unique:
+            return self._merge(plan, None)
+        parts = []
+        for batch in self._batches(plan.unique):
+            parts.append(self._checked(batch, self._call(self._embed, batch)))
+        return self._merge(plan, parts)
+
+    async def aembed(self, texts: Sequence[str]) -> np.ndarray:
+        """Async twin of ``embed``: same validation, LRU and checks."""
+        if self._aembed is None:
+            return await asyncio.to_thread(self.embed, texts)
+        plan = self._plan(texts)
+        if not plan.unique:
+            return self._merge(plan, None)
+        parts = []
+        for batch in self._batches(plan.unique):
+            try:
+                raw = await self._aembed(batch)
+            except (BackendError, InvalidRequestError):
+                raise
+            except Exception as exc:
+                raise self._wrap(exc) from exc
+            parts.append(self._checked(batch, raw))
+        return self._merge(plan, parts)
+
+    def embed_one(self, text: str) -> np.ndarray:
+        return self.embed([text])[0]
+
+    # -- the pure steps both twins share ------------------------------------------------
+
+    def _plan(self, texts: Sequence[str]) -> _Plan:
         if isinstance(texts, str):
             raise InvalidRequestError("embed() takes a sequence of texts, not one string")
         texts = list(texts)
         for i, t in enumerate(texts):
             if not isinstance(t, str):
                 raise InvalidRequestError(f"text {i} is {type(t).__name__}, not str")
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        cached: dict[int, np.ndarray] = {}
+        plan = _Plan(texts)
         todo: list[int] = []
         if self._lru_size:
             with self._lru_lock:
@@ -62,49 +110,63 @@ class Embedder(ABC):
                         todo.append(i)
                     else:
                         self._lru.move_to_end(t)
-                        cached[i] = v
+                        plan.cached[i] = v
         else:
             todo = list(range(len(texts)))
-        if not todo:  # all cached: the common case for a repeated query
-            return np.stack([cached[i] for i in range(len(texts))])
-        # dedupe inside the batch, so one text is embedded once
-        unique = list(dict.fromkeys(texts[i] for i in todo))
-        parts = []
-        for start in range(0, len(unique), self.batch_size):
-            parts.append(self._checked(unique[start : start + self.batch_size]))
+        # dedupe inside the call, so one text is embedded once
+        plan.unique = list(dict.fromkeys(texts[i] for i in todo))
+        return plan
+
+    def _batches(self, unique: list[str]) -> list[list[str]]:
+        return [unique[s : s + self.batch_size] for s in range(0, len(unique), self.batch_size)]
+
+    def _merge(self, plan: _Plan, parts: list[np.ndarray] | None) -> np.ndarray:
+        texts = plan.texts
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        if not parts:  # all cached: the common case for a repeated query
+            return np.stack([plan.cached[i] for i in range(len(texts))])
         fresh = parts[0] if len(parts) == 1 else np.concatenate(parts)
-        by_text = {t: fresh[j] for j, t in enumerate(unique)}
+        by_text = {t: fresh[j] for j, t in enumerate(plan.unique)}
         if self._lru_size:
             with self._lru_lock:
                 for t, v in by_text.items():
-                    self._lru[t] = v
+                    # a read-only copy: the caller owns (and may modify) what we return,
+                    # and a row view would keep the whole batch alive
+                    row = v.copy()
+                    row.flags.writeable = False
+                    self._lru[t] = row
                     self._lru.move_to_end(t)
                 while len(self._lru) > self._lru_size:
                     self._lru.popitem(last=False)
-        if not cached and len(unique) == len(texts):
+        if not plan.cached and len(plan.unique) == len(texts):
             return fresh
         out = np.empty((len(texts), fresh.shape[1]), dtype=np.float32)
         for i, t in enumerate(texts):
-            out[i] = cached[i] if i in cached else by_text[t]
+            out[i] = plan.cached[i] if i in plan.cached else by_text[t]
         return out
 
-    def embed_one(self, text: str) -> np.ndarray:
-        return self.embed([text])[0]
-
-    async def aembed(self, texts: Sequence[str]) -> np.ndarray:
-        return await asyncio.to_thread(self.embed, texts)
-
-    def _checked(self, batch: list[str]) -> np.ndarray:
+    def _call(self, fn, batch: list[str]) -> np.ndarray:
         try:
-            raw = self._embed(batch)
+            return fn(batch)
         except (BackendError, InvalidRequestError):
             raise
         except Exception as exc:  # a model/runtime failure, typed for the pipeline
-            raise BackendError(f"{self.model_id}: {exc}", backend="embedder") from exc
+            raise self._wrap(exc) from exc
+
+    def _wrap(self, exc: Exception) -> BackendError:
+        return BackendError(f"{self.model_id}: {exc}", backend="embedder")
+
+    def _checked(self, batch: list[str], raw: np.ndarray) -> np.ndarray:
         arr = np.asarray(raw, dtype=np.float32)
         if arr.ndim != 2 or arr.shape[0] != len(batch):
             raise BackendError(
                 f"{self.model_id} returned shape {arr.shape} for {len(batch)} texts",
+                backend="embedder",
+            )
+        if arr.shape[1] != self.dim:
+            raise BackendError(
+                f"{self.model_id} returned {arr.shape[1]}-d vectors, expected {self.dim}",
                 backend="embedder",
             )
         norms = np.linalg.norm(arr, axis=1, keepdims=True)

@@ -9,19 +9,24 @@ learned online under an error bound):
   paraphrases at 0.8).
 * Judged outcomes bound ``t_e``: right at ``s`` means ``t_e <= s`` (upper bound ``U``),
   wrong at ``s`` means ``t_e > s`` (lower bound ``L``).
-* Across entries, ``F(s) = P(t_e <= s)`` is the global prior. Under the model it equals
-  the probability that a candidate at similarity ``s`` is right, so it is estimated from
-  every judged outcome by isotonic (non-decreasing) regression over similarity bins.
+* Across entries, ``F(s) = P(t_e <= s)`` is the global prior. It is estimated from the
+  entries' intervals ``(L, U]``, each entry counting once however often it was judged
+  (spreading its unit mass over its interval): estimating it from raw outcomes instead
+  would over-count the entries that keep being explored (the doubtful ones), which is a
+  selection bias that a simulation with known thresholds exposed.
 * For a candidate at ``s`` the probability of a wrong answer is then
   ``P(t_e > s | L < t_e <= U) = (F(U) - F(max(s, L))) / (F(U) - F(L))``
   (0 when ``s >= U``, 1 when ``s <= L``), plus the observed rate of outcomes that
   contradict an entry's earlier bounds (judge noise, model misfit).
-* Its upper confidence bound (Wilson, on the judged outcomes near ``s``) must fit the
-  error budget: the policy keeps the UCBs of recent decisions and serves the candidates
-  whose UCB is below ``lambda``, the largest level at which the *mean* UCB of what would be
-  served stays at or below ``target_error_rate``. Serving the lowest-risk candidates first
-  until the budget is used is what maximises hits at a given error rate; bounding by
-  UCBs keeps the true error under the target while the estimates are honest.
+* Its upper confidence bound (Wilson, on the number of entries behind the prior) must
+  fit the error budget: the policy keeps the UCBs of recent decisions and serves the
+  candidates whose UCB is below ``lambda``, the largest level at which the *mean* UCB of
+  what would be served stays at or below ``target_error_rate`` (candidates exactly at
+  ``lambda`` are served with the probability that fills the budget, so a tie never
+  serves a whole class). Serving the lowest-risk candidates first until the budget is
+  used is what maximises hits at a given error rate; bounding by UCBs keeps the true
+  error under the target while the estimates are honest. A candidate more likely wrong
+  than right (``max_serve_error``) is never served, whatever the budget.
 * A small share (``audit_rate``) of would-be-served candidates is explored instead: their
   judged outcomes are the observed error rate reported by ``stats()``, and keep the
   estimates at high similarity fresh.
@@ -78,6 +83,13 @@ def _bin(s: float) -> int:
     return min(_BINS - 1, max(0, int(s * _BINS)))
 
 
+def _bounds(obs: Sequence[Observation]) -> tuple[float, float]:
+    """(L, U): wrong at L means the threshold is above it; right at U, at or below."""
+    lo = max((o.similarity for o in obs if not o.correct), default=-math.inf)
+    hi = min((o.similarity for o in obs if o.correct), default=math.inf)
+    return lo, hi
+
+
 class VerifiedPolicy(DecisionPolicy):
     name = "verified"
 
@@ -90,6 +102,7 @@ class VerifiedPolicy(DecisionPolicy):
         window: float = 0.03,
         budget_window: int = 2000,
         min_budget_samples: int = 50,
+        max_serve_error: float = 0.5,
         seed: int | None = None,
     ) -> None:
         self.target_error_rate = check_rate(target_error_rate)
@@ -101,13 +114,15 @@ class VerifiedPolicy(DecisionPolicy):
         self.audit_rate = audit_rate
         self.window = window
         self.min_budget_samples = min_budget_samples
+        self.max_serve_error = max_serve_error
         self._z = _z(confidence)
         self._lock = threading.Lock()
-        self._right = np.zeros(_BINS)
-        self._wrong = np.zeros(_BINS)
+        # prior mass of the entries' thresholds: bins of similarity, the last = "never"
+        self._mass = np.zeros(_BINS + 1)
+        self._entries = 0.0
         self._F: np.ndarray | None = None
         self._recent: deque[float] = deque(maxlen=budget_window)
-        self._budget: dict[float, float] = {}
+        self._budget: dict[float, tuple[float, float]] = {}
         self._rng = random.Random(seed)
         self._checked = 0  # outcomes of entries that already had bounds
         self._contradicting = 0  # ... that contradicted them
@@ -129,8 +144,9 @@ class VerifiedPolicy(DecisionPolicy):
             scored = [(self._estimate(c.similarity, c.observations, F), c) for c in eligible]
             (p, ucb), best = min(scored, key=lambda t: (t[0][1], -t[1].similarity))
             self._recent.append(ucb)
-            lam = self._level(target)
-            if ucb <= lam:
+            lam, tie = self._level(target)
+            if p < self.max_serve_error and (
+                    ucb < lam or (ucb <= lam + 1e-12 and self._rng.random() < tie)):
                 if self._rng.random() < self.audit_rate:
                     self.counts["audited"] += 1
                     return Decision("explore", best, "audited", p)
@@ -147,8 +163,7 @@ class VerifiedPolicy(DecisionPolicy):
 
     def _estimate(self, s: float, obs: Sequence[Observation],
                   F: np.ndarray) -> tuple[float, float]:
-        lo = max((o.similarity for o in obs if not o.correct), default=-math.inf)  # t > lo
-        hi = min((o.similarity for o in obs if o.correct), default=math.inf)  # t <= hi
+        lo, hi = _bounds(obs)
         noise = self._contradicting / (self._checked + 100)
 
         def cdf(x: float) -> float:
@@ -164,77 +179,74 @@ class VerifiedPolicy(DecisionPolicy):
             den = cdf(hi) - cdf(lo)
             p = (cdf(hi) - cdf(max(s, lo))) / den if den > 1e-9 else 1.0 - cdf(s)
         p = min(1.0, p + noise)
-        b0, b1 = _bin(s - self.window), _bin(s + self.window)
-        n = float(self._right[b0:b1 + 1].sum() + self._wrong[b0:b1 + 1].sum()) + len(obs)
-        return p, wilson_upper(p, n, self._z)
+        return p, wilson_upper(p, self._entries + len(obs), self._z)
 
-    def _level(self, target: float) -> float:
-        """Largest UCB level whose served candidates average at most ``target``."""
-        lam = self._budget.get(target)
-        if lam is not None:
-            return lam
+    def _level(self, target: float) -> tuple[float, float]:
+        """(lambda, tie): serve UCBs below lambda, and those equal to it with probability
+        ``tie``, so that the mean UCB of what is served is at most ``target``."""
+        got = self._budget.get(target)
+        if got is not None:
+            return got
         if len(self._recent) < self.min_budget_samples:
-            lam = target
+            got = (target, 1.0)
         else:
             r = np.sort(np.fromiter(self._recent, float))
             means = np.cumsum(r) / np.arange(1, len(r) + 1)
             ok = np.nonzero(means <= target)[0]
-            lam = max(target, float(r[ok[-1]])) if ok.size else target
-        self._budget[target] = lam
-        return lam
+            if not ok.size or r[ok[-1]] <= target:
+                got = (target, 1.0)
+            else:
+                k = int(ok[-1]) + 1  # this many recent decisions fit in the budget
+                lam = float(r[k - 1])
+                below = int(np.searchsorted(r, lam - 1e-12, side="left"))
+                at = int(np.searchsorted(r, lam + 1e-12, side="right")) - below
+                got = (lam, (k - below) / at if at else 1.0)
+        self._budget[target] = got
+        return got
 
     # ------------------------------------------------------------------ learning
     def observe(self, observation: Observation, history: Sequence[Observation] = (),
                 *, audited: bool = False) -> None:
         s, ok = observation.similarity, observation.correct
-        lo = max((o.similarity for o in history if not o.correct), default=-math.inf)
-        hi = min((o.similarity for o in history if o.correct), default=math.inf)
+        old = _bounds(history) if history else None
+        new = _bounds((*history, observation))
         with self._lock:
-            (self._right if ok else self._wrong)[_bin(s)] += 1
+            # the entry's interval changed: move its unit of prior mass
+            if old is not None:
+                self._spread(*old, -1.0)
+            else:
+                self._entries += 1
+            self._spread(*new, 1.0)
             self._F = None
             self._budget.clear()
             self.counts["judged"] += 1
             self.counts["judged_wrong"] += not ok
             if audited:
                 self.counts["audit_wrong"] += not ok
-            if history:
+            if old is not None:
                 self._checked += 1
-                if (ok and s <= lo) or (not ok and s >= hi):
+                if (ok and s <= old[0]) or (not ok and s >= old[1]):
                     self._contradicting += 1
 
+    def _spread(self, lo: float, hi: float, weight: float) -> None:
+        """Add ``weight`` of mass uniformly over the bins of the interval (lo, hi]."""
+        if lo >= hi:  # contradictory: no information about where the threshold is
+            a, b = 0, _BINS
+        else:
+            a = 0 if lo == -math.inf else min(_BINS, _bin(lo) + 1)
+            b = _BINS if hi == math.inf else _bin(hi)
+            a = min(a, b)
+        self._mass[a:b + 1] += weight / (b - a + 1)
+
     def _cdf(self) -> np.ndarray:
-        """F(s) per bin: isotonic fit of the share of right outcomes (pool adjacent
-        violators), shrunk towards 1/2 where data is thin, flat across empty bins."""
-        if self._F is not None:
-            return self._F
-        n = self._right + self._wrong
-        idx = np.nonzero(n)[0]
-        F = np.full(_BINS, 0.5)
-        if idx.size:
-            # blocks of (weight, mean), merged while they violate monotonicity
-            blocks: list[list[float]] = []
-            for i in idx.tolist():
-                w, m = n[i] + 1.0, (self._right[i] + 0.5) / (n[i] + 1.0)
-                blocks.append([w, m, i, i])
-                while len(blocks) > 1 and blocks[-2][1] > blocks[-1][1]:
-                    w2, m2, a, _ = blocks.pop(-2)
-                    w1, m1, _, b = blocks.pop()
-                    blocks.append([w1 + w2, (w1 * m1 + w2 * m2) / (w1 + w2), a, b])
-            marks = np.zeros(_BINS)
-            vals = np.zeros(_BINS)
-            for _w, m, a, b in blocks:
-                vals[int(a):int(b) + 1] = m
-                marks[int(a):int(b) + 1] = 1
-            # carry each fitted value forward over empty bins; before the first, the first
-            first = int(blocks[0][2])
-            F[:first] = blocks[0][1]
-            last = blocks[0][1]
-            for i in range(first, _BINS):
-                if marks[i]:
-                    last = vals[i]
-                F[i] = last
-        self._F = F
-        return F
+        """F(s) per bin: the share of entries whose threshold is at or below the bin."""
+        if self._F is None:
+            total = self._mass.sum()
+            if total <= 0:
+                self._F = np.full(_BINS, 0.5)
+            else:
+                self._F = np.clip(np.cumsum(self._mass)[:_BINS] / total, 0.0, 1.0)
+        return self._F
 
     # ------------------------------------------------------------------ reporting
     def stats(self) -> dict[str, Any]:
@@ -255,15 +267,15 @@ class VerifiedPolicy(DecisionPolicy):
     def state(self) -> dict[str, Any]:
         """The learned prior, as JSON (entry observations live in the index)."""
         with self._lock:
-            return {"v": 1, "right": self._right.tolist(), "wrong": self._wrong.tolist(),
+            return {"v": 3, "mass": self._mass.tolist(), "entries": self._entries,
                     "checked": self._checked, "contradicting": self._contradicting}
 
     def load_state(self, state: Mapping[str, Any]) -> None:
-        if state.get("v") != 1 or len(state.get("right", ())) != _BINS:
+        if state.get("v") != 3 or len(state.get("mass", ())) != _BINS + 1:
             raise ConfigError("not a VerifiedPolicy state of this version", parameter="state")
         with self._lock:
-            self._right = np.asarray(state["right"], float)
-            self._wrong = np.asarray(state["wrong"], float)
+            self._mass = np.asarray(state["mass"], float)
+            self._entries = float(state["entries"])
             self._checked = int(state["checked"])
             self._contradicting = int(state["contradicting"])
             self._F = None

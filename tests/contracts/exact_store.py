@@ -71,6 +71,19 @@ class ExactStoreContract:
         assert store.get(f"{ns}:long") == b"v"
         assert store.get(f"{ns}:forever") == b"v"
 
+    def test_overwrite_replaces_ttl(self, store: ExactStore, ns: str) -> None:
+        # a rewrite without ttl must not inherit the old expiry (and vice versa)
+        store.set(f"{ns}:a", b"1", ttl=self.short_ttl)
+        store.set(f"{ns}:a", b"2", ttl=None)
+        store.set(f"{ns}:b", b"1", ttl=None)
+        store.set(f"{ns}:b", b"2", ttl=self.short_ttl)
+        assert wait_until(lambda: store.get(f"{ns}:b") is None, timeout=self.short_ttl + 10)
+        assert store.get(f"{ns}:a") == b"2"
+
+    def test_delete_nothing(self, store: ExactStore, ns: str) -> None:
+        assert store.delete([]) == 0
+        assert store.clear(ns) == 0
+
     def test_clear_is_scoped_to_namespace(self, store: ExactStore, ns: str) -> None:
         other = ns + "x"  # a namespace that shares ns as a string prefix
         for i in range(5):

@@ -1,0 +1,585 @@
+"""The LLM call layer: ``completion()`` and friends over the ``openai`` client, through
+``semcache.cache``.
+
+Each call is written once, as a generator (a *flow*) that yields the I/O it needs:
+``_Begin`` (the cache lookup), ``_Call`` (the upstream request), ``_Finish`` (store the
+fresh answer, reusing the lookup's key and embedding), ``_Notify`` (success callbacks).
+``_run`` performs them synchronously and ``_arun`` awaits the async twins, so
+``completion`` and ``acompletion`` share every line of logic, as the ``Cache`` does with
+its pipeline. Whether a call reads or writes the cache (mode, ``cache={...}``,
+``caching=False``, ``supported_call_types``) is decided by the ``Cache`` alone.
+
+Responses are the ``openai`` client's own types; a hit is rebuilt from the stored JSON
+with ``model_validate``. Every response carries ``_hidden_params``: ``cache_hit``,
+``cache`` (the hit metadata; on misses too), ``response_cost`` (0.0 on hits).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import inspect
+import logging
+import os
+import re
+import time
+from collections.abc import Generator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._clients import (
+    POOL,
+    Endpoint,
+    create_method,
+    resolve_endpoint,
+    strip_provider,
+    upstream_params,
+)
+from ._streams import Accumulator, AsyncStream, SyncStream, aiter_list, build, replay_chunks
+
+__all__ = [
+    "aclose_clients",
+    "acompletion",
+    "aembedding",
+    "atext_completion",
+    "atranscription",
+    "close_clients",
+    "completion",
+    "embedding",
+    "text_completion",
+    "transcription",
+]
+
+log = logging.getLogger("semcache")
+
+
+def _root() -> Any:
+    import semcache  # the package: read ``cache`` and ``success_callback`` at call time
+
+    return semcache
+
+
+# ---------------------------------------------------------------------- the ops
+@dataclass(slots=True)
+class _Begin:
+    """Look requests up; the result is their outcomes, in order. An embedding call
+    looks up each input item, concurrently on the async path."""
+
+    cache: Any
+    call_type: str
+    requests: list[Mapping[str, Any]]
+
+
+@dataclass(slots=True)
+class _Finish:
+    """Store fresh answers: ``(outcome, result)`` pairs."""
+
+    cache: Any
+    pairs: list[tuple[Any, Any]]
+
+
+@dataclass(slots=True)
+class _Call:
+    kind: str
+    endpoint: Endpoint
+    params: dict[str, Any]
+
+
+@dataclass(slots=True)
+class _Notify:
+    payload: dict[str, Any]
+
+
+_Flow = Generator[Any, Any, Any]
+
+
+def _run(flow: _Flow) -> Any:
+    result: Any = None
+    try:
+        while True:
+            try:
+                op = flow.send(result)
+            except StopIteration as stop:
+                return stop.value
+            if isinstance(op, _Call):
+                result = create_method(POOL.sync(op.endpoint), op.kind)(**op.params)
+            elif isinstance(op, _Begin):
+                result = [op.cache._begin(op.call_type, kw) for kw in op.requests]
+            elif isinstance(op, _Finish):
+                for outcome, value in op.pairs:
+                    try:
+                        op.cache._finish(outcome, value)
+                    except Exception as exc:  # noqa: BLE001 - policy in _finish_failed
+                        _finish_failed(op, exc)
+                result = None
+            else:
+                _notify(op.payload, None)
+                result = None
+    finally:
+        flow.close()
+
+
+async def _arun(flow: _Flow) -> Any:
+    result: Any = None
+    try:
+        while True:
+            try:
+                op = flow.send(result)
+            except StopIteration as stop:
+                return stop.value
+            if isinstance(op, _Call):
+                client = await POOL.async_(op.endpoint)
+                result = await create_method(client, op.kind)(**op.params)
+            elif isinstance(op, _Begin):
+                if len(op.requests) == 1:
+                    result = [await op.cache._abegin(op.call_type, op.requests[0])]
+                else:
+                    result = list(await asyncio.gather(
+                        *(op.cache._abegin(op.call_type, kw) for kw in op.requests)))
+            elif isinstance(op, _Finish):
+                done = await asyncio.gather(
+                    *(op.cache._afinish(outcome, value) for outcome, value in op.pairs),
+                    return_exceptions=True)
+                for exc in done:
+                    if isinstance(exc, Exception):
+                        _finish_failed(op, exc)
+                result = None
+            else:
+                pending: list[Any] = []
+                _notify(op.payload, pending)
+                for aw in pending:
+                    try:
+                        await aw
+                    except Exception:
+                        log.exception("semcache: a success callback failed")
+                result = None
+    finally:
+        flow.close()
+
+
+def _finish_failed(op: _Finish, exc: Exception) -> None:
+    # The Cache fails open on backend faults itself; what can still raise is an answer
+    # it cannot store (not JSON-serialisable). The caller has the answer: log, go on.
+    if op.cache.on_error == "raise":
+        raise exc
+    log.warning("semcache: the response was not cached: %s: %s", type(exc).__name__, exc)
+
+
+def _notify(payload: dict[str, Any], pending: list[Any] | None) -> None:
+    """Run ``semcache.success_callback``; a raising callback is logged, never raised."""
+    for fn in list(_root().success_callback or ()):
+        try:
+            out = fn(payload)
+        except Exception:
+            log.exception("semcache: success callback %r failed", fn)
+            continue
+        if inspect.isawaitable(out):
+            if pending is not None:
+                pending.append(out)
+                continue
+            try:  # an async callback on a sync call: run it to completion here
+                asyncio.run(out)  # type: ignore[arg-type]
+            except Exception:
+                # e.g. a sync call made inside a running loop, where asyncio.run refuses
+                log.exception("semcache: success callback %r failed", fn)
+                close = getattr(out, "close", None)
+                if close is not None:
+                    close()  # never leave a coroutine un-awaited behind
+
+
+# ---------------------------------------------------------------------- a prepared call
+@dataclass(slots=True)
+class _Prepared:
+    call_type: str
+    kind: str  #: chat | text | embedding | transcription
+    is_async: bool
+    endpoint: Endpoint
+    params: dict[str, Any]  #: what the client's create() gets
+    key_kwargs: dict[str, Any]  #: what the cache keys on
+    user_kwargs: dict[str, Any]  #: for the callbacks (redacted)
+    stream: bool = False
+    include_usage: bool = False
+    cache: Any = None  #: the Cache to consult (None: no caching)
+    started: float = field(default_factory=time.time)
+    t0: float = field(default_factory=time.perf_counter)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _prepare(call_type: str, kind: str, kwargs: dict[str, Any]) -> _Prepared:
+    model = strip_provider(kwargs.get("model"))
+    key_kwargs = {k: v for k, v in kwargs.items() if k != "custom_llm_provider"}
+    key_kwargs["model"] = model
+    send = {**kwargs, "model": model}
+    stream = bool(kwargs.get("stream"))
+    opts = kwargs.get("stream_options") or {}
+    return _Prepared(call_type, kind, call_type.startswith("a"), resolve_endpoint(kwargs),
+                     upstream_params(kind, send), key_kwargs, _redact(kwargs), stream,
+                     bool(opts.get("include_usage")) if isinstance(opts, Mapping) else False)
+
+
+def _redact(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(kwargs)
+    if out.get("api_key"):
+        out["api_key"] = "<redacted>"
+    for h in ("headers", "extra_headers"):
+        if isinstance(out.get(h), Mapping):
+            out[h] = {k: ("<redacted>" if k.lower() in ("authorization", "api-key", "x-api-key")
+                          else v) for k, v in out[h].items()}
+    return out
+
+
+# ---------------------------------------------------------------------- responses
+#: the stored ``kind`` names a response may be rebuilt as (an allowlist: a stored value
+#: never chooses an arbitrary class to import)
+_KINDS = {
+    "openai.types.chat.chat_completion.ChatCompletion": ("openai.types.chat", "ChatCompletion"),
+    "openai.types.completion.Completion": ("openai.types", "Completion"),
+    "openai.types.create_embedding_response.CreateEmbeddingResponse":
+        ("openai.types", "CreateEmbeddingResponse"),
+    "openai.types.audio.transcription.Transcription": ("openai.types.audio", "Transcription"),
+    "openai.types.audio.transcription_verbose.TranscriptionVerbose":
+        ("openai.types.audio", "TranscriptionVerbose"),
+}
+_DEFAULT_KIND = {
+    "chat": "openai.types.chat.chat_completion.ChatCompletion",
+    "text": "openai.types.completion.Completion",
+    "embedding": "openai.types.create_embedding_response.CreateEmbeddingResponse",
+    "transcription": "openai.types.audio.transcription.Transcription",
+}
+
+
+_ESSENTIAL = {"chat": "choices", "text": "choices", "embedding": "data",
+              "transcription": "text"}
+_ESSENTIAL_TYPE = {"chat": list, "text": list, "embedding": list, "transcription": str}
+
+
+class HiddenStr(str):
+    """A ``str`` response (transcription ``response_format="text"``) that can carry
+    ``_hidden_params`` like the model responses do."""
+
+    _hidden_params: dict[str, Any]
+
+
+def _rebuild(kind: str, hit: Any) -> Any:
+    """The cached value as the client's response type, or None if it cannot be one."""
+    value = hit.value
+    if isinstance(value, str) and kind == "transcription":
+        return HiddenStr(value)
+    if not isinstance(value, dict) or not isinstance(value.get(_ESSENTIAL[kind]),
+                                                      _ESSENTIAL_TYPE[kind]):
+        log.warning("semcache: cached value for %s is not a %s response; calling upstream",
+                    hit.key, kind)
+        return None
+    name = hit.kind if hit.kind in _KINDS else _DEFAULT_KIND[kind]
+    module, cls = _KINDS[name]
+    import importlib
+
+    try:
+        return build(getattr(importlib.import_module(module), cls), value)
+    except Exception as exc:  # noqa: BLE001 - e.g. an entry add_cache wrote in another shape
+        log.warning("semcache: cached value for %s is not a %s (%s); calling upstream",
+                    hit.key, cls, exc)
+        return None
+
+
+def _hide(response: Any, hidden: dict[str, Any]) -> Any:
+    if isinstance(response, str) and not isinstance(response, HiddenStr):
+        response = HiddenStr(response)
+    try:
+        object.__setattr__(response, "_hidden_params", hidden)
+    except (AttributeError, TypeError):  # a type without a __dict__: nothing to attach to
+        pass
+    return response
+
+
+def _cost(call: _Prepared, usage: Any) -> float | None:
+    """``response_cost`` when the caller priced the model (LiteLLM's per-token params)."""
+    pin = call.user_kwargs.get("input_cost_per_token")
+    pout = call.user_kwargs.get("output_cost_per_token")
+    if usage is None or (pin is None and pout is None):
+        return None
+    prompt = getattr(usage, "prompt_tokens", None) or getattr(usage, "input_tokens", 0) or 0
+    completion = (getattr(usage, "completion_tokens", None)
+                  or getattr(usage, "output_tokens", 0) or 0)
+    return prompt * (pin or 0.0) + completion * (pout or 0.0)
+
+
+def _hidden(call: _Prepared, hit: bool, meta: Any, response: Any) -> dict[str, Any]:
+    return {
+        "cache_hit": hit,
+        "cache": meta,
+        # LiteLLM's name for the entry's key (on a semantic hit: the served entry's)
+        "cache_key": meta.get("key") if isinstance(meta, dict) else None,
+        "response_cost": 0.0 if hit else _cost(call, getattr(response, "usage", None)),
+        "model": call.key_kwargs.get("model"),
+        "api_base": call.endpoint.base_url,
+        "call_type": call.call_type,
+    }
+
+
+def _payload(call: _Prepared, response: Any, hidden: dict[str, Any]) -> _Notify:
+    end = time.time()
+    call.timings["total"] = (time.perf_counter() - call.t0) * 1000
+    return _Notify({
+        "call_type": call.call_type,
+        "model": call.key_kwargs.get("model"),
+        "kwargs": call.user_kwargs,
+        "response": response,
+        "start_time": call.started,
+        "end_time": end,
+        "timings_ms": dict(call.timings),
+        "cache_hit": hidden["cache_hit"],
+        "cache": hidden["cache"],
+        "response_cost": hidden["response_cost"],
+        "stream": call.stream,
+    })
+
+
+# ---------------------------------------------------------------------- the flows
+def _timed(call: _Prepared, name: str, t: float) -> None:
+    call.timings[name] = call.timings.get(name, 0.0) + (time.perf_counter() - t) * 1000
+
+
+def _single_flow(call: _Prepared) -> _Flow:
+    """chat, text completion and transcription: one request, one cached response."""
+    cache = call.cache
+    streamable = call.kind in ("chat", "text")
+    outcome = None
+    if cache is not None and not (call.stream and not streamable):
+        t = time.perf_counter()
+        (outcome,) = yield _Begin(cache, call.call_type, [call.key_kwargs])
+        _timed(call, "cache", t)
+        if outcome.hit is not None:
+            response = _rebuild(call.kind, outcome.hit)
+            if response is not None:
+                hidden = _hidden(call, True, outcome.metadata, response)
+                _hide(response, hidden)
+                yield _payload(call, response, hidden)
+                if call.stream:
+                    chunks = replay_chunks(call.kind, response, call.include_usage)
+                    src = aiter_list(chunks) if call.is_async else iter(chunks)
+                    cls = AsyncStream if call.is_async else SyncStream
+                    s = cls(src, None, None, hidden)
+                    s.response = response
+                    return s
+                return response
+    t = time.perf_counter()
+    result = yield _Call(call.kind, call.endpoint, call.params)
+    _timed(call, "upstream", t)
+    meta = outcome.metadata if outcome is not None else None
+    if call.stream:
+        return _stream_miss(call, cache, outcome, result, meta)
+    hidden = _hidden(call, False, meta, result)
+    result = _hide(result, hidden)
+    if outcome is not None:
+        t = time.perf_counter()
+        yield _Finish(cache, [(outcome, result)])
+        _timed(call, "store", t)
+    yield _payload(call, result, hidden)
+    return result
+
+
+def _stream_miss(call: _Prepared, cache: Any, outcome: Any, upstream: Any, meta: Any) -> Any:
+    hidden = _hidden(call, False, meta, None)
+
+    def done_flow(response: Any) -> _Flow:
+        hidden["response_cost"] = _cost(call, response.usage)
+        _hide(response, hidden)
+        if outcome is not None:
+            yield _Finish(cache, [(outcome, response)])
+        yield _payload(call, response, hidden)
+
+    if call.is_async:
+        return AsyncStream(upstream, Accumulator(call.kind),
+                           lambda r: _arun(done_flow(r)), hidden)
+    return SyncStream(upstream, Accumulator(call.kind), lambda r: _run(done_flow(r)), hidden)
+
+
+_TOKEN = re.compile(r"\w+|[^\w\s]")
+
+
+def _split_usage(total: int, weights: list[int]) -> list[int]:
+    """``total`` split in proportion to ``weights`` (largest remainder: sums exactly)."""
+    w = [max(1, x) for x in weights]
+    s = sum(w)
+    raw = [total * x / s for x in w]
+    out = [int(r) for r in raw]
+    for i in sorted(range(len(w)), key=lambda i: raw[i] - out[i], reverse=True)[
+            :total - sum(out)]:
+        out[i] += 1
+    return out
+
+
+def _embedding_items(value: Any) -> list[Any]:
+    """The input's items: a str or one list of token ids is one item."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and value and all(isinstance(x, int) for x in value):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return [value]
+
+
+def _embedding_flow(call: _Prepared) -> _Flow:
+    """Each input item is cached on its own (key: the request with ``input=[item]``);
+    only the missing items go upstream, in order, and the response is reassembled."""
+    from openai.types import CreateEmbeddingResponse
+
+    cache = call.cache
+    items = _embedding_items(call.key_kwargs.get("input"))
+    outcomes: list[Any] = [None] * len(items)
+    served: dict[int, Any] = {}
+    if cache is not None:
+        t = time.perf_counter()
+        outcomes = yield _Begin(cache, call.call_type,
+                                [{**call.key_kwargs, "input": [item]} for item in items])
+        for i, outcome in enumerate(outcomes):
+            if outcome.hit is not None:
+                r = _rebuild("embedding", outcome.hit)
+                if r is not None and len(r.data) == 1:
+                    served[i] = r
+        _timed(call, "cache", t)
+    missing = [i for i in range(len(items)) if i not in served]
+    fresh = None
+    per_item: dict[int, Any] = dict(served)
+    if missing:
+        params = call.params if not served else {
+            **call.params, "input": [items[i] for i in missing]}
+        t = time.perf_counter()
+        fresh = yield _Call("embedding", call.endpoint, params)
+        _timed(call, "upstream", t)
+        data = sorted(fresh.data, key=lambda d: d.index)
+        usage = fresh.usage
+        weights = [len(_TOKEN.findall(items[i])) if isinstance(items[i], str)
+                   else len(items[i]) for i in missing]
+        p_split = _split_usage(usage.prompt_tokens if usage else 0, weights)
+        t_split = _split_usage(usage.total_tokens if usage else 0, weights)
+        for j, i in enumerate(missing):
+            per_item[i] = CreateEmbeddingResponse.model_validate({
+                "object": "list", "model": fresh.model,
+                "data": [{**data[j].model_dump(mode="json"), "index": 0}],
+                "usage": {"prompt_tokens": p_split[j], "total_tokens": t_split[j]}})
+        if cache is not None:
+            t = time.perf_counter()
+            yield _Finish(cache, [(outcomes[i], per_item[i]) for i in missing])
+            _timed(call, "store", t)
+    if fresh is not None and not served:
+        response = fresh  # nothing came from the cache: the upstream response as it was
+    else:
+        first = per_item[0]
+        response = CreateEmbeddingResponse.model_validate({
+            "object": "list", "model": fresh.model if fresh is not None else first.model,
+            "data": [{**per_item[i].data[0].model_dump(mode="json"), "index": i}
+                     for i in range(len(items))],
+            "usage": {name: sum(getattr(per_item[i].usage, name) for i in range(len(items)))
+                      for name in ("prompt_tokens", "total_tokens")}})
+    all_hit = bool(items) and len(served) == len(items)
+    metas = [o.metadata if o is not None else None for o in outcomes]
+    if cache is None:
+        meta: Any = None
+    elif len(items) == 1:
+        meta = metas[0]
+    else:
+        meta = {"stage": "exact" if all_hit else ("partial" if served else "miss"),
+                "cache_hit": all_hit, "hits": len(served), "misses": len(missing),
+                "items": metas}
+    hidden = _hidden(call, all_hit, meta, fresh)
+    hidden["cache_hits"] = len(served)  # a partial hit pays for the missing items only
+    _hide(response, hidden)
+    yield _payload(call, response, hidden)
+    return response
+
+
+def _read_audio(file: Any) -> tuple[str | None, bytes]:
+    """(file name, content) of every form the client accepts, read once."""
+    if isinstance(file, (bytes, bytearray, memoryview)):
+        return None, bytes(file)
+    if isinstance(file, (str, os.PathLike)):
+        with open(file, "rb") as f:
+            return os.path.basename(os.fspath(file)), f.read()
+    if isinstance(file, tuple):
+        name, content = file[0], file[1]
+        _, data = _read_audio(content)
+        return name, data
+    read = getattr(file, "read", None)
+    if callable(read):
+        data = read()
+        name = getattr(file, "name", None)
+        return (os.path.basename(name) if isinstance(name, str) else None), bytes(data)
+    from .._errors import InvalidRequestError
+
+    raise InvalidRequestError(f"file must be a path, bytes, a file object or a (name, "
+                              f"bytes) tuple, got {type(file).__name__}")
+
+
+# ---------------------------------------------------------------------- the public API
+_KIND = {"completion": "chat", "acompletion": "chat", "text_completion": "text",
+         "atext_completion": "text", "embedding": "embedding", "aembedding": "embedding",
+         "transcription": "transcription", "atranscription": "transcription"}
+_GLOBAL: Any = object()  #: "use semcache.cache"
+
+
+def _flow(call_type: str, kwargs: dict[str, Any], cache: Any = _GLOBAL) -> _Flow:
+    kind = _KIND[call_type]
+    if kind != "transcription":
+        call = _prepare(call_type, kind, kwargs)
+    else:
+        kwargs = dict(kwargs)
+        name, data = _read_audio(kwargs.pop("file"))
+        call = _prepare(call_type, kind, kwargs)
+        # the key holds the audio's content (hashed to its SHA-256 by the key builder),
+        # not the file's name; the upstream gets the name too, for format detection
+        call.key_kwargs["file"] = data
+        call.params["file"] = (name, data) if name else data
+        call.user_kwargs["file"] = {"filename": name, "size": len(data),
+                                    "sha256": hashlib.sha256(data).hexdigest()}
+    call.cache = _root().cache if cache is _GLOBAL else cache
+    return _embedding_flow(call) if kind == "embedding" else _single_flow(call)
+
+
+def completion(model: str, messages: list[Any], **kwargs: Any) -> Any:
+    """A chat completion (``ChatCompletion``, or an iterator of ``ChatCompletionChunk``
+    with ``stream=True``), served from ``semcache.cache`` when it can be."""
+    return _run(_flow("completion", {"model": model, "messages": messages, **kwargs}))
+
+
+async def acompletion(model: str, messages: list[Any], **kwargs: Any) -> Any:
+    return await _arun(_flow("acompletion", {"model": model, "messages": messages, **kwargs}))
+
+
+def text_completion(model: str, prompt: Any, **kwargs: Any) -> Any:
+    """A legacy completion (``Completion``; chunks with ``stream=True``)."""
+    return _run(_flow("text_completion", {"model": model, "prompt": prompt, **kwargs}))
+
+
+async def atext_completion(model: str, prompt: Any, **kwargs: Any) -> Any:
+    return await _arun(_flow("atext_completion", {"model": model, "prompt": prompt, **kwargs}))
+
+
+def embedding(model: str, input: Any, **kwargs: Any) -> Any:
+    """Embeddings (``CreateEmbeddingResponse``); each input item is cached on its own."""
+    return _run(_flow("embedding", {"model": model, "input": input, **kwargs}))
+
+
+async def aembedding(model: str, input: Any, **kwargs: Any) -> Any:
+    return await _arun(_flow("aembedding", {"model": model, "input": input, **kwargs}))
+
+
+def transcription(model: str, file: Any, **kwargs: Any) -> Any:
+    """An audio transcription, cached by the audio's content (SHA-256), not its name."""
+    return _run(_flow("transcription", {"model": model, "file": file, **kwargs}))
+
+
+async def atranscription(model: str, file: Any, **kwargs: Any) -> Any:
+    return await _arun(_flow("atranscription", {"model": model, "file": file, **kwargs}))
+
+
+def close_clients() -> None:
+    """Close the pooled sync clients (they are rebuilt on the next call)."""
+    POOL.close()
+
+
+async def aclose_clients() -> None:
+    """Close the running event loop's pooled async clients."""
+    await POOL.aclose()

@@ -1,0 +1,233 @@
+"""Where a call goes: the endpoint, the parameters sent upstream, one client per endpoint.
+
+``openai`` is imported here lazily, on the first call, never when ``semcache`` is
+imported (``import semcache`` stays fast for users who only use the ``Cache``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+import threading
+import weakref
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+__all__ = [
+    "LOCAL_PARAMS",
+    "POOL",
+    "ClientPool",
+    "Endpoint",
+    "resolve_endpoint",
+    "strip_provider",
+    "upstream_params",
+]
+
+#: LiteLLM provider prefixes of OpenAI-compatible endpoints: ``openai/gpt-4o`` is
+#: ``gpt-4o`` at the given (or default) base URL
+PROVIDER_PREFIXES = frozenset({
+    "openai", "text-completion-openai", "custom_openai", "openai_like", "hosted_vllm",
+    "vllm", "ollama", "ollama_chat", "lm_studio", "litellm_proxy", "llamafile",
+})
+
+#: parameters semcache (or the client constructor) consumes: never sent in the body
+LOCAL_PARAMS = frozenset({
+    "cache", "caching", "cache_key", "caching_group", "metadata", "input_cost_per_token",
+    "output_cost_per_token", "custom_llm_provider", "num_retries", "max_retries",
+    "api_key", "api_base", "base_url", "timeout", "request_timeout", "organization",
+    "headers", "extra_headers",
+})
+
+_RESOURCES = {
+    "chat": "chat.completions",
+    "text": "completions",
+    "embedding": "embeddings",
+    "transcription": "audio.transcriptions",
+}
+
+
+def strip_provider(model: Any) -> Any:
+    if isinstance(model, str) and "/" in model:
+        prefix, rest = model.split("/", 1)
+        if prefix in PROVIDER_PREFIXES and rest:
+            return rest
+    return model
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """What identifies a client: calls with equal endpoints share one."""
+
+    base_url: str | None
+    api_key: str | None
+    timeout: float | None
+    max_retries: int | None
+    organization: str | None
+
+    def __repr__(self) -> str:  # never print the key
+        return (f"Endpoint(base_url={self.base_url!r}, timeout={self.timeout}, "
+                f"max_retries={self.max_retries})")
+
+
+def resolve_endpoint(kwargs: Mapping[str, Any]) -> Endpoint:
+    base = (kwargs.get("api_base") or kwargs.get("base_url") or os.environ.get("OPENAI_BASE_URL")
+            or os.environ.get("OPENAI_API_BASE") or None)
+    key = kwargs.get("api_key") or os.environ.get("OPENAI_API_KEY")
+    if key is None and base is not None:
+        # vLLM, Ollama and most local servers need no key, but the client insists on one
+        key = "sk-no-key-required"
+    timeout = kwargs.get("timeout", kwargs.get("request_timeout"))
+    retries = kwargs.get("max_retries", kwargs.get("num_retries"))
+    return Endpoint(str(base).rstrip("/") if base else None, key,
+                    None if timeout is None else float(timeout),
+                    None if retries is None else int(retries), kwargs.get("organization"))
+
+
+def _client_kwargs(ep: Endpoint) -> dict[str, Any]:
+    kw: dict[str, Any] = {"api_key": ep.api_key, "base_url": ep.base_url,
+                          "organization": ep.organization}
+    if ep.timeout is not None:
+        kw["timeout"] = ep.timeout
+    if ep.max_retries is not None:
+        kw["max_retries"] = ep.max_retries
+    return kw
+
+
+@dataclass(slots=True, eq=False)
+class _LoopClients:
+    clients: dict[Endpoint, Any]
+    closer: Any = None  #: the async generator whose finalisation closes the clients
+
+
+class ClientPool:
+    """One ``openai.OpenAI`` per endpoint, and one ``AsyncOpenAI`` per endpoint *and event
+    loop*: an async HTTP connection belongs to the loop that opened it, so sharing one
+    across loops (one ``asyncio.run`` after another) would reuse dead connections.
+
+    A loop's clients are closed when the loop shuts down: ``asyncio.run`` (like every
+    well-behaved runner) finalises the loop's async generators before closing it, and
+    one such generator per loop closes its clients then. Without that, every
+    ``asyncio.run(acompletion(...))`` would leave a client and its sockets behind.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sync: dict[Endpoint, Any] = {}
+        self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClients] \
+            = weakref.WeakKeyDictionary()
+
+    def sync(self, ep: Endpoint) -> Any:
+        client = self._sync.get(ep)
+        if client is None:
+            import openai
+
+            with self._lock:
+                client = self._sync.get(ep)
+                if client is None:
+                    client = self._sync[ep] = openai.OpenAI(**_client_kwargs(ep))
+        return client
+
+    async def async_(self, ep: Endpoint) -> Any:
+        loop = asyncio.get_running_loop()
+        entry = self._async.get(loop)
+        if entry is None:
+            with self._lock:
+                # loops closed without finalising their async generators: drop them
+                for dead in [lp for lp in self._async if lp.is_closed()]:
+                    del self._async[dead]
+                entry = self._async.setdefault(loop, _LoopClients({}))
+            if entry.closer is None:
+                entry.closer = self._closer(loop, entry)
+                await entry.closer.__anext__()  # started: the loop now finalises it
+        client = entry.clients.get(ep)
+        if client is None:  # no await since the lookup: no other task can race us
+            import openai
+
+            client = entry.clients[ep] = openai.AsyncOpenAI(**_client_kwargs(ep))
+        return client
+
+    async def _closer(self, loop: asyncio.AbstractEventLoop,
+                      entry: _LoopClients) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            with self._lock:
+                if self._async.get(loop) is entry:
+                    del self._async[loop]
+            clients, entry.clients = list(entry.clients.values()), {}
+            for c in clients:
+                try:
+                    await c.close()
+                except Exception:  # noqa: BLE001 - closing is best effort
+                    pass
+
+    def close(self) -> None:
+        """Close the sync clients (the pool refills on the next call)."""
+        with self._lock:
+            clients, self._sync = list(self._sync.values()), {}
+        for c in clients:
+            c.close()
+
+    async def aclose(self) -> None:
+        """Close the running loop's async clients now."""
+        with self._lock:
+            entry = self._async.get(asyncio.get_running_loop())
+        if entry is not None and entry.closer is not None:
+            await entry.closer.aclose()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._sync) + sum(len(e.clients) for e in self._async.values())
+
+
+POOL = ClientPool()
+
+
+def create_method(client: Any, kind: str) -> Any:
+    target = client
+    for part in _RESOURCES[kind].split("."):
+        target = getattr(target, part)
+    return target.create
+
+
+def _create_on_class(kind: str) -> Any:
+    import openai.resources as r
+
+    return {
+        "chat": r.chat.Completions.create,
+        "text": r.Completions.create,
+        "embedding": r.Embeddings.create,
+        "transcription": r.audio.Transcriptions.create,
+    }[kind]
+
+
+@cache
+def accepted_params(kind: str) -> frozenset[str]:
+    """The keyword parameters the client's ``create`` takes for this kind of call."""
+    sig = inspect.signature(_create_on_class(kind))
+    return frozenset(p for p in sig.parameters if p != "self")
+
+
+def upstream_params(kind: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The body parameters: what the client's ``create`` knows is passed as is, anything
+    else (vLLM's ``top_k``, Ollama's options, ...) goes into ``extra_body`` so every
+    OpenAI-compatible server gets the parameters it understands."""
+    known = accepted_params(kind)
+    out: dict[str, Any] = {}
+    extra: dict[str, Any] = dict(kwargs.get("extra_body") or {})
+    for name, value in kwargs.items():
+        if name in LOCAL_PARAMS or name == "extra_body":
+            continue
+        if name in known:
+            out[name] = value
+        else:
+            extra[name] = value
+    if extra:
+        out["extra_body"] = extra
+    headers = {**(kwargs.get("headers") or {}), **(kwargs.get("extra_headers") or {})}
+    if headers:
+        out["extra_headers"] = headers
+    return out

@@ -1,0 +1,154 @@
+"""``Router``: model names mapped to deployments, with LiteLLM's ``caching_groups``.
+
+A call names a ``model_name``; the router picks one of its deployments (round-robin) and
+calls it with the deployment's ``litellm_params``. The cache scope of a call is its
+caching group when the model is in one (so every model of a group shares entries) and
+the ``model_name`` otherwise: two model names never share entries unless grouped, even
+when they are deployed on the same underlying model.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+from .._errors import ConfigError, InvalidRequestError
+
+__all__ = ["Router"]
+
+#: deployment settings that are about routing, not the call
+_ROUTING_ONLY = frozenset({"rpm", "tpm", "order", "weight", "max_parallel_requests"})
+
+
+def _env(value: Any, where: str) -> Any:
+    """LiteLLM's ``"os.environ/NAME"`` values, read from the environment."""
+    if isinstance(value, str) and value.startswith("os.environ/"):
+        name = value[len("os.environ/"):]
+        if name not in os.environ:
+            raise ConfigError(f"{where} names the environment variable {name!r}, which is "
+                              f"not set", parameter=where)
+        return os.environ[name]
+    return value
+
+
+class Router:
+    """``Router(model_list=[{"model_name": ..., "litellm_params": {"model", "api_base",
+    "api_key", ...}}], caching_groups=[("a", "b")])``.
+
+    The router's calls use ``semcache.cache`` unless given its own: ``cache=Cache(...)``,
+    or LiteLLM's ``redis_host`` / ``redis_port`` / ``redis_password`` (a ``redis`` Cache).
+    ``cache_responses=False`` turns caching off for the router's calls.
+    """
+
+    def __init__(self, model_list: Sequence[Mapping[str, Any]],
+                 caching_groups: Iterable[Iterable[str]] | None = None, *,
+                 cache_responses: bool | None = None, cache: Any = None,
+                 redis_host: str | None = None, redis_port: int | str | None = None,
+                 redis_password: str | None = None, num_retries: int | None = None,
+                 timeout: float | None = None,
+                 default_litellm_params: Mapping[str, Any] | None = None) -> None:
+        if not model_list:
+            raise ConfigError("model_list must name at least one deployment",
+                              parameter="model_list")
+        self.model_list = [dict(d) for d in model_list]
+        self._deployments: dict[str, list[dict[str, Any]]] = {}
+        for i, d in enumerate(self.model_list):
+            name = d.get("model_name")
+            params = d.get("litellm_params")
+            if not isinstance(name, str) or not name:
+                raise ConfigError(f"model_list[{i}] needs a model_name",
+                                  parameter="model_list")
+            if not isinstance(params, Mapping) or not params.get("model"):
+                raise ConfigError(f"model_list[{i}] needs litellm_params with a model",
+                                  parameter="model_list")
+            clean = {k: _env(v, f"model_list[{i}].litellm_params.{k}")
+                     for k, v in params.items() if k not in _ROUTING_ONLY}
+            self._deployments.setdefault(name, []).append(clean)
+        self._cycles: dict[str, Iterator[dict[str, Any]]] = {
+            name: itertools.cycle(ds) for name, ds in self._deployments.items()}
+        self._lock = threading.Lock()
+        self.caching_groups = [tuple(g) for g in caching_groups or ()]
+        self._group_of: dict[str, str] = {}
+        for g in self.caching_groups:
+            # order-independent, and distinct from any plain model name
+            label = "caching_group:" + ",".join(sorted(g))
+            for model in g:
+                if model in self._group_of:
+                    raise ConfigError(f"model {model!r} is in two caching groups",
+                                      parameter="caching_groups")
+                self._group_of[model] = label
+        if redis_host is not None:
+            if cache is not None:
+                raise ConfigError("give either cache= or redis_host=", parameter="cache")
+            from .._cache import Cache
+
+            cache = Cache(type="redis", host=redis_host,
+                          port=None if redis_port is None else int(redis_port),
+                          password=redis_password)
+        self.cache = cache
+        self.cache_responses = cache_responses
+        self.defaults: dict[str, Any] = dict(default_litellm_params or {})
+        if num_retries is not None:
+            self.defaults["num_retries"] = num_retries
+        if timeout is not None:
+            self.defaults["timeout"] = timeout
+
+    @property
+    def model_names(self) -> list[str]:
+        return list(self._deployments)
+
+    def caching_group(self, model_name: str) -> str:
+        """The cache scope of a model name: its group's label, or the name itself."""
+        return self._group_of.get(model_name, model_name)
+
+    def _flow(self, call_type: str, model: str, kwargs: dict[str, Any]) -> Any:
+        from . import _GLOBAL, _flow
+
+        if model not in self._cycles:
+            raise InvalidRequestError(f"no deployment for model {model!r}; the router "
+                                      f"knows {self.model_names}")
+        with self._lock:
+            deployment = next(self._cycles[model])
+        params = {**self.defaults, **deployment, **kwargs,
+                  "caching_group": self.caching_group(model)}
+        if self.cache_responses is False:
+            params["caching"] = False
+        return _flow(call_type, params, self.cache if self.cache is not None else _GLOBAL)
+
+    def completion(self, model: str, messages: list[Any], **kwargs: Any) -> Any:
+        from . import _run
+
+        return _run(self._flow("completion", model, {"messages": messages, **kwargs}))
+
+    async def acompletion(self, model: str, messages: list[Any], **kwargs: Any) -> Any:
+        from . import _arun
+
+        return await _arun(self._flow("acompletion", model, {"messages": messages,
+                                                              **kwargs}))
+
+    def text_completion(self, model: str, prompt: Any, **kwargs: Any) -> Any:
+        from . import _run
+
+        return _run(self._flow("text_completion", model, {"prompt": prompt, **kwargs}))
+
+    async def atext_completion(self, model: str, prompt: Any, **kwargs: Any) -> Any:
+        from . import _arun
+
+        return await _arun(self._flow("atext_completion", model, {"prompt": prompt,
+                                                                   **kwargs}))
+
+    def embedding(self, model: str, input: Any, **kwargs: Any) -> Any:
+        from . import _run
+
+        return _run(self._flow("embedding", model, {"input": input, **kwargs}))
+
+    async def aembedding(self, model: str, input: Any, **kwargs: Any) -> Any:
+        from . import _arun
+
+        return await _arun(self._flow("aembedding", model, {"input": input, **kwargs}))
+
+    def __repr__(self) -> str:
+        return f"Router(models={self.model_names}, caching_groups={self.caching_groups})"

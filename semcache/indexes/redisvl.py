@@ -1,0 +1,459 @@
+"""``redis-semantic``: the vector index on Redis with the search module, through RedisVL.
+
+Layout
+    One RedisVL ``SearchIndex`` (``redis_semantic_cache_index_name``, hash storage,
+    prefix ``vec#<name>:``) with a vector field (FLAT by default, or HNSW; cosine; float32),
+    TAG fields for the context key and the namespace, and a NUMERIC expiry. One hash per
+    cached request at ``vec#<name>:<sha256(key)>``, so writing a request twice replaces it.
+    Tags hold the sha256 of the context key and namespace: RediSearch tags are case
+    insensitive and need escaping, a hex digest needs neither. The embedding model and
+    dimension are recorded in a hash beside the index (``vec#meta#<name>``);
+    opening it under another model raises ``ConfigError``.
+
+    The answers live in Redis too (``RedisStore``, the ``redis`` type's store), whose
+    connection pool the index shares: one pool per cache.
+
+Expiry
+    Searches filter ``expires_at > now`` (entries without expiry store a far-future
+    value, so one range covers both), and each hash carries a Redis key expiry at
+    ``expires_at + expiry_grace``: Redis reclaims the memory by itself, and the grace
+    keeps a search from racing a deletion. ``count`` may include entries expired less
+    than ``expiry_grace`` ago.
+
+Similarity
+    RediSearch answers cosine *distance*; ``similarity_from_distance`` is the one place
+    it becomes the cosine similarity the rest of semcache speaks.
+
+sync and async
+    Operations are generators of calls (client, index or pipeline), driven by the sync
+    clients or by the native async ones (``redis.asyncio`` + ``AsyncSearchIndex``): one
+    copy of the logic. Redis errors are mapped by ``map_redis_errors`` (shared with the
+    Redis store) and RedisVL's own in ``_map_errors``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Generator, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .._errors import BackendError, BackendUnavailable, ConfigError, SemcacheError, missing
+from ..embedders.base import Embedder
+from ..exact.base import ExactStore
+from ._common import check_k, check_vectors
+from .base import MAX_OBSERVATIONS, Candidate, IndexEntry, Observation, VectorIndex
+
+try:
+    import redis
+    from redisvl.exceptions import RedisVLError
+    from redisvl.index import AsyncSearchIndex, SearchIndex
+    from redisvl.query import CountQuery, FilterQuery, VectorQuery
+    from redisvl.query.filter import Num, Tag
+    from redisvl.schema import IndexSchema
+
+    from ..exact.redis import RedisStore, map_redis_errors
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise missing(getattr(exc, "name", None) or "redisvl", "redisvl", "redis-semantic") \
+        from exc
+
+__all__ = ["RedisVLIndex", "build_redis_semantic", "similarity_from_distance"]
+
+FORMAT = 1
+NEVER = 9e15  #: stored expiry of an entry that never expires (year ~285 million)
+ALGORITHMS = ("flat", "hnsw")
+
+
+# Append one observation to the entry's "o" field (a JSON list, the last ARGV[2] kept),
+# atomically, and only if the entry still exists. A field of the entry's own hash, so
+# searches return it for free, it expires with the entry and a replacement keeps it.
+_OBSERVE_LUA = """
+if redis.call('exists', KEYS[1]) == 0 then return 0 end
+local raw = redis.call('hget', KEYS[1], 'o')
+local arr = {}
+if raw then arr = cjson.decode(raw) end
+table.insert(arr, cjson.decode(ARGV[1]))
+while #arr > tonumber(ARGV[2]) do table.remove(arr, 1) end
+redis.call('hset', KEYS[1], 'o', cjson.encode(arr))
+return 1
+"""
+
+
+def similarity_from_distance(distance: float | str) -> float:
+    """RediSearch's cosine distance (1 - cos, in [0, 2]) as cosine similarity in [-1, 1]."""
+    return max(-1.0, min(1.0, 1.0 - float(distance)))
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class _Call:
+    target: str  #: "client" | "index" | "pipeline"
+    method: str
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+_Program = Generator[_Call, Any, Any]
+
+
+@contextmanager
+def _map_errors() -> Iterator[None]:
+    """redis-py's errors via the store's mapping; RedisVL's wrapped ones here."""
+    try:
+        with map_redis_errors("redisvl"):
+            yield
+    except SemcacheError:
+        raise
+    except RedisVLError as exc:
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, (redis.exceptions.ConnectionError, ConnectionError, OSError)):
+            raise BackendUnavailable(f"redisvl: unavailable: {cause}",
+                                     backend="redisvl") from exc
+        raise BackendError(f"redisvl: {exc}", backend="redisvl") from exc
+
+
+class RedisVLIndex(VectorIndex):
+    name = "redisvl"
+    expiry_grace = 60.0  #: seconds a hash outlives its expiry before Redis drops it
+
+    def __init__(self, store: RedisStore, index_name: str = "semcache", *,
+                 dim: int | None = None, model_id: str | None = None,
+                 algorithm: str = "flat", clock: Callable[[], float] = time.time) -> None:
+        if store.cluster:
+            raise ConfigError("redis-semantic needs a single Redis Stack server (the search "
+                              "module does not run on an OSS cluster): give host/port or "
+                              "redis_url", parameter="redis_startup_nodes")
+        if not isinstance(index_name, str) or not index_name or any(
+                c in index_name for c in ":*?[] \\{}"):
+            raise ConfigError(f"redis_semantic_cache_index_name must be a non-empty name "
+                              f"without ':', spaces or glob characters, got {index_name!r}",
+                              parameter="redis_semantic_cache_index_name")
+        if algorithm not in ALGORITHMS:
+            raise ConfigError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}",
+                              parameter="algorithm")
+        if dim is not None and (isinstance(dim, bool) or not isinstance(dim, int) or dim < 1):
+            raise ConfigError(f"dim must be a positive int, got {dim!r}", parameter="dim")
+        self.store = store
+        self.index_name = index_name
+        # '#' cannot occur in a namespace, so the store's flush of a namespace (SCAN
+        # MATCH "<namespace>:*") can never reach the index's hashes, whatever the names
+        self.prefix = f"vec#{index_name}:"
+        self.meta_key = f"vec#meta#{index_name}"
+        self.model_id = model_id
+        self.algorithm = algorithm
+        self._dim = dim
+        self._clock = clock
+        self._schema: IndexSchema | None = None
+        self._ready = False
+        self._sync_index: SearchIndex | None = None
+        self._async_indexes: dict[int, tuple[Any, AsyncSearchIndex]] = {}
+
+    @property
+    def dim(self) -> int | None:
+        return self._dim
+
+    # ------------------------------------------------------------------ drivers
+    # A mapped error is thrown back into the program, so it can handle one (an index
+    # another process created first) where it made the call.
+    def _run(self, program: _Program) -> Any:
+        result: Any = None
+        error: SemcacheError | None = None
+        while True:
+            try:
+                call = program.throw(error) if error is not None else program.send(result)
+            except StopIteration as stop:
+                return stop.value
+            result, error = None, None
+            try:
+                with _map_errors():
+                    result = self._call(call, self.store._client())
+            except SemcacheError as exc:
+                error = exc
+
+    def _call(self, call: _Call, client: Any) -> Any:
+        if call.target == "pipeline":
+            pipe = client.pipeline(transaction=False)
+            for method, args, kwargs in call.args:
+                getattr(pipe, method)(*args, **kwargs)
+            return pipe.execute()
+        if call.target == "index":
+            if self._sync_index is None:
+                assert self._schema is not None
+                self._sync_index = SearchIndex(self._schema, redis_client=client,
+                                               owns_client=False)
+            return getattr(self._sync_index, call.method)(*call.args, **call.kwargs)
+        return getattr(client, call.method)(*call.args, **call.kwargs)
+
+    async def _arun(self, program: _Program) -> Any:
+        result: Any = None
+        error: SemcacheError | None = None
+        while True:
+            try:
+                call = program.throw(error) if error is not None else program.send(result)
+            except StopIteration as stop:
+                return stop.value
+            result, error = None, None
+            try:
+                with _map_errors():
+                    client = await self.store._async.get()
+                    if call.target == "pipeline":
+                        pipe = client.pipeline(transaction=False)
+                        for method, args, kwargs in call.args:
+                            getattr(pipe, method)(*args, **kwargs)
+                        result = await pipe.execute()
+                    else:
+                        target = client if call.target == "client" else self._aindex(client)
+                        result = await getattr(target, call.method)(*call.args, **call.kwargs)
+            except SemcacheError as exc:
+                error = exc
+
+    def _aindex(self, client: Any) -> AsyncSearchIndex:
+        got = self._async_indexes.get(id(client))
+        if got is None or got[0] is not client:  # one per event loop's client
+            assert self._schema is not None
+            got = self._async_indexes[id(client)] = (client, AsyncSearchIndex(
+                self._schema, redis_client=client, owns_client=False))
+        return got[1]
+
+    # ------------------------------------------------------------------ programs
+    def _make_schema(self, dim: int) -> IndexSchema:
+        attrs: dict[str, Any] = {"dims": dim, "distance_metric": "cosine",
+                                 "algorithm": self.algorithm, "datatype": "float32"}
+        return IndexSchema.from_dict({
+            "index": {"name": self.index_name, "prefix": self.prefix, "storage_type": "hash"},
+            "fields": [{"name": "ctx", "type": "tag"}, {"name": "ns", "type": "tag"},
+                       {"name": "x", "type": "numeric"},
+                       {"name": "v", "type": "vector", "attrs": attrs}]})
+
+    def _ensure(self, dim: int | None = None) -> _Program:
+        """Check (or create) the index and its recorded model once per process; False
+        when it does not exist and the dimension is not known yet."""
+        if self._ready:
+            return True
+        meta = yield _Call("client", "hgetall", (self.meta_key,))
+        meta = {k.decode() if isinstance(k, bytes) else k: v.decode() if isinstance(v, bytes)
+                else v for k, v in (meta or {}).items()}
+        where = f"RedisVL index {self.index_name!r} on {self.store._where}"
+        if meta:
+            model = meta.get("model_id") or None
+            if self.model_id is not None and model is not None and model != self.model_id:
+                raise ConfigError(
+                    f"{where} was built with embedding model {model!r}, not "
+                    f"{self.model_id!r}: its vectors are not comparable; use another "
+                    "redis_semantic_cache_index_name or drop the index",
+                    parameter="redis_semantic_cache_embedding_model")
+            stored = int(meta["dim"])
+            if self._dim is not None and stored != self._dim:
+                raise ConfigError(f"{where} holds {stored}-dimensional vectors, not "
+                                  f"{self._dim}", parameter="redis_semantic_cache_index_name")
+            self._dim = stored
+            self.model_id = self.model_id or model
+        dim = self._dim or dim
+        if dim is None:
+            return False
+        self._dim = dim
+        self._schema = self._make_schema(dim)
+        exists = yield _Call("index", "exists")
+        if not exists:
+            try:
+                yield _Call("index", "create", kwargs={"overwrite": False})
+            except BackendError as exc:  # another process created it meanwhile
+                if "already exists" not in str(exc.__cause__ or exc).lower():
+                    raise
+        if not meta:
+            yield _Call("client", "hset", (self.meta_key,), {"mapping": {
+                "format": FORMAT, "model_id": self.model_id or "", "dim": dim,
+                "metric": "cosine"}})
+        self._ready = True
+        return True
+
+    def _rkey(self, key: str) -> str:
+        return self.prefix + _digest(key)[:40]
+
+    def _add(self, entries: Sequence[IndexEntry], vectors: np.ndarray) -> _Program:
+        if self._dim is None and not self._ready:
+            yield from self._ensure()
+        vecs = check_vectors(vectors, len(entries), self._dim or np.shape(vectors)[-1])
+        if not entries:
+            return None
+        yield from self._ensure(vecs.shape[1])
+        last = {e.key: i for i, e in enumerate(entries)}  # one batch, one key: last wins
+        ops: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+        for i in last.values():
+            e, rk = entries[i], self._rkey(entries[i].key)
+            ops.append(("hset", (rk,), {"mapping": {
+                "k": e.key, "ctx": _digest(e.context), "ns": _digest(e.namespace),
+                "p": e.prompt, "c": repr(float(e.created_at)),
+                "x": repr(NEVER if e.expires_at is None else float(e.expires_at)),
+                "v": vecs[i].tobytes()}}))
+            if e.expires_at is None:
+                ops.append(("persist", (rk,), {}))
+            else:
+                at = max(e.expires_at, self._clock()) + self.expiry_grace
+                ops.append(("pexpireat", (rk, int(at * 1000)), {}))
+        yield _Call("pipeline", "execute", tuple(ops))
+        return None
+
+    def _search(self, vector: np.ndarray, context: str, k: int, now: float) -> _Program:
+        check_k(k)
+        if self._dim is None and not self._ready:
+            yield from self._ensure()
+        if self._dim is None:  # nothing was ever added: still reject bad input
+            check_vectors(vector, 1, np.shape(vector)[-1])
+            return []
+        q = check_vectors(vector, 1, self._dim)[0]
+        if not (yield from self._ensure()):
+            return []
+        query = VectorQuery(vector=q.tolist(), vector_field_name="v", dtype="float32",
+                            return_fields=["k", "p", "c", "x", "o"], num_results=k,
+                            filter_expression=(Tag("ctx") == _digest(context))
+                            & (Num("x") > now))
+        rows = yield _Call("index", "query", (query,))
+        out = []
+        for r in rows:
+            x = float(r["x"])
+            out.append(Candidate(r["k"], similarity_from_distance(r["vector_distance"]),
+                                 r["p"], float(r["c"]), None if x >= NEVER else x,
+                                 _observations(r.get("o"))))
+        return out
+
+    def _observe(self, key: str, obs: Observation) -> _Program:
+        done = yield _Call("client", "eval", (_OBSERVE_LUA, 1, self._rkey(key),
+                                              json.dumps(obs.to_json()), MAX_OBSERVATIONS))
+        return bool(done)
+
+    def _delete(self, keys: Sequence[str]) -> _Program:
+        rkeys = list(dict.fromkeys(self._rkey(k) for k in keys))
+        if not rkeys:
+            return 0
+        return int((yield _Call("client", "delete", tuple(rkeys))))
+
+    def _clear(self, namespace: str) -> _Program:
+        if not (yield from self._ensure()):
+            return 0
+        gone = 0
+        while True:  # pages of ids; deleted documents leave the index at once
+            rows = yield _Call("index", "query", (FilterQuery(
+                filter_expression=Tag("ns") == _digest(namespace), return_fields=["k"],
+                num_results=1000),))
+            if not rows:
+                return gone
+            gone += int((yield _Call("client", "delete", tuple(r["id"] for r in rows))))
+
+    def _count(self, namespace: str | None) -> _Program:
+        if not (yield from self._ensure()):
+            return 0
+        flt = None if namespace is None else Tag("ns") == _digest(namespace)
+        return int((yield _Call("index", "query", (CountQuery(filter_expression=flt),))))
+
+    def _drop(self, delete_documents: bool) -> _Program:
+        if not (yield from self._ensure()):
+            return None
+        yield _Call("index", "delete", (), {"drop": delete_documents})
+        yield _Call("client", "delete", (self.meta_key,))
+        self._ready = False
+        self._sync_index = None
+        self._async_indexes.clear()
+        return None
+
+    # ------------------------------------------------------------------ the seam
+    def add(self, entries: Sequence[IndexEntry], vectors: np.ndarray) -> None:
+        self._run(self._add(entries, vectors))
+
+    def search(self, vector: np.ndarray, context: str, k: int = 4,
+               now: float | None = None) -> list[Candidate]:
+        return self._run(self._search(vector, context, k,
+                                      self._clock() if now is None else now))
+
+    def delete(self, keys: Sequence[str]) -> int:
+        return self._run(self._delete(keys))
+
+    def clear(self, namespace: str) -> int:
+        return self._run(self._clear(namespace))
+
+    def count(self, namespace: str | None = None) -> int:
+        return self._run(self._count(namespace))
+
+    def observe(self, key: str, observation: Observation) -> bool:
+        return self._run(self._observe(key, observation))
+
+    async def aobserve(self, key: str, observation: Observation) -> bool:
+        return await self._arun(self._observe(key, observation))
+
+    def drop(self, delete_documents: bool = True) -> None:
+        """Remove the search index itself (and, by default, its entries): a flush only
+        ever removes a namespace's entries, this is for tearing a deployment down."""
+        self._run(self._drop(delete_documents))
+
+    def ping(self) -> bool:
+        return self.store.ping()
+
+    async def aadd(self, entries: Sequence[IndexEntry], vectors: np.ndarray) -> None:
+        await self._arun(self._add(entries, vectors))
+
+    async def asearch(self, vector: np.ndarray, context: str, k: int = 4,
+                      now: float | None = None) -> list[Candidate]:
+        return await self._arun(self._search(vector, context, k,
+                                             self._clock() if now is None else now))
+
+    async def adelete(self, keys: Sequence[str]) -> int:
+        return await self._arun(self._delete(keys))
+
+    async def aclear(self, namespace: str) -> int:
+        return await self._arun(self._clear(namespace))
+
+    async def acount(self, namespace: str | None = None) -> int:
+        return await self._arun(self._count(namespace))
+
+    async def aping(self) -> bool:
+        return await self.store.aping()
+
+    def close(self) -> None:
+        self.store.close()  # shared with the cache's store; closing twice is harmless
+
+    async def aclose(self) -> None:
+        await self.store.aclose()
+
+    def __repr__(self) -> str:
+        return (f"RedisVLIndex(index_name={self.index_name!r}, at={self.store._where!r}, "
+                f"dim={self._dim}, model_id={self.model_id!r}, algorithm={self.algorithm!r})")
+
+
+def _observations(raw: str | bytes | None) -> tuple[Observation, ...]:
+    if not raw:
+        return ()
+    arr = json.loads(raw)
+    if not isinstance(arr, list):  # Lua's cjson writes an empty table as {}
+        return ()
+    return tuple(Observation.from_json(v) for v in arr)
+
+
+#: LiteLLM parameters accepted for compatibility that change nothing here: every
+#: semcache cache is natively sync and async.
+_ACCEPTED_NOOPS = ("redis_semantic_cache_use_async",)
+
+
+def build_redis_semantic(
+    embedder: Embedder,
+    redis_semantic_cache_embedding_model: Any = None,  # resolved into ``embedder``
+    redis_semantic_cache_index_name: str = "semcache",
+    **params: Any,
+) -> tuple[ExactStore, VectorIndex]:
+    """The type table's builder: a ``RedisStore`` and an index sharing its pool."""
+    for name in _ACCEPTED_NOOPS:
+        params.pop(name, None)
+    if params.get("redis_startup_nodes") is not None:
+        raise ConfigError("redis-semantic needs a single Redis Stack server (the search "
+                          "module does not run on an OSS cluster): give host/port or "
+                          "redis_url", parameter="redis_startup_nodes")
+    store = RedisStore.from_params(**params)
+    index = RedisVLIndex(store, redis_semantic_cache_index_name, model_id=embedder.model_id)
+    return store, index

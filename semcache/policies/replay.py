@@ -1,0 +1,233 @@
+"""Query streams with ground truth, and replays of them through a real ``Cache``.
+
+A stream is what a cache sees in production: a question is asked (a miss whose answer is
+stored), later its paraphrases and hard negatives arrive, interleaved with every other
+question's traffic. Each query carries its *answer class* (its paraphrase group).
+
+Ground truth comes from the labels only. A hit is *right* when the cached answer's class
+is the query's class, *wrong* when the two classes are a labeled negative pair (a Quora
+pair marked "not duplicate", an order-sensitive or negation pair), and *unlabeled*
+otherwise: Quora links only the pairs it sampled, so two groups about one question are
+often two classes, and counting their hits as wrong would measure Quora's sampling, not
+the cache (a look at such hits at 0.9 shows mostly true paraphrases). Unlabeled hits
+are reported apart and the label judge abstains on them, so no policy learns from them.
+
+Used by ``benchmarks/verified_replay.py`` and the tests of the verified policy.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Query", "Stream", "build_stream", "groups_from_pairs", "replay", "ReplayResult",
+           "order_sensitive_pairs"]
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    text: str
+    answer_class: int
+    kind: str  #: "first" (the first time its class is asked), "paraphrase", "negative"
+
+
+def groups_from_pairs(pairs: Iterable[tuple[str, str, int]], min_size: int = 3
+                      ) -> tuple[list[list[str]], list[tuple[str, str]]]:
+    """Paraphrase groups (connected components of the positive pairs with at least
+    ``min_size`` questions) and the negative pairs that touch a group."""
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        while parent.get(x, x) != x:
+            parent[x] = parent.get(parent[x], parent[x])
+            x = parent[x]
+        return x
+
+    pairs = list(pairs)
+    for a, b, label in pairs:
+        parent.setdefault(a, a)
+        parent.setdefault(b, b)
+        if label == 1:
+            ra, rb = find(a), find(b)
+            if ra != rb:
+                parent[ra] = rb
+    comps: dict[str, list[str]] = defaultdict(list)
+    for q in parent:
+        comps[find(q)].append(q)
+    groups = sorted((sorted(g) for g in comps.values() if len(g) >= min_size),
+                    key=lambda g: g[0])
+    members = {q for g in groups for q in g}
+    negatives = [(a, b) for a, b, label in pairs
+                 if label == 0 and (a in members or b in members)]
+    return groups, negatives
+
+
+def order_sensitive_pairs() -> list[tuple[str, str]]:
+    """Hand-built pairs whose similarity is near 1 but whose answers differ: reversed
+    directions and negations. Each pair is two different answer classes."""
+    units = [("Celsius", "Fahrenheit"), ("kilometers", "miles"), ("pounds", "kilograms"),
+             ("inches", "centimeters"), ("liters", "gallons"), ("euros", "dollars"),
+             ("hours", "minutes"), ("bytes", "bits")]
+    places = [("London", "Paris"), ("New York", "Boston"), ("Tokyo", "Osaka"),
+              ("Berlin", "Munich"), ("Madrid", "Lisbon"), ("Delhi", "Mumbai")]
+    things = [("Python", "Java"), ("an iPhone", "an Android phone"), ("tea", "coffee"),
+              ("renting", "buying a house"), ("SQL", "NoSQL"), ("cats", "dogs")]
+    out: list[tuple[str, str]] = []
+    for a, b in units:
+        out.append((f"How do I convert {a} to {b}?", f"How do I convert {b} to {a}?"))
+    for a, b in places:
+        out.append((f"What is the cheapest way to travel from {a} to {b}?",
+                    f"What is the cheapest way to travel from {b} to {a}?"))
+    for a, b in things:
+        out.append((f"Why is {a} better than {b}?", f"Why is {b} better than {a}?"))
+    for x in ["dark mode on my phone", "two-factor authentication on Gmail",
+              "automatic updates in Windows", "location tracking on my iPhone",
+              "cookies in Chrome", "notifications on Instagram"]:
+        out.append((f"How do I enable {x}?", f"How do I disable {x}?"))
+    for x in ["eat before a blood test", "drink coffee while pregnant",
+              "take ibuprofen with alcohol", "run every day", "use a VPN at work"]:
+        out.append((f"Should I {x}?", f"Should I not {x}?"))
+    return out
+
+
+@dataclass(slots=True)
+class Stream:
+    queries: list[Query]
+    #: pairs of answer classes known to be different (labeled negatives)
+    known_wrong: set[frozenset[int]]
+
+    def __len__(self) -> int:
+        return len(self.queries)
+
+    def truth(self, query_class: int, served_class: int) -> bool | None:
+        """True right, False wrong, None unlabeled."""
+        if query_class == served_class:
+            return True
+        if frozenset((query_class, served_class)) in self.known_wrong:
+            return False
+        return None
+
+    def judge(self, query: str, cached_prompt: str, cached_answer: Any,
+              fresh_answer: Any) -> bool | None:
+        """The label judge: compares the answers' classes, abstains when unlabeled."""
+        return self.truth(_cls(fresh_answer), _cls(cached_answer))
+
+
+def _cls(answer: Any) -> int:
+    return int(str(answer["answer"]).split()[-1])
+
+
+def build_stream(groups: Sequence[Sequence[str]], negatives: Sequence[tuple[str, str]],
+                 *, hard_pairs: Sequence[tuple[str, str]] = (), seed: int = 0) -> Stream:
+    """Interleave every class's first question, later paraphrases and hard negatives.
+
+    Within a group the first question comes first; paraphrases and negatives of it are
+    spread over the rest of the stream, mixed with all other groups' traffic."""
+    rng = random.Random(seed)
+    cls_of: dict[str, int] = {}
+    for i, g in enumerate(groups):
+        for q in g:
+            cls_of[q] = i
+    nxt = len(groups)
+    events: list[tuple[float, Query]] = []
+    first_t: dict[int, float] = {}
+    known_wrong: set[frozenset[int]] = set()
+    for i, g in enumerate(groups):
+        order = list(g)
+        rng.shuffle(order)
+        t0 = rng.random() * 0.6
+        first_t[i] = t0
+        events.append((t0, Query(order[0], i, "first")))
+        for q in order[1:]:
+            events.append((t0 + rng.random() * (1 - t0), Query(q, i, "paraphrase")))
+    for a, b in negatives:
+        member, other = (a, b) if a in cls_of else (b, a)
+        if other in cls_of and cls_of[other] == cls_of[member]:
+            continue  # transitively a paraphrase after all
+        if other not in cls_of:
+            cls_of[other] = nxt
+            nxt += 1
+        known_wrong.add(frozenset((cls_of[member], cls_of[other])))
+        t0 = first_t[cls_of[member]]
+        events.append((t0 + rng.random() * (1 - t0), Query(other, cls_of[other], "negative")))
+    for a, b in hard_pairs:  # each side asked, then the other side and a repeat later
+        ca, cb = nxt, nxt + 1
+        nxt += 2
+        known_wrong.add(frozenset((ca, cb)))
+        t0 = rng.random() * 0.6
+        events.append((t0, Query(a, ca, "first")))
+        events.append((t0 + rng.random() * (1 - t0), Query(b, cb, "negative")))
+    events.sort(key=lambda e: e[0])
+    return Stream([q for _, q in events], known_wrong)
+
+
+@dataclass(slots=True)
+class ReplayResult:
+    name: str
+    queries: int = 0
+    hits: int = 0
+    wrong: int = 0
+    explored: int = 0
+    misses: int = 0
+    unlabeled: int = 0  #: hits between classes with no label either way
+    #: per query: 1 right hit, -1 wrong hit, 0 miss or unlabeled hit (for curves)
+    trace: list[int] = field(default_factory=list)
+
+    @property
+    def hit_rate(self) -> float:
+        """Share of queries answered from the cache with a labeled-right answer or a
+        labeled-wrong one (unlabeled hits are left out of rates)."""
+        return self.hits / self.queries if self.queries else 0.0
+
+    @property
+    def error_rate(self) -> float:
+        return self.wrong / self.hits if self.hits else 0.0
+
+    def error_after(self, warmup: float) -> tuple[float, int, int]:
+        """(error rate, hits, wrong) over the part of the stream after ``warmup``."""
+        t = np.asarray(self.trace[int(len(self.trace) * warmup):])
+        hits, wrong = int((t != 0).sum()), int((t == -1).sum())
+        return (wrong / hits if hits else 0.0), hits, wrong
+
+    def as_dict(self) -> dict[str, Any]:
+        e2, h2, w2 = self.error_after(0.5)
+        return {"name": self.name, "queries": self.queries, "hits": self.hits,
+                "wrong": self.wrong, "unlabeled_hits": self.unlabeled,
+                "hit_rate": self.hit_rate, "error_rate": self.error_rate,
+                "explored": self.explored, "error_second_half": e2,
+                "hits_second_half": h2, "wrong_second_half": w2}
+
+
+def replay(cache: Any, stream: Stream, name: str = "", model: str = "replay-model",
+           on_query: Callable[[int, ReplayResult], None] | None = None) -> ReplayResult:
+    """Send every query through ``cache`` the way the call layer does: look up; on a hit
+    check the served class against the labels; on a miss (or exploration) "call the LLM"
+    (the answer is the query's class) and store it, which lets the cache judge an
+    explored candidate."""
+    res = ReplayResult(name or repr(cache))
+    for i, q in enumerate(stream.queries):
+        req = {"model": model, "messages": [{"role": "user", "content": q.text}]}
+        out = cache._begin("completion", req)
+        res.queries += 1
+        if out.hit is not None:
+            ok = stream.truth(q.answer_class, _cls(out.hit.value))
+            if ok is None:
+                res.unlabeled += 1
+                res.trace.append(0)
+            else:
+                res.hits += 1
+                res.wrong += not ok
+                res.trace.append(1 if ok else -1)
+        else:
+            res.misses += 1
+            res.explored += out.metadata.get("decision") in ("explored", "audited")
+            res.trace.append(0)
+            cache._finish(out, {"answer": f"class {q.answer_class}"})
+        if on_query is not None:
+            on_query(i, res)
+    return res

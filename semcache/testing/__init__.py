@@ -1,0 +1,1 @@
+"""Test helpers: fake upstreams and server launchers (stdlib only at import time)."""

@@ -1,0 +1,209 @@
+"""OpenAIEmbedder against a real HTTP server on 127.0.0.1 (tests/embedders/fake_openai.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import numpy as np
+import pytest
+
+from semcache import BackendError, BackendTimeout, BackendUnavailable, ConfigError
+from semcache.embedders.openai import OpenAIEmbedder
+from tests.contracts.embedder import EmbedderContract
+from tests.embedders.fake_openai import FakeEmbeddingServer, fake_vector
+
+
+@pytest.fixture
+def server() -> Iterator[FakeEmbeddingServer]:
+    s = FakeEmbeddingServer(dim=16).start()
+    yield s
+    s.stop()
+
+
+_OPEN: list[OpenAIEmbedder] = []
+
+
+@pytest.fixture(autouse=True)
+async def close_clients() -> AsyncIterator[None]:
+    """Close every embedder's HTTP clients on the test's own loop (no ResourceWarning)."""
+    yield
+    while _OPEN:
+        e = _OPEN.pop()
+        e.close()
+        await e.aclose()
+    # asyncio closes a transport's socket on the loop's next turn: give it that turn
+    # before the test's loop is closed, or the socket is reported unclosed
+    await asyncio.sleep(0.01)
+
+
+def track(e: OpenAIEmbedder) -> OpenAIEmbedder:
+    _OPEN.append(e)
+    return e
+
+
+def make(server: FakeEmbeddingServer, **kw: object) -> OpenAIEmbedder:
+    kw.setdefault("timeout", 5.0)
+    kw.setdefault("max_retries", 0)
+    return track(OpenAIEmbedder("fake-embed", api_base=server.base_url, dim=server.dim, **kw))
+
+
+class TestOpenAIContract(EmbedderContract):
+
+    @pytest.fixture
+    def embedder(self, server: FakeEmbeddingServer) -> OpenAIEmbedder:
+        return make(server)
+
+
+def test_vectors_are_the_servers_normalised(server: FakeEmbeddingServer) -> None:
+    e = make(server)
+    v = e.embed(["a", "b"])
+    for row, text in zip(v, ["a", "b"]):
+        ref = fake_vector(text, 16)
+        np.testing.assert_allclose(row, ref / np.linalg.norm(ref), atol=1e-6)
+    assert server.requests[0]["model"] == "fake-embed"
+    assert server.requests[0]["encoding_format"] == "float"
+
+
+def test_batches_by_batch_size(server: FakeEmbeddingServer) -> None:
+    e = make(server, batch_size=4)
+    texts = [f"t{i}" for i in range(10)]
+    assert e.embed(texts).shape == (10, 16)
+    assert [len(r["input"]) for r in server.requests] == [4, 4, 2]
+    assert server.inputs == texts
+
+
+def test_lru_means_one_request_per_text(server: FakeEmbeddingServer) -> None:
+    e = make(server)
+    e.embed(["q", "q"])
+    e.embed(["q"])
+    e.embed_one("q")
+    assert server.inputs == ["q"]
+
+
+async def test_async_shares_lru_with_sync(server: FakeEmbeddingServer) -> None:
+    e = make(server)
+    a = e.embed(["shared"])
+    b = await e.aembed(["shared", "new"])
+    np.testing.assert_array_equal(a[0], b[0])
+    assert server.inputs == ["shared", "new"]
+
+
+async def test_async_is_native_not_a_thread(server: FakeEmbeddingServer,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    e = make(server, batch_size=2)
+
+    def blocking(*a: object, **k: object) -> None:
+        raise AssertionError("aembed must not fall back to the blocking client")
+
+    monkeypatch.setattr(e, "_embed", blocking)
+    monkeypatch.setattr(e, "embed", blocking)
+    v = await e.aembed(["x", "y", "z"])
+    assert v.shape == (3, 16)
+    assert [len(r["input"]) for r in server.requests] == [2, 1]
+
+
+def test_dimensions_parameter_is_sent(server: FakeEmbeddingServer) -> None:
+    e = track(OpenAIEmbedder("text-embedding-3-small", api_base=server.base_url,
+                             dimensions=8, max_retries=0))
+    assert e.dim == 8 and e.model_id == "openai/text-embedding-3-small@8"
+    assert server.requests == []  # dim known without a call
+    assert e.embed(["x"]).shape == (1, 8)
+    assert server.requests[0]["dimensions"] == 8
+
+
+def test_known_model_dim_without_probe(server: FakeEmbeddingServer) -> None:
+    for model, dim in [("text-embedding-3-small", 1536), ("text-embedding-3-large", 3072),
+                       ("openai/text-embedding-ada-002", 1536)]:
+        assert OpenAIEmbedder(model, api_base=server.base_url).dim == dim
+    assert server.requests == []
+
+
+def test_unknown_model_dim_probes_once(server: FakeEmbeddingServer) -> None:
+    e = track(OpenAIEmbedder("custom-model", api_base=server.base_url, max_retries=0))
+    assert e.dim == 16 and e.dim == 16
+    assert len(server.requests) == 1
+
+
+def test_retries_then_succeeds(server: FakeEmbeddingServer) -> None:
+    server.fail_next = 2
+    e = make(server, max_retries=2)
+    assert e.embed(["retry me"]).shape == (1, 16)
+    assert len(server.requests) == 3
+
+
+def test_retries_are_limited(server: FakeEmbeddingServer) -> None:
+    server.fail_next = 10
+    e = make(server, max_retries=1)
+    with pytest.raises(BackendUnavailable) as info:
+        e.embed(["nope"])
+    assert info.value.backend == "embedder" and "503" in str(info.value)
+    assert len(server.requests) == 2
+
+
+def test_client_error_is_backend_error_not_retried(server: FakeEmbeddingServer) -> None:
+    server.fail_next, server.fail_status = 1, 400
+    e = make(server, max_retries=2)
+    with pytest.raises(BackendError) as info:
+        e.embed(["bad"])
+    assert not isinstance(info.value, (BackendUnavailable, BackendTimeout))
+    assert len(server.requests) == 1
+
+
+def test_timeout_when_server_never_answers(server: FakeEmbeddingServer) -> None:
+    server.hang.set()
+    e = make(server, timeout=0.3, max_retries=0)
+    t0 = time.monotonic()
+    with pytest.raises(BackendTimeout):
+        e.embed(["hello?"])
+    assert time.monotonic() - t0 < 3
+
+
+async def test_async_timeout_when_server_never_answers(server: FakeEmbeddingServer) -> None:
+    server.hang.set()
+    e = make(server, timeout=0.3, max_retries=0)
+    t0 = time.monotonic()
+    with pytest.raises(BackendTimeout):
+        await e.aembed(["hello?"])
+    assert time.monotonic() - t0 < 3
+
+
+def test_unavailable_when_nothing_listens() -> None:
+    with socket.socket() as s:  # a port that was free a moment ago
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    e = track(OpenAIEmbedder("m", api_base=f"http://127.0.0.1:{port}/v1", dim=4,
+                             max_retries=0))
+    with pytest.raises(BackendUnavailable):
+        e.embed(["x"])
+
+
+def test_env_fallback(server: FakeEmbeddingServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    e = track(OpenAIEmbedder("fake-embed", dim=16, max_retries=0))
+    assert e.api_base == server.base_url
+    e.embed(["via env"])
+    assert server.inputs == ["via env"]
+
+
+def test_no_key_for_openai_itself_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    with pytest.raises(ConfigError) as info:
+        OpenAIEmbedder("text-embedding-3-small")
+    assert info.value.parameter == "api_key"
+
+
+@pytest.mark.parametrize("kw", [{"timeout": 0}, {"max_retries": -1}, {"dimensions": 0},
+                                {"batch_size": 0}])
+def test_bad_config(kw: dict[str, object]) -> None:
+    with pytest.raises(ConfigError):
+        OpenAIEmbedder("m", api_base="http://127.0.0.1:9/v1", **kw)  # type: ignore[arg-type]
+
+
+def test_constructor_makes_no_request(server: FakeEmbeddingServer) -> None:
+    OpenAIEmbedder("text-embedding-3-small", api_base=server.base_url)
+    assert server.requests == []

@@ -1,0 +1,190 @@
+"""qdrant-semantic on qdrant-client's embedded mode: index and store contracts, the
+collection's recorded model, the folder lock, and error mapping on the server path."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from semcache import BackendError, BackendUnavailable, ConfigError
+from semcache.indexes.base import IndexEntry
+from semcache.indexes.qdrant import QdrantConnection, QdrantIndex, QdrantStore
+from tests.contracts.exact_store import RemoteExactStoreContract
+from tests.contracts.vector_index import (
+    T0,
+    PersistentVectorIndexContract,
+    VectorIndexContract,
+    unit,
+)
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # nothing listens once the socket is closed
+
+
+class TestQdrantIndexMemory(VectorIndexContract):
+    @pytest.fixture
+    def index(self):
+        idx = QdrantIndex(QdrantConnection(), "vec", model_id="m")
+        yield idx
+        idx.close()
+
+
+class TestQdrantIndexFolder(PersistentVectorIndexContract):
+    @pytest.fixture
+    def index(self, tmp_path):
+        self._path = tmp_path / "q"
+        self._open = [QdrantIndex(QdrantConnection(path=self._path), "vec", model_id="m")]
+        yield self._open[0]
+        for i in self._open:
+            i.close()
+
+    @pytest.fixture
+    def reopen(self, index):
+        def again():
+            index.close()
+            nxt = QdrantIndex(QdrantConnection(path=self._path), "vec", model_id="m")
+            self._open.append(nxt)
+            return nxt
+        return again
+
+
+class TestQdrantStore(RemoteExactStoreContract):
+    @pytest.fixture
+    def store(self):
+        s = QdrantStore(QdrantConnection(), "answers")
+        yield s
+        s.close()
+
+    @pytest.fixture
+    def dead_store(self):
+        # the server path, same code, nothing listening: errors must come out mapped
+        s = QdrantStore(QdrantConnection(url=f"http://127.0.0.1:{_closed_port()}",
+                                         timeout=2), "answers")
+        yield s
+        s.close()
+
+
+def test_dead_server_index_raises_backend_unavailable() -> None:
+    idx = QdrantIndex(QdrantConnection(url=f"http://127.0.0.1:{_closed_port()}", timeout=2),
+                      "vec", dim=4)
+    with pytest.raises(BackendUnavailable):
+        idx.search(np.ones(4, np.float32) / 2, "ctx")
+    with pytest.raises(BackendUnavailable):
+        idx.add([IndexEntry("n:a", "c", "n", "p", T0, None)], np.ones((1, 4), np.float32) / 2)
+    idx.close()
+
+
+def test_constructors_do_no_io_against_a_server() -> None:
+    # a URL where nothing listens: constructing must still succeed (collections are lazy)
+    conn = QdrantConnection(url=f"http://127.0.0.1:{_closed_port()}")
+    QdrantIndex(conn, "vec", model_id="m")
+    QdrantStore(conn, "answers")
+    conn.close()
+
+
+def test_other_model_is_a_config_error(tmp_path) -> None:
+    conn = QdrantConnection(path=tmp_path / "q")
+    QdrantIndex(conn, "vec", model_id="model-a").add(
+        [IndexEntry("n:a", "c", "n", "p", T0, None)], unit(np.random.default_rng(1), 1, 4))
+    conn.close()
+    conn = QdrantConnection(path=tmp_path / "q")
+    other = QdrantIndex(conn, "vec", model_id="model-b")
+    with pytest.raises(ConfigError) as err:
+        other.search(unit(np.random.default_rng(2), 1, 4)[0], "c")
+    assert err.value.parameter == "qdrant_semantic_cache_embedding_model"
+    assert "model-a" in str(err.value)
+    same = QdrantIndex(conn, "vec", model_id="model-a")
+    assert same.count("n") == 1 and same.dim == 4
+    conn.close()
+
+
+def test_folder_lock_is_a_config_error(tmp_path) -> None:
+    conn = QdrantConnection(path=tmp_path / "q")
+    # another process holding the folder
+    code = textwrap.dedent(f"""
+        from semcache import ConfigError
+        from semcache.indexes.qdrant import QdrantConnection
+        try:
+            QdrantConnection(path={str(tmp_path / 'q')!r})
+        except ConfigError as e:
+            print("ConfigError", e.parameter)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, cwd=".", check=False)
+    assert out.stdout.strip() == "ConfigError qdrant_path", out.stderr
+    conn.close()
+
+
+def test_purge_expired_removes_only_expired() -> None:
+    conn = QdrantConnection()
+    idx = QdrantIndex(conn, "vec", clock=lambda: T0)
+    v = unit(np.random.default_rng(3), 3, 4)
+    idx.add([IndexEntry("n:a", "c", "n", "p", T0, T0 + 1),
+             IndexEntry("n:b", "c", "n", "p", T0, T0 + 100),
+             IndexEntry("n:c", "c", "n", "p", T0, None)], v)
+    assert idx.purge_expired(now=T0 + 50) == 1
+    assert {c.key for c in idx.search(v[0], "c", k=5, now=T0)} == {"n:b", "n:c"}
+    conn.close()
+
+
+def test_store_expired_answer_is_gone() -> None:
+    now = [T0]
+    store = QdrantStore(QdrantConnection(), "answers", clock=lambda: now[0])
+    store.set("n:a", b"1", ttl=10)
+    assert store.get("n:a") == b"1"
+    now[0] += 11
+    assert store.get("n:a") is None
+    assert store.purge_expired() == 1
+    store.close()
+
+
+@pytest.mark.parametrize("bad", [
+    {"url": "localhost:6333"}, {"api_key": "k"}, {"url": "http://h:1", "path": "/tmp/x"},
+    {"timeout": 0}])
+def test_connection_validation(bad) -> None:
+    with pytest.raises(ConfigError):
+        QdrantConnection(**bad)
+
+
+def test_index_validation() -> None:
+    conn = QdrantConnection()
+    with pytest.raises(ConfigError) as err:
+        QdrantIndex(conn, "vec", quantization="fancy")
+    assert err.value.parameter == "qdrant_quantization_config"
+    with pytest.raises(ConfigError):
+        QdrantIndex(conn, "a/b")
+    for q in ("binary", "scalar", "product", None):
+        QdrantIndex(conn, "vec", quantization=q)
+    conn.close()
+
+
+def test_backend_error_is_typed() -> None:
+    conn = QdrantConnection()
+    idx = QdrantIndex(conn, "vec")
+    conn.close()
+    with pytest.raises(BackendError):
+        idx.count()
+
+
+def test_dead_server_async_path_raises_backend_unavailable() -> None:
+    import asyncio
+
+    idx = QdrantIndex(QdrantConnection(url=f"http://127.0.0.1:{_closed_port()}", timeout=2),
+                      "vec", dim=4)
+
+    async def run() -> None:
+        with pytest.raises(BackendUnavailable):
+            await idx.asearch(np.ones(4, np.float32) / 2, "ctx")
+        with pytest.raises(BackendUnavailable):
+            await idx.acount()
+
+    asyncio.run(run())
+    idx.close()

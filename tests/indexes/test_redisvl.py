@@ -1,0 +1,158 @@
+"""redis-semantic on a real Redis Stack (started by the project's launcher): the index
+contract, the distance conversion, the recorded model and TTL via Redis key expiry."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+
+import numpy as np
+import pytest
+
+from semcache import BackendUnavailable, ConfigError
+from semcache.exact.redis import RedisStore
+from semcache.indexes.base import IndexEntry
+from semcache.indexes.redisvl import RedisVLIndex, similarity_from_distance
+from tests.contracts.exact_store import wait_until
+from tests.contracts.vector_index import T0, PersistentVectorIndexContract, unit
+
+
+def _name() -> str:
+    return "t" + uuid.uuid4().hex[:10]
+
+
+class TestRedisVLIndex(PersistentVectorIndexContract):
+    @pytest.fixture
+    def index(self, redis_stack_url):
+        self._url, self._name = redis_stack_url, _name()
+        self._open = [RedisVLIndex(RedisStore(url=redis_stack_url), self._name, model_id="m")]
+        yield self._open[0]
+        self._open[-1].drop()
+        for i in self._open:
+            i.close()
+
+    @pytest.fixture
+    def reopen(self, index):
+        def again():  # a new process's view: new clients, same server
+            index.close()
+            nxt = RedisVLIndex(RedisStore(url=self._url), self._name, model_id="m")
+            self._open.append(nxt)
+            return nxt
+        return again
+
+
+class TestRedisVLIndexHNSW(TestRedisVLIndex):
+    @pytest.fixture
+    def index(self, redis_stack_url):
+        self._url, self._name = redis_stack_url, _name()
+        self._open = [RedisVLIndex(RedisStore(url=redis_stack_url), self._name,
+                                   model_id="m", algorithm="hnsw")]
+        yield self._open[0]
+        self._open[-1].drop()
+        for i in self._open:
+            i.close()
+
+
+@pytest.mark.parametrize(("distance", "similarity"), [
+    (0, 1.0), ("0", 1.0), (0.15, 0.85), ("0.150000006", 0.849999994), (1, 0.0),
+    (2, -1.0), (-1e-7, 1.0), (2.0000001, -1.0)])
+def test_distance_conversion_pinned(distance, similarity) -> None:
+    # 0 -> identical, the default threshold's distance -> the threshold, 1 -> orthogonal
+    assert similarity_from_distance(distance) == pytest.approx(similarity, abs=1e-9)
+
+
+def test_other_model_is_a_config_error(redis_stack_url) -> None:
+    name = _name()
+    a = RedisVLIndex(RedisStore(url=redis_stack_url), name, model_id="model-a")
+    a.add([IndexEntry("n:a", "c", "n", "p", T0, None)], unit(np.random.default_rng(1), 1, 4))
+    b = RedisVLIndex(RedisStore(url=redis_stack_url), name, model_id="model-b")
+    with pytest.raises(ConfigError) as err:
+        b.search(unit(np.random.default_rng(2), 1, 4)[0], "c")
+    assert err.value.parameter == "redis_semantic_cache_embedding_model"
+    same = RedisVLIndex(RedisStore(url=redis_stack_url), name, model_id="model-a")
+    assert same.count("n") == 1 and same.dim == 4
+    a.drop()
+    for i in (a, b, same):
+        i.close()
+
+
+def test_entries_expire_in_redis(redis_stack_url) -> None:
+    idx = RedisVLIndex(RedisStore(url=redis_stack_url), _name())
+    idx.expiry_grace = 0.0
+    import time
+    v = unit(np.random.default_rng(3), 2, 4)
+    idx.add([IndexEntry("n:short", "c", "n", "p", T0, time.time() + 1),
+             IndexEntry("n:long", "c", "n", "p", T0, None)], v)
+    client = idx.store._client()
+    assert 0 < client.pttl(idx._rkey("n:short")) <= 1000
+    assert client.pttl(idx._rkey("n:long")) == -1  # no expiry
+    assert wait_until(lambda: idx.count("n") == 1, timeout=10)
+    assert [c.key for c in idx.search(v[0], "c", k=5)] == ["n:long"]
+    idx.drop()
+    idx.close()
+
+
+def test_flush_does_not_touch_other_namespaces_or_store_keys(redis_stack_url) -> None:
+    store = RedisStore(url=redis_stack_url)
+    idx = RedisVLIndex(store, "semcache")
+    ns = _name()
+    store.set(f"{ns}:answer", b"x")
+    idx.add([IndexEntry(f"{ns}:answer", "c", ns, "p", T0, None),
+             IndexEntry(f"{ns}x:answer", "c", ns + "x", "p", T0, None)],
+            unit(np.random.default_rng(4), 2, 4))
+    assert store.clear(ns) == 1  # the store's flush never reaches the index's hashes
+    assert idx.count(ns) == 1
+    assert idx.clear(ns) == 1
+    assert idx.count(ns + "x") == 1
+    idx.clear(ns + "x")
+    idx.close()
+
+
+def test_server_down_is_backend_unavailable() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    idx = RedisVLIndex(RedisStore(url=f"redis://127.0.0.1:{port}", socket_timeout=1,
+                                  socket_connect_timeout=1), "x", dim=4)
+    with pytest.raises(BackendUnavailable):
+        idx.search(unit(np.random.default_rng(5), 1, 4)[0], "c")
+    idx.close()
+
+
+def test_cluster_is_rejected() -> None:
+    with pytest.raises(ConfigError):
+        RedisVLIndex(RedisStore(startup_nodes=[{"host": "127.0.0.1", "port": 1}]), "x")
+
+
+def test_cache_type_with_litellm_params(redis_stack_url) -> None:
+    from urllib.parse import urlparse
+
+    from semcache import Cache
+    from semcache.embedders.base import Embedder
+    from semcache.indexes.redisvl import build_redis_semantic
+
+    u = urlparse(redis_stack_url)
+    name = _name()
+
+    class Dim4(Embedder):
+        model_id = "dim4"
+        dim = 4
+
+        def _embed(self, texts):
+            return np.ones((len(texts), 4), np.float32)
+
+    _store, idx = build_redis_semantic(Dim4(), host=u.hostname, port=u.port,
+                                      redis_semantic_cache_index_name=name,
+                                      redis_semantic_cache_use_async=True)
+    idx.add([IndexEntry("n:a", "c", "n", "p", T0, None)], np.ones((1, 4), np.float32) / 2)
+    assert idx.count("n") == 1 and idx.model_id == "dim4"
+    idx.drop()
+    idx.close()
+    with pytest.raises(ConfigError) as err:
+        Cache(type="redis-semantic", redis_startup_nodes=[{"host": "h", "port": 1}],
+              embedder=Dim4())
+    assert err.value.parameter == "redis_startup_nodes"
+    with pytest.raises(ConfigError) as err:
+        Cache(type="redis-semantic", embedder=Dim4(), redis_url=redis_stack_url,
+              redis_semantic_cache_index_name="bad:name")
+    assert err.value.parameter == "redis_semantic_cache_index_name"

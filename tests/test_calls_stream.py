@@ -1,0 +1,206 @@
+"""Streaming: a miss is passed through as it arrives and stored only once complete; a hit
+replays as a stream of chunks of the same shape."""
+
+# The shared fixtures are imported from tests/calls_support.py; test parameters of the
+# same name are pytest's injection, not redefinitions.
+# ruff: noqa: F811
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import openai
+import pytest
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
+import semcache
+from semcache import Cache
+from semcache._calls import aclose_clients
+from tests.calls_support import MSG, api, fake, fake_server, kw, text_of  # noqa: F401
+
+CHAT = "chat/completions"
+USAGE = {"stream_options": {"include_usage": True}}
+
+
+def test_docs_streaming_miss_then_hit(api, fake, kw):
+    semcache.cache = Cache()
+    s1, miss = api.stream(model="m", messages=MSG, **USAGE, **kw)
+    s2, hit = api.stream(model="m", messages=MSG, **USAGE, **kw)
+    assert fake.calls[CHAT] == 1
+    assert s1._hidden_params["cache_hit"] is False and s2._hidden_params["cache_hit"] is True
+    assert s2._hidden_params["cache"]["stage"] == "exact"
+    assert text_of(miss) == text_of(hit) == "echo: What is the capital of France?"
+    for chunks in (miss, hit):
+        assert all(isinstance(c, ChatCompletionChunk) for c in chunks)
+        assert chunks[0].choices[0].delta.role == "assistant"
+        finals = [c.choices[0].finish_reason for c in chunks if c.choices]
+        assert finals[-1] == "stop" and set(finals[:-1]) == {None}
+        assert chunks[-1].choices == [] and chunks[-1].usage is not None
+        assert all(c.usage is None for c in chunks[:-1])
+    assert hit[-1].usage == miss[-1].usage  # the original usage figures
+    assert {c.id for c in hit} == {miss[0].id}
+    # "a few" content chunks on replay, whatever the length of the answer
+    assert 1 <= sum(1 for c in hit if c.choices and c.choices[0].delta.content) <= 4
+    # the assembled response is stored and exposed
+    assert isinstance(s1.response, ChatCompletion)
+    assert s1.response.choices[0].message.content == text_of(miss)
+    assert s1.response.usage == miss[-1].usage
+
+
+def test_stream_hit_without_include_usage_has_no_usage_chunk(api, fake, kw):
+    semcache.cache = Cache()
+    api.stream(model="m", messages=MSG, **USAGE, **kw)
+    _, hit = api.stream(model="m", messages=MSG, **kw)  # stream_options is not in the key
+    assert fake.calls[CHAT] == 1
+    assert all(c.choices for c in hit) and all(c.usage is None for c in hit)
+
+
+def test_stream_with_n_choices(api, fake, kw):
+    semcache.cache = Cache()
+    _, miss = api.stream(model="m", messages=MSG, n=2, **kw)
+    s, hit = api.stream(model="m", messages=MSG, n=2, **kw)
+    assert fake.calls[CHAT] == 1 and len(s.response.choices) == 2
+    for chunks in (miss, hit):
+        for i in (0, 1):
+            assert "".join(c.choices[0].delta.content or "" for c in chunks
+                           if c.choices and c.choices[0].index == i) == \
+                "echo: What is the capital of France?"
+
+
+def test_abandoned_stream_is_not_stored(fake, kw):
+    semcache.cache = Cache()
+    seen = []
+    semcache.success_callback = [seen.append]
+    s = semcache.completion(model="m", messages=MSG, stream=True, **kw)
+    first = next(iter(s))
+    assert first.choices[0].delta.role == "assistant"
+    s.close()
+    with semcache.completion(model="m", messages=MSG, stream=True, **kw) as s2:
+        assert s2._hidden_params["cache_hit"] is False
+        assert text_of(list(s2)) == "echo: What is the capital of France?"
+    assert fake.calls[CHAT] == 2
+    assert semcache.cache.stats()["stores"] == 1  # only the completed stream
+    assert [p["cache_hit"] for p in seen] == [False]  # callbacks fire on completion only
+
+
+async def test_abandoned_async_stream_is_not_stored(fake, kw):
+    semcache.cache = Cache()
+    try:
+        s = await semcache.acompletion(model="m", messages=MSG, stream=True, **kw)
+        async for _ in s:
+            break
+        await s.aclose()
+        async with await semcache.acompletion(model="m", messages=MSG, stream=True,
+                                              **kw) as s2:
+            chunks = [c async for c in s2]
+        s3 = await semcache.acompletion(model="m", messages=MSG, stream=True, **kw)
+        replay = [c async for c in s3]
+    finally:
+        await aclose_clients()
+    assert fake.calls[CHAT] == 2
+    assert s3._hidden_params["cache_hit"] is True and text_of(replay) == text_of(chunks)
+
+
+def test_miss_is_passed_through_as_it_arrives(fake, kw):
+    # the upstream sends a chunk every 80 ms; the first must reach the caller long before
+    # the stream ends, and nothing is stored until it has ended
+    semcache.cache = Cache()
+    fake.chunk_delay_ms = 80
+    msgs = [{"role": "user", "content": "one two three four five six"}]
+    t0 = time.perf_counter()
+    s = semcache.completion(model="m", messages=msgs, stream=True, **kw)
+    it = iter(s)
+    next(it)
+    first = time.perf_counter() - t0
+    assert semcache.cache.stats()["stores"] == 0
+    rest = list(it)
+    total = time.perf_counter() - t0
+    assert len(rest) >= 8 and total >= 0.6
+    assert first < total - 0.4
+    assert semcache.cache.stats()["stores"] == 1
+
+
+def test_stream_error_propagates_and_is_not_cached(api, fake, kw):
+    semcache.cache = Cache()
+    for _ in range(2):
+        with pytest.raises(openai.InternalServerError):
+            api.stream(model="fail-500", messages=MSG, **kw)
+    assert fake.calls[CHAT] == 2 and semcache.cache.stats()["stores"] == 0
+
+
+def test_stream_callback_gets_the_assembled_response(api, fake, kw):
+    seen = []
+    semcache.success_callback = [seen.append]
+    semcache.cache = Cache()
+    api.stream(model="m", messages=MSG, **kw)
+    api.stream(model="m", messages=MSG, **kw)
+    assert [(p["cache_hit"], p["stream"]) for p in seen] == [(False, True), (True, True)]
+    for p in seen:
+        assert isinstance(p["response"], ChatCompletion)
+        assert p["response"].choices[0].message.content == \
+            "echo: What is the capital of France?"
+
+
+def test_concurrent_async_streams(fake, kw):
+    semcache.cache = Cache()
+
+    async def one(i):
+        s = await semcache.acompletion(model="m", messages=[{"role": "user",
+                                                             "content": f"q{i}"}],
+                                       stream=True, **kw)
+        return text_of([c async for c in s])
+
+    async def main():
+        try:
+            first = await asyncio.gather(*(one(i) for i in range(8)))
+            second = await asyncio.gather(*(one(i) for i in range(8)))
+        finally:
+            await aclose_clients()
+        return first, second
+
+    first, second = asyncio.run(main())
+    assert first == second == [f"echo: q{i}" for i in range(8)]
+    assert fake.calls[CHAT] == 8
+
+
+def test_stream_failing_midway_is_not_stored(api, fake, kw):
+    semcache.cache = Cache()
+    for _ in range(2):
+        with pytest.raises(openai.APIConnectionError):
+            api.stream(model="fail-midstream", messages=MSG, **kw)
+    assert fake.calls[CHAT] == 2 and semcache.cache.stats()["stores"] == 0
+    # the chunks that did arrive were passed on before the error
+    got = []
+    with pytest.raises(openai.APIConnectionError):
+        for chunk in semcache.completion(model="fail-midstream", messages=MSG, stream=True,
+                                         **kw):
+            got.append(chunk)  # noqa: PERF402 - list() would lose what arrived
+    assert len(got) == 2 and semcache.cache.stats()["stores"] == 0
+
+
+TOOLS = [{"type": "function", "function": {
+    "name": "lookup", "parameters": {"type": "object", "properties": {
+        "echo": {"type": "string"}}}}}]
+
+
+def test_streamed_tool_call_is_assembled_stored_and_replayed(api, fake, kw):
+    semcache.cache = Cache()
+    ask = dict(model="m", messages=MSG, tools=TOOLS, tool_choice="required", **kw)
+    s1, miss = api.stream(**ask)
+    s2, hit = api.stream(**ask)
+    assert fake.calls[CHAT] == 1 and s2._hidden_params["cache_hit"] is True
+    plain = api.completion(model="m", messages=MSG, tools=TOOLS, tool_choice="required",
+                           **kw)  # the same answer, not streamed (its own entry)
+    want = plain.choices[0].message
+    for s in (s1, s2):
+        got = s.response.choices[0]
+        assert got.finish_reason == "tool_calls" and got.message.content is None
+        assert [t.function for t in got.message.tool_calls] == \
+            [t.function for t in want.tool_calls]
+    assert s2.response.choices[0].message.tool_calls == s1.response.choices[0].message.tool_calls
+    for chunks in (miss, hit):
+        args = "".join(c.choices[0].delta.tool_calls[0].function.arguments or ""
+                       for c in chunks if c.choices and c.choices[0].delta.tool_calls)
+        assert args == want.tool_calls[0].function.arguments == \
+            '{"echo": "What is the capital of France?"}'

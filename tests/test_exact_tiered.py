@@ -1,0 +1,105 @@
+"""TieredStore: a MemoryStore in front of a real Redis (LiteLLM's DualCache)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from semcache import BackendError, ConfigError
+from semcache.exact.memory import MemoryStore
+from semcache.exact.redis import RedisStore
+from semcache.exact.tiered import TieredStore
+from semcache.testing.servers import free_port
+from tests.contracts.exact_store import RemoteExactStoreContract
+
+
+class TestTieredStore(RemoteExactStoreContract):
+    @pytest.fixture
+    def store(self, redis_stack_url):
+        s = TieredStore(front=MemoryStore(max_size_in_memory=100),
+                        back=RedisStore(url=redis_stack_url))
+        yield s
+        s.close()
+
+    @pytest.fixture
+    def dead_store(self):
+        back = RedisStore(host="127.0.0.1", port=free_port(), socket_timeout=0.5,
+                          socket_connect_timeout=0.5)
+        return TieredStore(front=MemoryStore(), back=back)
+
+
+class Counting(MemoryStore):
+    """A back store that counts reads and can be made to fail writes."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.reads = 0
+        self.fail = False
+
+    def get(self, key):
+        self.reads += 1
+        return super().get(key)
+
+    def set(self, key, value, ttl=None):
+        if self.fail:
+            raise BackendError("down", backend="counting")
+        super().set(key, value, ttl)
+
+
+def make(front_ttl=60.0):
+    clock = [0.0]
+    front = MemoryStore(clock=lambda: clock[0])
+    back = Counting(clock=lambda: clock[0])
+    return TieredStore(front=front, back=back, front_ttl=front_ttl), front, back, clock
+
+
+def test_front_hit_does_not_read_back() -> None:
+    t, _, back, _ = make()
+    t.set("ns:k", b"v")
+    assert t.get("ns:k") == b"v" and back.reads == 0
+
+
+def test_front_ttl_is_min_of_ttl_and_front_ttl() -> None:
+    t, front, back, clock = make(front_ttl=10)
+    t.set("ns:short", b"v", ttl=5)
+    t.set("ns:long", b"v", ttl=100)
+    clock[0] = 6
+    assert front.get("ns:short") is None and back.get("ns:short") is None
+    clock[0] = 11
+    assert front.get("ns:long") is None  # front dropped it at front_ttl ...
+    assert t.get("ns:long") == b"v"      # ... the back still has it and refills the front
+    assert front.get("ns:long") == b"v"
+
+
+def test_other_process_delete_visible_after_front_ttl() -> None:
+    t, _, back, clock = make(front_ttl=10)
+    t.set("ns:k", b"v")
+    back.delete(["ns:k"])  # as another process would
+    assert t.get("ns:k") == b"v"
+    clock[0] = 10.5
+    assert t.get("ns:k") is None
+
+
+def test_failed_back_write_leaves_no_front_entry() -> None:
+    t, front, back, _ = make()
+    t.set("ns:k", b"old")
+    back.fail = True
+    with pytest.raises(BackendError):
+        t.set("ns:k", b"new")
+    assert front.get("ns:k") is None
+    with pytest.raises(BackendError):
+        asyncio.run(t.aset("ns:k2", b"new"))
+    assert front.get("ns:k2") is None
+
+
+def test_from_params() -> None:
+    t = TieredStore.from_params(back=MemoryStore(), max_size_in_memory=5,
+                                default_in_memory_ttl=30)
+    assert t.front_ttl == 30 and t.front.max_entries == 5
+    with pytest.raises(ConfigError) as info:
+        TieredStore.from_params(back=MemoryStore(), in_memory_size=5)
+    assert info.value.parameter == "in_memory_size"
+    with pytest.raises(ConfigError) as info:
+        TieredStore.from_params(back=MemoryStore(), default_in_memory_ttl=-1)
+    assert info.value.parameter == "default_in_memory_ttl"

@@ -1,0 +1,162 @@
+"""The proxy's config loader: LiteLLM's file shape, env secrets, errors naming file+key."""
+
+from __future__ import annotations
+
+import logging
+import textwrap
+
+import pytest
+
+from semcache import Cache, ConfigError
+from semcache.embedders.batching import BatchingEmbedder
+from semcache.proxy.config import ProxyConfigError, build_cache, load_config
+
+LITELLM_FILE = """\
+model_list:
+  - model_name: gpt-4o-mini
+    litellm_params:
+      model: openai/gpt-4o-mini
+      api_base: http://127.0.0.1:9/v1
+      api_key: os.environ/PROXY_TEST_OPENAI_KEY
+      rpm: 100
+  - model_name: gpt-4o-mini-eu
+    litellm_params:
+      model: gpt-4o-mini
+      api_base: http://127.0.0.1:10/v1/
+    model_info: {id: eu}
+litellm_settings:
+  drop_params: true
+  success_callback: ["langfuse"]
+  cache: true
+  cache_params:
+    type: local
+    namespace: prod
+    ttl: 600
+    supported_call_types: ["acompletion", "completion"]
+router_settings:
+  routing_strategy: usage-based-routing
+  caching_groups: [["gpt-4o-mini", "gpt-4o-mini-eu"]]
+general_settings:
+  master_key: os.environ/PROXY_TEST_MASTER
+  database_url: postgres://nowhere
+"""
+
+
+def write(tmp_path, text: str):
+    p = tmp_path / "config.yaml"
+    p.write_text(textwrap.dedent(text))
+    return p
+
+
+@pytest.fixture
+def env(monkeypatch):
+    monkeypatch.setenv("PROXY_TEST_OPENAI_KEY", "sk-upstream")
+    monkeypatch.setenv("PROXY_TEST_MASTER", "sk-master-1234")
+
+
+def test_litellm_config_loads_unchanged(tmp_path, env, caplog):
+    with caplog.at_level(logging.WARNING, logger="semcache.proxy"):
+        cfg = load_config(write(tmp_path, LITELLM_FILE))
+    dep = cfg.deployments["gpt-4o-mini"][0]
+    assert (dep.model, dep.api_base, dep.api_key) == (
+        "gpt-4o-mini", "http://127.0.0.1:9/v1", "sk-upstream")  # openai/ prefix stripped
+    assert cfg.deployments["gpt-4o-mini-eu"][0].api_base == "http://127.0.0.1:10/v1"
+    assert cfg.master_key == "sk-master-1234"
+    assert cfg.caching_groups["gpt-4o-mini"] == cfg.caching_groups["gpt-4o-mini-eu"]
+    assert cfg.namespaces == ["prod"]
+    cache = build_cache(cfg)
+    assert isinstance(cache, Cache) and cache.namespace == "prod" and cache.ttl == 600
+    # every unsupported LiteLLM key, in ONE warning
+    warnings = [r for r in caplog.records if "not supported" in r.getMessage()]
+    assert len(warnings) == 1
+    msg = warnings[0].getMessage()
+    for key in ("model_list[0].litellm_params.rpm",
+                "litellm_settings.drop_params", "litellm_settings.success_callback",
+                "router_settings.routing_strategy", "general_settings.database_url"):
+        assert key in msg
+    assert "caching_groups" not in msg and "master_key" not in msg
+
+
+def test_semcache_settings_keys_prices_and_semantic_default(tmp_path, env, minilm):
+    cfg = load_config(write(tmp_path, """\
+        model_list:
+          - {model_name: m, litellm_params: {model: m, api_base: "http://127.0.0.1:9/v1"}}
+        litellm_settings:
+          cache: true
+          cache_params: {similarity_threshold: 0.8}
+        semcache_settings:
+          keys:
+            - {key: os.environ/PROXY_TEST_OPENAI_KEY, namespace: team-a}
+            - {key: sk-b, namespace: team-b}
+          prices: {m: {input: 0.15, output: 0.6}}
+        """))
+    assert [(k.key, k.namespace) for k in cfg.keys] == [("sk-upstream", "team-a"),
+                                                         ("sk-b", "team-b")]
+    assert cfg.namespaces == ["default", "team-a", "team-b"]
+    assert cfg.prices["m"].output == 0.6
+    cache = build_cache(cfg)
+    assert cache.type == "faiss-semantic"  # the embedded default
+    assert isinstance(cache.embedder, BatchingEmbedder)
+    assert cache.similarity_threshold == 0.8
+
+
+@pytest.mark.parametrize(("text", "key", "reason"), [
+    ("model_list: {a: 1}", "model_list", "must be a list"),
+    ("model_list: [{litellm_params: {model: x}}]", "model_list[0].model_name",
+     "non-empty string"),
+    ("model_list: [{model_name: m, litellm_params: {api_key: os.environ/NOPE_NOT_SET_X}}]",
+     "model_list[0].litellm_params.api_key", "NOPE_NOT_SET_X is not set"),
+    ("model_list: [{model_name: m, litellm_params: {api_base: ftp://x}}]",
+     "model_list[0].litellm_params.api_base", "http(s) URL"),
+    ("litellm_settings: {cache: yes-please}", "litellm_settings.cache", "true or false"),
+    ("litellm_settings: {cache_params: {type: local, similarity_treshold: 0.9}}",
+     "litellm_settings.cache_params.similarity_treshold", "unknown parameter"),
+    ("litellm_settings: {cache_params: {type: nosuch}}",
+     "litellm_settings.cache_params.type", "unknown cache type"),
+    ("litellm_settings: {cache_params: {type: local, ttl: -5}}",
+     "litellm_settings.cache_params.ttl", "positive"),
+    ("router_settings: {caching_groups: [[a, b]]}", "router_settings.caching_groups[0]",
+     "not a model_name"),
+    ("semcache_settings: {keys: [{key: k1, namespace: 'a:b'}]}",
+     "semcache_settings.keys[0].namespace", "namespace"),
+    ("semcache_settings: {keys: [{key: k1, namespace: a}, {key: k1, namespace: b}]}",
+     "semcache_settings.keys[1].key", "duplicate"),
+    ("semcache_settings: {prices: {m: {input: -1}}}", "semcache_settings.prices.m.input",
+     ">= 0"),
+    ("semcache_settings: {cache_everything: true}", "semcache_settings.cache_everything",
+     "unknown setting"),
+    ("model_list: [unclosed", "<file>", "not valid YAML"),
+])
+def test_bad_config_names_file_and_key(tmp_path, text, key, reason):
+    path = write(tmp_path, text)
+    with pytest.raises(ProxyConfigError) as info:
+        cfg = load_config(path)
+        build_cache(cfg)  # cache_params are checked by Cache itself
+    err = info.value
+    assert isinstance(err, ConfigError)
+    assert err.file == str(path) and err.key == key
+    assert str(err).startswith(f"{path}: {key}: ")
+    assert reason in str(err)
+
+
+def test_missing_file_is_a_config_error(tmp_path):
+    with pytest.raises(ProxyConfigError, match="cannot read"):
+        load_config(tmp_path / "absent.yaml")
+
+
+@pytest.mark.parametrize("name", ["config.example.yaml", "config.redis.yaml",
+                                  "config.qdrant.yaml"])
+def test_shipped_deploy_configs_parse(name):
+    import yaml
+
+    from semcache.proxy.config import parse_config
+
+    path = f"deploy/{name}"
+    with open(path) as f:
+        raw = yaml.safe_load(f)
+    env = {k: f"value-of-{k}" for k in ("OPENAI_API_KEY", "EU_API_KEY", "SEMCACHE_MASTER_KEY",
+                            "TEAM_SEARCH_KEY", "TEAM_SUPPORT_KEY", "REDIS_HOST",
+                            "REDIS_PASSWORD", "QDRANT_URL", "QDRANT_API_KEY")}
+    cfg = parse_config(raw, file=path, environ=env)
+    assert cfg.master_key == "value-of-SEMCACHE_MASTER_KEY" and cfg.unsupported == []
+    assert cfg.cache_params["type"] in ("faiss-semantic", "redis-semantic", "qdrant-semantic")
