@@ -60,8 +60,8 @@ __all__ = ["Cache", "CacheHit"]
 DEFAULT_NAMESPACE = "default"
 _FAILED = object()  # fallback of a fetch whose store call failed (not: absent)
 #: default threshold of the embedded default (all-MiniLM-L6-v2); see README "Choosing a
-#: threshold" for the QQP/PAWS measurements behind it
-DEFAULT_SIMILARITY_THRESHOLD = 0.9
+#: threshold" and docs/eval.md for the QQP/PAWS/GPTCache measurements behind it
+DEFAULT_SIMILARITY_THRESHOLD = 0.93
 
 _COMMON = frozenset({
     "mode", "ttl", "namespace", "supported_call_types", "on_error", "signing_key",

@@ -1,0 +1,197 @@
+"""``semcache eval pairs | replay | multiturn``: thin argument handling over the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from .._errors import InvalidRequestError
+
+__all__ = ["add_parser", "parse_params"]
+
+
+def add_parser(subparsers: Any) -> None:
+    help_ = "measure thresholds and caches on labeled data (pairs, replay, multiturn)"
+    parser = subparsers.add_parser("eval", help=help_, description=help_)
+    sub = parser.add_subparsers(dest="eval_command", metavar="MODE", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--model", default=None,
+                       help="embedding model: a name (default all-MiniLM-L6-v2) or a "
+                            "local sentence-transformers folder")
+        p.add_argument("--json", metavar="PATH", help="write the report as JSON")
+        p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+    def data(p: argparse.ArgumentParser) -> None:
+        p.add_argument("path", help="labeled pairs: JSONL, JSON, CSV or TSV (.gz allowed)")
+        p.add_argument("--format", choices=("jsonl", "json", "csv", "tsv"),
+                       help="file format (default: from the suffix / first line)")
+        p.add_argument("--query-col")
+        p.add_argument("--candidate-col")
+        p.add_argument("--label-col")
+        p.add_argument("--limit", type=int, help="read only the first N pairs")
+        p.add_argument("--sample", type=int, help="use N pairs drawn at random")
+        p.add_argument("--seed", type=int, default=0, help="seed of --sample")
+
+    def cache(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--type", default="faiss-semantic", help="cache type (Cache(type=))")
+        p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                       help="a Cache parameter (repeatable); VALUE is read as JSON when "
+                            "it parses, else as a string")
+        p.add_argument("--threshold", type=float,
+                       help="similarity_threshold (same as --param similarity_threshold=)")
+        p.add_argument("--llm-model", default="gpt-4o-mini",
+                       help="the model named in the replayed requests and price table")
+        p.add_argument("--no-precompute", action="store_true",
+                       help="embed each request when the cache asks (true per-request "
+                            "embed latency; slow) instead of batching all texts up front")
+        p.add_argument("--embedding-cache", metavar="DIR",
+                       help="keep precomputed embeddings as .npy here and reuse them")
+
+    p = sub.add_parser("pairs", help="threshold sweep over labeled pairs")
+    data(p)
+    common(p)
+    p.add_argument("--target-precision", type=float, default=0.95)
+    p.add_argument("--out", metavar="DIR", help="write report.json and PNG plots here")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--embedding-cache", metavar="DIR",
+                   help="keep embeddings as .npy here and reuse them on the next run")
+    p.set_defaults(func=_run_pairs)
+
+    p = sub.add_parser("replay", help="stream labeled pairs through a real Cache")
+    data(p)
+    common(p)
+    cache(p)
+    p.add_argument("--price-per-1k-input", type=float, default=0.0)
+    p.add_argument("--price-per-1k-output", type=float, default=0.0)
+    p.add_argument("--price-table", metavar="JSON",
+                   help='{"model": {"input_per_1k": .., "output_per_1k": ..}}')
+    p.add_argument("--store-misses", action="store_true",
+                   help="store each missed query too (a log that fills the cache)")
+    p.set_defaults(func=_run_replay)
+
+    p = sub.add_parser("multiturn",
+                       help="false hits of follow-ups across conversations, with the "
+                            "default context scoping and without it")
+    p.add_argument("paths", nargs="+", help="conversation JSON files")
+    common(p)
+    cache(p)
+    p.set_defaults(func=_run_multiturn)
+
+
+def parse_params(items: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise InvalidRequestError(f"--param takes KEY=VALUE, got {item!r}")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
+
+
+def _progress(args: argparse.Namespace) -> bool | None:
+    return False if args.quiet else None
+
+
+def _load(args: argparse.Namespace):
+    from ._data import load_pairs
+
+    cols = (args.query_col, args.candidate_col, args.label_col)
+    if any(cols) and not all(cols):
+        raise InvalidRequestError("give all of --query-col, --candidate-col and "
+                                  "--label-col, or none")
+    pairs = load_pairs(args.path, fmt=args.format, columns=cols if all(cols) else None,
+                       limit=args.limit)
+    return pairs.sample(args.sample, args.seed) if args.sample else pairs
+
+
+def _emit(report: Any, args: argparse.Namespace) -> None:
+    print(report.summary())
+    if args.json:
+        report.write_json(args.json)
+        print(f"report: {args.json}", file=sys.stderr)
+
+
+def _run_pairs(args: argparse.Namespace) -> int:
+    from .pairs import evaluate_pairs
+
+    pairs = _load(args)
+    report = evaluate_pairs(pairs, args.model, target_precision=args.target_precision,
+                            batch_size=args.batch_size, cache_dir=args.embedding_cache,
+                            show_progress=_progress(args))
+    print(report.table(extra=tuple(t for t in (report.threshold_for_target,) if t)))
+    print()
+    _emit(report, args)
+    if args.out:
+        out = Path(args.out)
+        written = [report.write_json(out / "report.json"), *report.plot(out)]
+        print("wrote " + ", ".join(str(p) for p in written), file=sys.stderr)
+    return 0
+
+
+def make_cache_factory(args: argparse.Namespace, texts: list[str] | None = None):
+    """A function building the ``Cache`` the arguments describe (fresh each call). With
+    ``texts`` (and no --no-precompute) a semantic cache gets a ``PrecomputedEmbedder``
+    holding their vectors, computed once in batches."""
+    from .._cache import Cache
+    from .._registry import TYPES, get_embedder
+    from ._embed import PrecomputedEmbedder
+
+    params = parse_params(args.param)
+    if args.threshold is not None:
+        params["similarity_threshold"] = args.threshold
+    params.setdefault("namespace", "semcache-eval")
+    spec = TYPES.get(args.type)
+    semantic = spec is None or spec.semantic
+    if semantic and texts is not None and not args.no_precompute:
+        base = get_embedder(params.pop("embedder", None) or args.model)
+        params["embedder"] = PrecomputedEmbedder.build(
+            base, texts, cache_dir=args.embedding_cache, show_progress=_progress(args))
+    elif args.model is not None and semantic:
+        params["embedder"] = args.model
+
+    def make(**override: Any) -> Cache:
+        return Cache(type=args.type, **{**params, **override})
+
+    return make
+
+
+def _prices(args: argparse.Namespace):
+    from .replay import Prices, load_price_table
+
+    if args.price_table:
+        return load_price_table(args.price_table, args.llm_model)
+    return Prices(args.price_per_1k_input, args.price_per_1k_output)
+
+
+def _run_replay(args: argparse.Namespace) -> int:
+    from .replay import replay_pairs
+
+    pairs = _load(args)
+    cache = make_cache_factory(args, pairs.queries + pairs.candidates)()
+    try:
+        cache.flush()  # this replay's namespace only
+        report = replay_pairs(cache, pairs, model=args.llm_model, prices=_prices(args),
+                              store_misses=args.store_misses, show_progress=_progress(args))
+    finally:
+        cache.close()
+    _emit(report, args)
+    return 0
+
+
+def _run_multiturn(args: argparse.Namespace) -> int:
+    from ._data import load_conversations
+    from .multiturn import evaluate_multiturn
+
+    convs = load_conversations(args.paths)
+    texts = [t for c in convs for t in (c.query, c.follow_up)]
+    report = evaluate_multiturn(convs, make_cache_factory(args, texts), model=args.llm_model,
+                                show_progress=_progress(args))
+    _emit(report, args)
+    return 0

@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import gzip
+import json
+from importlib import resources
+
+import pytest
+
+from semcache import InvalidRequestError
+from semcache.eval import detect_format, load_conversations, load_pairs
+
+DATA = resources.files("semcache") / "data"
+
+
+def test_jsonl_query_candidate_label(tmp_path):
+    p = tmp_path / "pairs.jsonl"
+    p.write_text('{"query": "a", "candidate": "b", "label": 1}\n\n'
+                 '{"query": "c", "candidate": "d", "label": 0}\n')
+    pairs = load_pairs(p)
+    assert (pairs.queries, pairs.candidates, pairs.labels.tolist()) == (
+        ["a", "c"], ["b", "d"], [1, 0])
+
+
+def test_gzipped_jsonl_and_qqp_columns(tmp_path):
+    p = tmp_path / "qqp.jsonl.gz"
+    rows = [{"question1": "x?", "question2": "y?", "is_duplicate": True},
+            {"question1": "z?", "question2": "w?", "is_duplicate": "0"}]
+    with gzip.open(p, "wt") as fh:
+        fh.write("\n".join(json.dumps(r) for r in rows))
+    assert detect_format(p) == "jsonl"
+    assert load_pairs(p).labels.tolist() == [1, 0]
+
+
+def test_qqp_csv_with_quoted_commas(tmp_path):
+    p = tmp_path / "train.csv"
+    p.write_text('id,qid1,qid2,question1,question2,is_duplicate\n'
+                 '0,1,2,"Hello, world?","Hi, world?",1\n')
+    pairs = load_pairs(p)
+    assert pairs.queries == ["Hello, world?"] and pairs.labels.tolist() == [1]
+
+
+def test_paws_tsv_without_and_with_header(tmp_path):
+    pairs = load_pairs(DATA / "paws_sample.tsv")
+    assert len(pairs) == 400 and pairs.n_positive == 200
+    p = tmp_path / "paws.tsv"
+    p.write_text("id\tsentence1\tsentence2\tlabel\n1\tA \"quoted\" one .\tB .\t0\n")
+    pairs = load_pairs(p)
+    assert pairs.queries == ['A "quoted" one .'] and pairs.labels.tolist() == [0]
+
+
+def test_mrpc_layout(tmp_path):
+    p = tmp_path / "msr_paraphrase_test.txt"
+    p.write_text("\ufeffQuality\t#1 ID\t#2 ID\t#1 String\t#2 String\n"
+                 "1\t1089874\t1089925\tPCCW 's chief \"said\" .\tCurrent Chief said .\n")
+    assert detect_format(p) == "tsv"
+    pairs = load_pairs(p)
+    assert pairs.candidates == ["Current Chief said ."] and pairs.labels.tolist() == [1]
+
+
+def test_columns_named_explicitly_and_errors(tmp_path):
+    p = tmp_path / "mine.csv"
+    p.write_text("a,b,same\nx,y,true\n")
+    with pytest.raises(InvalidRequestError, match="cannot tell"):
+        load_pairs(p)
+    assert load_pairs(p, columns=("a", "b", "same")).labels.tolist() == [1]
+    with pytest.raises(InvalidRequestError, match="no column 'c'"):
+        load_pairs(p, columns=("a", "c", "same"))
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"query": "a", "candidate": "b", "label": 3}\n')
+    with pytest.raises(InvalidRequestError, match="bad.jsonl:1: label"):
+        load_pairs(bad)
+
+
+def test_gptcache_mock_layout_is_all_positive():
+    pairs = load_pairs(DATA / "gptcache_mock_sample.json", limit=50)
+    assert len(pairs) == 50 and pairs.n_positive == 50
+
+
+def test_conversations(tmp_path):
+    convs = load_conversations("tests/data/multiturn_sample.json")
+    assert len(convs) == 64 and convs[0].follow_up
+    p = tmp_path / "c.json"
+    p.write_text('[{"Main Query": "q"}]')
+    with pytest.raises(InvalidRequestError, match="needs string fields"):
+        load_conversations(p)
