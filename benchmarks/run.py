@@ -327,9 +327,8 @@ def bench_cache(args: argparse.Namespace) -> list[dict[str, Any]]:
 @section("search")
 def bench_search(args: argparse.Namespace) -> list[dict[str, Any]]:
     try:
-        from semcache.indexes.faiss import FaissIndex  # type: ignore[import-not-found]
-
         from semcache.indexes.base import IndexEntry
+        from semcache.indexes.faiss import FaissIndex  # type: ignore[import-not-found]
     except ImportError as exc:
         return [{"what": "search", "skipped": f"FaissIndex not available ({exc})"}]
     sizes = [10_000] if args.quick else [10_000, 100_000, 1_000_000]

@@ -25,15 +25,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from semcache import Cache  # noqa: E402
-from semcache.embedders.local import SentenceTransformerEmbedder  # noqa: E402
-from semcache.policies.replay import (  # noqa: E402
+from semcache import Cache
+from semcache.embedders.local import SentenceTransformerEmbedder
+from semcache.policies.replay import (
     build_stream,
     groups_from_pairs,
     order_sensitive_pairs,
     replay,
 )
-from semcache.policies.verified import VerifiedPolicy  # noqa: E402
+from semcache.policies.verified import VerifiedPolicy
 
 TARGETS = (0.01, 0.02, 0.05)
 THRESHOLDS = [round(x, 3) for x in np.arange(0.70, 0.995, 0.01)]

@@ -10,7 +10,7 @@ from typing import Any
 
 from ._errors import ConfigError
 
-__all__ = ["CacheMode", "Controls", "CALL_TYPES", "DEFAULT_CALL_TYPES", "UNSET"]
+__all__ = ["CALL_TYPES", "DEFAULT_CALL_TYPES", "UNSET", "CacheMode", "Controls"]
 
 
 class _Unset:

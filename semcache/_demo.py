@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["add_parser", "run", "load_samples"]
+__all__ = ["add_parser", "load_samples", "run"]
 
 
 def load_samples() -> list[tuple[str, str, int]]:
@@ -58,15 +58,17 @@ def run(args: argparse.Namespace) -> int:
     out = sys.stdout
     t0 = time.perf_counter()
     cache = Cache(type="faiss-semantic", **params)
+    embedder = cache.embedder
+    assert embedder is not None  # a semantic type always has one
     print(f"semcache demo: {cache!r}", file=out)
-    print(f"seeding {len(pairs)} answers (embedding them with {cache.embedder.model_id}) ...",
+    print(f"seeding {len(pairs)} answers (embedding them with {embedder.model_id}) ...",
           file=out)
 
     def request(text: str) -> dict[str, Any]:
         return {"model": "demo-model", "messages": [{"role": "user", "content": text}]}
 
     # one batch embedding for the seed phase, then the real pipeline for every query
-    cache.embedder.embed([c for c, _, _ in pairs])
+    embedder.embed([c for c, _, _ in pairs])
     for i, (cached, _q, _label) in enumerate(pairs):
         cache.add_cache({"answer": f"answer #{i}", "source": i}, **request(cached))
     t_seed = time.perf_counter() - t0

@@ -20,14 +20,14 @@ Inside the lookup pipeline ``BackendError`` and ``IntegrityError`` become counte
 from __future__ import annotations
 
 __all__ = [
-    "SemcacheError",
-    "ConfigError",
-    "InvalidRequestError",
     "BackendError",
-    "BackendUnavailable",
     "BackendTimeout",
+    "BackendUnavailable",
+    "ConfigError",
     "IntegrityError",
+    "InvalidRequestError",
     "MissingDependency",
+    "SemcacheError",
 ]
 
 

@@ -21,8 +21,14 @@ import orjson
 from ._errors import ConfigError
 from .embedders.base import Embedder
 
-__all__ = ["Judge", "ExactJudge", "EmbeddingJudge", "CallableJudge", "resolve_judge",
-           "answer_text"]
+__all__ = [
+    "CallableJudge",
+    "EmbeddingJudge",
+    "ExactJudge",
+    "Judge",
+    "answer_text",
+    "resolve_judge",
+]
 
 #: cosine between two answers' MiniLM embeddings above which they count as the same
 #: answer. Chosen on PAWS/QQP-like pairs: paraphrased answers of one question sit

@@ -83,7 +83,9 @@ def validate_namespace(namespace: object, parameter: str = "namespace") -> str:
 
 def base_call_type(call_type: str) -> str:
     """``acompletion`` and ``completion`` share entries: the answer is the same."""
-    return call_type[1:] if call_type.startswith("a") and call_type[1:] in _SYNC_TYPES else call_type
+    if call_type.startswith("a") and call_type[1:] in _SYNC_TYPES:
+        return call_type[1:]
+    return call_type
 
 
 _SYNC_TYPES = frozenset(

@@ -20,7 +20,7 @@ from .embedders.base import Embedder
 from .exact.base import ExactStore
 from .indexes.base import VectorIndex
 
-__all__ = ["TYPES", "TypeSpec", "build_backends", "get_embedder", "DEFAULT_EMBEDDING_MODEL"]
+__all__ = ["DEFAULT_EMBEDDING_MODEL", "TYPES", "TypeSpec", "build_backends", "get_embedder"]
 
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Stats", "FaultLog"]
+__all__ = ["FaultLog", "Stats"]
 
 log = logging.getLogger("semcache")
 

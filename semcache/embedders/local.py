@@ -17,7 +17,7 @@ import numpy as np
 from .._errors import ConfigError, missing
 from .base import Embedder
 
-__all__ = ["SentenceTransformerEmbedder", "packaged_model_path", "MINILM"]
+__all__ = ["MINILM", "SentenceTransformerEmbedder", "packaged_model_path"]
 
 MINILM = "all-MiniLM-L6-v2"
 _ALIASES = {MINILM, f"sentence-transformers/{MINILM}"}

@@ -427,7 +427,8 @@ class OnnxEmbedder(Embedder):
 
     ``model``: ``"all-MiniLM-L6-v2"`` (packaged, the default) or a sentence-transformers
     folder. ``variant``: ``"fp32"``, ``"int8"`` or None (``DEFAULT_VARIANT`` for the
-    packaged model, fp32 for others: int8 quality was measured for the packaged one only). ``threads``: onnxruntime intra-op threads
+    packaged model, fp32 for others: int8 quality was measured for the packaged one only).
+    ``threads``: onnxruntime intra-op threads
     (default 2, or ``$SEMCACHE_ONNX_THREADS``). ``cache_dir``: where exports live
     (default ``cache_root()``). Nothing is loaded or exported until the first ``embed``.
     """

@@ -98,7 +98,8 @@ def resolve_embedder(name_or_instance: str | os.PathLike[str] | Embedder,
     try:
         return cls(model, **opts)
     except TypeError as exc:  # an option the class does not take: name it
-        raise ConfigError(f"{getattr(cls, '__name__', backend)}: {exc}", parameter="embedding_model") from exc
+        raise ConfigError(f"{getattr(cls, '__name__', backend)}: {exc}",
+                          parameter="embedding_model") from exc
 
 
 def embedder_dim(name: str, *, dimensions: int | None = None) -> int | None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["IndexEntry", "Candidate", "Observation", "VectorIndex", "MAX_OBSERVATIONS"]
+__all__ = ["MAX_OBSERVATIONS", "Candidate", "IndexEntry", "Observation", "VectorIndex"]
 
 #: judged outcomes kept per entry (the oldest are dropped first)
 MAX_OBSERVATIONS = 64

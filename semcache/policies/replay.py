@@ -25,8 +25,15 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Query", "Stream", "build_stream", "groups_from_pairs", "replay", "ReplayResult",
-           "order_sensitive_pairs"]
+__all__ = [
+    "Query",
+    "ReplayResult",
+    "Stream",
+    "build_stream",
+    "groups_from_pairs",
+    "order_sensitive_pairs",
+    "replay",
+]
 
 
 @dataclass(frozen=True, slots=True)

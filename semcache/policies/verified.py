@@ -284,9 +284,10 @@ class VerifiedPolicy(DecisionPolicy):
         with self._lock:
             c = dict(self.counts)
         audited, wrong = c["audited"], c["audit_wrong"]
-        rate = wrong / audited if audited else None
+        rate: float | None = None
         ci = None
         if audited:
+            rate = wrong / audited
             z = 1.96
             centre = (rate + z * z / (2 * audited)) / (1 + z * z / audited)
             half = z * math.sqrt(rate * (1 - rate) / audited + z * z / (4 * audited ** 2)) \

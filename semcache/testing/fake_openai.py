@@ -321,7 +321,8 @@ class _Handler(BaseHTTPRequestHandler):
                     raise _Error(404, f"Unknown request URL: {method} {self.path}",
                                  code="unknown_url")
                 body = self._parse(endpoint, raw)
-                n = fake._record(endpoint, _recordable(body), {k.lower(): v for k, v in self.headers.items()})
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                n = fake._record(endpoint, _recordable(body), headers)
                 if fake.delay_ms > 0:
                     time.sleep(fake.delay_ms / 1000)
                 model = body.get("model") if isinstance(body, dict) else None
@@ -428,7 +429,7 @@ class _Handler(BaseHTTPRequestHandler):
         content: str | None
         content, finish = _truncate(text, limit)
         tool = _forced_tool(body)
-        tool_call = None
+        tool_call: dict[str, Any] | None = None
         if tool is not None:  # answer with a call of the forced tool, no content
             tool_call = {"id": f"call_{_ident('t', body, n)[2:]}", "type": "function",
                          "function": {"name": tool, "arguments": json.dumps(

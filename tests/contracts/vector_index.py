@@ -153,7 +153,8 @@ class VectorIndexContract:
                    self.entry(ns, "later", expires=T0 + 100),
                    self.entry(ns, "never")], v)
         q = v[0]
-        keys = lambda now: {c.key for c in index.search(q, f"{ns}/A", k=10, now=now)}
+        def keys(now):
+            return {c.key for c in index.search(q, f"{ns}/A", k=10, now=now)}
         assert keys(T0) == {f"{ns}:soon", f"{ns}:later", f"{ns}:never"}
         assert keys(T0 + 10) == {f"{ns}:later", f"{ns}:never"}  # expiry is exclusive
         assert keys(T0 + 50) == {f"{ns}:later", f"{ns}:never"}

