@@ -417,17 +417,29 @@ class ProxyApp:
                           meta=outcome.metadata if outcome else None)
         assembler = _Assembler(endpoint)
 
+        stored = False
+
+        async def store() -> None:
+            nonlocal stored
+            value = assembler.result()
+            if not stored and value is not None and outcome is not None \
+                    and self.cache is not None:
+                stored = True
+                await self._store(outcome, value)  # complete: store it once
+                self.stats.backend_failed(outcome.request.errors[lookup_errors:])
+
         async def relay() -> AsyncIterator[bytes]:
             try:
                 async for piece in r.aiter_raw():
                     assembler.feed(piece)
+                    if b"[DONE]" in piece:
+                        # store before the client sees the end of the stream, so a
+                        # client that asks again right after reading it gets a hit
+                        await store()
                     yield piece  # as it arrives: the client sees the upstream's pacing
             finally:
                 await r.aclose()
-            value = assembler.result()
-            if value is not None and outcome is not None and self.cache is not None:
-                await self._store(outcome, value)  # complete: store it once
-                self.stats.backend_failed(outcome.request.errors[lookup_errors:])
+            await store()
 
         return StreamingResponse(relay(), headers=headers, media_type=ctype)
 
