@@ -81,7 +81,7 @@ def test_hung_endpoint_times_out(azure_container) -> None:
 def test_account_url_uses_default_credential_lazily() -> None:
     s = AzureBlobStore.from_params(azure_account_url="https://acct.blob.core.windows.net",
                                    azure_blob_container="answers")
-    assert s._svc is None  # no credential chain walked until first use
+    assert s._client_obj is None  # no credential chain walked until first use
     assert repr(s) == "AzureBlobStore(container='answers', prefix='')"
 
 

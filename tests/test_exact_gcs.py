@@ -86,5 +86,5 @@ def test_from_params_names_the_bad_parameter(params, bad) -> None:
 def test_constructor_does_no_io() -> None:
     # no credentials lookup (which could probe a metadata server) until first use
     s = GCSStore.from_params(gcs_bucket_name="b", gcs_path="/a/b/")
-    assert s._gcs is None and s.prefix == "a/b/"
+    assert s._client_obj is None and s.prefix == "a/b/"
     assert repr(s) == "GCSStore(bucket='b', prefix='a/b/')"

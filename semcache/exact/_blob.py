@@ -66,9 +66,15 @@ class BlobStore(ExactStore):
         self._clock = clock
         self._checked = False
         self._check_lock = threading.Lock()
+        self._client_obj: Any = None
+        self._client_lock = threading.Lock()
         self.expired_removed = 0
 
     # -- primitives each provider implements ------------------------------------------
+    @abstractmethod
+    def _make_client(self) -> Any:
+        """Build the provider's client (called once, on first use)."""
+
     @abstractmethod
     def _errors(self) -> AbstractContextManager[None]:
         """Map the library's exceptions to BackendError & co (raising ``from``)."""
@@ -104,8 +110,23 @@ class BlobStore(ExactStore):
         found = self._read(name)
         return None if found is None else _parse_expiry(found[1])
 
+    @property
+    def _client(self) -> Any:
+        """The provider's client, built on first use (never in the constructor), once:
+        building one reads files and the environment, and some SDKs (boto3 sessions)
+        are not safe to build clients from concurrently."""
+        client = self._client_obj
+        if client is None:
+            with self._client_lock:
+                if self._client_obj is None:
+                    self._client_obj = self._make_client()
+                client = self._client_obj
+        return client
+
     def _close(self) -> None:
-        pass
+        client, self._client_obj = self._client_obj, None
+        if client is not None:
+            client.close()
 
     # -- the seam -----------------------------------------------------------------------
     def _object_name(self, key: str) -> str:

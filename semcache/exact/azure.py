@@ -9,7 +9,6 @@ before its first retry, so a dead endpoint would cost about a minute per call.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -70,16 +69,10 @@ class AzureBlobStore(BlobStore):
             "retry_policy": LinearRetry(backoff=0.2, random_jitter_range=0.1,  # type: ignore[arg-type]
                                         retry_total=retries),
         }
-        self._svc: Any = None
-        self._client_lock = threading.Lock()
 
     @property
     def _container(self) -> Any:
-        if self._svc is None:
-            with self._client_lock:
-                if self._svc is None:
-                    self._svc = self._make_client()
-        return self._svc.get_container_client(self.container)
+        return self._client.get_container_client(self.container)
 
     def _make_client(self) -> Any:
         if self._connection_string:
@@ -171,9 +164,7 @@ class AzureBlobStore(BlobStore):
             yield blob.name
 
     def _close(self) -> None:
-        if self._svc is not None:
-            self._svc.close()
-            self._svc = None
+        super()._close()
         if self._own_credential is not None:
             self._own_credential.close()
             self._own_credential = None

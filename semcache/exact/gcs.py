@@ -10,7 +10,6 @@ dead endpoint for 120 s.
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -64,16 +63,6 @@ class GCSStore(BlobStore):
         self._timeout = (timeout, timeout)
         # retry transient errors (and refused connections) only until this deadline
         self._retry = DEFAULT_RETRY.with_timeout(2 * timeout)
-        self._gcs: Any = None
-        self._client_lock = threading.Lock()
-
-    @property
-    def _client(self) -> Any:
-        if self._gcs is None:
-            with self._client_lock:
-                if self._gcs is None:
-                    self._gcs = self._make_client()
-        return self._gcs
 
     def _make_client(self) -> Any:
         if self._endpoint_url:
@@ -166,10 +155,6 @@ class GCSStore(BlobStore):
                                             timeout=self._timeout, retry=self._retry):
             yield blob.name
 
-    def _close(self) -> None:
-        if self._gcs is not None:
-            self._gcs.close()
-            self._gcs = None
 
     @classmethod
     def from_params(cls, **params: Any) -> GCSStore:

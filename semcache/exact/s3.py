@@ -8,7 +8,6 @@ not botocore's default 60 s x 5. Credentials not given fall back to botocore's c
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -87,19 +86,10 @@ class S3Store(BlobStore):
             "verify": verify,
             "api_version": api_version,
         }
-        self._s3: Any = None
-        self._client_lock = threading.Lock()
 
-    @property
-    def _client(self) -> Any:
-        # lazily, under a lock: building a client reads files and env, and boto3's
-        # sessions are not safe to build clients from concurrently
-        if self._s3 is None:
-            with self._client_lock:
-                if self._s3 is None:
-                    self._s3 = boto3.session.Session().client(
-                        "s3", config=self._config, **self._client_kwargs)
-        return self._s3
+    def _make_client(self) -> Any:
+        return boto3.session.Session().client("s3", config=self._config,
+                                              **self._client_kwargs)
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
@@ -200,10 +190,6 @@ class S3Store(BlobStore):
             for obj in page.get("Contents", ()):
                 yield obj["Key"]
 
-    def _close(self) -> None:
-        if self._s3 is not None:
-            self._s3.close()
-            self._s3 = None
 
     @classmethod
     def from_params(cls, **params: Any) -> S3Store:
