@@ -10,7 +10,7 @@ from typing import Any
 
 from .._errors import InvalidRequestError
 
-__all__ = ["add_parser", "parse_params"]
+__all__ = ["add_parser", "parse_params", "parse_thresholds"]
 
 
 def add_parser(subparsers: Any) -> None:
@@ -71,6 +71,24 @@ def add_parser(subparsers: Any) -> None:
                    help='{"model": {"input_per_1k": .., "output_per_1k": ..}}')
     p.add_argument("--store-misses", action="store_true",
                    help="store each missed query too (a log that fills the cache)")
+    g = p.add_argument_group(
+        "error-bounded hits",
+        "with --target-error-rate: build query streams from the pairs (paraphrase groups "
+        "joined through shared questions, their labeled negatives, order-sensitive "
+        "pairs), replay them through a static threshold sweep and the verified policy "
+        "at each target with the labels as the judge, and compare")
+    g.add_argument("--target-error-rate", type=float, nargs="+", metavar="R",
+                   help="targets of the verified policy, e.g. 0.01 0.02 0.05")
+    g.add_argument("--thresholds", default="0.5:0.99:0.01", metavar="LO:HI:STEP|A,B,..",
+                   help="static thresholds to sweep (default 0.5:0.99:0.01)")
+    g.add_argument("--seeds", type=int, default=1, help="stream shuffles (default 1)")
+    g.add_argument("--floor", type=float, default=0.7,
+                   help="the verified policy's similarity floor (default 0.7)")
+    g.add_argument("--min-group", type=int, default=3,
+                   help="smallest paraphrase group in the stream (default 3)")
+    g.add_argument("--no-hard-pairs", action="store_true",
+                   help="leave out the built-in order-sensitive and negation pairs")
+    g.add_argument("--out", metavar="DIR", help="write report.json and policies.png here")
     p.set_defaults(func=_run_replay)
 
     p = sub.add_parser("multiturn",
@@ -170,9 +188,69 @@ def _prices(args: argparse.Namespace):
     return Prices(args.price_per_1k_input, args.price_per_1k_output)
 
 
+def parse_thresholds(spec: str) -> tuple[float, ...]:
+    """``LO:HI:STEP`` (inclusive) or a comma-separated list, each in [0, 1]."""
+    try:
+        if ":" in spec:
+            lo, hi, step = (float(x) for x in spec.split(":"))
+            if step <= 0 or hi < lo:
+                raise ValueError
+            out = tuple(round(lo + step * i, 6) for i in range(int((hi - lo) / step + 1e-9) + 1))
+        else:
+            out = tuple(float(x) for x in spec.split(",") if x.strip())
+    except ValueError:
+        raise InvalidRequestError(f"--thresholds takes LO:HI:STEP or A,B,..; got {spec!r}") \
+            from None
+    if not out or any(not 0 <= t <= 1 for t in out):
+        raise InvalidRequestError(f"--thresholds must lie in [0, 1]; got {spec!r}")
+    return out
+
+
+def _run_policy_replay(args: argparse.Namespace) -> int:
+    from .._registry import get_embedder
+    from ..policies.replay import order_sensitive_pairs
+    from ._embed import PrecomputedEmbedder
+    from .policies import compare_policies
+
+    targets = tuple(args.target_error_rate)
+    if any(not 0 < t < 1 for t in targets):
+        raise InvalidRequestError("--target-error-rate values must be in (0, 1)")
+    thresholds = parse_thresholds(args.thresholds)
+    pairs = _load(args)
+    texts = pairs.queries + pairs.candidates + [q for p in order_sensitive_pairs() for q in p]
+    embedder = PrecomputedEmbedder.build(get_embedder(args.model), texts,
+                                         cache_dir=args.embedding_cache,
+                                         show_progress=_progress(args))
+
+    def note(name: str, seed: int, r: Any) -> None:
+        if not args.quiet:
+            print(f"stream {seed} {name}: hit rate {r.hit_rate:.3f}, error "
+                  f"{r.error_rate:.4f}", file=sys.stderr, flush=True)
+
+    report = compare_policies(
+        zip(pairs.queries, pairs.candidates, (int(x) for x in pairs.labels)), embedder,
+        targets=targets, thresholds=thresholds, seeds=args.seeds, floor=args.floor,
+        hard_pairs=not args.no_hard_pairs, min_group=args.min_group, on_run=note)
+    print(report.summary())
+    if args.json:
+        report.write_json(args.json)
+    if args.out:
+        out = Path(args.out)
+        written = [report.write_json(out / "report.json")]
+        try:
+            written.append(report.plot(out / "policies.png"))
+        except ImportError:
+            print("matplotlib is not installed: no plot (pip install semcache[eval])",
+                  file=sys.stderr)
+        print("wrote " + ", ".join(str(p) for p in written), file=sys.stderr)
+    return 0
+
+
 def _run_replay(args: argparse.Namespace) -> int:
     from .replay import replay_pairs
 
+    if args.target_error_rate:
+        return _run_policy_replay(args)
     pairs = _load(args)
     cache = make_cache_factory(args, pairs.queries + pairs.candidates)()
     try:

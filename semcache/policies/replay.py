@@ -182,32 +182,47 @@ class ReplayResult:
     explored: int = 0
     misses: int = 0
     unlabeled: int = 0  #: hits between classes with no label either way
-    #: per query: 1 right hit, -1 wrong hit, 0 miss or unlabeled hit (for curves)
+    #: per query: 1 right hit, -1 wrong hit, 0 miss, 2 unlabeled hit (for curves)
     trace: list[int] = field(default_factory=list)
 
     @property
+    def judged(self) -> int:
+        """Queries whose outcome the labels decide: all but the unlabeled hits."""
+        return self.queries - self.unlabeled
+
+    @property
     def hit_rate(self) -> float:
-        """Share of queries answered from the cache with a labeled-right answer or a
-        labeled-wrong one (unlabeled hits are left out of rates)."""
-        return self.hits / self.queries if self.queries else 0.0
+        """Share of judged queries answered from the cache."""
+        return self.hits / self.judged if self.judged else 0.0
 
     @property
     def error_rate(self) -> float:
+        """Share of judged queries that got a wrong answer (a miss gets the LLM's own):
+        the error rate ``target_error_rate`` bounds, as vCache defines it."""
+        return self.wrong / self.judged if self.judged else 0.0
+
+    @property
+    def hit_error_rate(self) -> float:
+        """Share of hits that were wrong (1 - precision)."""
         return self.wrong / self.hits if self.hits else 0.0
 
-    def error_after(self, warmup: float) -> tuple[float, int, int]:
-        """(error rate, hits, wrong) over the part of the stream after ``warmup``."""
-        t = np.asarray(self.trace[int(len(self.trace) * warmup):])
-        hits, wrong = int((t != 0).sum()), int((t == -1).sum())
-        return (wrong / hits if hits else 0.0), hits, wrong
+    def window(self, start: float, end: float = 1.0) -> dict[str, float]:
+        """Hit rate, error rate and hit error rate over a part of the stream."""
+        t = np.asarray(self.trace[int(len(self.trace) * start):int(len(self.trace) * end)])
+        judged = int((t != 2).sum())
+        hits, wrong = int(((t == 1) | (t == -1)).sum()), int((t == -1).sum())
+        return {"queries": judged, "hits": hits, "wrong": wrong,
+                "hit_rate": hits / judged if judged else 0.0,
+                "error_rate": wrong / judged if judged else 0.0,
+                "hit_error_rate": wrong / hits if hits else 0.0}
 
     def as_dict(self) -> dict[str, Any]:
-        e2, h2, w2 = self.error_after(0.5)
+        late = self.window(0.5)
         return {"name": self.name, "queries": self.queries, "hits": self.hits,
                 "wrong": self.wrong, "unlabeled_hits": self.unlabeled,
                 "hit_rate": self.hit_rate, "error_rate": self.error_rate,
-                "explored": self.explored, "error_second_half": e2,
-                "hits_second_half": h2, "wrong_second_half": w2}
+                "hit_error_rate": self.hit_error_rate, "explored": self.explored,
+                "second_half": late}
 
 
 def replay(cache: Any, stream: Stream, name: str = "", model: str = "replay-model",
@@ -225,7 +240,7 @@ def replay(cache: Any, stream: Stream, name: str = "", model: str = "replay-mode
             ok = stream.truth(q.answer_class, _cls(out.hit.value))
             if ok is None:
                 res.unlabeled += 1
-                res.trace.append(0)
+                res.trace.append(2)
             else:
                 res.hits += 1
                 res.wrong += not ok

@@ -5,6 +5,9 @@ import subprocess
 import sys
 from importlib import resources
 
+import pytest
+
+from semcache import InvalidRequestError
 from semcache.cli import main
 
 DATA = resources.files("semcache") / "data"
@@ -76,3 +79,87 @@ def test_bad_input_is_an_error_message_not_a_traceback(tmp_path, capsys):
                  "--param", "similarity_threshold=0.5"]) == 2
     assert main(["eval", "replay", str(DATA / "paws_sample.tsv"), "--param", "novalue"]) == 2
     assert "--param takes KEY=VALUE" in capsys.readouterr().err
+
+
+def _stream_pairs(path):
+    """Hand-written paraphrase groups (chained through a shared question, as Quora's
+    duplicates are) and labeled negatives: enough for a stream to exercise the verified
+    policy end to end."""
+    groups = [
+        ["How do I learn Python quickly?", "What is the fastest way to learn Python?",
+         "How can I learn Python fast?", "What's the quickest way to pick up Python?"],
+        ["How do I lose weight fast?", "What is the quickest way to lose weight?",
+         "How can I lose weight quickly?"],
+        ["What is the capital of Australia?", "Which city is Australia's capital?",
+         "What city is the capital of Australia?"],
+        ["How do I make my phone battery last longer?",
+         "How can I improve my phone's battery life?",
+         "What can I do to make my phone battery last longer?"],
+        ["Why is the sky blue?", "What makes the sky blue?", "Why does the sky look blue?"],
+        ["How do I get better sleep?", "How can I sleep better at night?",
+         "What are ways to improve my sleep?"],
+    ]
+    negatives = [("How do I learn Python quickly?", "How do I learn Java quickly?"),
+                 ("How do I lose weight fast?", "How do I gain weight fast?"),
+                 ("What is the capital of Australia?", "What is the capital of Austria?"),
+                 ("Why is the sky blue?", "Why is the sea blue?")]
+    rows = []
+    for g in groups:
+        rows += [{"query": a, "candidate": b, "label": 1} for a, b in zip(g, g[1:])]
+    rows += [{"query": a, "candidate": b, "label": 0} for a, b in negatives]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return sum(map(len, groups)), len(negatives)
+
+
+def test_replay_with_target_error_rates_compares_policies(tmp_path, capsys, minilm):
+    questions, negatives = _stream_pairs(tmp_path / "pairs.jsonl")
+    rc = main(["eval", "replay", str(tmp_path / "pairs.jsonl"), "--target-error-rate",
+               "0.02", "0.05", "--thresholds", "0.8,0.9,0.95", "--seeds", "2", "-q",
+               "--out", str(tmp_path / "out"), "--json", str(tmp_path / "r.json")])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "best static" in out and "verified" in out
+    r = json.loads((tmp_path / "r.json").read_text())
+    hard = r["stream"]["hard"]
+    assert hard > 20  # the built-in order-sensitive and negation pairs are in
+    assert r["stream"]["queries"] == questions + negatives + 2 * hard
+    assert set(r["runs"]) == {"static 0.8", "static 0.9", "static 0.95",
+                              "verified 0.02", "verified 0.05"}
+    assert all(len(v) == 2 for v in r["runs"].values())  # one per stream
+    for row in r["summary"]:
+        runs = r["runs"][f"verified {row['target']}"]
+        # every query was a hit or not, and the rates are what the counts say
+        for run in runs:
+            judged = run["queries"] - run["unlabeled_hits"]
+            assert run["error_rate"] == run["wrong"] / judged
+            assert run["explored"] + run["hits"] <= run["queries"]
+        best = row["best_static_threshold"]
+        if best is not None:  # the best static threshold is within its target
+            assert row["static_error"] <= row["target"]
+    assert (tmp_path / "out" / "policies.png").read_bytes()[:4] == b"\x89PNG"
+    assert json.loads((tmp_path / "out" / "report.json").read_text())["summary"]
+
+
+def test_replay_with_targets_rejects_bad_input(tmp_path, capsys):
+    _stream_pairs(tmp_path / "pairs.jsonl")
+    assert main(["eval", "replay", str(tmp_path / "pairs.jsonl"),
+                 "--target-error-rate", "1.5"]) == 2
+    assert "target-error-rate" in capsys.readouterr().err
+    assert main(["eval", "replay", str(tmp_path / "pairs.jsonl"),
+                 "--target-error-rate", "0.02", "--thresholds", "0.9:0.5:0.1"]) == 2
+    assert "--thresholds" in capsys.readouterr().err
+    (tmp_path / "flat.jsonl").write_text(json.dumps(
+        {"query": "a b", "candidate": "c d", "label": 1}) + "\n")
+    assert main(["eval", "replay", str(tmp_path / "flat.jsonl"),
+                 "--target-error-rate", "0.02", "-q"]) == 2
+    assert "paraphrase group" in capsys.readouterr().err
+
+
+def test_threshold_specs():
+    from semcache.eval._cli import parse_thresholds
+
+    assert parse_thresholds("0.5:0.6:0.05") == (0.5, 0.55, 0.6)
+    assert parse_thresholds("0.8, 0.9") == (0.8, 0.9)
+    for bad in ("x", "0.5:0.4:0.1", "0.5:0.6:0", "1.2", ""):
+        with pytest.raises(InvalidRequestError):
+            parse_thresholds(bad)
