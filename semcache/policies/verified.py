@@ -45,7 +45,6 @@ from __future__ import annotations
 import math
 import random
 import threading
-from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -175,7 +174,10 @@ class VerifiedPolicy(DecisionPolicy):
         self._unfitted = 0  # outcomes since the last fit
         # the recent decisions' best candidates (their cells; None: nothing servable),
         # re-scored by the current model whenever the serving level is recomputed
-        self._recent: deque[Cell | None] = deque(maxlen=budget_window)
+        self._window: list[Cell | None] = [None] * budget_window
+        self._window_at = 0  # next slot
+        self._window_n = 0  # slots filled
+        self._window_cells: dict[Cell, int] = {}  # how often each cell is in it
         self._budget: dict[float, tuple[float, float]] = {}
         self._since_level = 0
         self._rng = random.Random(seed)
@@ -223,7 +225,19 @@ class VerifiedPolicy(DecisionPolicy):
         return 0.5 if self.counts["audited"] < self.min_audits else self.audit_rate
 
     def _decided(self, cell: Cell | None) -> None:
-        self._recent.append(cell)
+        i, size = self._window_at, len(self._window)
+        old = self._window[i]
+        if old is not None and self._window_n == size:
+            left = self._window_cells[old] - 1
+            if left:
+                self._window_cells[old] = left
+            else:
+                del self._window_cells[old]
+        self._window[i] = cell
+        if cell is not None:
+            self._window_cells[cell] = self._window_cells.get(cell, 0) + 1
+        self._window_at = (i + 1) % size
+        self._window_n = min(self._window_n + 1, size)
         self._since_level += 1
         if self._since_level >= 50:  # the window moved on: recompute the level
             self._budget.clear()
@@ -271,36 +285,39 @@ class VerifiedPolicy(DecisionPolicy):
         got = self._budget.get(target)
         if got is not None:
             return got
-        if len(self._recent) < self.min_budget_samples or self._beta is None:
-            got = (target, 1.0)
-        else:
-            r = np.sort(self._window_ucbs())
-            spent = np.cumsum(r)
-            room = target * (len(r) if self.per == "request" else np.arange(1, len(r) + 1))
-            ok = np.nonzero(spent <= room)[0]
-            if not ok.size or r[ok[-1]] <= target:
-                got = (target, 1.0)
-            else:
-                k = int(ok[-1]) + 1  # this many recent decisions fit in the budget
-                lam = float(r[k - 1])
-                below = int(np.searchsorted(r, lam - 1e-12, side="left"))
-                at = int(np.searchsorted(r, lam + 1e-12, side="right")) - below
-                got = (lam, (k - below) / at if at else 1.0)
+        got = (target, 1.0)
+        if self._window_n >= self.min_budget_samples and self._beta is not None \
+                and self._window_cells:
+            got = self._fill(target)
         self._budget[target] = got
         return got
 
-    def _window_ucbs(self) -> np.ndarray:
-        """The current model's corrected UCB for each recent decision (1: nothing)."""
+    def _fill(self, target: float) -> tuple[float, float]:
+        """The level, over the window's distinct cells (a few hundred at most, however
+        long the window), each with its count, sorted by their current UCB."""
         assert self._beta is not None and self._cov is not None
-        cells = [c for c in self._recent if c is not None]
-        out = np.ones(len(self._recent))
-        if cells:
-            X = _features(np.asarray(cells))
-            eta = X @ self._beta
-            sd = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", X, self._cov, X), 0.0))
-            ucb = 1 / (1 + np.exp(-np.clip(eta + self._z * sd, -30, 30)))
-            out[: len(cells)] = np.minimum(1.0, ucb + self._calibration())
-        return out
+        cells = list(self._window_cells)
+        count = np.fromiter(self._window_cells.values(), float, len(cells))
+        X = _features(np.asarray(cells))
+        eta = X @ self._beta
+        sd = np.sqrt(np.maximum(((X @ self._cov) * X).sum(axis=1), 0.0))
+        ucb = 1 / (1 + np.exp(-np.clip(eta + self._z * sd, -30, 30)))
+        ucb = np.minimum(1.0, ucb + self._calibration())
+        order = np.argsort(ucb, kind="stable")
+        ucb, count = ucb[order], count[order]
+        spent = np.cumsum(ucb * count)
+        room = target * (np.full(len(count), float(self._window_n)) if self.per == "request"
+                         else np.cumsum(count))
+        ok = np.nonzero(spent <= room)[0]
+        k = int(ok[-1]) + 1 if ok.size else 0  # this many cells fit whole
+        if k == len(ucb):
+            lam, tie = float(ucb[-1]), 1.0
+        else:  # the next cell fits in part: serve that share of its candidates
+            before = float(spent[k - 1]) if k else 0.0
+            room_k = float(room[k])
+            lam = float(ucb[k])
+            tie = min(max((room_k - before) / (lam * count[k]), 0.0), 1.0) if lam > 0 else 1.0
+        return (target, 1.0) if lam <= target else (lam, tie)
 
     # ------------------------------------------------------------------ learning
     def observe(self, observation: Observation, history: Sequence[Observation] = (),
