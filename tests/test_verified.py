@@ -93,6 +93,34 @@ def test_per_hit_targets_bound_the_share_of_wrong_hits():
         VerifiedPolicy(0.05, per="query")
 
 
+def test_the_bound_holds_after_the_population_drifts():
+    """Half-way, every entry's boundary moves up by 0.1 (answers went stale, say): the
+    evidence gathered before now says "right" where it is wrong. The explorations and
+    audits see it and older outcomes fade, so the policy relearns: once it has (a few
+    thousand decisions later), the error is back under the target."""
+    rng = random.Random(1)
+    policy = VerifiedPolicy(0.02, seed=1)
+    thresholds = [rng.choice(THRESHOLDS) for _ in range(300)]
+    obs: list[list[Observation]] = [[] for _ in thresholds]
+    n, shift, served, wrong, decisions = 40_000, 0.0, 0, 0, 0
+    for t in range(n):
+        if t == n // 2:
+            shift = 0.1
+        e, s = rng.randrange(300), rng.uniform(0.7, 1.0)
+        d = policy.decide("q", [Candidate(f"n:{e}", s, "p", 0.0, None, tuple(obs[e]))], 0.7)
+        right = s >= thresholds[e] + shift
+        if t > n // 2 + n // 4:
+            decisions += 1
+            served += d.action == "serve"
+            wrong += d.action == "serve" and not right
+        if d.action == "explore":
+            o = Observation(s, right)
+            policy.observe(o, obs[e], audited=d.reason == "audited")
+            obs[e].append(o)
+    assert served > 0.02 * decisions
+    assert wrong / decisions <= 0.02
+
+
 def test_the_model_fit_survives_separable_evidence():
     """A first batch with no wrong answer (or only wrong ones) must not make the
     logistic fit diverge (it once did, and then served everything)."""

@@ -83,7 +83,8 @@ class PolicyComparison:
     thresholds: tuple[float, ...]
     #: run name ("static 0.85", "verified 0.02") -> one result dict per stream
     runs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    #: verified run name -> per-query traces (1 right hit, -1 wrong, 0 miss, 2 unlabeled)
+    #: run name -> per-query traces (1 right hit, -1 wrong, 0 miss, 2 unlabeled): every
+    #: verified run, and the static runs of the first stream (when not reused)
     traces: dict[str, list[list[int]]] = field(default_factory=dict)
     stream: dict[str, Any] = field(default_factory=dict)
 
@@ -185,26 +186,30 @@ class PolicyComparison:
         path = Path(path)
         fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.5))
         colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+        def curves(trace: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            t = np.asarray(trace)
+            n = np.maximum(np.cumsum(t != 2), 1)
+            return (np.arange(1, len(t) + 1), np.cumsum((t == 1) | (t == -1)) / n,
+                    np.cumsum(t == -1) / n)
+
         for i, target in enumerate(self.targets):
             color = colors[i % len(colors)]
-            t = np.asarray(self.traces[f"verified {target}"][0])
-            n = np.maximum(np.cumsum(t != 2), 1)
-            x = np.arange(1, len(t) + 1)
-            hits = np.cumsum((t == 1) | (t == -1))
-            a1.plot(x, hits / n, color=color, label=f"verified, target {target:g}")
-            a2.plot(x, np.cumsum(t == -1) / n, color=color,
-                    label=f"verified, target {target:g}")
+            x, hit, err = curves(self.traces[f"verified {target}"][0])
+            a1.plot(x, hit, color=color, label=f"verified, target {target:g}")
+            a2.plot(x, err, color=color, label=f"verified, target {target:g}")
             a2.axhline(target, ls=":", lw=0.8, color=color)
             best = self.best_static(target)
-            if best:
-                h = self._mean(best, "hit_rate")
-                a1.axhline(h, ls="--", lw=0.8, color=color)
-                a1.text(len(t), h, f"best static for {target:g}: {best.split()[1]} ",
-                        fontsize=7, va="bottom", ha="right", color=color)
-        a1.set(title="cumulative hit rate (dashed: best static threshold, whole stream)",
+            if best and best in self.traces:
+                x, hit, err = curves(self.traces[best][0])
+                a1.plot(x, hit, ls="--", lw=0.9, color=color, label=best)
+                a2.plot(x, err, ls="--", lw=0.9, color=color, label=best)
+            elif best:
+                a1.axhline(self._mean(best, "hit_rate"), ls="--", lw=0.8, color=color,
+                           label=f"{best} (mean over streams)")
+        a1.set(title="cumulative hit rate, first stream (dashed: best static threshold)",
                xlabel="queries", ylim=(0, 1))
         a2.set(title="cumulative error rate (wrong answers / queries; dotted: targets)",
-               xlabel="queries", ylim=(0, max(self.targets) * 2))
+               xlabel="queries", ylim=(0, max(self.targets) * 1.6))
         a1.legend(fontsize=8, loc="lower right")
         a2.legend(fontsize=8, loc="upper right")
         fig.tight_layout()
@@ -263,6 +268,8 @@ def compare_policies(
             r = replay(Cache(type="faiss-semantic", embedder=embedder,
                              similarity_threshold=th), stream, name)
             out.runs.setdefault(name, []).append(r.as_dict())
+            if seed == 0:
+                out.traces[name] = [r.trace]
             if on_run:
                 on_run(name, seed, r)
         for target in targets:
