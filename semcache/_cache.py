@@ -243,7 +243,10 @@ class Cache:
         self._verified: DecisionPolicy | None = policy if target_error_rate is not None \
             else None
         self._policy_loaded = False
-        self._recent_hits: OrderedDict[str, tuple[str, float, str]] = OrderedDict()
+        #: recent semantic hits by entry and request key: (entry key, similarity, request
+        #: key, the entry's judged history then), so feedback can teach the policy with it
+        self._recent_hits: OrderedDict[
+            str, tuple[str, float, str, tuple[Observation, ...]]] = OrderedDict()
         self._codec = RecordCodec(signing_key, max_value_bytes)
         self._clock = clock
         self._stats = Stats()
@@ -533,7 +536,7 @@ class Cache:
                     if crec is None or crec.key != c.key or crec.context != split.context \
                             or not self._fresh(crec, req, now):
                         continue  # tampered, raced or older than s-maxage: try the next
-                    self._remember_hit(c.key, req.key, c.similarity)
+                    self._remember_hit(c.key, req.key, c.similarity, c.observations)
                     return self._outcome(req, crec, c, t0, stage="semantic",
                                          similarity=c.similarity, now=now,
                                          decision=d.reason, estimated=d.estimated_error)
@@ -672,9 +675,11 @@ class Cache:
             self._verified = VerifiedPolicy(req.controls.target_error_rate)
         return self._verified
 
-    def _remember_hit(self, key: str, request_key: str, similarity: float) -> None:
-        self._recent_hits[request_key] = (key, similarity, request_key)
-        self._recent_hits[key] = (key, similarity, request_key)
+    def _remember_hit(self, key: str, request_key: str, similarity: float,
+                      history: tuple[Observation, ...] = ()) -> None:
+        got = (key, similarity, request_key, tuple(history))
+        self._recent_hits[request_key] = got
+        self._recent_hits[key] = got
         while len(self._recent_hits) > 4096:
             self._recent_hits.popitem(last=False)
 
@@ -700,7 +705,7 @@ class Cache:
         elif isinstance(hit, Mapping):
             meta = hit
         elif isinstance(hit, str):
-            key, sim, rkey = self._recent_hits.get(hit, (hit, 1.0, None))
+            key, sim, rkey, _ = self._recent_hits.get(hit, (hit, 1.0, None, ()))
             meta = {"key": key, "similarity": sim, "request_key": rkey,
                     "stage": "semantic" if rkey else "exact"}
         else:
@@ -724,7 +729,11 @@ class Cache:
         rkey = meta.get("request_key")
         obs = Observation(sim, correct, None if correct or not rkey else _query_digest(rkey))
         policy = self._verified or self.policy
-        yield from self._observe_flow(key, obs, (), policy, audited=False)
+        # the entry's history when the hit was served, so the policy learns what kind
+        # of candidate it was (confirmed, fresh, ...); unknown once the hit is forgotten
+        seen = self._recent_hits.get(rkey) if rkey else None
+        history = seen[3] if seen is not None and seen[0] == key else ()
+        yield from self._observe_flow(key, obs, history, policy, audited=False)
         return True
 
     # -- the two drivers: the only place backend calls are made, timed and guarded --

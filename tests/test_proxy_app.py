@@ -520,3 +520,24 @@ def test_litellm_embedding_model_named_in_model_list_is_called_on_its_deployment
     assert emb_req["body"]["model"] == "text-embedding-3-small"
     _, h = chat(c, "embedded upstream")
     assert h["x-semcache-stage"] == "exact" and fake.calls["embeddings"] == 1
+
+
+def test_verified_policy_explorations_show_in_the_stats(proxies, fake, minilm):
+    # the proxy's cache learns like any other: a paraphrase the young policy cannot
+    # vouch for is explored, the upstream's fresh answer judged against the cached one
+    cache = Cache(type="faiss-semantic", embedder=minilm, target_error_rate=0.05,
+                  judge="exact")
+    try:
+        proxy = proxies.start(cache=cache)
+        c = client(proxy)
+        _, h = chat(c, "How do I learn Python quickly?")
+        assert h["x-semcache-stage"] == "miss"
+        _, h = chat(c, "What is the fastest way to learn Python?")
+        assert h["x-semcache-stage"] == "miss" and fake.calls["chat/completions"] == 2
+        ps = stats(proxy)["cache"]["policy_stats"]
+        # the fake upstream numbers its answers, so the exact judge finds them different
+        assert ps["explored"] + ps["audited"] == 1 and ps["judged"] == 1
+        assert ps["judged_wrong"] == 1 and ps["target_error_rate"] == 0.05
+        assert ps["per"] == "request"
+    finally:
+        cache.close()

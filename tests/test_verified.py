@@ -258,3 +258,32 @@ def test_configuration_errors(minilm):
         Cache(type="local", target_error_rate=0.05)
     with pytest.raises(ConfigError, match="judge"):
         Cache(type="faiss-semantic", embedder=minilm, target_error_rate=0.05, judge="llm")
+
+
+def test_feedback_teaches_the_policy_with_the_entrys_history(minilm):
+    from semcache._policy import Decision, DecisionPolicy
+
+    class ServeAndRecord(DecisionPolicy):
+        name = "record"
+
+        def __init__(self):
+            self.seen = []
+
+        def decide(self, query, candidates, threshold, *, target_error_rate=None):
+            return Decision("serve", candidates[0], "served", 0.1)
+
+        def observe(self, observation, history=(), *, audited=False):
+            self.seen.append((observation, tuple(history)))
+
+    policy = ServeAndRecord()
+    c = Cache(type="faiss-semantic", embedder=minilm, policy=policy)
+    c.add_cache({"answer": "practice"}, **ask(Q))
+    key = c.get_cache_key(**ask(Q))
+    earlier = Observation(0.8, True)
+    c.index.observe(key, earlier)
+    hit = c.lookup(**ask(PARA))
+    assert hit is not None and hit.metadata["key"] == key
+    c.feedback(hit, correct=False)
+    (obs, history), = policy.seen
+    assert not obs.correct and obs.similarity == pytest.approx(hit.metadata["similarity"])
+    assert history == (earlier,)  # what the entry knew when it was served
