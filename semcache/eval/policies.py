@@ -91,6 +91,10 @@ class PolicyComparison:
     def _mean(self, name: str, key: str) -> float:
         return float(np.mean([r[key] for r in self.runs[name]]))
 
+    def _kind(self, name: str, kind: str) -> float:
+        return float(np.mean([r.get("wrong_by_kind", {}).get(kind, 0)
+                              for r in self.runs[name]]))
+
     def best_static(self, target: float) -> str | None:
         """The static run with the most hits whose mean error is at or below target."""
         ok = [f"static {t}" for t in self.thresholds
@@ -128,6 +132,10 @@ class PolicyComparison:
                 "verified_explored": self._mean(v, "explored"),
                 "verified_explored_share": self._mean(v, "explored") / self._mean(v, "queries"),
                 "hit_ratio": vh / sh if sh else math.inf,
+                # hand-built reversed / negated questions answered with their twin's
+                # answer (mean per stream, of stream["hard"])
+                "static_reversed_wrong": self._kind(best, "reversed") if best else None,
+                "verified_reversed_wrong": self._kind(v, "reversed"),
             })
         return out
 
@@ -158,6 +166,16 @@ class PolicyComparison:
                 f"{'*' if r['verified_significantly_over_target'] else ' '}            "
                 f"{r['verified_error_second_half']:.4f}    "
                 f"{r['verified_explored']:>7.0f}  {ratio}")
+        hard = self.stream.get("hard", 0)
+        if hard:
+            lines.append("")
+            lines.append(f"reversed / negated questions served their twin's answer (of {hard}"
+                         ", mean per stream): " + "; ".join(
+                             f"target {r['target']:g}: verified {r['verified_reversed_wrong']:.1f}"
+                             + (f", static {r['best_static_threshold']:.2f} "
+                                f"{r['static_reversed_wrong']:.1f}"
+                                if r["static_reversed_wrong"] is not None else "")
+                             for r in self.rows()))
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:

@@ -40,7 +40,10 @@ __all__ = [
 class Query:
     text: str
     answer_class: int
-    kind: str  #: "first" (the first time its class is asked), "paraphrase", "negative"
+    #: "first" (the first time its class is asked), "paraphrase", "negative" (a labeled
+    #: negative of an earlier class) or "reversed" (the other side of a hand-built
+    #: order-sensitive or negation pair)
+    kind: str
 
 
 def groups_from_pairs(pairs: Iterable[tuple[str, str, int]], min_size: int = 3
@@ -168,7 +171,7 @@ def build_stream(groups: Sequence[Sequence[str]], negatives: Sequence[tuple[str,
         known_wrong.add(frozenset((ca, cb)))
         t0 = rng.random() * 0.6
         events.append((t0, Query(a, ca, "first")))
-        events.append((t0 + rng.random() * (1 - t0), Query(b, cb, "negative")))
+        events.append((t0 + rng.random() * (1 - t0), Query(b, cb, "reversed")))
     events.sort(key=lambda e: e[0])
     return Stream([q for _, q in events], known_wrong)
 
@@ -184,6 +187,10 @@ class ReplayResult:
     unlabeled: int = 0  #: hits between classes with no label either way
     #: per query: 1 right hit, -1 wrong hit, 0 miss, 2 unlabeled hit (for curves)
     trace: list[int] = field(default_factory=list)
+    #: wrong hits by the query's kind ("negative", "reversed", ...)
+    wrong_by_kind: dict[str, int] = field(default_factory=dict)
+    #: queries by kind
+    kinds: dict[str, int] = field(default_factory=dict)
 
     @property
     def judged(self) -> int:
@@ -222,6 +229,7 @@ class ReplayResult:
                 "wrong": self.wrong, "unlabeled_hits": self.unlabeled,
                 "hit_rate": self.hit_rate, "error_rate": self.error_rate,
                 "hit_error_rate": self.hit_error_rate, "explored": self.explored,
+                "queries_by_kind": dict(self.kinds), "wrong_by_kind": dict(self.wrong_by_kind),
                 "second_half": late}
 
 
@@ -236,6 +244,7 @@ def replay(cache: Any, stream: Stream, name: str = "", model: str = "replay-mode
         req = {"model": model, "messages": [{"role": "user", "content": q.text}]}
         out = cache._begin("completion", req)
         res.queries += 1
+        res.kinds[q.kind] = res.kinds.get(q.kind, 0) + 1
         if out.hit is not None:
             ok = stream.truth(q.answer_class, _cls(out.hit.value))
             if ok is None:
@@ -244,6 +253,8 @@ def replay(cache: Any, stream: Stream, name: str = "", model: str = "replay-mode
             else:
                 res.hits += 1
                 res.wrong += not ok
+                if not ok:
+                    res.wrong_by_kind[q.kind] = res.wrong_by_kind.get(q.kind, 0) + 1
                 res.trace.append(1 if ok else -1)
         else:
             res.misses += 1

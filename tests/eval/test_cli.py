@@ -123,6 +123,11 @@ def test_replay_with_target_error_rates_compares_policies(tmp_path, capsys, mini
     hard = r["stream"]["hard"]
     assert hard > 20  # the built-in order-sensitive and negation pairs are in
     assert r["stream"]["queries"] == questions + negatives + 2 * hard
+    kinds = r["runs"]["static 0.8"][0]["queries_by_kind"]
+    assert kinds == {"first": 6 + hard, "paraphrase": questions - 6,
+                     "negative": negatives, "reversed": hard}
+    # a reversed question at 0.8 is served its twin's answer: counted as such
+    assert 0 < r["runs"]["static 0.8"][0]["wrong_by_kind"]["reversed"] <= hard
     assert set(r["runs"]) == {"static 0.8", "static 0.9", "static 0.95",
                               "verified 0.02", "verified 0.05"}
     assert all(len(v) == 2 for v in r["runs"].values())  # one per stream
