@@ -287,3 +287,27 @@ def test_feedback_teaches_the_policy_with_the_entrys_history(minilm):
     (obs, history), = policy.seen
     assert not obs.correct and obs.similarity == pytest.approx(hit.metadata["similarity"])
     assert history == (earlier,)  # what the entry knew when it was served
+
+
+def test_the_learned_model_survives_a_restart(tmp_path, minilm):
+    """The policy's model is saved in the exact store every 25 judgements and loaded
+    by the next process on its first lookup."""
+    def cache():
+        return Cache(type="faiss-semantic", embedder=minilm, disk_cache_dir=str(tmp_path),
+                     target_error_rate=0.05, judge="exact")
+
+    c = cache()
+    c.add_cache({"answer": "practice"}, **ask(Q))
+    key = c.get_cache_key(**ask(Q))
+    for i in range(50):  # reports teach the policy like judgements do
+        c.feedback({"key": key, "similarity": 0.75 + i * 0.004, "stage": "semantic"},
+                   correct=i % 10 != 0)
+    before = c.policy.estimate(0.9)
+    assert c.policy.counts["judged"] == 50
+    c.close()
+    c2 = cache()
+    assert c2.policy.counts["judged"] == 0  # nothing loaded before the first lookup
+    c2.lookup(**ask("Something else entirely"))
+    assert c2.policy.counts["judged"] == 50
+    assert c2.policy.estimate(0.9) == pytest.approx(before)
+    c2.close()

@@ -88,6 +88,9 @@ def add_parser(subparsers: Any) -> None:
                    help="smallest paraphrase group in the stream (default 3)")
     g.add_argument("--no-hard-pairs", action="store_true",
                    help="leave out the built-in order-sensitive and negation pairs")
+    g.add_argument("--policy-param", action="append", default=[], metavar="KEY=VALUE",
+                   help="a VerifiedPolicy option (repeatable), e.g. confidence=0.95, "
+                        "per=hit, audit_rate=0.03")
     g.add_argument("--out", metavar="DIR", help="write report.json and policies.png here")
     p.set_defaults(func=_run_replay)
 
@@ -209,6 +212,7 @@ def parse_thresholds(spec: str) -> tuple[float, ...]:
 def _run_policy_replay(args: argparse.Namespace) -> int:
     from .._registry import get_embedder
     from ..policies.replay import order_sensitive_pairs
+    from ..policies.verified import VerifiedPolicy
     from ._embed import PrecomputedEmbedder
     from .policies import compare_policies
 
@@ -216,6 +220,11 @@ def _run_policy_replay(args: argparse.Namespace) -> int:
     if any(not 0 < t < 1 for t in targets):
         raise InvalidRequestError("--target-error-rate values must be in (0, 1)")
     thresholds = parse_thresholds(args.thresholds)
+    options = parse_params(args.policy_param)
+    try:
+        VerifiedPolicy(targets[0], **options)
+    except TypeError as exc:  # an option VerifiedPolicy does not take
+        raise InvalidRequestError(f"--policy-param: {exc}") from None
     pairs = _load(args)
     texts = pairs.queries + pairs.candidates + [q for p in order_sensitive_pairs() for q in p]
     embedder = PrecomputedEmbedder.build(get_embedder(args.model), texts,
@@ -230,7 +239,8 @@ def _run_policy_replay(args: argparse.Namespace) -> int:
     report = compare_policies(
         zip(pairs.queries, pairs.candidates, (int(x) for x in pairs.labels)), embedder,
         targets=targets, thresholds=thresholds, seeds=args.seeds, floor=args.floor,
-        hard_pairs=not args.no_hard_pairs, min_group=args.min_group, on_run=note)
+        hard_pairs=not args.no_hard_pairs, min_group=args.min_group,
+        policy_options=options, on_run=note)
     print(report.summary())
     if args.json:
         report.write_json(args.json)

@@ -378,6 +378,7 @@ class VerifiedPolicy(DecisionPolicy):
             rate, ci = hit_rate * share, [lo * share, hi * share]
         bound = ci if self.per == "request" else hit_ci
         return {**c, "target_error_rate": self.target_error_rate, "per": self.per,
+                "confidence": self.confidence,
                 "served_share": share,
                 "observed_error_rate": rate, "observed_error_ci95": ci,
                 "observed_hit_error_rate": hit_rate, "observed_hit_error_ci95": hit_ci,

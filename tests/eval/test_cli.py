@@ -115,6 +115,7 @@ def test_replay_with_target_error_rates_compares_policies(tmp_path, capsys, mini
     questions, negatives = _stream_pairs(tmp_path / "pairs.jsonl")
     rc = main(["eval", "replay", str(tmp_path / "pairs.jsonl"), "--target-error-rate",
                "0.02", "0.05", "--thresholds", "0.8,0.9,0.95", "--seeds", "2", "-q",
+               "--policy-param", "confidence=0.95",
                "--out", str(tmp_path / "out"), "--json", str(tmp_path / "r.json")])
     assert rc == 0
     out = capsys.readouterr().out
@@ -131,6 +132,7 @@ def test_replay_with_target_error_rates_compares_policies(tmp_path, capsys, mini
     assert set(r["runs"]) == {"static 0.8", "static 0.9", "static 0.95",
                               "verified 0.02", "verified 0.05"}
     assert all(len(v) == 2 for v in r["runs"].values())  # one per stream
+    assert r["runs"]["verified 0.02"][0]["policy_stats"]["confidence"] == 0.95
     for row in r["summary"]:
         runs = r["runs"][f"verified {row['target']}"]
         # every query was a hit or not, and the rates are what the counts say
@@ -153,6 +155,12 @@ def test_replay_with_targets_rejects_bad_input(tmp_path, capsys):
     assert main(["eval", "replay", str(tmp_path / "pairs.jsonl"),
                  "--target-error-rate", "0.02", "--thresholds", "0.9:0.5:0.1"]) == 2
     assert "--thresholds" in capsys.readouterr().err
+    assert main(["eval", "replay", str(tmp_path / "pairs.jsonl"), "--target-error-rate",
+                 "0.02", "--policy-param", "confidnce=0.9"]) == 2
+    assert "confidnce" in capsys.readouterr().err
+    assert main(["eval", "replay", str(tmp_path / "pairs.jsonl"), "--target-error-rate",
+                 "0.02", "--policy-param", "per=query"]) == 2
+    assert "per" in capsys.readouterr().err
     (tmp_path / "flat.jsonl").write_text(json.dumps(
         {"query": "a b", "candidate": "c d", "label": 1}) + "\n")
     assert main(["eval", "replay", str(tmp_path / "flat.jsonl"),
