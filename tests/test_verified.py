@@ -196,6 +196,12 @@ def test_exploration_judges_the_fresh_answer_and_stores_the_outcome(minilm):
     assert s["judged"] == 1 and s["policy_stats"]["explored"] == 1
     # the explored request's own answer was stored: its repeat is an exact hit
     assert c.lookup(**ask(PARA)).stage == "exact"
+    # ... and its entry starts with the judgement, seen from its side: its answer is
+    # right for the candidate's prompt at the same similarity
+    fresh_key = c.get_cache_key(**ask(PARA))
+    (mine,) = [x for x in c.index.search(minilm.embed([Q])[0], out.request.split.context)
+               if x.key == fresh_key]
+    assert mine.observations == (Observation(pytest.approx(cand.similarity), True),)
 
 
 def test_an_abstaining_judge_records_nothing(minilm):

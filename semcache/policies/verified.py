@@ -148,7 +148,7 @@ class VerifiedPolicy(DecisionPolicy):
         target_error_rate: float = 0.02,
         *,
         per: str = "request",
-        confidence: float = 0.9,
+        confidence: float = 0.95,
         audit_rate: float = 0.05,
         budget_window: int = 20_000,
         min_budget_samples: int = 50,
