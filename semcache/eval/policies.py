@@ -41,6 +41,7 @@ from ..policies.replay import (
     order_sensitive_pairs,
     replay,
 )
+from ..policies.verified import wilson_interval
 
 __all__ = ["DEFAULT_TARGETS", "DEFAULT_THRESHOLDS", "PolicyComparison", "compare_policies"]
 
@@ -50,13 +51,8 @@ DEFAULT_THRESHOLDS = tuple(round(0.5 + 0.01 * i, 2) for i in range(50))  # 0.50 
 WARMUP = 0.2
 
 
-def _wilson(wrong: int, n: int, z: float = 1.96) -> list[float]:
-    if n <= 0:
-        return [0.0, 1.0]
-    p = wrong / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return [max(0.0, centre - half), min(1.0, centre + half)]
+def _wilson(wrong: int, n: int) -> list[float]:
+    return list(wilson_interval(wrong / n, n, 1.96)) if n > 0 else [0.0, 1.0]
 
 
 def _running_error(trace: Sequence[int], warmup: float) -> tuple[float, float]:

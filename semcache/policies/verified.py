@@ -61,7 +61,7 @@ from .._errors import ConfigError
 from .._policy import Decision, DecisionPolicy
 from ..indexes.base import Candidate, Observation
 
-__all__ = ["VerifiedPolicy", "wilson_upper"]
+__all__ = ["VerifiedPolicy", "wilson_interval"]
 
 #: width of a similarity bin of the model's counts, and of a confirmation-margin bin
 _STEP = 0.01
@@ -70,17 +70,8 @@ _MARGIN_CAP = 0.2
 _STATE_VERSION = 5
 
 
-def wilson_upper(p: float, n: float, z: float) -> float:
-    """Upper end of the Wilson score interval for a proportion ``p`` seen in ``n`` trials."""
-    if n <= 0:
-        return 1.0
-    z2 = z * z
-    centre = p + z2 / (2 * n)
-    spread = z * math.sqrt(max(p * (1 - p), 0.0) / n + z2 / (4 * n * n))
-    return min(1.0, (centre + spread) / (1 + z2 / n))
-
-
-def _wilson_interval(p: float, n: float, z: float) -> tuple[float, float]:
+def wilson_interval(p: float, n: float, z: float) -> tuple[float, float]:
+    """The Wilson score interval of a proportion ``p`` seen in ``n`` trials."""
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
     return max(0.0, centre - half), min(1.0, centre + half)
@@ -373,7 +364,7 @@ class VerifiedPolicy(DecisionPolicy):
         hit_ci = rate = ci = None
         if audited:
             hit_rate = wrong / audited
-            lo, hi = _wilson_interval(hit_rate, audited, 1.96)
+            lo, hi = wilson_interval(hit_rate, audited, 1.96)
             hit_ci = [lo, hi]
             rate, ci = hit_rate * share, [lo * share, hi * share]
         bound = ci if self.per == "request" else hit_ci
