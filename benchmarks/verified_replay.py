@@ -43,7 +43,8 @@ def main() -> int:
     rows = [json.loads(line) for line in gzip.open(Path(args.data) / "qqp" / "pairs.jsonl.gz",
                                                    "rt", encoding="utf-8")]
     pairs = [(r["query"], r["candidate"], int(r["label"])) for r in rows]
-    texts = [q for a, b, _ in pairs for q in (a, b)] + [
+    # the order `semcache eval replay` embeds them in, so the two share the cache file
+    texts = [a for a, _, _ in pairs] + [b for _, b, _ in pairs] + [
         q for p in order_sensitive_pairs() for q in p]
     t = time.perf_counter()
     embedder = PrecomputedEmbedder.build(get_embedder(None), texts,
