@@ -174,7 +174,9 @@ def test_concurrent_first_use_across_processes(tmp_path: Path) -> None:
     assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
     lines = {o[0].strip().splitlines()[-1] for o in outs}
     assert len(lines) == 1  # same folder, same vector
-    home = next(tmp_path.iterdir())
+    # the model's folder (beside it, the lock file the racing exports took turns on;
+    # directory order is arbitrary, so pick the folder by kind, not by position)
+    (home,) = [p for p in tmp_path.iterdir() if p.is_dir()]
     assert sorted(p.name for p in home.iterdir()) == ["fp32"]
     manifest = json.loads((home / "fp32" / "manifest.json").read_text())
     assert manifest["variant"] == "fp32"
