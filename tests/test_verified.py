@@ -93,6 +93,10 @@ def test_per_hit_targets_bound_the_share_of_wrong_hits():
     assert served / decisions > best_static(0.05, per="hit")
     with pytest.raises(ConfigError, match="per"):
         VerifiedPolicy(0.05, per="query")
+    for bad in ({"memory": -1}, {"max_serve_error": 0}, {"budget_window": 0},
+                {"confidence": 1.0}, {"audit_rate": 1.0}):
+        with pytest.raises(ConfigError):
+            VerifiedPolicy(0.05, **bad)
 
 
 def test_the_bound_holds_after_the_population_drifts():

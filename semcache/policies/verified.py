@@ -132,6 +132,22 @@ def _features(cells: np.ndarray) -> np.ndarray:
 
 
 class VerifiedPolicy(DecisionPolicy):
+    """Serve a candidate only while the error rate stays within ``target_error_rate``.
+
+    - ``per``: ``"request"`` (wrong answers over all decisions, vCache's definition) or
+      ``"hit"`` (wrong answers over hits).
+    - ``confidence``: level of the upper bound on the total error of what is served.
+    - ``audit_rate``: share of would-be hits judged instead (``min_audits`` of them at
+      50% first).
+    - ``budget_window``: recent decisions the serving level is computed over.
+    - ``min_budget_samples``, ``min_judged``: decisions, judged outcomes, before any
+      candidate is served.
+    - ``max_serve_error``: a candidate estimated more likely wrong than this is never
+      served.
+    - ``memory``: judged outcomes over which older ones fade by 1/e (0: never).
+    - ``seed``: of the audits' and ties' random draws (reproducible replays).
+    """
+
     name = "verified"
 
     def __init__(
@@ -158,6 +174,15 @@ class VerifiedPolicy(DecisionPolicy):
             raise ConfigError("audit_rate must be in [0, 1)", parameter="audit_rate")
         self.per = per
         self.confidence = confidence
+        if budget_window < 1 or min_budget_samples < 0 or min_judged < 1 or min_audits < 0:
+            raise ConfigError("budget_window and min_judged must be at least 1, "
+                              "min_budget_samples and min_audits at least 0",
+                              parameter="budget_window")
+        if not 0 < max_serve_error <= 1:
+            raise ConfigError("max_serve_error must be in (0, 1]", parameter="max_serve_error")
+        if memory < 0:
+            raise ConfigError("memory must be >= 0 (0: outcomes never fade)",
+                              parameter="memory")
         self.audit_rate = audit_rate
         self.min_budget_samples = min_budget_samples
         self.min_judged = min_judged
