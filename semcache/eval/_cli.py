@@ -217,12 +217,11 @@ def _run_policy_replay(args: argparse.Namespace) -> int:
     from .policies import compare_policies
 
     targets = tuple(args.target_error_rate)
-    if any(not 0 < t < 1 for t in targets):
-        raise InvalidRequestError("--target-error-rate values must be in (0, 1)")
     thresholds = parse_thresholds(args.thresholds)
     options = parse_params(args.policy_param)
-    try:
-        VerifiedPolicy(targets[0], **options)
+    try:  # every target and option checked before minutes of embedding
+        for t in targets:
+            VerifiedPolicy(t, **options)
     except TypeError as exc:  # an option VerifiedPolicy does not take
         raise InvalidRequestError(f"--policy-param: {exc}") from None
     pairs = _load(args)

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from .._config import check_rate
 from .._errors import InvalidRequestError
 from ..embedders.base import Embedder
 from ..policies.replay import (
@@ -257,8 +258,9 @@ def compare_policies(
     from .._cache import Cache
     from ..policies.verified import VerifiedPolicy
 
-    if not targets or any(not 0 < t < 1 for t in targets):
-        raise InvalidRequestError("each target error rate must be in (0, 1)")
+    if not targets:
+        raise InvalidRequestError("give at least one target error rate")
+    targets = [check_rate(t) for t in targets]
     if seeds < 1:
         raise InvalidRequestError("seeds must be at least 1")
     groups, negatives = groups_from_pairs(pairs, min_size=min_group)

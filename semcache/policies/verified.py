@@ -89,8 +89,8 @@ def _z(confidence: float) -> float:
     return (lo + hi) / 2
 
 
-def _sigmoid(x: float) -> float:
-    return 1.0 / (1.0 + math.exp(-x)) if x > -700 else 0.0
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1 / (1 + np.exp(-np.clip(x, -30, 30)))
 
 
 #: a cell of the model's counts: (similarity bin, confirmed, margin bin, right only
@@ -277,13 +277,14 @@ class VerifiedPolicy(DecisionPolicy):
         x = _features(np.asarray([cell]))[0]
         eta = float(x @ self._beta)
         sd = math.sqrt(max(float(x @ self._cov @ x), 0.0))
-        return _sigmoid(eta), _sigmoid(eta + self._z * sd)
+        return float(_sigmoid(np.asarray(eta))), float(_sigmoid(np.asarray(eta + self._z * sd)))
 
     def _level(self, target: float) -> tuple[float, float]:
         """(lambda, tie): serve UCBs below lambda, and those equal to it with probability
-        ``tie``, so that, had the current model decided the recent window, the UCBs of
-        what it served would add up to at most ``target`` times the window's decisions
-        (per request) or its hits (per hit).
+        ``tie``, so that, had the current model decided the recent window, the upper
+        confidence bound of the total error of what it served would be at most
+        ``target`` times the window's decisions (per request) or its hits (per hit);
+        computed by ``_fill``, cached until the window or the model moves on.
 
         The window is re-scored by the current model: levels taken from the UCBs the
         decisions had when they were made lag the model, which grows surer as it
@@ -313,10 +314,10 @@ class VerifiedPolicy(DecisionPolicy):
         X = _features(np.asarray(cells))
         eta = X @ self._beta
         sd = np.sqrt(np.maximum(((X @ self._cov) * X).sum(axis=1), 0.0))
-        ucb = 1 / (1 + np.exp(-np.clip(eta + self._z * sd, -30, 30)))
+        ucb = _sigmoid(eta + self._z * sd)
         order = np.argsort(ucb, kind="stable")
         ucb, count, X, eta = ucb[order], count[order], X[order], eta[order]
-        p0 = 1 / (1 + np.exp(-np.clip(eta, -30, 30)))
+        p0 = _sigmoid(eta)
         grad = np.cumsum((count * p0 * (1 - p0))[:, None] * X, axis=0)
         spread = np.sqrt(np.maximum(((grad @ self._cov) * grad).sum(axis=1), 0.0))
         spent = np.cumsum(count * p0) + self._z * spread
@@ -468,7 +469,7 @@ def _fit_logistic(X: np.ndarray, n: np.ndarray, wrong: np.ndarray,
     current = objective(beta)
     hess = np.eye(d)
     for _ in range(50):
-        p = 1 / (1 + np.exp(-np.clip(X @ beta, -30, 30)))
+        p = _sigmoid(X @ beta)
         grad = X.T @ (wrong - n * p) - penalty * beta
         hess = (X * (n * p * (1 - p))[:, None]).T @ X + np.diag(penalty)
         step = np.linalg.solve(hess, grad)

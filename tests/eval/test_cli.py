@@ -151,7 +151,7 @@ def test_replay_with_targets_rejects_bad_input(tmp_path, capsys):
     _stream_pairs(tmp_path / "pairs.jsonl")
     assert main(["eval", "replay", str(tmp_path / "pairs.jsonl"),
                  "--target-error-rate", "1.5"]) == 2
-    assert "target-error-rate" in capsys.readouterr().err
+    assert "target_error_rate" in capsys.readouterr().err
     assert main(["eval", "replay", str(tmp_path / "pairs.jsonl"),
                  "--target-error-rate", "0.02", "--thresholds", "0.9:0.5:0.1"]) == 2
     assert "--thresholds" in capsys.readouterr().err
