@@ -1,14 +1,15 @@
 """Static thresholds vs the verified policy on the same labeled query streams.
 
     python benchmarks/verified_replay.py [--data ../shared/data] [--seeds 3]
-        [--reuse-static]
+        [--reuse-static] [--truth labeled|strict]
 
 Builds streams from Quora Question Pairs (paraphrase groups of three or more questions,
 joined through shared questions, plus their labeled hard negatives) and a hand-built set
 of order-sensitive and negation pairs, replays each through real ``faiss-semantic``
 caches (``semcache.eval.policies.compare_policies``, the code behind
 ``semcache eval replay --target-error-rate``) and writes
-benchmarks/results/verified_replay.json and .png.
+benchmarks/results/verified_replay.json and .png (verified_replay_strict.* with
+``--truth strict``: every answer of another class counts as wrong).
 """
 
 from __future__ import annotations
@@ -37,8 +38,12 @@ def main() -> int:
     ap.add_argument("--reuse-static", action="store_true",
                     help="take the static-threshold runs from the last results file "
                          "(they do not depend on the verified policy's code)")
+    ap.add_argument("--truth", choices=("labeled", "strict"), default="labeled",
+                    help="a hit on another answer class is wrong when the pairs label it "
+                         "so, left out otherwise (labeled), or always wrong (strict)")
     args = ap.parse_args()
     out = Path(args.out)
+    stem = "verified_replay" + ("_strict" if args.truth == "strict" else "")
 
     rows = [json.loads(line) for line in gzip.open(Path(args.data) / "qqp" / "pairs.jsonl.gz",
                                                    "rt", encoding="utf-8")]
@@ -52,7 +57,7 @@ def main() -> int:
     print(f"embedded {len(set(texts))} texts in {time.perf_counter() - t:.0f} s", flush=True)
     static = None
     if args.reuse_static:
-        static = {k: v for k, v in json.loads((out / "verified_replay.json").read_text())
+        static = {k: v for k, v in json.loads((out / f"{stem}.json").read_text())
                   ["runs"].items() if k.startswith("static")}
 
     def note(name: str, seed: int, r) -> None:
@@ -62,12 +67,12 @@ def main() -> int:
 
     report = compare_policies(pairs, embedder, targets=DEFAULT_TARGETS,
                               thresholds=DEFAULT_THRESHOLDS, seeds=args.seeds,
-                              static_runs=static, on_run=note)
+                              truth=args.truth, static_runs=static, on_run=note)
     print()
     print(report.summary())
-    report.write_json(out / "verified_replay.json")
+    report.write_json(out / f"{stem}.json")
     try:
-        report.plot(out / "verified_replay.png")
+        report.plot(out / f"{stem}.png")
     except ImportError:
         print("matplotlib not installed: no plot")
     return 0

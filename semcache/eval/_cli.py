@@ -86,6 +86,10 @@ def add_parser(subparsers: Any) -> None:
                    help="the verified policy's similarity floor (default 0.7)")
     g.add_argument("--min-group", type=int, default=3,
                    help="smallest paraphrase group in the stream (default 3)")
+    g.add_argument("--truth", choices=("labeled", "strict"), default="labeled",
+                   help="a hit on another answer class is wrong only when the pairs "
+                        "label it so, and left out otherwise (labeled, the default), "
+                        "or always wrong (strict)")
     g.add_argument("--no-hard-pairs", action="store_true",
                    help="leave out the built-in order-sensitive and negation pairs")
     g.add_argument("--policy-param", action="append", default=[], metavar="KEY=VALUE",
@@ -239,7 +243,7 @@ def _run_policy_replay(args: argparse.Namespace) -> int:
         zip(pairs.queries, pairs.candidates, (int(x) for x in pairs.labels)), embedder,
         targets=targets, thresholds=thresholds, seeds=args.seeds, floor=args.floor,
         hard_pairs=not args.no_hard_pairs, min_group=args.min_group,
-        policy_options=options, on_run=note)
+        policy_options=options, truth=args.truth, on_run=note)
     print(report.summary())
     if args.json:
         report.write_json(args.json)

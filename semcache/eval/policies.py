@@ -9,7 +9,9 @@ labels as the verified policy's judge, and compare them:
 
 * the *error rate* is the share of judged queries that got a wrong answer (vCache's
   definition, what ``target_error_rate`` bounds); hits between two classes the labels
-  never compared are counted apart (``unlabeled``) and left out of both rates;
+  never compared are counted apart (``unlabeled``) and left out of both rates, unless
+  ``truth="strict"``, where every answer of another class is wrong (and the verified
+  policy's label judge says so too);
 * the *best static threshold* for a target is the one with the most hits whose error
   over the whole stream is at or below the target: chosen with hindsight, on the very
   stream it is scored on, which no deployment can do;
@@ -35,6 +37,7 @@ from .._config import check_rate
 from .._errors import InvalidRequestError
 from ..embedders.base import Embedder
 from ..policies.replay import (
+    TRUTHS,
     ReplayResult,
     Stream,
     build_stream,
@@ -142,7 +145,10 @@ class PolicyComparison:
             f"{self.stream.get('queries', '?')} queries per stream, {n} stream(s): "
             f"{self.stream.get('groups', '?')} paraphrase groups, "
             f"{self.stream.get('negatives', '?')} labeled negatives, "
-            f"{self.stream.get('hard', 0)} order-sensitive pairs",
+            f"{self.stream.get('hard', 0)} order-sensitive pairs; "
+            + ("every answer of another class counts as wrong (--truth strict)"
+               if self.stream.get("truth") == "strict" else
+               "hits between classes the labels never compared are left out"),
             "",
             "target  best static (hit rate, error)   verified: hit rate  error [95% CI]"
             "          max after warm-up  2nd half  explored  hits vs static",
@@ -180,6 +186,8 @@ class PolicyComparison:
                 "definitions": {
                     "error_rate": "wrong answers / judged queries (misses are answered "
                                   "by the LLM; unlabeled hits are left out)",
+                    "truth": "labeled: a hit on another class is wrong when the labels "
+                             "say so, unlabeled otherwise; strict: always wrong",
                     "best_static": "most hits with mean error <= target, chosen with "
                                    "hindsight on the same streams",
                     "warmup": WARMUP}}
@@ -245,6 +253,7 @@ def compare_policies(
     hard_pairs: bool = True,
     min_group: int = 3,
     policy_options: dict[str, Any] | None = None,
+    truth: str = "labeled",
     static_runs: dict[str, list[dict[str, Any]]] | None = None,
     on_run: Callable[[str, int, ReplayResult], None] | None = None,
 ) -> PolicyComparison:
@@ -254,7 +263,10 @@ def compare_policies(
     ``embedder`` should answer from precomputed vectors (``PrecomputedEmbedder``):
     the replays then cost the cache's own work only. ``static_runs`` reuses the static
     sweep of an earlier comparison on the same streams (it does not depend on the
-    verified policy)."""
+    verified policy; only from a comparison with the same ``truth``).
+
+    ``truth``: ``"labeled"`` (a hit on another class is wrong only when the labels say
+    so, unlabeled otherwise) or ``"strict"`` (always wrong)."""
     from .._cache import Cache
     from ..policies.verified import VerifiedPolicy
 
@@ -263,6 +275,8 @@ def compare_policies(
     targets = [check_rate(t) for t in targets]
     if seeds < 1:
         raise InvalidRequestError("seeds must be at least 1")
+    if truth not in TRUTHS:
+        raise InvalidRequestError(f"truth must be one of {', '.join(TRUTHS)}; got {truth!r}")
     groups, negatives = groups_from_pairs(pairs, min_size=min_group)
     if not groups:
         raise InvalidRequestError(
@@ -272,10 +286,11 @@ def compare_policies(
     out = PolicyComparison(tuple(targets), tuple(thresholds))
     reuse = static_runs or {}
     for seed in range(seeds):
-        stream: Stream = build_stream(groups, negatives, hard_pairs=hard, seed=seed)
+        stream: Stream = build_stream(groups, negatives, hard_pairs=hard, seed=seed,
+                                      truth=truth)
         out.stream = {"groups": len(groups), "questions": sum(map(len, groups)),
                       "negatives": len(negatives), "hard": len(hard),
-                      "queries": len(stream), "seeds": seeds}
+                      "queries": len(stream), "seeds": seeds, "truth": truth}
         for th in thresholds:
             name = f"static {th}"
             if name in reuse and len(reuse[name]) > seed:

@@ -147,6 +147,51 @@ def test_replay_with_target_error_rates_compares_policies(tmp_path, capsys, mini
     assert json.loads((tmp_path / "out" / "report.json").read_text())["summary"]
 
 
+def test_strict_truth_counts_every_other_class_as_wrong(tmp_path, capsys, minilm):
+    _stream_pairs(tmp_path / "pairs.jsonl")
+    reports = {}
+    for truth in ("labeled", "strict"):
+        assert main(["eval", "replay", str(tmp_path / "pairs.jsonl"), "--target-error-rate",
+                     "0.05", "--thresholds", "0.6,0.8", "-q", "--truth", truth,
+                     "--json", str(tmp_path / f"{truth}.json")]) == 0
+        reports[truth] = json.loads((tmp_path / f"{truth}.json").read_text())
+        assert reports[truth]["stream"]["truth"] == truth
+    assert "--truth strict" in capsys.readouterr().out
+    for th in ("0.6", "0.8"):  # the same stream and hits: only their verdicts differ
+        lab, strict = reports["labeled"]["runs"][f"static {th}"][0], \
+            reports["strict"]["runs"][f"static {th}"][0]
+        assert strict["unlabeled_hits"] == 0
+        assert strict["hits"] == lab["hits"] + lab["unlabeled_hits"]
+        assert strict["wrong"] == lab["wrong"] + lab["unlabeled_hits"]
+    # at 0.6 some hits join classes the pairs never compared: strict calls them wrong
+    assert reports["labeled"]["runs"]["static 0.6"][0]["unlabeled_hits"] > 0
+    assert reports["strict"]["runs"]["verified 0.05"][0]["unlabeled_hits"] == 0
+    with pytest.raises(SystemExit) as exc:
+        main(["eval", "replay", str(tmp_path / "pairs.jsonl"), "--target-error-rate",
+              "0.05", "--truth", "lenient"])
+    assert exc.value.code == 2
+    assert "--truth" in capsys.readouterr().err
+
+
+def test_stream_truth_modes():
+    from semcache.eval.policies import compare_policies
+    from semcache.policies.replay import build_stream
+
+    groups = [["a1", "a2", "a3"], ["b1", "b2", "b3"], ["c1", "c2", "c3"]]
+    negatives = [("a1", "n1")]
+    labeled = build_stream(groups, negatives, seed=1)
+    strict = build_stream(groups, negatives, seed=1, truth="strict")
+    assert [q.text for q in labeled.queries] == [q.text for q in strict.queries]
+    n = next(q.answer_class for q in labeled.queries if q.text == "n1")
+    assert labeled.truth(0, 0) is True and strict.truth(0, 0) is True
+    assert labeled.truth(0, n) is False and strict.truth(n, 0) is False
+    assert labeled.truth(0, 1) is None and strict.truth(0, 1) is False
+    with pytest.raises(ValueError, match="truth"):
+        build_stream(groups, negatives, truth="lenient")
+    with pytest.raises(InvalidRequestError, match="truth"):
+        compare_policies([("a", "b", 1)], None, truth="lenient")  # type: ignore[arg-type]
+
+
 def test_replay_with_targets_rejects_bad_input(tmp_path, capsys):
     _stream_pairs(tmp_path / "pairs.jsonl")
     assert main(["eval", "replay", str(tmp_path / "pairs.jsonl"),
