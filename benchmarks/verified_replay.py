@@ -1,7 +1,7 @@
 """Static thresholds vs the verified policy on the same labeled query streams.
 
     python benchmarks/verified_replay.py [--data ../shared/data] [--seeds 3]
-        [--reuse-static] [--truth labeled|strict]
+        [--reuse-static] [--truth labeled|strict] [--thresholds LO:HI:STEP]
 
 Builds streams from Quora Question Pairs (paraphrase groups of three or more questions,
 joined through shared questions, plus their labeled hard negatives) and a hand-built set
@@ -26,7 +26,8 @@ sys.path.insert(0, str(ROOT))
 
 from semcache._registry import get_embedder
 from semcache.eval import PrecomputedEmbedder
-from semcache.eval.policies import DEFAULT_TARGETS, DEFAULT_THRESHOLDS, compare_policies
+from semcache.eval._cli import parse_thresholds
+from semcache.eval.policies import DEFAULT_TARGETS, compare_policies
 from semcache.policies.replay import order_sensitive_pairs
 
 
@@ -41,7 +42,11 @@ def main() -> int:
     ap.add_argument("--truth", choices=("labeled", "strict"), default="labeled",
                     help="a hit on another answer class is wrong when the pairs label it "
                          "so, left out otherwise (labeled), or always wrong (strict)")
+    ap.add_argument("--thresholds", default="0.5:0.99:0.01", metavar="LO:HI:STEP|A,B,..",
+                    help="static thresholds to sweep (default 0.5:0.99:0.01; strict truth "
+                         "needs only the top of it: below 0.8 every threshold is over 12%%)")
     args = ap.parse_args()
+    thresholds = parse_thresholds(args.thresholds)
     out = Path(args.out)
     stem = "verified_replay" + ("_strict" if args.truth == "strict" else "")
 
@@ -66,7 +71,7 @@ def main() -> int:
               flush=True)
 
     report = compare_policies(pairs, embedder, targets=DEFAULT_TARGETS,
-                              thresholds=DEFAULT_THRESHOLDS, seeds=args.seeds,
+                              thresholds=thresholds, seeds=args.seeds,
                               truth=args.truth, static_runs=static, on_run=note)
     print()
     print(report.summary())
