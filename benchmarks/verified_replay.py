@@ -28,7 +28,7 @@ from semcache._registry import get_embedder
 from semcache.eval import PrecomputedEmbedder
 from semcache.eval._cli import parse_thresholds
 from semcache.eval.policies import DEFAULT_TARGETS, compare_policies
-from semcache.policies.replay import order_sensitive_pairs
+from semcache.policies.replay import TRUTHS, order_sensitive_pairs
 
 
 def main() -> int:
@@ -39,7 +39,7 @@ def main() -> int:
     ap.add_argument("--reuse-static", action="store_true",
                     help="take the static-threshold runs from the last results file "
                          "(they do not depend on the verified policy's code)")
-    ap.add_argument("--truth", choices=("labeled", "strict"), default="labeled",
+    ap.add_argument("--truth", choices=TRUTHS, default="labeled",
                     help="a hit on another answer class is wrong when the pairs label it "
                          "so, left out otherwise (labeled), or always wrong (strict)")
     ap.add_argument("--thresholds", default="0.5:0.99:0.01", metavar="LO:HI:STEP|A,B,..",
