@@ -35,9 +35,10 @@ try:
     import redis
     import redis.asyncio
     import redis.asyncio.cluster
+    import redis.asyncio.retry
     import redis.cluster
+    import redis.retry
     from redis.backoff import ExponentialBackoff
-    from redis.retry import Retry
 except ImportError:  # pragma: no cover - exercised only without the extra
     redis = None  # type: ignore[assignment]
 
@@ -174,8 +175,11 @@ class RedisStore(ExactStore):
     # -- clients (lazy: no network in the constructor) --------------------------------
     def _make_client(self, mod: Any) -> Any:
         # one retry with a short backoff: a restarted server or a failed-over node is
-        # picked up, a dead one costs at most (retries + 1) x timeout
-        retry = Retry(ExponentialBackoff(cap=0.2, base=0.02), self._retries)
+        # picked up, a dead one costs at most (retries + 1) x timeout. Each flavour gets
+        # its own Retry class: redis-py 8 converts (and warns about) a sync Retry passed
+        # to an asyncio client.
+        retry_cls = redis.asyncio.retry.Retry if mod is redis.asyncio else redis.retry.Retry
+        retry = retry_cls(ExponentialBackoff(cap=0.2, base=0.02), self._retries)
         kwargs = {k: v for k, v in self._kwargs.items() if v is not None}
         if self.cluster:
             nodes = [mod.cluster.ClusterNode(h, p) for h, p in self._startup_nodes]
