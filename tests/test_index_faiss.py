@@ -120,14 +120,24 @@ def test_opening_with_another_model_is_refused(tmp_path):
         FaissIndex(path=tmp_path, dim=16)
 
 
-def test_a_second_process_gets_a_clear_error(tmp_path):
-    idx = FaissIndex(path=tmp_path)
-    code = ("import sys\nfrom semcache.indexes.faiss import FaissIndex\n"
-            "try:\n    FaissIndex(path=sys.argv[1])\nexcept Exception as e:\n"
-            "    print(type(e).__name__, e)\n")
+def test_a_second_process_shares_the_folder(tmp_path):
+    """Issue #26: a second process opens the folder (no longer refused), sees what the
+    first wrote, and the first sees what the second wrote on its next lookup."""
+    idx = FaissIndex(path=tmp_path, model_id="m1")
+    v = np.eye(8, dtype=np.float32)
+    idx.add([entry(0)], v[:1])
+    code = ("import sys, numpy as np\nfrom semcache.indexes.base import IndexEntry\n"
+            "from semcache.indexes.faiss import FaissIndex\n"
+            "idx = FaissIndex(path=sys.argv[1], model_id='m1')\n"
+            "print(idx.search(np.eye(8, dtype=np.float32)[0], 'c', k=1)[0].key)\n"
+            "idx.add([IndexEntry('n:1', 'c', 'n', 'p', 0.0, None)], np.eye(8)[1:2])\n"
+            "idx.close()\n")
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
                          text=True, check=True).stdout
-    assert out.startswith("ConfigError") and "open in another process" in out
+    assert out.split() == ["n:0"]
+    got = idx.search(v[1], "c", k=1)
+    assert got[0].key == "n:1" and got[0].similarity == pytest.approx(1.0)
+    assert idx.count() == 2
     idx.close()
 
 

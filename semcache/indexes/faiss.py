@@ -20,32 +20,33 @@ rebuilt (retrained) when its shard has grown 4x since it was built, and dropped 
 the shard shrinks below half the threshold. Measured numbers are in docs/indexes.md and
 benchmarks/faiss_scale.py.
 
-Persistence (``path=``): ``manifest.json`` (format, model, dimension, metric) checked on
-open, a snapshot (``snapshot.npz``: vectors and metadata in one file), and an append-only operation
-log replayed on open; a torn last line from a crash is ignored. The folder is locked
-so a second process gets a clear error rather than a corrupted index.
+Persistence (``path=``): a folder shared by every process that opens it, forked or
+independent (issue #26): ``manifest.json`` (format, model, dimension, metric) checked on
+open, a snapshot, and one append-only log that every process writes under a short
+cross-process lock and reads back before a lookup when a shared counter says another
+process wrote. Details, and why compaction cannot drop an entry, in ``_faiss_log.py``.
 """
 
 from __future__ import annotations
 
 import base64
-import fcntl
-import json
+import contextlib
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+import weakref
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 
 from .._errors import ConfigError, InvalidRequestError
+from ._faiss_log import FolderLog
 from .base import MAX_OBSERVATIONS, Candidate, IndexEntry, Observation, VectorIndex
 
 __all__ = ["FaissIndex"]
 
-FORMAT = 1
 _INF = np.inf
 APPROX_THRESHOLD = 20_000  #: exact search over 20k x 384 floats is about 1 ms
 NPROBE = 16  #: lists probed; ~0.8 ms at 1M x 384 (docs/indexes.md)
@@ -325,22 +326,26 @@ class FaissIndex(VectorIndex):
         self.model_id = model_id
         self.metric = metric
         self._clock = clock
-        self._fsync = fsync
         self._lock = threading.RLock()
         self._shards: dict[str, _Shard] = {}
         self._where: dict[str, str] = {}  # key -> context
         self._ctx_ns: dict[str, str] = {}  # context -> namespace
         self._dirty: set[str] = set()  # contexts that lost entries (a move or a delete)
         self.path = Path(path) if path is not None else None
-        self._log: IO[str] | None = None
-        self._lockfile: IO[str] | None = None
-        self._log_lines = 0
+        self._disk: FolderLog | None = None
         if self.path is not None:
+            disk = FolderLog(self.path, fsync=fsync)
             try:
-                self._open_dir()
+                with disk.held():
+                    self.model_id, self._dim = disk.check_manifest(metric, model_id, dim)
+                    disk.write_manifest(metric, self.model_id, self._dim)
+                    self._disk = disk
+                    self._catch_up()
             except BaseException:
-                self.close()  # release the folder lock and files of a refused open
+                self._disk = None
+                disk.close()
                 raise
+        _OPEN.add(self)
 
     # ------------------------------------------------------------------ public seam
     @property
@@ -348,21 +353,26 @@ class FaissIndex(VectorIndex):
         return self._dim
 
     def add(self, entries: Sequence[IndexEntry], vectors: np.ndarray) -> None:
-        vecs = self._check_vectors(vectors, len(entries))
-        with self._lock:
+        with self._lock, self._writing():
+            vecs = self._check_vectors(vectors, len(entries))
+            if self._disk is not None:  # logged first: a failed write changes nothing
+                self._disk.append([{"op": "add", **_entry_json(e), "v": _b64(v)}
+                                   for e, v in zip(entries, vecs)])
             for e, v in zip(entries, vecs):
                 self._put(e, v)
             self._sync({e.context for e in entries} | self._dirty)
-            if self._log is not None:
-                self._append([{"op": "add", **_entry_json(e), "v": _b64(v)}
-                              for e, v in zip(entries, vecs)])
+            self._maybe_compact()
 
     def search(self, vector: np.ndarray, context: str, k: int = 4,
                now: float | None = None) -> list[Candidate]:
         if k < 1:
             raise InvalidRequestError(f"k must be >= 1, got {k}")
-        q = self._check_vectors(vector, None)[0] if self._dim is not None else None
         with self._lock:
+            disk = self._disk
+            if disk is not None and disk.stale():  # a memory read when nobody wrote
+                with disk.held():
+                    self._catch_up()
+            q = self._check_vectors(vector, None)[0] if self._dim is not None else None
             shard = self._shards.get(context)
             if shard is None or q is None:
                 return []
@@ -370,28 +380,32 @@ class FaissIndex(VectorIndex):
 
     def delete(self, keys: Sequence[str]) -> int:
         keys = list(keys)
-        with self._lock:
-            gone = sum(self._remove(k) for k in keys)
+        with self._lock, self._writing():
+            present = [k for k in keys if k in self._where]
+            if present and self._disk is not None:
+                self._disk.append([{"op": "del", "keys": present}])
+            gone = sum(self._remove(k) for k in present)
             self._sync(self._dirty)
-            if gone and self._log is not None:
-                self._append([{"op": "del", "keys": keys}])
+            self._maybe_compact()
             return gone
 
     def clear(self, namespace: str) -> int:
-        with self._lock:
+        with self._lock, self._writing():
+            if self._disk is not None:
+                self._disk.append([{"op": "clear", "ns": namespace}])
             gone = self._clear(namespace)
-            if self._log is not None:
-                self._append([{"op": "clear", "ns": namespace}])
+            self._maybe_compact()
             return gone
 
     def observe(self, key: str, observation: Observation) -> bool:
-        with self._lock:
+        with self._lock, self._writing():
             ctx = self._where.get(key)
             if ctx is None:
                 return False
+            if self._disk is not None:
+                self._disk.append([{"op": "obs", "key": key, "o": observation.to_json()}])
             self._shards[ctx].observe(key, observation)
-            if self._log is not None:
-                self._append([{"op": "obs", "key": key, "o": observation.to_json()}])
+            self._maybe_compact()
             return True
 
     async def aobserve(self, key: str, observation: Observation) -> bool:
@@ -399,27 +413,36 @@ class FaissIndex(VectorIndex):
 
     def count(self, namespace: str | None = None) -> int:
         with self._lock:
+            self._refresh()
             if namespace is None:
                 return len(self._where)
             return sum(s.n for c, s in self._shards.items() if self._ctx_ns[c] == namespace)
 
     def purge_expired(self, now: float | None = None) -> int:
-        """Remove expired entries (search already ignores them)."""
+        """Remove expired entries (search already ignores them); with a folder, the
+        removal is a log record every process applies."""
         now = self._clock() if now is None else now
         with self._lock:
+            self._refresh()
             doomed = [s.keys[r] for s in self._shards.values()
                       for r in np.nonzero(s.expires[: s.n] <= now)[0].tolist()]
-        return self.delete(doomed) if doomed else 0
+            return self.delete(doomed) if doomed else 0
+
+    def compact(self) -> None:
+        """Fold the shared log into a new snapshot now (it also happens on its own once
+        the log outgrows the index)."""
+        with self._lock, self._writing():
+            if self._disk is not None:
+                self._compact()
 
     def close(self) -> None:
+        """Close this process's handles; other processes (forked or not) sharing the
+        folder are unaffected: no lock is held between calls."""
         with self._lock:
-            if self._log is not None:
-                self._log.close()
-                self._log = None
-            if self._lockfile is not None:
-                fcntl.flock(self._lockfile, fcntl.LOCK_UN)
-                self._lockfile.close()
-                self._lockfile = None
+            if self._disk is not None:
+                self._disk.close()
+                self._disk = None
+            _OPEN.discard(self)
 
     # No I/O besides an append: searching inline beats a thread hop (microseconds).
     async def asearch(self, vector: np.ndarray, context: str, k: int = 4,
@@ -453,8 +476,8 @@ class FaissIndex(VectorIndex):
             raise InvalidRequestError(f"vectors have shape {arr.shape}, expected ({n}, dim)")
         if self._dim is None:
             self._dim = int(arr.shape[1])
-            if self.path is not None:
-                self._write_manifest()
+            if self._disk is not None:  # add() holds the folder lock here
+                self._disk.write_manifest(self.metric, self.model_id, self._dim)
         if arr.shape[1] != self._dim:
             raise InvalidRequestError(
                 f"vector dimension {arr.shape[1]} does not match the index's {self._dim}")
@@ -504,84 +527,53 @@ class FaissIndex(VectorIndex):
             gone += shard.n
         return gone
 
-    # -- persistence --
-    def _open_dir(self) -> None:
-        assert self.path is not None
-        self.path.mkdir(parents=True, exist_ok=True)
-        self._lockfile = open(self.path / "lock", "a+")
-        try:
-            fcntl.flock(self._lockfile, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._lockfile.close()
-            self._lockfile = None
-            raise ConfigError(
-                f"the FAISS index at {str(self.path)!r} is open in another process; "
-                "share a cache across processes with a server-backed type "
-                "(redis-semantic, qdrant-semantic) or give each process its own folder",
-                parameter="disk_cache_dir",
-            ) from None
-        manifest = self.path / "manifest.json"
-        if manifest.exists():
-            m = json.loads(manifest.read_text())
-            if m.get("format") != FORMAT or m.get("metric") != self.metric:
-                raise ConfigError(f"index at {str(self.path)!r} has format/metric "
-                                  f"{m.get('format')}/{m.get('metric')}, expected "
-                                  f"{FORMAT}/{self.metric}")
-            if self.model_id is not None and m.get("model_id") not in (None, self.model_id):
-                raise ConfigError(
-                    f"index at {str(self.path)!r} was built with embedding model "
-                    f"{m.get('model_id')!r}, not {self.model_id!r}: its vectors are not "
-                    "comparable; use another folder or flush it", parameter="embedding_model")
-            if self._dim is not None and m.get("dim") not in (None, self._dim):
-                raise ConfigError(f"index at {str(self.path)!r} has dimension {m.get('dim')}, "
-                                  f"not {self._dim}", parameter="dim")
-            self._dim = m.get("dim") or self._dim
-            self.model_id = self.model_id or m.get("model_id")
-        self._write_manifest()
-        self._load_snapshot()
-        self._replay_log()
-        self._sync(set(self._shards))  # large shards get their approximate index back
-        self._log = open(self.path / "log.jsonl", "a", encoding="utf-8")
-
-    def _write_manifest(self) -> None:
-        assert self.path is not None
-        _atomic_write(self.path / "manifest.json", json.dumps(
-            {"format": FORMAT, "model_id": self.model_id, "dim": self._dim,
-             "metric": self.metric}).encode())
-
-    def _load_snapshot(self) -> None:
-        assert self.path is not None
-        snap = self.path / "snapshot.npz"
-        if not snap.exists():
+    # -- the shared folder (semcache/indexes/_faiss_log.py); self._lock is held --
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """The folder's lock, with this process current: its writes land after every
+        record it has applied, so every process applies one order."""
+        disk = self._disk
+        if disk is None:
+            yield
             return
-        with np.load(snap, allow_pickle=False) as z:
-            vecs = z["vecs"]
-            meta = json.loads(z["meta"].tobytes())
-        for e, v in zip(meta, vecs):
-            entry = _entry_from_json(e)
-            self._put(entry, v)
-            for o in e.get("o", ()):
-                self._shards[entry.context].observe(entry.key, Observation.from_json(o))
+        with disk.held():
+            # a writer that died after a complete record but before bumping the counter
+            # leaves the file longer than what this process has read: read it too
+            if disk.stale() or disk.log_size() != disk.off:
+                self._catch_up()
+            yield
 
-    def _replay_log(self) -> None:
-        assert self.path is not None
-        log_p = self.path / "log.jsonl"
-        if not log_p.exists():
-            return
-        with open(log_p, encoding="utf-8") as f:
-            lines = f.readlines()
-        good = 0
-        for line in lines:
-            try:
-                op = json.loads(line)
-            except json.JSONDecodeError:
-                break  # a torn write from a crash: everything before it is intact
+    def _refresh(self) -> None:
+        disk = self._disk
+        if disk is not None and disk.stale():
+            with disk.held():
+                self._catch_up()
+
+    def _catch_up(self) -> None:
+        assert self._disk is not None
+        up = self._disk.catch_up()
+        if up.snapshot is not None:  # restart from the snapshot: drop this memory
+            self._shards.clear()
+            self._where.clear()
+            self._ctx_ns.clear()
+            self._dirty.clear()
+            vecs, meta = up.snapshot
+            if self._dim is None and vecs.ndim == 2 and vecs.shape[1]:
+                self._dim = int(vecs.shape[1])
+            for e, v in zip(meta, vecs):
+                entry = _entry_from_json(e)
+                self._put(entry, v)
+                for o in e.get("o", ()):
+                    self._shards[entry.context].observe(entry.key, Observation.from_json(o))
+        touched = set(self._shards) if up.snapshot is not None else set()
+        for op in up.records:
             kind = op.get("op")
             if kind == "add":
                 v = np.frombuffer(base64.b64decode(op["v"]), dtype=np.float32)
                 if self._dim is None:
                     self._dim = int(v.shape[0])
                 self._put(_entry_from_json(op), v)
+                touched.add(op["ctx"])
             elif kind == "del":
                 for k in op["keys"]:
                     self._remove(k)
@@ -591,27 +583,20 @@ class FaissIndex(VectorIndex):
                 ctx = self._where.get(op["key"])
                 if ctx is not None:
                     self._shards[ctx].observe(op["key"], Observation.from_json(op["o"]))
-            good += 1
-        self._log_lines = good
-        if good != len(lines):  # drop the torn tail so later appends start clean
-            self._snapshot()
+        self._sync(touched | self._dirty)
 
-    def _append(self, ops: list[dict[str, Any]]) -> None:
-        assert self._log is not None
-        self._log.write("".join(json.dumps(o, separators=(",", ":")) + "\n" for o in ops))
-        self._log.flush()
-        if self._fsync:
-            os.fsync(self._log.fileno())
-        self._log_lines += len(ops)
-        if self._log_lines > max(10_000, 2 * len(self._where)):
-            self._snapshot()
+    def _maybe_compact(self) -> None:
+        disk = self._disk
+        if disk is not None and disk.lines > max(10_000, 2 * len(self._where)):
+            self._compact()
 
-    def _snapshot(self) -> None:
-        """Write the whole index atomically and truncate the log."""
-        assert self.path is not None
+    def _compact(self) -> None:
+        """Under the folder lock, current to the log's end: this memory is exactly
+        snapshot + log, so the new snapshot drops nothing any process acknowledged."""
+        assert self._disk is not None
         entries, vecs = [], []
+        ns = self._ctx_ns
         for shard in self._shards.values():
-            ns = self._ctx_ns
             for r, key in enumerate(shard.keys):
                 prompt, created, expires = shard.meta[r]
                 ctx = self._where[key]
@@ -620,23 +605,39 @@ class FaissIndex(VectorIndex):
                                 "o": [o.to_json() for o in shard.obs[r]]})
             vecs.append(shard.vecs[: shard.n])
         arr = np.concatenate(vecs) if vecs else np.zeros((0, self._dim or 0), np.float32)
-        meta = np.frombuffer(json.dumps(entries).encode(), dtype=np.uint8)
-        # one file, renamed into place: vectors and metadata can never disagree, and a
-        # crash before the log is truncated only replays operations that are idempotent
-        tmp = self.path / "snapshot.tmp.npz"
-        with open(tmp, "wb") as f:
-            np.savez(f, vecs=arr, meta=meta)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path / "snapshot.npz")
-        if self._log is not None:
-            self._log.close()
-        with open(self.path / "log.jsonl", "w", encoding="utf-8") as f:
-            f.flush()
-            os.fsync(f.fileno())
-        self._log = open(self.path / "log.jsonl", "a", encoding="utf-8") \
-            if self._log is not None else None
-        self._log_lines = 0
+        self._disk.compact(arr, entries)
+
+    _snapshot = compact  # the name tests and older callers use
+
+
+# -- fork safety: an index opened before a fork stays usable in the child -----------
+# Every open index's thread lock is taken before a fork, so the child's copy of its
+# memory is never caught half-way through a change by another thread; the child gets a
+# fresh lock (the parent's threads do not exist there), and its folder lock object is
+# replaced on first use (FolderLog.held), so the child never releases a parent's hold.
+_OPEN: weakref.WeakSet[FaissIndex] = weakref.WeakSet()
+_FORK_HELD: list[FaissIndex] = []
+
+
+def _before_fork() -> None:
+    for idx in list(_OPEN):
+        idx._lock.acquire()
+        _FORK_HELD.append(idx)
+
+
+def _after_fork_in_parent() -> None:
+    while _FORK_HELD:
+        _FORK_HELD.pop()._lock.release()
+
+
+def _after_fork_in_child() -> None:
+    while _FORK_HELD:
+        _FORK_HELD.pop()._lock = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
+                        after_in_child=_after_fork_in_child)
 
 
 def _entry_json(e: IndexEntry) -> dict[str, Any]:
@@ -650,12 +651,3 @@ def _entry_from_json(d: dict[str, Any]) -> IndexEntry:
 
 def _b64(v: np.ndarray) -> str:
     return base64.b64encode(np.ascontiguousarray(v, dtype=np.float32).tobytes()).decode()
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
