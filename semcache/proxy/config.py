@@ -34,12 +34,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._config import _CONTROL_NAMES
 from .._errors import ConfigError, SemcacheError
 from .._keys import validate_namespace
 
 __all__ = [
     "ClientKey",
     "Deployment",
+    "Limits",
     "Price",
     "ProxyConfig",
     "ProxyConfigError",
@@ -62,7 +64,41 @@ _GENERAL = {"master_key"}
 _DEPLOYMENT = {"model_name", "litellm_params", "model_info"}
 _PARAMS = {"model", "api_base", "api_key", "timeout"}
 _SEMCACHE = {"keys", "prices", "embedding_batching", "upstream_timeout", "max_connections",
-             "dashboard"}
+             "dashboard", "max_body_bytes", "max_prompt_chars"}
+_KEY_FIELDS = ("key", "namespace", "name", "allowed_cache_controls")
+
+
+#: permission names: the control's canonical field (``no-cache`` and ``no_cache`` are one)
+_PERMISSION_NAMES = {**_CONTROL_NAMES, "cache_key": "cache_key",
+                     "caching_group": "caching_group"}
+ALL_CONTROLS = frozenset(_PERMISSION_NAMES.values())
+#: what a client key may do unless granted more: only its own request changes (see
+#: permissions.py and docs/proxy.md, "Security model")
+DEFAULT_CONTROLS = frozenset({"ttl", "s_maxage", "no_cache", "no_store", "use_cache"})
+#: 32 MiB: a 25 MB transcription upload (OpenAI's limit) with its form fields fits
+DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
+#: about 250k tokens of English: above the context window of most models
+DEFAULT_MAX_PROMPT_CHARS = 1_000_000
+
+
+def parse_allowed(names: list[Any]) -> frozenset[str]:
+    """``allowed_cache_controls`` as canonical names; ValueError names an unknown one."""
+    out = set()
+    for name in names:
+        field = _PERMISSION_NAMES.get(name) if isinstance(name, str) else None
+        if field is None:
+            raise ValueError(f"unknown cache control {name!r}; known: "
+                             f"{', '.join(sorted(_PERMISSION_NAMES))}")
+        out.add(field)
+    return frozenset(out)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Request limits (413 beyond them): see limits.py."""
+
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_prompt_chars: int = DEFAULT_MAX_PROMPT_CHARS
 
 
 class ProxyConfigError(ConfigError):
@@ -89,6 +125,9 @@ class ClientKey:
     key: str = field(repr=False)
     namespace: str
     name: str
+    #: canonical names of the cache controls it may use (``permissions.DEFAULT_CONTROLS``
+    #: unless its entry lists ``allowed_cache_controls``)
+    allowed: frozenset[str] = DEFAULT_CONTROLS
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +149,7 @@ class ProxyConfig:
     upstream_timeout: float = 600.0
     max_connections: int = 1000
     dashboard: bool = True
+    limits: Limits = field(default_factory=Limits)
     unsupported: list[str] = field(default_factory=list)
     source: str = "<config>"
 
@@ -256,6 +296,10 @@ class _Parser:
         if "max_connections" in own:
             cfg.max_connections = int(self.number(own["max_connections"],
                                                   "semcache_settings.max_connections"))
+        limits = {name: int(self.number(own[name], f"semcache_settings.{name}", minimum=1,
+                                        strict=False))
+                  for name in ("max_body_bytes", "max_prompt_chars") if name in own}
+        cfg.limits = Limits(**limits)
         cfg.unsupported = self.unsupported
         return cfg
 
@@ -339,8 +383,9 @@ class _Parser:
             where = f"semcache_settings.keys[{i}]"
             entry = self.mapping(item, where)
             for k in entry:
-                if k not in ("key", "namespace", "name"):
-                    raise self.fail(f"{where}.{k}", "unknown field; known: key, namespace, name")
+                if k not in _KEY_FIELDS:
+                    raise self.fail(f"{where}.{k}", f"unknown field; known: "
+                                    f"{', '.join(_KEY_FIELDS)}")
             key = self.string(entry.get("key"), f"{where}.key")
             assert key is not None
             if key in seen:
@@ -351,7 +396,18 @@ class _Parser:
                 ns = validate_namespace(ns)
             except ConfigError as exc:
                 raise self.fail(f"{where}.namespace", str(exc)) from None
-            out.append(ClientKey(key, ns, str(entry.get("name") or ns)))
+            allowed = DEFAULT_CONTROLS
+            if entry.get("allowed_cache_controls") is not None:
+                names = self.resolve(entry["allowed_cache_controls"],
+                                     f"{where}.allowed_cache_controls")
+                if not isinstance(names, list):
+                    raise self.fail(f"{where}.allowed_cache_controls",
+                                    "must be a list of cache control names")
+                try:
+                    allowed = parse_allowed(names)
+                except ValueError as exc:
+                    raise self.fail(f"{where}.allowed_cache_controls", str(exc)) from None
+            out.append(ClientKey(key, ns, str(entry.get("name") or ns), allowed))
         return out
 
     def prices(self, raw: Any) -> dict[str, Price]:

@@ -143,6 +143,12 @@ class ProxyStats:
         if status == 0 or status >= 400:
             self.m_upstream_errors.labels(str(status)).inc()
 
+    def upstream_error(self, status: int) -> None:
+        """An upstream failure after its call was counted (a stream that broke off)."""
+        with self._lock:
+            self.upstream_errors[status] += 1
+        self.m_upstream_errors.labels(str(status)).inc()
+
     def _saved(self, model: str, value: Any) -> tuple[int, int, float] | None:
         usage = value.get("usage") if isinstance(value, dict) else None
         if not isinstance(usage, dict):
