@@ -1,0 +1,99 @@
+"""The data behind the verifier's figures: the split by question group leaks no question
+across sides, the must-not-hit suite is well formed and split by prompt, and the exported
+tree ensemble scores exactly like the scikit-learn model it came from."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from importlib import resources
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from semcache import ConfigError, InvalidRequestError
+from semcache.eval import Pairs
+from semcache.eval.split import group_split, pair_groups
+from semcache.verifiers.trees import TreeEnsemble
+
+TEXTS = st.sampled_from([f"question {i}" for i in range(25)])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(TEXTS, TEXTS, st.integers(0, 1)), min_size=2, max_size=60),
+       st.integers(0, 2**16), st.floats(0.1, 0.9))
+def test_no_question_on_both_sides(rows, seed, fraction) -> None:
+    pairs = Pairs([r[0] for r in rows], [r[1] for r in rows],
+                  np.array([r[2] for r in rows], np.int8))
+    sp = group_split(pairs, test_fraction=fraction, seed=seed)
+    tune = set(sp.tune.queries) | set(sp.tune.candidates)
+    test = set(sp.test.queries) | set(sp.test.candidates)
+    assert not tune & test
+    assert len(sp.tune) + len(sp.test) == len(pairs)
+    assert sorted(zip(sp.tune.queries + sp.test.queries,
+                      sp.tune.candidates + sp.test.candidates)) == \
+        sorted(zip(pairs.queries, pairs.candidates))
+    # the same seed gives the same split
+    again = group_split(pairs, test_fraction=fraction, seed=seed)
+    assert again.test.queries == sp.test.queries
+
+
+def test_groups_are_connected_components_ignoring_case_and_spacing() -> None:
+    pairs = Pairs(["a", "B", "x", "c  d"], ["b", "c", "y", "q"],
+                  np.zeros(4, np.int8))
+    g = pair_groups(pairs)
+    assert g[0] == g[1] != g[2]  # a-b and B-c share "b"
+    assert g[3] not in (g[0], g[2])
+
+
+def test_split_needs_a_sensible_fraction() -> None:
+    pairs = Pairs(["a", "b"], ["c", "d"], np.zeros(2, np.int8))
+    with pytest.raises(InvalidRequestError, match="test_fraction"):
+        group_split(pairs, test_fraction=1.0)
+
+
+def test_must_not_hit_suite_is_well_formed_and_split_by_prompt() -> None:
+    text = (resources.files("semcache") / "data" / "must_not_hit.jsonl").read_text()
+    rows = [json.loads(line) for line in text.splitlines()]
+    kinds = Counter(r["kind"] for r in rows)
+    assert sum(v for k, v in kinds.items() if k != "paraphrase") >= 200
+    assert kinds["paraphrase"] >= sum(v for k, v in kinds.items() if k != "paraphrase")
+    for k in ("reversal", "antonym", "negation", "number", "unit", "entity", "topic"):
+        assert kinds[k] >= 10, k
+    assert all((r["label"] == 1) == (r["kind"] == "paraphrase") for r in rows)
+    halves: dict[str, set[str]] = {"tune": set(), "test": set()}
+    for r in rows:
+        halves[r["half"]] |= {r["query"], r["candidate"]}
+    assert not halves["tune"] & halves["test"]
+    assert len({(r["query"], r["candidate"]) for r in rows}) == len(rows)
+
+
+def test_exported_trees_score_like_scikit_learn() -> None:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(3000, 6)).astype(np.float32)
+    X[:, 2] = rng.integers(0, 4, 3000)  # ties on split points, like the count features
+    y = ((X[:, 0] + X[:, 1] * X[:, 2] + rng.normal(0, 0.5, 3000)) > 0.5).astype(int)
+    model = HistGradientBoostingClassifier(max_iter=40, max_leaf_nodes=16,
+                                           random_state=0).fit(X, y)
+    ens = TreeEnsemble.from_sklearn(model)
+    want = model.predict_proba(X)[:, 1]
+    assert np.abs(ens.predict_proba(X) - want).max() < 1e-9
+    back = TreeEnsemble.from_json(json.loads(json.dumps(ens.to_json())))
+    # leaf values are stored to 7 decimals: the file stays small, scores move < 1e-6
+    assert np.abs(back.predict_proba(X) - want).max() < 1e-6
+
+
+@pytest.mark.parametrize("broken", [
+    {"baseline": 0},
+    {"baseline": 0, "depth": 1, "n_features": 1, "feature": [[0, 0]], "threshold": [[0, 0]],
+     "left": [[1, 5]], "right": [[1, 1]], "value": [[0, 0]]},
+    {"baseline": 0, "depth": 1, "n_features": 1, "feature": [[3]], "threshold": [[0]],
+     "left": [[0]], "right": [[0]], "value": [[0]]},
+])
+def test_a_malformed_model_is_refused(broken) -> None:
+    with pytest.raises(ConfigError):
+        TreeEnsemble.from_json(broken)
