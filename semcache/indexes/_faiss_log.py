@@ -94,8 +94,8 @@ class FolderLog:
                 _atomic_write(seq_p, _SEQ.pack(0))
             if not self._log_p.exists() or self._log_p.stat().st_size == 0:
                 _atomic_write(self._log_p, _head(self._snapshot_gen(), None))
-        self._seq_f = open(seq_p, "r+b")  # noqa: SIM115 - lives as long as the index
-        self._seq = mmap.mmap(self._seq_f.fileno(), _SEQ.size)
+        with open(seq_p, "r+b") as f:  # the mapping keeps its own descriptor
+            self._seq = mmap.mmap(f.fileno(), _SEQ.size)
 
     def _new_flock(self) -> Any:
         return filelock.FileLock(self.path / "write.lock", preserve_lock_file=True,
@@ -253,7 +253,6 @@ class FolderLog:
         between calls)."""
         with contextlib.suppress(BufferError, ValueError):
             self._seq.close()
-        self._seq_f.close()
 
 
 def _head(gen: int, prev: list[int] | None) -> bytes:
