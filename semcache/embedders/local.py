@@ -16,6 +16,7 @@ import numpy as np
 
 from .._errors import ConfigError, missing
 from .base import Embedder
+from .onnx import max_chars
 
 __all__ = ["MINILM", "SentenceTransformerEmbedder", "packaged_model_path"]
 
@@ -97,7 +98,12 @@ class SentenceTransformerEmbedder(Embedder):
         return self._dim
 
     def _embed(self, texts: list[str]) -> np.ndarray:
-        return self._model().encode(
+        model = self._model()
+        # cut before tokenizing, as the ONNX embedder does (onnx.max_chars says why the
+        # vectors are unchanged): the tokenizer would read a 5 MB text in full first
+        cap = max_chars(int(getattr(model, "max_seq_length", None) or 512))
+        texts = [t[:cap] for t in texts]
+        return model.encode(
             texts, batch_size=self.batch_size, convert_to_numpy=True,
             normalize_embeddings=True, show_progress_bar=False,
         )

@@ -377,6 +377,11 @@ class _Runtime:
         self.inputs = [i.name for i in self.session.get_inputs()]
 
     def run(self, texts: list[str], sub_batch: int) -> np.ndarray:
+        # The tokenizer truncates only after tokenizing the whole text, holding the GIL:
+        # a 5 MB prompt took 13 s and stalled every other request of the proxy (issue
+        # #18). Cut the text first; see max_chars for why this keeps the result.
+        cap = max_chars(self.manifest["max_seq_length"])
+        texts = [t[:cap] for t in texts]  # a slice of a shorter str is the str itself
         encs = self.tokenizer.encode_batch(texts) if len(texts) > 1 else \
             [self.tokenizer.encode(texts[0])]
         out = np.empty((len(texts), self.manifest["dim"]), dtype=np.float32)
@@ -407,6 +412,19 @@ class _Runtime:
             return np.where(m > 0, hidden, -1e9).max(axis=1)
         # sentence-transformers: sum(h * mask) / clamp(sum(mask), 1e-9)
         return (hidden * m).sum(axis=1) / np.clip(m.sum(axis=1), 1e-9, None)
+
+
+#: characters kept per token of the model's window before tokenizing
+CHARS_PER_TOKEN = 32
+
+
+def max_chars(max_seq_length: int) -> int:
+    """Characters of a text that can reach a model with a window of ``max_seq_length``
+    word-pieces, with a wide margin: a word-piece covers at least one character, so
+    only characters that make no token at all (whitespace, control characters, stripped
+    accents) could push a token of the window past the cut, and it takes 31 of them per
+    token. tests/test_proxy_security_embedder.py checks that the token ids are unchanged."""
+    return max_seq_length * CHARS_PER_TOKEN
 
 
 _RUNTIMES: dict[tuple[str, int], _Runtime] = {}
