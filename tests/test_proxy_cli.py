@@ -76,11 +76,3 @@ def test_serve_refuses_a_bad_config_naming_file_and_key(tmp_path, capsys):
     assert main(["serve", "--config", str(cfg)]) == 2
     err = capsys.readouterr().err
     assert f"{cfg}: general_settings.master_key: environment variable PROXY_CLI_UNSET_VAR" in err
-
-
-def test_serve_refuses_workers_on_a_locked_faiss_folder(tmp_path, capsys):
-    cfg = tmp_path / "faiss.yaml"
-    cfg.write_text(f"litellm_settings: {{cache_params: {{type: faiss-semantic, "
-                   f"disk_cache_dir: '{tmp_path / 'c'}'}}}}\n")
-    assert main(["serve", "--config", str(cfg), "--workers", "2"]) == 2
-    assert "use --workers 1" in capsys.readouterr().err

@@ -17,8 +17,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=4000, help="port (default 4000, as LiteLLM)")
     p.add_argument("--workers", type=int, default=1,
-                   help="uvicorn worker processes (share a cache server: redis-semantic or "
-                        "qdrant-semantic; the embedded default is per process)")
+                   help="uvicorn worker processes (they share a cache on disk or a server: "
+                        "faiss-semantic or disk with disk_cache_dir, redis-semantic, "
+                        "qdrant-semantic; without a folder the embedded default is per "
+                        "process)")
     p.add_argument("--embedding-threads", type=int, default=None,
                    help="intra-op threads of a local embedding model, torch or onnxruntime "
                         "(default 1, or $OMP_NUM_THREADS): the event loop needs a core "
@@ -65,19 +67,16 @@ def run(args: argparse.Namespace) -> int:
             "timeout_graceful_shutdown": 5}
     if args.workers > 1:
         kind = config.cache_params.get("type")
-        if config.cache_enabled and kind == "faiss-semantic" and \
-                config.cache_params.get("disk_cache_dir"):
-            # the FAISS folder is locked by its first opener: worker 2 could not start
-            print(f"semcache serve: {config.source}: litellm_settings.cache_params.type: "
-                  "faiss-semantic with disk_cache_dir is one process's index: use "
-                  "--workers 1, or redis-semantic / qdrant-semantic for several workers",
-                  file=sys.stderr)
-            return 2
-        if config.cache_enabled and kind in ("local", "faiss-semantic"):
+        # faiss-semantic with disk_cache_dir is one folder every worker shares (issue #26:
+        # one log, read back before a lookup); without a folder it lives in each worker
+        in_memory = kind == "local" or (kind == "faiss-semantic" and
+                                        not config.cache_params.get("disk_cache_dir"))
+        if config.cache_enabled and in_memory:
             logging.getLogger("semcache.proxy").warning(
                 "cache type %r lives in each worker's memory: the %d workers will not share "
-                "entries (use one worker, or a shared type: redis-semantic, qdrant-semantic, "
-                "redis, disk)", kind, args.workers)
+                "entries (use one worker, give faiss-semantic a disk_cache_dir, or use a "
+                "shared type: redis-semantic, qdrant-semantic, redis, disk)", kind,
+                args.workers)
         os.environ["SEMCACHE_PROXY_CONFIG"] = os.path.abspath(args.config)
         os.environ["SEMCACHE_PROXY_WARNED"] = "1"
         uvicorn.run("semcache.proxy.app:app_from_env", factory=True, workers=args.workers,
