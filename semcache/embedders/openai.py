@@ -50,6 +50,10 @@ def _map_errors(model_id: str) -> Iterator[None]:
         raise BackendError(f"{model_id}: {exc}", backend="embedder") from exc
 
 
+#: clients a forked child inherited (see OpenAIEmbedder._own_clients)
+_INHERITED: list[Any] = []
+
+
 class OpenAIEmbedder(Embedder):
     """``model`` on an OpenAI-compatible endpoint.
 
@@ -102,6 +106,7 @@ class OpenAIEmbedder(Embedder):
         self.model_id = f"openai/{model}" + (f"@{dimensions}" if dimensions else "")
         self._client: Any = None
         self._aclient: Any = None
+        self._pid = os.getpid()
 
     # -- clients, made on first use (no network in the constructor) -------------------
 
@@ -114,7 +119,18 @@ class OpenAIEmbedder(Embedder):
             kw["default_headers"] = self.extra_headers
         return kw
 
+    def _own_clients(self) -> None:
+        """Clients made before a fork share their pooled connections with the parent:
+        two processes reading one socket could each get the other's reply (issue #26).
+        A child makes its own; the inherited ones are kept, unclosed, since closing them
+        would shut connections the parent is using."""
+        if self._pid != os.getpid():
+            _INHERITED.extend(c for c in (self._client, self._aclient) if c is not None)
+            self._client = self._aclient = None
+            self._pid = os.getpid()
+
     def _sync_client(self) -> Any:
+        self._own_clients()
         if self._client is None:
             from openai import OpenAI  # a core dependency
 
@@ -124,6 +140,7 @@ class OpenAIEmbedder(Embedder):
     def _async_client(self) -> Any:
         # one AsyncOpenAI per embedder; its connection pool binds to the loop that first
         # uses it, which for a cache is the application's one loop
+        self._own_clients()
         if self._aclient is None:
             from openai import AsyncOpenAI
 

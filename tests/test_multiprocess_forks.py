@@ -1,0 +1,62 @@
+"""State that must not cross a fork (issue #26), outside the FAISS index (whose fork
+tests are in tests/test_index_faiss_shared.py and tests/test_multiprocess_faiss.py)."""
+
+from __future__ import annotations
+
+import os
+import traceback
+
+import numpy as np
+import pytest
+
+from semcache.embedders.openai import OpenAIEmbedder
+from tests.embedders.fake_openai import FakeEmbeddingServer, fake_vector
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+
+
+def in_child(body) -> str:
+    """Run ``body()`` in a forked child; what it returns (a short string) comes back."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.close(r)
+            os.write(w, body().encode())
+            code = 0
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    os.close(w)
+    with os.fdopen(r) as f:
+        said = f.read()
+    assert os.waitpid(pid, 0)[1] == 0
+    return said
+
+
+def test_a_forked_child_makes_its_own_embedding_client():
+    """A client made before the fork holds pooled connections shared with the parent;
+    the child must not read replies on them."""
+    server = FakeEmbeddingServer(dim=16).start()
+    e = OpenAIEmbedder("fake-embed", api_base=server.base_url, dim=16, max_retries=0,
+                       cache_size=0)
+    try:
+        e.embed(["before the fork"])  # the parent's client now has a live connection
+        parent_client = e._client
+
+        def child() -> str:
+            v = e.embed(["in the child"])[0]
+            want = fake_vector("in the child", 16)
+            right = np.allclose(v, want / np.linalg.norm(want), atol=1e-6)
+            return f"{e._client is parent_client} {right}"
+
+        assert in_child(child) == "False True"  # a client of its own, and a right answer
+        assert e._client is parent_client  # the parent's is untouched and still works
+        v = e.embed(["after the fork"])[0]
+        want = fake_vector("after the fork", 16)
+        assert np.allclose(v, want / np.linalg.norm(want), atol=1e-6)
+    finally:
+        e.close()
+        server.stop()
