@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import numpy as np
 
 from .._errors import ConfigError, missing
 from .base import Embedder
-from .onnx import max_chars
+from .onnx import cut_texts, max_chars
 
 __all__ = ["MINILM", "SentenceTransformerEmbedder", "packaged_model_path"]
 
@@ -97,13 +98,14 @@ class SentenceTransformerEmbedder(Embedder):
             self._dim = int(getter())
         return self._dim
 
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        # cut before tokenizing and before the LRU, as the ONNX embedder does
+        # (onnx.max_chars says why the vectors are unchanged)
+        cap = max_chars(int(getattr(self._model(), "max_seq_length", None) or 512))
+        return super().embed(cut_texts(texts, cap))
+
     def _embed(self, texts: list[str]) -> np.ndarray:
-        model = self._model()
-        # cut before tokenizing, as the ONNX embedder does (onnx.max_chars says why the
-        # vectors are unchanged): the tokenizer would read a 5 MB text in full first
-        cap = max_chars(int(getattr(model, "max_seq_length", None) or 512))
-        texts = [t[:cap] for t in texts]
-        return model.encode(
+        return self._model().encode(
             texts, batch_size=self.batch_size, convert_to_numpy=True,
             normalize_embeddings=True, show_progress_bar=False,
         )

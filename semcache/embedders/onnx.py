@@ -38,7 +38,7 @@ import threading
 import time
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -377,11 +377,6 @@ class _Runtime:
         self.inputs = [i.name for i in self.session.get_inputs()]
 
     def run(self, texts: list[str], sub_batch: int) -> np.ndarray:
-        # The tokenizer truncates only after tokenizing the whole text, holding the GIL:
-        # a 5 MB prompt took 13 s and stalled every other request of the proxy (issue
-        # #18). Cut the text first; see max_chars for why this keeps the result.
-        cap = max_chars(self.manifest["max_seq_length"])
-        texts = [t[:cap] for t in texts]  # a slice of a shorter str is the str itself
         encs = self.tokenizer.encode_batch(texts) if len(texts) > 1 else \
             [self.tokenizer.encode(texts[0])]
         out = np.empty((len(texts), self.manifest["dim"]), dtype=np.float32)
@@ -425,6 +420,14 @@ def max_chars(max_seq_length: int) -> int:
     accents) could push a token of the window past the cut, and it takes 31 of them per
     token. tests/test_proxy_security_embedder.py checks that the token ids are unchanged."""
     return max_seq_length * CHARS_PER_TOKEN
+
+
+def cut_texts(texts: Sequence[str], cap: int) -> Sequence[str]:
+    """``texts`` with each str cut to ``cap`` characters (anything else is left for
+    ``Embedder`` to refuse). A slice of a shorter str is the str itself: no copy."""
+    if isinstance(texts, str):
+        return texts
+    return [t[:cap] if isinstance(t, str) else t for t in texts]
 
 
 _RUNTIMES: dict[tuple[str, int], _Runtime] = {}
@@ -482,13 +485,22 @@ class OnnxEmbedder(Embedder):
             # throughput stays near fp32's batched rate (docs/embedders.md).
             self.sub_batch = 1
         self.model_id = name if variant == "fp32" else f"{name}+{variant}"
-        self._dim = _st_config(self._model_dir)["dim"]  # small JSON reads, no model load
+        st_cfg = _st_config(self._model_dir)  # small JSON reads, no model load
+        self._dim = st_cfg["dim"]
+        self._max_chars = max_chars(st_cfg["max_seq_length"])
         self._rt: _Runtime | None = None
         self._load_lock = threading.Lock()
 
     @property
     def dim(self) -> int:
         return self._dim
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        # The tokenizer truncates only after tokenizing the whole text, holding the GIL:
+        # a 5 MB prompt took 13 s and stalled every other request of the proxy (issue
+        # #18). Cut first (max_chars says why the vectors are unchanged), and before the
+        # LRU, whose keys would otherwise keep megabytes of text alive.
+        return super().embed(cut_texts(texts, self._max_chars))
 
     def load(self) -> OnnxEmbedder:
         """Export (if not cached) and load now instead of on the first ``embed``."""
