@@ -43,28 +43,53 @@ __version__ = "0.1.0"
 #: the cache the call layer consults (LiteLLM's ``litellm.cache``); None = no caching
 cache: Cache | None = None
 
-#: called after every successful call with a dict: call_type, model, kwargs (api_key
-#: redacted), response, start_time, end_time, timings_ms, cache_hit, cache,
-#: response_cost, stream. A raising callback is logged and never breaks the call.
-success_callback: list[Callable[[dict[str, Any]], Any]] = []
+#: called after every successful call, in either of two forms (told apart by how many
+#: positional arguments the function takes):
+#: - one argument, a dict: call_type, model, kwargs (api_key redacted), response,
+#:   start_time, end_time, timings_ms, cache_hit, cache, response_cost, stream;
+#: - LiteLLM's four, ``(kwargs, completion_response, start_time, end_time)``, with
+#:   ``kwargs["cache_hit"]`` and datetimes for the times.
+#: A raising callback is logged and never breaks the call.
+success_callback: list[Callable[..., Any]] = []
+
+#: called when the upstream call fails, in the same two forms; the dict (and LiteLLM's
+#: kwargs) carry ``exception``, and the response is None. The call still raises.
+failure_callback: list[Callable[..., Any]] = []
 
 
-def enable_cache(type: str = "local", **params: Any) -> Cache:
-    """Create a ``Cache`` and make it the module-level ``semcache.cache``."""
+def _positional(host: str | None, port: str | int | None, password: str | None,
+                supported_call_types: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """LiteLLM's positional ``(type, host, port, password, supported_call_types)``."""
+    given = {"host": host, "port": port, "password": password,
+             "supported_call_types": supported_call_types}
+    return {**{k: v for k, v in given.items() if v is not None}, **params}
+
+
+def enable_cache(type: str = "local", host: str | None = None,
+                 port: str | int | None = None, password: str | None = None,
+                 supported_call_types: list[str] | None = None, **params: Any) -> Cache:
+    """Create a ``Cache`` and make it the module-level ``semcache.cache`` (LiteLLM's
+    signature: ``enable_cache("redis", "localhost", "6379")`` works)."""
     global cache
-    cache = Cache(type=type, **params)
+    cache = Cache(type=type, **_positional(host, port, password, supported_call_types,
+                                           params))
     return cache
 
 
-def update_cache(**params: Any) -> Cache:
+def update_cache(type: str | None = None, host: str | None = None,
+                 port: str | int | None = None, password: str | None = None,
+                 supported_call_types: list[str] | None = None, **params: Any) -> Cache:
     """Rebuild ``semcache.cache`` with some parameters changed (the rest kept)."""
     global cache
+    params = _positional(host, port, password, supported_call_types, params)
+    if type is not None:
+        params["type"] = type
     if cache is None:
         return enable_cache(**params)
     merged = {**cache._init_params, **params}
     if "type" in params:  # a new type: keep only the type-independent settings
         keep = ("mode", "ttl", "namespace", "supported_call_types", "on_error",
-                "signing_key", "max_value_bytes", "clock")
+                "signing_key", "max_value_bytes", "clock", "key_include", "key_exclude")
         merged = {k: v for k, v in cache._init_params.items() if k in keep} | params
     old, cache = cache, Cache(**merged)
     if old.store is not cache.store:
@@ -104,6 +129,7 @@ __all__ = [
     "disable_cache",
     "embedding",
     "enable_cache",
+    "failure_callback",
     "success_callback",
     "text_completion",
     "transcription",

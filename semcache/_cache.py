@@ -21,12 +21,14 @@ from typing import Any
 
 import numpy as np
 
+from ._compat import litellm_params
 from ._config import (
     CALL_TYPES,
     DEFAULT_CALL_TYPES,
     UNSET,
     CacheMode,
     Controls,
+    check_cache_ttl,
     check_threshold,
     check_ttl,
 )
@@ -41,8 +43,10 @@ from ._judges import Judge, resolve_judge
 from ._keys import (
     QUERY_MODES,
     SEMANTIC_CALL_TYPES,
+    KeyParams,
     SemanticSplit,
     base_call_type,
+    custom_key,
     exact_key,
     semantic_split,
     validate_namespace,
@@ -65,7 +69,7 @@ DEFAULT_SIMILARITY_THRESHOLD = 0.93
 
 _COMMON = frozenset({
     "mode", "ttl", "namespace", "supported_call_types", "on_error", "signing_key",
-    "max_value_bytes", "clock",
+    "max_value_bytes", "clock", "key_include", "key_exclude",
 })
 _SEMANTIC = frozenset({"similarity_threshold", "top_k", "semantic_query", "policy",
                        "target_error_rate", "judge"})
@@ -160,6 +164,8 @@ class Cache:
         on_error: str = "open",
         signing_key: bytes | str | None = None,
         max_value_bytes: int = 64 * 2**20,
+        key_include: Iterable[str] | None = None,
+        key_exclude: Iterable[str] | None = None,
         store: ExactStore | None = None,
         index: VectorIndex | None = None,
         embedder: Embedder | str | None = None,
@@ -169,6 +175,7 @@ class Cache:
         # what was given, for update_cache(): resolved values would leak defaults
         self._init_params = {k: v for k, v in locals().items()
                              if k not in ("self", "params", "__class__")} | params
+        type, params, ttl = litellm_params(type, params, ttl)
         given = {"store": store, "index": index}
         if type is None and store is None:
             raise ConfigError("give a cache type or a store instance", parameter="type")
@@ -202,7 +209,8 @@ class Cache:
         except ValueError:
             raise ConfigError(f"mode must be one of {[m.value for m in CacheMode]}, got "
                               f"{mode!r}", parameter="mode") from None
-        self.ttl = check_ttl(ttl, "ttl")
+        self.ttl = check_cache_ttl(ttl, "ttl")  # 0: LiteLLM's "expire at once"
+        self.key_params = KeyParams(key_include, key_exclude)
         self.namespace = validate_namespace(namespace if namespace is not None
                                             else DEFAULT_NAMESPACE)
         types = DEFAULT_CALL_TYPES if supported_call_types is None else supported_call_types
@@ -274,12 +282,32 @@ class Cache:
         self.store: ExactStore = store
         self.index: VectorIndex | None = index if semantic else None
 
+    @property
+    def cache(self) -> ExactStore:
+        """The backend store (LiteLLM's ``cache.cache``)."""
+        return self.store
+
     # ------------------------------------------------------------------ keys
     def get_cache_key(self, **kwargs: Any) -> str:
-        """The exact key of a request (``<namespace>:<sha256>``; a ``cache_key`` wins)."""
+        """The exact key of a request (``<namespace>:<sha256>``; a ``cache_key`` wins).
+        Overriding it (on a subclass or the instance, as LiteLLM's docs show) changes
+        the keys every lookup and store uses."""
         call_type = kwargs.pop("call_type", None) or _infer_call_type(kwargs)
         controls = Controls.parse(kwargs.get("cache"))
-        return exact_key(controls.namespace or self.namespace, call_type, kwargs)
+        return exact_key(controls.namespace or self.namespace, call_type,
+                         self.key_params.filter(kwargs))
+
+    def _custom_key(self, kwargs: Mapping[str, Any]) -> Mapping[str, Any]:
+        """``kwargs`` with ``cache_key`` from an overridden ``get_cache_key``, if any."""
+        if "get_cache_key" not in vars(self) and \
+                type(self).get_cache_key is Cache.get_cache_key:
+            return kwargs
+        key = self.get_cache_key(**kwargs)
+        if not isinstance(key, str) or not key:
+            raise InvalidRequestError("an overridden get_cache_key must return a "
+                                      f"non-empty str, got {key!r}")
+        prefix = self.namespace + ":"  # a subclass that builds on the default key
+        return {**kwargs, "cache_key": key[len(prefix):] if key.startswith(prefix) else key}
 
     # ------------------------------------------------------------------ lookups
     def lookup(self, *, call_type: str | None = None, **kwargs: Any) -> CacheHit | None:
@@ -449,9 +477,12 @@ class Cache:
             enabled = enabled and controls.use_cache is True
         elif controls.use_cache is False:
             enabled = False
-        read = enabled and not controls.no_cache and controls.s_maxage != 0
-        write = enabled and not controls.no_store
         ttl = self.ttl if controls.ttl is UNSET else controls.ttl
+        if controls.ttl is UNSET and kwargs.get("ttl") is not None:  # LiteLLM's ttl=
+            ttl = check_cache_ttl(kwargs["ttl"], "ttl")
+        kwargs = self._custom_key(self.key_params.filter(kwargs)) if enabled else kwargs
+        read = enabled and not controls.no_cache and controls.s_maxage != 0
+        write = enabled and not controls.no_store and ttl != 0  # ttl=0: keep nothing
         threshold = (controls.similarity_threshold
                      if controls.similarity_threshold is not None else self.similarity_threshold)
         semantic = self.index is not None and base_call_type(ct) in SEMANTIC_CALL_TYPES
@@ -759,8 +790,8 @@ class Cache:
             except Exception as exc:
                 result = self._failed(op, exc, flow, req)
             else:
-                if op.method == "set":
-                    result = True
+                if op.method == "set":  # False: the store refused the value (too large)
+                    result = result is not False
                 self._faults.succeeded(op.component)
             timings[op.stage] = timings.get(op.stage, 0.0) + time.perf_counter() - t
 
@@ -778,8 +809,8 @@ class Cache:
             except Exception as exc:
                 result = self._failed(op, exc, flow, req)
             else:
-                if op.method == "set":
-                    result = True
+                if op.method == "set":  # False: the store refused the value (too large)
+                    result = result is not False
                 self._faults.succeeded(op.component)
             timings[op.stage] = timings.get(op.stage, 0.0) + time.perf_counter() - t
 
@@ -813,7 +844,7 @@ def _infer_call_type(kwargs: Mapping[str, Any]) -> str:
         return "embedding"
     if "file" in kwargs:
         return "transcription"
-    if kwargs.get("cache_key") is not None:
+    if custom_key(kwargs) is not None:
         # LiteLLM's cache.add_cache(cache_key=..., result=...): a custom key names the
         # entry on its own, so the call type does not shape the key
         return "completion"

@@ -10,7 +10,8 @@ from typing import Any
 
 from ._errors import ConfigError
 
-__all__ = ["CALL_TYPES", "DEFAULT_CALL_TYPES", "UNSET", "CacheMode", "Controls"]
+__all__ = ["CALL_TYPES", "DEFAULT_CALL_TYPES", "UNSET", "CacheMode", "Controls",
+           "check_cache_ttl"]
 
 
 class _Unset:
@@ -57,6 +58,14 @@ def check_ttl(value: Any, parameter: str) -> float | None:
         raise ConfigError(f"{parameter} must be a positive number of seconds or None "
                           f"(never expire), got {value!r}", parameter=parameter)
     return float(value)
+
+
+def check_cache_ttl(value: Any, parameter: str) -> float | None:
+    """A cache's or a request's TTL: as ``check_ttl``, and 0 is LiteLLM's "expire at
+    once", so a cache or request with ``ttl=0`` stores nothing (it could serve nothing)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0:
+        return 0.0
+    return check_ttl(value, parameter)
 
 
 def check_threshold(value: Any, parameter: str = "similarity_threshold") -> float:
@@ -114,7 +123,7 @@ class Controls:
                     parameter=f"cache[{name!r}]")
             p = f"cache[{name!r}]"
             if field == "ttl":
-                value = check_ttl(value, p)
+                value = check_cache_ttl(value, p)
             elif field == "s_maxage":
                 if isinstance(value, bool) or not isinstance(value, (int, float)) or \
                         not math.isfinite(value) or value < 0:

@@ -30,8 +30,11 @@ import orjson
 from ._errors import InvalidRequestError
 
 __all__ = [
+    "CONTENT_PARAMS",
     "KEY_VERSION",
     "TRANSPORT_PARAMS",
+    "KeyParams",
+    "custom_key",
     "QueryMode",
     "SemanticSplit",
     "canonical_params",
@@ -52,8 +55,14 @@ TRANSPORT_PARAMS = frozenset(
         "proxy_server_request", "mock_response", "stream_options", "client",
         "caching", "cache", "cache_key", "caching_group", "no_log", "user_api_key",
         "input_cost_per_token", "output_cost_per_token", "model_list",
+        # a top-level ttl= is a cache control in LiteLLM (how long to keep the answer),
+        # not part of the question
+        "ttl",
     }
 )
+
+#: the request's content: never filtered out of a key by key_include / key_exclude
+CONTENT_PARAMS = frozenset({"model", "messages", "prompt", "input", "file", "caching_group"})
 
 QueryMode = Literal["last_user", "all_user", "conversation"]
 QUERY_MODES: tuple[str, ...] = ("last_user", "all_user", "conversation")
@@ -155,8 +164,68 @@ def model_scope(kwargs: Mapping[str, Any]) -> Any:
     return kwargs.get("caching_group") or kwargs.get("model")
 
 
-def exact_key(namespace: str, call_type: str, kwargs: Mapping[str, Any]) -> str:
+def custom_key(kwargs: Mapping[str, Any]) -> Any:
+    """The caller's own key: ``cache_key=``, else ``metadata={"cache_key": ...}`` (the
+    form LiteLLM's docs show for custom keys), else None."""
     custom = kwargs.get("cache_key")
+    if custom is None:
+        meta = kwargs.get("metadata")
+        if isinstance(meta, Mapping):
+            custom = meta.get("cache_key")
+    return custom
+
+
+class KeyParams:
+    """Which request parameters make up the keys (``Cache(key_include=...,
+    key_exclude=...)``); both stages key on the same filtered request.
+
+    ``key_exclude``: these parameters never change a key (``["user"]``: one entry for
+    every end user). ``key_include``: only these output-shaping parameters do; the
+    request's content (model, messages, prompt, input, file) always does, and transport
+    parameters never do. With neither, every output-shaping parameter counts (the
+    default). Filtering is one dict comprehension per request, and none when unset."""
+
+    __slots__ = ("exclude", "include")
+
+    def __init__(self, include: Any = None, exclude: Any = None) -> None:
+        from ._errors import ConfigError
+
+        def names(value: Any, parameter: str) -> frozenset[str] | None:
+            if value is None:
+                return None
+            if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{parameter} must be a list of parameter names",
+                                  parameter=parameter)
+            out = frozenset(value)
+            bad = sorted(out & CONTENT_PARAMS) if parameter == "key_exclude" else []
+            if bad:
+                raise ConfigError(f"key_exclude cannot leave out {bad[0]!r}: it is the "
+                                  "request's content", parameter=parameter)
+            return out
+
+        self.include = names(include, "key_include")
+        self.exclude = names(exclude, "key_exclude")
+
+    def __bool__(self) -> bool:
+        return self.include is not None or bool(self.exclude)
+
+    def keeps(self, name: str) -> bool:
+        if self.exclude and name in self.exclude:
+            return False
+        return (self.include is None or name in self.include or name in CONTENT_PARAMS
+                or name in TRANSPORT_PARAMS)
+
+    def filter(self, kwargs: Mapping[str, Any]) -> Mapping[str, Any]:
+        if not self:
+            return kwargs
+        return {k: v for k, v in kwargs.items() if self.keeps(k)}
+
+    def __repr__(self) -> str:
+        return f"KeyParams(include={self.include}, exclude={self.exclude})"
+
+
+def exact_key(namespace: str, call_type: str, kwargs: Mapping[str, Any]) -> str:
+    custom = custom_key(kwargs)
     if custom is not None:
         if not isinstance(custom, str) or not custom:
             raise InvalidRequestError("cache_key must be a non-empty str")

@@ -13,12 +13,15 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._errors import ConfigError, MissingDependency
 from .embedders.base import Embedder
 from .exact.base import ExactStore
 from .indexes.base import VectorIndex
+
+if TYPE_CHECKING:
+    from .exact.memory import MemoryStore
 
 __all__ = ["DEFAULT_EMBEDDING_MODEL", "TYPES", "TypeSpec", "build_backends", "get_embedder"]
 
@@ -32,6 +35,7 @@ class TypeSpec:
     semantic: bool = False
     extra: str = ""  #: pip extra that provides it
     embedder_param: str | None = None  #: LiteLLM's name for the embedding model
+    remote: bool = False  #: a shared store: the in-memory names build a front tier
 
 
 _MEMORY = frozenset({"max_size_in_memory", "max_size_per_item"})
@@ -41,17 +45,20 @@ _REDIS = frozenset({"host", "port", "password", "username", "db", "ssl", "redis_
                     "redis_startup_nodes", "socket_timeout", "socket_connect_timeout"})
 
 #: on a remote exact-store type, any of these puts a bounded in-memory tier in front
+#: (LiteLLM's DualCache). Never on the in-process types: there the bounds are the
+#: store's own, exactly (a front tier over a default-sized store honoured neither).
 _TIER = frozenset({"max_size_in_memory", "max_size_per_item", "default_in_memory_ttl"})
 
 TYPES: dict[str, TypeSpec] = {
-    "local": TypeSpec("semcache._registry:build_local", _MEMORY | {"default_in_memory_ttl"}),
+    "local": TypeSpec("semcache._registry:build_local", _MEMORY),
     "disk": TypeSpec("semcache._registry:build_disk", frozenset({"disk_cache_dir",
                                                                  "disk_size_limit"})),
     "faiss-semantic": TypeSpec(
         "semcache._registry:build_faiss_semantic",
         _MEMORY | {"disk_cache_dir", "disk_size_limit", "embedding_model"},
         semantic=True, extra="local", embedder_param="embedding_model"),
-    "redis": TypeSpec("semcache.exact.redis:RedisStore", _REDIS | _TIER, extra="redis"),
+    "redis": TypeSpec("semcache.exact.redis:RedisStore", _REDIS | _TIER, extra="redis",
+                      remote=True),
     "redis-semantic": TypeSpec(
         "semcache.indexes.redisvl:build_redis_semantic",
         _REDIS | {"redis_semantic_cache_embedding_model", "redis_semantic_cache_index_name",
@@ -69,18 +76,18 @@ TYPES: dict[str, TypeSpec] = {
                    "s3_verify", "s3_endpoint_url", "s3_aws_access_key_id",
                    "s3_aws_secret_access_key", "s3_aws_session_token", "s3_config",
                    "s3_path", "s3_create_bucket", "s3_timeout"}) | _TIER,
-        extra="s3"),
+        extra="s3", remote=True),
     "gcs": TypeSpec(
         "semcache.exact.gcs:GCSStore",
         frozenset({"gcs_bucket_name", "gcs_path_service_account", "gcs_path",
                    "gcs_endpoint_url", "gcs_project", "gcs_create_bucket",
                    "gcs_timeout"}) | _TIER,
-        extra="gcs"),
+        extra="gcs", remote=True),
     "azure_blob": TypeSpec(
         "semcache.exact.azure:AzureBlobStore",
         frozenset({"azure_account_url", "azure_blob_container", "azure_connection_string",
                    "azure_path", "azure_create_container", "azure_timeout"}) | _TIER,
-        extra="azure"),
+        extra="azure", remote=True),
 }
 
 
@@ -105,7 +112,7 @@ def build_backends(
     if spec.semantic:
         store, index = make(embedder=embedder, **params)
         return store, index
-    tier = {k: params.pop(k) for k in _TIER if k in params}
+    tier = {k: params.pop(k) for k in _TIER if k in params} if spec.remote else {}
     store = make(**params)
     if tier:  # LiteLLM's DualCache: a bounded in-memory tier in front of the remote store
         from .exact.tiered import TieredStore
@@ -145,14 +152,14 @@ def _resolve_embedder(name: str) -> Embedder:
 
 
 # -- builders of the in-process types --
-def _memory(params: dict[str, Any]):
+def _memory(params: dict[str, Any]) -> MemoryStore:
     from .exact.memory import MemoryStore
 
     return MemoryStore(**{k: params[k] for k in _MEMORY if k in params})
 
 
 def build_local(**params: Any) -> ExactStore:
-    params.pop("default_in_memory_ttl", None)  # LiteLLM's; semcache uses ttl=
+    # LiteLLM's default_in_memory_ttl is the cache's ttl (semcache._compat maps it)
     return _memory(params)
 
 
@@ -170,7 +177,13 @@ def build_faiss_semantic(embedder: Embedder, embedding_model: Any = None,
     from .indexes.faiss import FaissIndex
 
     if disk_cache_dir is None:
-        return _memory(memory), FaissIndex(model_id=embedder.model_id)
+        mem = _memory(memory)
+        index = FaissIndex(model_id=embedder.model_id)
+        # the index is bounded with the store: an answer the LRU evicts takes its
+        # vector and prompt with it (else the index grew without bound: 300 vectors
+        # for a 50-entry store)
+        mem.on_evict = index.delete
+        return mem, index
     if memory:
         raise ConfigError(f"{sorted(memory)[0]} applies to the in-memory store; with "
                           "disk_cache_dir the store is on disk", parameter=sorted(memory)[0])

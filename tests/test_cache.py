@@ -91,7 +91,7 @@ def test_threshold_zero_is_valid(minilm):
     assert hit is not None and hit.stage == "semantic"
 
 
-@pytest.mark.parametrize("kw,name", [({"ttl": -1}, "ttl"), ({"ttl": 0}, "ttl"),
+@pytest.mark.parametrize("kw,name", [({"ttl": -1}, "ttl"), ({"ttl": "soon"}, "ttl"),
                                      ({"mode": "sometimes"}, "mode"),
                                      ({"namespace": "a:b"}, "namespace"),
                                      ({"namespace": ""}, "namespace"),

@@ -35,6 +35,16 @@ from ._clients import (
     strip_provider,
     upstream_params,
 )
+from ._litellm import (
+    abegin,
+    afinish,
+    begin,
+    callback_args,
+    finish,
+    itemize,
+    mock_result,
+    wants_litellm_args,
+)
 from ._streams import Accumulator, AsyncStream, SyncStream, aiter_list, build, replay_chunks
 
 __all__ = [
@@ -83,6 +93,7 @@ class _Call:
     kind: str
     endpoint: Endpoint
     params: dict[str, Any]
+    call: Any = None  #: the _Prepared call, for the failure callbacks
 
 
 @dataclass(slots=True)
@@ -102,13 +113,17 @@ def _run(flow: _Flow) -> Any:
             except StopIteration as stop:
                 return stop.value
             if isinstance(op, _Call):
-                result = create_method(POOL.sync(op.endpoint), op.kind)(**op.params)
+                try:
+                    result = create_method(POOL.sync(op.endpoint), op.kind)(**op.params)
+                except Exception as err:
+                    _notify_failure(op.call, err, None)
+                    raise
             elif isinstance(op, _Begin):
-                result = [op.cache._begin(op.call_type, kw) for kw in op.requests]
+                result = [begin(op.cache, op.call_type, kw) for kw in op.requests]
             elif isinstance(op, _Finish):
                 for outcome, value in op.pairs:
                     try:
-                        op.cache._finish(outcome, value)
+                        finish(op.cache, outcome, value)
                     except Exception as exc:  # noqa: BLE001 - policy in _finish_failed
                         _finish_failed(op, exc)
                 result = None
@@ -128,33 +143,43 @@ async def _arun(flow: _Flow) -> Any:
             except StopIteration as stop:
                 return stop.value
             if isinstance(op, _Call):
-                client = await POOL.async_(op.endpoint)
-                result = await create_method(client, op.kind)(**op.params)
+                try:
+                    client = await POOL.async_(op.endpoint)
+                    result = await create_method(client, op.kind)(**op.params)
+                except Exception as err:
+                    pending: list[Any] = []
+                    _notify_failure(op.call, err, pending)
+                    await _await_all(pending)
+                    raise
             elif isinstance(op, _Begin):
                 if len(op.requests) == 1:
-                    result = [await op.cache._abegin(op.call_type, op.requests[0])]
+                    result = [await abegin(op.cache, op.call_type, op.requests[0])]
                 else:
                     result = list(await asyncio.gather(
-                        *(op.cache._abegin(op.call_type, kw) for kw in op.requests)))
+                        *(abegin(op.cache, op.call_type, kw) for kw in op.requests)))
             elif isinstance(op, _Finish):
                 done = await asyncio.gather(
-                    *(op.cache._afinish(outcome, value) for outcome, value in op.pairs),
+                    *(afinish(op.cache, outcome, value) for outcome, value in op.pairs),
                     return_exceptions=True)
                 for exc in done:
                     if isinstance(exc, Exception):
                         _finish_failed(op, exc)
                 result = None
             else:
-                pending: list[Any] = []
+                pending = []
                 _notify(op.payload, pending)
-                for aw in pending:
-                    try:
-                        await aw
-                    except Exception:
-                        log.exception("semcache: a success callback failed")
+                await _await_all(pending)
                 result = None
     finally:
         flow.close()
+
+
+async def _await_all(pending: list[Any]) -> None:
+    for aw in pending:
+        try:
+            await aw
+        except Exception:
+            log.exception("semcache: a callback failed")
 
 
 def _finish_failed(op: _Finish, exc: Exception) -> None:
@@ -165,13 +190,26 @@ def _finish_failed(op: _Finish, exc: Exception) -> None:
     log.warning("semcache: the response was not cached: %s: %s", type(exc).__name__, exc)
 
 
-def _notify(payload: dict[str, Any], pending: list[Any] | None) -> None:
-    """Run ``semcache.success_callback``; a raising callback is logged, never raised."""
-    for fn in list(_root().success_callback or ()):
+def _notify_failure(call: Any, exc: BaseException, pending: list[Any] | None) -> None:
+    """Run ``semcache.failure_callback`` for a failed upstream call."""
+    if call is None or not getattr(_root(), "failure_callback", None):
+        return
+    _notify({"call_type": call.call_type, "model": call.key_kwargs.get("model"),
+             "kwargs": call.user_kwargs, "response": None, "start_time": call.started,
+             "end_time": time.time(), "timings_ms": dict(call.timings), "cache_hit": False,
+             "cache": None, "response_cost": None, "stream": call.stream,
+             "exception": exc}, pending, "failure_callback")
+
+
+def _notify(payload: dict[str, Any], pending: list[Any] | None,
+            which: str = "success_callback") -> None:
+    """Run ``semcache.success_callback`` (or ``failure_callback``) in either form (see
+    ``semcache.success_callback``); a raising callback is logged, never raised."""
+    for fn in list(getattr(_root(), which, None) or ()):
         try:
-            out = fn(payload)
+            out = fn(*callback_args(payload)) if wants_litellm_args(fn) else fn(payload)
         except Exception:
-            log.exception("semcache: success callback %r failed", fn)
+            log.exception("semcache: callback %r failed", fn)
             continue
         if inspect.isawaitable(out):
             if pending is not None:
@@ -181,7 +219,7 @@ def _notify(payload: dict[str, Any], pending: list[Any] | None) -> None:
                 asyncio.run(out)  # type: ignore[arg-type]
             except Exception:
                 # e.g. a sync call made inside a running loop, where asyncio.run refuses
-                log.exception("semcache: success callback %r failed", fn)
+                log.exception("semcache: callback %r failed", fn)
                 close = getattr(out, "close", None)
                 if close is not None:
                     close()  # never leave a coroutine un-awaited behind
@@ -200,6 +238,7 @@ class _Prepared:
     stream: bool = False
     include_usage: bool = False
     cache: Any = None  #: the Cache to consult (None: no caching)
+    mock: Any = None  #: LiteLLM's mock_response: answered locally, never sent upstream
     started: float = field(default_factory=time.time)
     t0: float = field(default_factory=time.perf_counter)
     timings: dict[str, float] = field(default_factory=dict)
@@ -214,7 +253,8 @@ def _prepare(call_type: str, kind: str, kwargs: dict[str, Any]) -> _Prepared:
     opts = kwargs.get("stream_options") or {}
     return _Prepared(call_type, kind, call_type.startswith("a"), resolve_endpoint(kwargs),
                      upstream_params(kind, send), key_kwargs, _redact(kwargs), stream,
-                     bool(opts.get("include_usage")) if isinstance(opts, Mapping) else False)
+                     bool(opts.get("include_usage")) if isinstance(opts, Mapping) else False,
+                     mock=kwargs.get("mock_response"))
 
 
 def _redact(kwargs: Mapping[str, Any]) -> dict[str, Any]:
@@ -263,6 +303,8 @@ class HiddenStr(str):
 def _rebuild(kind: str, hit: Any) -> Any:
     """The cached value as the client's response type, or None if it cannot be one."""
     value = hit.value
+    if hasattr(value, "model_dump"):  # what an overridden get_cache returned as is
+        value = value.model_dump(mode="json")
     if isinstance(value, str) and kind == "transcription":
         return HiddenStr(value)
     if not isinstance(value, dict) or not isinstance(value.get(_ESSENTIAL[kind]),
@@ -285,6 +327,7 @@ def _rebuild(kind: str, hit: Any) -> Any:
 def _hide(response: Any, hidden: dict[str, Any]) -> Any:
     if isinstance(response, str) and not isinstance(response, HiddenStr):
         response = HiddenStr(response)
+    itemize(response)  # r["choices"][0]["message"], as LiteLLM's responses allow
     try:
         object.__setattr__(response, "_hidden_params", hidden)
     except (AttributeError, TypeError):  # a type without a __dict__: nothing to attach to
@@ -364,7 +407,10 @@ def _single_flow(call: _Prepared) -> _Flow:
                     return s
                 return response
     t = time.perf_counter()
-    result = yield _Call(call.kind, call.endpoint, call.params)
+    if call.mock is not None:
+        result = _mocked(call)
+    else:
+        result = yield _Call(call.kind, call.endpoint, call.params, call)
     _timed(call, "upstream", t)
     meta = outcome.metadata if outcome is not None else None
     if call.stream:
@@ -377,6 +423,15 @@ def _single_flow(call: _Prepared) -> _Flow:
         _timed(call, "store", t)
     yield _payload(call, result, hidden)
     return result
+
+
+def _mocked(call: _Prepared, n_inputs: int = 1) -> Any:
+    """LiteLLM's mock_response, as the upstream would have sent it (chunks if streamed)."""
+    response = mock_result(call.kind, call.key_kwargs.get("model"), call.mock, n_inputs)
+    if not call.stream:
+        return response
+    chunks = replay_chunks(call.kind, response, call.include_usage)
+    return aiter_list(chunks) if call.is_async else iter(chunks)
 
 
 def _stream_miss(call: _Prepared, cache: Any, outcome: Any, upstream: Any, meta: Any) -> Any:
@@ -447,7 +502,11 @@ def _embedding_flow(call: _Prepared) -> _Flow:
         params = call.params if not served else {
             **call.params, "input": [items[i] for i in missing]}
         t = time.perf_counter()
-        fresh = yield _Call("embedding", call.endpoint, params)
+        if call.mock is not None:
+            fresh = mock_result("embedding", call.key_kwargs.get("model"), call.mock,
+                                len(missing))
+        else:
+            fresh = yield _Call("embedding", call.endpoint, params, call)
         _timed(call, "upstream", t)
         data = sorted(fresh.data, key=lambda d: d.index)
         usage = fresh.usage

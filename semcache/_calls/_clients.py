@@ -39,6 +39,8 @@ LOCAL_PARAMS = frozenset({
     "output_cost_per_token", "custom_llm_provider", "num_retries", "max_retries",
     "api_key", "api_base", "base_url", "timeout", "request_timeout", "organization",
     "headers", "extra_headers",
+    # LiteLLM's: a cache control and a local test answer, never the provider's business
+    "ttl", "mock_response",
 })
 
 _RESOURCES = {

@@ -1,7 +1,37 @@
 """``from semcache.caching.caching import Cache``: LiteLLM's module path (see
 ``semcache.caching``)."""
 
-from .._cache import Cache, CacheHit
-from .._config import CacheMode
+from __future__ import annotations
 
-__all__ = ["Cache", "CacheHit", "CacheMode"]
+from typing import Any
+
+from ._names import (
+    Cache,
+    CacheHit,
+    CacheMode,
+    DiskCache,
+    DualCache,
+    InMemoryCache,
+    LiteLLMCacheType,
+    disable_cache,
+    enable_cache,
+    update_cache,
+)
+from ._names import __getattr__ as _lazy
+
+__all__ = [
+    "Cache",
+    "CacheHit",
+    "CacheMode",
+    "DiskCache",
+    "DualCache",
+    "InMemoryCache",
+    "LiteLLMCacheType",
+    "disable_cache",
+    "enable_cache",
+    "update_cache",
+]
+
+
+def __getattr__(name: str) -> Any:
+    return _lazy(name)

@@ -30,8 +30,10 @@ class ExactStore(ABC):
         """The stored bytes, or ``None`` when the key is absent or expired."""
 
     @abstractmethod
-    def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
-        """Store ``value`` under ``key``; ``ttl`` in seconds, ``None`` = never expire."""
+    def set(self, key: str, value: bytes, ttl: float | None = None) -> bool | None:
+        """Store ``value`` under ``key``; ``ttl`` in seconds, ``None`` = never expire.
+        A store that refuses the value by policy (too large) returns False, so the
+        cache does not index an answer it cannot serve; None or True: stored."""
 
     @abstractmethod
     def delete(self, keys: Sequence[str]) -> int:
@@ -52,8 +54,8 @@ class ExactStore(ABC):
     async def aget(self, key: str) -> bytes | None:
         return await asyncio.to_thread(self.get, key)
 
-    async def aset(self, key: str, value: bytes, ttl: float | None = None) -> None:
-        await asyncio.to_thread(self.set, key, value, ttl)
+    async def aset(self, key: str, value: bytes, ttl: float | None = None) -> bool | None:
+        return await asyncio.to_thread(self.set, key, value, ttl)
 
     async def adelete(self, keys: Sequence[str]) -> int:
         return await asyncio.to_thread(self.delete, keys)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -12,10 +13,17 @@ from .base import ExactStore
 
 __all__ = ["MemoryStore"]
 
+log = logging.getLogger("semcache")
+
 
 class MemoryStore(ExactStore):
     """``max_size_in_memory`` entries at most (least recently used evicted first);
-    values larger than ``max_size_per_item`` KB are not stored (LiteLLM's units)."""
+    values larger than ``max_size_per_item`` KB are refused (LiteLLM's units): ``set``
+    returns False, the refusal is counted (``rejected_oversize``) and logged.
+
+    ``on_evict(keys)`` is called, outside the store's lock, with the keys the LRU bound
+    pushed out, so an in-process vector index can drop their vectors and prompts and
+    stay bounded with the store (``faiss-semantic`` wires ``index.delete`` here)."""
 
     name = "memory"
 
@@ -25,11 +33,14 @@ class MemoryStore(ExactStore):
         max_size_in_memory: int = 10_000,
         max_size_per_item: int = 1024,
         clock: Callable[[], float] = time.time,
+        on_evict: Callable[[list[str]], object] | None = None,
     ) -> None:
-        if not isinstance(max_size_in_memory, int) or max_size_in_memory < 1:
+        if isinstance(max_size_in_memory, bool) or not isinstance(max_size_in_memory, int) \
+                or max_size_in_memory < 1:
             raise ConfigError("max_size_in_memory must be a positive int",
                               parameter="max_size_in_memory")
-        if not isinstance(max_size_per_item, int) or max_size_per_item < 1:
+        if isinstance(max_size_per_item, bool) or not isinstance(max_size_per_item, int) \
+                or max_size_per_item < 1:
             raise ConfigError("max_size_per_item must be a positive int (KB)",
                               parameter="max_size_per_item")
         self.max_entries = max_size_in_memory
@@ -38,6 +49,8 @@ class MemoryStore(ExactStore):
         self._data: OrderedDict[str, tuple[bytes, float | None]] = OrderedDict()
         self._lock = threading.Lock()
         self.rejected_oversize = 0
+        self.evicted = 0
+        self.on_evict = on_evict
 
     def get(self, key: str) -> bytes | None:
         with self._lock:
@@ -51,19 +64,28 @@ class MemoryStore(ExactStore):
             self._data.move_to_end(key)
             return value
 
-    def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+    def set(self, key: str, value: bytes, ttl: float | None = None) -> bool:
         if len(value) > self.max_item_bytes:
-            # LiteLLM skips oversized items silently; we count them
-            self.rejected_oversize += 1
             with self._lock:
+                self.rejected_oversize += 1
+                n = self.rejected_oversize
                 self._data.pop(key, None)  # never leave a stale older value behind
-            return
+            if n & (n - 1) == 0:  # the 1st, 2nd, 4th, 8th, ...: visible, never a flood
+                log.warning("semcache: memory store refused a %d-byte value (over "
+                            "max_size_per_item=%d KB); %d refused so far", len(value),
+                            self.max_item_bytes // 1024, n)
+            return False
         expires = None if ttl is None else self._clock() + ttl
+        evicted: list[str] = []
         with self._lock:
             self._data[key] = (value, expires)
             self._data.move_to_end(key)
             while len(self._data) > self.max_entries:
-                self._data.popitem(last=False)
+                evicted.append(self._data.popitem(last=False)[0])
+            self.evicted += len(evicted)
+        if evicted and self.on_evict is not None:
+            self.on_evict(evicted)
+        return True
 
     def delete(self, keys: Sequence[str]) -> int:
         with self._lock:
@@ -84,8 +106,8 @@ class MemoryStore(ExactStore):
     async def aget(self, key: str) -> bytes | None:
         return self.get(key)
 
-    async def aset(self, key: str, value: bytes, ttl: float | None = None) -> None:
-        self.set(key, value, ttl)
+    async def aset(self, key: str, value: bytes, ttl: float | None = None) -> bool:
+        return self.set(key, value, ttl)
 
     async def adelete(self, keys: Sequence[str]) -> int:
         return self.delete(keys)

@@ -1,0 +1,249 @@
+"""What the call layer does the way LiteLLM does it, so LiteLLM code runs unchanged.
+
+- **Item access on responses.** LiteLLM's ``ModelResponse`` allows
+  ``r["choices"][0]["message"]["content"]`` as well as attributes. Responses stay the
+  ``openai`` client's types: each model object in a response is moved to a subclass of
+  its own type (made once per type) that adds ``__getitem__``, ``get`` and
+  ``__contains__``, so ``isinstance(r, ChatCompletion)`` still holds. Lists of numbers
+  (embedding vectors) are never walked.
+- **Callbacks.** A success or failure callback that takes one positional argument gets
+  semcache's payload dict; one that takes more (or ``*args``) gets LiteLLM's
+  ``(kwargs, completion_response, start_time, end_time)``, with ``kwargs["cache_hit"]``.
+- **mock_response.** Answered locally, never sent upstream: a string is the answer's
+  text, an exception is raised, a dict is the response itself (LiteLLM's ``mock_completion``).
+- **Overridden cache methods.** A ``get_cache``, ``add_cache``, ``async_get_cache`` or
+  ``async_add_cache`` replaced on a ``Cache`` (instance attribute or subclass, as
+  LiteLLM's docs show for custom caches) is what ``completion()`` calls.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import functools
+import inspect
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["ItemAccess", "abegin", "afinish", "begin", "callback_args", "finish", "itemize",
+           "mock_result", "overridden", "wants_litellm_args"]
+
+
+class ItemAccess:
+    """``obj["name"]`` is ``obj.name`` (LiteLLM's responses allow both)."""
+
+    __slots__ = ()
+
+    def __getitem__(self, key: str) -> Any:
+        if not isinstance(key, str):
+            raise TypeError(f"response fields are named by str, not {type(key).__name__}")
+        try:
+            return getattr(self, key)
+        except AttributeError:
+            raise KeyError(key) from None
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        setattr(self, key, value)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return getattr(self, key, default)
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and getattr(self, key, None) is not None
+
+    def __eq__(self, other: object) -> bool:
+        # pydantic compares exact types; an item-access copy of a type equals a plain
+        # instance of it with the same fields (a cached answer equals the fresh one)
+        mine, theirs = type(self), type(other)
+        if theirs is not mine and _PLAIN.get(mine, mine) is _PLAIN.get(theirs, theirs):
+            fields = getattr(mine, "model_fields", {})
+            return all(getattr(self, f) == getattr(other, f) for f in fields) and \
+                getattr(self, "__pydantic_extra__", None) == \
+                getattr(other, "__pydantic_extra__", None)
+        return bool(super().__eq__(other))
+
+    __hash__ = None  # type: ignore[assignment]  # as pydantic models: mutable, unhashable
+
+
+_SUBCLASSES: dict[type, type] = {}
+_PLAIN: dict[type, type] = {}  #: item-access subclass -> the openai type it extends
+
+
+def _item_class(cls: type) -> type:
+    sub = _SUBCLASSES.get(cls)
+    if sub is None:
+        # same name and module: repr and error messages read as the openai type's
+        sub = _SUBCLASSES[cls] = type(cls.__name__, (ItemAccess, cls),
+                                      {"__module__": cls.__module__,
+                                       "__qualname__": cls.__qualname__})
+        _PLAIN[sub] = cls
+    return sub
+
+
+def itemize(obj: Any) -> Any:
+    """``obj`` and every model object inside it, given item access in place."""
+    from pydantic import BaseModel
+
+    if isinstance(obj, BaseModel):
+        if not isinstance(obj, ItemAccess):
+            # a subclass with no new fields or slots: the instance layout is the same
+            object.__setattr__(obj, "__class__", _item_class(type(obj)))
+        for value in obj.__dict__.values():
+            if isinstance(value, (BaseModel, list)):
+                itemize(value)
+        extra = obj.__pydantic_extra__
+        if extra:
+            for value in extra.values():
+                if isinstance(value, (BaseModel, list)):
+                    itemize(value)
+    elif isinstance(obj, list) and obj and isinstance(obj[0], (BaseModel, list)):
+        # lists are homogeneous in the openai types: a list of floats is skipped whole
+        for item in obj:
+            itemize(item)
+    return obj
+
+
+# ---------------------------------------------------------------------- callbacks
+@functools.lru_cache(maxsize=512)
+def _wants_litellm_args(fn: Any) -> bool:
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):  # a builtin without a signature: the dict form
+        return False
+    positional = 0
+    for p in sig.parameters.values():
+        if p.kind is p.VAR_POSITIONAL:
+            return True
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+            positional += 1
+    return positional >= 2
+
+
+def wants_litellm_args(fn: Any) -> bool:
+    """True for LiteLLM's ``(kwargs, response, start_time, end_time)`` form."""
+    try:
+        return _wants_litellm_args(fn)
+    except TypeError:  # unhashable callable: not cached
+        return _wants_litellm_args.__wrapped__(fn)
+
+
+def callback_args(payload: dict[str, Any]) -> tuple[Any, ...]:
+    """LiteLLM's four arguments from semcache's payload."""
+    kwargs = {**payload["kwargs"], "model": payload.get("model"),
+              "call_type": payload.get("call_type"), "cache_hit": payload.get("cache_hit"),
+              "cache": payload.get("cache"), "response_cost": payload.get("response_cost"),
+              "stream": payload.get("stream")}
+    if "exception" in payload:
+        kwargs["exception"] = payload["exception"]
+    return (kwargs, payload.get("response"),
+            _dt.datetime.fromtimestamp(payload["start_time"]),
+            _dt.datetime.fromtimestamp(payload["end_time"]))
+
+
+# ---------------------------------------------------------------------- mock_response
+_MOCK_USAGE = {"prompt_tokens": 10, "completion_tokens": 20, "total_tokens": 30}
+
+
+def mock_result(kind: str, model: Any, mock: Any, n_inputs: int = 1) -> Any:
+    """The response LiteLLM's ``mock_response`` would give, built without any I/O."""
+    if isinstance(mock, BaseException):
+        raise mock
+    if hasattr(mock, "model_dump"):
+        mock = mock.model_dump(mode="json")
+    created = int(time.time())
+    if kind == "chat":
+        from openai.types.chat import ChatCompletion as cls
+
+        data = mock if isinstance(mock, dict) else {
+            "id": f"chatcmpl-mock-{uuid.uuid4().hex}", "object": "chat.completion",
+            "created": created, "model": str(model),
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": str(mock)}}],
+            "usage": _MOCK_USAGE}
+    elif kind == "text":
+        from openai.types import Completion as cls  # type: ignore[assignment]
+
+        data = mock if isinstance(mock, dict) else {
+            "id": f"cmpl-mock-{uuid.uuid4().hex}", "object": "text_completion",
+            "created": created, "model": str(model),
+            "choices": [{"index": 0, "finish_reason": "stop", "text": str(mock)}],
+            "usage": _MOCK_USAGE}
+    elif kind == "embedding":
+        from openai.types import CreateEmbeddingResponse as cls  # type: ignore[assignment]
+
+        vector = mock if isinstance(mock, list) else [0.0] * 8
+        data = mock if isinstance(mock, dict) else {
+            "object": "list", "model": str(model),
+            "data": [{"object": "embedding", "index": i, "embedding": list(vector)}
+                     for i in range(n_inputs)],
+            "usage": {"prompt_tokens": 10 * n_inputs, "total_tokens": 10 * n_inputs}}
+    else:
+        from openai.types.audio import Transcription as cls  # type: ignore[assignment]
+
+        data = mock if isinstance(mock, dict) else {"text": str(mock)}
+    return cls.model_validate(data)
+
+
+# ---------------------------------------------------------------------- overrides
+def overridden(cache: Any, name: str) -> bool:
+    """Whether ``cache.<name>`` was replaced on the instance or a subclass."""
+    if name in vars(cache):
+        return True
+    from .._cache import Cache
+
+    return getattr(type(cache), name, None) is not getattr(Cache, name)
+
+
+@dataclass(slots=True)
+class _Custom:
+    """The outcome of a lookup by an overridden ``get_cache`` (LiteLLM's custom cache)."""
+
+    hit: Any
+    metadata: dict[str, Any]
+    kwargs: Mapping[str, Any]
+
+
+def _custom_outcome(value: Any, kwargs: Mapping[str, Any]) -> _Custom:
+    from .._cache import CacheHit
+
+    meta = {"cache_hit": value is not None, "stage": "exact" if value is not None
+            else "miss", "key": None, "custom": True}
+    return _Custom(None if value is None else CacheHit(value, None, meta), meta, kwargs)
+
+
+def begin(cache: Any, call_type: str, kwargs: Mapping[str, Any]) -> Any:
+    if overridden(cache, "get_cache"):
+        return _custom_outcome(cache.get_cache(**kwargs), kwargs)
+    return cache._begin(call_type, kwargs)
+
+
+async def abegin(cache: Any, call_type: str, kwargs: Mapping[str, Any]) -> Any:
+    if overridden(cache, "async_get_cache"):
+        return _custom_outcome(await cache.async_get_cache(**kwargs), kwargs)
+    if overridden(cache, "get_cache"):
+        return _custom_outcome(cache.get_cache(**kwargs), kwargs)
+    return await cache._abegin(call_type, kwargs)
+
+
+def _store_kwargs(outcome: Any) -> dict[str, Any]:
+    if isinstance(outcome, _Custom):
+        return dict(outcome.kwargs)
+    return {**outcome.request.kwargs, "call_type": outcome.request.call_type}
+
+
+def finish(cache: Any, outcome: Any, value: Any) -> None:
+    if isinstance(outcome, _Custom) or overridden(cache, "add_cache"):
+        cache.add_cache(value, **_store_kwargs(outcome))
+    else:
+        cache._finish(outcome, value)
+
+
+async def afinish(cache: Any, outcome: Any, value: Any) -> None:
+    if overridden(cache, "async_add_cache"):
+        await cache.async_add_cache(value, **_store_kwargs(outcome))
+    elif isinstance(outcome, _Custom) or overridden(cache, "add_cache"):
+        cache.add_cache(value, **_store_kwargs(outcome))
+    else:
+        await cache._afinish(outcome, value)
