@@ -19,7 +19,10 @@ Every ``/v1`` reply carries ``x-semcache-hit``, ``x-semcache-stage``,
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import ctypes
+import gc
 import hmac
 import itertools
 import logging
@@ -399,7 +402,6 @@ class ProxyApp:
             cache = self._need_cache()
         except Reply as reply:
             return reply.response()
-        import asyncio
 
         result = await asyncio.to_thread(cache.ping)
         down = [f"{name} ({r['backend']})" for name, r in result.items() if not r["ok"]]
@@ -444,6 +446,7 @@ class ProxyApp:
         except Reply as reply:
             return reply.response()
         removed = {t: await cache.aflush(t) for t in targets}
+        await asyncio.to_thread(_release_memory)
         return json_response({"status": "success", "flushed": removed})
 
     async def ttl(self, request: Request) -> Response:
@@ -460,7 +463,6 @@ class ProxyApp:
             self._own_keys(keys)
         except Reply as reply:
             return reply.response()
-        import asyncio
 
         try:
             updated = {k: await asyncio.to_thread(cache.update_ttl, k, body["ttl"])
@@ -521,6 +523,15 @@ def _token(request: Request) -> str | None:
         if scheme.lower() == "bearer" and value.strip():
             return value.strip()
     return request.headers.get("api-key") or request.headers.get("x-api-key")
+
+
+def _release_memory() -> None:
+    """Give the freed entries' memory back to the system after a flush: glibc keeps
+    freed large blocks in its heap (measured with benchmarks/proxy_big_prompt.py: RSS
+    +32 MB after three 5 MB prompts and a flush; with this, below the starting RSS)."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _encode(body: dict[str, Any]) -> bytes:
