@@ -7,6 +7,7 @@ with SIGKILLs are in tests/test_multiprocess_faiss.py."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -143,6 +144,30 @@ def test_a_lookup_with_no_peer_write_reads_no_file(tmp_path):
     a.add([entry(1)], vec(1))
     b.search(vec(0)[0], "c")
     assert calls == [1]
+    for i in (a, b):
+        i.close()
+
+
+def test_an_async_lookup_waits_for_the_folder_lock_off_the_event_loop(tmp_path):
+    """While another process holds the lock (a long compaction, say), a lookup that must
+    catch up waits in a thread: the event loop goes on serving other tasks."""
+    a, b = opened(tmp_path, 2)
+    a.add([entry(1)], vec(1))  # b is now behind
+
+    async def main() -> str:
+        assert a._disk is not None
+        held = a._disk.held()
+        held.__enter__()  # "another process" holds the folder lock
+        try:
+            task = asyncio.create_task(b.asearch(vec(1)[0], "c", k=1))
+            for _ in range(5):
+                await asyncio.sleep(0)  # the loop runs: the search is not blocking it
+            assert not task.done()
+        finally:
+            held.__exit__(None, None, None)
+        return (await asyncio.wait_for(task, 30))[0].key
+
+    assert asyncio.run(main()) == "n:1"
     for i in (a, b):
         i.close()
 

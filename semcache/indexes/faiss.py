@@ -29,6 +29,7 @@ process wrote. Details, and why compaction cannot drop an entry, in ``_faiss_log
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import os
@@ -409,6 +410,8 @@ class FaissIndex(VectorIndex):
             return True
 
     async def aobserve(self, key: str, observation: Observation) -> bool:
+        if self._disk is not None:
+            return await asyncio.to_thread(self.observe, key, observation)
         return self.observe(key, observation)
 
     def count(self, namespace: str | None = None) -> int:
@@ -444,18 +447,31 @@ class FaissIndex(VectorIndex):
                 self._disk = None
             _OPEN.discard(self)
 
-    # No I/O besides an append: searching inline beats a thread hop (microseconds).
+    # In memory, and on a folder nobody else wrote to, a search does no I/O: inline beats
+    # a thread hop (microseconds). Anything that takes the folder's lock (a write, a
+    # catch-up) runs in a thread: the lock may be held by another process's compaction,
+    # and the event loop must not wait for it.
     async def asearch(self, vector: np.ndarray, context: str, k: int = 4,
                       now: float | None = None) -> list[Candidate]:
+        disk = self._disk
+        if disk is not None and disk.stale():
+            return await asyncio.to_thread(self.search, vector, context, k, now)
         return self.search(vector, context, k, now)
 
     async def aadd(self, entries: Sequence[IndexEntry], vectors: np.ndarray) -> None:
+        if self._disk is not None:
+            return await asyncio.to_thread(self.add, entries, vectors)
         self.add(entries, vectors)
 
     async def adelete(self, keys: Sequence[str]) -> int:
+        if self._disk is not None:
+            return await asyncio.to_thread(self.delete, keys)
         return self.delete(keys)
 
     async def acount(self, namespace: str | None = None) -> int:
+        disk = self._disk
+        if disk is not None and disk.stale():
+            return await asyncio.to_thread(self.count, namespace)
         return self.count(namespace)
 
     def approximate_shards(self) -> int:
