@@ -1,0 +1,251 @@
+"""A shard of the embedded index: one context's entries as a contiguous float32 matrix,
+searched exactly, with an approximate FAISS index (IVF) for large shards. The design
+and its measurements are described in ``faiss.py`` and docs/indexes.md."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .base import MAX_OBSERVATIONS, Candidate, Observation
+
+__all__ = ["REPROBE_BELOW", "Shard"]
+
+_INF = np.inf
+#: when the best candidate found scores below this, probe 4x more lists before answering:
+#: a near neighbour (a paraphrase) that sat in an unprobed list is then still found,
+#: at the cost of a wider scan only for queries with nothing similar nearby
+REPROBE_BELOW = 0.5
+
+
+class IVF:
+    """Candidate generator for a large shard; ids are the shard's stable entry ids."""
+
+    __slots__ = ("built_n", "index", "params", "reprobe_below", "wide")
+
+    def __init__(self, vecs: np.ndarray, ids: np.ndarray, nprobe: int,
+                 reprobe_below: float | None) -> None:
+        import faiss  # imported here: small caches never pay for it
+
+        n, dim = vecs.shape
+        # ~sqrt(n) lists of ~sqrt(n) entries; at least 39 training points per list
+        # (faiss's own minimum), at most 1024 lists so (re)training stays bounded
+        nlist = int(max(1, min(1024, round(np.sqrt(n)), n // 39)))
+        quantizer = faiss.IndexFlatIP(dim)
+        index = faiss.IndexIVFScalarQuantizer(quantizer, dim, nlist,
+                                              faiss.ScalarQuantizer.QT_8bit,
+                                              faiss.METRIC_INNER_PRODUCT)
+        index.cp.niter = 10  # centroids only route the search; rescoring is exact
+        sample = vecs
+        if n > 64 * nlist:
+            pick = np.random.default_rng(n).choice(n, 64 * nlist, replace=False)
+            sample = vecs[np.sort(pick)]
+        if len(sample) < 20_000:
+            # 8-bit codes span each dimension's trained [min, max]; later vectors outside
+            # it are clipped and rank badly. A small sample's range is a poor estimate, so
+            # widen it by half on each side (a 64k sample at scale is left as measured).
+            index.sq.rangestat_arg = 0.5
+        index.train(sample)
+        index.set_direct_map_type(faiss.DirectMap.Hashtable)  # type: ignore[attr-defined]
+        index.add_with_ids(vecs, ids)
+        quantizer.this.disown()  # type: ignore[attr-defined]  # the IVF owns it now
+        index.own_fields = True
+        self.index = index
+        self.built_n = n
+        params: Any = faiss.SearchParametersIVF  # its stubs lack the keyword arguments
+        self.params = params(nprobe=min(nprobe, nlist))
+        self.wide = params(nprobe=min(4 * nprobe, nlist))
+        # probing wider only helps when some lists were left out
+        self.reprobe_below = reprobe_below if nprobe < nlist else None
+
+    def add(self, vecs: np.ndarray, ids: np.ndarray) -> None:
+        self.index.add_with_ids(vecs, ids)
+
+    def remove(self, ids: np.ndarray) -> None:
+        import faiss
+
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+        self.index.remove_ids(faiss.IDSelectorArray(len(ids), faiss.swig_ptr(ids)))
+
+    def propose(self, q: np.ndarray, k: int, wide: bool = False) -> np.ndarray:
+        _, ids = self.index.search(q[None, :], k, params=self.wide if wide else self.params)
+        return ids[0][ids[0] >= 0]
+
+
+class Shard:
+    """One context's entries: rows of a growable matrix, swap-remove on delete.
+
+    Each entry also has a stable int64 id (rows move on delete, ids do not) naming it in
+    the shard's approximate index, when it has one.
+    """
+
+    __slots__ = (
+        "dim",
+        "expires",
+        "id_row",
+        "ids",
+        "ivf",
+        "keys",
+        "meta",
+        "n",
+        "next_id",
+        "obs",
+        "pending",
+        "row",
+        "vecs",
+    )
+
+    def __init__(self, dim: int, capacity: int = 8) -> None:
+        self.dim = dim
+        self.vecs = np.empty((capacity, dim), dtype=np.float32)
+        self.expires = np.empty(capacity, dtype=np.float64)
+        self.keys: list[str] = []
+        self.meta: list[tuple[str, float, float | None]] = []  # prompt, created, expires
+        self.obs: list[tuple[Observation, ...]] = []
+        self.row: dict[str, int] = {}
+        self.n = 0
+        self.ids = np.empty(capacity, dtype=np.int64)
+        self.id_row: dict[int, int] = {}
+        self.next_id = 0
+        self.ivf: IVF | None = None
+        self.pending: set[int] = set()  # ids written since the last sync to the IVF
+
+    def put(self, key: str, vec: np.ndarray, prompt: str, created: float,
+            expires: float | None) -> None:
+        r = self.row.get(key)
+        if r is None:
+            if self.n == len(self.vecs):
+                cap = len(self.vecs) * 2
+                self.vecs = np.resize(self.vecs, (cap, self.dim))
+                self.expires = np.resize(self.expires, cap)
+                self.ids = np.resize(self.ids, cap)
+            r = self.n
+            self.n += 1
+            self.row[key] = r
+            self.keys.append(key)
+            self.meta.append((prompt, created, expires))
+            self.obs.append(())
+            self.ids[r] = i = self.next_id
+            self.next_id += 1
+            self.id_row[i] = r
+        else:
+            self.meta[r] = (prompt, created, expires)  # observations are kept
+            i = int(self.ids[r])
+            if self.ivf is not None and i not in self.pending:
+                self.ivf.remove(np.array([i]))  # its vector changed: re-added by sync()
+        self.vecs[r] = vec
+        self.expires[r] = _INF if expires is None else expires
+        if self.ivf is not None:
+            self.pending.add(i)
+
+    def remove(self, key: str) -> bool:
+        r = self.row.pop(key, None)
+        if r is None:
+            return False
+        i = int(self.ids[r])
+        del self.id_row[i]
+        if self.ivf is not None:
+            if i in self.pending:
+                self.pending.discard(i)
+            else:
+                self.ivf.remove(np.array([i]))
+        last = self.n - 1
+        if r != last:  # move the last row into the hole: O(dim), no shifting
+            self.vecs[r] = self.vecs[last]
+            self.expires[r] = self.expires[last]
+            moved = self.keys[last]
+            self.keys[r] = moved
+            self.meta[r] = self.meta[last]
+            self.obs[r] = self.obs[last]
+            self.row[moved] = r
+            self.ids[r] = self.ids[last]
+            self.id_row[int(self.ids[r])] = r
+        self.keys.pop()
+        self.meta.pop()
+        self.obs.pop()
+        self.n = last
+        return True
+
+    def sync(self, threshold: int | None, nprobe: int,
+             reprobe_below: float | None = REPROBE_BELOW) -> None:
+        """After a batch of writes: build, grow, drop or update the approximate index."""
+        n = self.n
+        if threshold is None or n < threshold // 2 or n == 0:
+            self.ivf = None
+            self.pending.clear()
+        elif (self.ivf is None and n >= threshold) or (
+                self.ivf is not None and n > 4 * self.ivf.built_n):
+            self.ivf = IVF(self.vecs[:n], self.ids[:n], nprobe, reprobe_below)
+            self.pending.clear()
+        elif self.ivf is not None and self.pending:
+            ids = np.fromiter(self.pending, dtype=np.int64, count=len(self.pending))
+            rows = np.fromiter((self.id_row[i] for i in ids.tolist()), dtype=np.int64,
+                               count=len(ids))
+            self.ivf.add(self.vecs[rows], ids)
+            self.pending.clear()
+
+    def search(self, q: np.ndarray, k: int, now: float) -> list[Candidate]:
+        n = self.n
+        if n == 0:
+            return []
+        if self.ivf is not None:
+            return self._search_approx(q, k, now)
+        sims = self.vecs[:n] @ q
+        sims[self.expires[:n] <= now] = -_INF
+        if n > k:
+            top = np.argpartition(sims, n - k)[n - k:]
+            top = top[np.argsort(sims[top])[::-1]]
+        else:
+            top = np.argsort(sims)[::-1]
+        out = []
+        for r in top.tolist():
+            s = float(sims[r])
+            if s == -_INF:
+                break
+            prompt, created, expires = self.meta[r]
+            out.append(Candidate(self.keys[r], s, prompt, created, expires, self.obs[r]))
+        return out
+
+    def _search_approx(self, q: np.ndarray, k: int, now: float) -> list[Candidate]:
+        """Candidates from the IVF, rescored exactly; probes wider when nothing similar
+        turned up (see ``REPROBE_BELOW``)."""
+        assert self.ivf is not None
+        rows = self._propose_rows(q, k, now, wide=False)
+        sims = self.vecs[rows] @ q
+        below = self.ivf.reprobe_below
+        if below is not None and (len(sims) == 0 or float(sims.max()) < below):
+            rows = self._propose_rows(q, k, now, wide=True)
+            sims = self.vecs[rows] @ q
+        order = np.argsort(-sims, kind="stable")[:k]
+        out = []
+        for j in order.tolist():
+            r = int(rows[j])
+            prompt, created, expires = self.meta[r]
+            out.append(Candidate(self.keys[r], float(sims[j]), prompt, created, expires,
+                                 self.obs[r]))
+        return out
+
+    def _propose_rows(self, q: np.ndarray, k: int, now: float, wide: bool) -> np.ndarray:
+        """Unexpired rows proposed by the IVF; asks for more while expired ones crowd the
+        live ones out, and falls back to every live row past a point (still correct)."""
+        assert self.ivf is not None
+        want = max(4 * k, 32)
+        while True:
+            ids = self.ivf.propose(q, want, wide)
+            id_row = self.id_row
+            rows = np.fromiter((id_row[i] for i in ids.tolist()), dtype=np.int64,
+                               count=len(ids))
+            rows = rows[self.expires[rows] > now]
+            if len(rows) >= k or len(ids) < want:  # enough, or the probed lists ran dry
+                return rows
+            want *= 4
+            if want > 4096:  # mostly expired around here: scan exactly
+                return np.nonzero(self.expires[: self.n] > now)[0]
+
+    def observe(self, key: str, o: Observation) -> bool:
+        r = self.row.get(key)
+        if r is None:
+            return False
+        self.obs[r] = (*self.obs[r], o)[-MAX_OBSERVATIONS:]
+        return True
