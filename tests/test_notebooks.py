@@ -56,4 +56,21 @@ def test_notebook_runs(path, kernel_env):
     assert not errors
     assert any(o.get("output_type") == "stream" for c in nb.cells if c.cell_type == "code"
                for o in c.get("outputs", []))
+    # a notebook that plots shows its plots inline: each plotting cell has an image
+    for cell in nb.cells:
+        if cell.cell_type == "code" and "plt." in cell.source:
+            assert any("image/png" in o.get("data", {}) for o in cell.get("outputs", [])), \
+                f"{path.name}: a plotting cell produced no image\n{cell.source[:200]}"
     print(f"{path.name}: {took:.1f}s")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebooks_use_public_api_and_inline_plots(path):
+    """What a user runs in Jupyter: no private imports, and no non-interactive backend
+    forced (matplotlib.use("Agg") then plt.show() showed nothing; issue 21)."""
+    nb = nbformat.read(path, as_version=4)
+    source = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    assert "semcache._" not in source
+    assert "matplotlib.use(" not in source
+    if "plt." in source:
+        assert "%matplotlib inline" in source
