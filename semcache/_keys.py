@@ -229,7 +229,10 @@ def exact_key(namespace: str, call_type: str, kwargs: Mapping[str, Any]) -> str:
     if custom is not None:
         if not isinstance(custom, str) or not custom:
             raise InvalidRequestError("cache_key must be a non-empty str")
-        return f"{namespace}:{custom}"
+        # a key get_cache_key returned is already namespaced: LiteLLM's
+        # add_cache(result, cache_key=cache.get_cache_key(**request)) must name the
+        # request's own entry, not a second one under "ns:ns:..."
+        return custom if custom.startswith(namespace + ":") else f"{namespace}:{custom}"
     params = canonical_params(kwargs)
     params["model"] = model_scope(kwargs)
     payload = _dumps(["semcache.exact", KEY_VERSION, base_call_type(call_type), params],

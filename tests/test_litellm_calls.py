@@ -194,3 +194,23 @@ def test_cache_dot_cache_is_the_backend(fake):
 
     c = Cache()
     assert c.cache is c.store and isinstance(c.cache, InMemoryCache)
+
+
+def test_a_key_from_get_cache_key_names_the_requests_own_entry():
+    """LiteLLM's add_cache(result=..., cache_key=cache.get_cache_key(**request)) then
+    get_cache(**request): the returned key is already namespaced, and reusing it must
+    not make a second entry under "ns:ns:..."."""
+    c = Cache()
+    req = {"model": "m", "messages": MSG}
+    c.add_cache(result={"id": "r1"}, cache_key=c.get_cache_key(**req))
+    assert c.get_cache(**req) == {"id": "r1"} and len(c.store) == 1
+
+
+def test_embedding_mock_response_parses_litellms_vector_string(fake):
+    semcache.cache = Cache()
+    e1 = semcache.embedding(model="e", input=["hi"], caching=False,
+                            mock_response="0.1,0.2,0.3")
+    e2 = semcache.embedding(model="e", input=["hi"], caching=False,
+                            mock_response="0.6,0.7,0.8")
+    assert e1["data"][0]["embedding"] == [0.1, 0.2, 0.3] != e2.data[0].embedding
+    assert fake.total_calls == 0

@@ -173,7 +173,7 @@ def mock_result(kind: str, model: Any, mock: Any, n_inputs: int = 1) -> Any:
     elif kind == "embedding":
         from openai.types import CreateEmbeddingResponse as cls  # type: ignore[assignment]
 
-        vector = mock if isinstance(mock, list) else [0.0] * 8
+        vector = _mock_vector(mock)
         data = mock if isinstance(mock, dict) else {
             "object": "list", "model": str(model),
             "data": [{"object": "embedding", "index": i, "embedding": list(vector)}
@@ -184,6 +184,19 @@ def mock_result(kind: str, model: Any, mock: Any, n_inputs: int = 1) -> Any:
 
         data = mock if isinstance(mock, dict) else {"text": str(mock)}
     return cls.model_validate(data)
+
+
+def _mock_vector(mock: Any) -> list[float]:
+    """An embedding mock: a list of numbers, or LiteLLM's "0.1,0.2,..." string; else a
+    fixed small vector."""
+    if isinstance(mock, list):
+        return [float(x) for x in mock]
+    if isinstance(mock, str):
+        try:
+            return [float(x) for x in mock.split(",")]
+        except ValueError:
+            pass
+    return [0.0] * 8
 
 
 # ---------------------------------------------------------------------- overrides
