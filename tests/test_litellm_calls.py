@@ -214,3 +214,13 @@ def test_embedding_mock_response_parses_litellms_vector_string(fake):
                             mock_response="0.6,0.7,0.8")
     assert e1["data"][0]["embedding"] == [0.1, 0.2, 0.3] != e2.data[0].embedding
     assert fake.total_calls == 0
+
+
+def test_streamed_chunks_allow_item_access(fake, kw):
+    semcache.cache = Cache()
+    for _ in range(2):  # the miss passed through, then the replayed hit
+        chunks = list(semcache.completion(model="m", messages=MSG, stream=True, **kw))
+        text = "".join(c["choices"][0]["delta"]["content"] or "" for c in chunks
+                       if c["choices"])
+        assert text == "echo: " + MSG[0]["content"]
+    assert fake.calls["chat/completions"] == 1

@@ -17,6 +17,8 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
+from ._litellm import itemize
+
 log = logging.getLogger("semcache")
 
 __all__ = ["Accumulator", "AsyncStream", "SyncStream", "replay_chunks"]
@@ -217,7 +219,7 @@ class SyncStream(_Base):
             raise
         if self._acc is not None:
             self._acc.add(chunk)
-        return chunk
+        return itemize(chunk)  # chunk["choices"][0]["delta"], as LiteLLM's chunks allow
 
     def close(self) -> None:
         close = getattr(self._source, "close", None)
@@ -250,7 +252,7 @@ class AsyncStream(_Base):
             raise
         if self._acc is not None:
             self._acc.add(chunk)
-        return chunk
+        return itemize(chunk)  # chunk["choices"][0]["delta"], as LiteLLM's chunks allow
 
     async def close(self) -> None:
         close = getattr(self._source, "close", None) or getattr(self._source, "aclose", None)
