@@ -294,8 +294,12 @@ class Cache:
         the keys every lookup and store uses."""
         call_type = kwargs.pop("call_type", None) or _infer_call_type(kwargs)
         controls = Controls.parse(kwargs.get("cache"))
-        return exact_key(controls.namespace or self.namespace, call_type,
-                         self.key_params.filter(kwargs))
+        key = exact_key(controls.namespace or self.namespace, call_type,
+                        self.key_params.filter(kwargs))
+        params = kwargs.get("litellm_params")
+        if isinstance(params, dict):  # LiteLLM records the key there for its callers
+            params["preset_cache_key"] = key
+        return key
 
     def _custom_key(self, kwargs: Mapping[str, Any]) -> Mapping[str, Any]:
         """``kwargs`` with ``cache_key`` from an overridden ``get_cache_key``, if any."""

@@ -56,8 +56,8 @@ TRANSPORT_PARAMS = frozenset(
         "caching", "cache", "cache_key", "caching_group", "no_log", "user_api_key",
         "input_cost_per_token", "output_cost_per_token", "model_list",
         # a top-level ttl= is a cache control in LiteLLM (how long to keep the answer),
-        # not part of the question
-        "ttl",
+        # not part of the question; litellm_params and preset_cache_key are its plumbing
+        "ttl", "litellm_params", "preset_cache_key",
     }
 )
 

@@ -47,7 +47,9 @@ def to_jsonable(value: Any) -> tuple[Any, str | None]:
     dump = getattr(value, "model_dump", None)
     if callable(dump):
         t = type(value)
-        return dump(mode="json"), f"{t.__module__}.{t.__qualname__}"
+        # warnings off: a response the client accepted unvalidated (str embeddings
+        # under encoding_format="base64") is stored as it came, not warned about
+        return dump(mode="json", warnings=False), f"{t.__module__}.{t.__qualname__}"
     return value, None
 
 

@@ -224,3 +224,32 @@ def test_streamed_chunks_allow_item_access(fake, kw):
                        if c["choices"])
         assert text == "echo: " + MSG[0]["content"]
     assert fake.calls["chat/completions"] == 1
+
+
+def test_partial_embedding_hit_is_a_cache_hit_as_in_litellm(fake, kw):
+    semcache.cache = Cache()
+    semcache.embedding(model="e", input=["known"], **kw)
+    r = semcache.embedding(model="e", input=["known", "new"], **kw)
+    hp = r._hidden_params
+    assert hp["cache_hit"] is True and hp["cache_hits"] == 1
+    assert hp["cache"]["stage"] == "partial"
+
+
+def test_base64_embeddings_are_cached_as_the_client_returned_them(fake, kw):
+    semcache.cache = Cache()
+    inputs = ["hello this is ishaan", "hello this is ishaan again"]
+    e1 = semcache.embedding(model="e", input=inputs, encoding_format="base64", **kw)
+    e2 = semcache.embedding(model="e", input=inputs, encoding_format="base64", **kw)
+    assert e2._hidden_params["cache_hit"] is True and fake.calls["embeddings"] == 1
+    assert isinstance(e1.data[0].embedding, str)
+    assert [d["embedding"] for d in e2.data] == [d["embedding"] for d in e1.data]
+
+
+def test_get_cache_key_records_the_key_in_litellm_params():
+    c = Cache()
+    params: dict = {}
+    req = {"model": "gpt-4", "messages": MSG}
+    key = c.get_cache_key(**req, litellm_params=params)
+    assert params["preset_cache_key"] == key
+    # LiteLLM's plumbing is not part of the key
+    assert c.get_cache_key(**req, litellm_params={"x": 1}, preset_cache_key="k") == key

@@ -63,6 +63,7 @@ def test_enable_cache_takes_litellm_positional_arguments(redis_stack_url):
 def test_redis_url_and_os_environ_values(redis_stack_url, monkeypatch):
     c = Cache(type="redis", url=redis_stack_url)
     assert c.ping()["store"]["ok"]
+    assert c.cache.redis_client.ping() is True  # LiteLLM's cache.cache.redis_client
     c.add_cache("v", cache_key="url-test")
     assert c.get_cache(cache_key="url-test") == "v"
     c.close()

@@ -515,9 +515,11 @@ def _embedding_flow(call: _Prepared) -> _Flow:
         p_split = _split_usage(usage.prompt_tokens if usage else 0, weights)
         t_split = _split_usage(usage.total_tokens if usage else 0, weights)
         for j, i in enumerate(missing):
-            per_item[i] = CreateEmbeddingResponse.model_validate({
+            # build: validate, or construct as the client does for what it accepted
+            # unvalidated (encoding_format="base64" gives str embeddings)
+            per_item[i] = build(CreateEmbeddingResponse, {
                 "object": "list", "model": fresh.model,
-                "data": [{**data[j].model_dump(mode="json"), "index": 0}],
+                "data": [{**data[j].model_dump(mode="json", warnings=False), "index": 0}],
                 "usage": {"prompt_tokens": p_split[j], "total_tokens": t_split[j]}})
         if cache is not None:
             t = time.perf_counter()
@@ -527,9 +529,9 @@ def _embedding_flow(call: _Prepared) -> _Flow:
         response = fresh  # nothing came from the cache: the upstream response as it was
     else:
         first = per_item[0]
-        response = CreateEmbeddingResponse.model_validate({
+        response = build(CreateEmbeddingResponse, {
             "object": "list", "model": fresh.model if fresh is not None else first.model,
-            "data": [{**per_item[i].data[0].model_dump(mode="json"), "index": i}
+            "data": [{**per_item[i].data[0].model_dump(mode="json", warnings=False), "index": i}
                      for i in range(len(items))],
             "usage": {name: sum(getattr(per_item[i].usage, name) for i in range(len(items)))
                       for name in ("prompt_tokens", "total_tokens")}})
@@ -544,6 +546,9 @@ def _embedding_flow(call: _Prepared) -> _Flow:
                 "cache_hit": all_hit, "hits": len(served), "misses": len(missing),
                 "items": metas}
     hidden = _hidden(call, all_hit, meta, fresh)
+    # LiteLLM's meaning: True when any item came from the cache (the cost above is
+    # still that of the missing items; cache_hits and cache["stage"] tell them apart)
+    hidden["cache_hit"] = bool(served)
     hidden["cache_hits"] = len(served)  # a partial hit pays for the missing items only
     _hide(response, hidden)
     yield _payload(call, response, hidden)

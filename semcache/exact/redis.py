@@ -196,6 +196,12 @@ class RedisStore(ExactStore):
                         self._sync = self._make_client(redis)
         return self._sync
 
+    @property
+    def redis_client(self) -> Any:
+        """The sync ``redis`` client (LiteLLM's ``cache.cache.redis_client``), made on
+        first use: the constructor does no network I/O."""
+        return self._client()
+
     def _scan_kwargs(self, namespace: str) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"match": escape_glob(namespace) + ":*", "count": _BATCH}
         if self.cluster:
