@@ -373,3 +373,13 @@ def test_a_stream_that_breaks_off_is_an_upstream_error_logged_once(proxies, fake
     lines = [r for r in caplog.records if "broke off" in r.getMessage()]
     assert len(lines) == 1 and "\n" not in lines[0].getMessage()
     assert fake.calls["chat/completions"] == 1
+
+
+# ---------------------------------------------------------------------- routing errors
+def test_unknown_paths_and_methods_are_json_errors(proxies, lite):
+    proxy = start(proxies, lite)
+    r = httpx.get(proxy.url + "/v1/nope")
+    refused(r, 404)
+    r = httpx.get(proxy.url + "/v1/chat/completions")
+    assert "allow" in r.headers
+    refused(r, 405)

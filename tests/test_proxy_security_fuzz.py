@@ -3,7 +3,7 @@
 Hypothesis draws bodies (well-formed requests with hostile fields, arbitrary JSON, raw
 bytes, deep nesting), headers (keys, ``Cache-Control``) and multipart parts, and sends
 them to the real app in process (starlette's TestClient, which re-raises any exception
-the app lets escape), with FakeOpenAI on loopback as the upstream, so well-formed
+the app lets escape), with a small well-behaved upstream on loopback, so well-formed
 requests are answered, stored and served again. Every reply must be below 500 and, when
 the proxy refuses a request, an OpenAI-style JSON error; ``/health`` must still answer.
 """
@@ -16,11 +16,15 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from semcache.proxy.app import create_app
 from semcache.proxy.config import parse_config
-from semcache.testing.fake_openai import FakeOpenAI
+from semcache.testing.proxy_server import ProxyServer
 
 from .proxy_helpers import KEY_A, KEY_B, MASTER, config_dict
 
@@ -30,10 +34,51 @@ FUZZ = settings(max_examples=700, deadline=None, database=None,
                                        HealthCheck.function_scoped_fixture])
 
 
+def _answer(kind: str, body: dict[str, Any]) -> dict[str, Any]:
+    if kind == "embeddings":
+        return {"object": "list", "data": [{"object": "embedding", "index": 0,
+                                            "embedding": [0.6, 0.8]}]}
+    if kind == "completions":
+        return {"id": "cmpl-1", "object": "text_completion", "created": 0, "model": "m",
+                "choices": [{"index": 0, "text": "ok", "finish_reason": "stop"}]}
+    return {"id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": "m",
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": "ok"}}]}
+
+
+def upstream_app() -> Starlette:
+    """A well-behaved upstream: an answer for a JSON object, a 400 for anything else,
+    never a dropped connection (FakeOpenAI's handlers assume well-typed fields, and a
+    crash there would be a 502 the proxy rightly reports, not a proxy fault)."""
+
+    def route(kind: str):
+        async def handle(request: Request) -> Response:
+            if kind == "audio/transcriptions":
+                form = await request.form()
+                await form.close()
+                return JSONResponse({"text": "transcript"})
+            try:
+                body = json.loads(await request.body())
+                assert isinstance(body, dict)
+            except (ValueError, AssertionError):
+                return JSONResponse({"error": {"message": "bad body"}}, status_code=400)
+            if body.get("stream") is True and kind != "embeddings":
+                chunk = {"id": "c", "object": "chat.completion.chunk", "created": 0,
+                         "model": "m", "choices": [{"index": 0, "delta": {"content": "ok"},
+                                                    "finish_reason": "stop"}]}
+                sse = f"data: {json.dumps(chunk)}\n\ndata: [DONE]\n\n"
+                return Response(sse, media_type="text/event-stream")
+            return JSONResponse(_answer(kind, body))
+        return handle
+
+    kinds = ("chat/completions", "completions", "embeddings", "audio/transcriptions")
+    return Starlette(routes=[Route(f"/v1/{k}", route(k), methods=["POST"]) for k in kinds])
+
+
 @pytest.fixture(scope="module")
 def client():
-    with FakeOpenAI(numbered=True) as fake:
-        cfg = config_dict(fake.base_url)
+    with ProxyServer(upstream_app()) as upstream:
+        cfg = config_dict(upstream.base_url)
         own = cfg["semcache_settings"]
         own["keys"] = [*own["keys"], {"key": GRANTED, "namespace": "team-a",
                                       "allowed_cache_controls": ["cache_key", "namespace",

@@ -19,24 +19,21 @@ Every ``/v1`` reply carries ``x-semcache-hit``, ``x-semcache-stage``,
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import ctypes
-import gc
 import hmac
 import itertools
 import logging
 import os
 import time
 from collections.abc import AsyncIterator, Mapping
-from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response, StreamingResponse
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from .._cache import Cache, _Outcome
@@ -44,6 +41,7 @@ from .._errors import ConfigError, SemcacheError
 from .answers import Assembler, replay, sse, storable
 from .config import Deployment, ProxyConfig, build_cache, load_config, warn_unsupported
 from .limits import check_body, read_json, read_multipart
+from .management import Management
 from .permissions import Principal, cache_controls, take_owned
 from .replies import Reply, json_response, semcache_headers
 from .stats import ProxyStats
@@ -51,7 +49,6 @@ from .stats import ProxyStats
 __all__ = ["app_from_env", "create_app"]
 
 log = logging.getLogger("semcache.proxy")
-STATIC = Path(__file__).parent / "static"
 CONFIG_ENV = "SEMCACHE_PROXY_CONFIG"
 QUIET_ENV = "SEMCACHE_PROXY_WARNED"
 
@@ -82,6 +79,7 @@ class ProxyApp:
         self._keys = {k.key.encode(): k for k in config.keys}
         self._master = config.master_key.encode() if config.master_key else None
         self.open = self._master is None and not self._keys  # no auth configured: dev mode
+        self.admin = Management(self)
 
     # ------------------------------------------------------------------ lifecycle
     @contextlib.asynccontextmanager
@@ -140,18 +138,12 @@ class ProxyApp:
                   methods=["POST"]),
             Route("/v1/models", self.models, methods=["GET"]),
             Route("/health", self.health, methods=["GET"]),
-            Route("/cache/ping", self.ping, methods=["GET"]),
-            Route("/cache/delete", self.delete, methods=["POST"]),
-            Route("/cache/flush", self.flush, methods=["POST"]),
-            Route("/cache/flushall", self.flush, methods=["POST"]),
-            Route("/cache/ttl", self.ttl, methods=["POST"]),
-            Route("/cache/stats", self.cache_stats, methods=["GET"]),
-            Route("/metrics", self.metrics, methods=["GET"]),
+            *self.admin.routes(),
         ]
         # the same endpoints without the /v1 prefix, as LiteLLM's proxy serves them
         r += [Route(x.path[3:], x.endpoint, methods=["POST"]) for x in r[:4]]
         if self.config.dashboard:
-            r.append(Route("/ui", self.ui, methods=["GET"]))
+            r.append(Route("/ui", self.admin.ui, methods=["GET"]))
         return r
 
     def handler(self, endpoint: str):
@@ -375,130 +367,6 @@ class ProxyApp:
     async def health(self, request: Request) -> Response:
         return json_response({"status": "ok"})
 
-    # ------------------------------------------------------------------ management
-    async def _management(self, request: Request) -> dict[str, Any] | None:
-        self.require_master(request)
-        if request.method != "POST":
-            return None
-        raw = await request.body()
-        if not raw.strip():
-            return {}
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise Reply(400, f"request body is not valid JSON: {exc}") from None
-        if not isinstance(body, dict):
-            raise Reply(400, "request body must be a JSON object")
-        return body
-
-    def _need_cache(self) -> Cache:
-        if self.cache is None:
-            raise Reply(404, "caching is disabled in this proxy's config")
-        return self.cache
-
-    async def ping(self, request: Request) -> Response:
-        try:
-            await self._management(request)
-            cache = self._need_cache()
-        except Reply as reply:
-            return reply.response()
-
-        result = await asyncio.to_thread(cache.ping)
-        down = [f"{name} ({r['backend']})" for name, r in result.items() if not r["ok"]]
-        status = 503 if down else 200
-        body: dict[str, Any] = {"status": "unhealthy" if down else "healthy",
-                                "backends": result}
-        if down:
-            body["down"] = down
-        return json_response(body, status)
-
-    async def delete(self, request: Request) -> Response:
-        try:
-            body = await self._management(request) or {}
-            cache = self._need_cache()
-            keys = body.get("keys")
-            if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
-                raise Reply(400, "give {\"keys\": [\"<key>\", ...]}")
-            self._own_keys(keys)
-        except Reply as reply:
-            return reply.response()
-        n = await cache.adelete(keys)
-        return json_response({"status": "success", "deleted": n})
-
-    def _own_keys(self, keys: list[str]) -> None:
-        mine = set(self.namespaces)
-        for k in keys:
-            if k.split(":", 1)[0] not in mine:
-                raise Reply(400, f"key {k!r} is not in one of this proxy's namespaces "
-                             f"({', '.join(sorted(mine))})")
-
-    async def flush(self, request: Request) -> Response:
-        try:
-            body = await self._management(request) or {}
-            cache = self._need_cache()
-            ns = body.get("namespace")
-            targets = self.namespaces
-            if ns is not None:
-                if ns not in targets:
-                    raise Reply(400, f"namespace {ns!r} is not one of this proxy's: "
-                                 f"{', '.join(targets)}")
-                targets = [ns]
-        except Reply as reply:
-            return reply.response()
-        removed = {t: await cache.aflush(t) for t in targets}
-        await asyncio.to_thread(_release_memory)
-        return json_response({"status": "success", "flushed": removed})
-
-    async def ttl(self, request: Request) -> Response:
-        try:
-            body = await self._management(request) or {}
-            cache = self._need_cache()
-            keys = body.get("keys")
-            if isinstance(body.get("key"), str):
-                keys = [body["key"]]
-            if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
-                raise Reply(400, "give {\"keys\": [...], \"ttl\": <seconds or null>}")
-            if "ttl" not in body:
-                raise Reply(400, "give \"ttl\": seconds from now, or null (never expire)")
-            self._own_keys(keys)
-        except Reply as reply:
-            return reply.response()
-
-        try:
-            updated = {k: await asyncio.to_thread(cache.update_ttl, k, body["ttl"])
-                       for k in keys}
-        except SemcacheError as exc:
-            return Reply(400, str(exc)).response()
-        return json_response({"status": "success", "updated": updated})
-
-    async def cache_stats(self, request: Request) -> Response:
-        try:
-            await self._management(request)
-        except Reply as reply:
-            return reply.response()
-        cache = self.cache
-        snap = self.stats.snapshot(
-            threshold=cache.similarity_threshold if cache and cache.index else None,
-            cache_stats=cache.stats() if cache else None)
-        snap["namespaces"] = self.namespaces
-        return json_response(snap)
-
-    async def metrics(self, request: Request) -> Response:
-        try:
-            self.require_master(request)
-        except Reply as reply:
-            return reply.response()
-        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
-        return Response(generate_latest(self.stats.registry),
-                        media_type=CONTENT_TYPE_LATEST)
-
-    async def ui(self, request: Request) -> Response:
-        # the page itself is public and holds no data: it asks for the master key and
-        # polls /cache/stats with it
-        return FileResponse(STATIC / "index.html", media_type="text/html")
-
-
 def _query_text(body: Mapping[str, Any]) -> str | None:
     """The request's query as the dashboard shows it: last user message, or the prompt."""
     msgs = body.get("messages")
@@ -525,13 +393,10 @@ def _token(request: Request) -> str | None:
     return request.headers.get("api-key") or request.headers.get("x-api-key")
 
 
-def _release_memory() -> None:
-    """Give the freed entries' memory back to the system after a flush: glibc keeps
-    freed large blocks in its heap (measured with benchmarks/proxy_big_prompt.py: RSS
-    +32 MB after three 5 MB prompts and a flush; with this, below the starting RSS)."""
-    gc.collect()
-    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own refusals (unknown path, wrong method) as OpenAI-style JSON too."""
+    assert isinstance(exc, HTTPException)
+    return Reply(exc.status_code, str(exc.detail)).response(exc.headers)
 
 
 def _encode(body: dict[str, Any]) -> bytes:
@@ -549,7 +414,8 @@ def create_app(config: ProxyConfig | str | os.PathLike[str], *,
     if not isinstance(config, ProxyConfig):
         config = load_config(config)
     state = ProxyApp(config, cache)
-    app = Starlette(routes=state.routes(), lifespan=state.lifespan)
+    app = Starlette(routes=state.routes(), lifespan=state.lifespan,
+                    exception_handlers={HTTPException: _http_error})
     app.state.proxy = state
     return app
 
