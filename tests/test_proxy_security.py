@@ -139,8 +139,11 @@ def test_a_client_cannot_plant_an_answer_under_another_requests_key(proxies, lit
     planted = {"model": "lite", "messages": q, "mock_response": "PLANTED",
                "cache_key": digest}
     refused(post(proxy, KEY_A, planted), 403, "cache_key")
-    # a key granted cache_key still cannot name a computed key's form
+    # a key granted cache_key still cannot name a computed key's form, bare or with the
+    # namespace get_cache_key puts in front (which names the entry itself)
     refused(post(proxy, GRANTED, planted), 400, "cache_key")
+    refused(post(proxy, GRANTED, {**planted, "cache_key": f"team-a:{digest}"}), 400,
+            "cache_key")
     victim = post(proxy, KEY_A2, {"model": "lite", "messages": q})
     assert victim.headers["x-semcache-key"] == f"team-a:{digest}"
     assert content(victim) == "genuine answer 1"

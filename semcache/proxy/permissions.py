@@ -56,7 +56,10 @@ STRIPPED = TRANSPORT_PARAMS - _OWNED - FORWARDED_UNKEYED
 MAX_TTL = 10 * 365 * 86400.0
 
 _CACHE_KEY = re.compile(r"[\x21-\x7e]{1,256}")  # printable ASCII, no space
-_COMPUTED_KEY = re.compile(r"[0-9a-f]{64}")  # the form of the keys the cache computes
+#: the form of the keys the cache computes, bare or namespaced (``exact_key`` takes a
+#: ``cache_key`` that starts with the request's namespace as the full key, so
+#: ``team-a:<digest>`` names the ordinary entry itself)
+_COMPUTED_KEY = re.compile(r"(?:^|:)[0-9a-f]{64}$")
 _SECONDS = re.compile(r"[0-9]{1,12}")
 
 
@@ -105,7 +108,7 @@ def take_owned(body: dict[str, Any], who: Principal) -> Owned:
             if not isinstance(key, str) or not _CACHE_KEY.fullmatch(key):
                 raise Reply(400, "'cache_key' must be 1-256 printable ASCII characters "
                             "without spaces", param="cache_key")
-            if _COMPUTED_KEY.fullmatch(key):
+            if _COMPUTED_KEY.search(key):
                 # it could only name an ordinary request's entry: planting, not caching
                 raise Reply(400, "'cache_key' may not have the form of a computed key "
                             "(64 hex digits)", param="cache_key")
