@@ -137,3 +137,32 @@ def test_the_runner_checks_what_blocks_claim():
         run_block("print('a')\n# b\n", ns, "t")
     assert blocks("```python notest: needs GCS\nx\n```\n")[0][0] == "notest: needs GCS"
     assert os.environ.get("SEMCACHE_DOCS_NEVER_SET") is None
+
+
+def _serve_flags_documented(text: str) -> set[str]:
+    """The flags the docs give ``semcache serve``: on its command lines, and in the
+    sentence that lists its options."""
+    flags: set[str] = set()
+    for line in text.splitlines():
+        if "semcache serve" in line and not line.lstrip().startswith("semcache serve:"):
+            flags |= set(re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", line.split("#")[0]))
+    m = re.search(r"`semcache serve` options:(.*?)\n\n", text, re.DOTALL)
+    if m:
+        flags |= set(re.findall(r"`(--[a-z][a-z0-9-]*)`", m.group(1)))
+    return flags
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_documented_serve_flags_exist(name):
+    """docs/proxy.md once documented flags ``semcache serve`` does not have (issue 21)."""
+    from semcache.cli import build_parser
+
+    serve = build_parser()._subparsers._group_actions[0].choices["serve"]  # type: ignore[union-attr]
+    known = {s for a in serve._actions for s in a.option_strings}
+    unknown = _serve_flags_documented((ROOT / name).read_text()) - known
+    assert not unknown, f"{name} documents semcache serve flags it does not have: {unknown}"
+
+
+def test_serve_flag_check_catches_an_unknown_flag():
+    assert _serve_flags_documented("semcache serve --config c.yaml --turbo\n") == \
+        {"--config", "--turbo"}
