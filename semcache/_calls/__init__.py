@@ -41,10 +41,10 @@ from ._litellm import (
     begin,
     callback_args,
     finish,
-    itemize,
     mock_result,
     wants_litellm_args,
 )
+from ._responses import cost_of, hidden_params, hide_params, rebuild_hit
 from ._streams import Accumulator, AsyncStream, SyncStream, aiter_list, build, replay_chunks
 
 __all__ = [
@@ -268,98 +268,6 @@ def _redact(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-# ---------------------------------------------------------------------- responses
-#: the stored ``kind`` names a response may be rebuilt as (an allowlist: a stored value
-#: never chooses an arbitrary class to import)
-_KINDS = {
-    "openai.types.chat.chat_completion.ChatCompletion": ("openai.types.chat", "ChatCompletion"),
-    "openai.types.completion.Completion": ("openai.types", "Completion"),
-    "openai.types.create_embedding_response.CreateEmbeddingResponse":
-        ("openai.types", "CreateEmbeddingResponse"),
-    "openai.types.audio.transcription.Transcription": ("openai.types.audio", "Transcription"),
-    "openai.types.audio.transcription_verbose.TranscriptionVerbose":
-        ("openai.types.audio", "TranscriptionVerbose"),
-}
-_DEFAULT_KIND = {
-    "chat": "openai.types.chat.chat_completion.ChatCompletion",
-    "text": "openai.types.completion.Completion",
-    "embedding": "openai.types.create_embedding_response.CreateEmbeddingResponse",
-    "transcription": "openai.types.audio.transcription.Transcription",
-}
-
-
-_ESSENTIAL = {"chat": "choices", "text": "choices", "embedding": "data",
-              "transcription": "text"}
-_ESSENTIAL_TYPE = {"chat": list, "text": list, "embedding": list, "transcription": str}
-
-
-class HiddenStr(str):
-    """A ``str`` response (transcription ``response_format="text"``) that can carry
-    ``_hidden_params`` like the model responses do."""
-
-    _hidden_params: dict[str, Any]
-
-
-def _rebuild(kind: str, hit: Any) -> Any:
-    """The cached value as the client's response type, or None if it cannot be one."""
-    value = hit.value
-    if hasattr(value, "model_dump"):  # what an overridden get_cache returned as is
-        value = value.model_dump(mode="json")
-    if isinstance(value, str) and kind == "transcription":
-        return HiddenStr(value)
-    if not isinstance(value, dict) or not isinstance(value.get(_ESSENTIAL[kind]),
-                                                      _ESSENTIAL_TYPE[kind]):
-        log.warning("semcache: cached value for %s is not a %s response; calling upstream",
-                    hit.key, kind)
-        return None
-    name = hit.kind if hit.kind in _KINDS else _DEFAULT_KIND[kind]
-    module, cls = _KINDS[name]
-    import importlib
-
-    try:
-        return build(getattr(importlib.import_module(module), cls), value)
-    except Exception as exc:  # noqa: BLE001 - e.g. an entry add_cache wrote in another shape
-        log.warning("semcache: cached value for %s is not a %s (%s); calling upstream",
-                    hit.key, cls, exc)
-        return None
-
-
-def _hide(response: Any, hidden: dict[str, Any]) -> Any:
-    if isinstance(response, str) and not isinstance(response, HiddenStr):
-        response = HiddenStr(response)
-    itemize(response)  # r["choices"][0]["message"], as LiteLLM's responses allow
-    try:
-        object.__setattr__(response, "_hidden_params", hidden)
-    except (AttributeError, TypeError):  # a type without a __dict__: nothing to attach to
-        pass
-    return response
-
-
-def _cost(call: _Prepared, usage: Any) -> float | None:
-    """``response_cost`` when the caller priced the model (LiteLLM's per-token params)."""
-    pin = call.user_kwargs.get("input_cost_per_token")
-    pout = call.user_kwargs.get("output_cost_per_token")
-    if usage is None or (pin is None and pout is None):
-        return None
-    prompt = getattr(usage, "prompt_tokens", None) or getattr(usage, "input_tokens", 0) or 0
-    completion = (getattr(usage, "completion_tokens", None)
-                  or getattr(usage, "output_tokens", 0) or 0)
-    return prompt * (pin or 0.0) + completion * (pout or 0.0)
-
-
-def _hidden(call: _Prepared, hit: bool, meta: Any, response: Any) -> dict[str, Any]:
-    return {
-        "cache_hit": hit,
-        "cache": meta,
-        # LiteLLM's name for the entry's key (on a semantic hit: the served entry's)
-        "cache_key": meta.get("key") if isinstance(meta, dict) else None,
-        "response_cost": 0.0 if hit else _cost(call, getattr(response, "usage", None)),
-        "model": call.key_kwargs.get("model"),
-        "api_base": call.endpoint.base_url,
-        "call_type": call.call_type,
-    }
-
-
 def _payload(call: _Prepared, response: Any, hidden: dict[str, Any]) -> _Notify:
     end = time.time()
     call.timings["total"] = (time.perf_counter() - call.t0) * 1000
@@ -393,10 +301,10 @@ def _single_flow(call: _Prepared) -> _Flow:
         (outcome,) = yield _Begin(cache, call.call_type, [call.key_kwargs])
         _timed(call, "cache", t)
         if outcome.hit is not None:
-            response = _rebuild(call.kind, outcome.hit)
+            response = rebuild_hit(call.kind, outcome.hit)
             if response is not None:
-                hidden = _hidden(call, True, outcome.metadata, response)
-                _hide(response, hidden)
+                hidden = hidden_params(call, True, outcome.metadata, response)
+                hide_params(response, hidden)
                 yield _payload(call, response, hidden)
                 if call.stream:
                     chunks = replay_chunks(call.kind, response, call.include_usage)
@@ -415,8 +323,8 @@ def _single_flow(call: _Prepared) -> _Flow:
     meta = outcome.metadata if outcome is not None else None
     if call.stream:
         return _stream_miss(call, cache, outcome, result, meta)
-    hidden = _hidden(call, False, meta, result)
-    result = _hide(result, hidden)
+    hidden = hidden_params(call, False, meta, result)
+    result = hide_params(result, hidden)
     if outcome is not None:
         t = time.perf_counter()
         yield _Finish(cache, [(outcome, result)])
@@ -435,11 +343,11 @@ def _mocked(call: _Prepared, n_inputs: int = 1) -> Any:
 
 
 def _stream_miss(call: _Prepared, cache: Any, outcome: Any, upstream: Any, meta: Any) -> Any:
-    hidden = _hidden(call, False, meta, None)
+    hidden = hidden_params(call, False, meta, None)
 
     def done_flow(response: Any) -> _Flow:
-        hidden["response_cost"] = _cost(call, response.usage)
-        _hide(response, hidden)
+        hidden["response_cost"] = cost_of(call, response.usage)
+        hide_params(response, hidden)
         if outcome is not None:
             yield _Finish(cache, [(outcome, response)])
         yield _payload(call, response, hidden)
@@ -491,7 +399,7 @@ def _embedding_flow(call: _Prepared) -> _Flow:
                                 [{**call.key_kwargs, "input": [item]} for item in items])
         for i, outcome in enumerate(outcomes):
             if outcome.hit is not None:
-                r = _rebuild("embedding", outcome.hit)
+                r = rebuild_hit("embedding", outcome.hit)
                 if r is not None and len(r.data) == 1:
                     served[i] = r
         _timed(call, "cache", t)
@@ -545,12 +453,12 @@ def _embedding_flow(call: _Prepared) -> _Flow:
         meta = {"stage": "exact" if all_hit else ("partial" if served else "miss"),
                 "cache_hit": all_hit, "hits": len(served), "misses": len(missing),
                 "items": metas}
-    hidden = _hidden(call, all_hit, meta, fresh)
+    hidden = hidden_params(call, all_hit, meta, fresh)
     # LiteLLM's meaning: True when any item came from the cache (the cost above is
     # still that of the missing items; cache_hits and cache["stage"] tell them apart)
     hidden["cache_hit"] = bool(served)
     hidden["cache_hits"] = len(served)  # a partial hit pays for the missing items only
-    _hide(response, hidden)
+    hide_params(response, hidden)
     yield _payload(call, response, hidden)
     return response
 
