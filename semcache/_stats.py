@@ -63,6 +63,8 @@ class Stats:
             "skipped_writes": n.get("skipped_writes", 0),
             "stale_candidates_removed": n.get("stale_candidates_removed", 0),
             "integrity_rejections": n.get("integrity_rejections", 0),
+            "verifier_rejected": n.get("verifier_rejected", 0),
+            "verifier_failed": n.get("verifier_failed", 0),
             "judged": n.get("judged", 0),
             "judged_wrong": n.get("judged_wrong", 0),
             "feedback_right": n.get("feedback_right", 0),

@@ -84,11 +84,20 @@ def test_threshold_validated(bad, minilm):
 
 
 def test_threshold_zero_is_valid(minilm):
-    c = Cache(type="faiss-semantic", embedder=minilm, similarity_threshold=0.0)
+    # the cosine alone: 0 serves the nearest candidate, whatever it is
+    c = Cache(type="faiss-semantic", embedder=minilm, similarity_threshold=0.0,
+              verifier=None)
     assert c.similarity_threshold == 0.0
     c.add_cache(ANSWER, **ask(Q))
-    hit = c.lookup(**ask(UNRELATED))  # 0 serves the nearest candidate, whatever it is
+    hit = c.lookup(**ask(UNRELATED))
     assert hit is not None and hit.stage == "semantic"
+    # with the default verifier (issue 20) 0 is a floor under its probability: the
+    # unrelated question is looked at, and refused
+    v = Cache(type="faiss-semantic", embedder=minilm, similarity_threshold=0.0)
+    assert v.similarity_threshold == 0.0
+    v.add_cache(ANSWER, **ask(Q))
+    hit, meta = v.lookup_with_metadata(**ask(UNRELATED))
+    assert hit is None and meta["decision"] == "verifier_rejected"
 
 
 @pytest.mark.parametrize("kw,name", [({"ttl": -1}, "ttl"), ({"ttl": "soon"}, "ttl"),

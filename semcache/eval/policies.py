@@ -296,7 +296,9 @@ def compare_policies(
             if name in reuse and len(reuse[name]) > seed:
                 out.runs.setdefault(name, []).append(reuse[name][seed])
                 continue
-            r = replay(Cache(type="faiss-semantic", embedder=embedder,
+            # the static baseline is a sweep of cosine thresholds (verifier=None): the
+            # structural verifier's own figures are benchmarks/verifier_eval.py's
+            r = replay(Cache(type="faiss-semantic", embedder=embedder, verifier=None,
                              similarity_threshold=th), stream, name)
             out.runs.setdefault(name, []).append(r.as_dict())
             if seed == 0:

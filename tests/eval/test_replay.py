@@ -49,7 +49,9 @@ def test_replay_counts_correct_false_cross_and_missed_hits():
     })
     pairs = Pairs(["q1", "q2", "q3", "q4", "q5"], ["c1", "c2", "c3", "c4", "c5"],
                   np.array([1, 0, 1, 1, 0], dtype=np.int8))
-    cache = Cache(type="faiss-semantic", embedder=emb, similarity_threshold=0.9)
+    # the counting is checked on cosine geometry alone: no verifier on synthetic texts
+    cache = Cache(type="faiss-semantic", embedder=emb, verifier=None,
+                  similarity_threshold=0.9)
     rep = replay_pairs(cache, pairs, prices=Prices(1.0, 2.0), show_progress=False)
     assert (rep.seeds, rep.probes) == (5, 5)
     assert (rep.correct_hits, rep.false_hits, rep.cross_hits) == (1, 1, 1)
@@ -70,9 +72,11 @@ def test_replay_counts_correct_false_cross_and_missed_hits():
 def test_threshold_moves_the_counts():
     emb = AngleEmbedder({"c": 0.0, "q": deg(0.85)})
     pairs = Pairs(["q"], ["c"], np.array([1], dtype=np.int8))
-    lo = replay_pairs(Cache(type="faiss-semantic", embedder=emb, similarity_threshold=0.8),
+    lo = replay_pairs(Cache(type="faiss-semantic", embedder=emb, verifier=None,
+                            similarity_threshold=0.8),
                       pairs, show_progress=False)
-    hi = replay_pairs(Cache(type="faiss-semantic", embedder=emb, similarity_threshold=0.9),
+    hi = replay_pairs(Cache(type="faiss-semantic", embedder=emb, verifier=None,
+                            similarity_threshold=0.9),
                       pairs, show_progress=False)
     assert (lo.correct_hits, hi.correct_hits, hi.missed_hits) == (1, 0, 1)
 

@@ -1,0 +1,51 @@
+"""Verifiers: a second look at the index's candidates before one is served.
+
+``resolve_verifier`` maps the names users pass (``Cache(verifier=...)``) to lazily
+imported classes, one table (see STYLE.md); an instance passes through.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from .._errors import ConfigError
+from .base import Verdicts, Verifier, check_probability, rank
+
+__all__ = ["VERIFIERS", "Verdicts", "Verifier", "check_probability", "rank",
+           "resolve_verifier"]
+
+#: name -> "module:Class" (imported on first use)
+VERIFIERS: dict[str, str] = {
+    "structural": "semcache.verifiers.structural:StructuralVerifier",
+}
+
+
+def resolve_verifier(spec: Any, threshold: float | None = None) -> Verifier | None:
+    """``None`` / ``"none"``: no verifier (the cosine alone); a name from ``VERIFIERS``;
+    a path to a structural model file; or a ``Verifier`` instance."""
+    if spec is None or spec == "none":
+        if threshold is not None:
+            raise ConfigError("verifier_threshold needs a verifier",
+                              parameter="verifier_threshold")
+        return None
+    if isinstance(spec, Verifier):
+        if threshold is not None:
+            spec.threshold = check_probability(threshold, "verifier_threshold")
+        return spec
+    if isinstance(spec, (str, os.PathLike)):
+        name = str(spec)
+        if name in VERIFIERS:
+            import importlib
+
+            module, cls = VERIFIERS[name].split(":")
+            return getattr(importlib.import_module(module), cls)(threshold=threshold)
+        if name.endswith(".json") and os.path.isfile(name):
+            from .structural import StructuralVerifier
+
+            return StructuralVerifier(name, threshold=threshold)
+        raise ConfigError(f"unknown verifier {name!r}; known: {', '.join(VERIFIERS)}, "
+                          "'none', or a path to a structural model (.json)",
+                          parameter="verifier")
+    raise ConfigError(f"verifier must be a name, a path or a Verifier, got "
+                      f"{type(spec).__name__}", parameter="verifier")

@@ -1,0 +1,243 @@
+"""Structural features of a prompt pair: what a sentence embedding does not see.
+
+A mean-pooled embedding of "convert miles to km" and "convert km to miles" is nearly the
+same vector (cosine 0.99 with MiniLM on the must-not-hit suite); so are a question and its
+negation, or the same question about another number, unit or name. These features
+measure exactly those differences: content words in another order (and on the other side
+of "to", "than", "from"...), negation, numbers and units, capitalised names, antonym
+swaps, question words, length and overlap. Each is cheap (a few set operations on a dozen
+tokens), and the query's half is computed once for all of its candidates.
+
+``FEATURES`` names the columns; the fitted model file records the same list and refuses
+to load if it differs, so a model is never evaluated against shifted columns.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["FEATURES", "Parsed", "features", "parse"]
+
+FEATURES: tuple[str, ...] = (
+    "cosine", "len_min", "len_max", "char_ratio", "jaccard", "content_jaccard",
+    "only_min", "only_max", "bigram_jaccard", "order_discordance", "side_swaps",
+    "negation_parity", "negation_diff", "number_diff", "number_any", "unit_diff",
+    "name_diff", "antonym", "wh_diff", "shared_content", "modal_diff", "number_order",
+)
+
+_TOKEN = re.compile(r"[A-Za-z]+(?:'[A-Za-z]+)?|\d+(?:[.,]\d+)*")
+_STOP = frozenset("""
+a an the is are was were be been being am do does did doing have has had having i me my
+mine we our you your he him his she her it its they them their this that these those of
+in on at for with about as into by to from up down out over under again then once here
+there and or but if so than too very can could should would will shall may might must
+just also any some such own same other more most much many what why how when where who
+whom whose which get got make made go going way best good really need want use using
+one s t
+""".split())
+_WH = frozenset("what why how when where who whom whose which".split())
+_MODAL = frozenset("can could should would will shall may might must".split())
+_NEGATION = frozenset("""
+not no never none nobody nothing nowhere neither nor without cannot cant dont doesnt
+didnt isnt arent wasnt werent wont wouldnt shouldnt couldnt hasnt havent hadnt aint
+""".split())
+# "A to B" and "B to A" keep every word and change the answer: a word that moves across
+# one of these markers is the signal
+_DIRECTION = frozenset("""
+to from into than vs versus over against towards toward onto instead rather compared
+before after
+""".split())
+_NUMBER_WORDS = {
+    w: str(i) for i, w in enumerate(
+        "zero one two three four five six seven eight nine ten eleven twelve".split())
+} | {"first": "1", "second": "2", "third": "3", "fourth": "4", "fifth": "5",
+     "hundred": "100", "thousand": "1000", "million": "1000000", "billion": "1e9",
+     "half": "0.5", "twice": "2x", "double": "2x", "triple": "3x"}
+_UNITS = frozenset("""
+mm cm m km meter meters metre metres kilometer kilometers kilometre kilometres mile miles
+inch inches foot feet ft yard yards mi kg g mg mcg gram grams kilogram kilograms lb lbs
+pound pounds ounce ounces oz ton tons tonne l ml liter liters litre litres gallon gallons
+cup cups tablespoon tablespoons tbsp teaspoon teaspoons tsp pint pints quart quarts
+celsius fahrenheit kelvin c f k second seconds sec secs minute minutes min mins hour
+hours hr hrs day days week weeks month months year years decade decades century
+b kb mb gb tb kbps mbps gbps hz khz mhz ghz w kw kwh watt watts volt volts v amp amps mah
+mph kmh kph percent usd eur gbp dollar dollars euro euros pound yen rupee rupees cent
+cents calorie calories kcal degree degrees acre acres hectare hectares bit bits byte bytes
+""".split())
+_ANTONYM_PAIRS = """
+increase decrease raise lower rise fall up down high low higher lower highest lowest
+big small bigger smaller biggest smallest large small larger smaller largest smallest
+fast slow faster slower fastest slowest quick slow early late earlier later before after
+buy sell bought sold open close opened closed enable disable enabled disabled on off
+start stop begin end began ended install uninstall add remove added removed gain lose
+win lose won lost best worst better worse good bad strong weak stronger weaker
+advantage disadvantage advantages disadvantages pro con pros cons benefit risk benefits
+risks positive negative safe dangerous safe unsafe legal illegal cheap expensive cheaper
+pricier true false hot cold hotter colder warm cool heat cool light dark lighter darker
+easy hard easier harder easiest hardest simple complex long short longer shorter
+longest shortest heavy light tall short taller shorter tallest shortest young old
+younger older youngest oldest new old newer older newest oldest rich poor happy sad
+love hate like dislike accept reject import export upload download input output push
+pull send receive sent received give take gave took borrow lend import export inside
+outside above below upper lower top bottom left right north south east west first last
+min max minimum maximum more less most least many few include exclude allow forbid
+allowed forbidden agree disagree friend enemy pass fail passed failed profit loss
+profitable unprofitable healthy unhealthy clean dirty wet dry full empty inflation
+deflation encrypt decrypt compress decompress lock unlock connect disconnect freeze thaw
+boiling freezing boil freeze ascending descending asc desc internal external import
+export lowercase uppercase male female men women boy girl husband wife father mother
+son daughter brother sister king queen employer employee landlord tenant buyer seller
+teacher student parent child doctor patient win loss wins losses attack defend
+""".split()
+_ANTONYMS: dict[str, set[str]] = {}
+for _a, _b in zip(_ANTONYM_PAIRS[::2], _ANTONYM_PAIRS[1::2]):
+    _ANTONYMS.setdefault(_a, set()).add(_b)
+    _ANTONYMS.setdefault(_b, set()).add(_a)
+
+
+# "shouldn't" tokenises to "shouldnt": its stem is a modal or auxiliary
+_MODAL_NT = _MODAL | frozenset("do does did is are was were has have had ca wo".split())
+
+
+def _stem(w: str) -> str:
+    # crude on purpose: "defeated"/"defeat", "questions"/"question" must meet, and a
+    # real stemmer would cost more than the rest of the features together
+    if len(w) > 5 and w.endswith("ing"):
+        return w[:-3]
+    if len(w) > 4 and w.endswith("ed"):
+        return w[:-2]
+    if len(w) > 3 and w.endswith("s") and not w.endswith("ss"):
+        return w[:-1]
+    return w
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """One side of a pair, parsed once (a query is compared with several candidates)."""
+
+    tokens: frozenset[str]
+    content: tuple[str, ...]  #: stemmed content words in order
+    content_set: frozenset[str]
+    first_pos: dict[str, int]  #: content word -> first position
+    side: dict[str, int]  #: content word -> how many direction markers precede it
+    bigrams: frozenset[tuple[str, str]]
+    n_tokens: int
+    n_chars: int
+    negations: int
+    numbers: frozenset[str]
+    number_seq: tuple[str, ...]  #: in order: "5 GHz to 2.4 GHz" against "2.4 to 5"
+    units: frozenset[str]
+    names: frozenset[str]
+    wh: frozenset[str]
+    modals: frozenset[str]
+    lowered: frozenset[str]  #: every lower-cased word (for antonym look-ups)
+
+
+def _word(token: str) -> tuple[str, int]:
+    """A token's lower-cased head word and whether it carried "n't": "what's" is "what",
+    "doesn't" is "does" plus a negation, "won't" is "will" plus a negation."""
+    w = token.lower()
+    if "'" not in w:
+        return w, int(w in _NEGATION or (w.endswith("nt") and w[:-2] in _MODAL_NT))
+    head, tail = w.split("'", 1)
+    if tail != "t":
+        return head, 0
+    head = head[:-1] if head.endswith("n") and head != "can" else head
+    return {"wo": "will", "ca": "can", "sha": "shall"}.get(head, head), 1
+
+
+def parse(text: str) -> Parsed:
+    raw = _TOKEN.findall(text)
+    words_neg = [_word(t) for t in raw]
+    low = [w for w, _ in words_neg]
+    content: list[str] = []
+    side: dict[str, int] = {}
+    marker_seen = 0
+    numbers: list[str] = []
+    names: set[str] = set()
+    for i, (orig, (w, neg)) in enumerate(zip(raw, words_neg)):
+        if w in _DIRECTION:
+            # count markers, not just the first: in "from English to Spanish" both
+            # languages follow "from", and only "to" separates them
+            marker_seen += 1
+        if w[0].isdigit():
+            numbers.append(w.replace(",", ""))
+            continue
+        if w in _NUMBER_WORDS:
+            numbers.append(_NUMBER_WORDS[w])
+            continue
+        if i > 0 and orig[0].isupper() and w not in _STOP:
+            names.add(w)  # a capitalised word mid-sentence: a name, a product, a place
+        if neg or w in _STOP:
+            continue
+        s = _stem(w)
+        content.append(s)
+        side.setdefault(s, marker_seen)
+    first: dict[str, int] = {}
+    for i, s in enumerate(content):
+        first.setdefault(s, i)
+    words = frozenset(low)
+    return Parsed(
+        tokens=words, content=tuple(content), content_set=frozenset(content),
+        first_pos=first, side=side if marker_seen else {},
+        bigrams=frozenset(zip(content, content[1:])), n_tokens=len(low),
+        n_chars=len(text), negations=sum(n for _, n in words_neg),
+        numbers=frozenset(numbers), number_seq=tuple(numbers), units=words & _UNITS,
+        names=frozenset(names),
+        wh=words & _WH, modals=words & _MODAL, lowered=words)
+
+
+def _jaccard(a: frozenset, b: frozenset) -> float:
+    u = len(a | b)
+    return len(a & b) / u if u else 1.0
+
+
+def _discordance(p: Parsed, q: Parsed, shared: frozenset[str]) -> float:
+    """Share of pairs of shared content words whose order differs (Kendall distance)."""
+    if len(shared) < 2:
+        return 0.0
+    words = sorted(shared, key=p.first_pos.__getitem__)
+    pos = [q.first_pos[w] for w in words]
+    n = len(pos)
+    bad = sum(pos[i] > pos[j] for i in range(n) for j in range(i + 1, n))
+    return bad / (n * (n - 1) / 2)
+
+
+def _antonym(p: Parsed, q: Parsed) -> float:
+    only_p, only_q = p.lowered - q.lowered, q.lowered - p.lowered
+    for w in only_p:
+        opp = _ANTONYMS.get(w)
+        if opp is not None and not opp.isdisjoint(only_q):
+            return 1.0
+    return 0.0
+
+
+def features(query: Parsed, candidates: Sequence[Parsed],
+             similarities: Sequence[float] | np.ndarray) -> np.ndarray:
+    """``float32[len(candidates), len(FEATURES)]`` for one query against its candidates."""
+    out = np.empty((len(candidates), len(FEATURES)), np.float32)
+    p = query
+    for row, (q, cos) in enumerate(zip(candidates, similarities)):
+        shared = p.content_set & q.content_set
+        only_p = len(p.content_set) - len(shared)
+        only_q = len(q.content_set) - len(shared)
+        swaps = sum(p.side[w] != q.side[w] for w in shared
+                    if w in p.side and w in q.side) if p.side and q.side else 0
+        out[row] = (
+            cos, min(p.n_tokens, q.n_tokens), max(p.n_tokens, q.n_tokens),
+            min(p.n_chars, q.n_chars) / max(p.n_chars, q.n_chars, 1),
+            _jaccard(p.tokens, q.tokens), _jaccard(p.content_set, q.content_set),
+            min(only_p, only_q), max(only_p, only_q), _jaccard(p.bigrams, q.bigrams),
+            _discordance(p, q, shared), swaps,
+            (p.negations - q.negations) % 2, abs(p.negations - q.negations),
+            len(p.numbers ^ q.numbers), float(bool(p.numbers or q.numbers)),
+            len(p.units ^ q.units), len(p.names ^ q.names), _antonym(p, q),
+            float(p.wh != q.wh), len(shared), len(p.modals ^ q.modals),
+            float(p.number_seq != q.number_seq and sorted(p.number_seq)
+                  == sorted(q.number_seq)),
+        )
+    return out

@@ -1,0 +1,160 @@
+"""The Verifier seam inside a real Cache (FAISS + the local MiniLM embedder): the best
+*verified* candidate is served, not the nearest; a broken verifier fails closed (a
+counted miss); hit metadata carries the verifier's name, score and the near miss."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+
+from semcache import BackendError, Cache, ConfigError
+from semcache.verifiers import Verifier, rank, resolve_verifier
+
+Q = "How do I convert a PDF to a Word document?"
+NEAR = "How do I convert a Word document to a PDF?"  # the nearest, and the wrong one
+PARA = "What's the best way to turn a PDF into a Word doc?"
+
+
+def _req(text: str) -> dict:
+    return {"model": "m", "messages": [{"role": "user", "content": text}]}
+
+
+class KeywordVerifier(Verifier):
+    """A real, deterministic verifier: a candidate is right unless it mentions a banned
+    phrase. Records what it was asked, so tests can see what reached it."""
+
+    name = "keyword"
+
+    def __init__(self, banned: str, threshold: float = 0.5, floor: float = 0.3) -> None:
+        self.banned, self.threshold, self.floor = banned, threshold, floor
+        self.calls: list[tuple[str, list[str], list[float]]] = []
+
+    def _score(self, query: str, prompts: Sequence[str], similarities: np.ndarray):
+        self.calls.append((query, list(prompts), list(similarities)))
+        return np.array([0.1 if self.banned in p else 0.9 for p in prompts])
+
+
+class BrokenVerifier(Verifier):
+    name = "broken"
+    floor = 0.3
+
+    def __init__(self, answer) -> None:
+        self.answer = answer
+
+    def _score(self, query, prompts, similarities):
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+
+@pytest.fixture
+def filled(minilm):
+    def make(verifier, **kw) -> Cache:
+        c = Cache(type="faiss-semantic", embedder=minilm, verifier=verifier, **kw)
+        c.add_cache({"a": "word-to-pdf"}, **_req(NEAR))
+        c.add_cache({"a": "pdf-to-word"}, **_req(PARA))
+        return c
+    return make
+
+
+def test_serves_the_best_verified_candidate_not_the_nearest(filled) -> None:
+    v = KeywordVerifier(banned="Word document to a PDF")
+    c = filled(v)
+    hit, meta = c.lookup_with_metadata(**_req(Q))
+    assert hit is not None and hit.value == {"a": "pdf-to-word"}
+    assert meta["matched_prompt"] == PARA and meta["stage"] == "semantic"
+    assert meta["verifier"] == "keyword" and meta["verifier_score"] == pytest.approx(0.9)
+    assert meta["near_miss_prompt"] == NEAR
+    assert meta["near_miss_verifier_score"] == pytest.approx(0.1)
+    # the nearest by cosine is the rejected one: the verifier, not the index, decided
+    assert meta["near_miss_similarity"] > meta["similarity"]
+    # one batched call with both candidates
+    assert len(v.calls) == 1 and sorted(v.calls[0][1]) == sorted([NEAR, PARA])
+
+
+def test_all_rejected_is_a_counted_miss_with_the_near_miss(filled) -> None:
+    c = filled(KeywordVerifier(banned="PDF"))
+    hit, meta = c.lookup_with_metadata(**_req(Q))
+    assert hit is None and meta["decision"] == "verifier_rejected"
+    assert meta["near_miss_verifier_score"] == pytest.approx(0.1)
+    assert meta["nearest_prompt"] in (NEAR, PARA)
+    assert c.stats()["verifier_rejected"] == 1
+
+
+def test_only_candidates_above_the_cosine_floor_are_scored(filled) -> None:
+    v = KeywordVerifier(banned="zzz")
+    c = filled(v, similarity_threshold=0.99)
+    hit, meta = c.lookup_with_metadata(**_req("What is the capital of France?"))
+    assert hit is None and v.calls == []
+    assert meta["decision"] == "below_floor" and meta["verifier"] == "keyword"
+
+
+@pytest.mark.parametrize("answer", [
+    RuntimeError("model file vanished"),
+    np.array([0.5]),                 # one score for two prompts
+    np.array([0.9, float("nan")]),   # not a probability
+    np.array([1.5, 0.9]),
+])
+def test_a_broken_verifier_fails_closed(filled, answer) -> None:
+    c = filled(BrokenVerifier(answer))
+    hit, meta = c.lookup_with_metadata(**_req(Q))
+    assert hit is None and meta["decision"] == "verifier_failed"
+    assert any(e.startswith("verifier:") for e in meta["errors"])
+    s = c.stats()
+    assert s["errors"]["verifier"] == 1 and s["verifier_failed"] == 1
+    # the exact stage is untouched by a broken verifier
+    assert c.lookup(**_req(PARA)) is not None
+
+
+def test_on_error_raise_surfaces_the_verifier_fault(filled) -> None:
+    c = filled(BrokenVerifier(RuntimeError("boom")), on_error="raise")
+    with pytest.raises(BackendError):
+        c.lookup(**_req(Q))
+
+
+def test_async_path_decides_like_the_sync_one(filled) -> None:
+    c = filled(KeywordVerifier(banned="Word document to a PDF"))
+    hit, meta = asyncio.run(c.alookup_with_metadata(**_req(Q)))
+    assert hit is not None and hit.value == {"a": "pdf-to-word"}
+    assert meta["verifier_score"] == pytest.approx(0.9)
+
+
+def test_verifier_none_is_the_cosine_alone(filled) -> None:
+    c = filled(None, similarity_threshold=0.85)
+    hit, meta = c.lookup_with_metadata(**_req(Q))
+    # the reversal is the nearest and the cosine serves it: what the verifier is for
+    assert hit is not None and hit.value == {"a": "word-to-pdf"}
+    assert "verifier" not in meta
+
+
+def test_config_errors_name_the_parameter(minilm) -> None:
+    with pytest.raises(ConfigError, match="unknown verifier 'nope'") as e:
+        Cache(type="faiss-semantic", embedder=minilm, verifier="nope")
+    assert e.value.parameter == "verifier"
+    with pytest.raises(ConfigError, match="probability") as e:
+        Cache(type="faiss-semantic", embedder=minilm, verifier_threshold=1.5)
+    assert e.value.parameter == "verifier_threshold"
+    with pytest.raises(ConfigError, match="semantic types only") as e:
+        Cache(type="local", verifier="structural")
+    with pytest.raises(ConfigError, match="needs a verifier"):
+        Cache(type="faiss-semantic", embedder=minilm, verifier=None, verifier_threshold=0.5)
+    with pytest.raises(ConfigError, match="Verifier"):
+        resolve_verifier(42)
+
+
+def test_rank_keeps_the_index_order_of_what_passes_and_the_near_miss() -> None:
+    from semcache.indexes.base import Candidate
+
+    cands = [Candidate(k, s, k, 0.0, None) for k, s in (("a", 0.99), ("b", 0.95),
+                                                         ("c", 0.9))]
+    passed, v = rank(cands, np.array([0.2, 0.7, 0.9]), 0.5)
+    # both pass: the closer one first, not the higher score
+    assert [c.key for c in passed] == ["b", "c"]
+    assert v is not None and v.near_miss is not None and v.near_miss.key == "a"
+    assert v.scores == {"a": 0.2, "b": 0.7, "c": 0.9}
+    _, v = rank(cands, np.array([0.3, 0.1, 0.9]), 0.5)
+    assert v is not None and v.near_miss is not None and v.near_miss.key == "a"
+    assert rank(cands, None, 0.5) == ([], None)

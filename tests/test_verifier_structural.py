@@ -1,0 +1,161 @@
+"""The shipped structural verifier: in the default Cache it refuses what the cosine cannot
+see (a reversal at cosine 0.98, a negation, another number) and still serves a
+rewording; its model file is small JSON that refuses to load against other features."""
+
+from __future__ import annotations
+
+import json
+import time
+from importlib import resources
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from semcache import Cache, ConfigError
+from semcache.verifiers import resolve_verifier
+from semcache.verifiers.features import FEATURES
+from semcache.verifiers.structural import MODEL_FILE, StructuralVerifier
+
+MODEL = resources.files("semcache") / "data" / MODEL_FILE
+
+
+def _req(text: str) -> dict:
+    return {"model": "m", "messages": [{"role": "user", "content": text}]}
+
+
+@pytest.fixture
+def default_cache(minilm):
+    return Cache(type="faiss-semantic", embedder=minilm)
+
+
+# none of these prompts is in the must-not-hit suite the model was fitted on
+STORED = "How do I convert Celsius to Kelvin?"
+MUST_NOT = [  # each above the default cosine floor (0.93): the cosine would serve them
+    "How do I convert Kelvin to Celsius?",          # reversal, cosine 0.996
+    "How do I not convert Celsius to Kelvin?",      # negation, cosine 0.945
+]
+REWORDED = "how do i convert celsius to kelvin"
+
+
+def test_default_cache_refuses_what_the_cosine_serves(default_cache, minilm) -> None:
+    c = default_cache
+    assert c.verifier is not None and c.verifier.name == "structural"
+    c.add_cache({"a": "K = C + 273.15"}, **_req(STORED))
+    alone = Cache(type="faiss-semantic", embedder=minilm, verifier=None)
+    alone.add_cache({"a": "K = C + 273.15"}, **_req(STORED))
+    for text in MUST_NOT:
+        hit, meta = c.lookup_with_metadata(**_req(text))
+        assert hit is None, (text, meta)
+        assert meta["decision"] == "verifier_rejected"
+        assert meta["near_miss_verifier_score"] < meta["verifier_threshold"]
+    # the cosine alone serves the reversal: it is what the verifier is for
+    for text in MUST_NOT:
+        assert alone.lookup(**_req(text)) is not None, text
+    hit, meta = c.lookup_with_metadata(**_req(REWORDED))
+    assert hit is not None and meta["stage"] == "semantic"
+    assert meta["verifier"] == "structural"
+    assert meta["verifier_score"] >= meta["verifier_threshold"]
+
+
+def test_model_file_is_small_json_fitted_on_these_features() -> None:
+    raw = MODEL.read_bytes()
+    assert len(raw) < 400_000
+    doc = json.loads(raw)
+    assert doc["kind"] == "structural" and tuple(doc["features"]) == FEATURES
+    assert 0.0 < doc["threshold"] < 1.0 and 0.5 <= doc["floor"] < 0.95
+    # the default point vetoes: more precise than the cosine, keeping most of its hits
+    t = doc["tuning"]
+    assert t["precision"] > t["cosine_alone"]["precision"]
+    assert t["recall"] >= t["keep"] * t["cosine_alone"]["recall"] - 1e-9
+    strict = doc["strict"]
+    assert strict["precision"] >= strict["precision_reached"] > t["precision"]
+
+
+def test_a_model_fitted_on_other_features_is_refused(tmp_path) -> None:
+    doc = json.loads(MODEL.read_text())
+    doc["features"] = doc["features"][:-1]
+    bad = tmp_path / "old.json"
+    bad.write_text(json.dumps(doc))
+    with pytest.raises(ConfigError, match="other features"):
+        resolve_verifier(str(bad))
+    (tmp_path / "junk.json").write_text("[1, 2]")
+    with pytest.raises(ConfigError, match="not a structural"):
+        StructuralVerifier(tmp_path / "junk.json")
+
+
+def test_a_model_path_and_threshold_are_honoured(tmp_path) -> None:
+    copy = tmp_path / "m.json"
+    copy.write_text(MODEL.read_text())
+    v = resolve_verifier(str(copy), threshold=0.99)
+    assert isinstance(v, StructuralVerifier) and v.threshold == 0.99
+
+
+WORDS = st.sampled_from("how do I convert miles to km not the best cheap flight from "
+                        "Paris London 5 10 why is a cat smarter than dog".split())
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(WORDS, min_size=1, max_size=12), st.lists(WORDS, min_size=1, max_size=12),
+       st.floats(0.0, 1.0))
+def test_scores_are_probabilities_and_symmetric(a, b, cos) -> None:
+    v = StructuralVerifier()
+    qa, qb = " ".join(a), " ".join(b)
+    ab = v.verify(qa, [qb], [cos])
+    ba = v.verify(qb, [qa], [cos])
+    assert ab.shape == (1,) and 0.0 <= ab[0] <= 1.0
+    # every feature is symmetric: whichever prompt was stored first, the verdict is one
+    assert ab[0] == pytest.approx(ba[0], abs=1e-12)
+
+
+def test_scoring_a_hit_costs_well_under_a_millisecond() -> None:
+    v = StructuralVerifier()
+    prompts = [f"How do I convert {i} miles to kilometers quickly?" for i in range(4)]
+    sims = np.array([0.95, 0.93, 0.91, 0.9])
+    v.verify("How many km are in 5 miles?", prompts, sims)  # warm the parse cache
+    times = []
+    for i in range(300):
+        t = time.perf_counter()
+        v.verify(f"How many km are in {i} miles?", prompts, sims)
+        times.append(time.perf_counter() - t)
+    # the budget is 0.3 ms p50 (issue 20; measured in benchmarks/verifier_eval.py); a
+    # loose bound here catches a per-tree Python loop, not machine noise
+    assert float(np.median(times)) < 1e-3
+
+
+def test_order_features_see_a_to_b_against_b_to_a() -> None:
+    from semcache.verifiers.features import features, parse
+
+    col = {f: i for i, f in enumerate(FEATURES)}
+    a = parse("Translate 'good morning' from English to Spanish.")
+    rows = features(a, [parse("Translate 'good morning' from Spanish to English."),
+                        parse("Please translate 'good morning' from English to Spanish")],
+                    [0.99, 0.97])
+    assert rows[0, col["side_swaps"]] == 2 and rows[0, col["order_discordance"]] > 0
+    assert rows[1, col["side_swaps"]] == 0 and rows[1, col["order_discordance"]] == 0
+    n = features(parse("Is 5 GHz faster than 2.4 GHz?"),
+                 [parse("Is 2.4 GHz faster than 5 GHz?")], [0.99])
+    assert n[0, col["number_order"]] == 1
+
+
+def test_must_not_hit_test_half_through_the_default(minilm) -> None:
+    """The suite's test half (never fitted on), pair by pair at the default operating
+    point: the figures docs/verifier.md reports from benchmarks/results/."""
+    from semcache.verifiers.fitting import load_must_not_hit
+
+    rows = load_must_not_hit("test")
+    v = StructuralVerifier()
+    q = minilm.embed([r["query"] for r in rows])
+    c = minilm.embed([r["candidate"] for r in rows])
+    cos = np.einsum("ij,ij->i", q, c)
+    p = np.array([v.verify(r["query"], [r["candidate"]], [s])[0]
+                  for r, s in zip(rows, cos)])
+    served = (cos >= v.floor) & (p >= v.threshold)
+    neg = np.array([r["label"] == 0 for r in rows])
+    rev = np.array([r["kind"] == "reversal" for r in rows])
+    assert (cos >= v.floor)[rev].sum() >= 15  # the cosine alone serves most reversals
+    assert served[rev].sum() <= 2
+    assert served[neg].sum() <= 6
+    # a veto: it keeps the paraphrases the cosine serves
+    assert served[~neg].sum() >= 0.9 * (cos >= v.floor)[~neg].sum()
