@@ -25,7 +25,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ForwardRef, Literal, get_args, get_origin
 
 __all__ = ["ItemAccess", "abegin", "afinish", "begin", "callback_args", "finish", "itemize",
            "mock_result", "overridden", "wants_litellm_args"]
@@ -82,17 +82,52 @@ def _item_class(cls: type) -> type:
     return sub
 
 
+_PLANS: dict[type, tuple[str, ...]] = {}  #: per model type: the fields that can hold models
+
+
+def _can_hold_model(tp: Any) -> bool:
+    from pydantic import BaseModel
+
+    if isinstance(tp, type):
+        return issubclass(tp, BaseModel)
+    if get_origin(tp) is Literal:
+        return False
+    args = get_args(tp)
+    if not args:  # a forward reference (a str or ForwardRef) may name a model: look
+        return isinstance(tp, (str, ForwardRef))
+    return any(_can_hold_model(a) for a in args)
+
+
+def _plan(cls: type) -> tuple[str, ...]:
+    plan = _PLANS.get(cls)
+    if plan is None:
+        fields = getattr(cls, "model_fields", {})
+        plan = _PLANS[cls] = tuple(n for n, f in fields.items() if _can_hold_model(f.annotation))
+    return plan
+
+
 def itemize(obj: Any) -> Any:
-    """``obj`` and every model object inside it, given item access in place."""
+    """``obj`` and every model object inside it, given item access in place. Only the
+    fields whose type can hold a model are visited (per type, worked out once), so an
+    embedding's list of floats or a message's text is never walked."""
     from pydantic import BaseModel
 
     if isinstance(obj, BaseModel):
+        cls = type(obj)
         if not isinstance(obj, ItemAccess):
             # a subclass with no new fields or slots: the instance layout is the same
-            object.__setattr__(obj, "__class__", _item_class(type(obj)))
-        for value in obj.__dict__.values():
-            if isinstance(value, (BaseModel, list)):
+            object.__setattr__(obj, "__class__", _item_class(cls))
+        else:
+            cls = _PLAIN.get(cls, cls)
+        values = obj.__dict__
+        for name in _plan(cls):
+            value = values.get(name)
+            if isinstance(value, BaseModel):
                 itemize(value)
+            elif isinstance(value, list):
+                for item in value:
+                    if isinstance(item, BaseModel):
+                        itemize(item)
         extra = obj.__pydantic_extra__
         if extra:
             for value in extra.values():
