@@ -1,0 +1,236 @@
+"""The structural verifier against the cosine alone, on test parts only, over seeds.
+
+For each seed: Quora and PAWS are split by question group (``semcache.eval.split``); the
+verifier is fitted, and its floor and threshold chosen, on the tuning parts and the
+must-not-hit suite's tune half (``semcache.verifiers.fitting.train``, the code behind
+``scripts/train_verifier.py``); every figure below comes from the test parts and the
+suite's test half. The cosine is reported at the old default (0.93), at a threshold
+chosen on the same tuning part for precision >= 0.95, and in hindsight on the test part.
+The suite's test half is also replayed through a real ``Cache`` (default configuration
+against ``verifier=None``), with the shipped model, and the added cost of a semantic hit
+is measured there.
+
+    .venv/bin/python benchmarks/verifier_eval.py --seeds 0 1 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from train_verifier import DATA, corpus  # noqa: E402
+
+from semcache import Cache  # noqa: E402
+from semcache._registry import get_embedder  # noqa: E402
+from semcache.eval._metrics import roc_auc  # noqa: E402
+from semcache.eval.split import group_split  # noqa: E402
+from semcache.verifiers.fitting import (  # noqa: E402
+    choose_threshold,
+    load_must_not_hit,
+    make_cosines,
+    pair_features,
+    precision_recall,
+    train,
+)
+from semcache.verifiers.structural import StructuralVerifier  # noqa: E402
+from semcache.verifiers.trees import TreeEnsemble  # noqa: E402
+
+TARGET = 0.95
+OLD_DEFAULT = 0.93
+
+
+def _r(x: float) -> float | None:
+    return None if x != x else round(float(x), 4)
+
+
+def _pr(pred: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    p, r = precision_recall(pred, labels)
+    return {"precision": _r(p), "recall": _r(r), "served": int(pred.sum())}
+
+
+def _mnh(rows: list[dict[str, Any]], served: np.ndarray) -> dict[str, Any]:
+    neg = np.array([r["label"] == 0 for r in rows])
+    rev = np.array([r["kind"] == "reversal" for r in rows])
+    return {"must_not_hit": int(neg.sum()), "must_not_hit_served": int((served & neg).sum()),
+            "must_not_hit_served_rate": _r((served & neg).sum() / max(1, neg.sum())),
+            "reversals": int(rev.sum()), "reversals_served": int((served & rev).sum()),
+            "paraphrases": int((~neg).sum()), "paraphrases_served": int((served & ~neg).sum()),
+            "paraphrases_served_rate": _r((served & ~neg).sum() / max(1, (~neg).sum()))}
+
+
+def one_seed(seed: int, qqp, paws, cos) -> dict[str, Any]:
+    qs, ps = group_split(qqp, seed=seed), group_split(paws, seed=seed)
+    t = time.time()
+    doc = train(qs.tune, ps.tune, load_must_not_hit("tune"), cos, seed=seed)
+    ens = TreeEnsemble.from_json(doc["model"])
+    floor, thr = doc["floor"], doc["threshold"]
+
+    def score(queries, candidates):
+        c = np.asarray(cos(queries, candidates), np.float32)
+        return c, ens.predict_proba(pair_features(queries, candidates, c))
+
+    qc, qp = score(qs.test.queries, qs.test.candidates)
+    y = qs.test.labels
+    strict = doc["strict"]
+    points = {"default": (floor, thr), "strict": (strict["floor"], strict["threshold"])}
+    tune_cos = np.asarray(cos(qs.tune.queries, qs.tune.candidates))
+    cos_tuned = choose_threshold(tune_cos, qs.tune.labels, np.ones(len(tune_cos), bool),
+                                 TARGET)[0]
+    _, _, hind_v = choose_threshold(qp, y, qc >= strict["floor"], TARGET)
+    _, _, hind_c = choose_threshold(qc, y, np.ones(len(qc), bool), TARGET)
+    pc, pp = score(ps.test.queries, ps.test.candidates)
+    rows = load_must_not_hit("test")
+    mc, mp = score([r["query"] for r in rows], [r["candidate"] for r in rows])
+    return {
+        "seed": seed, "fit_seconds": round(time.time() - t, 1),
+        "points": {k: {"floor": f, "threshold": th} for k, (f, th) in points.items()},
+        "strict_precision_reached_on_tuning": strict["precision_reached"],
+        "tuning": doc["tuning"],
+        "quora_test_pairs": len(y), "paws_test_pairs": len(ps.test),
+        "quora": {
+            **{f"verifier_{k}": _pr((qc >= f) & (qp >= th), y)
+               for k, (f, th) in points.items()},
+            "cosine_at_0.93": _pr(qc >= OLD_DEFAULT, y),
+            "cosine_tuned_p95": {"threshold": _r(cos_tuned), **_pr(qc >= cos_tuned, y)},
+            "recall_at_p95_hindsight": {"verifier": _r(hind_v), "cosine": _r(hind_c)},
+            "roc_auc": {"verifier": _r(roc_auc(qp, y)), "cosine": _r(roc_auc(qc, y))},
+        },
+        "paws": {"roc_auc": {"verifier": _r(roc_auc(pp, ps.test.labels)),
+                             "cosine": _r(roc_auc(pc, ps.test.labels))}},
+        "must_not_hit_test": {
+            **{f"verifier_{k}": _mnh(rows, (mc >= f) & (mp >= th))
+               for k, (f, th) in points.items()},
+            "cosine_at_0.93": _mnh(rows, mc >= OLD_DEFAULT)},
+    }
+
+
+def through_cache(embedder) -> dict[str, Any]:
+    """The suite's test half through a real Cache: every base prompt stored with its own
+    answer, every variant looked up; a must-not-hit variant served anything is wrong, a
+    paraphrase is right only when served its own prompt's answer."""
+    rows = load_must_not_hit("test")
+    out: dict[str, Any] = {}
+    strict = StructuralVerifier().info["strict"]
+    for label, kw in (("default", {}), ("cosine_alone", {"verifier": None}),
+                      ("strict", {"similarity_threshold": strict["floor"],
+                                  "verifier_threshold": strict["threshold"]})):
+        cache = Cache(type="faiss-semantic", embedder=embedder,
+                      namespace="v" + uuid.uuid4().hex[:8], **kw)
+        for base in dict.fromkeys(r["query"] for r in rows):
+            cache.add_cache({"answer": base}, model="m",
+                            messages=[{"role": "user", "content": base}])
+        served = np.zeros(len(rows), bool)
+        right = np.zeros(len(rows), bool)
+        for i, r in enumerate(rows):
+            hit = cache.lookup(model="m", messages=[{"role": "user", "content": r["candidate"]}])
+            served[i] = hit is not None
+            right[i] = hit is not None and hit.value == {"answer": r["query"]}
+        para = np.array([r["label"] == 1 for r in rows])
+        res = _mnh(rows, served)
+        res["paraphrases_served_own_answer"] = int((right & para).sum())
+        res["similarity_threshold"] = cache.similarity_threshold
+        out[label] = res
+        cache.close()
+    return out
+
+
+def hit_cost(embedder, n: int = 600) -> dict[str, Any]:
+    """What the verifier adds to a semantic hit: the same lookups through a default cache
+    and a ``verifier=None`` one, interleaved so both see the same machine load, counted
+    where both served a semantic hit. The embedder's own cache answers repeated texts,
+    so the totals are the pipeline without the model's embedding time, which is the
+    part the verifier adds to (the embedding itself is unchanged)."""
+    rows = [r for r in load_must_not_hit() if r["label"] == 1]
+    caches = {name: Cache(type="faiss-semantic", embedder=embedder, similarity_threshold=0.5,
+                          namespace="t" + uuid.uuid4().hex[:8], **kw)
+              for name, kw in (("default", {}), ("cosine_alone", {"verifier": None}))}
+    for c in caches.values():
+        for base in dict.fromkeys(r["query"] for r in rows):
+            c.add_cache({"a": 1}, model="m", messages=[{"role": "user", "content": base}])
+    embedder.embed([r["candidate"] for r in rows])  # warm: time the pipeline, not the model
+    totals: dict[str, list[float]] = {k: [] for k in caches}
+    verify: list[float] = []
+    for i in range(n):
+        r = rows[i % len(rows)]
+        metas = {name: c.lookup_with_metadata(
+            model="m", messages=[{"role": "user", "content": r["candidate"]}])[1]
+            for name, c in caches.items()}
+        if all(m["stage"] == "semantic" for m in metas.values()):
+            for name, m in metas.items():
+                totals[name].append(m["timings_ms"]["total"])
+            verify.append(metas["default"]["timings_ms"]["verify"])
+    p50 = {k: float(np.median(v)) for k, v in totals.items()}
+    return {"lookups": n, "paired_semantic_hits": len(verify),
+            "p50_total_ms": {k: _r(v) for k, v in p50.items()},
+            "p50_added_ms": _r(p50["default"] - p50["cosine_alone"]),
+            "p50_verify_ms": _r(float(np.median(verify))),
+            "p99_verify_ms": _r(float(np.percentile(verify, 99))),
+            "similarity_threshold": 0.5,
+            "note": "floor 0.5 so that up to top_k=4 candidates are scored per lookup, "
+                    "more than the default floor (0.93) lets through"}
+
+
+def _summary(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
+    def collect(d: Any, path: tuple[str, ...] = ()) -> dict[tuple[str, ...], list[float]]:
+        out: dict[tuple[str, ...], list[float]] = {}
+        if isinstance(d, dict):
+            for k, v in d.items():
+                for p, vals in collect(v, path + (k,)).items():
+                    out.setdefault(p, []).extend(vals)
+        elif isinstance(d, (int, float)) and not isinstance(d, bool):
+            out[path] = [float(d)]
+        return out
+
+    merged: dict[tuple[str, ...], list[float]] = {}
+    for s in per_seed:
+        for p, v in collect({k: v for k, v in s.items() if k != "seed"}).items():
+            merged.setdefault(p, []).extend(v)
+    return {".".join(p): {"mean": _r(np.mean(v)), "min": _r(min(v)), "max": _r(max(v))}
+            for p, v in merged.items() if len(v) == len(per_seed)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--data", type=Path, default=DATA)
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results"
+                    / "verifier_eval.json")
+    ap.add_argument("--embedding-cache", default=str(ROOT / "benchmarks" / "results"
+                                                     / ".embeddings"))
+    args = ap.parse_args(argv)
+    qqp, paws, texts = corpus(args.data)
+    emb = get_embedder(None)
+    cos = make_cosines(emb, texts, args.embedding_cache)
+    per_seed = []
+    for s in args.seeds:
+        per_seed.append(one_seed(s, qqp, paws, cos))
+        print(json.dumps(per_seed[-1]), flush=True)
+    report = {
+        "command": "benchmarks/verifier_eval.py --seeds " + " ".join(map(str, args.seeds)),
+        "embedder": emb.model_id, "target_precision": TARGET, "machine":
+            f"{platform.machine()}, {platform.python_version()}",
+        "summary": _summary(per_seed), "per_seed": per_seed,
+        "shipped_model_through_cache": through_cache(emb),
+        "semantic_hit_cost": hit_cost(emb),
+    }
+    args.out.write_text(json.dumps(report, indent=1) + "\n")
+    print(json.dumps({k: report[k] for k in ("shipped_model_through_cache",
+                                            "semantic_hit_cost")}, indent=1))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
