@@ -60,3 +60,27 @@ def test_a_forked_child_makes_its_own_embedding_client():
     finally:
         e.close()
         server.stop()
+
+
+def test_a_forked_child_makes_its_own_completion_client():
+    """The call layer's pooled ``openai.OpenAI`` per endpoint: made in the parent, it
+    must not be what the child's ``completion()`` uses (shared sockets, crossed replies)."""
+    import semcache
+    from semcache._calls import POOL
+    from semcache.testing.fake_openai import FakeOpenAI
+
+    with FakeOpenAI() as fake:
+        kw = {"api_base": fake.base_url, "api_key": "sk-test", "caching": False}
+        msg = [{"role": "user", "content": "Hello there"}]
+        semcache.completion(model="m", messages=msg, **kw)  # the parent's client is pooled
+        parent = dict(POOL._sync)
+        assert parent
+
+        def child() -> str:
+            r = semcache.completion(model="m", messages=msg, **kw)
+            ours = [c for c in POOL._sync.values() if c in parent.values()]
+            return f"{len(ours)} {bool(r.choices[0].message.content)}"
+
+        assert in_child(child) == "0 True"  # clients of its own, and an answer
+        assert dict(POOL._sync) == parent  # the parent's pool is untouched
+        assert semcache.completion(model="m", messages=msg, **kw).choices

@@ -104,6 +104,10 @@ class _LoopClients:
     closer: Any = None  #: the async generator whose finalisation closes the clients
 
 
+#: client dictionaries a forked child inherited (see ClientPool._own_clients)
+_INHERITED: list[Any] = []
+
+
 class ClientPool:
     """One ``openai.OpenAI`` per endpoint, and one ``AsyncOpenAI`` per endpoint *and event
     loop*: an async HTTP connection belongs to the loop that opened it, so sharing one
@@ -120,8 +124,22 @@ class ClientPool:
         self._sync: dict[Endpoint, Any] = {}
         self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClients] \
             = weakref.WeakKeyDictionary()
+        self._pid = os.getpid()
+
+    def _own_clients(self) -> None:
+        """Clients made before a fork share their pooled connections with the parent:
+        two processes reading one socket could each get the other's reply (issue #26).
+        A forked child starts an empty pool; the inherited clients are kept, unclosed,
+        since closing them would shut connections the parent is using."""
+        if self._pid != os.getpid():
+            _INHERITED.append(self._sync)
+            self._lock = threading.Lock()  # it may have been held by another thread
+            self._sync = {}
+            self._async = weakref.WeakKeyDictionary()  # loops do not cross a fork
+            self._pid = os.getpid()
 
     def sync(self, ep: Endpoint) -> Any:
+        self._own_clients()
         client = self._sync.get(ep)
         if client is None:
             import openai
@@ -133,6 +151,7 @@ class ClientPool:
         return client
 
     async def async_(self, ep: Endpoint) -> Any:
+        self._own_clients()
         loop = asyncio.get_running_loop()
         entry = self._async.get(loop)
         if entry is None:
