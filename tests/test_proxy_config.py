@@ -83,7 +83,7 @@ def test_semcache_settings_keys_prices_and_semantic_default(tmp_path, env, minil
           - {model_name: m, litellm_params: {model: m, api_base: "http://127.0.0.1:9/v1"}}
         litellm_settings:
           cache: true
-          cache_params: {similarity_threshold: 0.8}
+          cache_params: {type: faiss-semantic, similarity_threshold: 0.8}
         semcache_settings:
           keys:
             - {key: os.environ/PROXY_TEST_OPENAI_KEY, namespace: team-a}
@@ -95,7 +95,8 @@ def test_semcache_settings_keys_prices_and_semantic_default(tmp_path, env, minil
     assert cfg.namespaces == ["default", "team-a", "team-b"]
     assert cfg.prices["m"].output == 0.6
     cache = build_cache(cfg)
-    assert cache.type == "faiss-semantic"  # the embedded default
+    # semantic only when asked for (issue #22: cache: true alone is LiteLLM's default)
+    assert cache.type == "faiss-semantic"
     assert isinstance(cache.embedder, BatchingEmbedder)
     assert cache.similarity_threshold == 0.8
 

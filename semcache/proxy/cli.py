@@ -7,6 +7,7 @@ import argparse
 import logging
 import os
 import sys
+from typing import Any
 
 __all__ = ["add_arguments", "add_parser", "run"]
 
@@ -77,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
                 "entries (use one worker, give faiss-semantic a disk_cache_dir, or use a "
                 "shared type: redis-semantic, qdrant-semantic, redis, disk)", kind,
                 args.workers)
+        _announce(args, config, None, args.workers)
         os.environ["SEMCACHE_PROXY_CONFIG"] = os.path.abspath(args.config)
         os.environ["SEMCACHE_PROXY_WARNED"] = "1"
         uvicorn.run("semcache.proxy.app:app_from_env", factory=True, workers=args.workers,
@@ -89,5 +91,19 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"semcache serve: {exc}", file=sys.stderr)
         return 2
+    _announce(args, config, app.state.proxy.cache, 1)
     uvicorn.run(app, **opts)
     return 0
+
+
+def _announce(args: argparse.Namespace, config: Any, cache: Any, workers: int) -> None:
+    """The one start-up line (issue #22): printed, not logged, so the default
+    ``--log-level warning`` shows it as LiteLLM's proxy shows its own."""
+    from .defaults import startup_line
+
+    line = startup_line(host=args.host, port=args.port, cache=cache,
+                        cache_type=config.cache_params.get("type")
+                        if config.cache_enabled else None,
+                        keys=len(config.keys), master=config.master_key is not None,
+                        workers=workers)
+    print(line, file=sys.stderr, flush=True)

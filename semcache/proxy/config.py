@@ -37,6 +37,7 @@ from typing import Any
 from .._config import _CONTROL_NAMES
 from .._errors import ConfigError, SemcacheError
 from .._keys import validate_namespace
+from .defaults import apply_litellm_defaults
 
 __all__ = [
     "ClientKey",
@@ -341,7 +342,14 @@ class _Parser:
     def cache_params(self, raw: Any) -> dict[str, Any]:
         params = self.resolve(self.mapping(raw, "litellm_settings.cache_params"),
                               "litellm_settings.cache_params")
-        params.setdefault("type", "faiss-semantic")
+        # LiteLLM's default type, and its parameters that the type does not use are
+        # warned about and dropped, not refused (defaults.py, issue #22)
+        try:
+            params, dropped = apply_litellm_defaults(params, self.env)
+        except ValueError as exc:
+            raise self.fail(f"litellm_settings.cache_params.{exc.args[0]}",
+                            exc.args[1]) from None
+        self.unsupported += [f"litellm_settings.cache_params.{k}" for k in dropped]
         if params.get("namespace") is not None:
             try:
                 validate_namespace(params["namespace"])

@@ -73,8 +73,16 @@ class Management:
         result = await asyncio.to_thread(cache.ping)
         down = [f"{name} ({r['backend']})" for name, r in result.items() if not r["ok"]]
         status = 503 if down else 200
-        body: dict[str, Any] = {"status": "unhealthy" if down else "healthy",
-                                "backends": result}
+        # LiteLLM's fields first (its clients and dashboards read them), then semcache's
+        body: dict[str, Any] = {
+            "status": "unhealthy" if down else "healthy",
+            "cache_type": cache.type,
+            "ping_response": not down,
+            "set_cache_response": await asyncio.to_thread(_set_probe, cache),
+            "litellm_cache_params": _redacted(self.app.config.cache_params),
+            "health_check_cache_params": {"namespace": cache.namespace},
+            "backends": result,
+        }
         if down:
             body["down"] = down
         return json_response(body, status)
@@ -173,3 +181,26 @@ def _release_memory() -> None:
     gc.collect()
     with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
         ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+_SECRET_PARTS = ("password", "key", "secret", "token", "connection_string", "url")
+
+
+def _redacted(params: dict[str, Any]) -> dict[str, Any]:
+    """The config's cache parameters as /cache/ping shows them: no secrets."""
+    return {k: ("***" if any(p in k for p in _SECRET_PARTS) and v is not None else
+                v if isinstance(v, (str, int, float, bool, type(None))) else repr(v))
+            for k, v in params.items()}
+
+
+def _set_probe(cache: Cache) -> str:
+    """LiteLLM's ``set_cache_response``: write and delete a probe entry in this
+    proxy's namespace, so a store that pings but refuses writes shows here."""
+    key = f"{cache.namespace}:__semcache_ping__"
+    try:
+        if cache.store.set(key, b"{}", ttl=60) is False:
+            return "error: the store did not take the write"
+        cache.store.delete([key])
+    except Exception as exc:  # reported, not raised: this is a health check
+        return f"error: {type(exc).__name__}: {exc}"
+    return "success"

@@ -67,6 +67,8 @@ def semcache_headers(meta: Mapping[str, Any] | None, stage: str, *,
         "x-semcache-stage": stage,
         "x-semcache-similarity": "" if sim is None else f"{sim:.4f}",
         "x-semcache-key": header_value(key) if key else "",
+        # LiteLLM's proxy name for the same key: its clients read this one
+        "x-litellm-cache-key": header_value(key) if key else "",
         "x-semcache-matched-prompt":
             urllib.parse.quote(prompt[:_MAX_HEADER_PROMPT], safe="")
             if isinstance(prompt, str) and prompt else "",
