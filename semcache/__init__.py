@@ -37,6 +37,7 @@ from ._errors import (
     SemcacheError,
 )
 from ._policy import Decision, DecisionPolicy, StaticThreshold
+from ._threads import ThreadPolicy, set_threads
 
 __version__ = "0.1.0"
 
@@ -120,6 +121,7 @@ __all__ = [
     "Router",
     "SemcacheError",
     "StaticThreshold",
+    "ThreadPolicy",
     "acompletion",
     "aembedding",
     "atext_completion",
@@ -130,6 +132,7 @@ __all__ = [
     "embedding",
     "enable_cache",
     "failure_callback",
+    "set_threads",
     "success_callback",
     "text_completion",
     "transcription",

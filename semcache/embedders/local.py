@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from .._errors import ConfigError, missing
+from .._threads import apply_process_limits, torch_threads
 from .base import Embedder
 from .onnx import cut_texts, max_chars
 
@@ -86,6 +87,9 @@ class SentenceTransformerEmbedder(Embedder):
                     hf_logging.disable_progress_bar()
                 except Exception:  # pragma: no cover - older/newer transformers
                     pass
+                # torch's intra-op pool under the one thread policy (semcache/_threads.py)
+                torch_threads()
+                apply_process_limits()
                 model = SentenceTransformer(str(self.path), device=self.device)
                 _MODELS[key] = model
         return model

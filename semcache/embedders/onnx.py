@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from .._errors import ConfigError, missing
+from .._threads import apply_process_limits, ort_session_options, thread_policy
 from .base import Embedder
 
 __all__ = [
@@ -366,10 +367,8 @@ class _Runtime:
         # truncate where sentence-transformers does (max_seq_length)
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(self.manifest["max_seq_length"])
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        # threads and spin-waiting come from the one thread policy (semcache/_threads.py)
+        opts = ort_session_options(threads)
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3
         self.session = ort.InferenceSession(str(folder / "model.onnx"), opts,
@@ -449,9 +448,10 @@ class OnnxEmbedder(Embedder):
     ``model``: ``"all-MiniLM-L6-v2"`` (packaged, the default) or a sentence-transformers
     folder. ``variant``: ``"fp32"``, ``"int8"`` or None (``DEFAULT_VARIANT`` for the
     packaged model, fp32 for others: int8 quality was measured for the packaged one only).
-    ``threads``: onnxruntime intra-op threads
-    (default 2, or ``$SEMCACHE_ONNX_THREADS``). ``cache_dir``: where exports live
-    (default ``cache_root()``). Nothing is loaded or exported until the first ``embed``.
+    ``threads``: onnxruntime intra-op threads (default: the thread policy's ``compute``,
+    ``min(2, cores)`` or ``$SEMCACHE_THREADS``; see ``semcache.set_threads``).
+    ``cache_dir``: where exports live (default ``cache_root()``).
+    Nothing is loaded or exported until the first ``embed``.
     """
 
     batch_size = 256  # texts per _embed call; sorted by length and run in sub-batches
@@ -470,8 +470,8 @@ class OnnxEmbedder(Embedder):
             raise ConfigError(f"variant must be one of {VARIANTS}, not {variant!r}",
                               parameter="variant")
         if threads is None:
-            threads = int(os.environ.get("SEMCACHE_ONNX_THREADS", "2"))
-        if threads < 1:
+            threads = thread_policy().compute
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
             raise ConfigError("threads must be >= 1", parameter="threads")
         self._source = model
         self.variant = variant
@@ -510,6 +510,7 @@ class OnnxEmbedder(Embedder):
                     folder = ensure_onnx(self._model_dir if str(self._source) not in
                                          PACKAGED_MODELS else self._source,
                                          self.variant, root=self._cache_dir)
+                    apply_process_limits()  # the policy applies on first build
                     self._rt = _runtime(folder, self.threads)
         return self
 

@@ -19,6 +19,36 @@ _INF = np.inf
 REPROBE_BELOW = 0.5
 
 
+#: below this many rows numpy's product stays on the calling thread (OpenBLAS threads a
+#: gemv only past ~9k multiply-adds, i.e. ~24 rows of 384) and FAISS need not be imported
+_SMALL = 16
+_fvec: Any = None
+
+
+def scores(mat: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """``mat @ q`` for a C-contiguous float32 ``mat``, on the calling thread.
+
+    Why not BLAS (issue #25): OpenBLAS runs a gemv of a 2k-row shard on its own threads,
+    which fought onnxruntime's threads for the cores right after each embedding; a
+    search alone took 0.07 ms at 2k rows but 2.5 ms inside a hit. FAISS's SIMD kernel
+    takes no thread pool and measured as fast as single-threaded BLAS or faster
+    (2k: 0.056 ms, 10k: 0.33 ms, 100k: 9.3 ms on 2 busy cores; docs/performance.md).
+    """
+    n = len(mat)
+    if n <= _SMALL:
+        return mat @ q
+    global _fvec
+    if _fvec is None:
+        import faiss
+
+        _fvec = (faiss.fvec_inner_products_ny, faiss.swig_ptr)
+    kernel, ptr = _fvec
+    q = np.ascontiguousarray(q, dtype=np.float32)
+    out = np.empty(n, dtype=np.float32)
+    kernel(ptr(out), ptr(q), ptr(mat), mat.shape[1], n)
+    return out
+
+
 class IVF:
     """Candidate generator for a large shard; ids are the shard's stable entry ids."""
 
@@ -191,7 +221,7 @@ class Shard:
             return []
         if self.ivf is not None:
             return self._search_approx(q, k, now)
-        sims = self.vecs[:n] @ q
+        sims = scores(self.vecs[:n], q)
         sims[self.expires[:n] <= now] = -_INF
         if n > k:
             top = np.argpartition(sims, n - k)[n - k:]
@@ -212,11 +242,11 @@ class Shard:
         turned up (see ``REPROBE_BELOW``)."""
         assert self.ivf is not None
         rows = self._propose_rows(q, k, now, wide=False)
-        sims = self.vecs[rows] @ q
+        sims = scores(self.vecs[rows], q)
         below = self.ivf.reprobe_below
         if below is not None and (len(sims) == 0 or float(sims.max()) < below):
             rows = self._propose_rows(q, k, now, wide=True)
-            sims = self.vecs[rows] @ q
+            sims = scores(self.vecs[rows], q)
         order = np.argsort(-sims, kind="stable")[:k]
         out = []
         for j in order.tolist():

@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from .._errors import ConfigError, InvalidRequestError
+from .._threads import apply_process_limits
 from ._faiss_log import FolderLog
 from ._faiss_shard import REPROBE_BELOW, Shard
 from .base import Candidate, IndexEntry, Observation, VectorIndex
@@ -80,6 +81,7 @@ class FaissIndex(VectorIndex):
         if reprobe_below is not None and not -1.0 <= reprobe_below <= 1.0:
             raise ConfigError(f"reprobe_below must be a similarity in [-1, 1] or None, got "
                               f"{reprobe_below!r}", parameter="reprobe_below")
+        apply_process_limits()  # the thread policy applies on first build (_threads.py)
         self.approx_threshold = approx_threshold
         self.nprobe = nprobe
         self.reprobe_below = reprobe_below
