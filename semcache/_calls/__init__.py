@@ -27,6 +27,7 @@ from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._flight import DEFAULT_WAIT_S, FLIGHTS, flight_key, redis_lock
 from ._clients import (
     POOL,
     Endpoint,
@@ -89,6 +90,16 @@ class _Finish:
 
 
 @dataclass(slots=True)
+class _Join:
+    """Join the single flight of an exact key: the result is a Lease (call upstream,
+    then release it) or None (another caller's answer should be stored now)."""
+
+    cache: Any
+    key: str
+    timeout: float
+
+
+@dataclass(slots=True)
 class _Call:
     kind: str
     endpoint: Endpoint
@@ -120,6 +131,9 @@ def _run(flow: _Flow) -> Any:
                     raise
             elif isinstance(op, _Begin):
                 result = [begin(op.cache, op.call_type, kw) for kw in op.requests]
+            elif isinstance(op, _Join):
+                result = FLIGHTS.lead(flight_key(op.cache, op.key), op.timeout,
+                                      redis_lock(op.cache, op.key))
             elif isinstance(op, _Finish):
                 for outcome, value in op.pairs:
                     try:
@@ -151,6 +165,9 @@ async def _arun(flow: _Flow) -> Any:
                     _notify_failure(op.call, err, pending)
                     await _await_all(pending)
                     raise
+            elif isinstance(op, _Join):
+                result = await FLIGHTS.alead(flight_key(op.cache, op.key), op.timeout,
+                                             redis_lock(op.cache, op.key))
             elif isinstance(op, _Begin):
                 if len(op.requests) == 1:
                     result = [await abegin(op.cache, op.call_type, op.requests[0])]
@@ -296,10 +313,20 @@ def _single_flow(call: _Prepared) -> _Flow:
     cache = call.cache
     streamable = call.kind in ("chat", "text")
     outcome = None
+    lease = None
     if cache is not None and not (call.stream and not streamable):
         t = time.perf_counter()
         (outcome,) = yield _Begin(cache, call.call_type, [call.key_kwargs])
         _timed(call, "cache", t)
+        req = getattr(outcome, "request", None)  # None: a user's overridden get_cache
+        if outcome.hit is None and not call.stream and call.mock is None \
+                and req is not None and req.read and req.write:
+            # single-flight (_flight.py): an identical miss already in flight is waited
+            # for, then looked up again, instead of calling upstream once more
+            lease = yield _Join(cache, outcome.metadata["key"], _wait_s(call))
+            if lease is None:
+                (outcome,) = yield _Begin(cache, call.call_type, [call.key_kwargs])
+                _timed(call, "cache", t)
         if outcome.hit is not None:
             response = rebuild_hit(call.kind, outcome.hit)
             if response is not None:
@@ -314,23 +341,34 @@ def _single_flow(call: _Prepared) -> _Flow:
                     s.response = response
                     return s
                 return response
-    t = time.perf_counter()
-    if call.mock is not None:
-        result = _mocked(call)
-    else:
-        result = yield _Call(call.kind, call.endpoint, call.params, call)
-    _timed(call, "upstream", t)
-    meta = outcome.metadata if outcome is not None else None
-    if call.stream:
-        return _stream_miss(call, cache, outcome, result, meta)
-    hidden = hidden_params(call, False, meta, result)
-    result = hide_params(result, hidden)
-    if outcome is not None:
+    try:
         t = time.perf_counter()
-        yield _Finish(cache, [(outcome, result)])
-        _timed(call, "store", t)
+        if call.mock is not None:
+            result = _mocked(call)
+        else:
+            result = yield _Call(call.kind, call.endpoint, call.params, call)
+        _timed(call, "upstream", t)
+        meta = outcome.metadata if outcome is not None else None
+        if call.stream:
+            return _stream_miss(call, cache, outcome, result, meta)
+        hidden = hidden_params(call, False, meta, result)
+        result = hide_params(result, hidden)
+        if outcome is not None:
+            t = time.perf_counter()
+            yield _Finish(cache, [(outcome, result)])
+            _timed(call, "store", t)
+    finally:
+        if lease is not None:  # stored (or failed): the waiters look up now
+            lease.release()
     yield _payload(call, result, hidden)
     return result
+
+
+def _wait_s(call: _Prepared) -> float:
+    """How long a waiter waits for the leader: the call's own timeout, which bounds the
+    leader's upstream call too."""
+    t = call.params.get("timeout")
+    return float(t) if isinstance(t, (int, float)) and t > 0 else DEFAULT_WAIT_S
 
 
 def _mocked(call: _Prepared, n_inputs: int = 1) -> Any:
