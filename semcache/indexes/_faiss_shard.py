@@ -41,7 +41,8 @@ def scores(mat: np.ndarray, q: np.ndarray) -> np.ndarray:
     if _fvec is None:
         import faiss
 
-        _fvec = (faiss.fvec_inner_products_ny, faiss.swig_ptr)
+        _fvec = (faiss.fvec_inner_products_ny,  # type: ignore[attr-defined]
+                 faiss.swig_ptr)
     kernel, ptr = _fvec
     q = np.ascontiguousarray(q, dtype=np.float32)
     out = np.empty(n, dtype=np.float32)

@@ -1,0 +1,333 @@
+"""The whole semantic hit against the embedder alone, across context sizes (issue #25).
+
+    .venv/bin/python benchmarks/hit_latency.py --quick      # < 3 minutes
+    .venv/bin/python benchmarks/hit_latency.py              # full: up to 1M entries
+
+One ``faiss-semantic`` cache (the default ONNX embedder, its LRU off so every lookup
+embeds) holds Quora questions (``../shared/data/qqp/``, label-1 pairs: the stored side)
+in one context; the context is then filled with clustered filler to each size: real
+Quora question embeddings as topic centres plus noise, so the filler looks like
+sentence embeddings, not random vectors. At each size:
+
+- one stream: for each paraphrase (the other side of a pair) the embedder alone and the
+  whole lookup (exact stage, embed, search, verifier, fetch) on the *same text*,
+  interleaved, alternating which goes first;
+- 8 concurrent threads, then 8 asyncio tasks: the embedder alone and the lookups over
+  the same texts, in alternating rounds (A B A B), throughput and p50/p99;
+- the split (embed, search, verify, fetch) from each lookup's ``timings_ms``;
+- search recall@1 against brute force on the context's vectors.
+
+Once per run, the embedder against plain onnxruntime (default session options) on the
+same exported model and texts: the embedder must not be slowed to ease the ratios.
+
+Ratios are what to read: the machine may be shared, and everything a ratio compares
+was measured in the same run, interleaved. Writes one JSON (``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gzip
+import json
+import os
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from semcache import Cache  # noqa: E402
+from semcache._keys import semantic_split  # noqa: E402
+from semcache.embedders.onnx import OnnxEmbedder, ensure_onnx  # noqa: E402
+from semcache.indexes.base import IndexEntry  # noqa: E402
+
+QQP = ROOT.parent / "shared" / "data" / "qqp" / "pairs.jsonl.gz"
+
+
+def req(text: str) -> dict[str, Any]:
+    return {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}]}
+
+
+def pct(xs: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(xs) * 1e3, q)) if xs else float("nan")
+
+
+def stats(xs: list[float]) -> dict[str, float]:
+    return {"p50_ms": round(pct(xs, 50), 3), "p99_ms": round(pct(xs, 99), 3),
+            "n": len(xs)}
+
+
+def load_pairs(n_pairs: int, n_other: int) -> tuple[list[tuple[str, str]], list[str]]:
+    """``n_pairs`` paraphrase pairs (distinct texts) and ``n_other`` other questions."""
+    pairs: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    other: list[str] = []
+    with gzip.open(QQP, "rt") as f:
+        for line in f:
+            d = json.loads(line)
+            a, b = d["query"].strip(), d["candidate"].strip()
+            if not a or not b or a in seen or b in seen or a == b:
+                continue
+            seen.update((a, b))
+            if d["label"] == 1 and len(pairs) < n_pairs:
+                pairs.append((a, b))
+            elif len(other) < n_other:
+                other.append(a)
+            if len(pairs) >= n_pairs and len(other) >= n_other:
+                break
+    return pairs, other
+
+
+def filler(rng: np.random.Generator, centres: np.ndarray, n: int) -> np.ndarray:
+    """Clustered around real question embeddings: centre + w * noise, w in [0.8, 1.6]
+    (cosine to the centre ~0.5-0.8, as other questions on one topic)."""
+    dim = centres.shape[1]
+    out = np.empty((n, dim), np.float32)
+    for s in range(0, n, 50_000):
+        m = min(n - s, 50_000)
+        noise = rng.standard_normal((m, dim), dtype=np.float32)
+        noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+        w = rng.uniform(0.8, 1.6, (m, 1)).astype(np.float32)
+        v = centres[rng.integers(0, len(centres), m)] + w * noise
+        out[s:s + m] = v / np.linalg.norm(v, axis=1, keepdims=True)
+    return out
+
+
+# -- the measurements ----------------------------------------------------------------------
+
+def single_stream(cache: Cache, emb: OnnxEmbedder, texts: list[str]) -> dict[str, Any]:
+    alone: list[float] = []
+    whole: list[float] = []
+    split: dict[str, list[float]] = {}
+    hits = 0
+    for i, t in enumerate(texts):
+        for first in ((0, 1) if i % 2 == 0 else (1, 0)):
+            t0 = time.perf_counter()
+            if first == 0:
+                emb.embed([t])
+                alone.append(time.perf_counter() - t0)
+            else:
+                hit, meta = cache.lookup_with_metadata(**req(t))
+                whole.append(time.perf_counter() - t0)
+                hits += hit is not None
+                for k, v in meta.get("timings_ms", {}).items():
+                    split.setdefault(k, []).append(v / 1e3)
+    a, w = stats(alone), stats(whole)
+    return {"embedder_alone": a, "lookup": w, "hit_rate": round(hits / len(texts), 3),
+            "p50_ratio_to_embedder": round(w["p50_ms"] / a["p50_ms"], 3),
+            "lookup_p99_over_p50": round(w["p99_ms"] / w["p50_ms"], 3),
+            "split_p50_ms": {k: round(pct(v, 50), 3) for k, v in sorted(split.items())}}
+
+
+def threaded(fn: Any, texts: list[str], workers: int) -> tuple[float, list[float]]:
+    lat: list[float] = []
+    lock = threading.Lock()
+
+    def one(t: str) -> None:
+        t0 = time.perf_counter()
+        fn(t)
+        d = time.perf_counter() - t0
+        with lock:
+            lat.append(d)
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(workers) as ex:
+        list(ex.map(one, texts))
+    return len(texts) / (time.perf_counter() - t0), lat
+
+
+def asynchronous(fn: Any, texts: list[str], tasks: int) -> tuple[float, list[float]]:
+    async def main() -> tuple[float, list[float]]:
+        lat: list[float] = []
+        todo = list(texts)
+
+        async def worker() -> None:
+            while todo:
+                t = todo.pop()
+                t0 = time.perf_counter()
+                await fn(t)
+                lat.append(time.perf_counter() - t0)
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(tasks)))
+        return len(texts) / (time.perf_counter() - t0), lat
+
+    return asyncio.run(main())
+
+
+def concurrent(cache: Cache, emb: OnnxEmbedder, texts: list[str], ways: int,
+               mode: str) -> dict[str, Any]:
+    if mode == "threads":
+        def e(t: str) -> Any:
+            return emb.embed([t])
+
+        def lk(t: str) -> Any:
+            return cache.lookup(**req(t))
+        run = threaded
+    else:
+        async def e(t: str) -> Any:  # type: ignore[misc]
+            return await emb.aembed([t])
+
+        async def lk(t: str) -> Any:  # type: ignore[misc]
+            return await cache.alookup(**req(t))
+        run = asynchronous
+    half = len(texts) // 2
+    res: dict[str, list[Any]] = {"e": [], "l": []}
+    for rnd in range(2):  # A B, then B A: a drift in machine load hits both sides
+        chunk = texts[rnd * half:(rnd + 1) * half]
+        for which in (("e", "l") if rnd == 0 else ("l", "e")):
+            res[which].append(run(e if which == "e" else lk, chunk, ways))
+    e_rate = float(np.mean([r for r, _ in res["e"]]))
+    l_rate = float(np.mean([r for r, _ in res["l"]]))
+    e_lat = [x for _, lat in res["e"] for x in lat]
+    l_lat = [x for _, lat in res["l"] for x in lat]
+    es, ls = stats(e_lat), stats(l_lat)
+    return {"embedder_alone": {**es, "per_s": round(e_rate, 1)},
+            "lookup": {**ls, "per_s": round(l_rate, 1)},
+            "throughput_ratio": round(l_rate / e_rate, 3),
+            "p99_ratio": round(ls["p99_ms"] / es["p99_ms"], 3)}
+
+
+def recall_at_1(cache: Cache, ctx: str, allvecs: np.ndarray, keys: list[str],
+                queries: np.ndarray) -> float:
+    assert cache.index is not None
+    good = 0
+    for s in range(0, len(queries), 64):
+        q = queries[s:s + 64]
+        best = np.full(len(q), -np.inf, np.float32)
+        arg = np.zeros(len(q), np.int64)
+        for c in range(0, len(allvecs), 200_000):
+            sims = q @ allvecs[c:c + 200_000].T
+            j = sims.argmax(axis=1)
+            v = sims[np.arange(len(q)), j]
+            better = v > best
+            best[better], arg[better] = v[better], j[better] + c
+        for i in range(len(q)):
+            got = cache.index.search(q[i], ctx, k=1)
+            good += bool(got) and got[0].key == keys[arg[i]]
+    return good / len(queries)
+
+
+def plain_ort(emb: OnnxEmbedder, texts: list[str]) -> dict[str, Any]:
+    """The embedder against a plain onnxruntime session (default options) on the same
+    exported model, tokenizing the same way, interleaved."""
+    import onnxruntime as ort
+
+    emb.load()
+    rt = emb._rt
+    assert rt is not None
+    folder = ensure_onnx("all-MiniLM-L6-v2", emb.variant)
+    sess = ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
+    tok = rt.tokenizer
+    names = [i.name for i in sess.get_inputs()]
+
+    def raw(t: str) -> Any:
+        enc = tok.encode(t)
+        ids = np.asarray([enc.ids], np.int64)
+        feed = {"input_ids": ids, "attention_mask": np.asarray([enc.attention_mask], np.int64),
+                "token_type_ids": np.zeros_like(ids)}
+        h = sess.run(None, {k: feed[k] for k in names})[0]
+        return h.mean(axis=1)
+
+    ours: list[float] = []
+    plain: list[float] = []
+    for i, t in enumerate(texts):
+        for which in ((0, 1) if i % 2 == 0 else (1, 0)):
+            t0 = time.perf_counter()
+            if which == 0:
+                emb.embed([t])
+                ours.append(time.perf_counter() - t0)
+            else:
+                raw(t)
+                plain.append(time.perf_counter() - t0)
+    o, p = stats(ours), stats(plain)
+    return {"embedder": o, "plain_onnxruntime": p,
+            "p50_ratio": round(o["p50_ms"] / p["p50_ms"], 3)}
+
+
+def machine() -> dict[str, Any]:
+    import faiss
+    import onnxruntime
+
+    info: dict[str, Any] = {"cores": os.cpu_count(), "loadavg": os.getloadavg(),
+                            "numpy": np.__version__, "onnxruntime": onnxruntime.__version__,
+                            "faiss": faiss.__version__,
+                            "thread_env": {k: v for k, v in os.environ.items()
+                                           if k.endswith("_THREADS")}}
+    return info
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="2k and 10k entries, fewer texts")
+    ap.add_argument("--sizes", type=int, nargs="+", default=None)
+    ap.add_argument("--texts", type=int, default=None, help="paraphrase queries per phase")
+    ap.add_argument("--ways", type=int, default=8)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args(argv)
+    sizes = args.sizes or ([2_000, 10_000] if args.quick else
+                           [2_000, 10_000, 20_000, 100_000, 1_000_000])
+    n_texts = args.texts or (80 if args.quick else 300)
+    out_path = Path(args.out or ROOT / "benchmarks" / "results" /
+                    ("hit_latency_quick.json" if args.quick else "hit_latency.json"))
+    t_start = time.time()
+    pairs, other = load_pairs(n_texts, 2_000 if args.quick else 10_000)
+    emb = OnnxEmbedder(cache_size=0)  # no LRU: every lookup pays its embedding
+    cache = Cache(type="faiss-semantic", embedder=emb, similarity_threshold=0.8)
+    assert cache.index is not None
+    for a, _ in pairs:
+        cache.add_cache({"answer": f"answer to {a}"}, **req(a))
+    ctx = semantic_split(cache.namespace, "completion", req(pairs[0][0])).context
+    queries = [b for _, b in pairs]
+    qvecs = emb.embed(queries)
+    stored = emb.embed([a for a, _ in pairs])
+    centres = emb.embed(other)
+    result: dict[str, Any] = {"issue": 25, "mode": "quick" if args.quick else "full",
+                              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                              "machine": machine(), "texts_per_phase": n_texts,
+                              "ways": args.ways, "threshold": 0.8, "sizes": []}
+    result["embedder_vs_plain_onnxruntime"] = plain_ort(emb, queries)
+    print("embedder vs plain ORT:", result["embedder_vs_plain_onnxruntime"], flush=True)
+    rng = np.random.default_rng(25)
+    allvecs = stored.copy()
+    keys = [cache.get_cache_key(**req(a)) for a, _ in pairs]
+    now = time.time()
+    for size in sizes:
+        add = size - len(allvecs)
+        if add > 0:
+            t0 = time.perf_counter()
+            vecs = filler(rng, centres, add)
+            base = len(allvecs)
+            new_keys = [f"{cache.namespace}:filler{base + i}" for i in range(add)]
+            for s in range(0, add, 100_000):
+                cache.index.add([IndexEntry(k, ctx, cache.namespace, "", now, None)
+                                 for k in new_keys[s:s + 100_000]], vecs[s:s + 100_000])
+            allvecs = np.concatenate([allvecs, vecs])
+            keys += new_keys
+            print(f"filled to {size:,} in {time.perf_counter() - t0:.1f} s", flush=True)
+        row: dict[str, Any] = {"entries": len(allvecs),
+                               "approximate": cache.index.approximate_shards() > 0,
+                               "loadavg_before": os.getloadavg()}
+        row["recall_at_1"] = recall_at_1(cache, ctx, allvecs, keys, qvecs)
+        row["single"] = single_stream(cache, emb, queries)
+        row["threads"] = concurrent(cache, emb, queries, args.ways, "threads")
+        row["asyncio"] = concurrent(cache, emb, queries, args.ways, "asyncio")
+        row["loadavg_after"] = os.getloadavg()
+        print(json.dumps(row), flush=True)
+        result["sizes"].append(row)
+    result["seconds"] = round(time.time() - t_start, 1)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(result, indent=2) + "\n")
+    print("wrote", out_path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
