@@ -38,6 +38,7 @@ from starlette.routing import Route
 
 from .._cache import Cache, _Outcome
 from .._errors import ConfigError, SemcacheError
+from .._flight import FLIGHTS, flight_key, redis_lock
 from .answers import Assembler, replay, sse, storable
 from .config import Deployment, ProxyConfig, build_cache, load_config, warn_unsupported
 from .limits import check_body, read_json, read_multipart
@@ -178,6 +179,7 @@ class ProxyApp:
         ns = controls.get("namespace", self.default_ns)
 
         outcome: _Outcome | None = None
+        kwargs: dict[str, Any] = {}
         if self.cache is not None:
             kwargs = {k: v for k, v in body.items() if k != "stream"}
             if files is not None:
@@ -199,6 +201,18 @@ class ProxyApp:
                 # it through uncached rather than refuse what the model would answer
                 log.debug("not caching a %s request: %s", endpoint, exc)
                 outcome = None
+        lease = None
+        if outcome is not None and outcome.hit is None and not stream and \
+                outcome.request.read and outcome.request.write:
+            # single-flight (semcache/_flight.py): an identical miss in flight here, or
+            # in another worker sharing a Redis store, is waited for and read back
+            assert self.cache is not None
+            key = outcome.metadata["key"]
+            lease = await FLIGHTS.alead(flight_key(self.cache, key), dep.timeout or
+                                        self.config.upstream_timeout,
+                                        redis_lock(self.cache, key))
+            if lease is None:
+                outcome = await self.cache._abegin(CALL_TYPES[endpoint], kwargs)
         if outcome is not None and outcome.hit is not None:
             return self._hit(endpoint, model, ns, body, outcome, stream, t0)
         stage = "miss" if outcome is not None and outcome.request.read else "skipped"
@@ -208,8 +222,12 @@ class ProxyApp:
         if stream:
             return await self._stream_miss(endpoint, dep, upstream, outcome, headers,
                                            model, ns, stage, t0)
-        return await self._forward(endpoint, dep, upstream, files, outcome, headers, model,
-                                   ns, stage, t0)
+        try:
+            return await self._forward(endpoint, dep, upstream, files, outcome, headers,
+                                       model, ns, stage, t0)
+        finally:
+            if lease is not None:  # stored (or not storable): the waiters look up now
+                lease.release()
 
     # ------------------------------------------------------------------ hits
     def _hit(self, endpoint: str, model: str, ns: str, body: dict[str, Any],
