@@ -64,12 +64,13 @@ def stats(xs: list[float]) -> dict[str, float]:
             "n": len(xs)}
 
 
-def load_pairs(n_pairs: int, n_other: int) -> tuple[list[tuple[str, str]], list[str]]:
+def load_pairs(path: Path, n_pairs: int,
+               n_other: int) -> tuple[list[tuple[str, str]], list[str]]:
     """``n_pairs`` paraphrase pairs (distinct texts) and ``n_other`` other questions."""
     pairs: list[tuple[str, str]] = []
     seen: set[str] = set()
     other: list[str] = []
-    with gzip.open(QQP, "rt") as f:
+    with gzip.open(path, "rt") as f:
         for line in f:
             d = json.loads(line)
             a, b = d["query"].strip(), d["candidate"].strip()
@@ -264,6 +265,35 @@ def machine() -> dict[str, Any]:
     return info
 
 
+def table(result: dict[str, Any], source: str) -> str:
+    """The markdown table docs/performance.md (and the README) show, from a results JSON."""
+    m = result["machine"]
+    lines = [f"From `{source}` ({result['date']}, {result['mode']} mode, {m['cores']} cores, "
+             f"load average {m['loadavg'][0]:.1f} at the start; onnxruntime "
+             f"{m['onnxruntime']}, faiss {m['faiss']}, numpy {m['numpy']}).", "",
+             "| entries | recall@1 | embed alone p50 | hit p50 (x embed) | hit p99/p50 "
+             "| split p50 embed / search / verify / fetch | 8 threads: rate, p99 (x embed) "
+             "| 8 tasks: rate, p99 (x embed) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in result["sizes"]:
+        s, th, a = r["single"], r["threads"], r["asyncio"]
+        sp = s["split_p50_ms"]
+        lines.append(
+            f"| {r['entries']:,} | {r['recall_at_1']:.3f} | {s['embedder_alone']['p50_ms']:.2f} ms "
+            f"| {s['lookup']['p50_ms']:.2f} ms ({s['p50_ratio_to_embedder']:.2f}x) "
+            f"| {s['lookup_p99_over_p50']:.2f} "
+            f"| {sp.get('embed', 0):.2f} / {sp.get('search', 0):.2f} / {sp.get('verify', 0):.2f} "
+            f"/ {sp.get('fetch', 0):.2f} ms "
+            f"| {th['throughput_ratio']:.2f}x, {th['p99_ratio']:.2f}x "
+            f"| {a['throughput_ratio']:.2f}x, {a['p99_ratio']:.2f}x |")
+    e = result.get("embedder_vs_plain_onnxruntime", {})
+    if "p50_ratio" in e:
+        lines += ["", f"Embedder p50 against plain onnxruntime on the same export: "
+                      f"{e['p50_ratio']:.2f}x ({e['embedder']['p50_ms']:.2f} vs "
+                      f"{e['plain_onnxruntime']['p50_ms']:.2f} ms)."]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="2k and 10k entries, fewer texts")
@@ -271,14 +301,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--texts", type=int, default=None, help="paraphrase queries per phase")
     ap.add_argument("--ways", type=int, default=8)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--qqp", default=str(QQP), help="labeled pairs, JSONL (gzip)")
+    ap.add_argument("--table", metavar="JSON", default=None,
+                    help="print the markdown table of a results file and exit")
     args = ap.parse_args(argv)
+    if args.table:
+        print(table(json.loads(Path(args.table).read_text()), args.table))
+        return 0
     sizes = args.sizes or ([2_000, 10_000] if args.quick else
                            [2_000, 10_000, 20_000, 100_000, 1_000_000])
     n_texts = args.texts or (80 if args.quick else 300)
     out_path = Path(args.out or ROOT / "benchmarks" / "results" /
                     ("hit_latency_quick.json" if args.quick else "hit_latency.json"))
     t_start = time.time()
-    pairs, other = load_pairs(n_texts, 2_000 if args.quick else 10_000)
+    pairs, other = load_pairs(Path(args.qqp), n_texts, 2_000 if args.quick else 10_000)
     emb = OnnxEmbedder(cache_size=0)  # no LRU: every lookup pays its embedding
     cache = Cache(type="faiss-semantic", embedder=emb, similarity_threshold=0.8)
     assert cache.index is not None
