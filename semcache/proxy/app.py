@@ -41,6 +41,7 @@ from .._errors import ConfigError, SemcacheError
 from .._flight import FLIGHTS, flight_key, redis_lock
 from .answers import Assembler, replay, sse, storable
 from .config import Deployment, ProxyConfig, build_cache, load_config, warn_unsupported
+from .embeddings import embed_per_item, items_of
 from .limits import check_body, read_json, read_multipart
 from .management import Management
 from .permissions import Principal, cache_controls, take_owned
@@ -192,6 +193,11 @@ class ProxyApp:
             group = self.config.caching_groups.get(model, owned.caching_group)
             if group is not None:
                 kwargs["caching_group"] = group
+            items = items_of(body.get("input")) if endpoint == "embeddings" and \
+                owned.cache_key is None else None
+            if items is not None:  # per item, sharing entries with the library
+                return await embed_per_item(self, body, kwargs, items, dep, model, ns,
+                                            who.may("similarity_threshold"), t0)
             try:
                 outcome = await self.cache._abegin(CALL_TYPES[endpoint], kwargs)
             except ConfigError as exc:  # bad per-request controls: the client's to fix
