@@ -263,7 +263,10 @@ class _Prepared:
 
 def _prepare(call_type: str, kind: str, kwargs: dict[str, Any]) -> _Prepared:
     model = strip_provider(kwargs.get("model"))
-    key_kwargs = {k: v for k, v in kwargs.items() if k != "custom_llm_provider"}
+    # stream is how the answer travels, not what it is: a streamed and a plain request
+    # share one entry (a hit is replayed as chunks), as in the proxy (issue #22)
+    key_kwargs = {k: v for k, v in kwargs.items()
+                  if k not in ("custom_llm_provider", "stream")}
     key_kwargs["model"] = model
     send = {**kwargs, "model": model}
     stream = bool(kwargs.get("stream"))
