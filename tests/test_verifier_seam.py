@@ -75,6 +75,31 @@ def test_serves_the_best_verified_candidate_not_the_nearest(filled) -> None:
     assert len(v.calls) == 1 and sorted(v.calls[0][1]) == sorted([NEAR, PARA])
 
 
+@pytest.mark.parametrize("kind", ["qdrant-semantic", "redis-semantic", "faiss-semantic"])
+def test_every_index_serves_the_verified_candidate(kind, request, tmp_path) -> None:
+    import uuid
+
+    if kind == "qdrant-semantic":
+        params = {"qdrant_collection_name": "v", "qdrant_path": str(tmp_path / "q")}
+    elif kind == "redis-semantic":
+        params = {"redis_url": request.getfixturevalue("redis_stack_url"),
+                  "redis_semantic_cache_index_name": "v" + uuid.uuid4().hex[:6]}
+    else:
+        params = {"disk_cache_dir": str(tmp_path / "f")}
+    v = KeywordVerifier(banned="Word document to a PDF")
+    c = Cache(type=kind, verifier=v, namespace="v" + uuid.uuid4().hex[:8], **params)
+    try:
+        c.add_cache({"a": "word-to-pdf"}, **_req(NEAR))
+        c.add_cache({"a": "pdf-to-word"}, **_req(PARA))
+        hit, meta = asyncio.run(c.alookup_with_metadata(**_req(Q)))
+        assert hit is not None and hit.value == {"a": "pdf-to-word"}
+        assert meta["near_miss_prompt"] == NEAR and meta["verifier"] == "keyword"
+    finally:
+        if kind == "redis-semantic":
+            c.index.drop()
+        c.close()
+
+
 def test_all_rejected_is_a_counted_miss_with_the_near_miss(filled) -> None:
     c = filled(KeywordVerifier(banned="PDF"))
     hit, meta = c.lookup_with_metadata(**_req(Q))

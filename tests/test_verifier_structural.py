@@ -32,7 +32,7 @@ def default_cache(minilm):
 
 # none of these prompts is in the must-not-hit suite the model was fitted on
 STORED = "How do I convert Celsius to Kelvin?"
-MUST_NOT = [  # each above the default cosine floor (0.93): the cosine would serve them
+MUST_NOT = [  # each above the old default cosine threshold (0.93): the cosine serves them
     "How do I convert Kelvin to Celsius?",          # reversal, cosine 0.996
     "How do I not convert Celsius to Kelvin?",      # negation, cosine 0.945
 ]
@@ -59,6 +59,12 @@ def test_default_cache_refuses_what_the_cosine_serves(default_cache, minilm) -> 
     assert meta["verifier_score"] >= meta["verifier_threshold"]
 
 
+def test_the_same_words_are_always_the_same_question() -> None:
+    v = StructuralVerifier()
+    p = v.verify(STORED, ["how do i convert celsius to kelvin", MUST_NOT[0]], [0.99, 0.996])
+    assert p[0] == 1.0 and p[1] < v.threshold
+
+
 def test_model_file_is_small_json_fitted_on_these_features() -> None:
     raw = MODEL.read_bytes()
     assert len(raw) < 400_000
@@ -69,6 +75,9 @@ def test_model_file_is_small_json_fitted_on_these_features() -> None:
     t = doc["tuning"]
     assert t["precision"] > t["cosine_alone"]["precision"]
     assert t["recall"] >= t["keep"] * t["cosine_alone"]["recall"] - 1e-9
+    # the wide point: more right hits and fewer wrong ones than the cosine's default
+    assert doc["wide"]["precision"] > t["cosine_alone"]["precision"]
+    assert doc["wide"]["recall"] > t["cosine_alone"]["recall"]
     strict = doc["strict"]
     assert strict["precision"] >= strict["precision_reached"] > t["precision"]
 
@@ -152,10 +161,16 @@ def test_must_not_hit_test_half_through_the_default(minilm) -> None:
     p = np.array([v.verify(r["query"], [r["candidate"]], [s])[0]
                   for r, s in zip(rows, cos)])
     served = (cos >= v.floor) & (p >= v.threshold)
+    cosine = cos >= 0.93  # the old default
     neg = np.array([r["label"] == 0 for r in rows])
     rev = np.array([r["kind"] == "reversal" for r in rows])
-    assert (cos >= v.floor)[rev].sum() >= 15  # the cosine alone serves most reversals
+    assert cosine[rev].sum() >= 15  # the cosine alone serves most reversals
     assert served[rev].sum() <= 2
-    assert served[neg].sum() <= 6
+    assert served[neg].sum() <= 6 < cosine[neg].sum()
     # a veto: it keeps the paraphrases the cosine serves
-    assert served[~neg].sum() >= 0.9 * (cos >= v.floor)[~neg].sum()
+    assert served[~neg].sum() >= 0.9 * cosine[~neg].sum()
+    # the wide point serves more of them than the cosine did (a quarter at least)
+    wide = v.info["wide"]
+    served = (cos >= wide["floor"]) & (p >= wide["threshold"])
+    assert served[rev].sum() <= 2 and served[neg].sum() <= 6
+    assert served[~neg].sum() >= max(cosine[~neg].sum(), 0.25 * (~neg).sum())

@@ -135,6 +135,7 @@ class Parsed:
     wh: frozenset[str]
     modals: frozenset[str]
     lowered: frozenset[str]  #: every lower-cased word (for antonym look-ups)
+    words: tuple[str, ...]  #: every lower-cased word, in order
 
 
 def _word(token: str) -> tuple[str, int]:
@@ -188,7 +189,7 @@ def parse(text: str) -> Parsed:
         n_chars=len(text), negations=sum(n for _, n in words_neg),
         numbers=frozenset(numbers), number_seq=tuple(numbers), units=words & _UNITS,
         names=frozenset(names),
-        wh=words & _WH, modals=words & _MODAL, lowered=words)
+        wh=words & _WH, modals=words & _MODAL, lowered=words, words=tuple(low))
 
 
 def _jaccard(a: frozenset, b: frozenset) -> float:

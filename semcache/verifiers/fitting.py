@@ -25,6 +25,8 @@ __all__ = ["PairSet", "choose_threshold", "fit_ensemble", "load_must_not_hit",
 
 #: the cosine floors tried; the one giving the most tuning recall at the target wins
 FLOORS = (0.70, 0.75, 0.80, 0.85)
+#: the cosine floors the wide point is chosen among
+DEFAULT_FLOORS = (0.70, 0.75, 0.80, 0.85, 0.90, 0.93)
 #: precision targets tried in turn when the requested one is out of reach
 LADDER = (0.95, 0.94, 0.93, 0.92, 0.91, 0.90)
 #: a threshold that serves less than this share of the positives is no default
@@ -201,8 +203,9 @@ WEIGHTS = {"qqp": 1.0, "paws": 1.0, "mnh": 4.0, "rule": 1.0}
 
 
 def train(qqp_tune: Any, paws_tune: Any, mnh_tune: Sequence[dict[str, Any]], cos: Cosines,
-          *, seed: int = 0, target_precision: float = 0.95, veto_floor: float = 0.93,
-          keep: float = 0.95, n_rule_questions: int = 4000) -> dict[str, Any]:
+          *, seed: int = 0, target_precision: float = 0.95, cosine_default: float = 0.93,
+          keep: float = 0.95, fewer_wrong: float = 0.8,
+          n_rule_questions: int = 4000) -> dict[str, Any]:
     """Fit on tuning data only and choose the floor and threshold on a held-out slice of
     it (by question group again): the returned model document never saw a test pair."""
     from ..eval.split import group_split
@@ -232,19 +235,25 @@ def train(qqp_tune: Any, paws_tune: Any, mnh_tune: Sequence[dict[str, Any]], cos
     cal_p = ens.predict_proba(pair_features(cal.queries, cal.candidates, cal_cos))
     floor, thr, prec, rec, reached = _strict_point(cal_p, cal.labels, cal_cos,
                                                    target_precision)
-    veto_thr, veto_prec, veto_rec, base = _veto_point(cal_p, cal.labels, cal_cos,
-                                                      veto_floor, keep)
+    w_floor, w_thr, w_prec, w_rec, base = _wide_point(cal_p, cal.labels, cal_cos,
+                                                      cosine_default, fewer_wrong)
+    v_thr, v_prec, v_rec = _veto_point(cal_p, cal.labels, cal_cos, cosine_default, keep)
     import sklearn
 
     return {
         "kind": "structural", "version": 2, "features": list(FEATURES),
-        # the default operating point: today's cosine threshold as the floor, and a
-        # veto that keeps `keep` of the cosine's right hits on the tuning slice
-        "floor": veto_floor, "threshold": round(veto_thr, 6),
-        "tuning": {"quora_calibration_pairs": len(cal), "precision": round(veto_prec, 4),
-                   "recall": round(veto_rec, 4), "keep": keep,
-                   "cosine_alone": {"precision": round(base[0], 4),
+        # the default operating point: the cosine's old threshold as the floor, and a
+        # veto that keeps `keep` of the right hits the cosine serves there (tuning slice)
+        "floor": cosine_default, "threshold": round(v_thr, 6),
+        "tuning": {"quora_calibration_pairs": len(cal), "precision": round(v_prec, 4),
+                   "recall": round(v_rec, 4), "keep": keep,
+                   "cosine_alone": {"threshold": cosine_default,
+                                    "precision": round(base[0], 4),
                                     "recall": round(base[1], 4)}},
+        # the wide point: the most right hits with at most `fewer_wrong` of the wrong
+        # hits the cosine alone serves at its old default
+        "wide": {"floor": w_floor, "threshold": round(w_thr, 6), "fewer_wrong": fewer_wrong,
+                 "precision": round(w_prec, 4), "recall": round(w_rec, 4)},
         # the strict operating point, for verifier_threshold= and similarity_threshold=
         "strict": {"floor": floor, "threshold": round(thr, 6),
                    "target_precision": target_precision, "precision_reached": reached,
@@ -280,17 +289,48 @@ def _strict_point(p: np.ndarray, y: np.ndarray, c: np.ndarray, target_precision:
 
 
 def _veto_point(p: np.ndarray, y: np.ndarray, c: np.ndarray, floor: float, keep: float
-                ) -> tuple[float, float, float, tuple[float, float]]:
-    """The highest threshold that still serves ``keep`` of the right hits the cosine
-    alone serves above ``floor``: the verifier then only vetoes, and what it vetoes
-    first is what it is surest is wrong (reversals, negations: probability < 0.05)."""
+                ) -> tuple[float, float, float]:
+    """(threshold, precision, recall): the highest threshold that still serves ``keep`` of
+    the right hits the cosine alone serves above ``floor``. The verifier then only
+    vetoes, and what it vetoes first is what it is surest is wrong (reversals and
+    negations score below 0.05); a textbook rewording the cosine served ("How tall is
+    Mount Everest?" / "How high ...", 0.71) stays served."""
     above = c >= floor
-    base = precision_recall(above, y)
     right = np.sort(p[above & (y == 1)])  # the cosine's right hits, by score
     k = int(np.floor((1.0 - keep) * len(right)))  # how many of them may be vetoed
     thr = float(right[k]) if len(right) else 0.5
     prec, rec = precision_recall(above & (p >= thr), y)
-    return thr, prec, rec, (float(base[0]), float(base[1]))
+    return thr, float(prec), float(rec)
+
+
+def _wide_point(p: np.ndarray, y: np.ndarray, c: np.ndarray, cosine_default: float,
+                   fewer_wrong: float) -> tuple[float, float, float, float,
+                                                tuple[float, float]]:
+    """(floor, threshold, precision, recall, (cosine's precision, recall)): over the
+    floors ``DEFAULT_FLOORS``, the threshold that serves the most right hits while
+    serving at most ``fewer_wrong`` times the wrong hits of the cosine alone at
+    ``cosine_default``. A default that users can adopt blind: fewer wrong answers than
+    before, and as many right ones as that allows."""
+    base = c >= cosine_default
+    budget = fewer_wrong * float((base & (y == 0)).sum())
+    best: tuple[float, float, int] | None = None
+    for floor in DEFAULT_FLOORS:
+        m = c >= floor
+        order = np.argsort(-p[m], kind="stable")
+        s, yy = p[m][order], y[m][order].astype(np.int64)
+        tp, fp = np.cumsum(yy), np.cumsum(1 - yy)
+        last = np.r_[s[1:] != s[:-1], True]  # a threshold never splits equal scores
+        ok = np.flatnonzero(last & (fp <= budget))
+        if len(ok) and (best is None or tp[ok[-1]] > best[2]):
+            best = (floor, float(s[ok[-1]]), int(tp[ok[-1]]))
+    if best is None:
+        from .._errors import InvalidRequestError
+
+        raise InvalidRequestError("no default point within the wrong-hit budget")
+    floor, thr, _ = best
+    prec, rec = precision_recall((c >= floor) & (p >= thr), y)
+    bp, br = precision_recall(base, y)
+    return floor, thr, float(prec), float(rec), (float(bp), float(br))
 
 
 def make_cosines(embedder: Any, corpus: Sequence[str], cache_dir: str | None) -> Cosines:
