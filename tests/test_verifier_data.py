@@ -97,3 +97,19 @@ def test_exported_trees_score_like_scikit_learn() -> None:
 def test_a_malformed_model_is_refused(broken) -> None:
     with pytest.raises(ConfigError):
         TreeEnsemble.from_json(broken)
+
+
+def test_eval_cli_reports_one_part_of_the_group_split(tmp_path, minilm) -> None:
+    from semcache.cli import main
+    from semcache.eval import load_pairs
+
+    data = resources.files("semcache") / "data" / "paws_sample.tsv"
+    sp = group_split(load_pairs(str(data)), seed=3)
+    counts = {}
+    for part in ("tune", "test"):
+        out = tmp_path / f"{part}.json"
+        assert main(["eval", "pairs", str(data), "--part", part, "--split-seed", "3", "-q",
+                     "--json", str(out), "--embedding-cache", str(tmp_path / "e")]) == 0
+        counts[part] = json.loads(out.read_text())["pairs"]
+    assert counts == {"tune": len(sp.tune), "test": len(sp.test)}
+    assert counts["tune"] + counts["test"] == 400

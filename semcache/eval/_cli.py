@@ -35,6 +35,11 @@ def add_parser(subparsers: Any) -> None:
         p.add_argument("--limit", type=int, help="read only the first N pairs")
         p.add_argument("--sample", type=int, help="use N pairs drawn at random")
         p.add_argument("--seed", type=int, default=0, help="seed of --sample")
+        p.add_argument("--part", choices=("all", "tune", "test"), default="all",
+                       help="split the pairs by question group (connected components: "
+                            "no question on both sides) and use one part: choose "
+                            "thresholds on tune, report on test")
+        p.add_argument("--split-seed", type=int, default=0, help="seed of --part")
 
     def cache(p: argparse.ArgumentParser) -> None:
         p.add_argument("--type", default="faiss-semantic", help="cache type (Cache(type=))")
@@ -133,7 +138,12 @@ def _load(args: argparse.Namespace):
                                   "--label-col, or none")
     pairs = load_pairs(args.path, fmt=args.format, columns=cols if all(cols) else None,
                        limit=args.limit)
-    return pairs.sample(args.sample, args.seed) if args.sample else pairs
+    pairs = pairs.sample(args.sample, args.seed) if args.sample else pairs
+    if getattr(args, "part", "all") != "all":
+        from .split import group_split
+
+        pairs = getattr(group_split(pairs, seed=args.split_seed), args.part)
+    return pairs
 
 
 def _emit(report: Any, args: argparse.Namespace) -> None:
