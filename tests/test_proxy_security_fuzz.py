@@ -38,6 +38,12 @@ def _answer(kind: str, body: dict[str, Any]) -> dict[str, Any]:
     if kind == "embeddings":
         return {"object": "list", "data": [{"object": "embedding", "index": 0,
                                             "embedding": [0.6, 0.8]}]}
+    if kind == "responses":
+        return {"id": "resp_1", "object": "response", "created_at": 0, "model": "m",
+                "status": "completed", "error": None, "output": [
+                    {"type": "message", "id": "msg_1", "status": "completed",
+                     "role": "assistant", "content": [
+                         {"type": "output_text", "text": "ok", "annotations": []}]}]}
     if kind == "completions":
         return {"id": "cmpl-1", "object": "text_completion", "created": 0, "model": "m",
                 "choices": [{"index": 0, "text": "ok", "finish_reason": "stop"}]}
@@ -71,7 +77,8 @@ def upstream_app() -> Starlette:
             return JSONResponse(_answer(kind, body))
         return handle
 
-    kinds = ("chat/completions", "completions", "embeddings", "audio/transcriptions")
+    kinds = ("chat/completions", "completions", "embeddings", "audio/transcriptions",
+             "responses")
     return Starlette(routes=[Route(f"/v1/{k}", route(k), methods=["POST"]) for k in kinds])
 
 
@@ -121,7 +128,10 @@ FIELDS = {
                               "whisper", "nope"]) | json_values,
     "messages": messages,
     "prompt": st.text(max_size=40) | json_values,
-    "input": st.text(max_size=40) | st.lists(st.text(max_size=10), max_size=3) | json_values,
+    "input": st.text(max_size=40) | st.lists(st.text(max_size=10), max_size=3) |
+    messages | json_values,  # message items: the Responses API's input
+    "instructions": st.text(max_size=20) | json_values,
+    "previous_response_id": st.text(max_size=20) | json_values,
     "stream": st.booleans() | json_values,
     "stream_options": st.fixed_dictionaries({"include_usage": st.booleans()}) | json_values,
     "cache": controls | json_values,
@@ -146,7 +156,7 @@ cache_control = st.none() | st.sampled_from(
     ["no-cache", "no-store", "max-age=0", "max-age=60", "s-maxage=5, no-store",
      "max-age=" + "9" * 300, "max-age=²", "max-age=-1", "max-age"]) | header_bytes
 paths = st.sampled_from(["/v1/chat/completions", "/v1/completions", "/v1/embeddings",
-                         "/chat/completions"])
+                         "/chat/completions", "/v1/responses", "/responses"])
 
 
 def headers_for(key: str | None, cc: Any) -> dict[str, Any]:

@@ -17,6 +17,8 @@ from typing import Any
 
 import orjson
 
+from .._calls._responses_api import is_response
+
 __all__ = ["Assembler", "replay", "sse", "storable"]
 
 #: ``response_format`` values of a transcription whose answer is plain text
@@ -45,6 +47,8 @@ def storable(endpoint: str, status: int, content_type: str, content: bytes) -> A
 
 def is_answer(endpoint: str, value: Any) -> bool:
     """Whether ``value`` is a complete response object of ``endpoint``."""
+    if endpoint == "responses":  # a complete Response ("error": null is part of it)
+        return is_response(value)
     if not isinstance(value, dict) or "error" in value:
         return False
     if endpoint in ("chat/completions", "completions"):

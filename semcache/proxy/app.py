@@ -37,6 +37,8 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from .._cache import Cache, _Outcome
+from .._calls._responses_api import ResponsesAssembler, replay_events, sse_bytes
+from .._calls._responses_api import key_kwargs as responses_key
 from .._errors import ConfigError, SemcacheError
 from .._flight import FLIGHTS, flight_key, redis_lock
 from .answers import Assembler, replay, sse, storable
@@ -60,6 +62,8 @@ CALL_TYPES = {
     "completions": "atext_completion",
     "embeddings": "aembedding",
     "audio/transcriptions": "atranscription",
+    # keyed as chat in a key space of its own (semcache/_calls/_responses_api.py)
+    "responses": "acompletion",
 }
 _POOL_SIZE = 32  # upstream connections per httpx pool (see ProxyApp.lifespan)
 class ProxyApp:
@@ -138,12 +142,13 @@ class ProxyApp:
             Route("/v1/embeddings", self.handler("embeddings"), methods=["POST"]),
             Route("/v1/audio/transcriptions", self.handler("audio/transcriptions"),
                   methods=["POST"]),
+            Route("/v1/responses", self.handler("responses"), methods=["POST"]),
             Route("/v1/models", self.models, methods=["GET"]),
             Route("/health", self.health, methods=["GET"]),
             *self.admin.routes(),
         ]
         # the same endpoints without the /v1 prefix, as LiteLLM's proxy serves them
-        r += [Route(x.path[3:], x.endpoint, methods=["POST"]) for x in r[:4]]
+        r += [Route(x.path[3:], x.endpoint, methods=["POST"]) for x in r[:5]]
         if self.config.dashboard:
             r.append(Route("/ui", self.admin.ui, methods=["GET"]))
         return r
@@ -182,7 +187,8 @@ class ProxyApp:
         outcome: _Outcome | None = None
         kwargs: dict[str, Any] = {}
         if self.cache is not None:
-            kwargs = {k: v for k, v in body.items() if k != "stream"}
+            kwargs = responses_key(body) if endpoint == "responses" else \
+                {k: v for k, v in body.items() if k != "stream"}
             if files is not None:
                 kwargs["file"] = audio  # keyed on the audio bytes' hash
             kwargs["cache"] = controls
@@ -249,6 +255,9 @@ class ProxyApp:
         if isinstance(value, dict) and "$text" in value:  # a non-JSON transcription
             return Response(value["$text"], headers=headers,
                             media_type=value.get("$content_type") or "text/plain")
+        if stream and endpoint == "responses":
+            return StreamingResponse(_events(replay_events(value)), headers=headers,
+                                     media_type="text/event-stream")
         if stream and endpoint in ("chat/completions", "completions"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             chunks = replay(endpoint, value, include_usage)
@@ -339,7 +348,8 @@ class ProxyApp:
         self.stats.record(endpoint=endpoint, model=model, namespace=ns, stage=stage,
                           seconds=time.perf_counter() - t0,
                           meta=outcome.metadata if outcome else None)
-        assembler = Assembler(endpoint)
+        assembler: Any = ResponsesAssembler() if endpoint == "responses" else \
+            Assembler(endpoint)
 
         stored = False
 
@@ -406,6 +416,11 @@ def _query_text(body: Mapping[str, Any]) -> str | None:
         if isinstance(body.get(name), str):
             return body[name]
     return None
+
+
+async def _events(events: list[dict[str, Any]]) -> AsyncIterator[bytes]:
+    for ev in events:
+        yield sse_bytes(ev)
 
 
 def _token(request: Request) -> str | None:

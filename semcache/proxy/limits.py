@@ -141,6 +141,17 @@ def prompt_chars(endpoint: str, body: dict[str, Any]) -> int:
                         if isinstance(t, str):
                             n += len(t)
         return n
+    if endpoint == "responses" and isinstance(body.get("input"), list):
+        for item in body["input"]:  # message items: their content, as chat's messages
+            c = item.get("content") if isinstance(item, dict) else None
+            if isinstance(c, str):
+                n += len(c)
+            elif isinstance(c, list):
+                for part in c:
+                    t = part.get("text") if isinstance(part, dict) else None
+                    if isinstance(t, str):
+                        n += len(t)
+        return n
     field = "prompt" if endpoint == "completions" else "input"
     value = body.get(field)
     if isinstance(value, str):

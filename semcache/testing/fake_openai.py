@@ -308,6 +308,7 @@ class _Handler(BaseHTTPRequestHandler):
             ("POST", "chat/completions"): self._chat,
             ("POST", "completions"): self._completions,
             ("POST", "embeddings"): self._embeddings,
+            ("POST", "responses"): self._responses,
             ("POST", "audio/transcriptions"): self._transcriptions,
             ("GET", "models"): self._models,
         }
@@ -415,6 +416,48 @@ class _Handler(BaseHTTPRequestHandler):
     # ------------------------------------------------------------------ endpoints
     def _answer_suffix(self, n: int) -> str:
         return f" (call {n})" if self.fake.numbered else ""
+
+    def _responses(self, body: dict[str, Any], n: int) -> None:
+        """The Responses API: an echo of the last user input (issue #22)."""
+        from .._calls._responses_api import key_kwargs, replay_events, sse_bytes
+
+        inp = body.get("input")
+        if not isinstance(inp, (str, list)) or not inp:
+            raise _Error(400, "'input' is a required property", param="input")
+        messages = key_kwargs(body)["messages"]
+        text = fake_answer([m for m in messages if m.get("role") == "user"] or
+                           [{"role": "user", "content": ""}]) + self._answer_suffix(n)
+        text, _ = _truncate(text, body.get("max_output_tokens"))
+        ident = _ident("resp", body, n)
+        prompt_tokens = sum(_tokens(_text_of(m.get("content"))) + 4 for m in messages
+                            if isinstance(m.get("content"), (str, list)))
+        out_tokens = _tokens(text)
+        value = {
+            "id": ident, "object": "response", "created_at": int(time.time()),
+            "status": "completed", "error": None, "incomplete_details": None,
+            "instructions": body.get("instructions"), "model": _model(body),
+            "output": [{"type": "message", "id": "msg_" + ident[5:], "status": "completed",
+                        "role": "assistant", "content": [
+                            {"type": "output_text", "text": text, "annotations": []}]}],
+            "parallel_tool_calls": True, "previous_response_id":
+                body.get("previous_response_id"), "temperature": body.get("temperature"),
+            "tool_choice": body.get("tool_choice", "auto"), "tools": body.get("tools", []),
+            "top_p": body.get("top_p"), "usage": {
+                "input_tokens": prompt_tokens, "output_tokens": out_tokens,
+                "total_tokens": prompt_tokens + out_tokens,
+                "input_tokens_details": {"cached_tokens": 0},
+                "output_tokens_details": {"reasoning_tokens": 0}},
+        }
+        if not body.get("stream"):
+            self._send_json(200, value)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for ev in replay_events(value):
+            self._chunk(sse_bytes(ev))
+        self._chunk(b"")
 
     def _chat(self, body: dict[str, Any], n: int) -> None:
         messages = body.get("messages")
