@@ -17,10 +17,12 @@ from ._cache import Cache, CacheHit
 from ._calls import (
     acompletion,
     aembedding,
+    aresponses,
     atext_completion,
     atranscription,
     completion,
     embedding,
+    responses,
     text_completion,
     transcription,
 )
@@ -124,6 +126,7 @@ __all__ = [
     "ThreadPolicy",
     "acompletion",
     "aembedding",
+    "aresponses",
     "atext_completion",
     "atranscription",
     "cache",
@@ -132,6 +135,7 @@ __all__ = [
     "embedding",
     "enable_cache",
     "failure_callback",
+    "responses",
     "set_threads",
     "success_callback",
     "text_completion",

@@ -46,17 +46,20 @@ from ._litellm import (
     wants_litellm_args,
 )
 from ._responses import cost_of, hidden_params, hide_params, rebuild_hit
+from ._responses_api import key_kwargs as responses_key
 from ._streams import Accumulator, AsyncStream, SyncStream, aiter_list, build, replay_chunks
 
 __all__ = [
     "aclose_clients",
     "acompletion",
     "aembedding",
+    "aresponses",
     "atext_completion",
     "atranscription",
     "close_clients",
     "completion",
     "embedding",
+    "responses",
     "text_completion",
     "transcription",
 ]
@@ -259,6 +262,7 @@ class _Prepared:
     started: float = field(default_factory=time.time)
     t0: float = field(default_factory=time.perf_counter)
     timings: dict[str, float] = field(default_factory=dict)
+    key_type: str = ""  #: the call type the cache keys it under ("": call_type)
 
 
 def _prepare(call_type: str, kind: str, kwargs: dict[str, Any]) -> _Prepared:
@@ -314,12 +318,12 @@ def _timed(call: _Prepared, name: str, t: float) -> None:
 def _single_flow(call: _Prepared) -> _Flow:
     """chat, text completion and transcription: one request, one cached response."""
     cache = call.cache
-    streamable = call.kind in ("chat", "text")
+    streamable = call.kind in ("chat", "text")  # responses streams: not cached
     outcome = None
     lease = None
     if cache is not None and not (call.stream and not streamable):
         t = time.perf_counter()
-        (outcome,) = yield _Begin(cache, call.call_type, [call.key_kwargs])
+        (outcome,) = yield _Begin(cache, call.key_type or call.call_type, [call.key_kwargs])
         _timed(call, "cache", t)
         req = getattr(outcome, "request", None)  # None: a user's overridden get_cache
         if outcome.hit is None and not call.stream and call.mock is None \
@@ -328,7 +332,7 @@ def _single_flow(call: _Prepared) -> _Flow:
             # for, then looked up again, instead of calling upstream once more
             lease = yield _Join(cache, outcome.metadata["key"], _wait_s(call))
             if lease is None:
-                (outcome,) = yield _Begin(cache, call.call_type, [call.key_kwargs])
+                (outcome,) = yield _Begin(cache, call.key_type or call.call_type, [call.key_kwargs])
                 _timed(call, "cache", t)
         if outcome.hit is not None:
             response = rebuild_hit(call.kind, outcome.hit)
@@ -352,6 +356,8 @@ def _single_flow(call: _Prepared) -> _Flow:
             result = yield _Call(call.kind, call.endpoint, call.params, call)
         _timed(call, "upstream", t)
         meta = outcome.metadata if outcome is not None else None
+        if call.stream and call.kind == "responses":
+            return result  # the client's own event stream, not cached (docs/calls.md)
         if call.stream:
             return _stream_miss(call, cache, outcome, result, meta)
         hidden = hidden_params(call, False, meta, result)
@@ -529,7 +535,8 @@ def _read_audio(file: Any) -> tuple[str | None, bytes]:
 # ---------------------------------------------------------------------- the public API
 _KIND = {"completion": "chat", "acompletion": "chat", "text_completion": "text",
          "atext_completion": "text", "embedding": "embedding", "aembedding": "embedding",
-         "transcription": "transcription", "atranscription": "transcription"}
+         "transcription": "transcription", "atranscription": "transcription",
+         "responses": "responses", "aresponses": "responses"}
 _GLOBAL: Any = object()  #: "use semcache.cache"
 
 
@@ -547,6 +554,11 @@ def _flow(call_type: str, kwargs: dict[str, Any], cache: Any = _GLOBAL) -> _Flow
         call.params["file"] = (name, data) if name else data
         call.user_kwargs["file"] = {"filename": name, "size": len(data),
                                     "sha256": hashlib.sha256(data).hexdigest()}
+    if kind == "responses":
+        # keyed as chat in a key space of its own (_responses_api.py), so the cache's
+        # stages need no new call type; the call_type in _hidden_params stays ours
+        call.key_kwargs = responses_key(call.key_kwargs)
+        call.key_type = "acompletion" if call.is_async else "completion"
     call.cache = _root().cache if cache is _GLOBAL else cache
     return _embedding_flow(call) if kind == "embedding" else _single_flow(call)
 
@@ -568,6 +580,17 @@ def text_completion(model: str, prompt: Any, **kwargs: Any) -> Any:
 
 async def atext_completion(model: str, prompt: Any, **kwargs: Any) -> Any:
     return await _arun(_flow("atext_completion", {"model": model, "prompt": prompt, **kwargs}))
+
+
+def responses(model: str, input: Any, **kwargs: Any) -> Any:
+    """OpenAI's Responses API (``client.responses.create``) through the cache: the
+    latest user input is the query; instructions, previous_response_id, tools and the
+    output parameters are context. Streams (``stream=True``) pass through uncached."""
+    return _run(_flow("responses", {"model": model, "input": input, **kwargs}))
+
+
+async def aresponses(model: str, input: Any, **kwargs: Any) -> Any:
+    return await _arun(_flow("aresponses", {"model": model, "input": input, **kwargs}))
 
 
 def embedding(model: str, input: Any, **kwargs: Any) -> Any:

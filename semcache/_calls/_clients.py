@@ -48,6 +48,7 @@ _RESOURCES = {
     "text": "completions",
     "embedding": "embeddings",
     "transcription": "audio.transcriptions",
+    "responses": "responses",
 }
 
 
@@ -216,12 +217,14 @@ def create_method(client: Any, kind: str) -> Any:
 
 def _create_on_class(kind: str) -> Any:
     import openai.resources as r
+    import openai.resources.responses  # not imported by openai.resources itself
 
     return {
         "chat": r.chat.Completions.create,
         "text": r.Completions.create,
         "embedding": r.Embeddings.create,
         "transcription": r.audio.Transcriptions.create,
+        "responses": openai.resources.responses.Responses.create,
     }[kind]
 
 

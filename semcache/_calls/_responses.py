@@ -30,18 +30,21 @@ _KINDS = {
     "openai.types.audio.transcription.Transcription": ("openai.types.audio", "Transcription"),
     "openai.types.audio.transcription_verbose.TranscriptionVerbose":
         ("openai.types.audio", "TranscriptionVerbose"),
+    "openai.types.responses.response.Response": ("openai.types.responses", "Response"),
 }
 _DEFAULT_KIND = {
     "chat": "openai.types.chat.chat_completion.ChatCompletion",
     "text": "openai.types.completion.Completion",
     "embedding": "openai.types.create_embedding_response.CreateEmbeddingResponse",
     "transcription": "openai.types.audio.transcription.Transcription",
+    "responses": "openai.types.responses.response.Response",
 }
 
 
 _ESSENTIAL = {"chat": "choices", "text": "choices", "embedding": "data",
-              "transcription": "text"}
-_ESSENTIAL_TYPE = {"chat": list, "text": list, "embedding": list, "transcription": str}
+              "transcription": "text", "responses": "output"}
+_ESSENTIAL_TYPE = {"chat": list, "text": list, "embedding": list, "transcription": str,
+                   "responses": list}
 
 
 class HiddenStr(str):
