@@ -39,12 +39,12 @@ from ._clients import (
 from ._litellm import (
     abegin,
     afinish,
-    begin,
     callback_args,
     finish,
     mock_result,
     wants_litellm_args,
 )
+from ._lookups import begin_all
 from ._responses import cost_of, hidden_params, hide_params, rebuild_hit
 from ._responses_api import key_kwargs as responses_key
 from ._streams import Accumulator, AsyncStream, SyncStream, aiter_list, build, replay_chunks
@@ -133,7 +133,7 @@ def _run(flow: _Flow) -> Any:
                     _notify_failure(op.call, err, None)
                     raise
             elif isinstance(op, _Begin):
-                result = [begin(op.cache, op.call_type, kw) for kw in op.requests]
+                result = begin_all(op.cache, op.call_type, op.requests)
             elif isinstance(op, _Join):
                 result = FLIGHTS.lead(flight_key(op.cache, op.key), op.timeout,
                                       redis_lock(op.cache, op.key))
