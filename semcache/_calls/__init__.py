@@ -21,21 +21,19 @@ import hashlib
 import inspect
 import logging
 import os
-import re
 import time
-from collections.abc import Generator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any
 
 from .._flight import DEFAULT_WAIT_S, FLIGHTS, flight_key, redis_lock
 from ._clients import (
     POOL,
-    Endpoint,
     create_method,
     resolve_endpoint,
     strip_provider,
     upstream_params,
 )
+from ._embeddings import _embedding_flow, _split_usage  # noqa: F401 - tests use it
 from ._litellm import (
     abegin,
     afinish,
@@ -45,9 +43,19 @@ from ._litellm import (
     wants_litellm_args,
 )
 from ._lookups import begin_all
+from ._ops import (
+    _Begin,
+    _Call,
+    _Finish,
+    _Flow,
+    _Join,
+    _payload,
+    _Prepared,
+    _timed,
+)
 from ._responses import cost_of, hidden_params, hide_params, rebuild_hit
 from ._responses_api import key_kwargs as responses_key
-from ._streams import Accumulator, AsyncStream, SyncStream, aiter_list, build, replay_chunks
+from ._streams import Accumulator, AsyncStream, SyncStream, aiter_list, replay_chunks
 
 __all__ = [
     "aclose_clients",
@@ -71,51 +79,6 @@ def _root() -> Any:
     import semcache  # the package: read ``cache`` and ``success_callback`` at call time
 
     return semcache
-
-
-# ---------------------------------------------------------------------- the ops
-@dataclass(slots=True)
-class _Begin:
-    """Look requests up; the result is their outcomes, in order. An embedding call
-    looks up each input item, concurrently on the async path."""
-
-    cache: Any
-    call_type: str
-    requests: list[Mapping[str, Any]]
-
-
-@dataclass(slots=True)
-class _Finish:
-    """Store fresh answers: ``(outcome, result)`` pairs."""
-
-    cache: Any
-    pairs: list[tuple[Any, Any]]
-
-
-@dataclass(slots=True)
-class _Join:
-    """Join the single flight of an exact key: the result is a Lease (call upstream,
-    then release it) or None (another caller's answer should be stored now)."""
-
-    cache: Any
-    key: str
-    timeout: float
-
-
-@dataclass(slots=True)
-class _Call:
-    kind: str
-    endpoint: Endpoint
-    params: dict[str, Any]
-    call: Any = None  #: the _Prepared call, for the failure callbacks
-
-
-@dataclass(slots=True)
-class _Notify:
-    payload: dict[str, Any]
-
-
-_Flow = Generator[Any, Any, Any]
 
 
 def _run(flow: _Flow) -> Any:
@@ -245,26 +208,6 @@ def _notify(payload: dict[str, Any], pending: list[Any] | None,
                     close()  # never leave a coroutine un-awaited behind
 
 
-# ---------------------------------------------------------------------- a prepared call
-@dataclass(slots=True)
-class _Prepared:
-    call_type: str
-    kind: str  #: chat | text | embedding | transcription
-    is_async: bool
-    endpoint: Endpoint
-    params: dict[str, Any]  #: what the client's create() gets
-    key_kwargs: dict[str, Any]  #: what the cache keys on
-    user_kwargs: dict[str, Any]  #: for the callbacks (redacted)
-    stream: bool = False
-    include_usage: bool = False
-    cache: Any = None  #: the Cache to consult (None: no caching)
-    mock: Any = None  #: LiteLLM's mock_response: answered locally, never sent upstream
-    started: float = field(default_factory=time.time)
-    t0: float = field(default_factory=time.perf_counter)
-    timings: dict[str, float] = field(default_factory=dict)
-    key_type: str = ""  #: the call type the cache keys it under ("": call_type)
-
-
 def _prepare(call_type: str, kind: str, kwargs: dict[str, Any]) -> _Prepared:
     model = strip_provider(kwargs.get("model"))
     # stream is how the answer travels, not what it is: a streamed and a plain request
@@ -292,29 +235,7 @@ def _redact(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _payload(call: _Prepared, response: Any, hidden: dict[str, Any]) -> _Notify:
-    end = time.time()
-    call.timings["total"] = (time.perf_counter() - call.t0) * 1000
-    return _Notify({
-        "call_type": call.call_type,
-        "model": call.key_kwargs.get("model"),
-        "kwargs": call.user_kwargs,
-        "response": response,
-        "start_time": call.started,
-        "end_time": end,
-        "timings_ms": dict(call.timings),
-        "cache_hit": hidden["cache_hit"],
-        "cache": hidden["cache"],
-        "response_cost": hidden["response_cost"],
-        "stream": call.stream,
-    })
-
-
 # ---------------------------------------------------------------------- the flows
-def _timed(call: _Prepared, name: str, t: float) -> None:
-    call.timings[name] = call.timings.get(name, 0.0) + (time.perf_counter() - t) * 1000
-
-
 def _single_flow(call: _Prepared) -> _Flow:
     """chat, text completion and transcription: one request, one cached response."""
     cache = call.cache
@@ -403,111 +324,6 @@ def _stream_miss(call: _Prepared, cache: Any, outcome: Any, upstream: Any, meta:
         return AsyncStream(upstream, Accumulator(call.kind),
                            lambda r: _arun(done_flow(r)), hidden)
     return SyncStream(upstream, Accumulator(call.kind), lambda r: _run(done_flow(r)), hidden)
-
-
-_TOKEN = re.compile(r"\w+|[^\w\s]")
-
-
-def _split_usage(total: int, weights: list[int]) -> list[int]:
-    """``total`` split in proportion to ``weights`` (largest remainder: sums exactly)."""
-    w = [max(1, x) for x in weights]
-    s = sum(w)
-    raw = [total * x / s for x in w]
-    out = [int(r) for r in raw]
-    for i in sorted(range(len(w)), key=lambda i: raw[i] - out[i], reverse=True)[
-            :total - sum(out)]:
-        out[i] += 1
-    return out
-
-
-def _embedding_items(value: Any) -> list[Any]:
-    """The input's items: a str or one list of token ids is one item."""
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, list) and value and all(isinstance(x, int) for x in value):
-        return [value]
-    if isinstance(value, (list, tuple)):
-        return list(value)
-    return [value]
-
-
-def _embedding_flow(call: _Prepared) -> _Flow:
-    """Each input item is cached on its own (key: the request with ``input=[item]``);
-    only the missing items go upstream, in order, and the response is reassembled."""
-    from openai.types import CreateEmbeddingResponse
-
-    cache = call.cache
-    items = _embedding_items(call.key_kwargs.get("input"))
-    outcomes: list[Any] = [None] * len(items)
-    served: dict[int, Any] = {}
-    if cache is not None:
-        t = time.perf_counter()
-        outcomes = yield _Begin(cache, call.call_type,
-                                [{**call.key_kwargs, "input": [item]} for item in items])
-        for i, outcome in enumerate(outcomes):
-            if outcome.hit is not None:
-                r = rebuild_hit("embedding", outcome.hit)
-                if r is not None and len(r.data) == 1:
-                    served[i] = r
-        _timed(call, "cache", t)
-    missing = [i for i in range(len(items)) if i not in served]
-    fresh = None
-    per_item: dict[int, Any] = dict(served)
-    if missing:
-        params = call.params if not served else {
-            **call.params, "input": [items[i] for i in missing]}
-        t = time.perf_counter()
-        if call.mock is not None:
-            fresh = mock_result("embedding", call.key_kwargs.get("model"), call.mock,
-                                len(missing))
-        else:
-            fresh = yield _Call("embedding", call.endpoint, params, call)
-        _timed(call, "upstream", t)
-        data = sorted(fresh.data, key=lambda d: d.index)
-        usage = fresh.usage
-        weights = [len(_TOKEN.findall(items[i])) if isinstance(items[i], str)
-                   else len(items[i]) for i in missing]
-        p_split = _split_usage(usage.prompt_tokens if usage else 0, weights)
-        t_split = _split_usage(usage.total_tokens if usage else 0, weights)
-        for j, i in enumerate(missing):
-            # build: validate, or construct as the client does for what it accepted
-            # unvalidated (encoding_format="base64" gives str embeddings)
-            per_item[i] = build(CreateEmbeddingResponse, {
-                "object": "list", "model": fresh.model,
-                "data": [{**data[j].model_dump(mode="json", warnings=False), "index": 0}],
-                "usage": {"prompt_tokens": p_split[j], "total_tokens": t_split[j]}})
-        if cache is not None:
-            t = time.perf_counter()
-            yield _Finish(cache, [(outcomes[i], per_item[i]) for i in missing])
-            _timed(call, "store", t)
-    if fresh is not None and not served:
-        response = fresh  # nothing came from the cache: the upstream response as it was
-    else:
-        first = per_item[0]
-        response = build(CreateEmbeddingResponse, {
-            "object": "list", "model": fresh.model if fresh is not None else first.model,
-            "data": [{**per_item[i].data[0].model_dump(mode="json", warnings=False), "index": i}
-                     for i in range(len(items))],
-            "usage": {name: sum(getattr(per_item[i].usage, name) for i in range(len(items)))
-                      for name in ("prompt_tokens", "total_tokens")}})
-    all_hit = bool(items) and len(served) == len(items)
-    metas = [o.metadata if o is not None else None for o in outcomes]
-    if cache is None:
-        meta: Any = None
-    elif len(items) == 1:
-        meta = metas[0]
-    else:
-        meta = {"stage": "exact" if all_hit else ("partial" if served else "miss"),
-                "cache_hit": all_hit, "hits": len(served), "misses": len(missing),
-                "items": metas}
-    hidden = hidden_params(call, all_hit, meta, fresh)
-    # LiteLLM's meaning: True when any item came from the cache (the cost above is
-    # still that of the missing items; cache_hits and cache["stage"] tell them apart)
-    hidden["cache_hit"] = bool(served)
-    hidden["cache_hits"] = len(served)  # a partial hit pays for the missing items only
-    hide_params(response, hidden)
-    yield _payload(call, response, hidden)
-    return response
 
 
 def _read_audio(file: Any) -> tuple[str | None, bytes]:
