@@ -11,7 +11,12 @@ The policy, and what applies it:
 
 - ``compute`` (``set_threads(n)``, ``$SEMCACHE_THREADS``; the older
   ``$SEMCACHE_ONNX_THREADS`` still counts): threads one embedding may use, i.e.
-  onnxruntime's intra-op pool and torch's intra-op pool. Default ``min(2, cores)``.
+  onnxruntime's intra-op pool. Default ``min(2, cores)``.
+- ``torch`` (``set_threads(torch=n)``, ``$SEMCACHE_TORCH_THREADS``): torch's intra-op
+  threads for the sentence-transformers embedder. Default 1, not ``compute``: torch's
+  OpenMP threads spin at barriers and cannot be told not to once loaded; measured on 2
+  busy cores, one query took p50 33-124 ms, p99 557-610 ms with 2 threads and p50
+  13-15 ms, p99 21-28 ms (1.6-1.8x its p50) with 1.
 - onnxruntime threads do not spin-wait between runs (``spin=False``): measured on 2
   busy cores, one query's embedding p50 went from ~15 ms to ~8 ms with 2 intra-op
   threads, and a hit (embed + 10k search) from 1.9-2.1x to 1.3x the embedding alone.
@@ -49,6 +54,7 @@ class ThreadPolicy:
 
     compute: int
     spin: bool = False
+    torch: int = 1
     blas: int | None = None
     openmp: int | None = None
 
@@ -86,6 +92,7 @@ def _check(name: str, value: int | None) -> int | None:
 def _from_env() -> ThreadPolicy:
     compute = _env_int("SEMCACHE_THREADS", "SEMCACHE_ONNX_THREADS")
     return ThreadPolicy(compute=compute or min(2, os.cpu_count() or 1),
+                        torch=_env_int("SEMCACHE_TORCH_THREADS") or 1,
                         blas=_env_int("SEMCACHE_BLAS_THREADS"),
                         openmp=_env_int("SEMCACHE_OPENMP_THREADS"))
 
@@ -101,19 +108,24 @@ _KEEP: Any = object()
 
 
 def set_threads(compute: int | None = None, *, spin: bool | None = None,
-                blas: int | None = _KEEP, openmp: int | None = _KEEP) -> ThreadPolicy:
+                torch: int | None = None, blas: int | None = _KEEP,
+                openmp: int | None = _KEEP) -> ThreadPolicy:
     """Change the policy; returns the new one.
 
-    ``compute``: threads per embedding (embedders loaded afterwards use it; a loaded
-    onnxruntime session keeps its pool). ``blas`` / ``openmp``: process-wide limits
+    ``compute``: threads per onnxruntime embedding (embedders loaded afterwards use
+    it; a loaded session keeps its pool). ``torch``: torch's intra-op threads (set when
+    the first sentence-transformers model loads). ``blas`` / ``openmp``: process-wide limits
     (None: leave the host's); applied now if an embedder or index was already built.
     """
     _check("compute", compute)
+    _check("torch", torch)
     _check("blas", None if blas is _KEEP else blas)
     _check("openmp", None if openmp is _KEEP else openmp)
     changes: dict[str, Any] = {}
     if compute is not None:
         changes["compute"] = compute
+    if torch is not None:
+        changes["torch"] = torch
     if spin is not None:
         changes["spin"] = bool(spin)
     if blas is not _KEEP:
@@ -164,17 +176,16 @@ def ort_session_options(threads: int | None = None) -> Any:
 
 
 def torch_threads() -> None:
-    """Give torch the policy's compute threads (once; torch's pools are process-wide and
-    torch is only imported when a sentence-transformers embedder is used)."""
+    """Give torch the policy's threads (once; torch's pools are process-wide and torch
+    is only imported when a sentence-transformers embedder is used)."""
     global _torch_done
     if _torch_done:
         return
-    import torch
+    import torch as _torch
 
-    p = thread_policy()
-    torch.set_num_threads(p.compute)
+    _torch.set_num_threads(thread_policy().torch)
     try:  # allowed only before torch's inter-op pool first runs
-        torch.set_num_interop_threads(1)
+        _torch.set_num_interop_threads(1)
     except RuntimeError:
         pass
     _torch_done = True

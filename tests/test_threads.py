@@ -115,3 +115,16 @@ def test_scores_of_a_row_slice_and_a_noncontiguous_query() -> None:
     big = rng.standard_normal((100, 16)).astype(np.float32)
     q = rng.standard_normal((16, 2)).astype(np.float32)[:, 0]  # a strided view
     np.testing.assert_allclose(scores(big[:40], q), big[:40] @ q, rtol=1e-5, atol=1e-5)
+
+
+def test_sentence_transformers_gets_one_torch_thread_by_default() -> None:
+    # torch's OpenMP threads spin at barriers: 2 threads measured p99 8-17x p50 on two
+    # busy cores, 1 thread ~2x (docs/performance.md)
+    code = ("from semcache.embedders.local import SentenceTransformerEmbedder\n"
+            "SentenceTransformerEmbedder().embed(['warm up'])\n"
+            "import torch; print(torch.get_num_threads())\n")
+    full = {k: v for k, v in os.environ.items() if not k.endswith("_THREADS")}
+    for env, want in (({}, "1"), ({"SEMCACHE_TORCH_THREADS": "2"}, "2")):
+        out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**full, **env},
+                             capture_output=True, text=True, timeout=300, check=True)
+        assert out.stdout.strip().splitlines()[-1] == want
