@@ -128,3 +128,11 @@ def test_sentence_transformers_gets_one_torch_thread_by_default() -> None:
         out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**full, **env},
                              capture_output=True, text=True, timeout=300, check=True)
         assert out.stdout.strip().splitlines()[-1] == want
+
+
+def test_scores_of_a_strided_or_float64_matrix_are_still_right() -> None:
+    rng = np.random.default_rng(2)
+    big = rng.standard_normal((200, 64)).astype(np.float32)
+    q = rng.standard_normal(32).astype(np.float32)
+    for mat in (big[::2, :32], big[:, ::2], big[:100, :32].astype(np.float64)):
+        np.testing.assert_allclose(scores(mat, q), mat @ q, rtol=1e-4, atol=1e-4)

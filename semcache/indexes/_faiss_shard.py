@@ -35,8 +35,8 @@ def scores(mat: np.ndarray, q: np.ndarray) -> np.ndarray:
     (2k: 0.056 ms, 10k: 0.33 ms, 100k: 9.3 ms on 2 busy cores; docs/performance.md).
     """
     n = len(mat)
-    if n <= _SMALL:
-        return mat @ q
+    if n <= _SMALL or mat.dtype != np.float32 or not mat.flags.c_contiguous:
+        return mat @ q  # the kernel reads raw rows: only a dense float32 matrix may go
     global _fvec
     if _fvec is None:
         import faiss
