@@ -12,7 +12,7 @@ import pytest
 from semcache._flight import FLIGHTS
 from semcache.testing.fake_openai import FakeOpenAI
 
-from .proxy_helpers import Proxies, ask, master
+from .proxy_helpers import MASTER, Proxies, ask, master
 
 N = 16
 
@@ -73,3 +73,51 @@ def test_proxies_sharing_redis_coalesce(proxies, fake, redis_stack_url):
         assert fake.calls["chat/completions"] == 1
     finally:
         a.state.cache.flush()
+
+
+def test_two_proxy_processes_coalesce_through_redis(tmp_path, fake, redis_stack_url):
+    # two `semcache serve` processes sharing one Redis (two machines, or workers):
+    # half of the burst goes to each, and only one upstream call is made
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    from semcache.testing.proxy_server import free_port
+
+    from .test_proxy_cli import wait_healthy
+
+    fake.reset()
+    fake.delay_ms = 600
+    ns = f"procs-{uuid.uuid4().hex[:8]}"
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(textwrap.dedent(f"""\
+        model_list:
+          - model_name: chat
+            litellm_params: {{model: openai/gpt-4o-mini, api_base: "{fake.base_url}"}}
+        litellm_settings:
+          cache: true
+          cache_params: {{type: redis, redis_url: "{redis_stack_url}", namespace: {ns}}}
+        general_settings: {{master_key: {MASTER}}}
+        """))
+    procs, urls = [], []
+    try:
+        for _ in range(2):
+            port = free_port()
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "semcache.proxy", "--config", str(cfg), "--port",
+                 str(port)], env={**os.environ, "PYTHONPATH": os.getcwd()},
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+            urls.append(f"http://127.0.0.1:{port}")
+        for url, proc in zip(urls, procs):
+            wait_healthy(url, proc)
+        body = {"model": "chat", "messages": ask(f"processes {uuid.uuid4().hex}")}
+        out = asyncio.run(_burst(urls, body))
+        assert all(r.status_code == 200 for r in out)
+        assert fake.calls["chat/completions"] == 1
+        assert sorted(r.headers["x-semcache-stage"] for r in out).count("miss") == 1
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.communicate(timeout=30)
+        fake.delay_ms = 0
