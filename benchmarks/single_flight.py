@@ -8,7 +8,9 @@ answering after ``--delay-ms`` (an LLM's latency):
 - library, asyncio: ``asyncio.gather`` of 100 ``semcache.acompletion`` calls;
 - library, threads: 100 threads calling ``semcache.completion``, released by a barrier;
 - proxy: 100 concurrent ``POST /v1/chat/completions`` to the proxy app (in process,
-  served by uvicorn on loopback), ``cache: true`` (LiteLLM's default: in-memory exact).
+  served by uvicorn on loopback), ``cache: true`` (LiteLLM's default: in-memory exact);
+- two proxies sharing one Redis (``type: redis``), each its own app and ``Cache``, the
+  burst split between them: only the Redis lock coalesces across the two.
 
 Each also runs with ``cache: {"no-cache": true}`` (no lookup, so no coalescing: every
 request calls upstream, which is what happened before single-flight). The waiters'
@@ -117,37 +119,46 @@ def library_threads(fake: FakeOpenAI, n: int, q: str, extra: dict[str, Any]) -> 
     return summary(rows, fake.calls.get("chat/completions", 0))
 
 
-def proxy(fake: FakeOpenAI, n: int, q: str, extra: dict[str, Any]) -> dict[str, Any]:
+def proxy(fake: FakeOpenAI, n: int, q: str, extra: dict[str, Any],
+          redis_url: str | None = None, proxies: int = 1) -> dict[str, Any]:
+    lite: dict[str, Any] = {"cache": True}
+    if redis_url is not None:
+        lite["cache_params"] = {"type": "redis", "redis_url": redis_url,
+                                "namespace": f"bench-{time.time_ns()}"}
     cfg = parse_config({
         "model_list": [{"model_name": "chat", "litellm_params": {
             "model": "gpt-4o-mini", "api_base": fake.base_url}}],
-        "litellm_settings": {"cache": True},
+        "litellm_settings": lite,
         "general_settings": {"master_key": MASTER},
         # FakeOpenAI's listen backlog is 5: the no-cache run's 100 upstream requests
         # queue in the proxy's pool instead of overflowing it
         "semcache_settings": {"max_connections": 16},
     }, environ={})
-    server = ProxyServer(create_app(cfg)).start()
+    # several proxies: each its own app and Cache, so only Redis is shared between them
+    servers = [ProxyServer(create_app(cfg)).start() for _ in range(proxies)]
     body = {"model": "chat", "messages": [{"role": "user", "content": q}], **extra}
     try:
         async def main() -> list[tuple[float, bool]]:
             async with httpx.AsyncClient(timeout=120, headers={
                     "Authorization": f"Bearer {MASTER}"},
                     limits=httpx.Limits(max_connections=n)) as c:
-                async def one() -> tuple[float, bool]:
+                async def one(i: int = 0) -> tuple[float, bool]:
                     t = time.perf_counter()
-                    r = await c.post(server.url + "/v1/chat/completions", json=body)
+                    r = await c.post(servers[i % len(servers)].url +
+                                     "/v1/chat/completions", json=body)
                     r.raise_for_status()
                     return time.perf_counter() - t, r.headers["x-semcache-hit"] == "true"
-                warm = await c.post(server.url + "/v1/chat/completions",
-                                    json={**body, "messages": [{"role": "user",
-                                                                "content": q + " warm"}]})
-                warm.raise_for_status()
+                for server in servers:
+                    warm = await c.post(server.url + "/v1/chat/completions",
+                                        json={**body, "messages": [{"role": "user",
+                                                                    "content": q + " warm"}]})
+                    warm.raise_for_status()
                 fake.reset()
-                return list(await asyncio.gather(*(one() for _ in range(n))))
+                return list(await asyncio.gather(*(one(i) for i in range(n))))
         rows = asyncio.run(main())
     finally:
-        server.stop()
+        for server in servers:
+            server.stop()
     return summary(rows, fake.calls.get("chat/completions", 0))
 
 
@@ -168,6 +179,18 @@ def main(argv: list[str] | None = None) -> None:
                 report["runs"][f"{name}/{mode}"] = fn(fake, args.n, q, extra)
                 print(name, mode, json.dumps(report["runs"][f"{name}/{mode}"]),
                       flush=True)
+        # two proxies (two machines or workers) sharing one Redis: the burst split
+        # between them, coalesced by the Redis lock (SET NX PX) across the two
+        from semcache.testing.servers import RedisStackServer
+
+        with RedisStackServer() as redis_server:
+            for mode, extra in (("single_flight", {}),
+                                ("no_cache", {"cache": {"no-cache": True}})):
+                q = f"two proxies {mode}: what is the capital of France?"
+                key = f"proxy_x2_redis/{mode}"
+                report["runs"][key] = proxy(fake, args.n, q, extra,
+                                            redis_url=redis_server.url, proxies=2)
+                print(key, json.dumps(report["runs"][key]), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
 
