@@ -132,3 +132,25 @@ def test_keys_keep_every_item_apart():
     assert c["messages"][0]["role"] == "$item" and c != a
     assert a["$api"] == "responses" and "stream" not in key_kwargs(
         {"model": "m", "input": "x", "stream": True})
+
+
+def test_proxy_and_library_share_responses_entries(proxies, fake):
+    import semcache
+
+    # "solo": a model in no caching group, so the library's key (model name) is the
+    # proxy's (a group's members are keyed by the group)
+    c = client(proxies.start())
+    r1 = c.responses.create(model="solo", input=Q, instructions="Be brief.")
+    p_cache = proxies.running[-1].state.cache
+    old = semcache.cache
+    semcache.cache = p_cache
+    try:
+        r2 = semcache.responses(model="solo", input=Q, instructions="Be brief.",
+                                api_base=fake.base_url, api_key="sk")
+        semcache.responses(model="solo", input="from the library", api_base=fake.base_url,
+                           api_key="sk")
+    finally:
+        semcache.cache = old
+    assert r2._hidden_params["cache_hit"] is True and r2.output_text == r1.output_text
+    raw = c.responses.with_raw_response.create(model="solo", input="from the library")
+    assert raw.headers["x-semcache-stage"] == "exact" and fake.calls["responses"] == 2
