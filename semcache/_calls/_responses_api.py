@@ -27,6 +27,8 @@ from typing import Any
 
 import orjson
 
+from .._sse import SSEReader
+
 __all__ = ["ResponsesAssembler", "is_response", "key_kwargs", "replay_events"]
 
 API_MARK = "$api"
@@ -121,29 +123,14 @@ def sse_bytes(ev: dict[str, Any]) -> bytes:
     return b"event: " + str(ev["type"]).encode() + b"\ndata: " + orjson.dumps(ev) + b"\n\n"
 
 
-class ResponsesAssembler:
+class ResponsesAssembler(SSEReader):
     """The complete Response from a relayed event stream: its ``response.completed``
     event carries it whole. None when the stream ended without one (or with an error)."""
 
     def __init__(self) -> None:
-        self.buf = b""
+        super().__init__()
         self.value: dict[str, Any] | None = None
         self.bad = False
-
-    def feed(self, data: bytes) -> None:
-        self.buf += data
-        while True:
-            for sep in (b"\n\n", b"\r\n\r\n"):
-                i = self.buf.find(sep)
-                if i >= 0:
-                    break
-            else:
-                return
-            event, self.buf = self.buf[:i], self.buf[i + len(sep):]
-            payload = b"\n".join(line[5:].lstrip() for line in event.splitlines()
-                                 if line.startswith(b"data:"))
-            if payload:
-                self._event(payload)
 
     def _event(self, payload: bytes) -> None:
         try:

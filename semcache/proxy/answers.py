@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from .._calls._responses_api import is_response
+from .._sse import SSEReader
 
 __all__ = ["Assembler", "replay", "sse", "storable"]
 
@@ -113,7 +114,7 @@ def replay(endpoint: str, value: dict[str, Any], include_usage: bool) -> list[di
     return chunks
 
 
-class Assembler:
+class Assembler(SSEReader):
     """Rebuilds the complete response from a stream's SSE events, as they pass through.
 
     ``result()`` is the response JSON, or None when the stream was incomplete (no
@@ -122,27 +123,12 @@ class Assembler:
 
     def __init__(self, endpoint: str) -> None:
         self.chat = endpoint == "chat/completions"
-        self.buf = b""
+        super().__init__()
         self.done = False
         self.bad = False
         self.head: dict[str, Any] = {}
         self.choices: dict[int, dict[str, Any]] = {}
         self.usage: Any = None
-
-    def feed(self, data: bytes) -> None:
-        self.buf += data
-        while True:
-            for sep in (b"\n\n", b"\r\n\r\n"):
-                i = self.buf.find(sep)
-                if i >= 0:
-                    break
-            else:
-                return
-            event, self.buf = self.buf[:i], self.buf[i + len(sep):]
-            payload = b"\n".join(line[5:].lstrip() for line in event.splitlines()
-                                 if line.startswith(b"data:"))
-            if payload:
-                self._event(payload)
 
     def _event(self, payload: bytes) -> None:
         if payload.strip() == b"[DONE]":
