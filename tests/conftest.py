@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterator
+
 import pytest
 
 from semcache._registry import get_embedder
@@ -21,6 +24,15 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+@pytest.fixture(autouse=True)
+def _close_openai_clients() -> Iterator[None]:
+    """Close the proxy tests' openai clients when each test ends (proxy_helpers)."""
+    yield
+    helpers = sys.modules.get("tests.proxy_helpers")  # imported by the proxy tests only
+    if helpers is not None:
+        helpers.close_clients()
 
 
 @pytest.fixture

@@ -5,10 +5,30 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import openai
 
 from semcache.proxy.app import create_app
 from semcache.proxy.config import parse_config
 from semcache.testing.proxy_server import ProxyServer
+
+#: openai clients the tests opened, closed after each test (tests/conftest.py): a client
+#: left to the garbage collector closes its pooled sockets late, as a ResourceWarning
+#: that filterwarnings=error turns into an error of whichever test is running then
+_CLIENTS: list[openai.OpenAI] = []
+
+
+def openai_client(base_url: str, key: str, **kw: Any) -> openai.OpenAI:
+    """An ``openai.OpenAI`` on ``base_url`` (no retries), closed when the test ends."""
+    c = openai.OpenAI(base_url=base_url, api_key=key, max_retries=kw.pop("max_retries", 0),
+                      **kw)
+    _CLIENTS.append(c)
+    return c
+
+
+def close_clients() -> None:
+    while _CLIENTS:
+        _CLIENTS.pop().close()
+
 
 MASTER = "sk-master-test"
 KEY_A = "sk-team-a"

@@ -20,7 +20,7 @@ from semcache.exact.base import ExactStore
 from semcache.exact.memory import MemoryStore
 from semcache.testing.fake_openai import FakeOpenAI, fake_transcript
 
-from .proxy_helpers import KEY_A, KEY_A2, KEY_B, MASTER, Proxies, ask, master, stats
+from .proxy_helpers import KEY_A, KEY_A2, KEY_B, MASTER, Proxies, ask, master, openai_client, stats
 
 HEADERS = ("x-semcache-hit", "x-semcache-stage", "x-semcache-similarity", "x-semcache-key",
            "x-semcache-matched-prompt", "age")
@@ -51,7 +51,7 @@ def semantic_cache(minilm):
 
 
 def client(proxy, key=MASTER) -> openai.OpenAI:
-    return openai.OpenAI(base_url=proxy.base_url, api_key=key, max_retries=0)
+    return openai_client(proxy.base_url, key)
 
 
 def chat(c: openai.OpenAI, q: str, model: str = "chat", **kw):

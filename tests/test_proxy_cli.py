@@ -9,12 +9,12 @@ import textwrap
 import time
 
 import httpx
-import openai
 import pytest
 
 from semcache.cli import main
 from semcache.testing.fake_openai import FakeOpenAI
 from semcache.testing.proxy_server import free_port
+from tests.proxy_helpers import openai_client
 
 
 def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> None:
@@ -54,7 +54,7 @@ def test_module_entry_point_serves_with_workers(tmp_path, workers):
         try:
             url = f"http://127.0.0.1:{port}"
             wait_healthy(url, proc)
-            c = openai.OpenAI(base_url=url + "/v1", api_key="sk-cli", max_retries=0)
+            c = openai_client(url + "/v1", "sk-cli")
             stages = []
             for _ in range(3):  # on disk: every worker sees the others' entries
                 r = c.chat.completions.with_raw_response.create(

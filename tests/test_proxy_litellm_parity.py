@@ -11,7 +11,6 @@ import urllib.parse
 import uuid
 
 import httpx
-import openai
 import pytest
 import redis
 
@@ -20,7 +19,7 @@ from semcache.proxy.defaults import REDIS_ENV
 from semcache.testing.fake_openai import FakeOpenAI
 from semcache.testing.proxy_server import free_port
 
-from .proxy_helpers import MASTER, Proxies, ask, config_dict, master
+from .proxy_helpers import MASTER, Proxies, ask, config_dict, master, openai_client
 from .test_proxy_cli import wait_healthy
 
 
@@ -133,7 +132,7 @@ def test_serve_starts_with_litellm_extras_and_prints_one_startup_line(tmp_path, 
                        "default_in_redis_ttl: 60, s3_use_ssl: true}", "")
     try:
         wait_healthy(url, proc)
-        c = openai.OpenAI(base_url=url + "/v1", api_key="anything", max_retries=0)
+        c = openai_client(url + "/v1", "anything")
         r = c.chat.completions.with_raw_response.create(model="chat", messages=ask("hi"))
         assert r.headers["x-semcache-stage"] == "miss"
     finally:

@@ -13,7 +13,7 @@ from semcache._calls._responses_api import is_response, key_kwargs
 from semcache.embedders.batching import BatchingEmbedder
 from semcache.testing.fake_openai import FakeOpenAI
 
-from .proxy_helpers import KEY_A, MASTER, Proxies
+from .proxy_helpers import KEY_A, MASTER, Proxies, openai_client
 
 Q = "What is the capital of France?"
 
@@ -41,7 +41,7 @@ def semantic_cache(minilm):
 
 
 def client(proxy, key: str = MASTER) -> openai.OpenAI:
-    return openai.OpenAI(base_url=proxy.url + "/v1", api_key=key, max_retries=0)
+    return openai_client(proxy.url + "/v1", key)
 
 
 def create(c: openai.OpenAI, **kw):

@@ -31,7 +31,7 @@ from semcache.proxy.replies import semcache_headers
 from semcache.testing.fake_openai import FakeOpenAI
 from semcache.testing.proxy_server import ProxyServer
 
-from .proxy_helpers import KEY_A, KEY_A2, MASTER, Proxies, ask, config_dict, stats
+from .proxy_helpers import KEY_A, KEY_A2, MASTER, Proxies, ask, config_dict, openai_client, stats
 
 GRANTED = "sk-team-a-granted"
 
@@ -365,7 +365,7 @@ def test_a_stream_that_breaks_off_is_an_upstream_error_logged_once(proxies, fake
     broken = {"model_name": "broken", "litellm_params": {
         "model": "fail-midstream", "api_base": fake.base_url}}
     proxy = proxies.start(model_list=[*config_dict(fake.base_url)["model_list"], broken])
-    c = openai.OpenAI(base_url=proxy.base_url, api_key=KEY_A, max_retries=0)
+    c = openai_client(proxy.base_url, KEY_A)
     with caplog.at_level(logging.WARNING, logger="semcache.proxy"):
         with pytest.raises(openai.APIError, match="broke off"):
             for _ in c.chat.completions.create(model="broken", messages=ask("hi"),

@@ -5,11 +5,10 @@ from __future__ import annotations
 import uuid
 
 import httpx
-import openai
 
 from semcache.testing.fake_openai import FakeOpenAI
 
-from .proxy_helpers import MASTER, Proxies, ask, master
+from .proxy_helpers import MASTER, Proxies, ask, master, openai_client
 
 
 def test_two_proxies_share_one_redis(redis_stack_url):
@@ -21,8 +20,8 @@ def test_two_proxies_share_one_redis(redis_stack_url):
         try:
             one = proxies.start(litellm_settings=settings)
             two = proxies.start(litellm_settings=settings)
-            c1 = openai.OpenAI(base_url=one.base_url, api_key=MASTER, max_retries=0)
-            c2 = openai.OpenAI(base_url=two.base_url, api_key=MASTER, max_retries=0)
+            c1 = openai_client(one.base_url, MASTER)
+            c2 = openai_client(two.base_url, MASTER)
             r1 = c1.chat.completions.with_raw_response.create(model="chat",
                                                               messages=ask("shared?"))
             r2 = c2.chat.completions.with_raw_response.create(model="chat",

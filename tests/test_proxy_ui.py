@@ -11,14 +11,13 @@ import shutil
 import subprocess
 
 import httpx
-import openai
 import pytest
 
 from semcache import Cache
 from semcache.embedders.batching import BatchingEmbedder
 from semcache.testing.fake_openai import FakeOpenAI
 
-from .proxy_helpers import MASTER, Proxies, ask
+from .proxy_helpers import MASTER, Proxies, ask, openai_client
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                   "--no-first-run", "--disable-background-networking",
@@ -51,7 +50,7 @@ def test_dashboard_renders_live_stats_in_a_browser(chromium, tmp_path, minilm):
         proxies = Proxies(fake.base_url)
         try:
             proxy = proxies.start(cache=cache)
-            c = openai.OpenAI(base_url=proxy.base_url, api_key=MASTER, max_retries=0)
+            c = openai_client(proxy.base_url, MASTER)
             for q in ["How tall is Mount Everest?", "How high is Mount Everest?",
                       "How tall is Mount Everest?", "Who wrote Hamlet?"]:
                 c.chat.completions.create(model="chat", messages=ask(q))
