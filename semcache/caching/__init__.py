@@ -13,39 +13,9 @@ The optional backends are imported only when their name is used.
 
 from __future__ import annotations
 
-from typing import Any
+from . import _names
+from ._names import *  # noqa: F403 - the names both modules export, written once there
+from ._names import __getattr__ as __getattr__
 
-from ._names import (
-    Cache,
-    CacheHit,
-    CacheMode,
-    DiskCache,
-    DualCache,
-    InMemoryCache,
-    LiteLLMCacheType,
-    disable_cache,
-    enable_cache,
-    update_cache,
-)
-from ._names import __getattr__ as _lazy
-
-__all__ = [
-    "AzureBlobCache",
-    "Cache",
-    "CacheHit",
-    "CacheMode",
-    "DiskCache",
-    "DualCache",
-    "GCSCache",
-    "InMemoryCache",
-    "LiteLLMCacheType",
-    "RedisCache",
-    "S3Cache",
-    "disable_cache",
-    "enable_cache",
-    "update_cache",
-]
-
-
-def __getattr__(name: str) -> Any:
-    return _lazy(name)
+#: plus the optional backends' classes, imported on first use (``_names.__getattr__``)
+__all__ = sorted([*_names.__all__, *_names._LAZY])

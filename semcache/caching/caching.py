@@ -3,35 +3,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from ._names import (
-    Cache,
-    CacheHit,
-    CacheMode,
-    DiskCache,
-    DualCache,
-    InMemoryCache,
-    LiteLLMCacheType,
-    disable_cache,
-    enable_cache,
-    update_cache,
-)
-from ._names import __getattr__ as _lazy
-
-__all__ = [
-    "Cache",
-    "CacheHit",
-    "CacheMode",
-    "DiskCache",
-    "DualCache",
-    "InMemoryCache",
-    "LiteLLMCacheType",
-    "disable_cache",
-    "enable_cache",
-    "update_cache",
-]
-
-
-def __getattr__(name: str) -> Any:
-    return _lazy(name)
+from ._names import *  # noqa: F403 - the same names, written once in _names
+from ._names import __all__ as __all__
+from ._names import __getattr__ as __getattr__
