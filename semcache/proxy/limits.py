@@ -127,37 +127,32 @@ def check_body(endpoint: str, body: dict[str, Any], limits: Limits) -> bool:
 def prompt_chars(endpoint: str, body: dict[str, Any]) -> int:
     """Characters of text the request asks to be embedded or answered: a loop over the
     messages (or inputs), not over characters."""
-    n = 0
     if endpoint == "chat/completions":
-        msgs = body.get("messages")
-        if isinstance(msgs, list):
-            for m in msgs:
-                c = m.get("content") if isinstance(m, dict) else None
-                if isinstance(c, str):
-                    n += len(c)
-                elif isinstance(c, list):
-                    for part in c:
-                        t = part.get("text") if isinstance(part, dict) else None
-                        if isinstance(t, str):
-                            n += len(t)
-        return n
+        return _content_chars(body.get("messages"))
     if endpoint == "responses" and isinstance(body.get("input"), list):
-        for item in body["input"]:  # message items: their content, as chat's messages
-            c = item.get("content") if isinstance(item, dict) else None
-            if isinstance(c, str):
-                n += len(c)
-            elif isinstance(c, list):
-                for part in c:
-                    t = part.get("text") if isinstance(part, dict) else None
-                    if isinstance(t, str):
-                        n += len(t)
-        return n
+        return _content_chars(body["input"])  # message items, counted as chat's messages
     field = "prompt" if endpoint == "completions" else "input"
     value = body.get(field)
     if isinstance(value, str):
         return len(value)
     if isinstance(value, list):
-        for v in value:
-            if isinstance(v, str):
-                n += len(v)
+        return sum(len(v) for v in value if isinstance(v, str))
+    return 0
+
+
+def _content_chars(items: Any) -> int:
+    """Characters in the ``content`` of message items (chat messages, Responses input):
+    a string, or a list of parts whose ``text`` counts."""
+    n = 0
+    if not isinstance(items, list):
+        return 0
+    for m in items:
+        c = m.get("content") if isinstance(m, dict) else None
+        if isinstance(c, str):
+            n += len(c)
+        elif isinstance(c, list):
+            for part in c:
+                t = part.get("text") if isinstance(part, dict) else None
+                if isinstance(t, str):
+                    n += len(t)
     return n
