@@ -32,4 +32,5 @@ if [ "${1:-}" = "--lock" ]; then
 fi
 if [ ! -x "$VENV/bin/python" ]; then "$UV" venv --python 3.11 "$VENV"; fi
 "$UV" pip sync --python "$VENV/bin/python" --require-hashes "${args[@]}" requirements/peers.txt
-echo "[peers] $VENV ready: $("$VENV/bin/python" -c 'import gptcache, litellm, redisvl; print("gptcache", gptcache.__version__, "litellm", __import__("importlib.metadata").metadata.version("litellm"), "redisvl", redisvl.__version__)')"
+# litellm fetches a price list at import unless told to use its packaged copy
+echo "[peers] $VENV ready: $(LITELLM_LOCAL_MODEL_COST_MAP=True "$VENV/bin/python" -c 'import gptcache, litellm, redisvl; print("gptcache", gptcache.__version__, "litellm", __import__("importlib.metadata").metadata.version("litellm"), "redisvl", redisvl.__version__)')"
