@@ -2,8 +2,10 @@
 
 Each type names a builder ("module:attr") and the parameters it accepts. Builders of
 exact-only types return an ``ExactStore``; builders of semantic types take the resolved
-``Embedder`` and return ``(ExactStore, VectorIndex)``. A missing optional dependency
-surfaces as ``MissingDependency`` with the extra to install.
+``Embedder`` and return ``(ExactStore, VectorIndex)``. The semantic builders live here,
+not in the seams: pairing a store with an index (and giving both one connection) is the
+only place that knows both, so ``exact/`` and ``indexes/`` never import each other. A
+missing optional dependency surfaces as ``MissingDependency`` with the extra to install.
 """
 
 from __future__ import annotations
@@ -60,12 +62,12 @@ TYPES: dict[str, TypeSpec] = {
     "redis": TypeSpec("semcache.exact.redis:RedisStore", _REDIS | _TIER, extra="redis",
                       remote=True),
     "redis-semantic": TypeSpec(
-        "semcache.indexes.redisvl:build_redis_semantic",
+        "semcache._registry:build_redis_semantic",
         _REDIS | {"redis_semantic_cache_embedding_model", "redis_semantic_cache_index_name",
                   "redis_semantic_cache_use_async"},
         semantic=True, extra="redisvl", embedder_param="redis_semantic_cache_embedding_model"),
     "qdrant-semantic": TypeSpec(
-        "semcache.indexes.qdrant:build_qdrant_semantic",
+        "semcache._registry:build_qdrant_semantic",
         frozenset({"qdrant_api_base", "qdrant_api_key", "qdrant_collection_name",
                    "qdrant_semantic_cache_embedding_model", "qdrant_quantization_config",
                    "qdrant_path", "qdrant_timeout"}),
@@ -189,4 +191,59 @@ def build_faiss_semantic(embedder: Embedder, embedding_model: Any = None,
                           "disk_cache_dir the store is on disk", parameter=sorted(memory)[0])
     store = build_disk(disk_cache_dir, disk_size_limit)
     index = FaissIndex(path=Path(disk_cache_dir) / "index", model_id=embedder.model_id)
+    return store, index
+
+
+# -- builders of the shared-server types: one connection for the store and the index --
+#: LiteLLM parameters accepted for compatibility that change nothing here: every
+#: semcache cache is natively sync and async.
+_ACCEPTED_NOOPS = ("redis_semantic_cache_use_async",)
+
+
+def build_redis_semantic(
+    embedder: Embedder,
+    redis_semantic_cache_embedding_model: Any = None,  # resolved into ``embedder``
+    redis_semantic_cache_index_name: str = "semcache",
+    **params: Any,
+) -> tuple[ExactStore, VectorIndex]:
+    """``redis-semantic``: a ``RedisStore`` and a ``RedisVLIndex`` on one connection."""
+    from .exact.redis import RedisStore
+    from .indexes.redisvl import RedisVLIndex
+
+    for name in _ACCEPTED_NOOPS:
+        params.pop(name, None)
+    if params.get("redis_startup_nodes") is not None:
+        raise ConfigError("redis-semantic needs a single Redis Stack server (the search "
+                          "module does not run on an OSS cluster): give host/port or "
+                          "redis_url", parameter="redis_startup_nodes")
+    store = RedisStore.from_params(**params)
+    index = RedisVLIndex(store.connection, redis_semantic_cache_index_name,
+                         model_id=embedder.model_id)
+    return store, index
+
+
+def build_qdrant_semantic(
+    embedder: Embedder,
+    qdrant_api_base: str | None = None,
+    qdrant_api_key: str | None = None,
+    qdrant_collection_name: str = "semcache",
+    qdrant_semantic_cache_embedding_model: Any = None,  # resolved into ``embedder``
+    qdrant_quantization_config: str | None = None,
+    qdrant_path: str | os.PathLike[str] | None = None,
+    qdrant_timeout: float | None = None,
+) -> tuple[ExactStore, VectorIndex]:
+    """``qdrant-semantic``: a ``QdrantStore`` and a ``QdrantIndex`` on one connection."""
+    from ._connections.qdrant import QdrantConnection
+    from .exact.qdrant import QdrantStore
+    from .indexes.qdrant import QdrantIndex
+
+    conn = QdrantConnection(url=qdrant_api_base, api_key=qdrant_api_key, path=qdrant_path,
+                            timeout=qdrant_timeout)
+    try:
+        index = QdrantIndex(conn, qdrant_collection_name, model_id=embedder.model_id,
+                            quantization=qdrant_quantization_config)
+        store = QdrantStore(conn, qdrant_collection_name + "_answers")
+    except BaseException:
+        conn.close()
+        raise
     return store, index

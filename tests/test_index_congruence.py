@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from semcache.exact.redis import RedisStore
+from semcache._connections.redis import RedisConnection
 from semcache.indexes.base import IndexEntry, VectorIndex
 from semcache.indexes.faiss import FaissIndex
 from semcache.indexes.qdrant import QdrantConnection, QdrantIndex
@@ -28,9 +28,9 @@ def indexes(redis_stack_url):
         "faiss-flat": FaissIndex(DIM),
         "faiss-approximate": FaissIndex(DIM, approx_threshold=2),
         "qdrant-embedded": QdrantIndex(QdrantConnection(), "congruence"),
-        "redisvl-flat": RedisVLIndex(RedisStore(url=redis_stack_url),
+        "redisvl-flat": RedisVLIndex(RedisConnection(url=redis_stack_url),
                                      "cong" + uuid.uuid4().hex[:8]),
-        "redisvl-hnsw": RedisVLIndex(RedisStore(url=redis_stack_url),
+        "redisvl-hnsw": RedisVLIndex(RedisConnection(url=redis_stack_url),
                                      "cong" + uuid.uuid4().hex[:8], algorithm="hnsw"),
     }
     yield made

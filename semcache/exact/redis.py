@@ -11,34 +11,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
-import threading
-import weakref
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .._errors import (
-    BackendError,
-    BackendTimeout,
-    BackendUnavailable,
-    ConfigError,
-    missing,
-)
+from .._connections.redis import RedisConnection, map_redis_errors
+from .._errors import ConfigError
 from . import _params as P
 from .base import ExactStore
 
-__all__ = ["PARAMS", "RedisStore", "escape_glob"]
+# map_redis_errors is re-exported: it lived here before the connection layer existed
+__all__ = ["PARAMS", "RedisConnection", "RedisStore", "escape_glob", "map_redis_errors"]
 
 try:
-    import redis
-    import redis.asyncio
-    import redis.asyncio.cluster
-    import redis.asyncio.retry
     import redis.cluster
-    import redis.retry
-    from redis.backoff import ExponentialBackoff
 except ImportError:  # pragma: no cover - exercised only without the extra
     redis = None  # type: ignore[assignment]
 
@@ -57,72 +43,11 @@ def escape_glob(text: str) -> str:
     return "".join("\\" + c if c in _GLOB_SPECIAL else c for c in text)
 
 
-@contextmanager
-def map_redis_errors(backend: str) -> Iterator[None]:
-    """The one place redis-py's (and the socket layer's) errors become semcache's."""
-    try:
-        yield
-    except BackendError:
-        raise
-    except redis.exceptions.TimeoutError as exc:
-        raise BackendTimeout(f"{backend}: timed out: {exc}", backend=backend) from exc
-    except redis.exceptions.AuthenticationError as exc:
-        raise BackendError(f"{backend}: authentication failed: {exc}", backend=backend) from exc
-    except (redis.exceptions.ConnectionError, redis.exceptions.ClusterDownError,
-            redis.exceptions.RedisClusterException) as exc:
-        raise BackendUnavailable(f"{backend}: unavailable: {exc}", backend=backend) from exc
-    except redis.exceptions.RedisError as exc:
-        raise BackendError(f"{backend}: {exc}", backend=backend) from exc
-    except TimeoutError as exc:
-        raise BackendTimeout(f"{backend}: timed out: {exc}", backend=backend) from exc
-    except OSError as exc:
-        raise BackendUnavailable(f"{backend}: unavailable: {exc}", backend=backend) from exc
-
-
-class _LoopClients:
-    """One async client per running event loop, closed when that loop shuts down.
-
-    redis.asyncio connections belong to the loop that opened them. A parked async
-    generator is closed by ``loop.shutdown_asyncgens()`` (``asyncio.run`` and runners
-    call it), and its ``finally`` closes the client on its own loop: no connection is
-    left to a dead loop (and no ResourceWarning for it)."""
-
-    def __init__(self, factory: Any) -> None:
-        self._factory = factory
-        self._clients: dict[int, tuple[weakref.ref[Any], Any, AsyncIterator[None]]] = {}
-
-    async def get(self) -> Any:
-        loop = asyncio.get_running_loop()
-        entry = self._clients.get(id(loop))
-        if entry is not None and entry[0]() is not loop:
-            # a loop that closed without shutdown_asyncgens, its id reused: drop it
-            entry = None
-        if entry is None:
-            client = self._factory()
-            guard = self._guard(id(loop), client)
-            await guard.__anext__()
-            entry = self._clients[id(loop)] = (weakref.ref(loop), client, guard)
-        return entry[1]
-
-    async def _guard(self, key: int, client: Any) -> AsyncIterator[None]:
-        try:
-            yield
-        finally:
-            entry = self._clients.get(key)
-            if entry is not None and entry[1] is client:  # not a newer loop's, same id
-                del self._clients[key]
-            await client.aclose()
-
-    async def aclose(self) -> None:
-        entry = self._clients.pop(id(asyncio.get_running_loop()), None)
-        if entry is not None:
-            await entry[2].aclose()  # type: ignore[attr-defined]
-
-
 class RedisStore(ExactStore):
     """Exact store on Redis (``host``/``port`` or ``url``) or Redis Cluster
-    (``startup_nodes``). ``default_ttl`` is LiteLLM's ``ttl``: kept for the Cache to
-    apply; the store itself stores exactly the ``ttl`` it is given (None = forever)."""
+    (``startup_nodes``), or on a given ``connection`` (shared with an index).
+    ``default_ttl`` is LiteLLM's ``ttl``: kept for the Cache to apply; the store itself
+    stores exactly the ``ttl`` it is given (None = forever)."""
 
     name = "redis"
 
@@ -141,66 +66,25 @@ class RedisStore(ExactStore):
         socket_connect_timeout: float = 2.0,
         retries: int = 1,
         default_ttl: float | None = None,
+        connection: RedisConnection | None = None,
     ) -> None:
-        if redis is None:  # pragma: no cover
-            raise missing("redis", "redis", "type='redis'")
-        if not (host or url or startup_nodes):
-            raise ConfigError("type='redis' needs host, redis_url or redis_startup_nodes",
-                              parameter="host")
-        self.cluster = bool(startup_nodes)
-        if self.cluster:
-            self.name = "redis-cluster"
+        # the redis-semantic builder passes the connection it shares with the index
+        self.connection = connection or RedisConnection(
+            host=host, port=port, password=password, username=username, db=db, ssl=ssl,
+            url=url, startup_nodes=startup_nodes, socket_timeout=socket_timeout,
+            socket_connect_timeout=socket_connect_timeout, retries=retries)
+        self.cluster = self.connection.cluster
+        self.name = self.connection.name
         self.default_ttl = default_ttl
-        self._startup_nodes = [(str(n["host"]), int(n["port"])) for n in startup_nodes or ()]
-        self._url = url
-        self._where = (
-            ",".join(f"{h}:{p}" for h, p in self._startup_nodes) if self.cluster
-            else (_redact(url) if url else f"{host}:{port}")
-        )
-        self._retries = retries
-        self._kwargs: dict[str, Any] = {
-            "password": password,
-            "username": username,
-            "socket_timeout": socket_timeout,
-            "socket_connect_timeout": socket_connect_timeout,
-        }
-        if ssl:
-            self._kwargs["ssl"] = True
-        if not self.cluster and not url:
-            self._kwargs.update(host=host, port=port, db=db)
-        self._sync: Any = None
-        self._sync_lock = threading.Lock()
-        self._async = _LoopClients(lambda: self._make_client(redis.asyncio))
-
-    # -- clients (lazy: no network in the constructor) --------------------------------
-    def _make_client(self, mod: Any) -> Any:
-        # one retry with a short backoff: a restarted server or a failed-over node is
-        # picked up, a dead one costs at most (retries + 1) x timeout. Each flavour gets
-        # its own Retry class: redis-py 8 converts (and warns about) a sync Retry passed
-        # to an asyncio client.
-        retry_cls = redis.asyncio.retry.Retry if mod is redis.asyncio else redis.retry.Retry
-        retry = retry_cls(ExponentialBackoff(cap=0.2, base=0.02), self._retries)
-        kwargs = {k: v for k, v in self._kwargs.items() if v is not None}
-        if self.cluster:
-            nodes = [mod.cluster.ClusterNode(h, p) for h, p in self._startup_nodes]
-            return mod.RedisCluster(startup_nodes=nodes, retry=retry, **kwargs)
-        if self._url:
-            return mod.Redis.from_url(self._url, retry=retry, **kwargs)
-        return mod.Redis(retry=retry, **kwargs)
 
     def _client(self) -> Any:
-        if self._sync is None:
-            with self._sync_lock:
-                if self._sync is None:
-                    with map_redis_errors(self.name):  # a cluster client connects here
-                        self._sync = self._make_client(redis)
-        return self._sync
+        return self.connection.client()
 
     @property
     def redis_client(self) -> Any:
         """The sync ``redis`` client (LiteLLM's ``cache.cache.redis_client``), made on
         first use: the constructor does no network I/O."""
-        return self._client()
+        return self.connection.client()
 
     def _scan_kwargs(self, namespace: str) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"match": escape_glob(namespace) + ":*", "count": _BATCH}
@@ -247,18 +131,16 @@ class RedisStore(ExactStore):
             return bool(self._client().ping())
 
     def close(self) -> None:
-        if self._sync is not None:
-            self._sync.close()
-            self._sync = None
+        self.connection.close()
 
     # -- async: the same commands on redis.asyncio ------------------------------------
     async def aget(self, key: str) -> bytes | None:
         with map_redis_errors(self.name):
-            return await (await self._async.get()).get(key)
+            return await (await self.connection.aclient()).get(key)
 
     async def aset(self, key: str, value: bytes, ttl: float | None = None) -> None:
         with map_redis_errors(self.name):
-            client = await self._async.get()
+            client = await self.connection.aclient()
             if ttl is None:
                 await client.set(key, value)
             elif ttl <= 0:
@@ -270,12 +152,12 @@ class RedisStore(ExactStore):
         if not keys:
             return 0
         with map_redis_errors(self.name):
-            return int(await (await self._async.get()).unlink(*keys))
+            return int(await (await self.connection.aclient()).unlink(*keys))
 
     async def aclear(self, namespace: str) -> int:
         removed = 0
         with map_redis_errors(self.name):
-            client = await self._async.get()
+            client = await self.connection.aclient()
             batch: list[bytes] = []
             async for key in client.scan_iter(**self._scan_kwargs(namespace)):
                 batch.append(key)
@@ -288,11 +170,10 @@ class RedisStore(ExactStore):
 
     async def aping(self) -> bool:
         with map_redis_errors(self.name):
-            return bool(await (await self._async.get()).ping())
+            return bool(await (await self.connection.aclient()).ping())
 
     async def aclose(self) -> None:
-        await self._async.aclose()
-        self.close()
+        await self.connection.aclose()
 
     # -- configuration ----------------------------------------------------------------
     @classmethod
@@ -342,12 +223,4 @@ class RedisStore(ExactStore):
 
     def __repr__(self) -> str:
         kind = "startup_nodes" if self.cluster else "server"
-        return f"RedisStore({kind}={self._where!r})"
-
-
-def _redact(url: str) -> str:
-    """The URL without its password, for reprs and error messages."""
-    if "@" not in url:
-        return url
-    scheme, _, rest = url.partition("://")
-    return f"{scheme}://***@{rest.rpartition('@')[2]}"
+        return f"RedisStore({kind}={self.connection.where!r})"

@@ -10,8 +10,10 @@ Layout
     dimension are recorded in a hash beside the index (``vec#meta#<name>``);
     opening it under another model raises ``ConfigError``.
 
-    The answers live in Redis too (``RedisStore``, the ``redis`` type's store), whose
-    connection pool the index shares: one pool per cache.
+    The answers live in Redis too (``RedisStore``, the ``redis`` type's store). The
+    index takes a ``RedisConnection`` (``semcache/_connections/redis.py``); the
+    ``redis-semantic`` builder in ``_registry.py`` gives the store the same one: one
+    pool per cache.
 
 Expiry
     Searches filter ``expires_at > now`` (entries without expiry store a far-future
@@ -25,10 +27,13 @@ Similarity
     it becomes the cosine similarity the rest of semcache speaks.
 
 sync and async
-    Operations are generators of calls (client, index or pipeline), driven by the sync
-    clients or by the native async ones (``redis.asyncio`` + ``AsyncSearchIndex``): one
-    copy of the logic. Redis errors are mapped by ``map_redis_errors`` (shared with the
-    Redis store) and RedisVL's own in ``_map_errors``.
+    Operations are written once, as generators of steps: each step is a bound method of
+    the client, the search index or a pipeline (``functools.partial`` with its
+    arguments), so it can be followed to its backend. A program gets the clients of one
+    flavour (``_Sync`` or ``_Async``, the native ``redis.asyncio`` +
+    ``AsyncSearchIndex``); the sync driver calls each step, the async one awaits it.
+    Redis errors are mapped by ``map_redis_errors`` (shared with the Redis store) and
+    RedisVL's own in ``_map_errors``.
 """
 
 from __future__ import annotations
@@ -36,16 +41,14 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Any
+from functools import partial
+from typing import Any, Concatenate, ParamSpec
 
 import numpy as np
 
 from .._errors import BackendError, BackendUnavailable, ConfigError, SemcacheError, missing
-from ..embedders.base import Embedder
-from ..exact.base import ExactStore
 from ._common import check_k, check_vectors
 from .base import MAX_OBSERVATIONS, Candidate, IndexEntry, Observation, VectorIndex
 
@@ -57,12 +60,12 @@ try:
     from redisvl.query.filter import Num, Tag
     from redisvl.schema import IndexSchema
 
-    from ..exact.redis import RedisStore, map_redis_errors
+    from .._connections.redis import RedisConnection, map_redis_errors
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise missing(getattr(exc, "name", None) or "redisvl", "redisvl", "redis-semantic") \
         from exc
 
-__all__ = ["RedisVLIndex", "build_redis_semantic", "similarity_from_distance"]
+__all__ = ["RedisVLIndex", "similarity_from_distance"]
 
 FORMAT = 1
 NEVER = 9e15  #: stored expiry of an entry that never expires (year ~285 million)
@@ -93,15 +96,46 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-@dataclass
-class _Call:
-    target: str  #: "client" | "index" | "pipeline"
-    method: str
-    args: tuple[Any, ...] = ()
-    kwargs: dict[str, Any] = field(default_factory=dict)
+#: one backend call: a bound method of a client, search index or pipeline, with its
+#: arguments; the sync driver calls it, the async driver awaits what it returns
+_Step = Callable[[], Any]
+_Program = Generator[_Step, Any, Any]
+_P = ParamSpec("_P")
 
 
-_Program = Generator[_Call, Any, Any]
+class _Sync:
+    """What a program's steps are bound to when the sync driver runs it."""
+
+    def __init__(self, owner: RedisVLIndex, client: Any) -> None:
+        self.client = client
+        self._owner = owner
+
+    @property
+    def index(self) -> SearchIndex:
+        # made on first use: its schema is known only once _ensure has read the dimension
+        owner = self._owner
+        if owner._sync_index is None:
+            assert owner._schema is not None
+            owner._sync_index = SearchIndex(owner._schema, redis_client=self.client,
+                                            owns_client=False)
+        return owner._sync_index
+
+
+class _Async(_Sync):
+    """The same for the async driver: this event loop's client and its index."""
+
+    @property
+    def index(self) -> AsyncSearchIndex:  # type: ignore[override]
+        owner, client = self._owner, self.client
+        got = owner._async_indexes.get(id(client))
+        if got is None or got[0] is not client:  # one per event loop's client
+            assert owner._schema is not None
+            got = owner._async_indexes[id(client)] = (client, AsyncSearchIndex(
+                owner._schema, redis_client=client, owns_client=False))
+        return got[1]
+
+
+_IO = _Sync | _Async
 
 
 @contextmanager
@@ -124,10 +158,10 @@ class RedisVLIndex(VectorIndex):
     name = "redisvl"
     expiry_grace = 60.0  #: seconds a hash outlives its expiry before Redis drops it
 
-    def __init__(self, store: RedisStore, index_name: str = "semcache", *,
+    def __init__(self, connection: RedisConnection, index_name: str = "semcache", *,
                  dim: int | None = None, model_id: str | None = None,
                  algorithm: str = "flat", clock: Callable[[], float] = time.time) -> None:
-        if store.cluster:
+        if connection.cluster:
             raise ConfigError("redis-semantic needs a single Redis Stack server (the search "
                               "module does not run on an OSS cluster): give host/port or "
                               "redis_url", parameter="redis_startup_nodes")
@@ -141,7 +175,7 @@ class RedisVLIndex(VectorIndex):
                               parameter="algorithm")
         if dim is not None and (isinstance(dim, bool) or not isinstance(dim, int) or dim < 1):
             raise ConfigError(f"dim must be a positive int, got {dim!r}", parameter="dim")
-        self.store = store
+        self.connection = connection
         self.index_name = index_name
         # '#' cannot occur in a namespace, so the store's flush of a namespace (SCAN
         # MATCH "<namespace>:*") can never reach the index's hashes, whatever the names
@@ -163,65 +197,44 @@ class RedisVLIndex(VectorIndex):
     # ------------------------------------------------------------------ drivers
     # A mapped error is thrown back into the program, so it can handle one (an index
     # another process created first) where it made the call.
-    def _run(self, program: _Program) -> Any:
+    def _run(self, program: Callable[Concatenate[_IO, _P], _Program],
+             *args: _P.args, **kwargs: _P.kwargs) -> Any:
+        with _map_errors():
+            io = _Sync(self, self.connection.client())
+        steps = program(io, *args, **kwargs)
         result: Any = None
         error: SemcacheError | None = None
         while True:
             try:
-                call = program.throw(error) if error is not None else program.send(result)
+                step = steps.throw(error) if error is not None else steps.send(result)
             except StopIteration as stop:
                 return stop.value
             result, error = None, None
             try:
                 with _map_errors():
-                    result = self._call(call, self.store._client())
+                    result = step()
             except SemcacheError as exc:
                 error = exc
 
-    def _call(self, call: _Call, client: Any) -> Any:
-        if call.target == "pipeline":
-            pipe = client.pipeline(transaction=False)
-            for method, args, kwargs in call.args:
-                getattr(pipe, method)(*args, **kwargs)
-            return pipe.execute()
-        if call.target == "index":
-            if self._sync_index is None:
-                assert self._schema is not None
-                self._sync_index = SearchIndex(self._schema, redis_client=client,
-                                               owns_client=False)
-            return getattr(self._sync_index, call.method)(*call.args, **call.kwargs)
-        return getattr(client, call.method)(*call.args, **call.kwargs)
-
-    async def _arun(self, program: _Program) -> Any:
+    async def _arun(self, program: Callable[Concatenate[_IO, _P], _Program],
+                    *args: _P.args, **kwargs: _P.kwargs) -> Any:
+        with _map_errors():
+            io = _Async(self, await self.connection.aclient())
+        steps = program(io, *args, **kwargs)
         result: Any = None
         error: SemcacheError | None = None
         while True:
             try:
-                call = program.throw(error) if error is not None else program.send(result)
+                step = steps.throw(error) if error is not None else steps.send(result)
             except StopIteration as stop:
                 return stop.value
             result, error = None, None
             try:
                 with _map_errors():
-                    client = await self.store._async.get()
-                    if call.target == "pipeline":
-                        pipe = client.pipeline(transaction=False)
-                        for method, args, kwargs in call.args:
-                            getattr(pipe, method)(*args, **kwargs)
-                        result = await pipe.execute()
-                    else:
-                        target = client if call.target == "client" else self._aindex(client)
-                        result = await getattr(target, call.method)(*call.args, **call.kwargs)
+                    pending: Awaitable[Any] = step()
+                    result = await pending
             except SemcacheError as exc:
                 error = exc
-
-    def _aindex(self, client: Any) -> AsyncSearchIndex:
-        got = self._async_indexes.get(id(client))
-        if got is None or got[0] is not client:  # one per event loop's client
-            assert self._schema is not None
-            got = self._async_indexes[id(client)] = (client, AsyncSearchIndex(
-                self._schema, redis_client=client, owns_client=False))
-        return got[1]
 
     # ------------------------------------------------------------------ programs
     def _make_schema(self, dim: int) -> IndexSchema:
@@ -233,15 +246,15 @@ class RedisVLIndex(VectorIndex):
                        {"name": "x", "type": "numeric"},
                        {"name": "v", "type": "vector", "attrs": attrs}]})
 
-    def _ensure(self, dim: int | None = None) -> _Program:
+    def _ensure(self, io: _IO, dim: int | None = None) -> _Program:
         """Check (or create) the index and its recorded model once per process; False
         when it does not exist and the dimension is not known yet."""
         if self._ready:
             return True
-        meta = yield _Call("client", "hgetall", (self.meta_key,))
+        meta = yield partial(io.client.hgetall, self.meta_key)
         meta = {k.decode() if isinstance(k, bytes) else k: v.decode() if isinstance(v, bytes)
                 else v for k, v in (meta or {}).items()}
-        where = f"RedisVL index {self.index_name!r} on {self.store._where}"
+        where = f"RedisVL index {self.index_name!r} on {self.connection.where}"
         if meta:
             model = meta.get("model_id") or None
             if self.model_id is not None and model is not None and model != self.model_id:
@@ -261,62 +274,65 @@ class RedisVLIndex(VectorIndex):
             return False
         self._dim = dim
         self._schema = self._make_schema(dim)
-        exists = yield _Call("index", "exists")
+        exists = yield io.index.exists
         if not exists:
             try:
-                yield _Call("index", "create", kwargs={"overwrite": False})
+                yield partial(io.index.create, overwrite=False)
             except BackendError as exc:  # another process created it meanwhile
                 if "already exists" not in str(exc.__cause__ or exc).lower():
                     raise
         if not meta:
-            yield _Call("client", "hset", (self.meta_key,), {"mapping": {
+            yield partial(io.client.hset, self.meta_key, mapping={
                 "format": FORMAT, "model_id": self.model_id or "", "dim": dim,
-                "metric": "cosine"}})
+                "metric": "cosine"})
         self._ready = True
         return True
 
     def _rkey(self, key: str) -> str:
         return self.prefix + _digest(key)[:40]
 
-    def _add(self, entries: Sequence[IndexEntry], vectors: np.ndarray) -> _Program:
+    def _add(self, io: _IO, entries: Sequence[IndexEntry], vectors: np.ndarray) -> _Program:
         if self._dim is None and not self._ready:
-            yield from self._ensure()
+            yield from self._ensure(io)
         vecs = check_vectors(vectors, len(entries), self._dim or np.shape(vectors)[-1])
         if not entries:
             return None
-        yield from self._ensure(vecs.shape[1])
+        yield from self._ensure(io, vecs.shape[1])
         last = {e.key: i for i, e in enumerate(entries)}  # one batch, one key: last wins
-        ops: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+        # queuing on a pipeline is local (no I/O, in either flavour); its execute is the
+        # one round trip
+        pipe = io.client.pipeline(transaction=False)
         for i in last.values():
             e, rk = entries[i], self._rkey(entries[i].key)
-            ops.append(("hset", (rk,), {"mapping": {
+            pipe.hset(rk, mapping={
                 "k": e.key, "ctx": _digest(e.context), "ns": _digest(e.namespace),
                 "p": e.prompt, "c": repr(float(e.created_at)),
                 "x": repr(NEVER if e.expires_at is None else float(e.expires_at)),
-                "v": vecs[i].tobytes()}}))
+                "v": vecs[i].tobytes()})
             if e.expires_at is None:
-                ops.append(("persist", (rk,), {}))
+                pipe.persist(rk)
             else:
                 at = max(e.expires_at, self._clock()) + self.expiry_grace
-                ops.append(("pexpireat", (rk, int(at * 1000)), {}))
-        yield _Call("pipeline", "execute", tuple(ops))
+                pipe.pexpireat(rk, int(at * 1000))
+        yield pipe.execute
         return None
 
-    def _search(self, vector: np.ndarray, context: str, k: int, now: float) -> _Program:
+    def _search(self, io: _IO, vector: np.ndarray, context: str, k: int,
+                now: float) -> _Program:
         check_k(k)
         if self._dim is None and not self._ready:
-            yield from self._ensure()
+            yield from self._ensure(io)
         if self._dim is None:  # nothing was ever added: still reject bad input
             check_vectors(vector, 1, np.shape(vector)[-1])
             return []
         q = check_vectors(vector, 1, self._dim)[0]
-        if not (yield from self._ensure()):
+        if not (yield from self._ensure(io)):
             return []
         query = VectorQuery(vector=q.tolist(), vector_field_name="v", dtype="float32",
                             return_fields=["k", "p", "c", "x", "o"], num_results=k,
                             filter_expression=(Tag("ctx") == _digest(context))
                             & (Num("x") > now))
-        rows = yield _Call("index", "query", (query,))
+        rows = yield partial(io.index.query, query)
         out = []
         for r in rows:
             x = float(r["x"])
@@ -325,40 +341,40 @@ class RedisVLIndex(VectorIndex):
                                  _observations(r.get("o"))))
         return out
 
-    def _observe(self, key: str, obs: Observation) -> _Program:
-        done = yield _Call("client", "eval", (_OBSERVE_LUA, 1, self._rkey(key),
-                                              json.dumps(obs.to_json()), MAX_OBSERVATIONS))
+    def _observe(self, io: _IO, key: str, obs: Observation) -> _Program:
+        done = yield partial(io.client.eval, _OBSERVE_LUA, 1, self._rkey(key),
+                             json.dumps(obs.to_json()), MAX_OBSERVATIONS)
         return bool(done)
 
-    def _delete(self, keys: Sequence[str]) -> _Program:
+    def _delete(self, io: _IO, keys: Sequence[str]) -> _Program:
         rkeys = list(dict.fromkeys(self._rkey(k) for k in keys))
         if not rkeys:
             return 0
-        return int((yield _Call("client", "delete", tuple(rkeys))))
+        return int((yield partial(io.client.delete, *rkeys)))
 
-    def _clear(self, namespace: str) -> _Program:
-        if not (yield from self._ensure()):
+    def _clear(self, io: _IO, namespace: str) -> _Program:
+        if not (yield from self._ensure(io)):
             return 0
         gone = 0
         while True:  # pages of ids; deleted documents leave the index at once
-            rows = yield _Call("index", "query", (FilterQuery(
+            rows = yield partial(io.index.query, FilterQuery(
                 filter_expression=Tag("ns") == _digest(namespace), return_fields=["k"],
-                num_results=1000),))
+                num_results=1000))
             if not rows:
                 return gone
-            gone += int((yield _Call("client", "delete", tuple(r["id"] for r in rows))))
+            gone += int((yield partial(io.client.delete, *(r["id"] for r in rows))))
 
-    def _count(self, namespace: str | None) -> _Program:
-        if not (yield from self._ensure()):
+    def _count(self, io: _IO, namespace: str | None) -> _Program:
+        if not (yield from self._ensure(io)):
             return 0
         flt = None if namespace is None else Tag("ns") == _digest(namespace)
-        return int((yield _Call("index", "query", (CountQuery(filter_expression=flt),))))
+        return int((yield partial(io.index.query, CountQuery(filter_expression=flt))))
 
-    def _drop(self, delete_documents: bool) -> _Program:
-        if not (yield from self._ensure()):
+    def _drop(self, io: _IO, delete_documents: bool) -> _Program:
+        if not (yield from self._ensure(io)):
             return None
-        yield _Call("index", "delete", (), {"drop": delete_documents})
-        yield _Call("client", "delete", (self.meta_key,))
+        yield partial(io.index.delete, drop=delete_documents)
+        yield partial(io.client.delete, self.meta_key)
         self._ready = False
         self._sync_index = None
         self._async_indexes.clear()
@@ -366,64 +382,66 @@ class RedisVLIndex(VectorIndex):
 
     # ------------------------------------------------------------------ the seam
     def add(self, entries: Sequence[IndexEntry], vectors: np.ndarray) -> None:
-        self._run(self._add(entries, vectors))
+        self._run(self._add, entries, vectors)
 
     def search(self, vector: np.ndarray, context: str, k: int = 4,
                now: float | None = None) -> list[Candidate]:
-        return self._run(self._search(vector, context, k,
-                                      self._clock() if now is None else now))
+        return self._run(self._search, vector, context, k,
+                         self._clock() if now is None else now)
 
     def delete(self, keys: Sequence[str]) -> int:
-        return self._run(self._delete(keys))
+        return self._run(self._delete, keys)
 
     def clear(self, namespace: str) -> int:
-        return self._run(self._clear(namespace))
+        return self._run(self._clear, namespace)
 
     def count(self, namespace: str | None = None) -> int:
-        return self._run(self._count(namespace))
+        return self._run(self._count, namespace)
 
     def observe(self, key: str, observation: Observation) -> bool:
-        return self._run(self._observe(key, observation))
+        return self._run(self._observe, key, observation)
 
     async def aobserve(self, key: str, observation: Observation) -> bool:
-        return await self._arun(self._observe(key, observation))
+        return await self._arun(self._observe, key, observation)
 
     def drop(self, delete_documents: bool = True) -> None:
         """Remove the search index itself (and, by default, its entries): a flush only
         ever removes a namespace's entries, this is for tearing a deployment down."""
-        self._run(self._drop(delete_documents))
+        self._run(self._drop, delete_documents)
 
     def ping(self) -> bool:
-        return self.store.ping()
+        with _map_errors():
+            return bool(self.connection.client().ping())
 
     async def aadd(self, entries: Sequence[IndexEntry], vectors: np.ndarray) -> None:
-        await self._arun(self._add(entries, vectors))
+        await self._arun(self._add, entries, vectors)
 
     async def asearch(self, vector: np.ndarray, context: str, k: int = 4,
                       now: float | None = None) -> list[Candidate]:
-        return await self._arun(self._search(vector, context, k,
-                                             self._clock() if now is None else now))
+        return await self._arun(self._search, vector, context, k,
+                                self._clock() if now is None else now)
 
     async def adelete(self, keys: Sequence[str]) -> int:
-        return await self._arun(self._delete(keys))
+        return await self._arun(self._delete, keys)
 
     async def aclear(self, namespace: str) -> int:
-        return await self._arun(self._clear(namespace))
+        return await self._arun(self._clear, namespace)
 
     async def acount(self, namespace: str | None = None) -> int:
-        return await self._arun(self._count(namespace))
+        return await self._arun(self._count, namespace)
 
     async def aping(self) -> bool:
-        return await self.store.aping()
+        with _map_errors():
+            return bool(await (await self.connection.aclient()).ping())
 
     def close(self) -> None:
-        self.store.close()  # shared with the cache's store; closing twice is harmless
+        self.connection.close()  # shared with the cache's store; closing twice is harmless
 
     async def aclose(self) -> None:
-        await self.store.aclose()
+        await self.connection.aclose()
 
     def __repr__(self) -> str:
-        return (f"RedisVLIndex(index_name={self.index_name!r}, at={self.store._where!r}, "
+        return (f"RedisVLIndex(index_name={self.index_name!r}, at={self.connection.where!r}, "
                 f"dim={self._dim}, model_id={self.model_id!r}, algorithm={self.algorithm!r})")
 
 
@@ -434,26 +452,3 @@ def _observations(raw: str | bytes | None) -> tuple[Observation, ...]:
     if not isinstance(arr, list):  # Lua's cjson writes an empty table as {}
         return ()
     return tuple(Observation.from_json(v) for v in arr)
-
-
-#: LiteLLM parameters accepted for compatibility that change nothing here: every
-#: semcache cache is natively sync and async.
-_ACCEPTED_NOOPS = ("redis_semantic_cache_use_async",)
-
-
-def build_redis_semantic(
-    embedder: Embedder,
-    redis_semantic_cache_embedding_model: Any = None,  # resolved into ``embedder``
-    redis_semantic_cache_index_name: str = "semcache",
-    **params: Any,
-) -> tuple[ExactStore, VectorIndex]:
-    """The type table's builder: a ``RedisStore`` and an index sharing its pool."""
-    for name in _ACCEPTED_NOOPS:
-        params.pop(name, None)
-    if params.get("redis_startup_nodes") is not None:
-        raise ConfigError("redis-semantic needs a single Redis Stack server (the search "
-                          "module does not run on an OSS cluster): give host/port or "
-                          "redis_url", parameter="redis_startup_nodes")
-    store = RedisStore.from_params(**params)
-    index = RedisVLIndex(store, redis_semantic_cache_index_name, model_id=embedder.model_id)
-    return store, index

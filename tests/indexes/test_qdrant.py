@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from semcache import BackendError, BackendUnavailable, ConfigError
+from semcache.exact.qdrant import QdrantStore
 from semcache.indexes.base import IndexEntry
-from semcache.indexes.qdrant import QdrantConnection, QdrantIndex, QdrantStore
+from semcache.indexes.qdrant import QdrantConnection, QdrantIndex
 from tests.contracts.exact_store import RemoteExactStoreContract
 from tests.contracts.vector_index import (
     T0,

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from semcache import BackendUnavailable, ConfigError
+from semcache._connections.redis import RedisConnection
 from semcache.exact.redis import RedisStore
 from semcache.indexes.base import IndexEntry
 from semcache.indexes.redisvl import RedisVLIndex, similarity_from_distance
@@ -25,7 +26,7 @@ class TestRedisVLIndex(PersistentVectorIndexContract):
     @pytest.fixture
     def index(self, redis_stack_url):
         self._url, self._name = redis_stack_url, _name()
-        self._open = [RedisVLIndex(RedisStore(url=redis_stack_url), self._name, model_id="m")]
+        self._open = [RedisVLIndex(RedisConnection(url=redis_stack_url), self._name, model_id="m")]
         yield self._open[0]
         self._open[-1].drop()
         for i in self._open:
@@ -35,7 +36,7 @@ class TestRedisVLIndex(PersistentVectorIndexContract):
     def reopen(self, index):
         def again():  # a new process's view: new clients, same server
             index.close()
-            nxt = RedisVLIndex(RedisStore(url=self._url), self._name, model_id="m")
+            nxt = RedisVLIndex(RedisConnection(url=self._url), self._name, model_id="m")
             self._open.append(nxt)
             return nxt
         return again
@@ -45,7 +46,7 @@ class TestRedisVLIndexHNSW(TestRedisVLIndex):
     @pytest.fixture
     def index(self, redis_stack_url):
         self._url, self._name = redis_stack_url, _name()
-        self._open = [RedisVLIndex(RedisStore(url=redis_stack_url), self._name,
+        self._open = [RedisVLIndex(RedisConnection(url=redis_stack_url), self._name,
                                    model_id="m", algorithm="hnsw")]
         yield self._open[0]
         self._open[-1].drop()
@@ -63,13 +64,13 @@ def test_distance_conversion_pinned(distance, similarity) -> None:
 
 def test_other_model_is_a_config_error(redis_stack_url) -> None:
     name = _name()
-    a = RedisVLIndex(RedisStore(url=redis_stack_url), name, model_id="model-a")
+    a = RedisVLIndex(RedisConnection(url=redis_stack_url), name, model_id="model-a")
     a.add([IndexEntry("n:a", "c", "n", "p", T0, None)], unit(np.random.default_rng(1), 1, 4))
-    b = RedisVLIndex(RedisStore(url=redis_stack_url), name, model_id="model-b")
+    b = RedisVLIndex(RedisConnection(url=redis_stack_url), name, model_id="model-b")
     with pytest.raises(ConfigError) as err:
         b.search(unit(np.random.default_rng(2), 1, 4)[0], "c")
     assert err.value.parameter == "redis_semantic_cache_embedding_model"
-    same = RedisVLIndex(RedisStore(url=redis_stack_url), name, model_id="model-a")
+    same = RedisVLIndex(RedisConnection(url=redis_stack_url), name, model_id="model-a")
     assert same.count("n") == 1 and same.dim == 4
     a.drop()
     for i in (a, b, same):
@@ -77,13 +78,13 @@ def test_other_model_is_a_config_error(redis_stack_url) -> None:
 
 
 def test_entries_expire_in_redis(redis_stack_url) -> None:
-    idx = RedisVLIndex(RedisStore(url=redis_stack_url), _name())
+    idx = RedisVLIndex(RedisConnection(url=redis_stack_url), _name())
     idx.expiry_grace = 0.0
     import time
     v = unit(np.random.default_rng(3), 2, 4)
     idx.add([IndexEntry("n:short", "c", "n", "p", T0, time.time() + 1),
              IndexEntry("n:long", "c", "n", "p", T0, None)], v)
-    client = idx.store._client()
+    client = idx.connection.client()
     assert 0 < client.pttl(idx._rkey("n:short")) <= 1000
     assert client.pttl(idx._rkey("n:long")) == -1  # no expiry
     assert wait_until(lambda: idx.count("n") == 1, timeout=10)
@@ -94,7 +95,7 @@ def test_entries_expire_in_redis(redis_stack_url) -> None:
 
 def test_flush_does_not_touch_other_namespaces_or_store_keys(redis_stack_url) -> None:
     store = RedisStore(url=redis_stack_url)
-    idx = RedisVLIndex(store, "semcache")
+    idx = RedisVLIndex(store.connection, "semcache")  # one pool, as the builder does
     ns = _name()
     store.set(f"{ns}:answer", b"x")
     idx.add([IndexEntry(f"{ns}:answer", "c", ns, "p", T0, None),
@@ -112,7 +113,7 @@ def test_server_down_is_backend_unavailable() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    idx = RedisVLIndex(RedisStore(url=f"redis://127.0.0.1:{port}", socket_timeout=1,
+    idx = RedisVLIndex(RedisConnection(url=f"redis://127.0.0.1:{port}", socket_timeout=1,
                                   socket_connect_timeout=1), "x", dim=4)
     with pytest.raises(BackendUnavailable):
         idx.search(unit(np.random.default_rng(5), 1, 4)[0], "c")
@@ -121,15 +122,15 @@ def test_server_down_is_backend_unavailable() -> None:
 
 def test_cluster_is_rejected() -> None:
     with pytest.raises(ConfigError):
-        RedisVLIndex(RedisStore(startup_nodes=[{"host": "127.0.0.1", "port": 1}]), "x")
+        RedisVLIndex(RedisConnection(startup_nodes=[{"host": "127.0.0.1", "port": 1}]), "x")
 
 
 def test_cache_type_with_litellm_params(redis_stack_url) -> None:
     from urllib.parse import urlparse
 
     from semcache import Cache
+    from semcache._registry import build_redis_semantic
     from semcache.embedders.base import Embedder
-    from semcache.indexes.redisvl import build_redis_semantic
 
     u = urlparse(redis_stack_url)
     name = _name()
