@@ -9,7 +9,7 @@ import pytest
 from semcache import Cache, ConfigError
 from semcache._judges import EmbeddingJudge, ExactJudge, answer_text
 from semcache.indexes.base import Candidate, Observation
-from semcache.policies.verified import VerifiedPolicy, wilson_interval
+from semcache.policies.verified import VerifiedPolicy
 
 
 def ask(q, **kw):
@@ -18,15 +18,6 @@ def ask(q, **kw):
 
 Q = "How do I learn Python quickly?"
 PARA = "What is the fastest way to learn Python?"
-
-
-def test_wilson_interval():
-    lo, hi = wilson_interval(0.0, 1000, 1.96)
-    assert lo == 0.0 and 0.0 < hi < 0.005
-    lo, hi = wilson_interval(0.1, 100, 1.96)
-    assert lo < 0.1 < hi and hi - lo > 0.1
-    lo, hi = wilson_interval(0.1, 10_000, 1.96)
-    assert lo == pytest.approx(0.1, abs=0.007) and hi == pytest.approx(0.1, abs=0.007)
 
 
 THRESHOLDS = [0.75, 0.8, 0.85, 0.9, 0.97, 1.01]

@@ -36,6 +36,7 @@ import numpy as np
 from .._config import check_rate
 from .._errors import InvalidRequestError
 from ..embedders.base import Embedder
+from ..policies._stats import wilson_interval
 from ..policies.replay import (
     TRUTHS,
     ReplayResult,
@@ -45,7 +46,6 @@ from ..policies.replay import (
     order_sensitive_pairs,
     replay,
 )
-from ..policies.verified import wilson_interval
 
 __all__ = ["DEFAULT_TARGETS", "DEFAULT_THRESHOLDS", "PolicyComparison", "compare_policies"]
 
@@ -56,7 +56,7 @@ WARMUP = 0.2
 
 
 def _wilson(wrong: int, n: int) -> list[float]:
-    return list(wilson_interval(wrong / n, n, 1.96)) if n > 0 else [0.0, 1.0]
+    return list(wilson_interval(wrong / n if n else 0.0, n))
 
 
 def _running_error(trace: Sequence[int], warmup: float) -> tuple[float, float]:
@@ -71,10 +71,8 @@ def _running_error(trace: Sequence[int], warmup: float) -> tuple[float, float]:
     p = wrong[start:] / n
     if not p.size:
         return 0.0, 0.0
-    z = 1.96
-    low = (p + z * z / (2 * n) - z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))) \
-        / (1 + z * z / n)
-    return float(p.max()), float(max(low.max(), 0.0))
+    low, _ = wilson_interval(p, n)
+    return float(p.max()), float(low.max())
 
 
 @dataclass

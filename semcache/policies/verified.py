@@ -64,21 +64,15 @@ from .._config import check_rate
 from .._errors import ConfigError
 from .._policy import Decision, DecisionPolicy
 from ..indexes.base import Candidate, Observation
+from ._stats import wilson_interval
 
-__all__ = ["VerifiedPolicy", "wilson_interval"]
+__all__ = ["VerifiedPolicy"]
 
 #: width of a similarity bin of the model's counts, and of a confirmation-margin bin
 _STEP = 0.01
 _MARGIN_STEP = 0.02
 _MARGIN_CAP = 0.2
 _STATE_VERSION = 5
-
-
-def wilson_interval(p: float, n: float, z: float) -> tuple[float, float]:
-    """The Wilson score interval of a proportion ``p`` seen in ``n`` trials."""
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def _z(confidence: float) -> float:
@@ -394,7 +388,7 @@ class VerifiedPolicy(DecisionPolicy):
         hit_ci = rate = ci = None
         if audited:
             hit_rate = wrong / audited
-            lo, hi = wilson_interval(hit_rate, audited, 1.96)
+            lo, hi = wilson_interval(hit_rate, audited)
             hit_ci = [lo, hi]
             rate, ci = hit_rate * share, [lo * share, hi * share]
         bound = ci if self.per == "request" else hit_ci
