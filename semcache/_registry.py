@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import importlib
 import os
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._errors import ConfigError, MissingDependency
 from .embedders.base import Embedder
+
+# re-exported: they lived here before the per-process instances moved to the embedders'
+# own table (a seam never imports the core)
+from .embedders.registry import DEFAULT_EMBEDDING_MODEL, get_embedder
 from .exact.base import ExactStore
 from .indexes.base import VectorIndex
 
@@ -27,7 +30,6 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_EMBEDDING_MODEL", "TYPES", "TypeSpec", "build_backends", "get_embedder"]
 
-DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,36 +123,6 @@ def build_backends(
 
         store = TieredStore.from_params(back=store, **tier)
     return store, None
-
-
-# -- embedders: one instance per model per process, so models and LRUs are shared --
-_EMBEDDERS: dict[str, Embedder] = {}
-_EMBEDDERS_LOCK = threading.Lock()
-
-
-def get_embedder(model: str | Embedder | None) -> Embedder:
-    if isinstance(model, Embedder):
-        return model
-    name = model or DEFAULT_EMBEDDING_MODEL
-    if not isinstance(name, (str, os.PathLike)):
-        raise ConfigError(f"embedding model must be a name, a path or an Embedder, got "
-                          f"{type(name).__name__}", parameter="embedding_model")
-    key = str(name)
-    with _EMBEDDERS_LOCK:
-        emb = _EMBEDDERS.get(key)
-        if emb is None:
-            emb = _EMBEDDERS[key] = _resolve_embedder(key)
-        return emb
-
-
-def _resolve_embedder(name: str) -> Embedder:
-    try:
-        from .embedders.registry import resolve_embedder  # the full table, when present
-    except ImportError:
-        from .embedders.local import SentenceTransformerEmbedder
-
-        return SentenceTransformerEmbedder(name)
-    return resolve_embedder(name)
 
 
 # -- builders of the in-process types --

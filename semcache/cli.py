@@ -1,29 +1,56 @@
 """The ``semcache`` command line: subcommands registered from one table.
 
-Each module in ``COMMANDS`` has ``add_parser(subparsers)``, which adds its subcommand and
-sets ``func`` (called with the parsed namespace, returning an exit code). Register
-functions keep their imports light and import heavy things inside ``func``, so building
-the parser stays cheap.
+Each entry of ``COMMANDS`` is a function that imports its subcommand's module and calls
+its ``add_parser(subparsers)``, which adds the subcommand and sets ``func`` (called with
+the parsed namespace, returning an exit code). Register functions keep their imports
+light and import heavy things inside ``func``, so building the parser stays cheap.
+
+This module is the composition root: the one module outside ``proxy/`` and ``eval/``
+that imports them, with plain import statements (no module names in strings), so the
+import contract (``.importlinter``, checked by ``tests/test_import_contract.py``) sees
+them and allows exactly these imports; the core (``_cache.py``, ``_calls/``, ...) never
+imports the proxy or the evaluation.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from ._errors import SemcacheError
 
-#: subcommand modules; each has ``add_parser(subparsers)`` setting ``func``
-COMMANDS = ("semcache._demo", "semcache.proxy.cli", "semcache.eval._cli")
+__all__ = ["COMMANDS", "build_parser", "main"]
+
+
+def _demo(subparsers: Any) -> None:
+    from ._demo import add_parser
+
+    add_parser(subparsers)
+
+
+def _serve(subparsers: Any) -> None:
+    from .proxy.cli import add_parser
+
+    add_parser(subparsers)
+
+
+def _eval(subparsers: Any) -> None:
+    from .eval._cli import add_parser
+
+    add_parser(subparsers)
+
+
+#: subcommand name -> the function that registers it (in ``semcache --help`` order)
+COMMANDS: dict[str, Callable[[Any], None]] = {"demo": _demo, "serve": _serve, "eval": _eval}
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="semcache", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    for module in COMMANDS:
-        importlib.import_module(module).add_parser(sub)
+    for register in COMMANDS.values():
+        register(sub)
     return parser
 
 

@@ -10,9 +10,9 @@ __all__ = ["get_embedder"]
 
 
 def __getattr__(name: str) -> Any:
-    # lazily: semcache._registry imports this package's base module
+    # lazily, so importing a backend module does not load the model table
     if name == "get_embedder":
-        from .._registry import get_embedder
+        from .registry import get_embedder
 
         return get_embedder
     raise AttributeError(f"module 'semcache.embedders' has no attribute {name!r}")

@@ -11,12 +11,16 @@ take instances; strings live at the edge)::
 
 ``KNOWN_DIMS`` gives the vector size of the named models without loading anything, so an
 index can be created (or its manifest checked) before the first embedding.
+
+``get_embedder`` keeps one instance per model per process, so every ``Cache`` naming a
+model shares its weights and LRU.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,7 +28,10 @@ from typing import Any
 from .._errors import ConfigError
 from .base import Embedder
 
-__all__ = ["BACKENDS", "KNOWN_DIMS", "embedder_dim", "resolve_embedder"]
+__all__ = ["BACKENDS", "DEFAULT_EMBEDDING_MODEL", "KNOWN_DIMS", "embedder_dim", "get_embedder",
+           "resolve_embedder"]
+
+DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 
 #: backend name -> "module:Class", imported on use (torch, onnxruntime and the openai
 #: client stay out of ``import semcache``)
@@ -108,3 +115,24 @@ def embedder_dim(name: str, *, dimensions: int | None = None) -> int | None:
         return dimensions
     name = name.removeprefix("openai/")
     return KNOWN_DIMS.get(name)
+
+
+# -- one instance per model per process, so models and LRUs are shared --
+_EMBEDDERS: dict[str, Embedder] = {}
+_EMBEDDERS_LOCK = threading.Lock()
+
+
+def get_embedder(model: str | os.PathLike[str] | Embedder | None) -> Embedder:
+    """The process's embedder for ``model`` (the default model when None), made once."""
+    if isinstance(model, Embedder):
+        return model
+    name = model or DEFAULT_EMBEDDING_MODEL
+    if not isinstance(name, (str, os.PathLike)):
+        raise ConfigError(f"embedding model must be a name, a path or an Embedder, got "
+                          f"{type(name).__name__}", parameter="embedding_model")
+    key = str(name)
+    with _EMBEDDERS_LOCK:
+        emb = _EMBEDDERS.get(key)
+        if emb is None:
+            emb = _EMBEDDERS[key] = resolve_embedder(key)
+        return emb
