@@ -4,7 +4,7 @@ Runs everything on loopback: FakeOpenAI (fixed delay) and ``semcache serve`` as
 subprocesses, this process as the asyncio httpx client. For each concurrency level it
 reports requests/s and p50/p99 latency per kind, bounded by ``--requests`` per phase and
 ``--seconds`` per phase, plus two references measured in this process on an identical
-cache: a direct library lookup (``Cache._abegin``) for the same hits, and the rate at which
+cache: a direct library lookup (``Cache.abegin``) for the same hits, and the rate at which
 the embedder can embed one query at a time (the ceiling of un-batched semantic lookups).
 
     python benchmarks/proxy_load.py                      # 1, 32, 200; 50 ms upstream
@@ -184,9 +184,9 @@ async def library_reference(args) -> dict:
             kw = orjson.loads(next(gen))
             kw["cache"] = {"namespace": "default"}
             t = time.perf_counter()
-            o = await cache._abegin("acompletion", kw)
+            o = await cache.abegin("acompletion", **kw)
             times.append((time.perf_counter() - t) * 1000)
-            assert o.hit is not None, (kind, kw)
+            assert o.hit, (kind, kw)
         out[f"library_{kind}_p50_ms"] = statistics.median(times)
     texts = [f"single query embedding number {i} {rng.random()}" for i in range(40)]
     t = time.perf_counter()

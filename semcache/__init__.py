@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ._cache import Cache, CacheHit
+from ._cache import Cache, CacheHit, Pending
 from ._calls import (
     acompletion,
     aembedding,
@@ -120,6 +120,7 @@ __all__ = [
     "IntegrityError",
     "InvalidRequestError",
     "MissingDependency",
+    "Pending",
     "Router",
     "SemcacheError",
     "StaticThreshold",

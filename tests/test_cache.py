@@ -354,8 +354,7 @@ def test_a_miss_embeds_once_and_the_store_reuses_it(minilm, clock):
             return minilm._embed(texts)
 
     c = Cache(type="faiss-semantic", embedder=Counting(), clock=clock)
-    out = c._begin("completion", ask(Q))
-    c._finish(out, ANSWER)
+    c.begin("completion", **ask(Q)).store(ANSWER)
     assert calls == [[Q]]
 
 

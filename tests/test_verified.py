@@ -8,6 +8,7 @@ import pytest
 
 from semcache import Cache, ConfigError
 from semcache._judges import EmbeddingJudge, ExactJudge, answer_text
+from semcache._keys import semantic_split
 from semcache.indexes.base import Candidate, Observation
 from semcache.policies.verified import VerifiedPolicy
 
@@ -36,6 +37,7 @@ def simulate(target, n=30_000, seed=0, **kw):
         s = rng.uniform(0.7, 1.0)
         c = Candidate(f"n:{e}", s, "p", 0.0, None, tuple(obs[e]))
         d = policy.decide("q", [c], 0.7)
+        policy.record(d)
         right = s >= thresholds[e]
         if t > n // 3:
             decisions += 1
@@ -105,6 +107,7 @@ def test_the_bound_holds_after_the_population_drifts():
             shift = 0.1
         e, s = rng.randrange(300), rng.uniform(0.7, 1.0)
         d = policy.decide("q", [Candidate(f"n:{e}", s, "p", 0.0, None, tuple(obs[e]))], 0.7)
+        policy.record(d)
         right = s >= thresholds[e] + shift
         if t > n // 2 + n // 4:
             decisions += 1
@@ -179,14 +182,15 @@ def test_exploration_judges_the_fresh_answer_and_stores_the_outcome(minilm):
 
     c = Cache(type="faiss-semantic", embedder=minilm, target_error_rate=0.05, judge=judge)
     c.add_cache({"answer": "practice"}, **ask(Q))
-    out = c._begin("completion", ask(PARA))
-    assert out.hit is None
+    out = c.begin("completion", **ask(PARA))
+    assert not out.hit
     m = out.metadata
     assert m["policy"] == "verified" and m["decision"] == "explored"
     assert 0 <= m["estimated_error"] <= 1
-    c._finish(out, {"answer": "practice daily"})
+    out.store({"answer": "practice daily"})
     assert seen == [(PARA, Q, {"answer": "practice"}, {"answer": "practice daily"})]
-    (cand,) = [x for x in c.index.search(minilm.embed([PARA])[0], out.request.split.context)
+    context = semantic_split(c.namespace, "completion", ask(PARA)).context
+    (cand,) = [x for x in c.index.search(minilm.embed([PARA])[0], context)
                if x.key == c.get_cache_key(**ask(Q))]
     assert cand.observations == (Observation(pytest.approx(cand.similarity), True),)
     s = c.stats()
@@ -196,7 +200,7 @@ def test_exploration_judges_the_fresh_answer_and_stores_the_outcome(minilm):
     # ... and its entry starts with the judgement, seen from its side: its answer is
     # right for the candidate's prompt at the same similarity
     fresh_key = c.get_cache_key(**ask(PARA))
-    (mine,) = [x for x in c.index.search(minilm.embed([Q])[0], out.request.split.context)
+    (mine,) = [x for x in c.index.search(minilm.embed([Q])[0], context)
                if x.key == fresh_key]
     assert mine.observations == (Observation(pytest.approx(cand.similarity), True),)
 
@@ -205,7 +209,7 @@ def test_an_abstaining_judge_records_nothing(minilm):
     c = Cache(type="faiss-semantic", embedder=minilm, target_error_rate=0.05,
               judge=lambda *a: None)
     c.add_cache({"answer": "x"}, **ask(Q))
-    c._finish(c._begin("completion", ask(PARA)), {"answer": "y"})
+    c.begin("completion", **ask(PARA)).store({"answer": "y"})
     assert c.stats()["judged"] == 0
 
 

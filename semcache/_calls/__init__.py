@@ -246,17 +246,16 @@ def _single_flow(call: _Prepared) -> _Flow:
         t = time.perf_counter()
         (outcome,) = yield _Begin(cache, call.key_type or call.call_type, [call.key_kwargs])
         _timed(call, "cache", t)
-        req = getattr(outcome, "request", None)  # None: a user's overridden get_cache
-        if outcome.hit is None and not call.stream and call.mock is None \
-                and req is not None and req.read and req.write:
+        if not outcome.hit and not call.stream and call.mock is None \
+                and outcome.reads and outcome.writes:
             # single-flight (_flight.py): an identical miss already in flight is waited
             # for, then looked up again, instead of calling upstream once more
             lease = yield _Join(cache, outcome.metadata["key"], _wait_s(call))
             if lease is None:
                 (outcome,) = yield _Begin(cache, call.key_type or call.call_type, [call.key_kwargs])
                 _timed(call, "cache", t)
-        if outcome.hit is not None:
-            response = rebuild_hit(call.kind, outcome.hit)
+        if outcome.hit:
+            response = rebuild_hit(call.kind, outcome.entry)
             if response is not None:
                 hidden = hidden_params(call, True, outcome.metadata, response)
                 hide_params(response, hidden)

@@ -53,8 +53,8 @@ def _embedding_flow(call: _Prepared) -> _Flow:
         outcomes = yield _Begin(cache, call.call_type,
                                 [{**call.key_kwargs, "input": [item]} for item in items])
         for i, outcome in enumerate(outcomes):
-            if outcome.hit is not None:
-                r = rebuild_hit("embedding", outcome.hit)
+            if outcome.hit:
+                r = rebuild_hit("embedding", outcome.entry)
                 if r is not None and len(r.data) == 1:
                     served[i] = r
         _timed(call, "cache", t)

@@ -246,11 +246,20 @@ def overridden(cache: Any, name: str) -> bool:
 
 @dataclass(slots=True)
 class _Custom:
-    """The outcome of a lookup by an overridden ``get_cache`` (LiteLLM's custom cache)."""
+    """The outcome of a lookup by an overridden ``get_cache`` (LiteLLM's custom cache),
+    read like a ``Pending``: ``entry``, ``hit``, ``metadata``, ``reads``, ``writes``."""
 
-    hit: Any
+    entry: Any
     metadata: dict[str, Any]
     kwargs: Mapping[str, Any]
+    #: the single flight needs the pipeline's key and controls, which a custom get_cache
+    #: does not give: it is not joined
+    reads: bool = False
+    writes: bool = False
+
+    @property
+    def hit(self) -> bool:
+        return self.entry is not None
 
 
 def _custom_outcome(value: Any, kwargs: Mapping[str, Any]) -> _Custom:
@@ -264,7 +273,7 @@ def _custom_outcome(value: Any, kwargs: Mapping[str, Any]) -> _Custom:
 def begin(cache: Any, call_type: str, kwargs: Mapping[str, Any]) -> Any:
     if overridden(cache, "get_cache"):
         return _custom_outcome(cache.get_cache(**kwargs), kwargs)
-    return cache._begin(call_type, kwargs)
+    return cache.begin(call_type, **kwargs)
 
 
 async def abegin(cache: Any, call_type: str, kwargs: Mapping[str, Any]) -> Any:
@@ -272,20 +281,20 @@ async def abegin(cache: Any, call_type: str, kwargs: Mapping[str, Any]) -> Any:
         return _custom_outcome(await cache.async_get_cache(**kwargs), kwargs)
     if overridden(cache, "get_cache"):
         return _custom_outcome(cache.get_cache(**kwargs), kwargs)
-    return await cache._abegin(call_type, kwargs)
+    return await cache.abegin(call_type, **kwargs)
 
 
 def _store_kwargs(outcome: Any) -> dict[str, Any]:
     if isinstance(outcome, _Custom):
         return dict(outcome.kwargs)
-    return {**outcome.request.kwargs, "call_type": outcome.request.call_type}
+    return {**outcome.request, "call_type": outcome.call_type}
 
 
 def finish(cache: Any, outcome: Any, value: Any) -> None:
     if isinstance(outcome, _Custom) or overridden(cache, "add_cache"):
         cache.add_cache(value, **_store_kwargs(outcome))
     else:
-        cache._finish(outcome, value)
+        outcome.store(value)
 
 
 async def afinish(cache: Any, outcome: Any, value: Any) -> None:
@@ -294,4 +303,4 @@ async def afinish(cache: Any, outcome: Any, value: Any) -> None:
     elif isinstance(outcome, _Custom) or overridden(cache, "add_cache"):
         cache.add_cache(value, **_store_kwargs(outcome))
     else:
-        await cache._afinish(outcome, value)
+        await outcome.astore(value)

@@ -262,11 +262,11 @@ def replay(cache: Any, stream: Stream, name: str = "", model: str = "replay-mode
     res = ReplayResult(name or repr(cache))
     for i, q in enumerate(stream.queries):
         req = {"model": model, "messages": [{"role": "user", "content": q.text}]}
-        out = cache._begin("completion", req)
+        out = cache.begin("completion", **req)
         res.queries += 1
         res.kinds[q.kind] = res.kinds.get(q.kind, 0) + 1
-        if out.hit is not None:
-            ok = stream.truth(q.answer_class, _cls(out.hit.value))
+        if out.hit:
+            ok = stream.truth(q.answer_class, _cls(out.value))
             if ok is None:
                 res.unlabeled += 1
                 res.trace.append(2)
@@ -280,7 +280,7 @@ def replay(cache: Any, stream: Stream, name: str = "", model: str = "replay-mode
             res.misses += 1
             res.explored += out.metadata.get("decision") in ("explored", "audited")
             res.trace.append(0)
-            cache._finish(out, {"answer": f"class {q.answer_class}"})
+            out.store({"answer": f"class {q.answer_class}"})
         if on_query is not None:
             on_query(i, res)
     return res

@@ -147,6 +147,7 @@ class VerifiedPolicy(DecisionPolicy):
     """
 
     name = "verified"
+    learns = True
 
     def __init__(
         self,
@@ -203,6 +204,9 @@ class VerifiedPolicy(DecisionPolicy):
         self._budget: dict[float, tuple[float, float]] = {}
         self._since_level = 0
         self._rng = random.Random(seed)
+        # the next decision's two uniform draws (audit, tie): drawn ahead by record(), so
+        # that decide() stays pure and asking it twice in one lookup gives one answer
+        self._draws = (self._rng.random(), self._rng.random())
         self.counts = {"served": 0, "explored": 0, "audited": 0, "below_floor": 0,
                        "judged": 0, "judged_wrong": 0, "audit_wrong": 0}
 
@@ -212,26 +216,33 @@ class VerifiedPolicy(DecisionPolicy):
         target = self.target_error_rate if target_error_rate is None else target_error_rate
         eligible = [c for c in candidates if c.similarity >= threshold]
         if not eligible:
-            with self._lock:
-                self.counts["below_floor"] += 1
-                self._decided(None)
             return Decision("miss", candidates[0] if candidates else None,
                             "below_floor" if candidates else "no_candidate")
         with self._lock:
-            self._refit()
+            self._refit()  # idempotent: the fit of the outcomes observed so far
             scored = [(self._estimate(c.similarity, c.observations), c) for c in eligible]
             (p, ucb), best = min(scored, key=lambda t: (t[0][1], -t[1].similarity))
-            self._decided(cell_of(best.similarity, best.observations))
             lam, tie = self._level(target)
-            if ucb <= max(lam, target) and self._rng.random() < self._audit_probability():
-                self.counts["audited"] += 1
+            audit_draw, tie_draw = self._draws
+            if ucb <= max(lam, target) and audit_draw < self._audit_probability():
                 return Decision("explore", best, "audited", p)
             if p < self.max_serve_error and (
-                    ucb < lam or (ucb <= lam + 1e-12 and self._rng.random() < tie)):
-                self.counts["served"] += 1
+                    ucb < lam or (ucb <= lam + 1e-12 and tie_draw < tie)):
                 return Decision("serve", best, "served", p)
-            self.counts["explored"] += 1
             return Decision("explore", best, "explored", p)
+
+    def record(self, decision: Decision) -> None:
+        """Count a lookup's decision once: its counter, its best candidate's evidence in
+        the window the serving level is computed over, and the next draws."""
+        c = decision.candidate
+        with self._lock:
+            if decision.reason in ("served", "audited", "explored") and c is not None:
+                self.counts[decision.reason] += 1
+                self._decided(cell_of(c.similarity, c.observations))
+            else:  # below the floor (or nothing): a decision with nothing servable
+                self.counts["below_floor"] += 1
+                self._decided(None)
+            self._draws = (self._rng.random(), self._rng.random())
 
     def _audit_probability(self) -> float:
         """``audit_rate``, and half of the would-be-served candidates until

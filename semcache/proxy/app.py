@@ -5,11 +5,11 @@ Clients change only ``OPENAI_BASE_URL``. For each request the app
 1. authenticates the key (``Authorization: Bearer``) and picks its namespace,
 2. merges the per-request controls (body ``"cache": {...}`` and ``Cache-Control``) and
    strips them from the body,
-3. runs the cache's lookup (``cache._abegin``): a hit is answered from the stored
+3. runs the cache's lookup (``cache.abegin``): a hit is answered from the stored
    response JSON (replayed as SSE chunks when the client streams),
 4. on a miss forwards the raw JSON to the deployment's upstream with httpx (so unknown
    fields, error bodies and status codes pass through unchanged) and stores a complete
-   2xx answer with ``cache._afinish``, reusing the lookup's embedding. Errors are never
+   2xx answer with ``pending.astore``, reusing the lookup's embedding. Errors are never
    stored.
 
 Every ``/v1`` reply carries ``x-semcache-hit``, ``x-semcache-stage``,
@@ -36,7 +36,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from .._cache import Cache, _Outcome
+from .._cache import Cache, Pending
 from .._calls._responses_api import ResponsesAssembler, replay_events, sse_bytes
 from .._calls._responses_api import key_kwargs as responses_key
 from .._errors import ConfigError, SemcacheError
@@ -184,7 +184,7 @@ class ProxyApp:
         dep = next(self._rr[model])
         ns = controls.get("namespace", self.default_ns)
 
-        outcome: _Outcome | None = None
+        outcome: Pending | None = None
         kwargs: dict[str, Any] = {}
         if self.cache is not None:
             kwargs = responses_key(body) if endpoint == "responses" else \
@@ -205,7 +205,7 @@ class ProxyApp:
                 return await embed_per_item(self, body, kwargs, items, dep, model, ns,
                                             who.may("similarity_threshold"), t0)
             try:
-                outcome = await self.cache._abegin(CALL_TYPES[endpoint], kwargs)
+                outcome = await self.cache.abegin(CALL_TYPES[endpoint], **kwargs)
             except ConfigError as exc:  # bad per-request controls: the client's to fix
                 raise Reply(400, str(exc)) from None
             except SemcacheError as exc:
@@ -214,8 +214,8 @@ class ProxyApp:
                 log.debug("not caching a %s request: %s", endpoint, exc)
                 outcome = None
         lease = None
-        if outcome is not None and outcome.hit is None and not stream and \
-                outcome.request.read and outcome.request.write:
+        if outcome is not None and not outcome.hit and not stream and \
+                outcome.reads and outcome.writes:
             # single-flight (semcache/_flight.py): an identical miss in flight here, or
             # in another worker sharing a Redis store, is waited for and read back
             assert self.cache is not None
@@ -224,10 +224,10 @@ class ProxyApp:
                                         self.config.upstream_timeout,
                                         redis_lock(self.cache, key))
             if lease is None:
-                outcome = await self.cache._abegin(CALL_TYPES[endpoint], kwargs)
-        if outcome is not None and outcome.hit is not None:
+                outcome = await self.cache.abegin(CALL_TYPES[endpoint], **kwargs)
+        if outcome is not None and outcome.hit:
             return self._hit(endpoint, model, ns, body, outcome, stream, t0)
-        stage = "miss" if outcome is not None and outcome.request.read else "skipped"
+        stage = "miss" if outcome is not None and outcome.reads else "skipped"
         meta = outcome.metadata if outcome is not None else None
         headers = semcache_headers(meta, stage, nearest=who.may("similarity_threshold"))
         upstream = {**body, "model": dep.model}
@@ -243,10 +243,10 @@ class ProxyApp:
 
     # ------------------------------------------------------------------ hits
     def _hit(self, endpoint: str, model: str, ns: str, body: dict[str, Any],
-             outcome: _Outcome, stream: bool, t0: float) -> Response:
-        assert outcome.hit is not None
+             outcome: Pending, stream: bool, t0: float) -> Response:
+        assert outcome.hit
         meta = outcome.metadata
-        value = outcome.hit.value
+        value = outcome.value
         headers = semcache_headers(meta, meta["stage"])
         prompt = _query_text(body)
         self.stats.record(endpoint=endpoint, model=model, namespace=ns, stage=meta["stage"],
@@ -276,7 +276,7 @@ class ProxyApp:
         return httpx.USE_CLIENT_DEFAULT if dep.timeout is None else dep.timeout
 
     async def _forward(self, endpoint: str, dep: Deployment, body: dict[str, Any],
-                       files: Any, outcome: _Outcome | None, headers: dict[str, str],
+                       files: Any, outcome: Pending | None, headers: dict[str, str],
                        model: str, ns: str, stage: str, t0: float) -> Response:
         http = self._client()
         url, up_headers = self._upstream_request(endpoint, dep)
@@ -292,7 +292,7 @@ class ProxyApp:
             return self._upstream_failed(exc, endpoint, model, ns, headers, t0)
         self.stats.upstream(r.status_code)
         ctype = r.headers.get("content-type", "application/json")
-        if outcome is not None and outcome.request.write:
+        if outcome is not None and outcome.writes:
             value = storable(endpoint, r.status_code, ctype, r.content)
             if value is not None:
                 await self._store(outcome, value)
@@ -300,7 +300,7 @@ class ProxyApp:
                           stage=stage if r.status_code < 400 else "error",
                           seconds=time.perf_counter() - t0,
                           meta=outcome.metadata if outcome else None,
-                          errors=outcome.request.errors if outcome else None)
+                          errors=outcome.errors if outcome else None)
         return Response(r.content, r.status_code, headers=headers, media_type=ctype)
 
     def _upstream_failed(self, exc: Exception, endpoint: str, model: str, ns: str,
@@ -312,17 +312,17 @@ class ProxyApp:
         return Reply(status, f"upstream request failed: {type(exc).__name__}: {exc}",
                       "api_error", "upstream_unavailable").response(headers)
 
-    async def _store(self, outcome: _Outcome, value: Any) -> None:
+    async def _store(self, outcome: Pending, value: Any) -> None:
         """Store a fresh answer; the client has its answer whatever happens here."""
         assert self.cache is not None
         try:
-            await self.cache._afinish(outcome, value)
+            await outcome.astore(value)
         except SemcacheError as exc:  # e.g. larger than max_value_bytes: not cacheable
-            outcome.request.errors.append(f"store: {type(exc).__name__}: {exc}")
+            outcome.errors.append(f"store: {type(exc).__name__}: {exc}")
             log.warning("semcache proxy: answer not stored: %s", exc)
 
     async def _stream_miss(self, endpoint: str, dep: Deployment, body: dict[str, Any],
-                           outcome: _Outcome | None, headers: dict[str, str], model: str,
+                           outcome: Pending | None, headers: dict[str, str], model: str,
                            ns: str, stage: str, t0: float) -> Response:
         http = self._client()
         url, up_headers = self._upstream_request(endpoint, dep)
@@ -344,7 +344,7 @@ class ProxyApp:
                               stage="error" if r.status_code >= 400 else stage,
                               seconds=time.perf_counter() - t0, meta=None)
             return Response(content, r.status_code, headers=headers, media_type=ctype)
-        lookup_errors = len(outcome.request.errors) if outcome else 0
+        lookup_errors = len(outcome.errors) if outcome else 0
         self.stats.record(endpoint=endpoint, model=model, namespace=ns, stage=stage,
                           seconds=time.perf_counter() - t0,
                           meta=outcome.metadata if outcome else None)
@@ -360,7 +360,7 @@ class ProxyApp:
                     and self.cache is not None:
                 stored = True
                 await self._store(outcome, value)  # complete: store it once
-                self.stats.backend_failed(outcome.request.errors[lookup_errors:])
+                self.stats.backend_failed(outcome.errors[lookup_errors:])
 
         async def relay() -> AsyncIterator[bytes]:
             try:

@@ -27,7 +27,7 @@ from .answers import storable
 from .replies import Reply, json_response, semcache_headers
 
 if TYPE_CHECKING:
-    from .._cache import _Outcome
+    from .._pending import Pending
     from .app import ProxyApp
     from .config import Deployment
 
@@ -67,19 +67,18 @@ async def embed_per_item(app: ProxyApp, body: dict[str, Any], kwargs: dict[str, 
     cache = app.cache
     assert cache is not None
     try:
-        outcomes: list[_Outcome] = list(await asyncio.gather(
-            *(cache._abegin("aembedding", {**kwargs, "input": [item]}) for item in items)))
+        outcomes: list[Pending] = list(await asyncio.gather(
+            *(cache.abegin("aembedding", **{**kwargs, "input": [item]}) for item in items)))
     except ConfigError as exc:  # bad per-request controls: the client's to fix
         raise Reply(400, str(exc)) from None
     served = {i: o for i, o in enumerate(outcomes)
-              if o.hit is not None and _one_row(o.hit.value)}
+              if o.hit and _one_row(o.value)}
     missing = [i for i in range(len(items)) if i not in served]
     metas = [o.metadata for o in outcomes]
     if not missing:
         stages = {o.metadata["stage"] for o in served.values()}
         stage = "exact" if stages == {"exact"} else "semantic"
-        value = _assemble(items, {i: o.hit.value for i, o in served.items()  # type: ignore[union-attr]
-                                  }, None)
+        value = _assemble(items, {i: o.value for i, o in served.items()}, None)
         headers = semcache_headers(metas[0] if len(items) == 1 else None, stage)
         headers["x-semcache-stage"] = stage
         app.stats.record(endpoint="embeddings", model=model, namespace=ns, stage=stage,
@@ -123,14 +122,14 @@ async def embed_per_item(app: ProxyApp, body: dict[str, Any], kwargs: dict[str, 
         per_item[i] = {"object": "list", "model": fresh.get("model"),
                        "data": [{**rows[j], "index": 0}],
                        "usage": {"prompt_tokens": p_split[j], "total_tokens": t_split[j]}}
-        if outcomes[i].request.write:
+        if outcomes[i].writes:
             await app._store(outcomes[i], per_item[i])
     app.stats.record(endpoint="embeddings", model=model, namespace=ns, stage=stage,
                      seconds=time.perf_counter() - t0, meta=metas[0],
-                     errors=[e for o in outcomes for e in o.request.errors])
+                     errors=[e for o in outcomes for e in o.errors])
     if not served:  # all from the upstream: relayed as it came
         return Response(r.content, r.status_code, headers=headers, media_type=ctype)
-    per_item.update({i: o.hit.value for i, o in served.items()})  # type: ignore[union-attr]
+    per_item.update({i: o.value for i, o in served.items()})
     return json_response(_assemble(items, per_item, fresh.get("model")), 200, headers)
 
 
