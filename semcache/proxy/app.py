@@ -42,6 +42,7 @@ from .._calls._responses_api import key_kwargs as responses_key
 from .._errors import ConfigError, SemcacheError
 from .._flight import FLIGHTS, flight_key, redis_lock
 from .answers import Assembler, replay, sse, storable
+from .asgi import ProxyStarlette
 from .config import Deployment, ProxyConfig, build_cache, load_config, warn_unsupported
 from .embeddings import embed_per_item, items_of
 from .limits import check_body, read_json, read_multipart
@@ -453,8 +454,13 @@ def create_app(config: ProxyConfig | str | os.PathLike[str], *,
     if not isinstance(config, ProxyConfig):
         config = load_config(config)
     state = ProxyApp(config, cache)
-    app = Starlette(routes=state.routes(), lifespan=state.lifespan,
-                    exception_handlers={HTTPException: _http_error})
+    routes = state.routes()
+    # the model endpoints (POST, exact paths) are dispatched without the router: asgi.py
+    fast = {r.path: r.endpoint for r in routes
+            if isinstance(r, Route) and r.methods == {"POST"}
+            and r.path.removeprefix("/v1").lstrip("/") in CALL_TYPES}
+    app = ProxyStarlette(routes=routes, lifespan=state.lifespan,
+                         exception_handlers={HTTPException: _http_error}, fast=fast)
     app.state.proxy = state
     return app
 
