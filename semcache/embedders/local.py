@@ -80,7 +80,8 @@ class SentenceTransformerEmbedder(Embedder):
                 try:
                     from sentence_transformers import SentenceTransformer
                 except ImportError as exc:
-                    raise missing("sentence-transformers", "local", "a local embedder") from exc
+                    raise missing("sentence-transformers", "st",
+                                  "the sentence-transformers embedder (torch)") from exc
                 try:  # the weight-loading progress bar is noise in a cache's logs
                     from transformers.utils import logging as hf_logging
 

@@ -146,3 +146,14 @@ def test_unsupported_model_needs_torch_named_by_the_st_extra(tmp_path: Path) -> 
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
                           text=True, timeout=120, check=False)
     assert proc.returncode != 0 and "semcache[st]" in proc.stderr, proc.stderr[-2000:]
+
+
+def test_sentence_transformers_embedder_names_the_st_extra() -> None:
+    """torch is needed by the sentence-transformers embedder only: its hint is `st`."""
+    code = ("import sys; sys.modules['sentence_transformers'] = None\n"
+            "from semcache.embedders.local import SentenceTransformerEmbedder\n"
+            "SentenceTransformerEmbedder().embed(['hi'])")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert proc.returncode != 0 and "pip install 'semcache[st]'" in proc.stderr, \
+        proc.stderr[-2000:]
