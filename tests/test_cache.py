@@ -113,16 +113,32 @@ def test_invalid_configuration_names_the_parameter(kw, name):
     assert e.value.parameter == name
 
 
-def test_constructor_loads_no_model():
-    from semcache.embedders import local
+_LOADS_NOTHING = """
+import os, sys
+from semcache import Cache
+from semcache.embedders import local, onnx
+c = Cache(type="faiss-semantic", embedding_model="all-MiniLM-L6-v2")
+assert type(c.embedder) is onnx.OnnxEmbedder, c.embedder  # the real default is watched
+heavy = [m for m in ("onnxruntime", "tokenizers", "onnx", "torch", "sentence_transformers")
+         if m in sys.modules]
+assert not heavy and not onnx._RUNTIMES and not local._MODELS, heavy
+assert not os.listdir(os.environ["SEMCACHE_HOME"]), os.listdir(os.environ["SEMCACHE_HOME"])
+print("ok")
+"""
 
-    before = dict(local._MODELS)
-    local._MODELS.clear()
-    try:
-        Cache(type="faiss-semantic", embedding_model="all-MiniLM-L6-v2")
-        assert local._MODELS == {}
-    finally:
-        local._MODELS.update(before)
+
+def test_constructor_loads_no_model(tmp_path):
+    """DESIGN.md: no model loading in constructors. Watches the default embedder (ONNX):
+    no runtime session or tokenizer (their modules are never imported), no export
+    written to an empty SEMCACHE_HOME; and no sentence-transformers model either."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, SEMCACHE_HOME=str(tmp_path))
+    proc = subprocess.run([sys.executable, "-c", _LOADS_NOTHING], capture_output=True,
+                          text=True, timeout=120, env=env, check=False)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
 
 
 # -- exact stage --------------------------------------------------------------------
