@@ -41,6 +41,7 @@ os.environ.setdefault("SEMCACHE_ONNX_THREADS", os.environ["OMP_NUM_THREADS"])  #
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks._loadgen import TRIVIAL_SERVER, RawConn
 from semcache.testing.proxy_server import free_port
 
 MASTER = "sk-bench"
@@ -90,13 +91,14 @@ def percentile(xs: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(xs), q)) if xs else float("nan")
 
 
-async def phase(clients: list[httpx.AsyncClient], bodies, concurrency: int,
+async def phase(clients: list, bodies, concurrency: int,
                 max_requests: int, seconds: float) -> dict:
     """Send bodies (an iterator) with ``concurrency`` workers until either bound.
 
-    Each worker has its own client with one connection: one shared httpx pool of many
-    connections costs the client more per request as it grows (measured here: 455 req/s
-    at 1 connection, 143 at 32 on ``/health``), which would measure httpx, not the proxy.
+    Each worker has its own connection: a ``RawConn`` (benchmarks/_loadgen.py, the
+    default) or, with ``--client httpx``, its own httpx client with one connection (one
+    shared httpx pool of many connections costs the client more per request as it
+    grows: 455 req/s at 1 connection, 143 at 32 on ``/health``).
     """
     lat: list[float] = []
     stages: dict[str, int] = {}
@@ -105,17 +107,22 @@ async def phase(clients: list[httpx.AsyncClient], bodies, concurrency: int,
     it = iter(bodies)
     sent = 0
 
-    async def worker(http: httpx.AsyncClient):
+    async def worker(http):
         nonlocal sent, errors
+        raw = isinstance(http, RawConn)
         while sent < max_requests and time.perf_counter() < deadline:
             sent += 1
             body = next(it)
             t = time.perf_counter()
-            r = await http.post("/v1/chat/completions", content=body)
+            if raw:
+                status, headers, _ = await http.request("POST", "/v1/chat/completions", body)
+                st = headers.get(b"x-semcache-stage", b"?").decode()
+            else:
+                r = await http.post("/v1/chat/completions", content=body)
+                status, st = r.status_code, r.headers.get("x-semcache-stage", "?")
             lat.append(time.perf_counter() - t)
-            if r.status_code != 200:
+            if status != 200:
                 errors += 1
-            st = r.headers.get("x-semcache-stage", "?")
             stages[st] = stages.get(st, 0) + 1
 
     t0 = time.perf_counter()
@@ -125,6 +132,34 @@ async def phase(clients: list[httpx.AsyncClient], bodies, concurrency: int,
     return {"requests": len(lat), "rps": len(lat) / wall if wall else 0.0,
             "p50_ms": percentile(ms, 50), "p99_ms": percentile(ms, 99), "errors": errors,
             "stages": stages}
+
+
+async def generator_ceiling(args, headers: dict[str, str]) -> dict[str, float]:
+    """The load client's own ceiling: requests/s against a fixed-answer server (no
+    proxy) at each concurrency, with the exact phase's bodies, in this run."""
+    port = free_port()
+    server = spawn([sys.executable, "-c", TRIVIAL_SERVER, str(port)], dict(os.environ))
+    try:
+        for _ in range(200):
+            try:
+                conns = [await RawConn.open("127.0.0.1", port, headers)
+                         for _ in range(max(args.concurrency))]
+                break
+            except OSError:
+                await asyncio.sleep(0.05)
+        else:
+            raise SystemExit("the trivial server did not start")
+        out = {}
+        for c in args.concurrency:
+            res = await phase(conns, exact_bodies(), c, args.requests, args.seconds)
+            out[f"c{c}_rps"] = res["rps"]
+            print(f"load client ceiling (fixed-answer server), concurrency {c:>3}: "
+                  f"{res['rps']:>8.0f} req/s", flush=True)
+        await asyncio.gather(*(c.aclose() for c in conns))
+        return out
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
 
 
 def body(q: str) -> bytes:
@@ -224,10 +259,16 @@ async def run(args) -> dict:
         base = f"http://127.0.0.1:{proxy_port}"
         wait_http(base + "/health", proxy)
         headers = {"Authorization": f"Bearer {MASTER}", "content-type": "application/json"}
-        clients = [httpx.AsyncClient(base_url=base, limits=httpx.Limits(max_connections=1),
-                                     timeout=120, headers=headers)
-                   for _ in range(max(args.concurrency))]
-        http = clients[0]
+        http = httpx.AsyncClient(base_url=base, timeout=120, headers=headers)
+        clients: list = [http]  # the phases' connections, one per worker
+        if args.client == "raw":
+            report["generator_ceiling"] = await generator_ceiling(args, headers)
+            clients = [await RawConn.open("127.0.0.1", proxy_port, headers)
+                       for _ in range(max(args.concurrency))]
+        else:
+            clients += [httpx.AsyncClient(base_url=base, timeout=120, headers=headers,
+                                          limits=httpx.Limits(max_connections=1))
+                        for _ in range(max(args.concurrency) - 1)]
         try:
             # warm: store the topics (and load the model in the proxy)
             for t in TOPICS:
@@ -258,7 +299,8 @@ async def run(args) -> dict:
             report["proxy_stats"] = {k: r.json()[k] for k in ("requests", "by_stage",
                                                                "latency_ms")}
         finally:
-            await asyncio.gather(*(c.aclose() for c in clients))
+            await asyncio.gather(*(c.aclose() for c in {id(c): c for c in
+                                                         [http, *clients]}.values()))
     finally:
         for p in (proxy, fake):
             p.terminate()
@@ -301,6 +343,9 @@ def main(argv: list[str] | None = None) -> None:
                         "isolates the server from the embedder")
     p.add_argument("--no-batching", action="store_true",
                    help="embed each request on its own (for comparison)")
+    p.add_argument("--client", default="raw", choices=["raw", "httpx"],
+                   help="load client: raw (benchmarks/_loadgen.py; its ceiling is measured "
+                        "first) or httpx (as runs before December 2026)")
     p.add_argument("--json", help="write the report here")
     args = p.parse_args(argv)
     try:
