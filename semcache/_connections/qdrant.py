@@ -14,9 +14,10 @@ Programs and steps
     Operations are written once, as generators of steps: each step is a bound method of
     the client the program was given, with its arguments (``functools.partial``), so
     an IDE or mypy can follow it to qdrant-client. ``run`` gives a program the sync
-    client and calls each step; ``arun`` gives it the event loop's ``AsyncQdrantClient``
-    and awaits each step (server), or runs the sync driver in a worker thread behind
-    one lock (embedded): no second copy of any logic.
+    client (``steps.drive`` calls each step); ``arun`` gives it the event loop's
+    ``AsyncQdrantClient`` (``steps.adrive`` awaits each step) on a server, or runs the
+    sync driver in a worker thread behind one lock (embedded): no second copy of any
+    logic.
 
 Behaviour
     Collections are created lazily on first use: the constructors do no network I/O.
@@ -44,6 +45,7 @@ from .._errors import (
     SemcacheError,
     missing,
 )
+from .steps import adrive, drive
 
 try:
     from qdrant_client import AsyncQdrantClient, QdrantClient, models
@@ -130,33 +132,18 @@ class QdrantConnection:
             return self.url or ""
         return f"embedded:{self.path or ':memory:'}"
 
-    # -- drivers --
+    # -- drivers (semcache/_connections/steps.py) --
     def run(self, program: Callable[Concatenate[Client, _P], Program], /,
             *args: _P.args, **kwargs: _P.kwargs) -> Any:
-        steps = program(self.client, *args, **kwargs)
-        result: Any = None
         with self._lock if self.embedded else contextlib.nullcontext():
-            while True:
-                try:
-                    step = steps.send(result)
-                except StopIteration as stop:
-                    return stop.value
-                with _map_errors(self, step):
-                    result = step()
+            return drive(program(self.client, *args, **kwargs), partial(_map_errors, self))
 
     async def arun(self, program: Callable[Concatenate[Client, _P], Program], /,
                    *args: _P.args, **kwargs: _P.kwargs) -> Any:
         if self.embedded:
             return await asyncio.to_thread(self.run, program, *args, **kwargs)
-        steps = program(self._aclient(), *args, **kwargs)
-        result: Any = None
-        while True:
-            try:
-                step = steps.send(result)
-            except StopIteration as stop:
-                return stop.value
-            with _map_errors(self, step):
-                result = await step()
+        return await adrive(program(self._aclient(), *args, **kwargs),
+                            partial(_map_errors, self))
 
     def _aclient(self) -> AsyncQdrantClient:
         # httpx's async pool belongs to one event loop: one client per running loop

@@ -31,7 +31,8 @@ sync and async
     the client, the search index or a pipeline (``functools.partial`` with its
     arguments), so it can be followed to its backend. A program gets the clients of one
     flavour (``_Sync`` or ``_Async``, the native ``redis.asyncio`` +
-    ``AsyncSearchIndex``); the sync driver calls each step, the async one awaits it.
+    ``AsyncSearchIndex``); ``semcache/_connections/steps.py``'s sync driver calls each
+    step, the async one awaits it.
     Redis errors are mapped by ``map_redis_errors`` (shared with the Redis store) and
     RedisVL's own in ``_map_errors``.
 """
@@ -41,8 +42,8 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Awaitable, Callable, Generator, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Generator, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from functools import partial
 from typing import Any, Concatenate, ParamSpec
 
@@ -61,6 +62,7 @@ try:
     from redisvl.schema import IndexSchema
 
     from .._connections.redis import RedisConnection, map_redis_errors
+    from .._connections.steps import adrive, drive
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise missing(getattr(exc, "name", None) or "redisvl", "redisvl", "redis-semantic") \
         from exc
@@ -154,6 +156,10 @@ def _map_errors() -> Iterator[None]:
         raise BackendError(f"redisvl: {exc}", backend="redisvl") from exc
 
 
+def _map_step_errors(step: _Step) -> AbstractContextManager[None]:
+    return _map_errors()
+
+
 class RedisVLIndex(VectorIndex):
     name = "redisvl"
     expiry_grace = 60.0  #: seconds a hash outlives its expiry before Redis drops it
@@ -195,46 +201,19 @@ class RedisVLIndex(VectorIndex):
         return self._dim
 
     # ------------------------------------------------------------------ drivers
-    # A mapped error is thrown back into the program, so it can handle one (an index
-    # another process created first) where it made the call.
-    def _run(self, program: Callable[Concatenate[_IO, _P], _Program],
+    # semcache/_connections/steps.py: a mapped error is thrown back into the program, so
+    # _ensure can handle an index another process created first where it made the call
+    def _run(self, program: Callable[Concatenate[_IO, _P], _Program], /,
              *args: _P.args, **kwargs: _P.kwargs) -> Any:
         with _map_errors():
             io = _Sync(self, self.connection.client())
-        steps = program(io, *args, **kwargs)
-        result: Any = None
-        error: SemcacheError | None = None
-        while True:
-            try:
-                step = steps.throw(error) if error is not None else steps.send(result)
-            except StopIteration as stop:
-                return stop.value
-            result, error = None, None
-            try:
-                with _map_errors():
-                    result = step()
-            except SemcacheError as exc:
-                error = exc
+        return drive(program(io, *args, **kwargs), _map_step_errors)
 
-    async def _arun(self, program: Callable[Concatenate[_IO, _P], _Program],
+    async def _arun(self, program: Callable[Concatenate[_IO, _P], _Program], /,
                     *args: _P.args, **kwargs: _P.kwargs) -> Any:
         with _map_errors():
             io = _Async(self, await self.connection.aclient())
-        steps = program(io, *args, **kwargs)
-        result: Any = None
-        error: SemcacheError | None = None
-        while True:
-            try:
-                step = steps.throw(error) if error is not None else steps.send(result)
-            except StopIteration as stop:
-                return stop.value
-            result, error = None, None
-            try:
-                with _map_errors():
-                    pending: Awaitable[Any] = step()
-                    result = await pending
-            except SemcacheError as exc:
-                error = exc
+        return await adrive(program(io, *args, **kwargs), _map_step_errors)
 
     # ------------------------------------------------------------------ programs
     def _make_schema(self, dim: int) -> IndexSchema:
