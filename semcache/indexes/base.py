@@ -11,55 +11,14 @@ from __future__ import annotations
 import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
+from .._entries import MAX_OBSERVATIONS, Candidate, IndexEntry, Observation
+
+# The records are re-exported: they are the index's vocabulary, defined in a neutral
+# module so that verifiers and policies can read them without importing this seam
 __all__ = ["MAX_OBSERVATIONS", "Candidate", "IndexEntry", "Observation", "VectorIndex"]
-
-#: judged outcomes kept per entry (the oldest are dropped first)
-MAX_OBSERVATIONS = 64
-
-
-@dataclass(frozen=True, slots=True)
-class IndexEntry:
-    key: str  #: exact key of the stored answer ("<namespace>:<digest>")
-    context: str  #: context key: only queries with the same context may match
-    namespace: str
-    prompt: str  #: the query text that was embedded
-    created_at: float  #: unix time
-    expires_at: float | None  #: unix time, None = never
-
-
-@dataclass(frozen=True, slots=True)
-class Observation:
-    """A judged outcome: serving this entry to a query at ``similarity`` was ``correct``.
-
-    ``query`` is a short digest of the query's exact key on wrong outcomes, so that a
-    wrong hit is never served again for that query."""
-
-    similarity: float
-    correct: bool
-    query: str | None = None
-
-    def to_json(self) -> list[object]:
-        return [round(self.similarity, 6), int(self.correct), self.query]
-
-    @classmethod
-    def from_json(cls, v: list[object]) -> Observation:
-        return cls(float(v[0]), bool(v[1]), v[2] if len(v) > 2 else None)  # type: ignore
-
-
-@dataclass(frozen=True, slots=True)
-class Candidate:
-    key: str
-    similarity: float
-    prompt: str
-    created_at: float
-    expires_at: float | None
-    #: judged outcomes of this entry (for adaptive decision policies)
-    observations: tuple[Observation, ...] = ()
-
 
 class VectorIndex(ABC):
     name: str = "index"

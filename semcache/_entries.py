@@ -1,0 +1,56 @@
+"""The records that cross seams: an index entry, a search candidate, a judged outcome.
+
+A ``VectorIndex`` stores ``IndexEntry`` and returns ``Candidate``; verifiers judge
+candidates and decision policies read their ``Observation`` history. They live here,
+below the seams (``.importlinter``), so that a verifier or a policy can read them
+without importing ``indexes/``; ``semcache.indexes.base`` re-exports them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["MAX_OBSERVATIONS", "Candidate", "IndexEntry", "Observation"]
+
+#: judged outcomes kept per entry (the oldest are dropped first)
+MAX_OBSERVATIONS = 64
+
+
+@dataclass(frozen=True, slots=True)
+class IndexEntry:
+    key: str  #: exact key of the stored answer ("<namespace>:<digest>")
+    context: str  #: context key: only queries with the same context may match
+    namespace: str
+    prompt: str  #: the query text that was embedded
+    created_at: float  #: unix time
+    expires_at: float | None  #: unix time, None = never
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """A judged outcome: serving this entry to a query at ``similarity`` was ``correct``.
+
+    ``query`` is a short digest of the query's exact key on wrong outcomes, so that a
+    wrong hit is never served again for that query."""
+
+    similarity: float
+    correct: bool
+    query: str | None = None
+
+    def to_json(self) -> list[object]:
+        return [round(self.similarity, 6), int(self.correct), self.query]
+
+    @classmethod
+    def from_json(cls, v: list[object]) -> Observation:
+        return cls(float(v[0]), bool(v[1]), v[2] if len(v) > 2 else None)  # type: ignore
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    key: str
+    similarity: float
+    prompt: str
+    created_at: float
+    expires_at: float | None
+    #: judged outcomes of this entry (for adaptive decision policies)
+    observations: tuple[Observation, ...] = ()
