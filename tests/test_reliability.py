@@ -10,6 +10,8 @@ import asyncio
 import json
 import logging
 import os
+import queue
+import random
 import signal
 import subprocess
 import sys
@@ -184,6 +186,134 @@ def test_async_tasks_hammering_one_cache(backend):
         assert asyncio.run(main()) == [0] * THREADS
         assert cache.stats()["errors_total"] == 0
     finally:
+        cache.close()
+
+
+# ---------------------------------------------------------------- many writers, one key
+WRITERS, SHARED_KEYS, ROUNDS = 4, 5, 15
+
+
+class _Lines:
+    """A writer process's output lines, read by a thread so that every wait is bounded."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.proc = proc
+        self._q: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._q.put(line.strip())
+        self._q.put(None)  # the writer exited
+
+    def expect(self, word: str, timeout: float = 120.0) -> str:
+        line = self._q.get(timeout=timeout)
+        assert line is not None and line.split(" ", 1)[0] == word, (word, line)
+        return line[len(word):].strip()
+
+    def poll(self, word: str) -> str | None:
+        try:
+            line = self._q.get_nowait()
+        except queue.Empty:
+            return None
+        assert line is not None and line.split(" ", 1)[0] == word, (word, line)
+        return line[len(word):].strip()
+
+    def send(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+
+@pytest.mark.parametrize("kind", ["faiss-semantic", "redis"])
+def test_many_writers_on_the_same_keys(kind, tmp_path, request):
+    """4 processes write their own values to the same 5 keys, 25 rounds each, while this
+    process reads them: every read is a whole value of its key (never torn, never
+    another key's); each key ends holding one writer's last write to it; then, with
+    the writes ordered (one acknowledged before the next begins), the last one wins,
+    at once and after the store is reopened. On the embedded default with a persisted
+    folder, and on Redis."""
+    from tests.writers_support import open_cache, problem, value
+    from tests.writers_support import request as req
+
+    ns = "w" + uuid.uuid4().hex[:8]
+    if kind == "redis":
+        spec = {"type": "redis", "namespace": ns,
+                "redis_url": request.getfixturevalue("redis_stack_url")}
+    else:
+        spec = {"type": "faiss-semantic", "namespace": ns,
+                "disk_cache_dir": str(tmp_path / "cache")}
+    cache = open_cache(spec)
+    for k in range(SHARED_KEYS):  # every key holds a value before the writers start
+        cache.add_cache(value(-1, k, 0), **req(k))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [root, *filter(None, [os.environ.get("PYTHONPATH")])])}
+    procs = [subprocess.Popen(
+        [sys.executable, "-m", "tests.writers_support", json.dumps(spec), str(w),
+         str(SHARED_KEYS), str(ROUNDS)], cwd=root, env=env, text=True,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE) for w in range(WRITERS)]
+    try:
+        lines = [_Lines(p) for p in procs]
+        for line in lines:
+            line.expect("ready")
+        for line in lines:
+            line.send("go")
+        reports: dict[int, dict] = {}
+        reads, deadline = 0, time.monotonic() + 300
+        while len(reports) < WRITERS:  # read while they write
+            assert time.monotonic() < deadline, "writers did not finish"
+            for k in range(SHARED_KEYS):
+                got = cache.get_cache(**req(k))
+                reads += 1
+                assert problem(got, k) is None, problem(got, k)
+            for w, line in enumerate(lines):
+                if w not in reports and (done := line.poll("done")) is not None:
+                    reports[w] = json.loads(done)
+        assert reads >= SHARED_KEYS
+        last: dict[tuple[int, int], int] = {}  # (writer, key) -> its last seq
+        for w, rep in reports.items():
+            assert rep["anomalies"] == [] and rep["errors"] == 0, rep
+            assert len(rep["written"]) == SHARED_KEYS * ROUNDS
+            for k, seq in rep["written"]:
+                last[w, k] = max(seq, last.get((w, k), -1))
+        for k in range(SHARED_KEYS):
+            got = cache.get_cache(**req(k))
+            assert problem(got, k) is None, problem(got, k)
+            # a writer's earlier writes to k came before its last one: only a last
+            # write can be the final value
+            assert got["seq"] == last.get((got["writer"], k)), \
+                f"key {k} ends with {got['writer']}/{got['seq']}, no writer's last write"
+
+        # ordered: each write acknowledged before the next begins, writers in turn
+        order, seq = random.Random(0), 10_000
+        expected = {}
+        for k in range(SHARED_KEYS):
+            for w in order.sample(range(WRITERS), WRITERS):
+                lines[w].send(f"write {k} {seq}")
+                lines[w].expect("ok")
+                assert cache.get_cache(**req(k)) == value(w, k, seq)
+                expected[k] = value(w, k, seq)
+                seq += 1
+        for line in lines:
+            line.send("quit")
+        for p in procs:
+            assert p.wait(timeout=60) == 0
+        assert all(cache.get_cache(**req(k)) == expected[k] for k in range(SHARED_KEYS))
+        assert cache.stats()["errors_total"] == 0
+        cache.close()
+        cache = open_cache(spec)  # what was stored is what a new process finds
+        assert all(cache.get_cache(**req(k)) == expected[k] for k in range(SHARED_KEYS))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+            for f in (p.stdin, p.stdout):
+                if f is not None:
+                    f.close()
+        cache.flush()
         cache.close()
 
 
