@@ -19,7 +19,7 @@ import openai
 
 import semcache
 from semcache import Cache
-from semcache.testing.fake_openai import FakeOpenAI
+from semcache_testing.fake_openai import FakeOpenAI
 
 
 def _time(fn: Callable[[int], Any], n: int) -> tuple[float, float]:

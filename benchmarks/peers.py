@@ -7,7 +7,7 @@ Systems, each in its own process, one at a time (the machine's load average is r
 before and after each): semcache's ``faiss-semantic`` default, and RedisVL's
 ``SemanticCache`` with its ``HFTextVectorizer`` (sentence-transformers on torch; as
 users run it, and again with torch held to 1 thread) on a
-Redis Stack server started by the project's own ``semcache.testing`` fixture. Both use
+Redis Stack server started by the project's own ``semcache_testing`` fixture. Both use
 the same model files (the packaged all-MiniLM-L6-v2) and the same Quora pairs
 (``../shared/data/qqp/``): one side stored, the other looked up, hit at cosine >= 0.8
 (RedisVL: distance <= 0.2). Each context is filled to the size with the same kind of
@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     args.other = args.other or (300 if args.quick else 2_000)
     if args.system:
         return child(args)
-    from semcache.testing.servers import RedisStackServer
+    from semcache_testing.servers import RedisStackServer
 
     server = RedisStackServer()
     server.start()

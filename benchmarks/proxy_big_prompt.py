@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.proxy_load import FAKE_SRC, MASTER, percentile, spawn, wait_http  # noqa: E402
-from semcache.testing.proxy_server import free_port  # noqa: E402
+from semcache_testing.proxy_server import free_port  # noqa: E402
 
 HEADERS = {"Authorization": f"Bearer {MASTER}", "content-type": "application/json"}
 

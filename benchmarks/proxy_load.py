@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks._loadgen import TRIVIAL_SERVER, RawConn
-from semcache.testing.proxy_server import free_port
+from semcache_testing.proxy_server import free_port
 
 MASTER = "sk-bench"
 TOPICS = [
@@ -64,7 +64,7 @@ WORDS = ["amber", "basalt", "cobalt", "dune", "ember", "fjord", "glacier", "harb
 # (its headers and body go out in separate writes, so on a keep-alive connection each
 # answer waited for the client's delayed ACK: measured 44 ms per request at delay 0).
 FAKE_SRC = ("import http.server as h; h.ThreadingHTTPServer.request_queue_size = 1024; "
-            "import semcache.testing.fake_openai as f; "
+            "import semcache_testing.fake_openai as f; "
             "f._Handler.disable_nagle_algorithm = True; f.main()")
 
 

@@ -44,8 +44,8 @@ import semcache  # noqa: E402
 from semcache import Cache  # noqa: E402
 from semcache.proxy.app import create_app  # noqa: E402
 from semcache.proxy.config import parse_config  # noqa: E402
-from semcache.testing.fake_openai import FakeOpenAI  # noqa: E402
-from semcache.testing.proxy_server import ProxyServer  # noqa: E402
+from semcache_testing.fake_openai import FakeOpenAI  # noqa: E402
+from semcache_testing.proxy_server import ProxyServer  # noqa: E402
 
 MASTER = "sk-bench"
 
@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> None:
                       flush=True)
         # two proxies (two machines or workers) sharing one Redis: the burst split
         # between them, coalesced by the Redis lock (SET NX PX) across the two
-        from semcache.testing.servers import RedisStackServer
+        from semcache_testing.servers import RedisStackServer
 
         with RedisStackServer() as redis_server:
             for mode, extra in (("single_flight", {}),

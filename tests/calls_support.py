@@ -13,7 +13,7 @@ import pytest
 
 import semcache
 from semcache._calls import POOL, aclose_clients
-from semcache.testing.fake_openai import FakeOpenAI
+from semcache_testing.fake_openai import FakeOpenAI
 
 MSG = [{"role": "user", "content": "What is the capital of France?"}]
 

@@ -9,8 +9,8 @@ from semcache._registry import get_embedder
 from semcache.embedders.base import Embedder
 
 # Real-server fixtures (redis_stack_url, redis_cluster_nodes, s3_endpoint, gcs_endpoint,
-# azurite_connection_string, ...): see semcache/testing/pytest_plugin.py.
-pytest_plugins = ["semcache.testing.pytest_plugin"]
+# azurite_connection_string, ...): see semcache_testing/pytest_plugin.py.
+pytest_plugins = ["semcache_testing.pytest_plugin"]
 
 
 class FakeClock:

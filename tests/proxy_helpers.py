@@ -9,7 +9,7 @@ import openai
 
 from semcache.proxy.app import create_app
 from semcache.proxy.config import parse_config
-from semcache.testing.proxy_server import ProxyServer
+from semcache_testing.proxy_server import ProxyServer
 
 #: openai clients the tests opened, closed after each test (tests/conftest.py): a client
 #: left to the garbage collector closes its pooled sockets late, as a ResourceWarning

@@ -18,7 +18,7 @@ import semcache
 from semcache import Cache
 from semcache._calls import aclose_clients
 from semcache.exact.memory import MemoryStore
-from semcache.testing.fake_openai import fake_embedding, fake_transcript
+from semcache_testing.fake_openai import fake_embedding, fake_transcript
 from tests.calls_support import api, fake, fake_server, kw  # noqa: F401
 
 EMB = "embeddings"

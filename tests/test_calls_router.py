@@ -10,7 +10,7 @@ import pytest
 
 import semcache
 from semcache import Cache, Router
-from semcache.testing.fake_openai import FakeOpenAI
+from semcache_testing.fake_openai import FakeOpenAI
 from tests.calls_support import MSG, api, fake, fake_server  # noqa: F401
 
 CHAT = "chat/completions"

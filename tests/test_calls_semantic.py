@@ -13,7 +13,7 @@ import pytest
 import semcache
 from semcache import Cache
 from semcache.embedders.base import Embedder
-from semcache.testing.fake_openai import fake_embedding
+from semcache_testing.fake_openai import fake_embedding
 from tests.calls_support import api, fake, fake_server, kw  # noqa: F401
 
 CHAT = "chat/completions"

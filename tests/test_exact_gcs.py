@@ -9,7 +9,7 @@ import pytest
 
 from semcache import BackendTimeout, ConfigError
 from semcache.exact.gcs import GCSStore
-from semcache.testing.servers import HungServer, free_port
+from semcache_testing.servers import HungServer, free_port
 from tests.contracts.blob_store import BlobStoreContract
 from tests.contracts.exact_store import RemoteExactStoreContract
 

@@ -10,7 +10,7 @@ import redis
 
 from semcache import BackendTimeout, BackendUnavailable, ConfigError
 from semcache.exact.redis import RedisStore, escape_glob
-from semcache.testing.servers import HungServer, free_port
+from semcache_testing.servers import HungServer, free_port
 from tests.contracts.exact_store import RemoteExactStoreContract, wait_until
 
 

@@ -10,7 +10,7 @@ from redis.cluster import ClusterNode
 
 from semcache import BackendUnavailable
 from semcache.exact.redis import RedisStore
-from semcache.testing.servers import free_port
+from semcache_testing.servers import free_port
 from tests.contracts.exact_store import RemoteExactStoreContract
 
 

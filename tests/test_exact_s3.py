@@ -10,7 +10,7 @@ import pytest
 
 from semcache import BackendTimeout, ConfigError
 from semcache.exact.s3 import S3Store
-from semcache.testing.servers import HungServer, free_port
+from semcache_testing.servers import HungServer, free_port
 from tests.contracts.blob_store import BlobStoreContract
 from tests.contracts.exact_store import RemoteExactStoreContract
 

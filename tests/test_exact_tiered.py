@@ -10,7 +10,7 @@ from semcache import BackendError, ConfigError
 from semcache.exact.memory import MemoryStore
 from semcache.exact.redis import RedisStore
 from semcache.exact.tiered import TieredStore
-from semcache.testing.servers import free_port
+from semcache_testing.servers import free_port
 from tests.contracts.exact_store import RemoteExactStoreContract
 
 

@@ -13,7 +13,7 @@ import urllib.request
 import openai
 import pytest
 
-from semcache.testing.fake_openai import FakeOpenAI, fake_embedding, fake_transcript
+from semcache_testing.fake_openai import FakeOpenAI, fake_embedding, fake_transcript
 
 MSG = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "Hello there"}]
 
@@ -150,7 +150,7 @@ def test_cli_serves():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "semcache.testing.fake_openai",
+    proc = subprocess.Popen([sys.executable, "-m", "semcache_testing.fake_openai",
                              "--port", str(port)], stdout=subprocess.PIPE, text=True)
     try:
         assert "listening on" in proc.stdout.readline()

@@ -67,7 +67,7 @@ def test_a_forked_child_makes_its_own_completion_client():
     must not be what the child's ``completion()`` uses (shared sockets, crossed replies)."""
     import semcache
     from semcache._calls import POOL
-    from semcache.testing.fake_openai import FakeOpenAI
+    from semcache_testing.fake_openai import FakeOpenAI
 
     with FakeOpenAI() as fake:
         kw = {"api_base": fake.base_url, "api_key": "sk-test", "caching": False}

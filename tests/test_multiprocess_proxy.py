@@ -18,8 +18,8 @@ import time
 import httpx
 import pytest
 
-from semcache.testing.fake_openai import FakeOpenAI
-from semcache.testing.proxy_server import free_port
+from semcache_testing.fake_openai import FakeOpenAI
+from semcache_testing.proxy_server import free_port
 
 from .test_proxy_cli import wait_healthy
 

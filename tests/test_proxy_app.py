@@ -18,7 +18,7 @@ from semcache import BackendUnavailable, Cache
 from semcache.embedders.batching import BatchingEmbedder
 from semcache.exact.base import ExactStore
 from semcache.exact.memory import MemoryStore
-from semcache.testing.fake_openai import FakeOpenAI, fake_transcript
+from semcache_testing.fake_openai import FakeOpenAI, fake_transcript
 
 from .proxy_helpers import KEY_A, KEY_A2, KEY_B, MASTER, Proxies, ask, master, openai_client, stats
 

@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from semcache.cli import main
-from semcache.testing.fake_openai import FakeOpenAI
-from semcache.testing.proxy_server import free_port
+from semcache_testing.fake_openai import FakeOpenAI
+from semcache_testing.proxy_server import free_port
 from tests.proxy_helpers import openai_client
 
 

@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 import semcache
-from semcache.testing.fake_openai import FakeOpenAI
+from semcache_testing.fake_openai import FakeOpenAI
 
 from .proxy_helpers import Proxies, master
 

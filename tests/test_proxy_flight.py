@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from semcache._flight import FLIGHTS
-from semcache.testing.fake_openai import FakeOpenAI
+from semcache_testing.fake_openai import FakeOpenAI
 
 from .proxy_helpers import MASTER, Proxies, ask, master
 
@@ -83,7 +83,7 @@ def test_two_proxy_processes_coalesce_through_redis(tmp_path, fake, redis_stack_
     import sys
     import textwrap
 
-    from semcache.testing.proxy_server import free_port
+    from semcache_testing.proxy_server import free_port
 
     from .test_proxy_cli import wait_healthy
 

@@ -16,8 +16,8 @@ import redis
 
 from semcache.proxy.config import parse_config
 from semcache.proxy.defaults import REDIS_ENV
-from semcache.testing.fake_openai import FakeOpenAI
-from semcache.testing.proxy_server import free_port
+from semcache_testing.fake_openai import FakeOpenAI
+from semcache_testing.proxy_server import free_port
 
 from .proxy_helpers import MASTER, Proxies, ask, config_dict, master, openai_client
 from .test_proxy_cli import wait_healthy

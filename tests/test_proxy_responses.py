@@ -11,7 +11,7 @@ import pytest
 from semcache import Cache
 from semcache._calls._responses_api import is_response, key_kwargs
 from semcache.embedders.batching import BatchingEmbedder
-from semcache.testing.fake_openai import FakeOpenAI
+from semcache_testing.fake_openai import FakeOpenAI
 
 from .proxy_helpers import KEY_A, MASTER, Proxies, openai_client
 

@@ -28,8 +28,8 @@ from semcache import Cache
 from semcache._keys import exact_key
 from semcache.embedders.batching import BatchingEmbedder
 from semcache.proxy.replies import semcache_headers
-from semcache.testing.fake_openai import FakeOpenAI
-from semcache.testing.proxy_server import ProxyServer
+from semcache_testing.fake_openai import FakeOpenAI
+from semcache_testing.proxy_server import ProxyServer
 
 from .proxy_helpers import KEY_A, KEY_A2, MASTER, Proxies, ask, config_dict, openai_client, stats
 

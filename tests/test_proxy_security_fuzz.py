@@ -24,7 +24,7 @@ from starlette.testclient import TestClient
 
 from semcache.proxy.app import create_app
 from semcache.proxy.config import parse_config
-from semcache.testing.proxy_server import ProxyServer
+from semcache_testing.proxy_server import ProxyServer
 
 from .proxy_helpers import KEY_A, KEY_B, MASTER, config_dict
 

@@ -6,7 +6,7 @@ import uuid
 
 import httpx
 
-from semcache.testing.fake_openai import FakeOpenAI
+from semcache_testing.fake_openai import FakeOpenAI
 
 from .proxy_helpers import MASTER, Proxies, ask, master, openai_client
 

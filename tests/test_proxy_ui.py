@@ -15,7 +15,7 @@ import pytest
 
 from semcache import Cache
 from semcache.embedders.batching import BatchingEmbedder
-from semcache.testing.fake_openai import FakeOpenAI
+from semcache_testing.fake_openai import FakeOpenAI
 
 from .proxy_helpers import MASTER, Proxies, ask, openai_client
 

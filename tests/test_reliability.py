@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from semcache import Cache, SemcacheError
 from semcache.exact.memory import MemoryStore
 from semcache.indexes.faiss import FaissIndex
-from semcache.testing.servers import AzuriteServer, GCSServer, HungServer, RedisStackServer
+from semcache_testing.servers import AzuriteServer, GCSServer, HungServer, RedisStackServer
 
 THREADS = 8
 OPS = 60  # per thread and per task

@@ -11,8 +11,8 @@ import uuid
 
 import pytest
 
-from semcache.testing.pytest_plugin import start_or_fail
-from semcache.testing.servers import (
+from semcache_testing.pytest_plugin import start_or_fail
+from semcache_testing.servers import (
     AzuriteServer,
     GCSServer,
     RedisClusterServer,
@@ -133,7 +133,7 @@ def test_start_failure_reports_log_tail() -> None:
 
 
 def test_cli_start_status_stop(tmp_path) -> None:
-    env_cmd = [sys.executable, "-m", "semcache.testing.servers"]
+    env_cmd = [sys.executable, "-m", "semcache_testing.servers"]
     out = subprocess.run([*env_cmd, "start", "redis-stack", "--data-dir", str(tmp_path)],
                          capture_output=True, text=True, timeout=60, check=True).stdout
     url = out.splitlines()[0]

@@ -21,7 +21,7 @@ kind               binary (installed by ``scripts/services.sh``)    keeps data o
 ``azurite``        Azurite from npm, blob service only              yes
 =================  ==============================================  ==================
 
-By hand: ``python -m semcache.testing.servers start KIND`` prints the URL (the server
+By hand: ``python -m semcache_testing.servers start KIND`` prints the URL (the server
 keeps running, its state recorded under ``.services/run/``), ``... stop [KIND]`` stops it.
 
 Binaries and the private libssl live in the project-local ``.services/`` folder (or
@@ -706,7 +706,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(
-        prog="python -m semcache.testing.servers",
+        prog="python -m semcache_testing.servers",
         description="Start and stop the real servers semcache's remote backends test against.")
     sub = parser.add_subparsers(dest="cmd", required=True)
     p_start = sub.add_parser("start", help="start a server in the background, print its URL")

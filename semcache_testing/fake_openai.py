@@ -8,7 +8,7 @@ the upstream calls it received, so a test can prove that a cache hit made none::
         client.chat.completions.create(model="m", messages=[...])
         assert fake.calls["chat/completions"] == 1
 
-By hand: ``python -m semcache.testing.fake_openai --port 8000 --delay-ms 200``.
+By hand: ``python -m semcache_testing.fake_openai --port 8000 --delay-ms 200``.
 
 Wire format (what the ``openai`` client parses):
 
@@ -712,7 +712,7 @@ def _ident(prefix: str, body: Any, n: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m semcache.testing.fake_openai",
+    p = argparse.ArgumentParser(prog="python -m semcache_testing.fake_openai",
                                 description="A fake OpenAI-compatible server for tests.")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)

@@ -1,6 +1,6 @@
 """Session-scoped fixtures that start the real servers (each at most once per session).
 
-Register with ``pytest_plugins = ["semcache.testing.pytest_plugin"]`` in a conftest.
+Register with ``pytest_plugins = ["semcache_testing.pytest_plugin"]`` in a conftest.
 
 ==============================  =====================================================
 fixture                         value
