@@ -20,6 +20,10 @@ Wire format (what the ``openai`` client parses):
   call of that function with arguments ``{"echo": <last user message>}``; ``stream: true``
   sends SSE chunks (a role chunk, word chunks, a finish chunk, a usage chunk when
   ``stream_options.include_usage``) ending with ``data: [DONE]``.
+  The LLM verifier's question (``semcache.verifiers.llm``) is answered by rule, one
+  ``"<i>: yes|no"`` line per candidate: yes when the candidate has the query's words in
+  the query's order (case, punctuation, a/an/the/please aside); model
+  ``verifier-prose`` answers ``"Probably."`` instead.
 - ``POST /v1/completions``: ``"echo: <prompt>"`` per prompt (a str or a list), streaming too.
 - ``POST /v1/embeddings``: unit vectors derived from a hash of each input (str or token
   list); ``dimensions`` honoured (default 1536); ``encoding_format`` float or base64
@@ -95,6 +99,34 @@ def fake_embedding(item: str | list[int], dim: int = DEFAULT_EMBEDDING_DIM) -> l
     norm = math.sqrt(sum(v * v for v in vals)) or 1.0
     # round-trip through float32 so float and base64 encodings give the same numbers
     return list(struct.unpack(f"<{dim}f", struct.pack(f"<{dim}f", *(v / norm for v in vals))))
+
+
+#: the LLM verifier's question (semcache.verifiers.llm.QUESTION), answered by rule
+_VERIFIER_ASK = "Would the answer to question A also correctly answer question B?"
+_FILLER = frozenset({"a", "an", "the", "please"})
+
+
+def _verifier_answer(messages: list[dict[str, Any]]) -> str | None:
+    """``"<i>: yes|no"`` per candidate when asked the LLM verifier's question: yes when
+    ``B<i>`` has A's words in A's order (case, punctuation, a/an/the/please aside), so a
+    reversal ("km to miles" / "miles to km") is a no. None for any other request."""
+    if not any(isinstance(m, dict) and m.get("role") == "system"
+               and _VERIFIER_ASK in _text_of(m.get("content")) for m in messages):
+        return None
+    texts: dict[str, str] = {}
+    for line in fake_answer(messages)[len("echo: "):].splitlines():
+        tag, _, rest = line.partition(": ")
+        try:
+            texts[tag] = json.loads(rest)
+        except ValueError:
+            continue
+
+    def words(t: str) -> list[str]:
+        return [w for w in re.findall(r"[a-z0-9]+", str(t).lower()) if w not in _FILLER]
+
+    a = words(texts.get("A", ""))
+    bs = sorted((int(k[1:]), v) for k, v in texts.items() if k[1:].isdigit() and k[0] == "B")
+    return "\n".join(f"{i}: {'yes' if words(b) == a else 'no'}" for i, b in bs)
 
 
 def fake_transcript(audio: bytes) -> str:
@@ -465,6 +497,9 @@ class _Handler(BaseHTTPRequestHandler):
             raise _Error(400, "'messages' is a required property", param="messages")
         model = _model(body)
         text = fake_answer(messages) + self._answer_suffix(n)
+        verdict = _verifier_answer(messages)
+        if verdict is not None:  # model "verifier-prose" answers as no parser can read
+            text = "Probably." if model == "verifier-prose" else verdict
         rf = body.get("response_format")
         if isinstance(rf, dict) and rf.get("type") in ("json_object", "json_schema"):
             text = json.dumps({"echo": text})

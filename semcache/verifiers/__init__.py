@@ -18,6 +18,8 @@ __all__ = ["VERIFIERS", "Verdicts", "Verifier", "check_probability", "rank",
 #: name -> "module:Class" (imported on first use)
 VERIFIERS: dict[str, str] = {
     "structural": "semcache.verifiers.structural:StructuralVerifier",
+    # configured by $OPENAI_BASE_URL / $OPENAI_API_KEY; pass an LLMVerifier for more
+    "llm": "semcache.verifiers.llm:LLMVerifier",
 }
 
 

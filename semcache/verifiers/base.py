@@ -52,10 +52,13 @@ class Verifier(ABC):
         sims = np.asarray(similarities, np.float64)
         if not prompts:
             return np.zeros(0, np.float64)
-        p = np.asarray(self._score(query, prompts, sims), np.float64)
-        if p.shape != (len(prompts),) or not np.all((p >= 0.0) & (p <= 1.0)):
+        return self._checked(self._score(query, prompts, sims), len(prompts))
+
+    def _checked(self, scores: object, n: int) -> np.ndarray:
+        p = np.asarray(scores, np.float64)
+        if p.shape != (n,) or not np.all((p >= 0.0) & (p <= 1.0)):
             raise BackendError(f"verifier {self.name!r} returned {p.shape} scores outside "
-                               f"[0, 1] for {len(prompts)} prompts", backend=self.name)
+                               f"[0, 1] for {n} prompts", backend=self.name)
         return p
 
     async def averify(self, query: str, prompts: Sequence[str],
