@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gzip
 import json
 import os
 import sys
@@ -48,58 +47,8 @@ from semcache._keys import semantic_split  # noqa: E402
 from semcache.embedders.onnx import OnnxEmbedder, ensure_onnx  # noqa: E402
 from semcache.indexes.base import IndexEntry  # noqa: E402
 
-QQP = ROOT.parent / "shared" / "data" / "qqp" / "pairs.jsonl.gz"
-
-
-def req(text: str) -> dict[str, Any]:
-    return {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}]}
-
-
-def pct(xs: list[float], q: float) -> float:
-    return float(np.percentile(np.asarray(xs) * 1e3, q)) if xs else float("nan")
-
-
-def stats(xs: list[float]) -> dict[str, float]:
-    return {"p50_ms": round(pct(xs, 50), 3), "p99_ms": round(pct(xs, 99), 3),
-            "n": len(xs)}
-
-
-def load_pairs(path: Path, n_pairs: int,
-               n_other: int) -> tuple[list[tuple[str, str]], list[str]]:
-    """``n_pairs`` paraphrase pairs (distinct texts) and ``n_other`` other questions."""
-    pairs: list[tuple[str, str]] = []
-    seen: set[str] = set()
-    other: list[str] = []
-    with gzip.open(path, "rt") as f:
-        for line in f:
-            d = json.loads(line)
-            a, b = d["query"].strip(), d["candidate"].strip()
-            if not a or not b or a in seen or b in seen or a == b:
-                continue
-            seen.update((a, b))
-            if d["label"] == 1 and len(pairs) < n_pairs:
-                pairs.append((a, b))
-            elif len(other) < n_other:
-                other.append(a)
-            if len(pairs) >= n_pairs and len(other) >= n_other:
-                break
-    return pairs, other
-
-
-def filler(rng: np.random.Generator, centres: np.ndarray, n: int) -> np.ndarray:
-    """Clustered around real question embeddings: centre + w * noise, w in [0.8, 1.6]
-    (cosine to the centre ~0.5-0.8, as other questions on one topic)."""
-    dim = centres.shape[1]
-    out = np.empty((n, dim), np.float32)
-    for s in range(0, n, 50_000):
-        m = min(n - s, 50_000)
-        noise = rng.standard_normal((m, dim), dtype=np.float32)
-        noise /= np.linalg.norm(noise, axis=1, keepdims=True)
-        w = rng.uniform(0.8, 1.6, (m, 1)).astype(np.float32)
-        v = centres[rng.integers(0, len(centres), m)] + w * noise
-        out[s:s + m] = v / np.linalg.norm(v, axis=1, keepdims=True)
-    return out
-
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from _bench_data import QQP, filler, load_pairs, pct, req, stats  # noqa: E402, F401
 
 # -- the measurements ----------------------------------------------------------------------
 
