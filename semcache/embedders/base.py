@@ -13,11 +13,11 @@ from __future__ import annotations
 import asyncio
 import threading
 from abc import ABC, abstractmethod
-from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from cachetools import LRUCache
 
 from .._errors import BackendError, InvalidRequestError
 
@@ -42,7 +42,9 @@ class Embedder(ABC):
     def __init__(self, *, cache_size: int = 4096) -> None:
         if cache_size < 0:
             raise InvalidRequestError("cache_size must be >= 0")
-        self._lru: OrderedDict[str, np.ndarray] = OrderedDict()
+        # cachetools' LRU (issue #19: one LRU implementation, not three hand-written);
+        # it is not thread-safe, so every access holds _lru_lock
+        self._lru: LRUCache[str, np.ndarray] = LRUCache(maxsize=max(cache_size, 1))
         self._lru_size = cache_size
         self._lru_lock = threading.Lock()
 
@@ -89,7 +91,8 @@ class Embedder(ABC):
         return self._merge(plan, parts)
 
     def embed_one(self, text: str) -> np.ndarray:
-        return self.embed([text])[0]
+        row: np.ndarray = self.embed([text])[0]
+        return row
 
     # -- the pure steps both twins share ------------------------------------------------
 
@@ -105,11 +108,10 @@ class Embedder(ABC):
         if self._lru_size:
             with self._lru_lock:
                 for i, t in enumerate(texts):
-                    v = self._lru.get(t)
+                    v = self._lru.get(t)  # a hit becomes the most recent
                     if v is None:
                         todo.append(i)
                     else:
-                        self._lru.move_to_end(t)
                         plan.cached[i] = v
         else:
             todo = list(range(len(texts)))
@@ -135,10 +137,7 @@ class Embedder(ABC):
                     # and a row view would keep the whole batch alive
                     row = v.copy()
                     row.flags.writeable = False
-                    self._lru[t] = row
-                    self._lru.move_to_end(t)
-                while len(self._lru) > self._lru_size:
-                    self._lru.popitem(last=False)
+                    self._lru[t] = row  # evicts the least recent past cache_size
         if not plan.cached and len(plan.unique) == len(texts):
             return fresh
         out = np.empty((len(texts), fresh.shape[1]), dtype=np.float32)
@@ -146,7 +145,7 @@ class Embedder(ABC):
             out[i] = plan.cached[i] if i in plan.cached else by_text[t]
         return out
 
-    def _call(self, fn, batch: list[str]) -> np.ndarray:
+    def _call(self, fn: Callable[[list[str]], np.ndarray], batch: list[str]) -> np.ndarray:
         try:
             return fn(batch)
         except (BackendError, InvalidRequestError):

@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
+
+from cachetools import LRUCache
 
 from .._errors import ConfigError
 from .base import ExactStore
@@ -14,6 +15,19 @@ from .base import ExactStore
 __all__ = ["MemoryStore"]
 
 log = logging.getLogger("semcache")
+
+
+class _LRU(LRUCache[str, tuple[bytes, float | None]]):
+    """cachetools' LRU, keeping the keys its bound pushes out for ``on_evict``."""
+
+    def __init__(self, maxsize: int) -> None:
+        super().__init__(maxsize)
+        self.pushed_out: list[str] = []
+
+    def popitem(self) -> tuple[str, tuple[bytes, float | None]]:
+        key, item = super().popitem()
+        self.pushed_out.append(key)
+        return key, item
 
 
 class MemoryStore(ExactStore):
@@ -46,7 +60,10 @@ class MemoryStore(ExactStore):
         self.max_entries = max_size_in_memory
         self.max_item_bytes = max_size_per_item * 1024
         self._clock = clock
-        self._data: OrderedDict[str, tuple[bytes, float | None]] = OrderedDict()
+        # key -> (value, expiry); TTL stays ours, checked on read as before: the LRU
+        # bound (cachetools, issue #19) decides only what goes when the store is full.
+        # cachetools is not thread-safe: every access holds _lock.
+        self._data = _LRU(max_size_in_memory)
         self._lock = threading.Lock()
         self.rejected_oversize = 0
         self.evicted = 0
@@ -54,14 +71,13 @@ class MemoryStore(ExactStore):
 
     def get(self, key: str) -> bytes | None:
         with self._lock:
-            item = self._data.get(key)
+            item = self._data.get(key)  # a hit becomes the most recent
             if item is None:
                 return None
             value, expires = item
             if expires is not None and expires <= self._clock():
                 del self._data[key]
                 return None
-            self._data.move_to_end(key)
             return value
 
     def set(self, key: str, value: bytes, ttl: float | None = None) -> bool:
@@ -76,12 +92,9 @@ class MemoryStore(ExactStore):
                             self.max_item_bytes // 1024, n)
             return False
         expires = None if ttl is None else self._clock() + ttl
-        evicted: list[str] = []
         with self._lock:
-            self._data[key] = (value, expires)
-            self._data.move_to_end(key)
-            while len(self._data) > self.max_entries:
-                evicted.append(self._data.popitem(last=False)[0])
+            self._data[key] = (value, expires)  # pops the least recent when full
+            evicted, self._data.pushed_out = self._data.pushed_out, []
             self.evicted += len(evicted)
         if evicted and self.on_evict is not None:
             self.on_evict(evicted)

@@ -53,9 +53,11 @@ def test_lru_is_bounded_and_evicts_least_recent() -> None:
     e.embed(["a", "b", "c"])
     e.embed(["a"])  # a is now the most recent
     e.embed(["d"])  # evicts b
-    assert len(e._lru) == 3 and list(e._lru) == ["c", "a", "d"]
-    e.embed(["b"])
+    assert len(e._lru) == 3 and set(e._lru) == {"a", "c", "d"}
+    e.embed(["b"])  # evicts c, the least recent now
     assert e.embedded == ["a", "b", "c", "d", "b"]
+    e.embed(["a", "d", "b"])
+    assert e.embedded == ["a", "b", "c", "d", "b"] and set(e._lru) == {"a", "d", "b"}
     e.embed([f"x{i}" for i in range(100)])
     assert len(e._lru) == 3
 
