@@ -13,7 +13,6 @@ from __future__ import annotations
 import difflib
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, cast
 
 from ._compat import litellm_params
@@ -39,7 +38,7 @@ from ._keys import (
     exact_key,
     validate_namespace,
 )
-from ._pending import Pending
+from ._pending import CacheHit, Pending
 from ._pipeline import Pipeline, infer_call_type
 from ._policy import DecisionPolicy, StaticThreshold
 from ._record import RecordCodec
@@ -67,27 +66,6 @@ _SEMANTIC = frozenset({"similarity_threshold", "top_k", "semantic_query", "polic
 #: the floor under a verified policy when no similarity_threshold is given: candidates
 #: below it are never considered (the policy decides above it)
 DEFAULT_VERIFIED_FLOOR = 0.7
-
-
-@dataclass(slots=True)
-class CacheHit:
-    """A value served from the cache, with the metadata of how it was found."""
-
-    value: Any
-    kind: str | None
-    metadata: dict[str, Any]
-
-    @property
-    def stage(self) -> str:
-        return self.metadata["stage"]
-
-    @property
-    def similarity(self) -> float:
-        return self.metadata["similarity"]
-
-    @property
-    def key(self) -> str:
-        return self.metadata["key"]
 
 
 class Cache(Pipeline):

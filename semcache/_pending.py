@@ -11,15 +11,36 @@ nothing outside the pipeline's modules touches its privates (tests/test_pipeline
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ._errors import InvalidRequestError
 
 if TYPE_CHECKING:
-    from ._cache import CacheHit
     from ._pipeline import Pipeline, Request
 
-__all__ = ["Pending"]
+__all__ = ["CacheHit", "Pending"]
+
+
+@dataclass(slots=True)
+class CacheHit:
+    """A value served from the cache, with the metadata of how it was found."""
+
+    value: Any
+    kind: str | None
+    metadata: dict[str, Any]
+
+    @property
+    def stage(self) -> str:
+        return self.metadata["stage"]
+
+    @property
+    def similarity(self) -> float:
+        return self.metadata["similarity"]
+
+    @property
+    def key(self) -> str:
+        return self.metadata["key"]
 
 
 class Pending:

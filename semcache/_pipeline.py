@@ -34,14 +34,13 @@ from ._keys import (
     exact_key,
     semantic_split,
 )
-from ._pending import Pending
+from ._pending import CacheHit, Pending
 from ._policy import Decision, DecisionPolicy
 from ._record import Record, to_jsonable
 from .indexes.base import Candidate, IndexEntry
 from .verifiers import Verdicts, rank
 
 if TYPE_CHECKING:
-    from ._cache import CacheHit
     from ._keys import KeyParams, QueryMode
     from ._record import RecordCodec
     from ._stats import FaultLog, Stats
@@ -270,8 +269,6 @@ class Pipeline:
                  t0: float, *, stage: str = "miss", similarity: float | None = None,
                  now: float | None = None, decision: str | None = None,
                  estimated: float | None = None) -> Pending:
-        from ._cache import CacheHit
-
         total = (time.perf_counter() - t0) * 1000
         timings = {k: v * 1000 for k, v in req.timings.items()}
         timings["total"] = total

@@ -21,13 +21,14 @@ from cachetools import LRUCache
 
 from .._config import Controls
 from .._errors import ConfigError, SemcacheError
+from .._pending import CacheHit
 from .._pipeline import FAILED, Op, Request, query_digest
 from .._policy import DecisionPolicy
 from .._record import Record
 from ..indexes.base import Observation
 
 if TYPE_CHECKING:
-    from .._cache import Cache, CacheHit
+    from .._cache import Cache
 
 __all__ = ["Learning"]
 
@@ -117,8 +118,6 @@ class Learning:
     # -- feedback ----------------------------------------------------------------------
     def feedback_flow(self, hit: CacheHit | Mapping[str, Any] | str, correct: bool
                       ) -> tuple[Generator[Op, Any, bool], Request]:
-        from .._cache import CacheHit
-
         if not isinstance(correct, bool):
             raise ConfigError("correct must be True or False", parameter="correct")
         c = self._cache
