@@ -203,8 +203,10 @@ async def library_reference(args) -> dict:
     from semcache._registry import get_embedder
 
     emb = get_embedder(None)
+    # the in-process reference is this checkout's library: "unset" (an older proxy
+    # without verifiers) compares with the cosine alone
     cache = Cache(type="faiss-semantic", embedder=emb, similarity_threshold=args.threshold,
-                  verifier=args.verifier)
+                  verifier="none" if args.verifier == "unset" else args.verifier)
     for t in TOPICS:
         cache.add_cache({"choices": [{"message": {"role": "assistant", "content": "x"}}]},
                         model="chat", messages=[{"role": "user", "content": t + "?"}],
@@ -244,14 +246,17 @@ async def run(args) -> dict:
             "model": "gpt-4o-mini", "api_base": f"http://127.0.0.1:{fake_port}/v1"}}],
         "litellm_settings": {"cache": True, "cache_params": (
             {"type": "faiss-semantic", "similarity_threshold": args.threshold,
-             "verifier": args.verifier}
+             **({} if args.verifier == "unset" else {"verifier": args.verifier})}
             if args.cache_type == "faiss-semantic" else {"type": args.cache_type})},
         "general_settings": {"master_key": MASTER},
         "semcache_settings": {"max_connections": 256,
                               "embedding_batching": not args.no_batching},
     }))
+    # --proxy-root: the proxy runs another checkout's code (a before/after comparison
+    # with everything else, load client included, the same)
+    proxy_env = {**env, "PYTHONPATH": str(args.proxy_root or ROOT)}
     proxy = spawn([sys.executable, "-m", "semcache.proxy", "--config", str(cfg),
-                   "--port", str(proxy_port), "--workers", str(args.workers)], env)
+                   "--port", str(proxy_port), "--workers", str(args.workers)], proxy_env)
     report: dict = {"config": vars(args), "cpus": os.cpu_count(),
                     "loadavg_start": os.getloadavg()}
     try:
@@ -336,7 +341,9 @@ def main(argv: list[str] | None = None) -> None:
     # the semantic phase's paraphrases carry a prefix and a counter, which the structural
     # verifier may refuse (a miss then costs the upstream's delay): "none" measures the
     # serving path alone, as before the verifier existed; "structural" the default cache
-    p.add_argument("--verifier", default="none", choices=["none", "structural"])
+    p.add_argument("--verifier", default="none", choices=["none", "structural", "unset"],
+                   help="unset: leave the key out (a --proxy-root from before verifiers)")
+    p.add_argument("--proxy-root", help="run the proxy from this checkout (before/after)")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--cache-type", default="faiss-semantic",
                    help="faiss-semantic (default) or an exact-only type such as local: "
