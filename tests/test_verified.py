@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import bisect
+import itertools
+import math
 import random
 
 import pytest
@@ -22,23 +25,29 @@ PARA = "What is the fastest way to learn Python?"
 
 
 THRESHOLDS = [0.75, 0.8, 0.85, 0.9, 0.97, 1.01]
+#: how far a query's own boundary strays from its entry's (a normal spread): an entry
+#: right once at s can be wrong at a higher s, so its history never makes a candidate
+#: certain, and an error budget is what keeps wrong answers out (with sharp boundaries,
+#: as this stream had before, the history alone did: 0 wrong answers, with or without
+#: the budget)
+NOISE = 0.03
 
 
-def simulate(target, n=30_000, seed=0, **kw):
-    """Entries with hidden per-entry thresholds; queries at random similarities.
+def simulate(target, n=30_000, seed=0, levels=THRESHOLDS, **kw):
+    """300 entries with hidden boundaries (``levels``), queries at random similarities,
+    each right when its similarity is at or above its entry's boundary plus noise.
     Returns (served, wrong, decisions) counted after the first third, and the policy."""
     rng = random.Random(seed)
     policy = VerifiedPolicy(target, seed=seed, **kw)
-    thresholds = [rng.choice(THRESHOLDS) for _ in range(300)]
+    thresholds = [rng.choice(levels) for _ in range(300)]
     obs: list[list[Observation]] = [[] for _ in thresholds]
     served = wrong = decisions = 0
     for t in range(n):
         e = rng.randrange(len(thresholds))
         s = rng.uniform(0.7, 1.0)
-        c = Candidate(f"n:{e}", s, "p", 0.0, None, tuple(obs[e]))
-        d = policy.decide("q", [c], 0.7)
+        right = s >= thresholds[e] + rng.gauss(0.0, NOISE)
+        d = policy.decide("q", [Candidate(f"n:{e}", s, "p", 0.0, None, tuple(obs[e]))], 0.7)
         policy.record(d)
-        right = s >= thresholds[e]
         if t > n // 3:
             decisions += 1
             if d.action == "serve":
@@ -51,39 +60,80 @@ def simulate(target, n=30_000, seed=0, **kw):
     return served, wrong, decisions, policy
 
 
-def best_static(target, per="request"):
-    """The largest hit share of a static threshold whose error is within target, on
-    the same population (computed exactly over a fine grid of similarities)."""
-    rng = random.Random(0)
-    thresholds = [rng.choice(THRESHOLDS) for _ in range(300)]
+def static_curve(seed=0, levels=THRESHOLDS):
+    """For each static threshold of a 0.001 grid: (share of queries served, expected
+    wrong answers per query) on ``simulate``'s population, computed exactly from the
+    stream's law (queries uniform over entries and over similarities in [0.7, 1])."""
+    rng = random.Random(seed)
+    thresholds = [rng.choice(levels) for _ in range(300)]
+    weights = {t: thresholds.count(t) / len(thresholds) for t in set(thresholds)}
     sims = [0.7 + 0.3 * (i + 0.5) / 3000 for i in range(3000)]
+    # P(wrong | s) = P(s < boundary + noise), averaged over the entries
+    wrong_at = [sum(w * 0.5 * (1 - math.erf((s - t) / (NOISE * math.sqrt(2))))
+                    for t, w in weights.items()) for s in sims]
+    tail = list(itertools.accumulate(reversed(wrong_at)))[::-1]  # wrong at >= sims[i]
+    out = []
+    for th in [0.7 + x / 1000 for x in range(301)]:
+        i = bisect.bisect_left(sims, th)
+        out.append((th, (len(sims) - i) / len(sims), tail[i] / len(sims) if i < len(sims)
+                    else 0.0))
+    return out
+
+
+def best_static(target, per="request", seed=0, levels=THRESHOLDS):
+    """The largest share of queries a static threshold serves with its error (per
+    query, or per hit) within ``target``, on the same population: the best threshold
+    with hindsight, which a deployment cannot pick."""
     best = 0.0
-    for th in [x / 100 for x in range(70, 101)]:
-        served = [s for s in sims if s >= th]
-        # share of entries wrong at each served similarity, averaged
-        wrong = sum(sum(s < t for t in thresholds) / 300 for s in served)
-        err = wrong / (len(sims) if per == "request" else max(len(served), 1))
+    for _, served, wrong in static_curve(seed, levels):
+        err = wrong if per == "request" else (wrong / served if served else 0.0)
         if err <= target:
-            best = max(best, len(served) / len(sims))
+            best = max(best, served)
     return best
 
 
-@pytest.mark.parametrize("target", [0.02, 0.05])
+#: the verified policy's hits over the best static threshold's, at least: the budget
+#: pools the uncertainty of everything it serves; a per-candidate bound (serve when a
+#: candidate's own upper bound is under the target) made 2.9x, 1.9x and 1.2x on this
+#: stream (seeds 0-2 of the pooled budget: 4.5-5.4x, 3.0-3.4x and 1.7-1.8x)
+MIN_HIT_RATIO = {0.01: 3.8, 0.02: 2.5, 0.05: 1.4}
+
+
+@pytest.mark.parametrize("target", [0.01, 0.02, 0.05])
 def test_error_stays_under_target_and_hits_beat_the_best_static_threshold(target):
+    """Without the budget every target runs over (serving anything the model does not
+    call certainly wrong: 23% wrong answers); with only the ``max_serve_error`` cap left,
+    1.7-2.7% wrong on seeds 0-2, over the 1% target."""
+    # the stream has wrong candidates to keep out: serving every one would be wrong
+    # more than half the time, far over either target
+    assert static_curve()[0][2] > 5 * target
     served, wrong, decisions, policy = simulate(target)
-    assert served > 0
     assert wrong / decisions <= target * 1.1  # the bound holds after warm-up
-    assert served / decisions > 1.2 * best_static(target)
+    assert served / decisions >= MIN_HIT_RATIO[target] * best_static(target)
     s = policy.stats()
     assert s["per"] == "request" and s["audited"] > 0
     assert s["observed_error_rate"] == pytest.approx(
         s["observed_hit_error_rate"] * s["served_share"])
 
 
+#: per hit: no entry that is never right (1.01), else no static threshold reaches a 5%
+#: share of wrong hits at all and the baseline would be 0
+HIT_LEVELS = THRESHOLDS[:-1]
+
+
 def test_per_hit_targets_bound_the_share_of_wrong_hits():
-    served, wrong, decisions, _ = simulate(0.05, per="hit")
-    assert served > 0 and wrong / served <= 0.05 * 1.1
-    assert served / decisions > best_static(0.05, per="hit")
+    """Over three streams (one alone runs 0.045-0.061 on seeds 0-2): the share of wrong
+    hits is within the target, and the hits are many times the best static threshold's
+    at that share (7-9x; a per-candidate bound made 4.9x)."""
+    served = wrong = decisions = 0
+    static = 0.0
+    for seed in range(3):
+        s, w, d, _ = simulate(0.05, per="hit", seed=seed, levels=HIT_LEVELS)
+        served, wrong, decisions = served + s, wrong + w, decisions + d
+        static += best_static(0.05, per="hit", seed=seed, levels=HIT_LEVELS) / 3
+    assert static > 0.03  # a baseline that serves
+    assert wrong / served <= 0.05 * 1.1
+    assert served / decisions >= 6 * static
     with pytest.raises(ConfigError, match="per"):
         VerifiedPolicy(0.05, per="query")
     for bad in ({"memory": -1}, {"max_serve_error": 0}, {"budget_window": 0},
