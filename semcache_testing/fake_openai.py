@@ -451,7 +451,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _responses(self, body: dict[str, Any], n: int) -> None:
         """The Responses API: an echo of the last user input (issue #22)."""
-        from .._calls._responses_api import key_kwargs, replay_events, sse_bytes
+        from semcache._calls._responses_api import key_kwargs, replay_events, sse_bytes
 
         inp = body.get("input")
         if not isinstance(inp, (str, list)) or not inp:
