@@ -214,7 +214,8 @@ class LLMVerifier(Verifier):
         import openai
 
         sub = [prompts[i] for i in ask]
-        self.requests += 1
+        with self._lock:
+            self.requests += 1
         try:
             response = self._sync_client().chat.completions.create(
                 **self._request(query, sub))
@@ -232,7 +233,8 @@ class LLMVerifier(Verifier):
             import openai
 
             sub = [prompts[i] for i in ask]
-            self.requests += 1
+            with self._lock:
+                self.requests += 1
             try:
                 response = await self._async_client().chat.completions.create(
                     **self._request(query, sub))
