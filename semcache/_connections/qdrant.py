@@ -35,7 +35,7 @@ import threading
 import uuid
 from collections.abc import Callable, Generator, Iterator, Sequence
 from functools import partial
-from typing import Any, Concatenate, ParamSpec
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from .._errors import (
     BackendError,
@@ -71,7 +71,9 @@ def point_id(key: str) -> str:
 Client = QdrantClient | AsyncQdrantClient
 #: one client call with its arguments; the sync driver calls it, the async one awaits it
 _Step = partial[Any]
-Program = Generator[_Step, Any, Any]
+_R = TypeVar("_R")
+#: an operation written once: it yields steps, receives their results, returns an _R
+Program = Generator[_Step, Any, _R]
 _P = ParamSpec("_P")
 
 
@@ -133,13 +135,13 @@ class QdrantConnection:
         return f"embedded:{self.path or ':memory:'}"
 
     # -- drivers (semcache/_connections/steps.py) --
-    def run(self, program: Callable[Concatenate[Client, _P], Program], /,
-            *args: _P.args, **kwargs: _P.kwargs) -> Any:
+    def run(self, program: Callable[Concatenate[Client, _P], Program[_R]], /,
+            *args: _P.args, **kwargs: _P.kwargs) -> _R:
         with self._lock if self.embedded else contextlib.nullcontext():
             return drive(program(self.client, *args, **kwargs), partial(_map_errors, self))
 
-    async def arun(self, program: Callable[Concatenate[Client, _P], Program], /,
-                   *args: _P.args, **kwargs: _P.kwargs) -> Any:
+    async def arun(self, program: Callable[Concatenate[Client, _P], Program[_R]], /,
+                   *args: _P.args, **kwargs: _P.kwargs) -> _R:
         if self.embedded:
             return await asyncio.to_thread(self.run, program, *args, **kwargs)
         return await adrive(program(self._aclient(), *args, **kwargs),
@@ -229,7 +231,7 @@ class Collection:
         self._clock = clock
         self._writes = 0
 
-    def _ensure(self, c: Client, dim: int | None = None) -> Program:
+    def _ensure(self, c: Client, dim: int | None = None) -> Program[bool]:
         """Create or check the collection once per process; False if it does not exist
         and could not be created yet (a search before the first add)."""
         if self.collection in self.conn.ready:
@@ -260,7 +262,7 @@ class Collection:
     def _check_existing(self, info: Any) -> None:
         pass
 
-    def _count(self, c: Client, flt: models.Filter | None) -> Program:
+    def _count(self, c: Client, flt: models.Filter | None) -> Program[int]:
         exists = yield from self._ensure(c)
         if not exists:
             return 0
@@ -268,14 +270,14 @@ class Collection:
                             exact=True)
         return int(res.count)
 
-    def _delete_where(self, c: Client, flt: models.Filter) -> Program:
+    def _delete_where(self, c: Client, flt: models.Filter) -> Program[int]:
         n = yield from self._count(c, flt)
         if n:
             yield partial(c.delete, collection_name=self.collection, wait=True,
                           points_selector=models.FilterSelector(filter=flt))
         return n
 
-    def _delete_ids(self, c: Client, keys: Sequence[str]) -> Program:
+    def _delete_ids(self, c: Client, keys: Sequence[str]) -> Program[int]:
         keys = list(dict.fromkeys(keys))
         exists = yield from self._ensure(c)
         if not keys or not exists:
@@ -288,11 +290,11 @@ class Collection:
                           points_selector=models.PointIdsList(points=[p.id for p in found]))
         return len(found)
 
-    def _purge(self, c: Client, now: float) -> Program:
+    def _purge(self, c: Client, now: float) -> Program[int]:
         return (yield from self._delete_where(c, models.Filter(must=[
             models.FieldCondition(key="x", range=models.Range(lte=now))])))
 
-    def _wrote(self, c: Client, n: int) -> Program:
+    def _wrote(self, c: Client, n: int) -> Program[None]:
         """Every ``purge_every`` writes, drop expired points (searches already skip them)."""
         self._writes += n
         if self._writes >= self.purge_every:
@@ -303,11 +305,11 @@ class Collection:
         """Delete expired points now; returns how many."""
         return self.conn.run(self._purge, self._clock() if now is None else now)
 
-    def _ping(self, c: Client) -> Program:
+    def _ping(self, c: Client) -> Program[bool]:
         yield partial(c.get_collections)
         return True
 
-    def _namespace(self, c: Client, namespace: str | None, delete: bool) -> Program:
+    def _namespace(self, c: Client, namespace: str | None, delete: bool) -> Program[int]:
         flt = None if namespace is None else models.Filter(must=[match("ns", namespace)])
         if delete:
             assert flt is not None
@@ -316,23 +318,22 @@ class Collection:
 
     # -- the part of the seam both the index and the store have --
     def delete(self, keys: Sequence[str]) -> int:
-        return self.conn.run(self._delete_ids, keys)  # type: ignore[no-any-return]
+        return self.conn.run(self._delete_ids, keys)
 
     def clear(self, namespace: str) -> int:
-        return self.conn.run(self._namespace, namespace, True)  # type: ignore[no-any-return]
+        return self.conn.run(self._namespace, namespace, True)
 
     def ping(self) -> bool:
-        return self.conn.run(self._ping)  # type: ignore[no-any-return]
+        return self.conn.run(self._ping)
 
     async def adelete(self, keys: Sequence[str]) -> int:
-        return await self.conn.arun(self._delete_ids, keys)  # type: ignore[no-any-return]
+        return await self.conn.arun(self._delete_ids, keys)
 
     async def aclear(self, namespace: str) -> int:
-        return await self.conn.arun(  # type: ignore[no-any-return]
-            self._namespace, namespace, True)
+        return await self.conn.arun(self._namespace, namespace, True)
 
     async def aping(self) -> bool:
-        return await self.conn.arun(self._ping)  # type: ignore[no-any-return]
+        return await self.conn.arun(self._ping)
 
     def close(self) -> None:
         self.conn.close()

@@ -13,18 +13,19 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Generator
 from contextlib import AbstractContextManager
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from .._errors import SemcacheError
 
 __all__ = ["adrive", "drive"]
 
 S = TypeVar("S", bound=Callable[[], Any])
+R = TypeVar("R")
 #: the backend's error mapping for one step (it may read the step's name and arguments)
 ErrorMap = Callable[[S], AbstractContextManager[None]]
 
 
-def drive(steps: Generator[S, Any, Any], errors: ErrorMap[S]) -> Any:
+def drive(steps: Generator[S, Any, R], errors: ErrorMap[S]) -> R:
     """Run a program with a sync client: each step is called."""
     result: Any = None
     error: SemcacheError | None = None
@@ -32,7 +33,7 @@ def drive(steps: Generator[S, Any, Any], errors: ErrorMap[S]) -> Any:
         try:
             step = steps.send(result) if error is None else steps.throw(error)
         except StopIteration as stop:
-            return stop.value
+            return cast(R, stop.value)  # the program's return value
         result, error = None, None
         try:
             with errors(step):
@@ -41,7 +42,7 @@ def drive(steps: Generator[S, Any, Any], errors: ErrorMap[S]) -> Any:
             error = exc
 
 
-async def adrive(steps: Generator[S, Any, Any], errors: ErrorMap[S]) -> Any:
+async def adrive(steps: Generator[S, Any, R], errors: ErrorMap[S]) -> R:
     """Run a program with an async client: what each step returns is awaited."""
     result: Any = None
     error: SemcacheError | None = None
@@ -49,7 +50,7 @@ async def adrive(steps: Generator[S, Any, Any], errors: ErrorMap[S]) -> Any:
         try:
             step = steps.send(result) if error is None else steps.throw(error)
         except StopIteration as stop:
-            return stop.value
+            return cast(R, stop.value)  # the program's return value
         result, error = None, None
         try:
             with errors(step):

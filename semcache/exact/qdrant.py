@@ -47,7 +47,7 @@ class QdrantStore(Collection, ExactStore):
         return {"vectors_config": {}, "metadata": {"semcache_format": FORMAT,
                                                    "role": "answers"}}
 
-    def _get(self, c: Client, key: str) -> Program:
+    def _get(self, c: Client, key: str) -> Program[bytes | None]:
         exists = yield from self._ensure(c)
         if not exists:
             return None
@@ -60,7 +60,7 @@ class QdrantStore(Collection, ExactStore):
             return None  # purged by the next purge pass
         return base64.b64decode(p["v"])
 
-    def _set(self, c: Client, key: str, value: bytes, ttl: float | None) -> Program:
+    def _set(self, c: Client, key: str, value: bytes, ttl: float | None) -> Program[None]:
         if not isinstance(value, (bytes, bytearray)):
             raise InvalidRequestError(f"values are bytes, got {type(value).__name__}")
         yield from self._ensure(c)
@@ -72,13 +72,13 @@ class QdrantStore(Collection, ExactStore):
         yield from self._wrote(c, 1)
 
     def get(self, key: str) -> bytes | None:
-        return self.conn.run(self._get, key)  # type: ignore[no-any-return]
+        return self.conn.run(self._get, key)
 
     def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
         self.conn.run(self._set, key, value, ttl)
 
     async def aget(self, key: str) -> bytes | None:
-        return await self.conn.arun(self._get, key)  # type: ignore[no-any-return]
+        return await self.conn.arun(self._get, key)
 
     async def aset(self, key: str, value: bytes, ttl: float | None = None) -> None:
         await self.conn.arun(self._set, key, value, ttl)

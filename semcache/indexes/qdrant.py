@@ -119,7 +119,8 @@ class QdrantIndex(Collection, VectorIndex):
         self.model_id = self.model_id or model
 
     # -- programs --
-    def _add(self, c: Client, entries: Sequence[IndexEntry], vectors: np.ndarray) -> Program:
+    def _add(self, c: Client, entries: Sequence[IndexEntry],
+             vectors: np.ndarray) -> Program[None]:
         if self._dim is None and self.collection not in self.conn.ready:
             yield from self._ensure(c)  # an existing collection tells us its dimension
         vecs = check_vectors(vectors, len(entries), self._dim or np.shape(vectors)[-1])
@@ -153,7 +154,7 @@ class QdrantIndex(Collection, VectorIndex):
         yield from self._wrote(c, len(last))
         return None
 
-    def _observe(self, c: Client, key: str, obs: Observation) -> Program:
+    def _observe(self, c: Client, key: str, obs: Observation) -> Program[bool]:
         """One payload key per observation under ``o`` (``set_payload`` with ``key``
         merges), so concurrent observers never overwrite each other."""
         if not (yield from self._ensure(c)):
@@ -177,7 +178,7 @@ class QdrantIndex(Collection, VectorIndex):
         return True
 
     def _search(self, c: Client, vector: np.ndarray, context: str, k: int,
-                now: float) -> Program:
+                now: float) -> Program[list[Candidate]]:
         check_k(k)
         if self._dim is None and self.collection not in self.conn.ready:
             yield from self._ensure(c)
@@ -208,30 +209,28 @@ class QdrantIndex(Collection, VectorIndex):
 
     def search(self, vector: np.ndarray, context: str, k: int = 4,
                now: float | None = None) -> list[Candidate]:
-        return self.conn.run(  # type: ignore[no-any-return]
+        return self.conn.run(
             self._search, vector, context, k, self._clock() if now is None else now)
 
     def count(self, namespace: str | None = None) -> int:
-        return self.conn.run(self._namespace, namespace, False)  # type: ignore[no-any-return]
+        return self.conn.run(self._namespace, namespace, False)
 
     def observe(self, key: str, observation: Observation) -> bool:
-        return self.conn.run(self._observe, key, observation)  # type: ignore[no-any-return]
+        return self.conn.run(self._observe, key, observation)
 
     async def aobserve(self, key: str, observation: Observation) -> bool:
-        return await self.conn.arun(  # type: ignore[no-any-return]
-            self._observe, key, observation)
+        return await self.conn.arun(self._observe, key, observation)
 
     async def aadd(self, entries: Sequence[IndexEntry], vectors: np.ndarray) -> None:
         await self.conn.arun(self._add, entries, vectors)
 
     async def asearch(self, vector: np.ndarray, context: str, k: int = 4,
                       now: float | None = None) -> list[Candidate]:
-        return await self.conn.arun(  # type: ignore[no-any-return]
+        return await self.conn.arun(
             self._search, vector, context, k, self._clock() if now is None else now)
 
     async def acount(self, namespace: str | None = None) -> int:
-        return await self.conn.arun(  # type: ignore[no-any-return]
-            self._namespace, namespace, False)
+        return await self.conn.arun(self._namespace, namespace, False)
 
     def __repr__(self) -> str:
         return (f"QdrantIndex(collection={self.collection!r}, at={self.conn.describe()!r}, "

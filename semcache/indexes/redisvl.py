@@ -45,7 +45,7 @@ import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from functools import partial
-from typing import Any, Concatenate, ParamSpec
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import numpy as np
 
@@ -55,6 +55,7 @@ from .base import MAX_OBSERVATIONS, Candidate, IndexEntry, Observation, VectorIn
 
 try:
     import redis
+    import redis.asyncio
     from redisvl.exceptions import RedisVLError
     from redisvl.index import AsyncSearchIndex, SearchIndex
     from redisvl.query import CountQuery, FilterQuery, VectorQuery
@@ -101,14 +102,16 @@ def _digest(text: str) -> str:
 #: one backend call: a bound method of a client, search index or pipeline, with its
 #: arguments; the sync driver calls it, the async driver awaits what it returns
 _Step = Callable[[], Any]
-_Program = Generator[_Step, Any, Any]
+_R = TypeVar("_R")
+#: an operation written once: it yields steps, receives their results, returns an _R
+_Program = Generator[_Step, Any, _R]
 _P = ParamSpec("_P")
 
 
 class _Sync:
     """What a program's steps are bound to when the sync driver runs it."""
 
-    def __init__(self, owner: RedisVLIndex, client: Any) -> None:
+    def __init__(self, owner: RedisVLIndex, client: redis.Redis) -> None:
         self.client = client
         self._owner = owner
 
@@ -123,11 +126,15 @@ class _Sync:
         return owner._sync_index
 
 
-class _Async(_Sync):
+class _Async:
     """The same for the async driver: this event loop's client and its index."""
 
+    def __init__(self, owner: RedisVLIndex, client: redis.asyncio.Redis) -> None:
+        self.client = client
+        self._owner = owner
+
     @property
-    def index(self) -> AsyncSearchIndex:  # type: ignore[override]
+    def index(self) -> AsyncSearchIndex:
         owner, client = self._owner, self.client
         got = owner._async_indexes.get(id(client))
         if got is None or got[0] is not client:  # one per event loop's client
@@ -203,14 +210,14 @@ class RedisVLIndex(VectorIndex):
     # ------------------------------------------------------------------ drivers
     # semcache/_connections/steps.py: a mapped error is thrown back into the program, so
     # _ensure can handle an index another process created first where it made the call
-    def _run(self, program: Callable[Concatenate[_IO, _P], _Program], /,
-             *args: _P.args, **kwargs: _P.kwargs) -> Any:
+    def _run(self, program: Callable[Concatenate[_IO, _P], _Program[_R]], /,
+             *args: _P.args, **kwargs: _P.kwargs) -> _R:
         with _map_errors():
             io = _Sync(self, self.connection.client())
         return drive(program(io, *args, **kwargs), _map_step_errors)
 
-    async def _arun(self, program: Callable[Concatenate[_IO, _P], _Program], /,
-                    *args: _P.args, **kwargs: _P.kwargs) -> Any:
+    async def _arun(self, program: Callable[Concatenate[_IO, _P], _Program[_R]], /,
+                    *args: _P.args, **kwargs: _P.kwargs) -> _R:
         with _map_errors():
             io = _Async(self, await self.connection.aclient())
         return await adrive(program(io, *args, **kwargs), _map_step_errors)
@@ -225,7 +232,7 @@ class RedisVLIndex(VectorIndex):
                        {"name": "x", "type": "numeric"},
                        {"name": "v", "type": "vector", "attrs": attrs}]})
 
-    def _ensure(self, io: _IO, dim: int | None = None) -> _Program:
+    def _ensure(self, io: _IO, dim: int | None = None) -> _Program[bool]:
         """Check (or create) the index and its recorded model once per process; False
         when it does not exist and the dimension is not known yet."""
         if self._ready:
@@ -270,7 +277,7 @@ class RedisVLIndex(VectorIndex):
     def _rkey(self, key: str) -> str:
         return self.prefix + _digest(key)[:40]
 
-    def _add(self, io: _IO, entries: Sequence[IndexEntry], vectors: np.ndarray) -> _Program:
+    def _add(self, io: _IO, entries: Sequence[IndexEntry], vectors: np.ndarray) -> _Program[None]:
         if self._dim is None and not self._ready:
             yield from self._ensure(io)
         vecs = check_vectors(vectors, len(entries), self._dim or np.shape(vectors)[-1])
@@ -297,7 +304,7 @@ class RedisVLIndex(VectorIndex):
         return None
 
     def _search(self, io: _IO, vector: np.ndarray, context: str, k: int,
-                now: float) -> _Program:
+                now: float) -> _Program[list[Candidate]]:
         check_k(k)
         if self._dim is None and not self._ready:
             yield from self._ensure(io)
@@ -320,18 +327,18 @@ class RedisVLIndex(VectorIndex):
                                  _observations(r.get("o"))))
         return out
 
-    def _observe(self, io: _IO, key: str, obs: Observation) -> _Program:
+    def _observe(self, io: _IO, key: str, obs: Observation) -> _Program[bool]:
         done = yield partial(io.client.eval, _OBSERVE_LUA, 1, self._rkey(key),
                              json.dumps(obs.to_json()), MAX_OBSERVATIONS)
         return bool(done)
 
-    def _delete(self, io: _IO, keys: Sequence[str]) -> _Program:
+    def _delete(self, io: _IO, keys: Sequence[str]) -> _Program[int]:
         rkeys = list(dict.fromkeys(self._rkey(k) for k in keys))
         if not rkeys:
             return 0
         return int((yield partial(io.client.delete, *rkeys)))
 
-    def _clear(self, io: _IO, namespace: str) -> _Program:
+    def _clear(self, io: _IO, namespace: str) -> _Program[int]:
         if not (yield from self._ensure(io)):
             return 0
         gone = 0
@@ -343,13 +350,13 @@ class RedisVLIndex(VectorIndex):
                 return gone
             gone += int((yield partial(io.client.delete, *(r["id"] for r in rows))))
 
-    def _count(self, io: _IO, namespace: str | None) -> _Program:
+    def _count(self, io: _IO, namespace: str | None) -> _Program[int]:
         if not (yield from self._ensure(io)):
             return 0
         flt = None if namespace is None else Tag("ns") == _digest(namespace)
         return int((yield partial(io.index.query, CountQuery(filter_expression=flt))))
 
-    def _drop(self, io: _IO, delete_documents: bool) -> _Program:
+    def _drop(self, io: _IO, delete_documents: bool) -> _Program[None]:
         if not (yield from self._ensure(io)):
             return None
         yield partial(io.index.delete, drop=delete_documents)
