@@ -28,7 +28,7 @@ from semcache._registry import get_embedder
 from semcache.eval import PrecomputedEmbedder
 from semcache.eval._cli import parse_thresholds
 from semcache.eval.policies import DEFAULT_TARGETS, compare_policies
-from semcache.policies.replay import TRUTHS, order_sensitive_pairs
+from semcache.eval.streams import TRUTHS, order_sensitive_pairs
 
 
 def main() -> int:

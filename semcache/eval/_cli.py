@@ -225,10 +225,10 @@ def parse_thresholds(spec: str) -> tuple[float, ...]:
 
 def _run_policy_replay(args: argparse.Namespace) -> int:
     from .._registry import get_embedder
-    from ..policies.replay import order_sensitive_pairs
     from ..policies.verified import VerifiedPolicy
     from ._embed import PrecomputedEmbedder
     from .policies import compare_policies
+    from .streams import order_sensitive_pairs
 
     targets = tuple(args.target_error_rate)
     thresholds = parse_thresholds(args.thresholds)

@@ -3,7 +3,7 @@
 ``semcache eval replay PAIRS --target-error-rate 0.01 0.02 0.05`` (and
 ``benchmarks/verified_replay.py``) build query streams from labeled pairs (paraphrase
 groups joined through shared questions, their labeled negatives, and hand-built
-order-sensitive and negation pairs: ``semcache.policies.replay``), replay each stream
+order-sensitive and negation pairs: ``semcache.eval.streams``), replay each stream
 through real caches, one per static threshold of a sweep and one per target with the
 labels as the verified policy's judge, and compare them:
 
@@ -37,15 +37,8 @@ from .._config import check_rate
 from .._errors import InvalidRequestError
 from ..embedders.base import Embedder
 from ..policies._stats import wilson_interval
-from ..policies.replay import (
-    TRUTHS,
-    ReplayResult,
-    Stream,
-    build_stream,
-    groups_from_pairs,
-    order_sensitive_pairs,
-    replay,
-)
+from .replay import ReplayResult, replay_stream
+from .streams import TRUTHS, Stream, build_stream, groups_from_pairs, order_sensitive_pairs
 
 __all__ = ["DEFAULT_TARGETS", "DEFAULT_THRESHOLDS", "PolicyComparison", "compare_policies"]
 
@@ -296,8 +289,8 @@ def compare_policies(
                 continue
             # the static baseline is a sweep of cosine thresholds (verifier=None): the
             # structural verifier's own figures are benchmarks/verifier_eval.py's
-            r = replay(Cache(type="faiss-semantic", embedder=embedder, verifier=None,
-                             similarity_threshold=th), stream, name)
+            r = replay_stream(Cache(type="faiss-semantic", embedder=embedder, verifier=None,
+                                    similarity_threshold=th), stream, name)
             out.runs.setdefault(name, []).append(r.as_dict())
             if seed == 0:
                 out.traces[name] = [r.trace]
@@ -306,8 +299,9 @@ def compare_policies(
         for target in targets:
             name = f"verified {target}"
             policy = VerifiedPolicy(target, seed=seed, **(policy_options or {}))
-            r = replay(Cache(type="faiss-semantic", embedder=embedder, judge=stream.judge,
-                             policy=policy, similarity_threshold=floor), stream, name)
+            r = replay_stream(Cache(type="faiss-semantic", embedder=embedder,
+                                    judge=stream.judge, policy=policy,
+                                    similarity_threshold=floor), stream, name)
             d = r.as_dict()
             d["max_running_error_after_warmup"], d["max_running_error_low95_after_warmup"] \
                 = _running_error(r.trace, WARMUP)

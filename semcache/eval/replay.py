@@ -1,4 +1,9 @@
-"""``replay``: stream labeled requests through a real ``Cache`` and count what it serves.
+"""Replays: labeled requests sent through a real ``Cache``, counting what it serves.
+
+Two drivers, one per kind of labels. ``replay`` (below) takes seeds and probes, from
+labeled pairs or a query log; ``replay_stream`` takes a labeled query stream
+(``semcache.eval.streams``), the policy comparison's, and lets the cache learn as it
+goes: it reports the error rate ``target_error_rate`` bounds, and each query's outcome.
 
 A replay has *seeds* (requests stored with an answer before the run) and *probes*
 (requests looked up, in order). Each probe knows which seed would be the right answer
@@ -17,7 +22,9 @@ the multi-turn check, where the same text under other earlier turns is the point
 With ``store_misses=True`` each missed probe is then stored under its own id, which is
 how a query log replays against a cache that fills as it goes.
 
-Only the public API is used: ``add_cache`` and ``lookup_with_metadata``; the per-stage
+Only the public API is used: ``add_cache`` and ``lookup_with_metadata`` here,
+``begin`` and its ``store`` in ``replay_stream`` (a miss's answer stored through the
+pending lookup is what lets the cache judge the candidate it explored); the per-stage
 latencies come from the hit metadata's ``timings_ms``.
 """
 
@@ -27,7 +34,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,17 +45,20 @@ from .._cache import Cache
 from .._errors import InvalidRequestError
 from ._data import Pairs
 from ._progress import progress
+from .streams import Stream, answer_class
 
 __all__ = [
     "Prices",
     "Probe",
     "ReplayReport",
+    "ReplayResult",
     "Seed",
     "estimate_tokens",
     "load_price_table",
     "pairs_to_replay",
     "replay",
     "replay_pairs",
+    "replay_stream",
 ]
 
 DEFAULT_MODEL = "gpt-4o-mini"
@@ -313,3 +323,94 @@ def replay_pairs(cache: Cache, pairs: Pairs, **kw: Any) -> ReplayReport:
     hits are its "right", cross hits its "wrong"."""
     seeds, probes = pairs_to_replay(pairs)
     return replay(cache, seeds, probes, **kw)
+
+
+@dataclass(slots=True)
+class ReplayResult:
+    name: str
+    queries: int = 0
+    hits: int = 0
+    wrong: int = 0
+    explored: int = 0
+    misses: int = 0
+    unlabeled: int = 0  #: hits between classes with no label either way
+    #: per query: 1 right hit, -1 wrong hit, 0 miss, 2 unlabeled hit (for curves)
+    trace: list[int] = field(default_factory=list)
+    #: wrong hits by the query's kind ("negative", "reversed", ...)
+    wrong_by_kind: dict[str, int] = field(default_factory=dict)
+    #: queries by kind
+    kinds: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def judged(self) -> int:
+        """Queries whose outcome the labels decide: all but the unlabeled hits."""
+        return self.queries - self.unlabeled
+
+    @property
+    def hit_rate(self) -> float:
+        """Share of judged queries answered from the cache."""
+        return self.hits / self.judged if self.judged else 0.0
+
+    @property
+    def error_rate(self) -> float:
+        """Share of judged queries that got a wrong answer (a miss gets the LLM's own):
+        the error rate ``target_error_rate`` bounds, as vCache defines it."""
+        return self.wrong / self.judged if self.judged else 0.0
+
+    @property
+    def hit_error_rate(self) -> float:
+        """Share of hits that were wrong (1 - precision)."""
+        return self.wrong / self.hits if self.hits else 0.0
+
+    def window(self, start: float, end: float = 1.0) -> dict[str, float]:
+        """Hit rate, error rate and hit error rate over a part of the stream."""
+        t = np.asarray(self.trace[int(len(self.trace) * start):int(len(self.trace) * end)])
+        judged = int((t != 2).sum())
+        hits, wrong = int(((t == 1) | (t == -1)).sum()), int((t == -1).sum())
+        return {"queries": judged, "hits": hits, "wrong": wrong,
+                "hit_rate": hits / judged if judged else 0.0,
+                "error_rate": wrong / judged if judged else 0.0,
+                "hit_error_rate": wrong / hits if hits else 0.0}
+
+    def as_dict(self) -> dict[str, Any]:
+        late = self.window(0.5)
+        return {"name": self.name, "queries": self.queries, "hits": self.hits,
+                "wrong": self.wrong, "unlabeled_hits": self.unlabeled,
+                "hit_rate": self.hit_rate, "error_rate": self.error_rate,
+                "hit_error_rate": self.hit_error_rate, "explored": self.explored,
+                "queries_by_kind": dict(self.kinds), "wrong_by_kind": dict(self.wrong_by_kind),
+                "second_half": late}
+
+
+def replay_stream(cache: Cache, stream: Stream, name: str = "", model: str = "replay-model",
+                  on_query: Callable[[int, ReplayResult], None] | None = None
+                  ) -> ReplayResult:
+    """Send every query through ``cache`` the way the call layer does: look up; on a hit
+    check the served class against the labels; on a miss (or exploration) "call the LLM"
+    (the answer is the query's class) and store it, which lets the cache judge an
+    explored candidate."""
+    res = ReplayResult(name or repr(cache))
+    for i, q in enumerate(stream.queries):
+        req = {"model": model, "messages": [{"role": "user", "content": q.text}]}
+        out = cache.begin("completion", **req)
+        res.queries += 1
+        res.kinds[q.kind] = res.kinds.get(q.kind, 0) + 1
+        if out.hit:
+            ok = stream.truth(q.answer_class, answer_class(out.value))
+            if ok is None:
+                res.unlabeled += 1
+                res.trace.append(2)
+            else:
+                res.hits += 1
+                res.wrong += not ok
+                if not ok:
+                    res.wrong_by_kind[q.kind] = res.wrong_by_kind.get(q.kind, 0) + 1
+                res.trace.append(1 if ok else -1)
+        else:
+            res.misses += 1
+            res.explored += out.metadata.get("decision") in ("explored", "audited")
+            res.trace.append(0)
+            out.store({"answer": f"class {q.answer_class}"})
+        if on_query is not None:
+            on_query(i, res)
+    return res

@@ -175,7 +175,7 @@ def test_strict_truth_counts_every_other_class_as_wrong(tmp_path, capsys, minilm
 
 def test_stream_truth_modes():
     from semcache.eval.policies import compare_policies
-    from semcache.policies.replay import build_stream
+    from semcache.eval.streams import build_stream
 
     groups = [["a1", "a2", "a3"], ["b1", "b2", "b3"], ["c1", "c2", "c3"]]
     negatives = [("a1", "n1")]

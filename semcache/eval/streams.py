@@ -1,4 +1,4 @@
-"""Query streams with ground truth, and replays of them through a real ``Cache``.
+"""Labeled query streams: what a cache sees in production, with the truth of each hit.
 
 A stream is what a cache sees in production: a question is asked (a miss whose answer is
 stored), later its paraphrases and hard negatives arrive, interleaved with every other
@@ -19,28 +19,27 @@ benchmarks whose answers are classes (vCache's), at the price of calling some tr
 cross-group paraphrases wrong. The truth lies between the two; ``semcache eval replay
 --truth`` reports either.
 
-Used by ``benchmarks/verified_replay.py`` and the tests of the verified policy.
+Nothing here knows a cache or a policy: ``semcache.eval.replay.replay_stream`` sends a
+stream through a ``Cache``, ``semcache.eval.policies`` compares policies on streams.
 """
+
 
 from __future__ import annotations
 
 import random
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
-
-import numpy as np
 
 __all__ = [
     "TRUTHS",
     "Query",
-    "ReplayResult",
     "Stream",
+    "answer_class",
     "build_stream",
     "groups_from_pairs",
     "order_sensitive_pairs",
-    "replay",
 ]
 
 
@@ -141,10 +140,11 @@ class Stream:
     def judge(self, query: str, cached_prompt: str, cached_answer: Any,
               fresh_answer: Any) -> bool | None:
         """The label judge: compares the answers' classes, abstains when unlabeled."""
-        return self.truth(_cls(fresh_answer), _cls(cached_answer))
+        return self.truth(answer_class(fresh_answer), answer_class(cached_answer))
 
 
-def _cls(answer: Any) -> int:
+def answer_class(answer: Any) -> int:
+    """The class of a replayed answer (``{"answer": "class N"}``, as the replays store)."""
     return int(str(answer["answer"]).split()[-1])
 
 
@@ -194,93 +194,3 @@ def build_stream(groups: Sequence[Sequence[str]], negatives: Sequence[tuple[str,
         events.append((t0 + rng.random() * (1 - t0), Query(b, cb, "reversed")))
     events.sort(key=lambda e: e[0])
     return Stream([q for _, q in events], known_wrong, truth)
-
-
-@dataclass(slots=True)
-class ReplayResult:
-    name: str
-    queries: int = 0
-    hits: int = 0
-    wrong: int = 0
-    explored: int = 0
-    misses: int = 0
-    unlabeled: int = 0  #: hits between classes with no label either way
-    #: per query: 1 right hit, -1 wrong hit, 0 miss, 2 unlabeled hit (for curves)
-    trace: list[int] = field(default_factory=list)
-    #: wrong hits by the query's kind ("negative", "reversed", ...)
-    wrong_by_kind: dict[str, int] = field(default_factory=dict)
-    #: queries by kind
-    kinds: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def judged(self) -> int:
-        """Queries whose outcome the labels decide: all but the unlabeled hits."""
-        return self.queries - self.unlabeled
-
-    @property
-    def hit_rate(self) -> float:
-        """Share of judged queries answered from the cache."""
-        return self.hits / self.judged if self.judged else 0.0
-
-    @property
-    def error_rate(self) -> float:
-        """Share of judged queries that got a wrong answer (a miss gets the LLM's own):
-        the error rate ``target_error_rate`` bounds, as vCache defines it."""
-        return self.wrong / self.judged if self.judged else 0.0
-
-    @property
-    def hit_error_rate(self) -> float:
-        """Share of hits that were wrong (1 - precision)."""
-        return self.wrong / self.hits if self.hits else 0.0
-
-    def window(self, start: float, end: float = 1.0) -> dict[str, float]:
-        """Hit rate, error rate and hit error rate over a part of the stream."""
-        t = np.asarray(self.trace[int(len(self.trace) * start):int(len(self.trace) * end)])
-        judged = int((t != 2).sum())
-        hits, wrong = int(((t == 1) | (t == -1)).sum()), int((t == -1).sum())
-        return {"queries": judged, "hits": hits, "wrong": wrong,
-                "hit_rate": hits / judged if judged else 0.0,
-                "error_rate": wrong / judged if judged else 0.0,
-                "hit_error_rate": wrong / hits if hits else 0.0}
-
-    def as_dict(self) -> dict[str, Any]:
-        late = self.window(0.5)
-        return {"name": self.name, "queries": self.queries, "hits": self.hits,
-                "wrong": self.wrong, "unlabeled_hits": self.unlabeled,
-                "hit_rate": self.hit_rate, "error_rate": self.error_rate,
-                "hit_error_rate": self.hit_error_rate, "explored": self.explored,
-                "queries_by_kind": dict(self.kinds), "wrong_by_kind": dict(self.wrong_by_kind),
-                "second_half": late}
-
-
-def replay(cache: Any, stream: Stream, name: str = "", model: str = "replay-model",
-           on_query: Callable[[int, ReplayResult], None] | None = None) -> ReplayResult:
-    """Send every query through ``cache`` the way the call layer does: look up; on a hit
-    check the served class against the labels; on a miss (or exploration) "call the LLM"
-    (the answer is the query's class) and store it, which lets the cache judge an
-    explored candidate."""
-    res = ReplayResult(name or repr(cache))
-    for i, q in enumerate(stream.queries):
-        req = {"model": model, "messages": [{"role": "user", "content": q.text}]}
-        out = cache.begin("completion", **req)
-        res.queries += 1
-        res.kinds[q.kind] = res.kinds.get(q.kind, 0) + 1
-        if out.hit:
-            ok = stream.truth(q.answer_class, _cls(out.value))
-            if ok is None:
-                res.unlabeled += 1
-                res.trace.append(2)
-            else:
-                res.hits += 1
-                res.wrong += not ok
-                if not ok:
-                    res.wrong_by_kind[q.kind] = res.wrong_by_kind.get(q.kind, 0) + 1
-                res.trace.append(1 if ok else -1)
-        else:
-            res.misses += 1
-            res.explored += out.metadata.get("decision") in ("explored", "audited")
-            res.trace.append(0)
-            out.store({"answer": f"class {q.answer_class}"})
-        if on_query is not None:
-            on_query(i, res)
-    return res
