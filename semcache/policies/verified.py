@@ -61,9 +61,9 @@ from typing import Any
 import numpy as np
 
 from .._config import check_rate
+from .._entries import Candidate, Observation
 from .._errors import ConfigError
 from .._policy import Decision, DecisionPolicy
-from ..indexes.base import Candidate, Observation
 from ._stats import wilson_interval
 
 __all__ = ["VerifiedPolicy"]
