@@ -1,9 +1,33 @@
-"""Server-sent events read back from a relayed byte stream: one frame splitter for every
-assembler (the proxy's chat stream, the Responses API's event stream)."""
+"""Streamed answers, both ways, for the call layer and the proxy alike (issue #19).
+
+- ``SSEReader`` splits a relayed byte stream into events' ``data:`` payloads (the
+  proxy's chat/text assembler and the Responses API's event stream use it).
+- ``StreamAssembler`` rebuilds the complete chat or text completion from its chunks
+  (JSON dicts: the proxy's parsed events, the call layer's chunks dumped).
+- ``replay_events`` turns a stored complete response back into the chunks a streaming
+  upstream sends.
+
+One copy, because two had drifted (the proxy dropped logprobs and sent a whole answer in
+one chunk; the call layer defaulted a missing ``finish_reason`` to "stop"). Both now
+follow the OpenAI streaming format: a first chunk with the role (and ``content`` ""
+or, for a tool-call answer, null), the content in a few chunks, each carrying the
+``logprobs`` of its own tokens, the refusal, one chunk per tool call (with its
+``index``), a final chunk per choice with an empty delta and the ``finish_reason``;
+with ``stream_options.include_usage`` every chunk has ``"usage": null`` and one last
+chunk with no choices carries the usage. A stream in which a choice never got a
+``finish_reason`` did not complete: it is not an answer and is never stored.
+"""
 
 from __future__ import annotations
 
-__all__ = ["SSEReader"]
+import re
+from typing import Any
+
+__all__ = ["REPLAY_PIECES", "SSEReader", "StreamAssembler", "replay_events"]
+
+_PIECE = re.compile(r"\S+\s*|\s+")
+REPLAY_PIECES = 4  #: a replayed answer's content arrives in (at most) this many chunks
+_HEAD = ("id", "created", "model", "system_fingerprint", "service_tier")
 
 
 class SSEReader:
@@ -31,3 +55,157 @@ class SSEReader:
 
     def _event(self, payload: bytes) -> None:
         raise NotImplementedError
+
+
+# -- assembling ---------------------------------------------------------------------------
+
+class StreamAssembler:
+    """The complete response of one chat (``kind="chat"``) or text completion stream,
+    from its chunks as JSON dicts. ``add`` raises ``TypeError``/``AttributeError`` on a
+    malformed chunk; ``result()`` is None until every choice has a ``finish_reason``."""
+
+    def __init__(self, kind: str) -> None:
+        self.chat = kind == "chat"
+        self.head: dict[str, Any] = {}
+        self.choices: dict[int, dict[str, Any]] = {}
+        self.usage: Any = None
+
+    def add(self, ev: dict[str, Any]) -> None:
+        if not self.head:
+            self.head = {k: ev[k] for k in _HEAD if ev.get(k) is not None}
+        if ev.get("usage"):
+            self.usage = ev["usage"]
+        for c in ev.get("choices") or ():
+            idx = c.get("index", 0)
+            acc = self.choices.get(idx)
+            if acc is None:
+                acc = self.choices[idx] = {"finish": None, "role": None, "content": None,
+                                           "refusal": None, "tools": {}, "lp": {}}
+            if c.get("finish_reason") is not None:
+                acc["finish"] = c["finish_reason"]
+            lp = c.get("logprobs")
+            if lp:  # chat: {"content": [...], "refusal": [...]}; text: parallel lists
+                for k, v in lp.items():
+                    if isinstance(v, list):
+                        acc["lp"].setdefault(k, []).extend(v)
+            if not self.chat:
+                if c.get("text") is not None:
+                    acc["content"] = (acc["content"] or "") + c["text"]
+                continue
+            delta = c.get("delta") or {}
+            if delta.get("role"):
+                acc["role"] = delta["role"]
+            # "" and None differ: a text answer starts with "", a tool-call answer has None
+            if delta.get("content") is not None:
+                acc["content"] = (acc["content"] or "") + delta["content"]
+            if delta.get("refusal") is not None:
+                acc["refusal"] = (acc["refusal"] or "") + delta["refusal"]
+            for tc in delta.get("tool_calls") or ():
+                t = acc["tools"].setdefault(tc.get("index", 0), {
+                    "id": None, "type": "function", "function": {"name": "", "arguments": ""}})
+                if tc.get("id"):
+                    t["id"] = tc["id"]
+                if tc.get("type"):
+                    t["type"] = tc["type"]
+                fn = tc.get("function") or {}
+                t["function"]["name"] += fn.get("name") or ""
+                t["function"]["arguments"] += fn.get("arguments") or ""
+
+    def result(self) -> dict[str, Any] | None:
+        """The response object, or None when a choice has no ``finish_reason``."""
+        if not self.choices or any(not isinstance(c["finish"], str)
+                                   for c in self.choices.values()):
+            return None
+        choices = []
+        for idx in sorted(self.choices):
+            c = self.choices[idx]
+            lp = c["lp"] or None
+            if not self.chat:
+                choices.append({"index": idx, "text": c["content"] or "", "logprobs": lp,
+                                "finish_reason": c["finish"]})
+                continue
+            msg: dict[str, Any] = {"role": c["role"] or "assistant", "content": c["content"],
+                                   "refusal": c["refusal"]}
+            if c["tools"]:
+                msg["tool_calls"] = [c["tools"][i] for i in sorted(c["tools"])]
+            if lp is not None:
+                lp = {"content": lp.get("content"), "refusal": lp.get("refusal")}
+            choices.append({"index": idx, "message": msg, "logprobs": lp,
+                            "finish_reason": c["finish"]})
+        out: dict[str, Any] = {**self.head, "object": "chat.completion" if self.chat
+                               else "text_completion", "choices": choices}
+        if self.usage is not None:
+            out["usage"] = self.usage
+        return out
+
+
+# -- replaying ----------------------------------------------------------------------------
+
+def _pieces(text: str) -> list[str]:
+    words = _PIECE.findall(text)
+    if not words:
+        return [text] if text else []
+    per = -(-len(words) // REPLAY_PIECES)
+    return ["".join(words[i:i + per]) for i in range(0, len(words), per)]
+
+
+def _content_chunks(text: str, tokens: list[Any] | None) -> list[tuple[str, list[Any] | None]]:
+    """``(content, its logprobs)`` per chunk. With logprobs whose tokens spell the text,
+    chunks are cut at token boundaries so each carries exactly its tokens' logprobs;
+    otherwise (tokens that do not spell it) the first chunk carries them all."""
+    if tokens and "".join(str(t.get("token", "")) for t in tokens) == text:
+        per = -(-len(tokens) // REPLAY_PIECES)
+        groups = [tokens[i:i + per] for i in range(0, len(tokens), per)]
+        return [("".join(t["token"] for t in g), g) for g in groups]
+    parts: list[tuple[str, list[Any] | None]] = [(p, None) for p in _pieces(text)]
+    if tokens:
+        parts = [(parts[0][0] if parts else "", tokens), *parts[1:]]
+    return parts
+
+
+def replay_events(kind: str, value: dict[str, Any], include_usage: bool) -> list[dict[str, Any]]:
+    """A stored complete chat (``kind="chat"``) or text completion as the chunks a
+    streaming upstream would have sent (JSON dicts)."""
+    head: dict[str, Any] = {k: value[k] for k in _HEAD if value.get(k) is not None}
+    head["object"] = "chat.completion.chunk" if kind == "chat" else "text_completion"
+    events: list[dict[str, Any]] = []
+
+    def ev(choice: dict[str, Any]) -> None:
+        events.append({**head, "choices": [choice]})
+
+    for c in value.get("choices") or ():
+        idx, lp = c.get("index", 0), c.get("logprobs") or None
+        if kind != "chat":
+            pieces = _pieces(c.get("text") or "")
+            if lp is not None:  # parallel lists with offsets: one chunk keeps them whole
+                pieces = ["".join(pieces)] if pieces else []
+            for p in pieces:
+                ev({"index": idx, "text": p, "logprobs": lp, "finish_reason": None})
+            ev({"index": idx, "text": "", "logprobs": None,
+                "finish_reason": c.get("finish_reason")})
+            continue
+        m = c.get("message") or {}
+        content = m.get("content")
+        ev({"index": idx, "delta": {"role": m.get("role") or "assistant",
+                                    "content": None if content is None else ""},
+            "logprobs": None, "finish_reason": None})
+        for text, tokens in _content_chunks(content or "", (lp or {}).get("content")):
+            ev({"index": idx, "delta": {"content": text},
+                "logprobs": None if tokens is None else {"content": tokens, "refusal": None},
+                "finish_reason": None})
+        if m.get("refusal"):
+            rlp = (lp or {}).get("refusal")
+            ev({"index": idx, "delta": {"refusal": m["refusal"]},
+                "logprobs": {"content": None, "refusal": rlp} if rlp else None,
+                "finish_reason": None})
+        for k, tc in enumerate(m.get("tool_calls") or ()):
+            ev({"index": idx, "delta": {"tool_calls": [{"index": k, **tc}]},
+                "logprobs": None, "finish_reason": None})
+        ev({"index": idx, "delta": {}, "logprobs": None,
+            "finish_reason": c.get("finish_reason")})
+    if include_usage:
+        for e in events:
+            e["usage"] = None
+        if value.get("usage") is not None:  # a stream stored without usage has none
+            events.append({**head, "choices": [], "usage": value["usage"]})
+    return events

@@ -13,99 +13,43 @@ the end is a flow the call layer's drivers run (``on_done``).
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
+from .._sse import StreamAssembler, replay_events
 from ._litellm import itemize
 
 log = logging.getLogger("semcache")
 
 __all__ = ["Accumulator", "AsyncStream", "SyncStream", "replay_chunks"]
 
-_PIECE = re.compile(r"\S+\s*|\s+")
-REPLAY_PIECES = 4  #: a replayed answer's content arrives in (at most) this many chunks
-
 
 class Accumulator:
-    """Builds the complete response from the chunks of one stream."""
+    """Builds the complete response from the chunks of one stream (``semcache._sse``'s
+    assembler, shared with the proxy, over the chunks' JSON)."""
 
     def __init__(self, kind: str) -> None:
         self.kind = kind  # "chat" | "text"
-        self.head: dict[str, Any] = {}
-        self.choices: dict[int, dict[str, Any]] = {}
-        self.usage: Any = None
+        self._asm = StreamAssembler(kind)
 
     def add(self, chunk: Any) -> None:
-        if not self.head:
-            self.head = {"id": chunk.id, "created": chunk.created, "model": chunk.model,
-                         "system_fingerprint": getattr(chunk, "system_fingerprint", None)}
-            tier = getattr(chunk, "service_tier", None)
-            if tier is not None:
-                self.head["service_tier"] = tier
-        if getattr(chunk, "usage", None) is not None:
-            self.usage = chunk.usage
-        for ch in chunk.choices or ():
-            c = self.choices.setdefault(ch.index, {"parts": [], "refusal": [], "tools": {},
-                                                   "role": None, "finish": None,
-                                                   "logprobs": []})
-            if ch.finish_reason is not None:
-                c["finish"] = ch.finish_reason
-            if self.kind == "text":
-                if ch.text:
-                    c["parts"].append(ch.text)
-                continue
-            d = ch.delta
-            if d is None:
-                continue
-            if d.role:
-                c["role"] = d.role
-            if d.content is not None:
-                c["parts"].append(d.content)
-            if getattr(d, "refusal", None):
-                c["refusal"].append(d.refusal)
-            for tc in d.tool_calls or ():
-                t = c["tools"].setdefault(tc.index, {"id": None, "type": "function",
-                                                     "name": [], "arguments": []})
-                if tc.id:
-                    t["id"] = tc.id
-                if tc.type:
-                    t["type"] = tc.type
-                if tc.function is not None:
-                    if tc.function.name:
-                        t["name"].append(tc.function.name)
-                    if tc.function.arguments:
-                        t["arguments"].append(tc.function.arguments)
-            lp = getattr(ch, "logprobs", None)
-            if lp is not None and lp.content:
-                c["logprobs"].extend(x.model_dump(mode="json") for x in lp.content)
+        # warnings off: a lenient server's value outside the SDK's Literal (the client
+        # accepted it) must not turn into a warning, or an error under -W error
+        self._asm.add(chunk.model_dump(mode="json", exclude_unset=True, warnings=False))
 
     def result(self) -> Any:
-        """The assembled ``ChatCompletion`` / ``Completion``."""
-        usage = None if self.usage is None else self.usage.model_dump(mode="json")
+        """The assembled ``ChatCompletion`` / ``Completion``, or None when a choice never
+        got a ``finish_reason`` (the stream did not complete: nothing to store)."""
+        value = self._asm.result()
+        if value is None:
+            return None
         if self.kind == "text":
             from openai.types import Completion
 
-            return build(Completion, {
-                **self.head, "object": "text_completion", "usage": usage,
-                "choices": [{"index": i, "text": "".join(c["parts"]), "logprobs": None,
-                             "finish_reason": c["finish"] or "stop"}
-                            for i, c in sorted(self.choices.items())]})
+            return build(Completion, value)
         from openai.types.chat import ChatCompletion
 
-        choices = []
-        for i, c in sorted(self.choices.items()):
-            msg: dict[str, Any] = {"role": c["role"] or "assistant",
-                                   "content": "".join(c["parts"]) if c["parts"] else None,
-                                   "refusal": "".join(c["refusal"]) or None}
-            if c["tools"]:
-                msg["tool_calls"] = [{"id": t["id"], "type": t["type"], "function": {
-                    "name": "".join(t["name"]), "arguments": "".join(t["arguments"])}}
-                    for _, t in sorted(c["tools"].items())]
-            choices.append({"index": i, "message": msg, "finish_reason": c["finish"] or "stop",
-                            "logprobs": {"content": c["logprobs"]} if c["logprobs"] else None})
-        return build(ChatCompletion, {**self.head, "object": "chat.completion",
-                                              "usage": usage, "choices": choices})
+        return build(ChatCompletion, value)
 
 
 def build(cls: Any, data: dict[str, Any]) -> Any:
@@ -118,59 +62,17 @@ def build(cls: Any, data: dict[str, Any]) -> Any:
         return cls.model_construct(**data)
 
 
-def _pieces(text: str) -> list[str]:
-    words = _PIECE.findall(text)
-    if not words:
-        return [text] if text else []
-    per = -(-len(words) // REPLAY_PIECES)
-    return ["".join(words[i:i + per]) for i in range(0, len(words), per)]
-
-
 def replay_chunks(kind: str, response: Any, include_usage: bool) -> list[Any]:
-    """A cached response as the chunks a streaming upstream would have sent."""
-    usage = response.usage.model_dump(mode="json") if response.usage is not None else None
-    events: list[dict[str, Any]] = []
+    """A cached response as the chunks a streaming upstream would have sent: the same
+    events as the proxy's (``semcache._sse.replay_events``), as the SDK's chunk types."""
     if kind == "text":
         from openai.types import Completion as Chunk
-
-        head = {"id": response.id, "object": "text_completion", "created": response.created,
-                "model": response.model, "system_fingerprint": response.system_fingerprint}
-        for ch in response.choices:
-            for p in _pieces(ch.text):
-                events.append({**head, "choices": [{"index": ch.index, "text": p,
-                                                    "logprobs": None, "finish_reason": None}]})
-            events.append({**head, "choices": [{"index": ch.index, "text": "",
-                                                "logprobs": None,
-                                                "finish_reason": ch.finish_reason}]})
     else:
         from openai.types.chat import ChatCompletionChunk as Chunk  # type: ignore[assignment]
-
-        head = {"id": response.id, "object": "chat.completion.chunk",
-                "created": response.created, "model": response.model,
-                "system_fingerprint": response.system_fingerprint}
-        if response.service_tier is not None:
-            head["service_tier"] = response.service_tier
-
-        def ev(index: int, delta: dict[str, Any], finish: str | None = None) -> None:
-            events.append({**head, "choices": [{"index": index, "delta": delta,
-                                                "logprobs": None, "finish_reason": finish}]})
-
-        for ch in response.choices:
-            m = ch.message
-            # content "" vs None survives the round trip (a tool-call answer has None)
-            ev(ch.index, {"role": m.role, "content": None if m.content is None else ""})
-            for p in _pieces(m.content or ""):
-                ev(ch.index, {"content": p})
-            if m.refusal:
-                ev(ch.index, {"refusal": m.refusal})
-            for k, tc in enumerate(m.tool_calls or ()):
-                ev(ch.index, {"tool_calls": [{"index": k, **tc.model_dump(mode="json")}]})
-            ev(ch.index, {}, ch.finish_reason)
-    if include_usage:
-        for e in events:
-            e["usage"] = None
-        if usage is not None:  # a stream stored without usage has none to replay
-            events.append({**head, "choices": [], "usage": usage})
+    # exclude_unset: the fields the upstream sent, not the SDK's defaults (the proxy
+    # replays the JSON it stored, and both must send the same chunks)
+    events = replay_events(kind, response.model_dump(mode="json", exclude_unset=True,
+                                                     warnings=False), include_usage)
     # chunks are built the way the client builds the ones it parses (no validation: a
     # streaming chunk legitimately has finish_reason=None, which Completion rejects)
     return [Chunk.model_construct(**e) for e in events]

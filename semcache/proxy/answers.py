@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from .._calls._responses_api import is_response
-from .._sse import SSEReader
+from .._sse import SSEReader, StreamAssembler, replay_events
 
 __all__ = ["Assembler", "replay", "sse", "storable"]
 
@@ -81,54 +81,25 @@ async def sse(events: list[dict[str, Any]]) -> AsyncIterator[bytes]:
 
 
 def replay(endpoint: str, value: dict[str, Any], include_usage: bool) -> list[dict[str, Any]]:
-    """A stored complete response as the chunks a streaming upstream would have sent."""
-    base: dict[str, Any] = {k: value[k] for k in ("id", "created", "model",
-                                                  "system_fingerprint") if k in value}
-    chunks: list[dict[str, Any]] = []
-    choices = value.get("choices") or []
-    if endpoint == "chat/completions":
-        base["object"] = "chat.completion.chunk"
-        for c in choices:
-            msg = c.get("message") or {}
-            delta: dict[str, Any] = {"role": msg.get("role", "assistant"),
-                                     "content": msg.get("content")}
-            if msg.get("tool_calls"):
-                delta["tool_calls"] = [{**tc, "index": i}
-                                       for i, tc in enumerate(msg["tool_calls"])]
-            if msg.get("refusal"):
-                delta["refusal"] = msg["refusal"]
-            chunks.append({**base, "choices": [{"index": c.get("index", 0), "delta": delta,
-                                                "logprobs": None, "finish_reason": None}]})
-        for c in choices:
-            chunks.append({**base, "choices": [{"index": c.get("index", 0), "delta": {},
-                                                "logprobs": None,
-                                                "finish_reason": c.get("finish_reason")}]})
-    else:
-        base["object"] = "text_completion"
-        for c in choices:
-            chunks.append({**base, "choices": [{"index": c.get("index", 0),
-                                                "text": c.get("text", ""), "logprobs": None,
-                                                "finish_reason": c.get("finish_reason")}]})
-    if include_usage and value.get("usage") is not None:
-        chunks.append({**base, "choices": [], "usage": value["usage"]})
-    return chunks
+    """A stored complete response as the chunks a streaming upstream would have sent
+    (the call layer replays the same ones: ``semcache._sse.replay_events``)."""
+    return replay_events("chat" if endpoint == "chat/completions" else "text", value,
+                         include_usage)
 
 
 class Assembler(SSEReader):
-    """Rebuilds the complete response from a stream's SSE events, as they pass through.
+    """Rebuilds the complete response from a stream's SSE events, as they pass through
+    (``semcache._sse.StreamAssembler``, shared with the call layer).
 
     ``result()`` is the response JSON, or None when the stream was incomplete (no
     ``[DONE]``, a choice without ``finish_reason``) or carried an error: never stored.
     """
 
     def __init__(self, endpoint: str) -> None:
-        self.chat = endpoint == "chat/completions"
         super().__init__()
         self.done = False
         self.bad = False
-        self.head: dict[str, Any] = {}
-        self.choices: dict[int, dict[str, Any]] = {}
-        self.usage: Any = None
+        self._asm = StreamAssembler("chat" if endpoint == "chat/completions" else "text")
 
     def _event(self, payload: bytes) -> None:
         if payload.strip() == b"[DONE]":
@@ -143,65 +114,11 @@ class Assembler(SSEReader):
             self.bad = True
             return
         try:
-            self._merge(ev)
+            self._asm.add(ev)
         except (AttributeError, TypeError):  # a malformed chunk: the stream is not stored
             self.bad = True
 
-    def _merge(self, ev: dict[str, Any]) -> None:
-        if not self.head:
-            self.head = {k: ev[k] for k in ("id", "created", "model", "system_fingerprint")
-                         if k in ev}
-        if ev.get("usage"):
-            self.usage = ev["usage"]
-        for c in ev.get("choices") or ():
-            idx = c.get("index", 0)
-            acc = self.choices.setdefault(idx, {"index": idx, "finish_reason": None,
-                                                "role": None, "content": None, "text": "",
-                                                "tool_calls": {}, "refusal": None})
-            if c.get("finish_reason") is not None:
-                acc["finish_reason"] = c["finish_reason"]
-            if not self.chat:
-                acc["text"] += c.get("text") or ""
-                continue
-            delta = c.get("delta") or {}
-            if delta.get("role"):
-                acc["role"] = delta["role"]
-            if delta.get("content") is not None:
-                acc["content"] = (acc["content"] or "") + delta["content"]
-            if delta.get("refusal") is not None:
-                acc["refusal"] = (acc["refusal"] or "") + delta["refusal"]
-            for tc in delta.get("tool_calls") or ():
-                t = acc["tool_calls"].setdefault(tc.get("index", 0), {
-                    "id": None, "type": "function", "function": {"name": "", "arguments": ""}})
-                if tc.get("id"):
-                    t["id"] = tc["id"]
-                if tc.get("type"):
-                    t["type"] = tc["type"]
-                fn = tc.get("function") or {}
-                t["function"]["name"] += fn.get("name") or ""
-                t["function"]["arguments"] += fn.get("arguments") or ""
-
     def result(self) -> dict[str, Any] | None:
-        if not self.done or self.bad or not self.choices or \
-                any(not isinstance(c["finish_reason"], str) for c in self.choices.values()):
+        if not self.done or self.bad:
             return None
-        choices = []
-        for idx in sorted(self.choices):
-            c = self.choices[idx]
-            if self.chat:
-                msg: dict[str, Any] = {"role": c["role"] or "assistant", "content": c["content"]}
-                if c["tool_calls"]:
-                    msg["tool_calls"] = [c["tool_calls"][i] for i in sorted(c["tool_calls"])]
-                if c["refusal"] is not None:
-                    msg["refusal"] = c["refusal"]
-                choices.append({"index": idx, "message": msg, "logprobs": None,
-                                "finish_reason": c["finish_reason"]})
-            else:
-                choices.append({"index": idx, "text": c["text"], "logprobs": None,
-                                "finish_reason": c["finish_reason"]})
-        out = {**self.head, "object": "chat.completion" if self.chat else "text_completion",
-               "choices": choices}
-        if self.usage is not None:
-            out["usage"] = self.usage
-        return out
-
+        return self._asm.result()
