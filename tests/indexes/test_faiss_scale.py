@@ -126,3 +126,38 @@ def test_reprobe_finds_near_neighbours_in_unprobed_lists() -> None:
         idx.close()
     assert recall[0.5] >= 0.99
     assert recall[None] < 0.95  # measured 0.90 without, 0.997 with
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**32 - 1), dropped=st.floats(0.1, 0.9),
+       expired=st.floats(0.0, 0.6))
+def test_large_path_deletes_and_ttl_with_default_probing(seed, dropped, expired) -> None:
+    """The approximate path as a 1M context runs it (default nprobe, so most lists are
+    not probed), made small by parameter: after deleting and expiring a share of the
+    entries, a search never returns a deleted or expired entry, every similarity is the
+    exact cosine, and paraphrase queries of live entries still find them (issue #25)."""
+    rng = np.random.default_rng(seed)
+    dim, n = 32, 3000
+    x = clustered(rng, n, unit(rng, 60, dim))
+    exp = np.where(rng.random(n) < expired, T0 + 10.0, T0 + 1e6)
+    idx = FaissIndex(dim, approx_threshold=500)  # nlist ~ sqrt(n): 16 probed of ~55
+    idx.add(_entries("e", "c", n, expires=exp), x)
+    assert idx.approximate_shards() == 1
+    gone = rng.random(n) < dropped
+    assert idx.delete([f"n:e{i}" for i in np.nonzero(gone)[0]]) == int(gone.sum())
+    now = T0 + 100.0
+    live = ~gone & (exp > now)
+    picks = rng.choice(np.nonzero(live)[0], size=min(100, int(live.sum())), replace=False)
+    q = x[picks] + 0.1 * unit(rng, len(picks), dim)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    masked = np.where(live[None, :], q @ x.T, -np.inf)
+    found = 0
+    for v, sims in zip(q, masked):
+        got = idx.search(v, "c", k=3, now=now)
+        for c in got:
+            i = int(c.key[len("n:e"):])
+            assert live[i], f"returned a {'deleted' if gone[i] else 'expired'} entry"
+            assert abs(c.similarity - float(x[i] @ v)) < 1e-5
+        found += bool(got) and got[0].key == f"n:e{int(np.argmax(sims))}"
+    assert found / len(q) >= 0.97
+    idx.close()
