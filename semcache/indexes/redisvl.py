@@ -174,6 +174,13 @@ class RedisVLIndex(VectorIndex):
     def __init__(self, connection: RedisConnection, index_name: str = "semcache", *,
                  dim: int | None = None, model_id: str | None = None,
                  algorithm: str = "flat", clock: Callable[[], float] = time.time) -> None:
+        if not isinstance(connection, RedisConnection):
+            # RedisVLIndex(redis_store), the signature before #19: share the store's
+            # connection (read by attribute: this seam never imports exact/)
+            connection = getattr(connection, "connection", connection)
+            if not isinstance(connection, RedisConnection):
+                raise ConfigError(f"RedisVLIndex needs a RedisConnection, got "
+                                  f"{type(connection).__name__}", parameter="connection")
         if connection.cluster:
             raise ConfigError("redis-semantic needs a single Redis Stack server (the search "
                               "module does not run on an OSS cluster): give host/port or "

@@ -109,6 +109,20 @@ def test_flush_does_not_touch_other_namespaces_or_store_keys(redis_stack_url) ->
     idx.close()
 
 
+def test_a_store_given_for_the_connection_shares_its_pool(redis_stack_url) -> None:
+    # RedisVLIndex(RedisStore(...)) was the signature before the connection layer
+    store = RedisStore(url=redis_stack_url)
+    idx = RedisVLIndex(store, _name(), model_id="m")
+    assert idx.connection is store.connection
+    idx.add([IndexEntry("n:a", "c", "n", "p", T0, None)], unit(np.random.default_rng(6), 1, 4))
+    assert store.redis_client is idx.connection.client()  # one pool
+    assert [c.key for c in idx.search(unit(np.random.default_rng(6), 1, 4)[0], "c")] == ["n:a"]
+    idx.drop()
+    idx.close()
+    with pytest.raises(ConfigError, match="RedisConnection"):
+        RedisVLIndex(object(), "x")  # type: ignore[arg-type]
+
+
 def test_server_down_is_backend_unavailable() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
