@@ -152,11 +152,28 @@ class FakeOpenAI:
     ``port=0`` picks a free port. ``delay_ms`` is slept before each answer (and can be
     changed while running); ``chunk_delay_ms`` between streamed chunks. ``numbered=True``
     makes every fresh answer unique by appending the endpoint's call number.
+
+    For the embedder's tests (one fake upstream for every test, issue #19):
+    ``embedding_dim`` is the vectors' size when a request gives no ``dimensions``;
+    ``embedding_scale`` multiplies them (not 1: a client must normalise);
+    ``embeddings_reversed`` sends the rows in reverse order (``index`` is what counts,
+    as a server may answer out of order); ``fail_next = N`` answers
+    the next N requests with ``fail_status``; while ``hang`` is set, requests get no
+    answer until ``release`` is set (or the server stops).
     """
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, delay_ms: float = 0.0,
                  chunk_delay_ms: float = 0.0, numbered: bool = False,
-                 retry_errors: bool = False, max_recorded: int = 10_000) -> None:
+                 retry_errors: bool = False, max_recorded: int = 10_000,
+                 embedding_dim: int = DEFAULT_EMBEDDING_DIM,
+                 embedding_scale: float = 1.0, embeddings_reversed: bool = False) -> None:
+        self.embedding_dim = embedding_dim
+        self.embeddings_reversed = embeddings_reversed
+        self.embedding_scale = embedding_scale
+        self.fail_next = 0
+        self.fail_status = 503
+        self.hang = threading.Event()
+        self.release = threading.Event()
         self.host = host
         self.port = port
         self.delay_ms = delay_ms
@@ -192,6 +209,7 @@ class FakeOpenAI:
         return self
 
     def stop(self) -> None:
+        self.release.set()  # hung requests end
         server, self._server = self._server, None
         if server is None:
             return
@@ -245,6 +263,19 @@ class FakeOpenAI:
         header names lower-cased)."""
         with self._lock:
             return list(self._requests)
+
+    @property
+    def inputs(self) -> list[Any]:
+        """Every item the embeddings endpoint was asked to embed, in arrival order."""
+        out: list[Any] = []
+        for r in self.requests:
+            inp = (r["body"] or {}).get("input") if r["endpoint"] == "embeddings" else None
+            if isinstance(inp, str) or (isinstance(inp, list) and inp
+                                        and all(isinstance(x, int) for x in inp)):
+                out.append(inp)
+            elif isinstance(inp, list):
+                out.extend(inp)
+        return out
 
     @property
     def max_in_flight(self) -> int:
@@ -356,8 +387,19 @@ class _Handler(BaseHTTPRequestHandler):
                 body = self._parse(endpoint, raw)
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 n = fake._record(endpoint, _recordable(body), headers)
+                if fake.hang.is_set():
+                    fake.release.wait(30)  # bounded: a test's client times out first
+                    self.close_connection = True
+                    return
                 if fake.delay_ms > 0:
                     time.sleep(fake.delay_ms / 1000)
+                with fake._lock:
+                    failing, fake.fail_next = fake.fail_next > 0, max(fake.fail_next - 1, 0)
+                if failing:
+                    status = fake.fail_status
+                    raise _Error(status, f"fake upstream error {status} (fail_next)",
+                                 type_="server_error" if status >= 500
+                                 else "invalid_request_error", code=f"fake_{status}")
                 model = body.get("model") if isinstance(body, dict) else None
                 m = _FAIL.match(model) if isinstance(model, str) else None
                 if m:
@@ -409,6 +451,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         if error and not self.fake.retry_errors:
             self.send_header("x-should-retry", "false")
+        elif error:  # the client's retries wait 10 ms, not its default back-off
+            self.send_header("retry-after-ms", "10")
         self.end_headers()
         self.wfile.write(data)
 
@@ -618,17 +662,22 @@ class _Handler(BaseHTTPRequestHandler):
             items = inp
         else:
             raise _Error(400, "'input' must be a non-empty string or array", param="input")
-        dim = body.get("dimensions") or DEFAULT_EMBEDDING_DIM
+        dim = body.get("dimensions") or self.fake.embedding_dim
         if not isinstance(dim, int) or isinstance(dim, bool) or not 1 <= dim <= 8192:
             raise _Error(400, f"'dimensions' must be an integer in [1, 8192], got {dim!r}",
                          param="dimensions")
         b64 = body.get("encoding_format") == "base64"
         data = []
+        scale = self.fake.embedding_scale
         for i, item in enumerate(items):
             vec = fake_embedding(item, dim)
+            if scale != 1.0:
+                vec = [v * scale for v in vec]
             emb: Any = (base64.b64encode(struct.pack(f"<{dim}f", *vec)).decode() if b64
                         else vec)
             data.append({"object": "embedding", "index": i, "embedding": emb})
+        if self.fake.embeddings_reversed:  # servers may answer out of order
+            data.reverse()
         tokens = sum(_tokens(x) if isinstance(x, str) else len(x) for x in items)
         self._send_json(200, {"object": "list", "data": data, "model": _model(body),
                               "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from semcache.embedders.openai import OpenAIEmbedder
-from tests.embedders.fake_openai import FakeEmbeddingServer, fake_vector
+from semcache_testing.fake_openai import FakeOpenAI, fake_embedding
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 
@@ -39,7 +39,7 @@ def in_child(body) -> str:
 def test_a_forked_child_makes_its_own_embedding_client():
     """A client made before the fork holds pooled connections shared with the parent;
     the child must not read replies on them."""
-    server = FakeEmbeddingServer(dim=16).start()
+    server = FakeOpenAI(embedding_dim=16).start()
     e = OpenAIEmbedder("fake-embed", api_base=server.base_url, dim=16, max_retries=0,
                        cache_size=0)
     try:
@@ -48,14 +48,14 @@ def test_a_forked_child_makes_its_own_embedding_client():
 
         def child() -> str:
             v = e.embed(["in the child"])[0]
-            want = fake_vector("in the child", 16)
+            want = np.array(fake_embedding("in the child", 16))
             right = np.allclose(v, want / np.linalg.norm(want), atol=1e-6)
             return f"{e._client is parent_client} {right}"
 
         assert in_child(child) == "False True"  # a client of its own, and a right answer
         assert e._client is parent_client  # the parent's is untouched and still works
         v = e.embed(["after the fork"])[0]
-        want = fake_vector("after the fork", 16)
+        want = np.array(fake_embedding("after the fork", 16))
         assert np.allclose(v, want / np.linalg.norm(want), atol=1e-6)
     finally:
         e.close()
@@ -67,7 +67,6 @@ def test_a_forked_child_makes_its_own_completion_client():
     must not be what the child's ``completion()`` uses (shared sockets, crossed replies)."""
     import semcache
     from semcache._calls import POOL
-    from semcache_testing.fake_openai import FakeOpenAI
 
     with FakeOpenAI() as fake:
         kw = {"api_base": fake.base_url, "api_key": "sk-test", "caching": False}

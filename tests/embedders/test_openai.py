@@ -1,4 +1,5 @@
-"""OpenAIEmbedder against a real HTTP server on 127.0.0.1 (tests/embedders/fake_openai.py)."""
+"""OpenAIEmbedder against a real HTTP server on 127.0.0.1: the project's one fake
+upstream (semcache_testing/fake_openai.py), sending scaled vectors in reverse order."""
 
 from __future__ import annotations
 
@@ -12,15 +13,23 @@ import pytest
 
 from semcache import BackendError, BackendTimeout, BackendUnavailable, ConfigError
 from semcache.embedders.openai import OpenAIEmbedder
+from semcache_testing.fake_openai import FakeOpenAI, fake_embedding
 from tests.contracts.embedder import EmbedderContract
-from tests.embedders.fake_openai import FakeEmbeddingServer, fake_vector
+
+DIM = 16
 
 
 @pytest.fixture
-def server() -> Iterator[FakeEmbeddingServer]:
-    s = FakeEmbeddingServer(dim=16).start()
-    yield s
-    s.stop()
+def server() -> Iterator[FakeOpenAI]:
+    # retry_errors: error replies let the client retry (10 ms apart), as the real API's
+    with FakeOpenAI(embedding_dim=DIM, embedding_scale=3.0, embeddings_reversed=True,
+                    retry_errors=True) as s:
+        yield s
+
+
+def bodies(server: FakeOpenAI) -> list[dict[str, object]]:
+    """The bodies of the embeddings requests the server received, in order."""
+    return [r["body"] for r in server.requests if r["endpoint"] == "embeddings"]
 
 
 _OPEN: list[OpenAIEmbedder] = []
@@ -44,38 +53,38 @@ def track(e: OpenAIEmbedder) -> OpenAIEmbedder:
     return e
 
 
-def make(server: FakeEmbeddingServer, **kw: object) -> OpenAIEmbedder:
+def make(server: FakeOpenAI, **kw: object) -> OpenAIEmbedder:
     kw.setdefault("timeout", 5.0)
     kw.setdefault("max_retries", 0)
-    return track(OpenAIEmbedder("fake-embed", api_base=server.base_url, dim=server.dim, **kw))
+    return track(OpenAIEmbedder("fake-embed", api_base=server.base_url, dim=DIM, **kw))
 
 
 class TestOpenAIContract(EmbedderContract):
 
     @pytest.fixture
-    def embedder(self, server: FakeEmbeddingServer) -> OpenAIEmbedder:
+    def embedder(self, server: FakeOpenAI) -> OpenAIEmbedder:
         return make(server)
 
 
-def test_vectors_are_the_servers_normalised(server: FakeEmbeddingServer) -> None:
+def test_vectors_are_the_servers_normalised(server: FakeOpenAI) -> None:
     e = make(server)
     v = e.embed(["a", "b"])
     for row, text in zip(v, ["a", "b"]):
-        ref = fake_vector(text, 16)
+        ref = np.array(fake_embedding(text, DIM))  # sent as 3x this, row order reversed
         np.testing.assert_allclose(row, ref / np.linalg.norm(ref), atol=1e-6)
-    assert server.requests[0]["model"] == "fake-embed"
-    assert server.requests[0]["encoding_format"] == "float"
+    assert bodies(server)[0]["model"] == "fake-embed"
+    assert bodies(server)[0]["encoding_format"] == "float"
 
 
-def test_batches_by_batch_size(server: FakeEmbeddingServer) -> None:
+def test_batches_by_batch_size(server: FakeOpenAI) -> None:
     e = make(server, batch_size=4)
     texts = [f"t{i}" for i in range(10)]
     assert e.embed(texts).shape == (10, 16)
-    assert [len(r["input"]) for r in server.requests] == [4, 4, 2]
+    assert [len(b["input"]) for b in bodies(server)] == [4, 4, 2]
     assert server.inputs == texts
 
 
-def test_lru_means_one_request_per_text(server: FakeEmbeddingServer) -> None:
+def test_lru_means_one_request_per_text(server: FakeOpenAI) -> None:
     e = make(server)
     e.embed(["q", "q"])
     e.embed(["q"])
@@ -83,7 +92,7 @@ def test_lru_means_one_request_per_text(server: FakeEmbeddingServer) -> None:
     assert server.inputs == ["q"]
 
 
-async def test_async_shares_lru_with_sync(server: FakeEmbeddingServer) -> None:
+async def test_async_shares_lru_with_sync(server: FakeOpenAI) -> None:
     e = make(server)
     a = e.embed(["shared"])
     b = await e.aembed(["shared", "new"])
@@ -91,7 +100,7 @@ async def test_async_shares_lru_with_sync(server: FakeEmbeddingServer) -> None:
     assert server.inputs == ["shared", "new"]
 
 
-async def test_async_is_native_not_a_thread(server: FakeEmbeddingServer,
+async def test_async_is_native_not_a_thread(server: FakeOpenAI,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     e = make(server, batch_size=2)
 
@@ -102,39 +111,39 @@ async def test_async_is_native_not_a_thread(server: FakeEmbeddingServer,
     monkeypatch.setattr(e, "embed", blocking)
     v = await e.aembed(["x", "y", "z"])
     assert v.shape == (3, 16)
-    assert [len(r["input"]) for r in server.requests] == [2, 1]
+    assert [len(b["input"]) for b in bodies(server)] == [2, 1]
 
 
-def test_dimensions_parameter_is_sent(server: FakeEmbeddingServer) -> None:
+def test_dimensions_parameter_is_sent(server: FakeOpenAI) -> None:
     e = track(OpenAIEmbedder("text-embedding-3-small", api_base=server.base_url,
                              dimensions=8, max_retries=0))
     assert e.dim == 8 and e.model_id == "openai/text-embedding-3-small@8"
     assert server.requests == []  # dim known without a call
     assert e.embed(["x"]).shape == (1, 8)
-    assert server.requests[0]["dimensions"] == 8
+    assert bodies(server)[0]["dimensions"] == 8
 
 
-def test_known_model_dim_without_probe(server: FakeEmbeddingServer) -> None:
+def test_known_model_dim_without_probe(server: FakeOpenAI) -> None:
     for model, dim in [("text-embedding-3-small", 1536), ("text-embedding-3-large", 3072),
                        ("openai/text-embedding-ada-002", 1536)]:
         assert OpenAIEmbedder(model, api_base=server.base_url).dim == dim
     assert server.requests == []
 
 
-def test_unknown_model_dim_probes_once(server: FakeEmbeddingServer) -> None:
+def test_unknown_model_dim_probes_once(server: FakeOpenAI) -> None:
     e = track(OpenAIEmbedder("custom-model", api_base=server.base_url, max_retries=0))
     assert e.dim == 16 and e.dim == 16
     assert len(server.requests) == 1
 
 
-def test_retries_then_succeeds(server: FakeEmbeddingServer) -> None:
+def test_retries_then_succeeds(server: FakeOpenAI) -> None:
     server.fail_next = 2
     e = make(server, max_retries=2)
     assert e.embed(["retry me"]).shape == (1, 16)
     assert len(server.requests) == 3
 
 
-def test_retries_are_limited(server: FakeEmbeddingServer) -> None:
+def test_retries_are_limited(server: FakeOpenAI) -> None:
     server.fail_next = 10
     e = make(server, max_retries=1)
     with pytest.raises(BackendUnavailable) as info:
@@ -143,7 +152,7 @@ def test_retries_are_limited(server: FakeEmbeddingServer) -> None:
     assert len(server.requests) == 2
 
 
-def test_client_error_is_backend_error_not_retried(server: FakeEmbeddingServer) -> None:
+def test_client_error_is_backend_error_not_retried(server: FakeOpenAI) -> None:
     server.fail_next, server.fail_status = 1, 400
     e = make(server, max_retries=2)
     with pytest.raises(BackendError) as info:
@@ -152,7 +161,7 @@ def test_client_error_is_backend_error_not_retried(server: FakeEmbeddingServer) 
     assert len(server.requests) == 1
 
 
-def test_timeout_when_server_never_answers(server: FakeEmbeddingServer) -> None:
+def test_timeout_when_server_never_answers(server: FakeOpenAI) -> None:
     server.hang.set()
     e = make(server, timeout=0.3, max_retries=0)
     t0 = time.monotonic()
@@ -161,7 +170,7 @@ def test_timeout_when_server_never_answers(server: FakeEmbeddingServer) -> None:
     assert time.monotonic() - t0 < 3
 
 
-async def test_async_timeout_when_server_never_answers(server: FakeEmbeddingServer) -> None:
+async def test_async_timeout_when_server_never_answers(server: FakeOpenAI) -> None:
     server.hang.set()
     e = make(server, timeout=0.3, max_retries=0)
     t0 = time.monotonic()
@@ -180,7 +189,7 @@ def test_unavailable_when_nothing_listens() -> None:
         e.embed(["x"])
 
 
-def test_env_fallback(server: FakeEmbeddingServer, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_env_fallback(server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     e = track(OpenAIEmbedder("fake-embed", dim=16, max_retries=0))
@@ -201,9 +210,9 @@ def test_no_key_for_openai_itself_is_a_config_error(monkeypatch: pytest.MonkeyPa
                                 {"batch_size": 0}])
 def test_bad_config(kw: dict[str, object]) -> None:
     with pytest.raises(ConfigError):
-        OpenAIEmbedder("m", api_base="http://127.0.0.1:9/v1", **kw)  # type: ignore[arg-type]
+        OpenAIEmbedder("m", api_base="http://127.0.0.1:9/v1", **kw)
 
 
-def test_constructor_makes_no_request(server: FakeEmbeddingServer) -> None:
+def test_constructor_makes_no_request(server: FakeOpenAI) -> None:
     OpenAIEmbedder("text-embedding-3-small", api_base=server.base_url)
     assert server.requests == []
