@@ -262,14 +262,12 @@ class Cache(Pipeline):
         fields); the request is the call's keyword arguments, ``cache={...}`` controls
         included."""
         req = self._request(call_type or None, request)
-        out: Pending = self._drive(self._lookup_flow(req), req)
-        return out
+        return self._drive(self._lookup_flow(req), req)
 
     async def abegin(self, call_type: str, /, **request: Any) -> Pending:
         """``begin``'s async twin; store with ``await pending.astore(result)``."""
         req = self._request(call_type or None, request)
-        out: Pending = await self._adrive(self._lookup_flow(req), req)
-        return out
+        return await self._adrive(self._lookup_flow(req), req)
 
     # ------------------------------------------------------------------ lookups
     def lookup(self, *, call_type: str | None = None, **kwargs: Any) -> CacheHit | None:
@@ -284,14 +282,14 @@ class Cache(Pipeline):
         self, *, call_type: str | None = None, **kwargs: Any
     ) -> tuple[CacheHit | None, dict[str, Any]]:
         req = self._request(call_type, kwargs)
-        out: Pending = self._drive(self._lookup_flow(req), req)
+        out = self._drive(self._lookup_flow(req), req)
         return out.entry, out.metadata
 
     async def alookup_with_metadata(
         self, *, call_type: str | None = None, **kwargs: Any
     ) -> tuple[CacheHit | None, dict[str, Any]]:
         req = self._request(call_type, kwargs)
-        out: Pending = await self._adrive(self._lookup_flow(req), req)
+        out = await self._adrive(self._lookup_flow(req), req)
         return out.entry, out.metadata
 
     def get_cache(self, **kwargs: Any) -> Any:
@@ -417,13 +415,11 @@ class Cache(Pipeline):
         semantic hit is never served again to that query, and every report teaches the
         policy. Takes the hit, its metadata, or its key (entry or request key)."""
         flow, req = self._learning.feedback_flow(hit, correct)
-        done: bool = self._drive(flow, req)
-        return done
+        return self._drive(flow, req)
 
     async def afeedback(self, hit: CacheHit | Mapping[str, Any] | str, correct: bool) -> bool:
         flow, req = self._learning.feedback_flow(hit, correct)
-        done: bool = await self._adrive(flow, req)
-        return done
+        return await self._adrive(flow, req)
 
 
 def _unknown(what: str, name: object, known: Iterable[str]) -> str:

@@ -317,5 +317,6 @@ def _as_dict(m: Any) -> dict[str, Any]:
         return dict(m)
     dump = getattr(m, "model_dump", None)
     if callable(dump):
-        return dump(mode="json", exclude_none=True)
+        out: dict[str, Any] = dump(mode="json", exclude_none=True)
+        return out
     raise InvalidRequestError(f"messages must be dicts, got {type(m).__name__}")

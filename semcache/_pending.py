@@ -32,15 +32,18 @@ class CacheHit:
 
     @property
     def stage(self) -> str:
-        return self.metadata["stage"]
+        stage: str = self.metadata["stage"]
+        return stage
 
     @property
     def similarity(self) -> float:
-        return self.metadata["similarity"]
+        similarity: float = self.metadata["similarity"]
+        return similarity
 
     @property
     def key(self) -> str:
-        return self.metadata["key"]
+        key: str = self.metadata["key"]
+        return key
 
 
 class Pending:
@@ -107,8 +110,8 @@ class Pending:
         """Store the fresh answer for this request; its key, or None if not stored."""
         self._claim()
         try:
-            key: str | None = self._cache._drive(
-                self._cache._store_flow(self._request, result), self._request)
+            key = self._cache._drive(self._cache._store_flow(self._request, result),
+                                     self._request)
         except BaseException:
             self._stored = False  # nothing was stored (e.g. not JSON): it may be retried
             raise
@@ -117,8 +120,8 @@ class Pending:
     async def astore(self, result: Any) -> str | None:
         self._claim()
         try:
-            key: str | None = await self._cache._adrive(
-                self._cache._store_flow(self._request, result), self._request)
+            key = await self._cache._adrive(self._cache._store_flow(self._request, result),
+                                            self._request)
         except BaseException:
             self._stored = False
             raise

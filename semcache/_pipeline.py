@@ -20,7 +20,7 @@ import hashlib
 import time
 from collections.abc import Awaitable, Callable, Generator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -70,6 +70,7 @@ class Op:
 
 #: a pipeline flow: yields ops, receives their results, returns its value
 Flow = Generator[Op, Any, Any]
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -376,14 +377,15 @@ class Pipeline:
         return req.key
 
     # -- the two drivers: the only place backend calls are made, timed and guarded --
-    def _drive(self, flow: Flow, req: Request) -> Any:
+    def _drive(self, flow: Generator[Op, Any, T], req: Request) -> T:
         result: Any = None
         timings = req.timings
         while True:
             try:
                 op = flow.send(result)
             except StopIteration as stop:
-                return stop.value
+                value: T = stop.value
+                return value
             t = time.perf_counter()
             try:
                 result = op.call(*op.args)
@@ -393,14 +395,15 @@ class Pipeline:
                 self._faults.succeeded(op.component)
             timings[op.stage] = timings.get(op.stage, 0.0) + time.perf_counter() - t
 
-    async def _adrive(self, flow: Flow, req: Request) -> Any:
+    async def _adrive(self, flow: Generator[Op, Any, T], req: Request) -> T:
         result: Any = None
         timings = req.timings
         while True:
             try:
                 op = flow.send(result)
             except StopIteration as stop:
-                return stop.value
+                value: T = stop.value
+                return value
             t = time.perf_counter()
             try:
                 result = await op.acall(*op.args)
