@@ -16,7 +16,6 @@ Two modes, to show what scoping buys:
 
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -26,6 +25,7 @@ from typing import Any
 
 from .._cache import Cache
 from ._data import Conversation
+from ._report import write_json
 from .replay import DEFAULT_MODEL, Probe, ReplayReport, replay
 
 __all__ = ["MODES", "MultiturnReport", "conversation_probes", "evaluate_multiturn"]
@@ -73,10 +73,7 @@ class MultiturnReport:
                           for m, r in self.runs.items()}}
 
     def write_json(self, path: str | os.PathLike[str]) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        return path
+        return write_json(path, self.to_dict())
 
     def summary(self) -> str:
         d = self.to_dict()

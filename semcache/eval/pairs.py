@@ -7,7 +7,6 @@ prompt's vector).
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from ..embedders.base import Embedder
 from ._data import Pairs
 from ._embed import embed_texts
 from ._metrics import DEFAULT_GRID, Sweep, roc_auc, sweep
+from ._report import write_json
 
 __all__ = ["FINE_GRID", "PairsReport", "evaluate_pairs", "pair_similarities"]
 
@@ -139,10 +139,7 @@ class PairsReport:
         return "\n".join(lines)
 
     def write_json(self, path: str | os.PathLike[str]) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        return path
+        return write_json(path, self.to_dict())
 
     def plot(self, out_dir: str | os.PathLike[str], prefix: str = "") -> list[Path]:
         from ._plots import plot_pairs

@@ -23,7 +23,6 @@ labels as the verified policy's judge, and compare them:
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Callable, Iterable, Sequence
@@ -37,6 +36,7 @@ from .._config import check_rate
 from .._errors import InvalidRequestError
 from ..embedders.base import Embedder
 from ..policies._stats import wilson_interval
+from ._report import write_json
 from .replay import ReplayResult, replay_stream
 from .streams import TRUTHS, Stream, build_stream, groups_from_pairs, order_sensitive_pairs
 
@@ -184,10 +184,7 @@ class PolicyComparison:
                     "warmup": WARMUP}}
 
     def write_json(self, path: str | os.PathLike[str]) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=1) + "\n")
-        return path
+        return write_json(path, self.to_dict(), indent=1)
 
     def plot(self, path: str | os.PathLike[str]) -> Path:
         """Cumulative hit rate and error rate over the first stream, verified runs

@@ -45,6 +45,7 @@ from .._cache import Cache
 from .._errors import InvalidRequestError
 from ._data import Pairs
 from ._progress import progress
+from ._report import write_json
 from .streams import Stream, answer_class
 
 __all__ = [
@@ -242,10 +243,7 @@ class ReplayReport:
         return "\n".join(lines)
 
     def write_json(self, path: str | os.PathLike[str]) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        return path
+        return write_json(path, self.to_dict())
 
 
 def replay(cache: Cache, seeds: Sequence[Seed], probes: Sequence[Probe], *,
@@ -254,7 +252,7 @@ def replay(cache: Cache, seeds: Sequence[Seed], probes: Sequence[Probe], *,
            show_progress: bool | None = None) -> ReplayReport:
     """Store ``seeds``, then look up each probe in order (see the module docstring)."""
     prices = prices or Prices()
-    rep = ReplayReport(cache=f"{cache.type} ({cache._backend_name()})",
+    rep = ReplayReport(cache=f"{cache.type} ({cache.stats()['backend']})",
                        threshold=cache.similarity_threshold if cache.index else None,
                        prices=prices)
     t0 = time.perf_counter()
