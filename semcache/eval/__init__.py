@@ -39,13 +39,16 @@ from .replay import (
     Prices,
     Probe,
     ReplayReport,
+    ReplayResult,
     Seed,
     estimate_tokens,
     load_price_table,
     pairs_to_replay,
     replay,
     replay_pairs,
+    replay_stream,
 )
+from .streams import Stream, build_stream
 
 __all__ += [
     "MultiturnReport",
@@ -53,11 +56,15 @@ __all__ += [
     "Prices",
     "Probe",
     "ReplayReport",
+    "ReplayResult",
     "Seed",
+    "Stream",
+    "build_stream",
     "estimate_tokens",
     "evaluate_multiturn",
     "load_price_table",
     "pairs_to_replay",
     "replay",
     "replay_pairs",
+    "replay_stream",
 ]
