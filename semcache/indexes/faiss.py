@@ -51,7 +51,7 @@ from .base import Candidate, IndexEntry, Observation, VectorIndex
 __all__ = ["APPROX_THRESHOLD", "NPROBE", "REPROBE_BELOW", "FaissIndex"]
 
 APPROX_THRESHOLD = 20_000  #: exact search over 20k x 384 floats is about 1 ms
-NPROBE = 16  #: lists probed; ~0.8 ms at 1M x 384 (docs/indexes.md)
+NPROBE = 32  #: lists probed of ~2 sqrt(n): 0.93 ms at 1M x 384 (benchmarks/search_1m.py)
 
 
 class FaissIndex(VectorIndex):

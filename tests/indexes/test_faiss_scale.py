@@ -119,13 +119,14 @@ def test_reprobe_finds_near_neighbours_in_unprobed_lists() -> None:
     truth = np.argmax(q @ x.T, axis=1)
     recall = {}
     for below in (None, 0.5):
-        idx = FaissIndex(dim, nprobe=8, reprobe_below=below)
+        # 6 of ~283 lists (the layout has ~2 sqrt(n) lists since issue #25's 1M work)
+        idx = FaissIndex(dim, nprobe=6, reprobe_below=below)
         idx.add(_entries("e", "c", n), x)
         recall[below] = np.mean([idx.search(v, "c", k=1)[0].key == f"n:e{t}"
                                  for v, t in zip(q, truth)])
         idx.close()
     assert recall[0.5] >= 0.99
-    assert recall[None] < 0.95  # measured 0.90 without, 0.997 with
+    assert recall[None] < 0.95  # measured 0.917 without, 0.99 with
 
 
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
