@@ -156,9 +156,11 @@ def run_gptcache(pairs: list[tuple[str, str]], other: list[str], sizes: list[int
 
     emb = PlainOnnx(onnx_dir)
     tmp = tempfile.mkdtemp(prefix="peers-gptcache-")
+    # max_size: GPTCache's default (1000) evicts; the stored questions must stay
     dm = get_data_manager(CacheBase("sqlite", sql_url=f"sqlite:///{tmp}/cache.db"),
                           VectorBase("faiss", dimension=emb.dim,
-                                     index_path=f"{tmp}/faiss.index"))
+                                     index_path=f"{tmp}/faiss.index"),
+                          max_size=2 * max(sizes) + len(pairs))
     cache = GCache()
     # faiss returns squared L2; on unit vectors 4 - d^2 = 2 + 2 cos, and the threshold
     # is a fraction of the 0-4 range: cos >= 0.8 <=> 3.6 / 4 = 0.9
@@ -285,7 +287,9 @@ def table(result: dict[str, Any], source: str) -> str:
              "before each system.", "",
              "| system | load | " + " | ".join(f"{n:,} entries" for n in sizes) + " |",
              "|---|---|" + "---|" * len(sizes)]
-    for name, entry in result["systems"].items():
+    for name in sorted(result["systems"], key=lambda n: SYSTEMS.index(n)
+                       if n in SYSTEMS else len(SYSTEMS)):
+        entry = result["systems"][name]
         why = "skipped" if entry.get("skipped") else "failed"
         cells = [f"{r['p50_ms']:.1f} / {r['p99_ms']:.1f} ms"
                  + (f" ({r['p50_over_embed']:.2f}x)" if "p50_over_embed" in r else "")
@@ -317,6 +321,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--redis-url", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--onnx-dir", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--systems", nargs="+", choices=SYSTEMS, default=list(SYSTEMS))
+    ap.add_argument("--merge", action="store_true",
+                    help="keep the other systems' entries already in --out")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "peers.json"))
     ap.add_argument("--table", metavar="JSON", default=None,
                     help="print the markdown table of a results file and exit")
@@ -339,6 +345,13 @@ def main(argv: list[str] | None = None) -> int:
                                                                  time.gmtime()),
                               "threshold": THRESHOLD, "texts": args.texts,
                               "cores": os.cpu_count(), "versions": versions(), "systems": {}}
+    if args.merge and Path(args.out).exists():
+        old = json.loads(Path(args.out).read_text())
+        result["systems"] = {k: v for k, v in old["systems"].items() if k not in args.systems}
+        result["peer_versions"] = old.get("peer_versions", {})
+        result["merged"] = [*old.get("merged", []), {"date": result["date"],
+                                                      "systems": args.systems}]
+        result["date"] = old["date"]
     try:
         for system in args.systems:
             python = sys.executable
