@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 
 from ._config import UNSET, CacheMode, Controls, check_cache_ttl
+from ._entries import Candidate, IndexEntry
 from ._errors import BackendError, IntegrityError, InvalidRequestError, SemcacheError
 from ._keys import (
     SEMANTIC_CALL_TYPES,
@@ -37,10 +38,10 @@ from ._keys import (
 from ._pending import CacheHit, Pending
 from ._policy import Decision, DecisionPolicy
 from ._record import Record, to_jsonable
-from .indexes.base import Candidate, IndexEntry
 from .verifiers import Verdicts, rank
 
 if TYPE_CHECKING:
+    from ._judges import Judge
     from ._keys import KeyParams, QueryMode
     from ._record import RecordCodec
     from ._stats import FaultLog, Stats
@@ -121,6 +122,7 @@ class Pipeline:
     _faults: FaultLog
     _clock: Callable[[], float]
     _learning: Learning
+    judge: Judge | None
 
     def _custom_key(self, kwargs: Mapping[str, Any]) -> Mapping[str, Any]:
         raise NotImplementedError  # Cache's: a key from an overridden get_cache_key

@@ -20,15 +20,15 @@ from typing import TYPE_CHECKING, Any
 from cachetools import LRUCache
 
 from .._config import Controls
+from .._entries import Observation
 from .._errors import ConfigError, SemcacheError
 from .._pending import CacheHit
 from .._pipeline import FAILED, Op, Request, query_digest
 from .._policy import DecisionPolicy
 from .._record import Record
-from ..indexes.base import Observation
 
 if TYPE_CHECKING:
-    from .._cache import Cache
+    from .._pipeline import Pipeline
 
 __all__ = ["Learning"]
 
@@ -45,7 +45,7 @@ _Seen = tuple[str, float, str, tuple[Observation, ...]]
 class Learning:
     """A cache's learning loop; the policy it teaches is the one each request used."""
 
-    def __init__(self, cache: Cache) -> None:
+    def __init__(self, cache: Pipeline) -> None:
         self._cache = cache
         self._loaded = False
         #: recent semantic hits by entry and request key, so feedback can teach the
