@@ -134,6 +134,10 @@ def test_call_type_is_positional_so_a_request_field_of_that_name_cannot_clash():
     # "" infers the call type from the request's fields
     assert c.begin("", **ask("Q")).call_type == "completion"
     assert c.begin("embedding", input="x", model="e").call_type == "embedding"
+    # an untrusted body (the proxy's) may hold any field name, these two included
+    p = c.begin("completion", **ask("Q"), self=1, call_type="embedding")
+    assert p.call_type == "completion" and p.request["call_type"] == "embedding"
+    assert p.request["self"] == 1
 
 
 def test_a_semantic_hit_through_begin(minilm):
