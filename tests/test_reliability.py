@@ -228,7 +228,7 @@ class _Lines:
 
 @pytest.mark.parametrize("kind", ["faiss-semantic", "redis"])
 def test_many_writers_on_the_same_keys(kind, tmp_path, request):
-    """4 processes write their own values to the same 5 keys, 25 rounds each, while this
+    """4 processes write their own values to the same 5 keys, 15 rounds each, while this
     process reads them: every read is a whole value of its key (never torn, never
     another key's); each key ends holding one writer's last write to it; then, with
     the writes ordered (one acknowledged before the next begins), the last one wins,
