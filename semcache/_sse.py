@@ -78,7 +78,7 @@ class StreamAssembler:
         for c in ev.get("choices") or ():
             idx = c.get("index", 0)
             acc = self.choices.get(idx)
-            if acc is None:
+            if acc is None:  # text pieces are joined once, at the end (no O(n^2) +=)
                 acc = self.choices[idx] = {"finish": None, "role": None, "content": None,
                                            "refusal": None, "tools": {}, "lp": {}}
             if c.get("finish_reason") is not None:
@@ -90,26 +90,28 @@ class StreamAssembler:
                         acc["lp"].setdefault(k, []).extend(v)
             if not self.chat:
                 if c.get("text") is not None:
-                    acc["content"] = (acc["content"] or "") + c["text"]
+                    _append(acc, "content", c["text"])
                 continue
             delta = c.get("delta") or {}
             if delta.get("role"):
                 acc["role"] = delta["role"]
             # "" and None differ: a text answer starts with "", a tool-call answer has None
             if delta.get("content") is not None:
-                acc["content"] = (acc["content"] or "") + delta["content"]
+                _append(acc, "content", delta["content"])
             if delta.get("refusal") is not None:
-                acc["refusal"] = (acc["refusal"] or "") + delta["refusal"]
+                _append(acc, "refusal", delta["refusal"])
             for tc in delta.get("tool_calls") or ():
                 t = acc["tools"].setdefault(tc.get("index", 0), {
-                    "id": None, "type": "function", "function": {"name": "", "arguments": ""}})
+                    "id": None, "type": "function", "name": [], "arguments": []})
                 if tc.get("id"):
                     t["id"] = tc["id"]
                 if tc.get("type"):
                     t["type"] = tc["type"]
                 fn = tc.get("function") or {}
-                t["function"]["name"] += fn.get("name") or ""
-                t["function"]["arguments"] += fn.get("arguments") or ""
+                if fn.get("name"):
+                    t["name"].append(fn["name"])
+                if fn.get("arguments"):
+                    t["arguments"].append(fn["arguments"])
 
     def result(self) -> dict[str, Any] | None:
         """The response object, or None when a choice has no ``finish_reason``."""
@@ -120,14 +122,19 @@ class StreamAssembler:
         for idx in sorted(self.choices):
             c = self.choices[idx]
             lp = c["lp"] or None
+            content = None if c["content"] is None else "".join(c["content"])
             if not self.chat:
-                choices.append({"index": idx, "text": c["content"] or "", "logprobs": lp,
+                choices.append({"index": idx, "text": content or "", "logprobs": lp,
                                 "finish_reason": c["finish"]})
                 continue
-            msg: dict[str, Any] = {"role": c["role"] or "assistant", "content": c["content"],
-                                   "refusal": c["refusal"]}
+            msg: dict[str, Any] = {"role": c["role"] or "assistant", "content": content,
+                                   "refusal": None if c["refusal"] is None
+                                   else "".join(c["refusal"])}
             if c["tools"]:
-                msg["tool_calls"] = [c["tools"][i] for i in sorted(c["tools"])]
+                msg["tool_calls"] = [
+                    {"id": t["id"], "type": t["type"], "function": {
+                        "name": "".join(t["name"]), "arguments": "".join(t["arguments"])}}
+                    for t in (c["tools"][i] for i in sorted(c["tools"]))]
             if lp is not None:
                 lp = {"content": lp.get("content"), "refusal": lp.get("refusal")}
             choices.append({"index": idx, "message": msg, "logprobs": lp,
@@ -137,6 +144,14 @@ class StreamAssembler:
         if self.usage is not None:
             out["usage"] = self.usage
         return out
+
+
+def _append(acc: dict[str, Any], field: str, text: str) -> None:
+    """Add a piece to a text field; None (no piece yet) stays distinct from ""."""
+    if acc[field] is None:
+        acc[field] = [text]
+    else:
+        acc[field].append(text)
 
 
 # -- replaying ----------------------------------------------------------------------------
