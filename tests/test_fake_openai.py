@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 import urllib.request
+from pathlib import Path
 
 import openai
 import pytest
@@ -151,7 +152,8 @@ def test_cli_serves():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen([sys.executable, "-m", "semcache_testing.fake_openai",
-                             "--port", str(port)], stdout=subprocess.PIPE, text=True)
+                             "--port", str(port)], stdout=subprocess.PIPE, text=True,
+                            cwd=Path(__file__).resolve().parents[1])  # the checkout's
     try:
         assert "listening on" in proc.stdout.readline()
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=5) as r:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import urllib.request
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -134,16 +135,19 @@ def test_start_failure_reports_log_tail() -> None:
 
 def test_cli_start_status_stop(tmp_path) -> None:
     env_cmd = [sys.executable, "-m", "semcache_testing.servers"]
+    # semcache_testing is the checkout's, not installed: run from the repository root
+    repo = Path(__file__).resolve().parents[1]
     out = subprocess.run([*env_cmd, "start", "redis-stack", "--data-dir", str(tmp_path)],
-                         capture_output=True, text=True, timeout=60, check=True).stdout
+                         capture_output=True, text=True, timeout=60, check=True,
+                         cwd=repo).stdout
     url = out.splitlines()[0]
     port = int(url.rsplit(":", 1)[1])
     try:
         assert _resp(port, "PING") == "PONG"
         status = subprocess.run([*env_cmd, "status"], capture_output=True, text=True,
-                                timeout=60, check=True).stdout
+                                timeout=60, check=True, cwd=repo).stdout
         assert "redis-stack" in status and "running" in status
     finally:
         subprocess.run([*env_cmd, "stop", "redis-stack"], timeout=60, check=True,
-                       capture_output=True)
+                       capture_output=True, cwd=repo)
     assert _port_is_free(port)
