@@ -226,6 +226,68 @@ class _Lines:
         self.proc.stdin.flush()
 
 
+def _spec(kind, tmp_path, request):
+    ns = "w" + uuid.uuid4().hex[:8]
+    if kind == "redis":
+        return {"type": "redis", "namespace": ns,
+                "redis_url": request.getfixturevalue("redis_stack_url")}
+    return {"type": "faiss-semantic", "namespace": ns, "disk_cache_dir": str(tmp_path / "c")}
+
+
+def _ends_on_a_last_write(cache, reports):
+    """Every key holds a whole value of its own, and one that some writer wrote last
+    to it: a writer's earlier writes to a key came before its last one."""
+    from tests.writers_support import last_writes, problem
+    from tests.writers_support import request as req
+
+    last = last_writes(reports)
+    for k in range(SHARED_KEYS):
+        got = cache.get_cache(**req(k))
+        assert problem(got, k) is None, problem(got, k)
+        assert got["seq"] == last.get((got["writer"], k)), \
+            f"key {k} ends with {got['writer']}/{got['seq']}, no writer's last write"
+
+
+@pytest.mark.parametrize("kind", ["faiss-semantic", "redis"])
+def test_many_threads_on_the_same_keys(kind, tmp_path, request):
+    """The same in one process: 4 threads of one Cache write their own values to the
+    same 5 keys while the main thread reads them."""
+    from tests.writers_support import open_cache, problem, value, write_rounds
+    from tests.writers_support import request as req
+
+    cache = open_cache(_spec(kind, tmp_path, request))
+    for k in range(SHARED_KEYS):
+        cache.add_cache(value(-1, k, 0), **req(k))
+    reports: dict[int, dict] = {}
+    errors: list[BaseException] = []
+
+    def work(w: int) -> None:
+        try:
+            reports[w] = write_rounds(cache, w, SHARED_KEYS, ROUNDS)
+        except BaseException as exc:  # re-raised in the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in range(WRITERS)]
+    try:
+        for th in threads:
+            th.start()
+        deadline = time.monotonic() + 300
+        while any(th.is_alive() for th in threads):  # read while they write
+            assert time.monotonic() < deadline, "writers did not finish"
+            for k in range(SHARED_KEYS):
+                got = cache.get_cache(**req(k))
+                assert problem(got, k) is None, problem(got, k)
+        assert not errors, errors[0]
+        assert all(r["anomalies"] == [] for r in reports.values()), reports
+        _ends_on_a_last_write(cache, reports)
+        assert cache.stats()["errors_total"] == 0
+    finally:
+        for th in threads:
+            th.join(timeout=60)
+        cache.flush()
+        cache.close()
+
+
 @pytest.mark.parametrize("kind", ["faiss-semantic", "redis"])
 def test_many_writers_on_the_same_keys(kind, tmp_path, request):
     """4 processes write their own values to the same 5 keys, 15 rounds each, while this
@@ -237,13 +299,7 @@ def test_many_writers_on_the_same_keys(kind, tmp_path, request):
     from tests.writers_support import open_cache, problem, value
     from tests.writers_support import request as req
 
-    ns = "w" + uuid.uuid4().hex[:8]
-    if kind == "redis":
-        spec = {"type": "redis", "namespace": ns,
-                "redis_url": request.getfixturevalue("redis_stack_url")}
-    else:
-        spec = {"type": "faiss-semantic", "namespace": ns,
-                "disk_cache_dir": str(tmp_path / "cache")}
+    spec = _spec(kind, tmp_path, request)
     cache = open_cache(spec)
     for k in range(SHARED_KEYS):  # every key holds a value before the writers start
         cache.add_cache(value(-1, k, 0), **req(k))
@@ -272,19 +328,10 @@ def test_many_writers_on_the_same_keys(kind, tmp_path, request):
                 if w not in reports and (done := line.poll("done")) is not None:
                     reports[w] = json.loads(done)
         assert reads >= SHARED_KEYS
-        last: dict[tuple[int, int], int] = {}  # (writer, key) -> its last seq
-        for w, rep in reports.items():
+        for rep in reports.values():
             assert rep["anomalies"] == [] and rep["errors"] == 0, rep
             assert len(rep["written"]) == SHARED_KEYS * ROUNDS
-            for k, seq in rep["written"]:
-                last[w, k] = max(seq, last.get((w, k), -1))
-        for k in range(SHARED_KEYS):
-            got = cache.get_cache(**req(k))
-            assert problem(got, k) is None, problem(got, k)
-            # a writer's earlier writes to k came before its last one: only a last
-            # write can be the final value
-            assert got["seq"] == last.get((got["writer"], k)), \
-                f"key {k} ends with {got['writer']}/{got['seq']}, no writer's last write"
+        _ends_on_a_last_write(cache, reports)
 
         # ordered: each write acknowledged before the next begins, writers in turn
         order, seq = random.Random(0), 10_000

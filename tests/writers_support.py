@@ -78,14 +78,11 @@ def problem(got: Any, key: int) -> str | None:
     return None
 
 
-def main(argv: list[str]) -> int:
-    spec, writer, keys, rounds = json.loads(argv[0]), int(argv[1]), int(argv[2]), int(argv[3])
-    cache = open_cache(spec)
+def write_rounds(cache: Any, writer: int, keys: int, rounds: int) -> dict[str, Any]:
+    """Writer ``writer``'s rounds over keys 0..keys-1 (its own shuffled order each
+    round), each write read back: what it wrote (``[key, seq]``) and what it saw wrong."""
     rng = random.Random(writer)
-    print("ready", flush=True)
-    if sys.stdin.readline().strip() != "go":
-        return 1
-    written: list[list[int]] = []  # [key, seq]
+    written: list[list[int]] = []
     anomalies: list[str] = []
     seq = 0
     for _ in range(rounds):
@@ -103,8 +100,27 @@ def main(argv: list[str]) -> int:
                 # not: that write was acknowledged before this one began
                 anomalies.append(f"key {k}: read own seq {got['seq']} after writing {seq}")
             seq += 1
-    print("done " + json.dumps({"written": written, "anomalies": anomalies,
-                                "errors": cache.stats()["errors_total"]}), flush=True)
+    return {"written": written, "anomalies": anomalies}
+
+
+def last_writes(reports: dict[int, dict[str, Any]]) -> dict[tuple[int, int], int]:
+    """(writer, key) -> the seq of that writer's last write to that key."""
+    last: dict[tuple[int, int], int] = {}
+    for w, rep in reports.items():
+        for k, seq in rep["written"]:
+            last[w, k] = max(seq, last.get((w, k), -1))
+    return last
+
+
+def main(argv: list[str]) -> int:
+    spec, writer, keys, rounds = json.loads(argv[0]), int(argv[1]), int(argv[2]), int(argv[3])
+    cache = open_cache(spec)
+    print("ready", flush=True)
+    if sys.stdin.readline().strip() != "go":
+        return 1
+    report = write_rounds(cache, writer, keys, rounds)
+    print("done " + json.dumps({**report, "errors": cache.stats()["errors_total"]}),
+          flush=True)
     for line in sys.stdin:
         cmd = line.split()
         if cmd[:1] == ["write"]:
