@@ -38,8 +38,8 @@ from ._errors import (
     MissingDependency,
     SemcacheError,
 )
-from ._policy import Decision, DecisionPolicy, StaticThreshold
 from ._threads import ThreadPolicy, set_threads
+from .policies.base import Decision, DecisionPolicy, StaticThreshold
 
 __version__ = "0.1.0"
 

@@ -40,13 +40,13 @@ from ._keys import (
 )
 from ._pending import CacheHit, Pending
 from ._pipeline import Pipeline, infer_call_type
-from ._policy import DecisionPolicy, StaticThreshold
 from ._record import RecordCodec
 from ._registry import TYPES, build_backends, get_embedder
 from ._stats import FaultLog, Stats
 from .embedders.base import Embedder
 from .exact.base import ExactStore
 from .indexes.base import IndexEntry, VectorIndex
+from .policies.base import DecisionPolicy, StaticThreshold
 from .policies.learning import Learning
 from .verifiers import Verifier, resolve_verifier
 

@@ -36,8 +36,8 @@ from ._keys import (
     semantic_split,
 )
 from ._pending import CacheHit, Pending
-from ._policy import Decision, DecisionPolicy
 from ._record import Record, to_jsonable
+from .policies.base import Decision, DecisionPolicy
 from .verifiers import Verdicts, rank
 
 if TYPE_CHECKING:

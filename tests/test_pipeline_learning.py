@@ -8,8 +8,8 @@ import random
 from cachetools import LRUCache
 
 from semcache import Cache
-from semcache._policy import Decision, DecisionPolicy
 from semcache.indexes.base import Candidate, Observation
+from semcache.policies import Decision, DecisionPolicy
 from semcache.policies.verified import VerifiedPolicy
 
 Q = "How do I learn Python quickly?"

@@ -17,7 +17,7 @@ STRICT = [
     "semcache/_pending.py",
     "semcache/policies/learning.py",
     "semcache/_keys.py",
-    "semcache/_policy.py",
+    "semcache/policies/base.py",
     "semcache/embedders/base.py",
     "semcache/exact/base.py",
     "semcache/indexes/base.py",

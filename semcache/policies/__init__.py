@@ -1,6 +1,6 @@
-"""Decision policies: which cached candidate may be served (see semcache._policy)."""
+"""Decision policies: which cached candidate may be served (the seam: semcache/policies/base.py)."""
 
-from .._policy import Decision, DecisionPolicy, StaticThreshold
+from .base import Decision, DecisionPolicy, StaticThreshold
 from .verified import VerifiedPolicy
 
 __all__ = ["Decision", "DecisionPolicy", "StaticThreshold", "VerifiedPolicy"]

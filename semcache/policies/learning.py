@@ -24,8 +24,8 @@ from .._entries import Observation
 from .._errors import ConfigError, SemcacheError
 from .._pending import CacheHit
 from .._pipeline import FAILED, Op, Request, query_digest
-from .._policy import DecisionPolicy
 from .._record import Record
+from .base import DecisionPolicy
 
 if TYPE_CHECKING:
     from .._pipeline import Pipeline

@@ -63,8 +63,8 @@ import numpy as np
 from .._config import check_rate
 from .._entries import Candidate, Observation
 from .._errors import ConfigError
-from .._policy import Decision, DecisionPolicy
 from ._stats import wilson_interval
+from .base import Decision, DecisionPolicy
 
 __all__ = ["VerifiedPolicy"]
 
