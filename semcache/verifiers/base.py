@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._entries import Candidate
 from .._errors import BackendError, ConfigError
-from ..indexes.base import Candidate
 
 __all__ = ["Verdicts", "Verifier", "check_probability", "rank"]
 
