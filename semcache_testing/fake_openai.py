@@ -19,7 +19,8 @@ Wire format (what the ``openai`` client parses):
   and ``tool_choice`` "required" (the first tool) or naming a function, the answer is a
   call of that function with arguments ``{"echo": <last user message>}``; ``stream: true``
   sends SSE chunks (a role chunk, word chunks, a finish chunk, a usage chunk when
-  ``stream_options.include_usage``) ending with ``data: [DONE]``.
+  ``stream_options.include_usage``) ending with ``data: [DONE]``; ``logprobs: true``
+  gives each word (a "token") a deterministic logprob, per chunk when streaming.
   The LLM verifier's question (``semcache.verifiers.llm``) is answered by rule, one
   ``"<i>: yes|no"`` line per candidate: yes when the candidate has the query's words in
   the query's order (case, punctuation, a/an/the/please aside); model
@@ -565,6 +566,7 @@ class _Handler(BaseHTTPRequestHandler):
         ident = _ident("chatcmpl", body, n)
         created = int(time.time())
         fp = "fp_fake0001"
+        logprobs = body.get("logprobs") is True  # one "token" per word, as streamed
         if body.get("stream"):
             base = {"id": ident, "object": "chat.completion.chunk", "created": created,
                     "model": model, "system_fingerprint": fp}
@@ -582,9 +584,10 @@ class _Handler(BaseHTTPRequestHandler):
                     "role": "assistant", "content": None if tool_call else ""},
                     "logprobs": None, "finish_reason": None}]))
             for piece in _PIECE.findall(content or ""):
+                lp = {"content": [_logprob(piece)], "refusal": None} if logprobs else None
                 for i in range(choices):
                     events.append(ev([{"index": i, "delta": {"content": piece},
-                                       "logprobs": None, "finish_reason": None}]))
+                                       "logprobs": lp, "finish_reason": None}]))
             if tool_call is not None:  # the name first, then the arguments in pieces
                 args = tool_call["function"]["arguments"]
                 head = {"index": 0, "id": tool_call["id"], "type": "function",
@@ -608,7 +611,9 @@ class _Handler(BaseHTTPRequestHandler):
             "choices": [{"index": i, "message": {
                 "role": "assistant", "content": content, "refusal": None,
                 **({"tool_calls": [tool_call]} if tool_call else {})},
-                "logprobs": None, "finish_reason": finish} for i in range(choices)],
+                "logprobs": {"content": [_logprob(p) for p in _PIECE.findall(content or "")],
+                             "refusal": None} if logprobs else None,
+                "finish_reason": finish} for i in range(choices)],
         })
 
     def _completions(self, body: dict[str, Any], n: int) -> None:
@@ -779,6 +784,13 @@ def _truncate(text: str, limit: Any) -> tuple[str, str]:
         if len(words) > limit:
             return " ".join(words[:limit]), "length"
     return text, "stop"
+
+
+def _logprob(token: str) -> dict[str, Any]:
+    """A deterministic logprob entry for one streamed piece of an answer."""
+    lp = -(int.from_bytes(hashlib.sha256(token.encode()).digest()[:2], "little") / 65536)
+    return {"token": token, "logprob": round(lp, 6), "bytes": list(token.encode()),
+            "top_logprobs": []}
 
 
 def _usage(prompt: int, completion: int) -> dict[str, Any]:
