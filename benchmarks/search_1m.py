@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=1_000_000)
     ap.add_argument("--pairs", type=int, default=1000)
     ap.add_argument("--centres", type=int, default=2000)
-    ap.add_argument("--nlist", type=int, nargs="+", default=[1000, 2048, 4096])
+    ap.add_argument("--nlist", type=int, nargs="*", default=[1000, 2048])
     ap.add_argument("--nprobe", type=int, nargs="+", default=[8, 16, 24, 32, 48])
     ap.add_argument("--no-index", action="store_true", help="skip the FaissIndex run")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "search_1m.json"))
