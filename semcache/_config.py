@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from ._checks import check_rate  # beside _errors, so the seams can share it
 from ._errors import ConfigError
 
 __all__ = ["CALL_TYPES", "DEFAULT_CALL_TYPES", "UNSET", "CacheMode", "Controls",
@@ -73,14 +74,6 @@ def check_threshold(value: Any, parameter: str = "similarity_threshold") -> floa
     if isinstance(value, bool) or not isinstance(value, (int, float)) or \
             not math.isfinite(value) or not 0.0 <= value <= 1.0:
         raise ConfigError(f"{parameter} must be a number in [0, 1], got {value!r}",
-                          parameter=parameter)
-    return float(value)
-
-
-def check_rate(value: Any, parameter: str = "target_error_rate") -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
-            not math.isfinite(value) or not 0.0 < value < 1.0:
-        raise ConfigError(f"{parameter} must be a number in (0, 1), got {value!r}",
                           parameter=parameter)
     return float(value)
 

@@ -60,7 +60,7 @@ from typing import Any
 
 import numpy as np
 
-from .._config import check_rate
+from .._checks import check_rate
 from .._entries import Candidate, Observation
 from .._errors import ConfigError
 from ._stats import wilson_interval
