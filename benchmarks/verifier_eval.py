@@ -27,9 +27,8 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT))  # semcache_testing (the fake upstream) is not in the wheel
+sys.path.insert(0, str(ROOT / "scripts"))
 
 from train_verifier import DATA, corpus  # noqa: E402
 
