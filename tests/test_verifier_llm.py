@@ -10,6 +10,7 @@ async twin's real I/O."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Iterator
 
@@ -101,16 +102,21 @@ def test_one_request_per_lookup_and_answers_cached_by_pair(make, fake, minilm) -
 
 @pytest.mark.parametrize("model, delay_ms", [("fail-500", 0), ("verifier-prose", 0),
                                              ("gpt-4o-mini", 1500)])
-def test_fails_closed_counted_and_not_remembered(make, fake, model, delay_ms) -> None:
+def test_fails_closed_counted_and_not_remembered(make, fake, model, delay_ms,
+                                                 caplog) -> None:
     """An HTTP error, an answer that is not yes/no, a timeout: a counted miss, never a
-    hit; and the failure is not cached, so the next lookup asks again."""
+    hit, logged once for the burst; and the failure is not cached, so the next lookup
+    asks again."""
     cache, v = make(model, timeout=0.5)
     fake.delay_ms = delay_ms
+    caplog.set_level(logging.WARNING, logger="semcache")
     for _ in range(2):
         hit, meta = cache.lookup_with_metadata(**_req(SAME))
         assert hit is None and meta["decision"] == "verifier_failed"
     s = cache.stats()
     assert s["errors"]["verifier"] == 2 and s["verifier_failed"] == 2 and v.requests == 2
+    logged = [r for r in caplog.records if "LLM verifier" in r.getMessage()]
+    assert len(logged) == 1
 
 
 def test_an_over_long_prompt_is_refused_without_a_call(make, fake) -> None:
