@@ -4,8 +4,8 @@
 backends; its methods (``begin``/``abegin``, ``lookup``, ``add_cache``, ``delete``,
 ``flush``, ``stats``, ``feedback``, ...) are thin entries into the lookup pipeline
 (semcache/_pipeline.py: the flows and their drivers), whose outcome is a ``Pending``
-(semcache/_pending.py). The learning loop of adaptive policies lives in
-semcache/policies/learning.py.
+(semcache/_pending.py). The learning loop of adaptive policies is semcache/_learning.py
+(its backend calls) over semcache/policies/learning.py (what it knows).
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from ._keys import (
     exact_key,
     validate_namespace,
 )
+from ._learning import Learning
 from ._pending import CacheHit, Pending
 from ._pipeline import Pipeline, infer_call_type
 from ._record import RecordCodec
@@ -47,7 +48,6 @@ from .embedders.base import Embedder
 from .exact.base import ExactStore
 from .indexes.base import IndexEntry, VectorIndex
 from .policies.base import DecisionPolicy, StaticThreshold
-from .policies.learning import Learning
 from .verifiers import Verifier, resolve_verifier
 
 __all__ = ["Cache", "CacheHit", "Pending"]

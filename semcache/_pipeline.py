@@ -10,8 +10,8 @@ timed, counted, logged once per burst and turned into the operation's fallback v
 (fail open), unless the cache was built with ``on_error="raise"``.
 
 ``Pipeline`` is a mixin of ``Cache`` (semcache/_cache.py, the facade); the learning
-loop of adaptive policies (judging, observations, feedback, saved state) lives in
-semcache/policies/learning.py and is reached through the same ops.
+loop of adaptive policies (judging, observations, feedback, saved state) is
+semcache/_learning.py (its ops) over semcache/policies/learning.py (what it knows).
 """
 
 from __future__ import annotations
@@ -43,12 +43,12 @@ from .verifiers import Verdicts, rank
 if TYPE_CHECKING:
     from ._judges import Judge
     from ._keys import KeyParams, QueryMode
+    from ._learning import Learning
     from ._record import RecordCodec
     from ._stats import FaultLog, Stats
     from .embedders.base import Embedder
     from .exact.base import ExactStore
     from .indexes.base import VectorIndex
-    from .policies.learning import Learning
     from .verifiers import Verifier
 
 __all__ = ["FAILED", "Flow", "Op", "Pipeline", "Request", "query_digest"]

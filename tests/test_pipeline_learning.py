@@ -108,7 +108,7 @@ def test_the_pipeline_records_each_lookup_once(minilm):
 
 def test_recent_hits_are_a_bounded_lru(minilm):
     c = Cache(type="faiss-semantic", embedder=minilm, target_error_rate=0.05)
-    recent = c._learning._recent_hits
+    recent = c._learning.teacher.recent_hits
     assert isinstance(recent, LRUCache) and recent.maxsize == 4096
     for i in range(5000):
         c._learning.remember_hit(f"e{i}", f"r{i}", 0.9)

@@ -15,6 +15,7 @@ STRICT = [
     "semcache/_cache.py",
     "semcache/_pipeline.py",
     "semcache/_pending.py",
+    "semcache/_learning.py",
     "semcache/policies/learning.py",
     "semcache/_keys.py",
     "semcache/policies/base.py",

@@ -7,8 +7,9 @@ pipeline may ask again within one lookup (when the candidate it picked turned ou
 stale), and calls ``record`` once per lookup with the decision it acted on, which is
 where a policy counts. ``observe`` feeds judged outcomes back so adaptive policies can
 learn, and ``state``/``load_state`` persist what they learned; the learning loop that
-calls them is semcache/policies/learning.py. The static threshold needs none of it:
-every optional method is a no-op here.
+calls them is semcache/_learning.py (its I/O) over semcache/policies/learning.py (what
+it knows, on plain values). The static threshold needs none of it: every optional
+method is a no-op here.
 
 This is the policies seam's base: like every seam it imports nothing from the core
 (its records come from semcache/_entries.py); semcache._policy re-exports it.

@@ -1,0 +1,126 @@
+"""The learning loop's I/O: judging explorations, feedback and the saved policy state.
+
+What the loop knows and decides (once-per-process restore, when to save, what a
+judgement or a report teaches, the recent hits feedback refers to) is the policies
+seam's ``Teacher`` (semcache/policies/learning.py), on plain values. This module runs
+it against the backends: it reads and writes the store and the index and calls the
+judge, as the pipeline's ops (semcache/_pipeline.py), run by the cache's drivers, so
+those calls fail open, are timed and counted like every other backend call. For a
+policy that does not learn (the static threshold) every step here is a no-op.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ._config import Controls
+from ._entries import Observation
+from ._errors import ConfigError, SemcacheError
+from ._pending import CacheHit
+from ._pipeline import FAILED, Op, Request, query_digest
+from ._record import Record
+from .policies.base import DecisionPolicy
+from .policies.learning import POLICY_STATE, Teacher, judged
+
+if TYPE_CHECKING:
+    from ._pipeline import Pipeline
+
+__all__ = ["Learning"]
+
+
+class Learning:
+    """A cache's learning loop: the ``Teacher``'s decisions, with the backend calls."""
+
+    def __init__(self, cache: Pipeline) -> None:
+        self._cache = cache
+        self.teacher = Teacher()
+
+    def load_state(self, policy: DecisionPolicy) -> Generator[Op, Any, None]:
+        """Restore a learning policy's model from the store, once per process."""
+        if not self.teacher.restore_now(policy):
+            return
+        c = self._cache
+        raw = yield Op(c.store.get, c.store.aget, (f"{c.namespace}:{POLICY_STATE}",), None,
+                       "exact", "store")
+        if raw is not None:
+            try:
+                policy.load_state(c._codec.decode(raw).value)
+            except SemcacheError as exc:
+                c._faults.failed("policy state", exc)
+
+    def remember_hit(self, key: str, request_key: str, similarity: float,
+                     history: Sequence[Observation] = ()) -> None:
+        self.teacher.remember_hit(key, request_key, similarity, history)
+
+    def judge(self, req: Request, query: str, fresh: Any) -> Generator[Op, Any, None]:
+        """Judge the explored candidate's cached answer against the fresh one; learn."""
+        cand, policy, c = req.explore, req.policy, self._cache
+        assert cand is not None and policy is not None and c.judge is not None
+        assert c.index is not None
+        raw = yield Op(c.store.get, c.store.aget, (cand.key,), FAILED, "judge", "store")
+        crec = None if raw is FAILED else c._decode(raw, req)
+        if crec is None:
+            return
+        j = c.judge
+        correct = yield Op(j.judge, j.ajudge, (query, cand.prompt, crec.value, fresh), None,
+                           "judge", "judge")
+        if correct is None:
+            return
+        for_candidate, for_fresh = judged(cand.similarity, bool(correct),
+                                          query_digest(req.key))
+        yield from self.observe(cand.key, for_candidate, cand.observations, policy,
+                                req.audited)
+        index = c.index
+        yield Op(index.observe, index.aobserve, (req.key, for_fresh), False, "judge",
+                 "index")
+
+    def observe(self, key: str, obs: Observation, history: Sequence[Observation],
+                policy: DecisionPolicy, audited: bool = False) -> Generator[Op, Any, None]:
+        c = self._cache
+        assert c.index is not None
+        yield Op(c.index.observe, c.index.aobserve, (key, obs), False, "judge", "index")
+        state = self.teacher.teach(policy, obs, history, audited=audited)
+        c._stats.incr("judged")
+        if not obs.correct:
+            c._stats.incr("judged_wrong")
+        if state is not None:
+            rec = Record(f"{c.namespace}:{POLICY_STATE}", state, c._clock(), None, "policy")
+            yield Op(c.store.set, c.store.aset, (rec.key, c._codec.encode(rec), None), False,
+                     "judge", "store")
+
+    # -- feedback ----------------------------------------------------------------------
+    def feedback_flow(self, hit: CacheHit | Mapping[str, Any] | str, correct: bool
+                      ) -> tuple[Generator[Op, Any, bool], Request]:
+        if not isinstance(correct, bool):
+            raise ConfigError("correct must be True or False", parameter="correct")
+        c = self._cache
+        meta: Mapping[str, Any]
+        if isinstance(hit, CacheHit):
+            meta = hit.metadata
+        elif isinstance(hit, Mapping):
+            meta = hit
+        elif isinstance(hit, str):
+            meta = self.teacher.hit_metadata(hit)
+        else:
+            raise ConfigError("feedback takes a CacheHit, its metadata or a key",
+                              parameter="hit")
+        req = Request("feedback", {}, Controls(), c.namespace, meta["key"], False, False,
+                      None, c.similarity_threshold, False)
+        return self._feedback(meta, correct), req
+
+    def _feedback(self, meta: Mapping[str, Any], correct: bool) -> Generator[Op, Any, bool]:
+        c = self._cache
+        key = meta["key"]
+        c._stats.incr("feedback_right" if correct else "feedback_wrong")
+        if meta.get("stage") == "exact" or c.index is None:
+            if not correct:  # the stored answer itself is wrong for its own request
+                yield Op(c.store.delete, c.store.adelete, ([key],), 0, "store", "store")
+                if c.index is not None:
+                    yield Op(c.index.delete, c.index.adelete, ([key],), 0, "store", "index")
+            return True
+        rkey = meta.get("request_key")
+        obs, history = self.teacher.feedback(meta, correct,
+                                             query_digest(rkey) if rkey else None)
+        yield from self.observe(key, obs, history, c._verified or c.policy, audited=False)
+        return True
