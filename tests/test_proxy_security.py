@@ -244,6 +244,10 @@ def test_body_and_prompt_limits_are_413_before_any_work(proxies, lite):
     refused(r, 413)
     assert lite.calls.total() == 0
     assert content(post(proxy, KEY_A, {"model": "lite", "messages": ask("x" * 9_000)}))
+    # the management API reads its body under the same limit, master key or not
+    r = post(proxy, MASTER, {"keys": ["k" * 60_000]}, path="/cache/delete")
+    assert "max_body_bytes" in refused(r, 413)["message"]
+    assert refused(post(proxy, MASTER, "[1, 2]", path="/cache/delete"), 400)
 
 
 # ---------------------------------------------------------------------- 6. 500s

@@ -22,7 +22,8 @@ from starlette.requests import Request
 from .config import Limits
 from .replies import Reply
 
-__all__ = ["check_body", "prompt_chars", "read_body", "read_json", "read_multipart"]
+__all__ = ["check_body", "json_object", "prompt_chars", "read_body", "read_json",
+           "read_multipart"]
 
 _MAX_FORM_FIELD = 1024 * 1024  # one non-file form field (starlette's default too)
 
@@ -53,7 +54,11 @@ async def read_body(request: Request, limits: Limits) -> bytes:
 
 
 async def read_json(request: Request, limits: Limits) -> dict[str, Any]:
-    raw = await read_body(request, limits)
+    return json_object(await read_body(request, limits))
+
+
+def json_object(raw: bytes) -> dict[str, Any]:
+    """A request body that must be one JSON object: 400 naming what is wrong otherwise."""
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:

@@ -11,13 +11,13 @@ import gc
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
 from .._cache import Cache
 from .._errors import SemcacheError
+from .limits import json_object, read_body
 from .replies import Reply, json_response
 
 if TYPE_CHECKING:
@@ -47,16 +47,12 @@ class Management:
         self.app.require_master(request)
         if request.method != "POST":
             return None
-        raw = await request.body()
+        # the same byte limit as the model endpoints: a master key is no reason to
+        # buffer an unbounded body
+        raw = await read_body(request, self.app.config.limits)
         if not raw.strip():
             return {}
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise Reply(400, f"request body is not valid JSON: {exc}") from None
-        if not isinstance(body, dict):
-            raise Reply(400, "request body must be a JSON object")
-        return body
+        return json_object(raw)
 
     def _need_cache(self) -> Cache:
         if self.app.cache is None:
