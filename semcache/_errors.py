@@ -1,4 +1,4 @@
-"""semcache's exceptions.
+"""The exceptions semcache raises, in one tree.
 
 The tree (everything semcache raises on purpose derives from ``SemcacheError``)::
 
