@@ -67,8 +67,9 @@ class Learning:
                            "judge", "judge")
         if correct is None:
             return
-        for_candidate, for_fresh = judged(cand.similarity, bool(correct),
-                                          query_digest(req.key))
+        ok = bool(correct)
+        for_candidate, for_fresh = judged(cand.similarity, ok,
+                                          None if ok else query_digest(req.key))
         yield from self.observe(cand.key, for_candidate, cand.observations, policy,
                                 req.audited)
         index = c.index
