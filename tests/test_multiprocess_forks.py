@@ -44,16 +44,16 @@ def test_a_forked_child_makes_its_own_embedding_client():
                        cache_size=0)
     try:
         e.embed(["before the fork"])  # the parent's client now has a live connection
-        parent_client = e._client
+        parent_client = e._clients._client
 
         def child() -> str:
             v = e.embed(["in the child"])[0]
             want = np.array(fake_embedding("in the child", 16))
             right = np.allclose(v, want / np.linalg.norm(want), atol=1e-6)
-            return f"{e._client is parent_client} {right}"
+            return f"{e._clients._client is parent_client} {right}"
 
         assert in_child(child) == "False True"  # a client of its own, and a right answer
-        assert e._client is parent_client  # the parent's is untouched and still works
+        assert e._clients._client is parent_client  # the parent's is untouched and still works
         v = e.embed(["after the fork"])[0]
         want = np.array(fake_embedding("after the fork", 16))
         assert np.allclose(v, want / np.linalg.norm(want), atol=1e-6)

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from .._connections.openai import OpenAIClients
 from .._errors import BackendError, BackendTimeout, BackendUnavailable, ConfigError
 from .base import Embedder
 
@@ -49,9 +50,6 @@ def _map_errors(model_id: str) -> Iterator[None]:
     except openai.OpenAIError as exc:  # response validation and the like
         raise BackendError(f"{model_id}: {exc}", backend="embedder") from exc
 
-
-#: clients a forked child inherited (see OpenAIEmbedder._own_clients)
-_INHERITED: list[Any] = []
 
 
 class OpenAIEmbedder(Embedder):
@@ -104,9 +102,7 @@ class OpenAIEmbedder(Embedder):
             self.batch_size = batch_size
         self._dim = dimensions or dim or OPENAI_DIMS.get(model)
         self.model_id = f"openai/{model}" + (f"@{dimensions}" if dimensions else "")
-        self._client: Any = None
-        self._aclient: Any = None
-        self._pid = os.getpid()
+        self._clients = OpenAIClients(self._client_kwargs())
 
     # -- clients, made on first use (no network in the constructor) -------------------
 
@@ -118,34 +114,6 @@ class OpenAIEmbedder(Embedder):
         if self.extra_headers:
             kw["default_headers"] = self.extra_headers
         return kw
-
-    def _own_clients(self) -> None:
-        """Clients made before a fork share their pooled connections with the parent:
-        two processes reading one socket could each get the other's reply (issue #26).
-        A child makes its own; the inherited ones are kept, unclosed, since closing them
-        would shut connections the parent is using."""
-        if self._pid != os.getpid():
-            _INHERITED.extend(c for c in (self._client, self._aclient) if c is not None)
-            self._client = self._aclient = None
-            self._pid = os.getpid()
-
-    def _sync_client(self) -> Any:
-        self._own_clients()
-        if self._client is None:
-            from openai import OpenAI  # a core dependency
-
-            self._client = OpenAI(**self._client_kwargs())
-        return self._client
-
-    def _async_client(self) -> Any:
-        # one AsyncOpenAI per embedder; its connection pool binds to the loop that first
-        # uses it, which for a cache is the application's one loop
-        self._own_clients()
-        if self._aclient is None:
-            from openai import AsyncOpenAI
-
-            self._aclient = AsyncOpenAI(**self._client_kwargs())
-        return self._aclient
 
     # -- the seam ---------------------------------------------------------------------
 
@@ -174,23 +142,19 @@ class OpenAIEmbedder(Embedder):
 
     def _embed(self, texts: list[str]) -> np.ndarray:
         with _map_errors(self.model_id):
-            response = self._sync_client().embeddings.create(**self._request(texts))
+            response = self._clients.sync().embeddings.create(**self._request(texts))
             return self._vectors(response, len(texts))
 
     async def _aembed(self, texts: list[str]) -> np.ndarray:  # type: ignore[override]
         with _map_errors(self.model_id):
-            response = await self._async_client().embeddings.create(**self._request(texts))
+            response = await self._clients.async_().embeddings.create(**self._request(texts))
             return self._vectors(response, len(texts))
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        self._clients.close()
 
     async def aclose(self) -> None:
-        if self._aclient is not None:
-            await self._aclient.close()
-            self._aclient = None
+        await self._clients.aclose()
 
     def __repr__(self) -> str:
         return (f"OpenAIEmbedder(model_id={self.model_id!r}, api_base={self.api_base!r}, "

@@ -13,13 +13,13 @@ counts it (``stats()["errors"]["verifier"]``, ``verifier_failed``) and logs it o
 burst. A candidate is never served on an answer the verifier could not read.
 
 The client is configured like the call layer's: ``api_base`` / ``api_key`` default to
-``$OPENAI_BASE_URL`` / ``$OPENAI_API_KEY``, ``timeout`` bounds each attempt. It builds
-its own ``openai`` clients (a seam does not import the core's pool).
+``$OPENAI_BASE_URL`` / ``$OPENAI_API_KEY``, ``timeout`` bounds each attempt. Its ``openai``
+clients come from ``semcache/_connections/openai.py`` (made on first use, one per process
+and per event loop), shared with the OpenAI embedder.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 from cachetools import TTLCache
 
+from .._connections.openai import OpenAIClients
 from .._errors import BackendError, ConfigError
 from .base import Verifier, check_probability
 
@@ -125,10 +126,7 @@ class LLMVerifier(Verifier):
         self._lock = threading.Lock()
         self._answers: TTLCache[tuple[str, str], bool] = TTLCache(cache_size, cache_ttl)
         self.requests = 0  #: upstream requests made (cache misses of whole lookups)
-        self._client: Any = None
-        self._aclient: Any = None
-        self._aloop: asyncio.AbstractEventLoop | None = None
-        self._pid = os.getpid()
+        self._clients = OpenAIClients(self._client_kwargs())
 
     # -- clients, made on first use (no network in the constructor) --------------------
     def _client_kwargs(self) -> dict[str, Any]:
@@ -137,32 +135,6 @@ class LLMVerifier(Verifier):
         if self.api_base:
             kw["base_url"] = self.api_base
         return kw
-
-    def _fresh_after_fork(self) -> None:
-        # a forked child must not read replies off its parent's pooled sockets (#26);
-        # the inherited clients are dropped unclosed, the parent still uses them
-        if self._pid != os.getpid():
-            self._client = self._aclient = None
-            self._pid = os.getpid()
-
-    def _sync_client(self) -> Any:
-        self._fresh_after_fork()
-        if self._client is None:
-            from openai import OpenAI  # a core dependency, imported on first use
-
-            self._client = OpenAI(**self._client_kwargs())
-        return self._client
-
-    def _async_client(self) -> Any:
-        # an async client's connections belong to the loop that opened them: a second
-        # loop (one asyncio.run after another) gets its own client
-        self._fresh_after_fork()
-        loop = asyncio.get_running_loop()
-        if self._aclient is None or self._aloop is not loop:
-            from openai import AsyncOpenAI
-
-            self._aclient, self._aloop = AsyncOpenAI(**self._client_kwargs()), loop
-        return self._aclient
 
     # -- the seam ------------------------------------------------------------------
     def _plan(self, query: str, prompts: Sequence[str]
@@ -217,7 +189,7 @@ class LLMVerifier(Verifier):
         with self._lock:
             self.requests += 1
         try:
-            response = self._sync_client().chat.completions.create(
+            response = self._clients.sync().chat.completions.create(
                 **self._request(query, sub))
         except openai.APIError as exc:  # timeouts, connection and HTTP errors
             raise self._failed(exc) from exc
@@ -236,7 +208,7 @@ class LLMVerifier(Verifier):
             with self._lock:
                 self.requests += 1
             try:
-                response = await self._async_client().chat.completions.create(
+                response = await self._clients.async_().chat.completions.create(
                     **self._request(query, sub))
             except openai.APIError as exc:
                 raise self._failed(exc) from exc
@@ -244,15 +216,10 @@ class LLMVerifier(Verifier):
         return self._checked(scores, len(prompts))
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        self._clients.close()
 
     async def aclose(self) -> None:
-        """Close the async client (call it on the loop that used it)."""
-        if self._aclient is not None:
-            await self._aclient.close()
-            self._aclient = self._aloop = None
+        await self._clients.aclose()
 
     def __repr__(self) -> str:
         return (f"LLMVerifier(model={self.model!r}, api_base={self.api_base!r}, "
