@@ -46,9 +46,7 @@ from train_verifier import DATA, corpus  # noqa: E402
 from semcache._registry import get_embedder  # noqa: E402
 from semcache.eval._embed import embed_texts  # noqa: E402
 from semcache.eval._metrics import roc_auc  # noqa: E402
-from semcache.eval.split import group_split  # noqa: E402
-from semcache.verifiers.features import _NEGATION, _STOP, _TOKEN  # noqa: E402
-from semcache.verifiers.fitting import (  # noqa: E402
+from semcache.eval.fitting import (  # noqa: E402
     WEIGHTS,
     PairSet,
     _pairset,
@@ -57,6 +55,8 @@ from semcache.verifiers.fitting import (  # noqa: E402
     pair_features,
     rule_negatives,
 )
+from semcache.eval.split import group_split  # noqa: E402
+from semcache.verifiers.features import _NEGATION, _STOP, _TOKEN  # noqa: E402
 
 
 class StaticWords:

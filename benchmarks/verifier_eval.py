@@ -2,7 +2,7 @@
 
 For each seed: Quora and PAWS are split by question group (``semcache.eval.split``); the
 verifier is fitted, and its floor and threshold chosen, on the tuning parts and the
-must-not-hit suite's tune half (``semcache.verifiers.fitting.train``, the code behind
+must-not-hit suite's tune half (``semcache.eval.fitting.train``, the code behind
 ``scripts/train_verifier.py``); every figure below comes from the test parts and the
 suite's test half. The cosine is reported at the old default (0.93), at a threshold
 chosen on the same tuning part for precision >= 0.95, and in hindsight on the test part.
@@ -35,8 +35,7 @@ from train_verifier import DATA, corpus  # noqa: E402
 from semcache import Cache  # noqa: E402
 from semcache._registry import get_embedder  # noqa: E402
 from semcache.eval._metrics import roc_auc  # noqa: E402
-from semcache.eval.split import group_split  # noqa: E402
-from semcache.verifiers.fitting import (  # noqa: E402
+from semcache.eval.fitting import (  # noqa: E402
     choose_threshold,
     load_must_not_hit,
     make_cosines,
@@ -44,6 +43,7 @@ from semcache.verifiers.fitting import (  # noqa: E402
     precision_recall,
     train,
 )
+from semcache.eval.split import group_split  # noqa: E402
 from semcache.verifiers.structural import StructuralVerifier  # noqa: E402
 from semcache.verifiers.trees import TreeEnsemble  # noqa: E402
 

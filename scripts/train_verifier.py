@@ -25,8 +25,8 @@ sys.path.insert(0, str(ROOT))
 
 from semcache._registry import get_embedder  # noqa: E402
 from semcache.eval._data import load_pairs  # noqa: E402
+from semcache.eval.fitting import load_must_not_hit, make_cosines, train  # noqa: E402
 from semcache.eval.split import group_split  # noqa: E402
-from semcache.verifiers.fitting import load_must_not_hit, make_cosines, train  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 

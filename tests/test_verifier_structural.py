@@ -151,7 +151,7 @@ def test_order_features_see_a_to_b_against_b_to_a() -> None:
 def test_must_not_hit_test_half_through_the_default(minilm) -> None:
     """The suite's test half (never fitted on), pair by pair at the default operating
     point: the figures docs/verifier.md reports from benchmarks/results/."""
-    from semcache.verifiers.fitting import load_must_not_hit
+    from semcache.eval.fitting import load_must_not_hit
 
     rows = load_must_not_hit("test")
     v = StructuralVerifier()

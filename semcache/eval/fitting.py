@@ -2,7 +2,9 @@
 
 Shared by ``scripts/train_verifier.py`` (which writes the shipped model) and
 ``benchmarks/verifier_eval.py`` (which refits on each seed's tuning part and reports on
-its test part). Nothing here runs when the cache serves.
+its test part). Nothing here runs when the cache serves. It lives in the evaluation,
+not beside the verifier, because fitting is training tooling built on the evaluation's
+splits and embedding cache: the verifiers seam imports nothing above it (issue #19).
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from .features import _ANTONYMS, _DIRECTION, FEATURES, features, parse
-from .trees import TreeEnsemble
+from ..verifiers.features import _ANTONYMS, _DIRECTION, FEATURES, features, parse
+from ..verifiers.trees import TreeEnsemble
 
 __all__ = ["PairSet", "choose_threshold", "fit_ensemble", "load_must_not_hit",
            "pair_features", "precision_recall", "rule_negatives", "train"]
@@ -208,7 +210,7 @@ def train(qqp_tune: Any, paws_tune: Any, mnh_tune: Sequence[dict[str, Any]], cos
           n_rule_questions: int = 4000) -> dict[str, Any]:
     """Fit on tuning data only and choose the floor and threshold on a held-out slice of
     it (by question group again): the returned model document never saw a test pair."""
-    from ..eval.split import group_split
+    from .split import group_split
 
     qs = group_split(qqp_tune, test_fraction=0.3, seed=seed + 1000)
     ps = group_split(paws_tune, test_fraction=0.3, seed=seed + 1000)
@@ -336,7 +338,7 @@ def _wide_point(p: np.ndarray, y: np.ndarray, c: np.ndarray, cosine_default: flo
 def make_cosines(embedder: Any, corpus: Sequence[str], cache_dir: str | None) -> Cosines:
     """A ``Cosines`` over one embedder: the corpus embedded once (and cached on disk, so a
     rerun reads a file instead of spending minutes of CPU), other texts on demand."""
-    from ..eval._embed import embed_texts
+    from ._embed import embed_texts
 
     table = dict(zip(corpus, embed_texts(embedder, corpus, cache_dir=cache_dir,
                                          show_progress=False)))
