@@ -15,7 +15,7 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_ruff_is_clean():
-    r = run("ruff", "check", "semcache", "tests", "benchmarks")
+    r = run("ruff", "check", "semcache", "semcache_testing", "tests", "benchmarks", "scripts")
     assert r.returncode == 0, r.stdout + r.stderr
 
 
