@@ -36,6 +36,18 @@ def _close_openai_clients() -> Iterator[None]:
 
 
 @pytest.fixture
+def proxies(fake):
+    """Proxies on the requesting module's ``fake`` upstream, reset for each test and
+    stopped after it; a module that needs more set-up defines its own ``proxies``."""
+    from .proxy_helpers import Proxies
+
+    fake.reset()
+    p = Proxies(fake.base_url)
+    yield p
+    p.stop()
+
+
+@pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
 

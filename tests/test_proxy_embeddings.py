@@ -9,7 +9,7 @@ import pytest
 import semcache
 from semcache_testing.fake_openai import FakeOpenAI
 
-from .proxy_helpers import Proxies, master
+from .proxy_helpers import master
 
 EMB = "embeddings"
 
@@ -18,14 +18,6 @@ EMB = "embeddings"
 def fake():
     with FakeOpenAI() as f:
         yield f
-
-
-@pytest.fixture
-def proxies(fake):
-    fake.reset()
-    p = Proxies(fake.base_url)
-    yield p
-    p.stop()
 
 
 def embed(proxy, inp, **extra) -> httpx.Response:

@@ -19,7 +19,7 @@ from semcache.proxy.defaults import REDIS_ENV
 from semcache_testing.fake_openai import FakeOpenAI
 from semcache_testing.proxy_server import free_port
 
-from .proxy_helpers import MASTER, Proxies, ask, config_dict, master, openai_client
+from .proxy_helpers import MASTER, ask, config_dict, master, openai_client
 from .test_proxy_cli import wait_healthy
 
 
@@ -27,14 +27,6 @@ from .test_proxy_cli import wait_healthy
 def fake():
     with FakeOpenAI(numbered=True) as f:
         yield f
-
-
-@pytest.fixture
-def proxies(fake):
-    fake.reset()
-    p = Proxies(fake.base_url)
-    yield p
-    p.stop()
 
 
 @pytest.fixture

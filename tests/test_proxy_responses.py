@@ -13,7 +13,7 @@ from semcache._calls._responses_api import is_response, key_kwargs
 from semcache.embedders.batching import BatchingEmbedder
 from semcache_testing.fake_openai import FakeOpenAI
 
-from .proxy_helpers import KEY_A, MASTER, Proxies, openai_client
+from .proxy_helpers import KEY_A, MASTER, openai_client
 
 Q = "What is the capital of France?"
 
@@ -22,14 +22,6 @@ Q = "What is the capital of France?"
 def fake():
     with FakeOpenAI() as f:
         yield f
-
-
-@pytest.fixture
-def proxies(fake):
-    fake.reset()
-    p = Proxies(fake.base_url)
-    yield p
-    p.stop()
 
 
 @pytest.fixture
