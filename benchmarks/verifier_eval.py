@@ -92,7 +92,8 @@ def one_seed(seed: int, qqp, paws, cos) -> dict[str, Any]:
     y = qs.test.labels
     strict = doc["strict"]
     points = {"default": (floor, thr), "wide": (doc["wide"]["floor"], doc["wide"]["threshold"]),
-              "strict": (strict["floor"], strict["threshold"])}
+              "strict": (strict["floor"], strict["threshold"]),
+              "veto": (doc["veto"]["floor"], doc["veto"]["threshold"])}
     tune_cos = np.asarray(cos(qs.tune.queries, qs.tune.candidates))
     cos_tuned = choose_threshold(tune_cos, qs.tune.labels, np.ones(len(tune_cos), bool),
                                  TARGET)[0]

@@ -80,6 +80,9 @@ def test_exported_trees_score_like_scikit_learn() -> None:
     model = HistGradientBoostingClassifier(max_iter=40, max_leaf_nodes=16,
                                            random_state=0).fit(X, y)
     ens = TreeEnsemble.from_sklearn(model)
+    # and on the split points themselves, where float32 features meet float64 thresholds
+    cuts = np.concatenate([p[0].nodes["num_threshold"] for p in model._predictors])
+    X = np.concatenate([X, rng.choice(cuts, size=(2000, 6)).astype(np.float32)])
     want = model.predict_proba(X)[:, 1]
     assert np.abs(ens.predict_proba(X) - want).max() < 1e-9
     back = TreeEnsemble.from_json(json.loads(json.dumps(ens.to_json())))
@@ -93,6 +96,10 @@ def test_exported_trees_score_like_scikit_learn() -> None:
      "left": [[1, 5]], "right": [[1, 1]], "value": [[0, 0]]},
     {"baseline": 0, "depth": 1, "n_features": 1, "feature": [[3]], "threshold": [[0]],
      "left": [[0]], "right": [[0]], "value": [[0]]},
+    # a cycle: node 1's children lead back to the root
+    {"baseline": 0, "depth": 2, "n_features": 1, "feature": [[0, 0, 0]],
+     "threshold": [[0, 0, 0]], "left": [[1, 0, 2]], "right": [[2, 2, 2]],
+     "value": [[0, 0, 0]]},
 ])
 def test_a_malformed_model_is_refused(broken) -> None:
     with pytest.raises(ConfigError):

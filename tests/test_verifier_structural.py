@@ -71,10 +71,15 @@ def test_model_file_is_small_json_fitted_on_these_features() -> None:
     doc = json.loads(raw)
     assert doc["kind"] == "structural" and tuple(doc["features"]) == FEATURES
     assert 0.0 < doc["threshold"] < 1.0 and 0.5 <= doc["floor"] < 0.95
-    # the default point vetoes: more precise than the cosine, keeping most of its hits
+    # the default point: more right hits and fewer wrong ones than the cosine's old
+    # default, within the must-not-hit budget on the suite's tune half
     t = doc["tuning"]
     assert t["precision"] > t["cosine_alone"]["precision"]
-    assert t["recall"] >= t["keep"] * t["cosine_alone"]["recall"] - 1e-9
+    assert t["recall"] > t["cosine_alone"]["recall"]
+    assert t["must_not_hit_tune_served"] <= t["max_must_not_hit"] * t["must_not_hit_tune"]
+    # the veto point keeps `keep` of the cosine's right hits at its old default
+    veto = doc["veto"]
+    assert veto["recall"] >= veto["keep"] * t["cosine_alone"]["recall"] - 1e-9
     # the wide point: more right hits and fewer wrong ones than the cosine's default
     assert doc["wide"]["precision"] > t["cosine_alone"]["precision"]
     assert doc["wide"]["recall"] > t["cosine_alone"]["recall"]
@@ -165,12 +170,42 @@ def test_must_not_hit_test_half_through_the_default(minilm) -> None:
     neg = np.array([r["label"] == 0 for r in rows])
     rev = np.array([r["kind"] == "reversal" for r in rows])
     assert cosine[rev].sum() >= 15  # the cosine alone serves most reversals
-    assert served[rev].sum() <= 2
-    assert served[neg].sum() <= 6 < cosine[neg].sum()
-    # a veto: it keeps the paraphrases the cosine serves
-    assert served[~neg].sum() >= 0.9 * cosine[~neg].sum()
-    # the wide point serves more of them than the cosine did (a quarter at least)
+    # issue 20's goals at the default: no reversal, at most 2% of the must-not-hit,
+    # at least a quarter of the true paraphrases
+    assert served[rev].sum() == 0
+    assert served[neg].sum() <= 0.02 * neg.sum() < cosine[neg].sum()
+    assert served[~neg].sum() >= max(cosine[~neg].sum(), 0.25 * (~neg).sum())
+    # the wide point (the Quora budget alone) serves as many
     wide = v.info["wide"]
     served = (cos >= wide["floor"]) & (p >= wide["threshold"])
     assert served[rev].sum() <= 2 and served[neg].sum() <= 6
     assert served[~neg].sum() >= max(cosine[~neg].sum(), 0.25 * (~neg).sum())
+
+
+def test_features_see_comparatives_roles_and_what_a_negation_governs() -> None:
+    from semcache.eval.fitting import role_swaps
+    from semcache.verifiers.features import features, parse
+
+    col = {f: i for i, f in enumerate(FEATURES)}
+
+    def row(a: str, b: str) -> np.ndarray:
+        return features(parse(a), [parse(b)], [0.95])[0]
+
+    # a comparative against its antonym, with or without "more"
+    assert row("Is it cheaper to fly?", "Is it more expensive to fly?")[col["antonym"]] == 1
+    assert row("Is a cat smarter than a dog?", "Is a cat dumber than a dog?")[col["antonym"]] == 1
+    assert row("Which is bigger?", "Which is the biggest?")[col["antonym"]] == 0
+    # who acts on whom: the same words, the question word asks for the other side
+    swap = role_swaps(["Who defeated Napoleon at Waterloo?"])
+    assert swap == [("Who defeated Napoleon at Waterloo?",
+                     "Who did Napoleon defeat at Waterloo?", "reversal")]
+    assert row(*swap[0][:2])[col["do_support_diff"]] == 1
+    assert row("Who defeated Napoleon?", "Who beat Napoleon?")[col["do_support_diff"]] == 0
+    # one negation each, on different words
+    r = row("Why are my plants not producing fruit?",
+            "Why are my plants producing fruit but no leaves?")
+    assert r[col["negation_diff"]] == 0 and r[col["negated_diff"]] == 2
+    # (crude on purpose: the next content word, so "isn't my laptop charging" negates
+    # "laptop"; the trees weigh it as evidence beside the rest)
+    assert row("Why is my laptop not charging?",
+               "Why is the laptop not charging when plugged in?")[col["negated_diff"]] == 0

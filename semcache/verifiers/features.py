@@ -27,6 +27,7 @@ FEATURES: tuple[str, ...] = (
     "only_min", "only_max", "bigram_jaccard", "order_discordance", "side_swaps",
     "negation_parity", "negation_diff", "number_diff", "number_any", "unit_diff",
     "name_diff", "antonym", "wh_diff", "shared_content", "modal_diff", "number_order",
+    "negated_diff", "do_support_diff",
 )
 
 _TOKEN = re.compile(r"[A-Za-z]+(?:'[A-Za-z]+)?|\d+(?:[.,]\d+)*")
@@ -41,6 +42,7 @@ one s t
 """.split())
 _WH = frozenset("what why how when where who whom whose which".split())
 _MODAL = frozenset("can could should would will shall may might must".split())
+_DO = frozenset("do does did".split())
 _NEGATION = frozenset("""
 not no never none nobody nothing nowhere neither nor without cannot cant dont doesnt
 didnt isnt arent wasnt werent wont wouldnt shouldnt couldnt hasnt havent hadnt aint
@@ -92,6 +94,15 @@ boiling freezing boil freeze ascending descending asc desc internal external imp
 export lowercase uppercase male female men women boy girl husband wife father mother
 son daughter brother sister king queen employer employee landlord tenant buyer seller
 teacher student parent child doctor patient win loss wins losses attack defend
+smart dumb smart stupid stop keep stop continue quit keep quit continue wide narrow
+thick thin deep shallow loud quiet expensive cheap costly cheap rare common
+import export arrive depart arrival departure appear disappear include omit
+increase reduce maximize minimize maximise minimise overestimate underestimate
+overweight underweight overpaid underpaid overrated underrated over under
+always never everyone nobody everything nothing all none before after
+past future ancient modern beginner advanced junior senior hire fire employ fire
+mature immature legal unlawful visible invisible possible impossible
+likely unlikely common uncommon effective ineffective efficient inefficient
 """.split()
 _ANTONYMS: dict[str, set[str]] = {}
 for _a, _b in zip(_ANTONYM_PAIRS[::2], _ANTONYM_PAIRS[1::2]):
@@ -136,6 +147,8 @@ class Parsed:
     modals: frozenset[str]
     lowered: frozenset[str]  #: every lower-cased word (for antonym look-ups)
     words: tuple[str, ...]  #: every lower-cased word, in order
+    negated: frozenset[str]  #: the content word each negation governs (the next one)
+    do_support: bool  #: a question word then "did"/"does"/"do": "Who did Napoleon defeat"
 
 
 def _word(token: str) -> tuple[str, int]:
@@ -160,6 +173,8 @@ def parse(text: str) -> Parsed:
     marker_seen = 0
     numbers: list[str] = []
     names: set[str] = set()
+    negated: set[str] = set()
+    pending_negation = False
     for i, (orig, (w, neg)) in enumerate(zip(raw, words_neg)):
         if w in _DIRECTION:
             # count markers, not just the first: in "from English to Spanish" both
@@ -173,9 +188,15 @@ def parse(text: str) -> Parsed:
             continue
         if i > 0 and orig[0].isupper() and w not in _STOP:
             names.add(w)  # a capitalised word mid-sentence: a name, a product, a place
-        if neg or w in _STOP:
+        if neg:
+            pending_negation = True  # "not producing fruit": the negation is on "produc"
+            continue
+        if w in _STOP:
             continue
         s = _stem(w)
+        if pending_negation:
+            negated.add(s)
+            pending_negation = False
         content.append(s)
         side.setdefault(s, marker_seen)
     first: dict[str, int] = {}
@@ -189,7 +210,11 @@ def parse(text: str) -> Parsed:
         n_chars=len(text), negations=sum(n for _, n in words_neg),
         numbers=frozenset(numbers), number_seq=tuple(numbers), units=words & _UNITS,
         names=frozenset(names),
-        wh=words & _WH, modals=words & _MODAL, lowered=words, words=tuple(low))
+        wh=words & _WH, modals=words & _MODAL, lowered=words, words=tuple(low),
+        negated=frozenset(negated),
+        # who acts on whom: "Who defeated Napoleon" asks for the subject, "Who did
+        # Napoleon defeat" for the object; the content words are the same
+        do_support=any(a in _WH and b in _DO for a, b in zip(low, low[1:])))
 
 
 def _jaccard(a: frozenset, b: frozenset) -> float:
@@ -208,8 +233,25 @@ def _discordance(p: Parsed, q: Parsed, shared: frozenset[str]) -> float:
     return bad / (n * (n - 1) / 2)
 
 
+def _base_form(w: str) -> str:
+    """The positive form of a comparative or superlative in the antonym list: "cheaper"
+    and "cheapest" are "cheap", "bigger" is "big", "easier" is "easy"; "more expensive"
+    meets "cheaper" because the comparing word is a stop word."""
+    for suffix in ("est", "er"):
+        if len(w) > len(suffix) + 2 and w.endswith(suffix):
+            stem = w[:-len(suffix)]
+            for cand in (stem, stem + "e", stem[:-1] + "y" if stem.endswith("i") else "",
+                         stem[:-1] if len(stem) > 2 and stem[-1] == stem[-2] else ""):
+                if cand in _ANTONYMS:
+                    return cand
+    return w
+
+
 def _antonym(p: Parsed, q: Parsed) -> float:
-    only_p, only_q = p.lowered - q.lowered, q.lowered - p.lowered
+    diff_p, diff_q = p.lowered - q.lowered, q.lowered - p.lowered
+    only_p = diff_p | {_base_form(w) for w in diff_p}
+    only_q = diff_q | {_base_form(w) for w in diff_q}
+    only_p, only_q = only_p - only_q, only_q - only_p
     for w in only_p:
         opp = _ANTONYMS.get(w)
         if opp is not None and not opp.isdisjoint(only_q):
@@ -240,5 +282,6 @@ def features(query: Parsed, candidates: Sequence[Parsed],
             float(p.wh != q.wh), len(shared), len(p.modals ^ q.modals),
             float(p.number_seq != q.number_seq and sorted(p.number_seq)
                   == sorted(q.number_seq)),
+            len(p.negated ^ q.negated), float(p.do_support != q.do_support),
         )
     return out

@@ -9,6 +9,7 @@ vectorised indexing reach every leaf (no Python loop over trees or samples).
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -19,6 +20,15 @@ from .._errors import ConfigError
 __all__ = ["TreeEnsemble"]
 
 
+def _float32_at_most(t: float) -> np.float32:
+    """The largest float32 not above ``t``: for a float32 ``x``, ``x > result`` exactly
+    when ``x > t``."""
+    f = np.float32(t)
+    if float(f) > t:
+        f = np.nextafter(f, np.float32(-np.inf))
+    return f
+
+
 class TreeEnsemble:
     """``predict_proba(X) -> float64[n]``: the ensemble's probability of class 1."""
 
@@ -26,29 +36,61 @@ class TreeEnsemble:
                  left: np.ndarray, right: np.ndarray, value: np.ndarray, depth: int,
                  n_features: int) -> None:
         n_trees, n_nodes = feature.shape
-        offset = (np.arange(n_trees, dtype=np.int64) * n_nodes)[:, None]
         self.baseline = float(baseline)
         self.n_features = n_features
         self.depth = depth
         self._n_trees = n_trees
-        self._feature = feature.ravel().astype(np.int64)
-        self._threshold = threshold.ravel().astype(np.float64)
-        # children as global indices into the flat arrays
-        self._left = (left + offset).ravel().astype(np.int64)
-        self._right = (right + offset).ravel().astype(np.int64)
-        self._value = value.ravel().astype(np.float64)
+        # as given (to_json writes these back unchanged)
+        self._given = {"feature": feature, "threshold": threshold, "left": left,
+                       "right": right, "value": value}
+        # the evaluation layout: each tree renumbered breadth first so that a node's right
+        # child follows its left one; a step is then ``child[node] + (x > thr[node])``,
+        # and a leaf (threshold +inf, child itself) stays where it is
+        feat = np.zeros((n_trees, n_nodes), np.int64)
+        thr = np.full((n_trees, n_nodes), np.inf, np.float32)
+        child = np.tile(np.arange(n_nodes, dtype=np.int64), (n_trees, 1))
+        val = np.zeros((n_trees, n_nodes), np.float64)
+        for t in range(n_trees):
+            new = {0: 0}
+            queue, free = deque([0]), 1
+            while queue:
+                old = queue.popleft()
+                i = new[old]
+                lo, hi = int(left[t, old]), int(right[t, old])
+                if lo == old:  # a leaf
+                    val[t, i] = value[t, old]
+                    continue
+                if lo in new or hi in new or lo == hi:
+                    # a node reached twice: a cycle or a shared subtree, not a tree
+                    raise ValueError(f"tree {t}: node {old} does not have two new children")
+                new[lo], new[hi] = free, free + 1
+                child[t, i] = free
+                feat[t, i] = feature[t, old]
+                thr[t, i] = _float32_at_most(float(threshold[t, old]))
+                queue += [lo, hi]
+                free += 2
+        offset = (np.arange(n_trees, dtype=np.int64) * n_nodes)[:, None]
+        self._feature = feat.ravel()
+        self._threshold = thr.ravel()
+        self._child = (child + offset).ravel()
+        self._value = val.ravel()
         self._roots = offset.ravel()
 
     def raw(self, X: np.ndarray) -> np.ndarray:
-        # float64 like scikit-learn, so a value on a split point goes the same way
-        X = np.asarray(X, np.float64)
+        # features are float32, and every threshold is the largest float32 not above
+        # scikit-learn's float64 one: ``x > thr32`` is exactly ``x > thr64``
+        X = np.ascontiguousarray(X, np.float32)
         n = X.shape[0]
-        node = np.repeat(self._roots[:, None], n, axis=1)  # [trees, samples]
         flat_x = X.ravel()
-        col = np.arange(n, dtype=np.int64) * X.shape[1]
-        for _ in range(self.depth):
-            x = flat_x[col + self._feature[node]]
-            node = np.where(x <= self._threshold[node], self._left[node], self._right[node])
+        feature, threshold, child = self._feature, self._threshold, self._child
+        node = np.repeat(self._roots[:, None], n, axis=1)  # [trees, samples]
+        if n == 1:
+            for _ in range(self.depth):
+                node = child[node] + (flat_x[feature[node]] > threshold[node])
+        else:
+            col = np.arange(n, dtype=np.int64) * X.shape[1]
+            for _ in range(self.depth):
+                node = child[node] + (flat_x[col + feature[node]] > threshold[node])
         return self.baseline + self._value[node].sum(axis=0)
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
@@ -56,18 +98,14 @@ class TreeEnsemble:
 
     # -- JSON --
     def to_json(self) -> dict[str, Any]:
-        nodes = self._feature.size // self._n_trees
-        shape = (self._n_trees, nodes)
-        base = (np.arange(self._n_trees) * nodes)[:, None]
+        g = self._given
         return {
             "baseline": self.baseline, "depth": self.depth, "n_features": self.n_features,
-            "feature": self._feature.reshape(shape).tolist(),
-            "threshold": [[float(v) for v in row]
-                          for row in self._threshold.reshape(shape)],
-            "left": (self._left.reshape(shape) - base).tolist(),
-            "right": (self._right.reshape(shape) - base).tolist(),
-            "value": [[round(float(v), 7) for v in row]
-                      for row in self._value.reshape(shape)],
+            "feature": np.asarray(g["feature"]).astype(np.int64).tolist(),
+            "threshold": [[float(v) for v in row] for row in np.asarray(g["threshold"])],
+            "left": np.asarray(g["left"]).astype(np.int64).tolist(),
+            "right": np.asarray(g["right"]).astype(np.int64).tolist(),
+            "value": [[round(float(v), 7) for v in row] for row in np.asarray(g["value"])],
         }
 
     @classmethod
