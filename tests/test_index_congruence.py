@@ -27,6 +27,7 @@ def indexes(redis_stack_url):
     made: dict[str, VectorIndex] = {
         "faiss-flat": FaissIndex(DIM),
         "faiss-approximate": FaissIndex(DIM, approx_threshold=2),
+        "faiss-compact": FaissIndex(DIM, approx_threshold=None, compact_threshold=2),
         "qdrant-embedded": QdrantIndex(QdrantConnection(), "congruence"),
         "redisvl-flat": RedisVLIndex(RedisConnection(url=redis_stack_url),
                                      "cong" + uuid.uuid4().hex[:8]),

@@ -3,9 +3,15 @@
 Entries are sharded by context key, so a search only ever scores the entries of its
 own context: a context with three entries among a million others is searched exactly,
 with no loss of recall to a global top-k that other contexts crowd out (the failure of
-post-filtering). A shard is a contiguous float32 matrix; an exact search is one BLAS
-matrix-vector product plus ``argpartition``, with expired rows masked in the same
-vectorised pass.
+post-filtering). A shard is a contiguous float32 matrix; an exact search is one pass of
+FAISS's single-threaded SIMD inner product plus ``argpartition``, with expired rows
+masked in the same vectorised pass.
+
+Mid-sized shards (``compact_threshold``, 3k entries by default, up to the IVF's
+threshold) also keep an int8 copy of their rows, scanned first; its best
+``max(4k, 32)`` are rescored from the float32 rows. Right after an embedding the shard
+is out of the CPU caches, and a quarter of the bytes is what makes the difference
+(10k entries: 0.73 ms exact, 0.41 ms through the copy, inside a hit; docs/performance.md).
 
 Large shards (``approx_threshold`` entries, 20k by default) also get an approximate
 FAISS index, ``IndexIVFScalarQuantizer`` (8-bit codes, inner product), used only to
@@ -48,9 +54,12 @@ from ._faiss_log import FolderLog
 from ._faiss_shard import REPROBE_BELOW, Shard
 from .base import Candidate, IndexEntry, Observation, VectorIndex
 
-__all__ = ["APPROX_THRESHOLD", "NPROBE", "REPROBE_BELOW", "FaissIndex"]
+__all__ = ["APPROX_THRESHOLD", "COMPACT_THRESHOLD", "NPROBE", "REPROBE_BELOW", "FaissIndex"]
 
 APPROX_THRESHOLD = 20_000  #: exact search over 20k x 384 floats is about 1 ms
+#: from this many rows an int8 copy proposes candidates for an exact rescoring
+#: (``_faiss_shard.Compact``); measured in docs/performance.md
+COMPACT_THRESHOLD = 3_000
 NPROBE = 32  #: lists probed of ~2 sqrt(n): 0.93 ms at 1M x 384 (benchmarks/search_1m.py)
 
 
@@ -69,12 +78,14 @@ class FaissIndex(VectorIndex):
         approx_threshold: int | None = APPROX_THRESHOLD,
         nprobe: int = NPROBE,
         reprobe_below: float | None = REPROBE_BELOW,
+        compact_threshold: int | None = COMPACT_THRESHOLD,
     ) -> None:
-        if approx_threshold is not None and (
-                isinstance(approx_threshold, bool) or not isinstance(approx_threshold, int)
-                or approx_threshold < 2):
-            raise ConfigError(f"approx_threshold must be an int >= 2 or None, got "
-                              f"{approx_threshold!r}", parameter="approx_threshold")
+        for name, value in (("approx_threshold", approx_threshold),
+                            ("compact_threshold", compact_threshold)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or value < 2):
+                raise ConfigError(f"{name} must be an int >= 2 or None, got {value!r}",
+                                  parameter=name)
         if isinstance(nprobe, bool) or not isinstance(nprobe, int) or nprobe < 1:
             raise ConfigError(f"nprobe must be a positive int, got {nprobe!r}",
                               parameter="nprobe")
@@ -83,6 +94,7 @@ class FaissIndex(VectorIndex):
                               f"{reprobe_below!r}", parameter="reprobe_below")
         apply_process_limits()  # the thread policy applies on first build (_threads.py)
         self.approx_threshold = approx_threshold
+        self.compact_threshold = compact_threshold
         self.nprobe = nprobe
         self.reprobe_below = reprobe_below
         if metric != "cosine":
@@ -241,9 +253,16 @@ class FaissIndex(VectorIndex):
         return self.count(namespace)
 
     def approximate_shards(self) -> int:
-        """How many shards currently search through an approximate index."""
+        """How many shards currently search through an approximate index (an IVF)."""
         with self._lock:
-            return sum(s.ivf is not None for s in self._shards.values())
+            return sum(s.ivf is not None and s.ivf.kind == "ivf"
+                       for s in self._shards.values())
+
+    def compact_shards(self) -> int:
+        """How many shards currently scan an int8 copy first (``compact_threshold``)."""
+        with self._lock:
+            return sum(s.ivf is not None and s.ivf.kind == "compact"
+                       for s in self._shards.values())
 
     def __repr__(self) -> str:
         where = f", path={str(self.path)!r}" if self.path else ""
@@ -296,7 +315,8 @@ class FaissIndex(VectorIndex):
         for ctx in contexts:
             shard = self._shards.get(ctx)
             if shard is not None:
-                shard.sync(self.approx_threshold, self.nprobe, self.reprobe_below)
+                shard.sync(self.approx_threshold, self.nprobe, self.reprobe_below,
+                           self.compact_threshold)
         self._dirty.clear()
 
     def _clear(self, namespace: str) -> int:
