@@ -22,8 +22,9 @@ import numpy as np
 from ..verifiers.features import _ANTONYMS, _DIRECTION, FEATURES, _base_form, features, parse
 from ..verifiers.trees import TreeEnsemble
 
-__all__ = ["PairSet", "choose_threshold", "fit_ensemble", "load_must_not_hit",
-           "pair_features", "precision_recall", "role_swaps", "rule_negatives", "train"]
+__all__ = ["Guard", "PairSet", "Scorer", "choose_threshold", "fit_ensemble",
+           "load_must_not_hit", "operating_points", "pair_features", "precision_recall",
+           "role_swaps", "rule_negatives", "train", "tuning_data"]
 
 #: the cosine floors tried; the one giving the most tuning recall at the target wins
 FLOORS = (0.70, 0.75, 0.80, 0.85)
@@ -237,19 +238,13 @@ def _pairset(queries: Sequence[str], candidates: Sequence[str],
 WEIGHTS = {"qqp": 1.0, "paws": 1.0, "mnh": 4.0, "rule": 1.0, "role": 4.0}
 
 
-def train(qqp_tune: Any, paws_tune: Any, mnh_tune: Sequence[dict[str, Any]], cos: Cosines,
-          *, seed: int = 0, target_precision: float = 0.95, cosine_default: float = 0.93,
-          keep: float = 0.95, fewer_wrong: float = 0.8, max_must_not_hit: float = 0.02,
-          n_rule_questions: int = 4000,
-          weights: dict[str, float] | None = None) -> dict[str, Any]:
-    """Fit on tuning data only and choose the floor and threshold on a held-out slice of
-    it (by question group again): the returned model document never saw a test pair.
-
-    The default operating point serves the most right Quora hits with at most
-    ``fewer_wrong`` of the cosine's wrong hits at ``cosine_default``, at most
-    ``max_must_not_hit`` of the suite's tune-half must-not-hit pairs and none of its
-    reversals."""
-    weights = {**WEIGHTS, **(weights or {})}
+def tuning_data(qqp_tune: Any, paws_tune: Any, mnh_tune: Sequence[dict[str, Any]],
+                cos: Cosines, *, seed: int = 0, n_rule_questions: int = 4000
+                ) -> tuple[PairSet, PairSet]:
+    """``(fit, calibration)`` from tuning data only: the pairs a verifier is fitted on
+    (Quora and PAWS tuning slices, the suite's tune half, rule-made negatives and role
+    swaps) and a held-out Quora slice (by question group again) its operating points
+    are chosen on."""
     from .split import group_split
 
     qs = group_split(qqp_tune, test_fraction=0.3, seed=seed + 1000)
@@ -271,32 +266,42 @@ def train(qqp_tune: Any, paws_tune: Any, mnh_tune: Sequence[dict[str, Any]], cos
         _pairset([r[0] for r in roles], [r[1] for r in roles], [0] * len(roles), cos,
                  "role", [r[2] for r in roles]),
     ])
-    X = pair_features(fit.queries, fit.candidates, fit.cosines)
-    w = np.array([weights[s] for s in fit.source], np.float64)
-    ens = fit_ensemble(X, fit.labels, w, seed=seed)
+    cal = _pairset(qs.test.queries, qs.test.candidates, qs.test.labels, cos, "qqp")
+    return fit, cal
 
-    cal = qs.test
-    cal_cos = np.asarray(cos(cal.queries, cal.candidates), np.float32)
-    cal_p = ens.predict_proba(pair_features(cal.queries, cal.candidates, cal_cos))
+
+#: ``(queries, candidates, cosines) -> P(right)``: the verifier being tuned
+Scorer = Callable[[Sequence[str], Sequence[str], np.ndarray], np.ndarray]
+
+
+def operating_points(score: Scorer, cal: PairSet, mnh_tune: Sequence[dict[str, Any]],
+                     cos: Cosines, *, target_precision: float = 0.95,
+                     cosine_default: float = 0.93, keep: float = 0.95,
+                     fewer_wrong: float = 0.8, max_must_not_hit: float = 0.02
+                     ) -> dict[str, Any]:
+    """The default, veto, wide and strict points of a verifier, chosen on the calibration
+    slice and the suite's tune half.
+
+    The default operating point serves the most right Quora hits with at most
+    ``fewer_wrong`` of the cosine's wrong hits at ``cosine_default``, at most
+    ``max_must_not_hit`` of the suite's tune-half must-not-hit pairs and none of its
+    reversals."""
+    cal_cos = cal.cosines
+    cal_p = score(cal.queries, cal.candidates, cal_cos)
     floor, thr, prec, rec, reached = _strict_point(cal_p, cal.labels, cal_cos,
                                                    target_precision)
     w_floor, w_thr, w_prec, w_rec, base = _wide_point(cal_p, cal.labels, cal_cos,
                                                       cosine_default, fewer_wrong)
     neg = [r for r in mnh_tune if r["label"] == 0]
-    neg_cos = np.asarray(cos([r["query"] for r in neg], [r["candidate"] for r in neg]),
-                         np.float32)
-    guard = Guard(ens.predict_proba(pair_features([r["query"] for r in neg],
-                                                  [r["candidate"] for r in neg], neg_cos)),
-                  neg_cos, np.array([r["kind"] == "reversal" for r in neg]),
-                  max_must_not_hit)
+    neg_q, neg_c = [r["query"] for r in neg], [r["candidate"] for r in neg]
+    neg_cos = np.asarray(cos(neg_q, neg_c), np.float32)
+    guard = Guard(score(neg_q, neg_c, neg_cos), neg_cos,
+                  np.array([r["kind"] == "reversal" for r in neg]), max_must_not_hit)
     d_floor, d_thr, d_prec, d_rec, _ = _wide_point(cal_p, cal.labels, cal_cos,
                                                    cosine_default, fewer_wrong, guard)
     d_neg = (neg_cos >= d_floor) & (guard.scores >= d_thr)
     v_thr, v_prec, v_rec = _veto_point(cal_p, cal.labels, cal_cos, cosine_default, keep)
-    import sklearn
-
     return {
-        "kind": "structural", "version": 3, "features": list(FEATURES),
         # the default operating point: the wide point below, restricted to what the
         # must-not-hit suite's tune half admits (tuning slice and tune half only)
         "floor": d_floor, "threshold": round(d_thr, 6),
@@ -320,6 +325,31 @@ def train(qqp_tune: Any, paws_tune: Any, mnh_tune: Sequence[dict[str, Any]], cos
         "strict": {"floor": floor, "threshold": round(thr, 6),
                    "target_precision": target_precision, "precision_reached": reached,
                    "precision": round(prec, 4), "recall": round(rec, 4)},
+    }
+
+
+def train(qqp_tune: Any, paws_tune: Any, mnh_tune: Sequence[dict[str, Any]], cos: Cosines,
+          *, seed: int = 0, n_rule_questions: int = 4000,
+          weights: dict[str, float] | None = None, **points: Any) -> dict[str, Any]:
+    """Fit the structural verifier on tuning data only and choose its operating points
+    (``operating_points``, which takes ``points``) on a held-out slice of it: the
+    returned model document never saw a test pair."""
+    import sklearn
+
+    weights = {**WEIGHTS, **(weights or {})}
+    fit, cal = tuning_data(qqp_tune, paws_tune, mnh_tune, cos, seed=seed,
+                           n_rule_questions=n_rule_questions)
+    X = pair_features(fit.queries, fit.candidates, fit.cosines)
+    w = np.array([weights[s] for s in fit.source], np.float64)
+    ens = fit_ensemble(X, fit.labels, w, seed=seed)
+
+    def score(queries: Sequence[str], candidates: Sequence[str],
+              cosines: np.ndarray) -> np.ndarray:
+        return ens.predict_proba(pair_features(queries, candidates, cosines))
+
+    return {
+        "kind": "structural", "version": 3, "features": list(FEATURES),
+        **operating_points(score, cal, mnh_tune, cos, **points),
         "fitted": {"seed": seed, "sklearn": sklearn.__version__, "pairs": len(fit),
                    "by_source": {s: int((fit.source == s).sum()) for s in weights},
                    "weights": weights},

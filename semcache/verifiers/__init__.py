@@ -20,12 +20,16 @@ VERIFIERS: dict[str, str] = {
     "structural": "semcache.verifiers.structural:StructuralVerifier",
     # configured by $OPENAI_BASE_URL / $OPENAI_API_KEY; pass an LLMVerifier for more
     "llm": "semcache.verifiers.llm:LLMVerifier",
+    # the folder scripts/train_cross_encoder.py writes ($SEMCACHE_CROSS_ENCODER or the
+    # cache's default); a folder path works too
+    "cross-encoder": "semcache.verifiers.cross_encoder:CrossEncoderVerifier",
 }
 
 
 def resolve_verifier(spec: Any, threshold: float | None = None) -> Verifier | None:
     """``None`` / ``"none"``: no verifier (the cosine alone); a name from ``VERIFIERS``;
-    a path to a structural model file; or a ``Verifier`` instance."""
+    a path to a structural model file or to a cross-encoder folder; or a ``Verifier``
+    instance."""
     if spec is None or spec == "none":
         if threshold is not None:
             raise ConfigError("verifier_threshold needs a verifier",
@@ -46,8 +50,13 @@ def resolve_verifier(spec: Any, threshold: float | None = None) -> Verifier | No
             from .structural import StructuralVerifier
 
             return StructuralVerifier(name, threshold=threshold)
+        if os.path.isdir(name):
+            from .cross_encoder import CrossEncoderVerifier
+
+            return CrossEncoderVerifier(name, threshold=threshold)
         raise ConfigError(f"unknown verifier {name!r}; known: {', '.join(VERIFIERS)}, "
-                          "'none', or a path to a structural model (.json)",
+                          "'none', a path to a structural model (.json) or to a "
+                          "cross-encoder folder",
                           parameter="verifier")
     raise ConfigError(f"verifier must be a name, a path or a Verifier, got "
                       f"{type(spec).__name__}", parameter="verifier")
