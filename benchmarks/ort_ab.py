@@ -4,8 +4,10 @@
 
 Sessions on the same export, tokenized the same way: plain onnxruntime (default
 options: all cores, spinning), and semcache's candidates (intra-op threads 1 or 2,
-spinning on or off, inter-op 1, sequential). One text at a time, every config on each
-text in rotating order; then 8 threads, config after config in rotating rounds. On a
+spinning on or off, inter-op 1, sequential). One text at a time, in blocks of
+``--block`` texts per config, configs in rotating order (until issue #25's s4 work it
+was text by text, which timed each config after another's spinning threads); then 8
+threads, config after config in rotating rounds. On a
 shared machine only the ratios between configs of one run mean anything, so each
 figure is the median over rounds of the config's value over plain onnxruntime's.
 Writes ``benchmarks/results/ort_ab.json``.
@@ -57,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--texts", type=int, default=300)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--block", type=int, default=20,
+                    help="texts each config runs in a row before the next config")
     ap.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "ort_ab.json"))
     args = ap.parse_args(argv)
@@ -92,12 +96,16 @@ def main(argv: list[str] | None = None) -> int:
     order = list(sess)
     for rnd in range(args.rounds):
         lat: dict[str, list[float]] = {n: [] for n in sess}
-        for i, f in enumerate(feeds):
-            k = (i + rnd) % len(order)
+        # in blocks of --block texts, config after config in rotating order: text by
+        # text, a spinning session's threads (plain's default) spin into the *next*
+        # config's run, so each config was timed after another's leftovers
+        for b, s in enumerate(range(0, len(feeds), args.block)):
+            k = (b + rnd) % len(order)
             for name in order[k:] + order[:k]:
-                t0 = time.perf_counter()
-                run(name, f)
-                lat[name].append(time.perf_counter() - t0)
+                for f in feeds[s:s + args.block]:
+                    t0 = time.perf_counter()
+                    run(name, f)
+                    lat[name].append(time.perf_counter() - t0)
         single = {n: stats(v) for n, v in lat.items()}
         conc: dict[str, Any] = {}
         for name in order[rnd % len(order):] + order[:rnd % len(order)]:
