@@ -88,7 +88,7 @@ def test_headers_stats_and_metrics_agree(proxies, fake, semantic_cache):
     c = client(proxy)
     seen: dict[str, int] = {}
     sims = []
-    for q in ["How tall is Mount Everest?", "How high is Mount Everest?",
+    for q in ["How tall is Mount Everest?", "What is the height of Mount Everest?",
               "How tall is Mount Everest?", "Who painted the Mona Lisa?",
               "Who painted the Mona Lisa?", "Name a prime number above 100"]:
         _, h = chat(c, q)
@@ -150,7 +150,7 @@ def test_streaming_miss_relays_chunks_and_stores_then_hit_replays(proxies, fake,
     # stored once complete: a streamed paraphrase replays it as chunks, no upstream call
     calls = fake.calls["chat/completions"]
     raw = c.chat.completions.with_raw_response.create(
-        model="chat", messages=ask("Tell me a story about a brave small toaster"),
+        model="chat", messages=ask("Please tell me a story about a brave little toaster"),
         stream=True, stream_options={"include_usage": True})
     assert raw.headers["x-semcache-stage"] == "semantic"
     chunks = list(raw.parse())

@@ -51,7 +51,7 @@ def test_dashboard_renders_live_stats_in_a_browser(chromium, tmp_path, minilm):
         try:
             proxy = proxies.start(cache=cache)
             c = openai_client(proxy.base_url, MASTER)
-            for q in ["How tall is Mount Everest?", "How high is Mount Everest?",
+            for q in ["How tall is Mount Everest?", "What is the height of Mount Everest?",
                       "How tall is Mount Everest?", "Who wrote Hamlet?"]:
                 c.chat.completions.create(model="chat", messages=ask(q))
 
@@ -73,7 +73,7 @@ def test_dashboard_renders_live_stats_in_a_browser(chromium, tmp_path, minilm):
             rows = re.findall(r'<tr class="hit">(.*?)</tr>', dom)
             assert len(rows) == 2
             cells = [html.unescape(x) for x in re.findall(r"<td[^>]*>([^<]*)</td>", rows[1])]
-            assert cells[1] == "semantic" and cells[5] == "How high is Mount Everest?"
+            assert cells[1] == "semantic" and cells[5] == "What is the height of Mount Everest?"
             assert cells[6] == "How tall is Mount Everest?" and float(cells[2]) >= 0.8
             assert 'id="flush"' in dom
 
