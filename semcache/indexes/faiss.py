@@ -7,7 +7,7 @@ post-filtering). A shard is a contiguous float32 matrix; an exact search is one 
 FAISS's single-threaded SIMD inner product plus ``argpartition``, with expired rows
 masked in the same vectorised pass.
 
-Mid-sized shards (``compact_threshold``, 3k entries by default, up to the IVF's
+Mid-sized shards (``compact_threshold``, 4k entries by default, up to the IVF's
 threshold) also keep an int8 copy of their rows, scanned first; its best
 ``max(4k, 32)`` are rescored from the float32 rows. Right after an embedding the shard
 is out of the CPU caches, and a quarter of the bytes is what makes the difference
@@ -58,8 +58,9 @@ __all__ = ["APPROX_THRESHOLD", "COMPACT_THRESHOLD", "NPROBE", "REPROBE_BELOW", "
 
 APPROX_THRESHOLD = 20_000  #: exact search over 20k x 384 floats is about 1 ms
 #: from this many rows an int8 copy proposes candidates for an exact rescoring
-#: (``_faiss_shard.Compact``); measured in docs/performance.md
-COMPACT_THRESHOLD = 3_000
+#: (``_faiss_shard.Compact``). Inside a hit the two cost the same at 3k rows, the copy
+#: 0.72x at 5k and 0.59x at 10k (benchmarks/results/search_in_hit_s4.json)
+COMPACT_THRESHOLD = 4_000
 NPROBE = 32  #: lists probed of ~2 sqrt(n): 0.93 ms at 1M x 384 (benchmarks/search_1m.py)
 
 
