@@ -25,7 +25,7 @@ args=()
 if [ -d "${SEMCACHE_WHEELS:-/opt/wheels}" ]; then args+=(--find-links "${SEMCACHE_WHEELS:-/opt/wheels}"); fi
 if [ -n "${SEMCACHE_TORCH_INDEX:-}" ]; then args+=(--extra-index-url "$SEMCACHE_TORCH_INDEX" --index-strategy unsafe-best-match); fi
 "$UV" pip compile pyproject.toml --extra all --extra dev \
-  --constraint requirements/torch-cpu.txt \
+  --constraint requirements/torch-cpu.txt --override requirements/overrides.txt \
   --python-version 3.11 --python-platform x86_64-manylinux_2_36 \
   --generate-hashes --no-emit-find-links --no-emit-index-url \
   --custom-compile-command "bash scripts/lock.sh" \
