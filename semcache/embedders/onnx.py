@@ -47,7 +47,7 @@ import numpy as np
 
 from .._errors import ConfigError, missing
 from .._threads import apply_process_limits, ort_session_options, thread_policy
-from . import _bert_onnx, _torch_onnx
+from . import _bert_onnx, _mpnet_onnx, _torch_onnx
 from ._onnx_files import (
     PACKAGED_MODELS,
     _fingerprint,
@@ -129,15 +129,17 @@ def export_onnx(model_dir: str | os.PathLike[str], out_dir: str | os.PathLike[st
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
     builder = builder or _default_builder(model_dir)
-    if builder not in (_bert_onnx.BUILDER, _torch_onnx.BUILDER, "torch"):
+    numpy_builders = {_bert_onnx.BUILDER: _bert_onnx.build_bert_onnx,
+                      _mpnet_onnx.BUILDER: _mpnet_onnx.build_mpnet_onnx}  # no torch
+    if builder not in (*numpy_builders, _torch_onnx.BUILDER, "torch"):
         raise ConfigError(f"unknown ONNX builder {builder!r}", parameter="builder")
     info = _st_config(model_dir)
     versions: dict[str, str] = {}
     with _atomic_dir(out_dir) as tmp:
-        if builder == _bert_onnx.BUILDER:
+        if builder in numpy_builders:
             import onnx
 
-            names = _bert_onnx.build_bert_onnx(model_dir, tmp / "model.onnx", opset=opset)
+            names = numpy_builders[builder](model_dir, tmp / "model.onnx", opset=opset)
             versions["onnx"] = onnx.__version__
         else:
             builder = _torch_onnx.BUILDER
@@ -164,7 +166,9 @@ def export_onnx(model_dir: str | os.PathLike[str], out_dir: str | os.PathLike[st
 
 def _default_builder(model_dir: Path) -> str:
     """The builder ``ensure_onnx`` uses for a folder (and expects in a cached export)."""
-    return _bert_onnx.BUILDER if _bert_onnx.supports(model_dir) else _torch_onnx.BUILDER
+    if _bert_onnx.supports(model_dir):
+        return _bert_onnx.BUILDER
+    return _mpnet_onnx.BUILDER if _mpnet_onnx.supports(model_dir) else _torch_onnx.BUILDER
 
 
 def _ffn_output_matmuls(model_path: Path) -> list[str]:

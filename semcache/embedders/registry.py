@@ -4,6 +4,7 @@
 take instances; strings live at the edge)::
 
     all-MiniLM-L6-v2, sentence-transformers/all-MiniLM-L6-v2   -> OnnxEmbedder (packaged)
+    all-mpnet-base-v2, sentence-transformers/all-mpnet-base-v2 -> OnnxEmbedder (mpnet extra)
     onnx:<folder>                                              -> OnnxEmbedder
     sentence-transformers/<other>, <local folder>              -> SentenceTransformerEmbedder
     text-embedding-3-small|-large, text-embedding-ada-002,
@@ -45,6 +46,9 @@ BACKENDS = {
 MODELS: dict[str, tuple[str, str]] = {
     "all-MiniLM-L6-v2": ("onnx", "all-MiniLM-L6-v2"),
     "sentence-transformers/all-MiniLM-L6-v2": ("onnx", "all-MiniLM-L6-v2"),
+    # issue #20: better Quora ranking, several times the cost (docs/embedders.md)
+    "all-mpnet-base-v2": ("onnx", "all-mpnet-base-v2"),
+    "sentence-transformers/all-mpnet-base-v2": ("onnx", "all-mpnet-base-v2"),
     "text-embedding-3-small": ("openai", "text-embedding-3-small"),
     "text-embedding-3-large": ("openai", "text-embedding-3-large"),
     "text-embedding-ada-002": ("openai", "text-embedding-ada-002"),
@@ -54,6 +58,8 @@ MODELS: dict[str, tuple[str, str]] = {
 KNOWN_DIMS = {
     "all-MiniLM-L6-v2": 384,
     "sentence-transformers/all-MiniLM-L6-v2": 384,
+    "all-mpnet-base-v2": 768,
+    "sentence-transformers/all-mpnet-base-v2": 768,
     "text-embedding-3-small": 1536,
     "text-embedding-3-large": 3072,
     "text-embedding-ada-002": 1536,
