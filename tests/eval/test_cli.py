@@ -115,6 +115,7 @@ def test_replay_with_target_error_rates_compares_policies(tmp_path, capsys, mini
     questions, negatives = _stream_pairs(tmp_path / "pairs.jsonl")
     rc = main(["eval", "replay", str(tmp_path / "pairs.jsonl"), "--target-error-rate",
                "0.02", "0.05", "--thresholds", "0.8,0.9,0.95", "--seeds", "2", "-q",
+               "--in-sample",
                "--policy-param", "confidence=0.95",
                "--out", str(tmp_path / "out"), "--json", str(tmp_path / "r.json")])
     assert rc == 0
@@ -152,7 +153,7 @@ def test_strict_truth_counts_every_other_class_as_wrong(tmp_path, capsys, minilm
     reports = {}
     for truth in ("labeled", "strict"):
         assert main(["eval", "replay", str(tmp_path / "pairs.jsonl"), "--target-error-rate",
-                     "0.05", "--thresholds", "0.6,0.8", "-q", "--truth", truth,
+                     "0.05", "--thresholds", "0.6,0.8", "-q", "--truth", truth, "--in-sample",
                      "--json", str(tmp_path / f"{truth}.json")]) == 0
         reports[truth] = json.loads((tmp_path / f"{truth}.json").read_text())
         assert reports[truth]["stream"]["truth"] == truth
@@ -171,6 +172,81 @@ def test_strict_truth_counts_every_other_class_as_wrong(tmp_path, capsys, minilm
               "0.05", "--truth", "lenient"])
     assert exc.value.code == 2
     assert "--truth" in capsys.readouterr().err
+
+
+def test_replay_with_targets_tunes_on_one_part_and_reports_the_other(tmp_path, capsys,
+                                                                   minilm):
+    """The honest comparison (the default): per seed the pairs are split by question
+    group, the static threshold is tuned on the tuning stream and replayed on the test
+    stream beside the hindsight best there and the verified policy; the hand-built
+    pairs are replayed in their own streams, never in the headline runs."""
+    _stream_pairs(tmp_path / "pairs.jsonl")
+    extra = tmp_path / "more.jsonl"  # more groups, so that both parts have a stream
+    rows = [json.loads(x) for x in (tmp_path / "pairs.jsonl").read_text().splitlines()]
+    for i in range(6):
+        qs = [f"How do I cook rice in style {i}?", f"What is the way to cook rice, style {i}?",
+              f"How can I cook rice in style {i}?"]
+        rows += [{"query": a, "candidate": b, "label": 1} for a, b in zip(qs, qs[1:])]
+    extra.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    rc = main(["eval", "replay", str(extra), "--target-error-rate", "0.02", "0.05",
+               "--thresholds", "0.8,0.85,0.9,0.95", "--seeds", "2", "-q",
+               "--json", str(tmp_path / "r.json")])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "tuned static" in out and "hindsight" in out and "hand-built" in out
+    r = json.loads((tmp_path / "r.json").read_text())
+    assert len(r["seeds"]) == 2 and r["truth"] == "labeled"
+    for s in r["seeds"]:
+        sp = s["split"]
+        assert sp["tune_pairs"] + sp["test_pairs"] == len(rows)
+        assert sp["tune_queries"] > 0 and sp["test_queries"] > 0
+        for t in ("0.02", "0.05"):
+            v = s["verified"][t]
+            # the headline runs are the test stream's, without the hand-built pairs
+            assert v["queries"] == sp["test_queries"]
+            assert "reversed" not in v["queries_by_kind"]
+            tuned = s["tuned"][t]
+            # the tuned threshold was chosen on the tuning stream within the target ...
+            if tuned is not None:
+                assert s["tune_static"][str(tuned)]["error_rate"] <= float(t)
+                assert str(tuned) in s["test_static"]  # ... and replayed on the test one
+            best = s["hindsight"][t]
+            if best is not None:
+                assert s["test_static"][str(best)]["error_rate"] <= float(t)
+                within = [x for x in s["test_static"].values() if x["error_rate"] <= float(t)]
+                assert s["test_static"][str(best)]["hit_rate"] == max(
+                    x["hit_rate"] for x in within)
+            hard = s["hard"]["verified"][t]
+            assert hard["queries_by_kind"]["reversed"] == s["hard"]["pairs"] > 20
+    for row in r["summary"]:
+        assert set(row["done_when"]) == {"at_least_hindsight_static",
+                                         "at_least_1.3x_tuned_static",
+                                         "explored_at_most_20pct", "not_significantly_over"}
+        assert len(row["verified_hit_rate"]["per_seed"]) == 2
+        span = row["verified_explored_share"]
+        assert span["min"] <= span["mean"] <= span["max"] <= 1
+
+
+def test_the_static_sweep_bisects_to_the_exhaustive_choice(minilm):
+    """Bisecting the grid for each target's best threshold (plus its neighbours) picks
+    what replaying every threshold picks, on a stream whose error falls with the
+    threshold."""
+    from semcache.eval.split_replay import StaticSweep
+    from semcache.eval.streams import build_stream
+
+    groups = [["How do I learn Python quickly?", "What is the fastest way to learn Python?",
+               "How can I learn Python fast?"],
+              ["How do I learn Java quickly?", "What is the fastest way to learn Java?",
+               "How can I learn Java fast?"],
+              ["Why is the sky blue?", "What makes the sky blue?", "Why does the sky look blue?"]]
+    stream = build_stream(groups, [("How do I learn Python quickly?",
+                                    "How do I learn Java quickly?")], seed=0, truth="strict")
+    grid = [round(0.5 + 0.05 * i, 2) for i in range(10)]
+    quick = StaticSweep(stream, minilm, grid, neighbours=1)
+    full = StaticSweep(stream, minilm, grid, exhaustive=True)
+    for target in (0.0, 0.05, 0.2, 1.0):
+        assert quick.best(target) == full.best(target)
+    assert len(quick.runs) < len(full.runs) == len(grid)
 
 
 def test_stream_truth_modes():
@@ -209,8 +285,16 @@ def test_replay_with_targets_rejects_bad_input(tmp_path, capsys):
     (tmp_path / "flat.jsonl").write_text(json.dumps(
         {"query": "a b", "candidate": "c d", "label": 1}) + "\n")
     assert main(["eval", "replay", str(tmp_path / "flat.jsonl"),
-                 "--target-error-rate", "0.02", "-q"]) == 2
+                 "--target-error-rate", "0.02", "-q", "--in-sample"]) == 2
     assert "paraphrase group" in capsys.readouterr().err
+    assert main(["eval", "replay", str(tmp_path / "flat.jsonl"),
+                 "--target-error-rate", "0.02", "-q"]) == 2
+    assert "two pairs" in capsys.readouterr().err  # a split needs something to split
+    for bad, what in ((["--test-fraction", "1.0"], "--test-fraction"),
+                      (["--verifier", "oracle"], "verifier")):
+        assert main(["eval", "replay", str(tmp_path / "pairs.jsonl"),
+                     "--target-error-rate", "0.02", "-q", *bad]) == 2
+        assert what in capsys.readouterr().err
 
 
 def test_threshold_specs():
