@@ -49,7 +49,8 @@ def test_replay_reports_counts_and_money(tmp_path, capsys, minilm):
     prices.write_text(json.dumps({"gpt-4o-mini": {"input_per_1k": 0.15,
                                                   "output_per_1k": 0.6}}))
     rc = main(["eval", "replay", str(DATA / "gptcache_mock_sample.json"), "--limit", "60",
-               "--param", "similarity_threshold=0.8", "--price-table", str(prices), "-q",
+               "--param", "similarity_threshold=0.8", "--param", "verifier=none",
+               "--price-table", str(prices), "-q",
                "--json", str(tmp_path / "r.json")])
     assert rc == 0
     r = json.loads((tmp_path / "r.json").read_text())
