@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from .._errors import ConfigError
+from .._threads import ort_session_options
 from .base import Verifier, check_probability
 
 __all__ = ["MODEL_DOC", "CrossEncoderVerifier", "default_folder"]
@@ -106,11 +107,10 @@ class CrossEncoderVerifier(Verifier):
                 tok = Tokenizer.from_file(str(self.folder / "tokenizer.json"))
                 tok.enable_truncation(self.max_length)
                 tok.enable_padding()
-                opts = ort.SessionOptions()
-                # one request's pairs are a handful of short sequences: threads would
-                # fight the embedder's for the same cores (issue 25)
-                opts.intra_op_num_threads = self._threads
-                opts.inter_op_num_threads = 1
+                # the process's thread policy (no spinning, one inter-op thread), with
+                # one intra-op thread by default: one request's pairs are a handful of
+                # short sequences, and threads would fight the embedder's (issue 25)
+                opts = ort_session_options(self._threads)
                 self._session = ort.InferenceSession(str(self.folder / "model.onnx"), opts,
                                                      providers=["CPUExecutionProvider"])
                 self._tokenizer = tok
