@@ -31,12 +31,14 @@ def _small_data(folder: Path) -> None:
     pairs = [{"query": r["query"], "candidate": r["candidate"], "label": r["label"]}
              for r in rows]
     pairs += [{"query": d["origin"], "candidate": d["similar"], "label": 1}
-              for d in json.loads((data / "gptcache_mock_sample.json").read_text())[:150]]
+              for d in json.loads((data / "gptcache_mock_sample.json").read_text())[:60]]
     (folder / "qqp").mkdir(parents=True)
     with gzip.open(folder / "qqp" / "pairs.jsonl.gz", "wt", encoding="utf-8") as f:
         f.write("\n".join(json.dumps(p) for p in pairs) + "\n")
     (folder / "paws").mkdir()
-    (folder / "paws" / "dev.tsv").write_text((data / "paws_sample.tsv").read_text())
+    # a slice: every text of the corpus is embedded once for the cosines
+    paws = (data / "paws_sample.tsv").read_text().splitlines()[:60]
+    (folder / "paws" / "dev.tsv").write_text("\n".join(paws) + "\n")
 
 
 @pytest.fixture(scope="module")
