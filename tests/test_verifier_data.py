@@ -120,3 +120,23 @@ def test_eval_cli_reports_one_part_of_the_group_split(tmp_path, minilm) -> None:
         counts[part] = json.loads(out.read_text())["pairs"]
     assert counts == {"tune": len(sp.tune), "test": len(sp.test)}
     assert counts["tune"] + counts["test"] == 400
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.floats(0, 1), st.floats(0.5, 1), st.booleans()), min_size=1,
+                max_size=40),
+       st.sampled_from([0.7, 0.8, 0.9]), st.lists(st.floats(0, 1), min_size=1, max_size=10),
+       st.sampled_from([0.0, 0.02, 0.1]))
+def test_the_must_not_hit_guard_counts_what_a_point_would_serve(rows, floor, thresholds,
+                                                                 rate) -> None:
+    """A point (floor, threshold) is admissible exactly when it serves at most ``rate``
+    of the guarded pairs and none of their reversals (brute force beside it)."""
+    from semcache.eval.fitting import Guard
+
+    scores = np.array([r[0] for r in rows])
+    cosines = np.array([r[1] for r in rows])
+    reversal = np.array([r[2] for r in rows])
+    got = Guard(scores, cosines, reversal, rate).admissible(floor, np.array(thresholds))
+    for t, ok in zip(thresholds, got):
+        served = (cosines >= floor) & (scores >= t)
+        assert ok == (served.sum() <= rate * len(rows) and not (served & reversal).any())
