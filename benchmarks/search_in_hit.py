@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/search_in_hit.py                      # 1k-15k rows
     .venv/bin/python benchmarks/search_in_hit.py --sizes 2000 10000 --out x.json
+    .venv/bin/python benchmarks/search_in_hit.py --hit --sizes 10000   # the whole hit
 
 Inside a hit the search runs right after onnxruntime has pushed the shard out of the
 CPU caches, so it costs more than the same search alone. For each size, one context of
@@ -11,6 +12,12 @@ filler of ``hit_latency.py``, in two ``FaissIndex`` objects: exact scan
 embed it, then search one index; the two alternate which goes first. Reports p50/p90
 of the search and recall@1 against numpy's brute force over the same rows. Chooses
 ``COMPACT_THRESHOLD`` (semcache/indexes/faiss.py); not a test.
+
+``--hit``: the whole lookup instead, through two ``faiss-semantic`` caches that share
+one embedder (LRU off) and differ only in ``compact_threshold``; per paraphrase the
+embedder alone and both lookups, in rotating order, so the two hits' ratios to the
+embedding come from the same minutes (``hit_latency.py`` can only compare two trees
+run after each other).
 """
 
 from __future__ import annotations
@@ -36,27 +43,82 @@ from semcache.indexes.base import IndexEntry  # noqa: E402
 from semcache.indexes.faiss import FaissIndex  # noqa: E402
 
 
+def whole_hit(emb: OnnxEmbedder, pairs: list[tuple[str, str]], other_vecs: np.ndarray,
+              sizes: list[int], repeats: int) -> list[dict[str, Any]]:
+    from _bench_data import req
+
+    from semcache import Cache
+    from semcache._keys import semantic_split
+
+    caches = {}
+    for name, ct in (("exact", None), ("compact", 2)):
+        c = Cache(type="faiss-semantic", embedder=emb, similarity_threshold=0.8)
+        assert isinstance(c.index, FaissIndex)
+        c.index.compact_threshold = ct
+        for a, _ in pairs:
+            c.add_cache({"answer": f"answer to {a}"}, **req(a))
+        caches[name] = c
+    ctx = semantic_split(caches["exact"].namespace, "completion", req(pairs[0][0])).context
+    queries = [b for _, b in pairs]
+    rows, have = [], len(pairs)
+    for n in sizes:
+        if n > have:
+            vecs = other_vecs[have - len(pairs):n - len(pairs)]
+            for c in caches.values():
+                assert c.index is not None
+                c.index.add([IndexEntry(f"{c.namespace}:f{i}", ctx, c.namespace, "", 0.0,
+                                        None) for i in range(have, n)], vecs)
+            have = n
+        fns = {"embed": lambda t: emb.embed([t]),
+               **{k: (lambda c: lambda t: c.lookup_with_metadata(**req(t)))(c)
+                  for k, c in caches.items()}}
+        order = list(fns)
+        lat: dict[str, list[float]] = {k: [] for k in fns}
+        search: dict[str, list[float]] = {k: [] for k in caches}
+        for r in range(repeats):
+            for i, t in enumerate(queries):
+                k0 = (i + r) % len(order)
+                for k in order[k0:] + order[:k0]:
+                    t0 = time.perf_counter()
+                    out = fns[k](t)
+                    lat[k].append(time.perf_counter() - t0)
+                    if k in search:
+                        search[k].append(out[1]["timings_ms"].get("search", 0.0))
+        p50 = {k: float(np.median(v)) * 1e3 for k, v in lat.items()}
+        row = {"rows": n, "loadavg": os.getloadavg(),
+               "p50_ms": {k: round(v, 3) for k, v in p50.items()},
+               "search_p50_ms": {k: round(float(np.median(v)), 3) for k, v in search.items()},
+               "hit_over_embed": {k: round(p50[k] / p50["embed"], 3) for k in caches}}
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", type=int, nargs="+",
                     default=[1_000, 2_000, 3_000, 5_000, 10_000, 15_000])
     ap.add_argument("--texts", type=int, default=300)
     ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" /
-                                         "search_in_hit.json"))
+    ap.add_argument("--hit", action="store_true", help="time whole lookups (see above)")
+    ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
+    out = Path(args.out or ROOT / "benchmarks" / "results" /
+               ("hit_compact.json" if args.hit else "search_in_hit.json"))
     pairs, other = load_pairs(QQP, args.texts, 2_000)
     emb = OnnxEmbedder(cache_size=0)  # every query embeds, as in a hit
     stored = emb.embed([a for a, _ in pairs])
     queries = [b for _, b in pairs]
     qv = emb.embed(queries)
-    allv = np.concatenate([stored, filler(np.random.default_rng(25), emb.embed(other),
-                                          max(args.sizes))])
+    fill = filler(np.random.default_rng(25), emb.embed(other), max(args.sizes))
+    allv = np.concatenate([stored, fill])
     result: dict[str, Any] = {"issue": 25, "date": time.strftime("%Y-%m-%d %H:%M UTC",
                                                                  time.gmtime()),
                               "cores": os.cpu_count(), "loadavg_before": os.getloadavg(),
                               "texts": len(queries), "repeats": args.repeats, "sizes": []}
-    for n in args.sizes:
+    if args.hit:
+        result["sizes"] = whole_hit(emb, pairs, fill, args.sizes, args.repeats)
+    for n in [] if args.hit else args.sizes:
         idx = {name: FaissIndex(allv.shape[1], approx_threshold=None, compact_threshold=ct)
                for name, ct in (("exact", None), ("compact", 2))}
         for ix in idx.values():
@@ -85,8 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         for ix in idx.values():
             ix.close()
     result["loadavg_after"] = os.getloadavg()
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print("wrote", args.out)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print("wrote", out)
     return 0
 
 
