@@ -40,7 +40,7 @@ from semcache.eval import PrecomputedEmbedder
 from semcache.eval._cli import parse_params, parse_thresholds
 from semcache.eval._data import Pairs
 from semcache.eval.policies import DEFAULT_TARGETS, compare_policies
-from semcache.eval.split_replay import compare_split
+from semcache.eval.split_replay import compare_split, stream_texts
 from semcache.eval.streams import TRUTHS, order_sensitive_pairs
 
 
@@ -62,7 +62,7 @@ def main() -> int:
                     help="the older, in-sample comparison (verified_replay[_strict].json)")
     ap.add_argument("--verifier", default=None,
                     help="the verified policy's verifier ('none': the cosine alone; "
-                         "default: the cache's default)")
+                         "default: structural, as for Cache(target_error_rate=))")
     ap.add_argument("--policy-param", action="append", default=[], metavar="KEY=VALUE",
                     help="a VerifiedPolicy option (repeatable)")
     ap.add_argument("--exhaustive", action="store_true",
@@ -79,9 +79,12 @@ def main() -> int:
     rows = [json.loads(line) for line in gzip.open(Path(args.data) / "qqp" / "pairs.jsonl.gz",
                                                    "rt", encoding="utf-8")]
     pairs = [(r["query"], r["candidate"], int(r["label"])) for r in rows]
+    labeled = Pairs([a for a, _, _ in pairs], [b for _, b, _ in pairs],
+                    np.asarray([y for _, _, y in pairs]), "qqp")
     # the order `semcache eval replay` embeds them in, so the two share the cache file
     texts = [a for a, _, _ in pairs] + [b for _, b, _ in pairs] + [
-        q for p in order_sensitive_pairs() for q in p]
+        q for p in order_sensitive_pairs() for q in p] if args.in_sample else \
+        stream_texts(labeled, hard_pairs=not args.no_hard_pairs)
     t = time.perf_counter()
     embedder = PrecomputedEmbedder.build(get_embedder(None), texts,
                                          cache_dir=out / ".embeddings")
@@ -97,8 +100,6 @@ def main() -> int:
               flush=True)
 
     if not args.in_sample:
-        labeled = Pairs([a for a, _, _ in pairs], [b for _, b, _ in pairs],
-                        np.asarray([y for _, _, y in pairs]), "qqp")
         split = compare_split(
             labeled, embedder, targets=DEFAULT_TARGETS, thresholds=thresholds,
             seeds=args.seeds, truth=args.truth, policy_options=parse_params(args.policy_param),

@@ -173,18 +173,21 @@ class Cache(Pipeline):
             raise ConfigError("give either policy= or target_error_rate=",
                               parameter="target_error_rate")
         static = target_error_rate is None and policy is None
-        # the structural verifier is the static policy's default (issue 20: at 0.93 the
-        # cosine alone served 20 of the 22 reversals of the must-not-hit suite's test
-        # half, the verifier none; docs/verifier.md); verifier=None is the cosine alone.
-        # The verified policy learns on the cosine and keeps it.
+        # the structural verifier is the default of the static policy (issue 20: at 0.93
+        # the cosine alone served 20 of the 22 reversals of the must-not-hit suite's test
+        # half, the verifier none; docs/verifier.md) and of target_error_rate=, whose
+        # model takes the risk from its probability (docs/eval.md); verifier=None is the
+        # cosine alone. A policy= instance keeps the cosine unless given a verifier.
         self.verifier: Verifier | None = resolve_verifier(
-            ("structural" if static else None) if verifier is UNSET else verifier,
+            ("structural" if policy is None else None) if verifier is UNSET else verifier,
             verifier_threshold) if semantic else None
         if similarity_threshold is UNSET or similarity_threshold is None:
-            # with a verifier the threshold is a cosine floor under its probability
-            # (the shipped model's, chosen on tuning data: lower than the cosine's old
-            # 0.93, because the verifier, not the cosine, tells a rewording from a swap)
-            similarity_threshold = (self.verifier.floor if self.verifier is not None
+            # with a verifier the static threshold is a cosine floor under its
+            # probability (the shipped model's, chosen on tuning data: lower than the
+            # cosine's old 0.93, because the verifier, not the cosine, tells a rewording
+            # from a swap); the verified policy draws its own line above its floor
+            similarity_threshold = (DEFAULT_VERIFIED_FLOOR if target_error_rate is not None
+                                    else self.verifier.floor if self.verifier is not None
                                     else DEFAULT_SIMILARITY_THRESHOLD if static
                                     else DEFAULT_VERIFIED_FLOOR)
         self.similarity_threshold = check_threshold(similarity_threshold)

@@ -36,6 +36,9 @@ class Observation:
     similarity: float
     correct: bool
     query: str | None = None
+    #: the verifier's probability for the candidate when it was judged (for the
+    #: policy's model only: not stored with the entry)
+    score: float | None = None
 
     def to_json(self) -> list[object]:
         return [round(self.similarity, 6), int(self.correct), self.query]
@@ -54,3 +57,6 @@ class Candidate:
     expires_at: float | None
     #: judged outcomes of this entry (for adaptive decision policies)
     observations: tuple[Observation, ...] = ()
+    #: the verifier's probability that this candidate's answer is right for the query,
+    #: when a learning policy decides on it (semcache/_pipeline.py, ``_verify_flow``)
+    score: float | None = None

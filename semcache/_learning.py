@@ -12,6 +12,7 @@ policy that does not learn (the static threshold) every step here is a no-op.
 from __future__ import annotations
 
 from collections.abc import Generator, Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ._config import Controls
@@ -69,7 +70,7 @@ class Learning:
             return
         ok = bool(correct)
         for_candidate, for_fresh = judged(cand.similarity, ok,
-                                          None if ok else query_digest(req.key))
+                                          None if ok else query_digest(req.key), cand.score)
         yield from self.observe(cand.key, for_candidate, cand.observations, policy,
                                 req.audited)
         index = c.index
@@ -80,7 +81,9 @@ class Learning:
                 policy: DecisionPolicy, audited: bool = False) -> Generator[Op, Any, None]:
         c = self._cache
         assert c.index is not None
-        yield Op(c.index.observe, c.index.aobserve, (key, obs), False, "judge", "index")
+        # the verifier's score is the policy's, not the entry's: stored without it
+        stored = obs if obs.score is None else replace(obs, score=None)
+        yield Op(c.index.observe, c.index.aobserve, (key, stored), False, "judge", "index")
         state = self.teacher.teach(policy, obs, history, audited=audited)
         c._stats.incr("judged")
         if not obs.correct:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Awaitable, Callable, Generator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
@@ -335,6 +335,10 @@ class Pipeline:
                                                 [c.similarity for c in above]),
                           None, "verify", "verifier")
         passed, req.verdicts = rank(above, scores, v.threshold)
+        if scores is not None and req.policy is not None and req.policy.learns:
+            # a learning policy models the risk from the score itself and draws its own
+            # line (issue 20): it sees every scored candidate, with its score
+            return [replace(c, score=float(s)) for c, s in zip(above, scores)], None
         if passed:
             return passed, None
         self._stats.incr("verifier_rejected" if scores is not None else "verifier_failed")

@@ -95,8 +95,12 @@ def best_static(target, per="request", seed=0, levels=THRESHOLDS):
 #: the verified policy's hits over the best static threshold's, at least: the budget
 #: pools the uncertainty of everything it serves; a per-candidate bound (serve when a
 #: candidate's own upper bound is under the target) made 2.8x, 1.9x and 1.1x on this
-#: stream (seeds 0-2 of the pooled budget: 4.6-5.2x, 3.1-3.3x and 1.7-1.8x)
-MIN_HIT_RATIO = {0.01: 3.8, 0.02: 2.5, 0.05: 1.4}
+#: stream. Seeds 0-2 of the pooled budget: 3.2-3.7x, 2.5-2.6x and 1.5-1.6x since
+#: exploring has a budget (issue 20: about 8% of the decisions here); with every
+#: candidate not served explored (about half the decisions) they were 4.6-5.2x,
+#: 3.1-3.3x and 1.7-1.8x: judging fewer candidates leaves the model less sure where
+#: it serves, and it serves less (the error stays at a fifth to two fifths of target)
+MIN_HIT_RATIO = {0.01: 3.0, 0.02: 2.3, 0.05: 1.4}
 
 
 @pytest.mark.parametrize("target", [0.01, 0.02, 0.05])
@@ -122,10 +126,11 @@ HIT_LEVELS = THRESHOLDS[:-1]
 
 
 def test_per_hit_targets_bound_the_share_of_wrong_hits():
-    """Over three streams (one alone runs 0.042-0.052 on seeds 0-2): the share of wrong
-    hits is within the target, and the hits are many times the best static threshold's
-    at that share (7.6x; a per-candidate bound made 5.1x; without the budget, 7.2%
-    wrong hits)."""
+    """Over three streams: the share of wrong hits is within the target, and the hits
+    are many times the best static threshold's at that share (3.7x with exploring
+    under its budget, 1.1% wrong hits; 7.6x when every candidate not served was
+    explored; a per-candidate bound made 5.1x; without the error budget, 7.2% wrong
+    hits)."""
     served = wrong = decisions = 0
     static = 0.0
     for seed in range(3):
@@ -134,7 +139,7 @@ def test_per_hit_targets_bound_the_share_of_wrong_hits():
         static += best_static(0.05, per="hit", seed=seed, levels=HIT_LEVELS) / 3
     assert static > 0.03  # a baseline that serves
     assert wrong / served <= 0.05 * 1.1
-    assert served / decisions >= 6 * static
+    assert served / decisions >= 3.3 * static
     with pytest.raises(ConfigError, match="per"):
         VerifiedPolicy(0.05, per="query")
     for bad in ({"memory": -1}, {"max_serve_error": 0}, {"budget_window": 0},
@@ -202,8 +207,10 @@ def test_policy_state_roundtrip():
     q = VerifiedPolicy(0.05)
     q.load_state(p.state())
     assert q.estimate(0.9) == p.estimate(0.9)
-    for bad in ({"v": 0}, {"v": 5, "cells": [[1, 2]]}, {"v": 5, "cells": [[0, 0, 0, 0, 0, 1, 2]]},
-                {"v": 5, "cells": [], "beta": [0.0], "cov": [[1.0]]}):
+    for bad in ({"v": 0}, {"v": 5, "cells": []}, {"v": 6, "cells": [[1, 2]]},
+                {"v": 6, "cells": [[0, -1, 0, 0, 0, 0, 1, 2]]},
+                {"v": 6, "cells": [[0, 99, 0, 0, 0, 0, 2, 1]]},
+                {"v": 6, "cells": [], "beta": [0.0], "cov": [[1.0]]}):
         with pytest.raises(ConfigError):
             q.load_state(bad)
 

@@ -111,7 +111,7 @@ def add_parser(subparsers: Any) -> None:
                    help="leave out the built-in order-sensitive and negation pairs")
     g.add_argument("--verifier", default=None, metavar="NAME",
                    help="the verified policy's verifier (Cache(verifier=); 'none': the "
-                        "cosine alone; default: the cache's default)")
+                        "cosine alone; default: structural, as for target_error_rate=)")
     g.add_argument("--policy-param", action="append", default=[], metavar="KEY=VALUE",
                    help="a VerifiedPolicy option (repeatable), e.g. confidence=0.95, "
                         "per=hit, audit_rate=0.03")
@@ -260,7 +260,14 @@ def _run_policy_replay(args: argparse.Namespace) -> int:
 
         resolve_verifier(args.verifier)  # an unknown name fails before the embedding
     pairs = _load(args)
-    texts = pairs.queries + pairs.candidates + [q for p in order_sensitive_pairs() for q in p]
+    if args.in_sample:
+        texts = pairs.queries + pairs.candidates + [q for p in order_sensitive_pairs()
+                                                    for q in p]
+    else:  # only what the streams ask (on Quora a tenth of the pairs' texts)
+        from .split_replay import stream_texts
+
+        texts = stream_texts(pairs, min_group=args.min_group,
+                             hard_pairs=not args.no_hard_pairs)
     embedder = PrecomputedEmbedder.build(get_embedder(args.model), texts,
                                          cache_dir=args.embedding_cache,
                                          show_progress=_progress(args))

@@ -41,7 +41,7 @@ from .replay import ReplayResult, replay_stream
 from .split import group_split
 from .streams import TRUTHS, Stream, build_stream, groups_from_pairs, order_sensitive_pairs
 
-__all__ = ["SplitComparison", "StaticSweep", "compare_split"]
+__all__ = ["SplitComparison", "StaticSweep", "compare_split", "stream_texts"]
 
 #: share of each stream treated as warm-up when testing the running error
 WARMUP = 0.2
@@ -57,6 +57,19 @@ def _stream(part: Pairs, *, seed: int, truth: str, min_group: int,
             "pairs must share questions (as Quora's do) for a stream to ask one question "
             "several ways")
     return build_stream(groups, negatives, hard_pairs=hard, seed=seed, truth=truth)
+
+
+def stream_texts(pairs: Pairs, *, min_group: int = 3, hard_pairs: bool = True) -> list[str]:
+    """Every text a split comparison's streams can ask: the questions of the paraphrase
+    groups and their labeled negatives (a split keeps each group whole on one side, so
+    each part's stream asks a subset of these), and the hand-built pairs. On Quora a
+    tenth of the pairs' texts: embed these, not all of them."""
+    groups, negatives = groups_from_pairs(
+        zip(pairs.queries, pairs.candidates, pairs.labels.tolist()), min_size=min_group)
+    texts = [q for g in groups for q in g] + [q for pair in negatives for q in pair]
+    if hard_pairs:
+        texts += [q for pair in order_sensitive_pairs() for q in pair]
+    return list(dict.fromkeys(texts))
 
 
 def running_error(trace: Sequence[int], warmup: float = WARMUP) -> tuple[float, float]:
@@ -296,7 +309,8 @@ def compare_split(
     tuning stream, and replay the tuned and hindsight-best static thresholds and the
     verified policy at each target on the test stream (see the module docstring).
 
-    ``cache_options`` go to the verified policy's ``Cache`` (``verifier=``, say);
+    ``cache_options`` go to the verified policy's ``Cache`` (``verifier=None``: the
+    cosine alone; the default is the structural verifier, as for ``target_error_rate=``);
     ``embedder`` should answer from precomputed vectors (``PrecomputedEmbedder``)."""
     from .._cache import Cache
     from ..policies.verified import VerifiedPolicy
@@ -313,7 +327,8 @@ def compare_split(
 
     def verified(stream: Stream, target: float, seed: int, name: str) -> dict[str, Any]:
         policy = VerifiedPolicy(target, seed=seed, **(policy_options or {}))
-        kw = {"similarity_threshold": floor, **(cache_options or {})}
+        # the verifier Cache(target_error_rate=) has by default, unless told otherwise
+        kw = {"similarity_threshold": floor, "verifier": "structural", **(cache_options or {})}
         r = replay_stream(Cache(type="faiss-semantic", embedder=embedder,
                                 judge=stream.judge, policy=policy, **kw), stream, name)
         if on_run:

@@ -36,7 +36,7 @@ SAVE_EVERY = 25
 Seen = tuple[str, float, str, tuple[Observation, ...]]
 
 
-def judged(similarity: float, correct: bool, query: str | None
+def judged(similarity: float, correct: bool, query: str | None, score: float | None = None
            ) -> tuple[Observation, Observation]:
     """What one judgement of an explored candidate teaches: (for the candidate's entry,
     for the fresh entry stored for the query).
@@ -46,8 +46,10 @@ def judged(similarity: float, correct: bool, query: str | None
     is right (or wrong) for the candidate's prompt at the same similarity, so the new
     entry starts with that evidence instead of none (measured on Quora streams: a fifth
     more hits at a 1% target, a tenth at 2%, since a paraphrase's next paraphrase often
-    lands on it). Evidence for the entry only: the policy's model counts it once."""
-    return (Observation(similarity, correct, None if correct else query),
+    lands on it). Evidence for the entry only: the policy's model counts it once.
+    ``score``, the verifier's probability for the explored candidate, goes to the
+    policy's model with the candidate's observation (it is not stored with the entry)."""
+    return (Observation(similarity, correct, None if correct else query, score),
             Observation(similarity, correct))
 
 

@@ -13,17 +13,19 @@ the cache's own traffic, under a user-set error rate):
   says whether it was already right at or below ``s`` (*confirmed*, and by how much),
   right only at higher similarities, or wrong at a lower one. Wrong at ``s`` or above
   it means the candidate is never served (the entry's boundary is above ``s``).
-* **The model.** ``P(wrong | s, entry evidence)`` is a logistic model over the
-  similarity (a linear spline: on Quora the error stops falling above about 0.93) and
-  those evidence features, fitted to all judged outcomes of all entries (the global
-  prior and the per-entry evidence in one fit) from binned counts, so that its state
-  stays small and its fit cheap at any traffic. Older outcomes fade over ``memory``
-  judged outcomes: what a kind of candidate holds drifts as the cache fills. Measured
-  on Quora streams, where entries are checked two or three times, a candidate
-  confirmed at or below ``s`` is wrong about half as often as a fresh one at the same
-  similarity, and never-wrong is not a thing: an earlier version that treated a
-  confirmed entry as certainly right (a sharp per-entry boundary) under-predicted its
-  error by about 2x.
+* **The model.** ``P(wrong | s, score, entry evidence)`` is a logistic model over the
+  similarity (a linear spline: on Quora the error stops falling above about 0.93), the
+  verifier's probability when the cache has a verifier (a spline in its logit; the
+  structural verifier is ``target_error_rate=``'s default, issue 20: it scores a
+  reversal the cosine puts at 0.99 near 0) and those evidence features, fitted to all
+  judged outcomes of all entries (the global prior and the per-entry evidence in one
+  fit) from binned counts, so that its state stays small and its fit cheap at any
+  traffic. Older outcomes fade over ``memory`` judged outcomes: what a kind of candidate
+  holds drifts as the cache fills. Measured on Quora streams, where entries are checked
+  two or three times, a candidate confirmed at or below ``s`` is wrong about half as
+  often as a fresh one at the same similarity, and never-wrong is not a thing: an
+  earlier version that treated a confirmed entry as certainly right (a sharp per-entry
+  boundary) under-predicted its error by about 2x.
 * **Serving.** The policy keeps a window of recent decisions (their best candidates'
   evidence) and, with the current model, finds ``lambda``: the highest level such
   that serving every candidate of the window whose upper confidence bound is below it
@@ -37,6 +39,15 @@ the cache's own traffic, under a user-set error rate):
   with every pair labeled, candidates estimated 27% wrong were 35% wrong, those
   estimated 43% wrong were 70% wrong), and with the cap at 0.5 a stream at a 5% target
   ran significantly over it (6.6%; 4.6% at most with 0.25, for 6% fewer hits).
+* **Exploring is the exception** (issue 20). A candidate not served is explored (the
+  LLM answers and a judge compares) only when its upper bound lies in the *band* just
+  above the serving level, the candidates whose outcomes move that level, about
+  ``explore_rate`` of the recent decisions, and only while the explorations so far
+  stay within ``explore_allowance`` plus ``explore_rate`` of the decisions. Any other
+  candidate is a plain miss (``unexplored``): the LLM answers, no judge is paid for.
+  When every candidate not served was explored, Quora streams explored 9-47% of
+  their queries; with the budget, explorations and audits together stay under a
+  fifth of them (docs/eval.md).
 * **Audits.** A small share (``audit_rate``; half until ``min_audits`` are judged) of
   would-be-served candidates is explored instead: their judged outcomes measure the
   error rate of what is served (``stats()``) and keep the model fitted where it
@@ -45,9 +56,10 @@ the cache's own traffic, under a user-set error rate):
   a few hundred audits that correction was noise that doubled the spread of the error
   between streams, and it went.)
 
-Everything else is explored: the call goes to the LLM like a miss, the fresh answer is
-judged against the candidate's cached answer, and the outcome updates the entry (stored
-with it in the index) and the model.
+An explored or audited call goes to the LLM like a miss, the fresh answer is judged
+against the candidate's cached answer, and the outcome updates the entry (stored with it
+in the index) and the model. The model itself (cells, features, fit) is
+semcache/policies/_model.py.
 """
 
 from __future__ import annotations
@@ -63,70 +75,23 @@ import numpy as np
 from .._checks import check_rate
 from .._entries import Candidate, Observation
 from .._errors import ConfigError
+from ._model import (
+    MAX_SCORE_BIN,
+    N_FEATURES,
+    STEP,
+    Cell,
+    cell_of,
+    features,
+    fit_logistic,
+    sigmoid,
+    z_of,
+)
 from ._stats import wilson_interval
 from .base import Decision, DecisionPolicy
 
 __all__ = ["VerifiedPolicy"]
 
-#: width of a similarity bin of the model's counts, and of a confirmation-margin bin
-_STEP = 0.01
-_MARGIN_STEP = 0.02
-_MARGIN_CAP = 0.2
-_STATE_VERSION = 5
-
-
-def _z(confidence: float) -> float:
-    # inverse normal CDF by bisection on erf: no scipy in the core dependencies
-    lo, hi = 0.0, 10.0
-    for _ in range(60):
-        mid = (lo + hi) / 2
-        if 0.5 * (1 + math.erf(mid / math.sqrt(2))) < confidence:
-            lo = mid
-        else:
-            hi = mid
-    return (lo + hi) / 2
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1 / (1 + np.exp(-np.clip(x, -30, 30)))
-
-
-#: a cell of the model's counts: (similarity bin, confirmed, margin bin, right only
-#: above, wrong below); None: refuted (wrong at or above s), never served
-Cell = tuple[int, int, int, int, int]
-
-
-def cell_of(s: float, history: Sequence[Observation]) -> Cell | None:
-    """The evidence an entry's judged history gives about serving it at similarity s."""
-    lo = max((o.similarity for o in history if not o.correct), default=-math.inf)
-    if lo >= s:
-        return None
-    hi = min((o.similarity for o in history if o.correct), default=math.inf)
-    confirmed = hi <= s
-    margin = min(int((s - hi) / _MARGIN_STEP), int(_MARGIN_CAP / _MARGIN_STEP)) \
-        if confirmed else 0
-    return (min(int(s / _STEP), int(1 / _STEP)), int(confirmed), margin,
-            int(hi < math.inf and not confirmed), int(lo > -math.inf))
-
-
-#: knots of the linear spline in similarity: the error rate need not fall the same way
-#: all along (on Quora it stops falling above about 0.93: near-identical questions that
-#: differ in one word, and label noise), and a model linear in s extrapolated from the
-#: explored, less similar candidates under-predicted the served ones about 2x
-_KNOTS = (0.8, 0.9, 0.95)
-N_FEATURES = 6 + len(_KNOTS)
-
-
-def _features(cells: np.ndarray) -> np.ndarray:
-    """Rows [1, s, (s - knot)+ for each knot, confirmed, confirmed * margin, right only
-    above, wrong below], similarities and margins in tenths (so that the ridge treats
-    all coefficients alike)."""
-    c = np.atleast_2d(np.asarray(cells, float))
-    sim = (c[:, 0] + 0.5) * _STEP
-    return np.column_stack([np.ones(len(c)), (sim - 0.85) * 10,
-                            *[np.maximum(sim - k, 0.0) * 10 for k in _KNOTS],
-                            c[:, 1], c[:, 1] * (c[:, 2] + 0.5) * _MARGIN_STEP * 10,
-                            c[:, 3], c[:, 4]])
+_STATE_VERSION = 6
 
 
 class VerifiedPolicy(DecisionPolicy):
@@ -143,6 +108,8 @@ class VerifiedPolicy(DecisionPolicy):
     - ``max_serve_error``: a candidate estimated wrong more often than this is never
       served, whatever the budget.
     - ``memory``: judged outcomes over which older ones fade by 1/e (0: never).
+    - ``explore_rate``, ``explore_allowance``: explorations at most this share of the
+      decisions, plus this many at the start (audits apart, see ``audit_rate``).
     - ``seed``: of the audits' and ties' random draws (reproducible replays).
     """
 
@@ -162,6 +129,8 @@ class VerifiedPolicy(DecisionPolicy):
         min_audits: int = 50,
         max_serve_error: float = 0.25,
         memory: float = 3000.0,
+        explore_rate: float = 0.12,
+        explore_allowance: int = 100,
         seed: int | None = None,
     ) -> None:
         self.target_error_rate = check_rate(target_error_rate)
@@ -182,13 +151,18 @@ class VerifiedPolicy(DecisionPolicy):
         if memory < 0:
             raise ConfigError("memory must be >= 0 (0: outcomes never fade)",
                               parameter="memory")
+        if not 0 <= explore_rate <= 1 or explore_allowance < 0:
+            raise ConfigError("explore_rate must be in [0, 1] and explore_allowance >= 0",
+                              parameter="explore_rate")
+        self.explore_rate = explore_rate
+        self.explore_allowance = explore_allowance
         self.audit_rate = audit_rate
         self.min_budget_samples = min_budget_samples
         self.min_judged = min_judged
         self.min_audits = min_audits
         self.max_serve_error = max_serve_error
         self.memory = memory
-        self._z = _z(confidence)
+        self._z = z_of(confidence)
         self._lock = threading.Lock()
         # judged outcomes, binned: cell -> [judged, wrong]
         self._cells: dict[Cell, list[float]] = {}
@@ -201,14 +175,14 @@ class VerifiedPolicy(DecisionPolicy):
         self._window_at = 0  # next slot
         self._window_n = 0  # slots filled
         self._window_cells: dict[Cell, int] = {}  # how often each cell is in it
-        self._budget: dict[float, tuple[float, float]] = {}
+        self._budget: dict[float, tuple[float, float, float]] = {}
         self._since_level = 0
         self._rng = random.Random(seed)
         # the next decision's two uniform draws (audit, tie): drawn ahead by record(), so
         # that decide() stays pure and asking it twice in one lookup gives one answer
         self._draws = (self._rng.random(), self._rng.random())
-        self.counts = {"served": 0, "explored": 0, "audited": 0, "below_floor": 0,
-                       "judged": 0, "judged_wrong": 0, "audit_wrong": 0}
+        self.counts = {"served": 0, "explored": 0, "audited": 0, "unexplored": 0,
+                       "below_floor": 0, "judged": 0, "judged_wrong": 0, "audit_wrong": 0}
 
     # ------------------------------------------------------------------ decisions
     def decide(self, query: str, candidates: Sequence[Candidate], threshold: float, *,
@@ -220,29 +194,46 @@ class VerifiedPolicy(DecisionPolicy):
                             "below_floor" if candidates else "no_candidate")
         with self._lock:
             self._refit()  # idempotent: the fit of the outcomes observed so far
-            scored = [(self._estimate(c.similarity, c.observations), c) for c in eligible]
+            scored = [(self._estimate(c.similarity, c.observations, c.score), c)
+                      for c in eligible]
             (p, ucb), best = min(scored, key=lambda t: (t[0][1], -t[1].similarity))
-            lam, tie = self._level(target)
+            lam, tie, band = self._level(target)
             audit_draw, tie_draw = self._draws
             if ucb <= max(lam, target) and audit_draw < self._audit_probability():
                 return Decision("explore", best, "audited", p)
             if p < self.max_serve_error and (
                     ucb < lam or (ucb <= lam + 1e-12 and tie_draw < tie)):
                 return Decision("serve", best, "served", p)
-            return Decision("explore", best, "explored", p)
+            if ucb <= band and self._may_explore():
+                return Decision("explore", best, "explored", p)
+            # sure enough it is wrong, or the budget is spent: a plain miss (the LLM
+            # answers, as it would for an exploration, but no judge is paid for)
+            return Decision("miss", best, "unexplored", p)
 
     def record(self, decision: Decision) -> None:
         """Count a lookup's decision once: its counter, its best candidate's evidence in
         the window the serving level is computed over, and the next draws."""
         c = decision.candidate
         with self._lock:
-            if decision.reason in ("served", "audited", "explored") and c is not None:
+            if decision.reason in ("served", "audited", "explored", "unexplored") \
+                    and c is not None:
                 self.counts[decision.reason] += 1
-                self._decided(cell_of(c.similarity, c.observations))
+                self._decided(cell_of(c.similarity, c.observations, c.score))
             else:  # below the floor (or nothing): a decision with nothing servable
                 self.counts["below_floor"] += 1
                 self._decided(None)
             self._draws = (self._rng.random(), self._rng.random())
+
+    def _may_explore(self) -> bool:
+        """Whether the exploration budget has room: ``explore_rate`` of the decisions so
+        far, plus ``explore_allowance`` for the start, when the model knows nothing and
+        every candidate is worth a judge. Exploring is an LLM call *and* a judge call;
+        explored without a budget, every candidate not served was explored (47% of the
+        queries of a Quora stream at a 1% target)."""
+        c = self.counts
+        decisions = c["served"] + c["audited"] + c["explored"] + c["unexplored"] \
+            + c["below_floor"]
+        return c["explored"] < self.explore_allowance + self.explore_rate * decisions
 
     def _audit_probability(self) -> float:
         """``audit_rate``, and half of the would-be-served candidates until
@@ -270,30 +261,34 @@ class VerifiedPolicy(DecisionPolicy):
             self._budget.clear()
             self._since_level = 0
 
-    def estimate(self, similarity: float,
-                 observations: Sequence[Observation] = ()) -> tuple[float, float]:
-        """(estimated probability that serving is wrong, its upper confidence bound)."""
+    def estimate(self, similarity: float, observations: Sequence[Observation] = (),
+                 score: float | None = None) -> tuple[float, float]:
+        """(estimated probability that serving is wrong, its upper confidence bound),
+        for a candidate at ``similarity`` that the verifier gave ``score`` (if any)."""
         with self._lock:
             self._refit()
-            return self._estimate(similarity, observations)
+            return self._estimate(similarity, observations, score)
 
-    def _estimate(self, s: float, obs: Sequence[Observation]) -> tuple[float, float]:
-        cell = cell_of(s, obs)
+    def _estimate(self, s: float, obs: Sequence[Observation], score: float | None = None
+                  ) -> tuple[float, float]:
+        cell = cell_of(s, obs, score)
         if cell is None:  # wrong at this similarity or above: the boundary is higher
             return 1.0, 1.0
         if self._beta is None or self._cov is None:
             return 0.5, 1.0  # too little judged yet: explore
-        x = _features(np.asarray([cell]))[0]
+        x = features(np.asarray([cell]))[0]
         eta = float(x @ self._beta)
         sd = math.sqrt(max(float(x @ self._cov @ x), 0.0))
-        return float(_sigmoid(np.asarray(eta))), float(_sigmoid(np.asarray(eta + self._z * sd)))
+        return float(sigmoid(np.asarray(eta))), float(sigmoid(np.asarray(eta + self._z * sd)))
 
-    def _level(self, target: float) -> tuple[float, float]:
-        """(lambda, tie): serve UCBs below lambda, and those equal to it with probability
-        ``tie``, so that, had the current model decided the recent window, the upper
+    def _level(self, target: float) -> tuple[float, float, float]:
+        """(lambda, tie, band): serve UCBs below lambda, and those equal to it with
+        probability ``tie``, so that, had the current model decided the recent window, the upper
         confidence bound of the total error of what it served would be at most
         ``target`` times the window's decisions (per request) or its hits (per hit);
-        computed by ``_fill``, cached until the window or the model moves on.
+        computed by ``_fill``, cached until the window or the model moves on. Explore
+        (within the budget) the candidates not served whose UCB is at most ``band``:
+        those nearest the serving level, about ``explore_rate`` of the window.
 
         The window is re-scored by the current model: levels taken from the UCBs the
         decisions had when they were made lag the model, which grows surer as it
@@ -301,14 +296,14 @@ class VerifiedPolicy(DecisionPolicy):
         got = self._budget.get(target)
         if got is not None:
             return got
-        got = (target, 1.0)
+        got = (target, 1.0, 1.0)  # no model yet: explore anything, within the budget
         if self._window_n >= self.min_budget_samples and self._beta is not None \
                 and self._window_cells:
             got = self._fill(target)
         self._budget[target] = got
         return got
 
-    def _fill(self, target: float) -> tuple[float, float]:
+    def _fill(self, target: float) -> tuple[float, float, float]:
         """The level, over the window's distinct cells (a few hundred at most, however
         long the window), each with its count, sorted by their current UCB.
 
@@ -320,13 +315,13 @@ class VerifiedPolicy(DecisionPolicy):
         assert self._beta is not None and self._cov is not None
         cells = list(self._window_cells)
         count = np.fromiter(self._window_cells.values(), float, len(cells))
-        X = _features(np.asarray(cells))
+        X = features(np.asarray(cells))
         eta = X @ self._beta
         sd = np.sqrt(np.maximum(((X @ self._cov) * X).sum(axis=1), 0.0))
-        ucb = _sigmoid(eta + self._z * sd)
+        ucb = sigmoid(eta + self._z * sd)
         order = np.argsort(ucb, kind="stable")
         ucb, count, X, eta = ucb[order], count[order], X[order], eta[order]
-        p0 = _sigmoid(eta)
+        p0 = sigmoid(eta)
         grad = np.cumsum((count * p0 * (1 - p0))[:, None] * X, axis=0)
         spread = np.sqrt(np.maximum(((grad @ self._cov) * grad).sum(axis=1), 0.0))
         spent = np.cumsum(count * p0) + self._z * spread
@@ -341,13 +336,23 @@ class VerifiedPolicy(DecisionPolicy):
             lam = float(ucb[n])
             step = float(spent[n]) - before
             tie = min(max((float(room[n]) - before) / step, 0.0), 1.0) if step > 0 else 1.0
-        return (target, 1.0) if lam <= target else (lam, tie)
+        if lam <= target:
+            lam, tie = target, 1.0
+        # the exploration band: the cells just above the level, as many candidates as
+        # the exploration budget can judge. Their outcomes are the ones that move the
+        # level; a candidate the model calls 60% wrong, judged wrong again, teaches it
+        # little and costs a judge call
+        above = int(np.searchsorted(ucb, lam, side="right"))
+        want = self.explore_rate * self._window_n
+        k = int(np.searchsorted(np.cumsum(count[above:]), want, side="left"))
+        band = float(ucb[above + k]) if above + k < len(ucb) else 1.0
+        return lam, tie, band
 
     # ------------------------------------------------------------------ learning
     def observe(self, observation: Observation, history: Sequence[Observation] = (),
                 *, audited: bool = False) -> None:
         s, ok = observation.similarity, observation.correct
-        cell = cell_of(s, history)
+        cell = cell_of(s, history, observation.score)
         with self._lock:
             if cell is not None:
                 got = self._cells.setdefault(cell, [0.0, 0.0])
@@ -380,7 +385,7 @@ class VerifiedPolicy(DecisionPolicy):
         counts = np.asarray(list(self._cells.values()), float)
         if len(cells) == 0 or counts[:, 0].sum() < self.min_judged:
             return
-        self._beta, self._cov = _fit_logistic(_features(cells), counts[:, 0], counts[:, 1],
+        self._beta, self._cov = fit_logistic(features(cells), counts[:, 0], counts[:, 1],
                                               self._beta)
         self._budget.clear()
 
@@ -393,7 +398,8 @@ class VerifiedPolicy(DecisionPolicy):
         with self._lock:
             c = dict(self.counts)
         audited, wrong = c["audited"], c["audit_wrong"]
-        decisions = c["served"] + c["audited"] + c["explored"] + c["below_floor"]
+        decisions = c["served"] + c["audited"] + c["explored"] + c["unexplored"] \
+            + c["below_floor"]
         share = (c["served"] + audited) / decisions if decisions else 0.0
         hit_rate: float | None = None
         hit_ci = rate = ci = None
@@ -430,10 +436,10 @@ class VerifiedPolicy(DecisionPolicy):
             cells: dict[Cell, list[float]] = {}
             for row in state["cells"]:
                 *cell, n, w = row
-                a, b, c, d, e = (int(x) for x in cell)
-                if not (0 <= w <= n and 0 <= a <= 1 / _STEP):
+                a, b, c, d, e, f = (int(x) for x in cell)
+                if not (0 <= w <= n and 0 <= a <= 1 / STEP and -1 <= b <= MAX_SCORE_BIN):
                     raise ValueError("count out of range")
-                cells[(a, b, c, d, e)] = [float(n), float(w)]
+                cells[(a, b, c, d, e, f)] = [float(n), float(w)]
             beta = None if state.get("beta") is None else np.asarray(state["beta"], float)
             cov = None if state.get("cov") is None else np.asarray(state["cov"], float)
             if beta is not None and (beta.shape != (N_FEATURES,) or cov is None
@@ -452,46 +458,3 @@ class VerifiedPolicy(DecisionPolicy):
 
     def __repr__(self) -> str:
         return f"VerifiedPolicy(target_error_rate={self.target_error_rate}, per={self.per!r})"
-
-
-def _fit_logistic(X: np.ndarray, n: np.ndarray, wrong: np.ndarray,
-                  start: np.ndarray | None, ridge: float = 1.0
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    """Binomial logistic regression on binned counts: Newton's method with step halving
-    on the penalised likelihood (so that separable data, such as a first batch that
-    holds no wrong answer, cannot make it diverge) and a weak ridge pulling the
-    coefficients towards 0 (no evidence, no effect; the intercept much more weakly).
-    Returns the coefficients and their covariance."""
-    d = X.shape[1]
-    penalty = np.full(d, ridge)
-    penalty[0] = 0.01
-
-    def objective(b: np.ndarray) -> float:
-        eta = X @ b
-        # log(1 + e^eta) without overflow
-        return float(wrong @ eta - n @ np.logaddexp(0.0, eta) - 0.5 * penalty @ (b * b))
-
-    beta = np.zeros(d) if start is None or not np.isfinite(start).all() else start.copy()
-    if start is None:
-        rate = (wrong.sum() + 0.5) / (n.sum() + 1)
-        beta[0] = math.log(rate / (1 - rate))
-    current = objective(beta)
-    hess = np.eye(d)
-    for _ in range(50):
-        p = _sigmoid(X @ beta)
-        grad = X.T @ (wrong - n * p) - penalty * beta
-        hess = (X * (n * p * (1 - p))[:, None]).T @ X + np.diag(penalty)
-        step = np.linalg.solve(hess, grad)
-        t = 1.0
-        while t > 1e-6:
-            trial = beta + t * step
-            value = objective(trial)
-            if value >= current - 1e-12:
-                break
-            t /= 2
-        else:
-            break
-        beta, gain, current = trial, value - current, value
-        if gain < 1e-9 and float(np.abs(t * step).max()) < 1e-6:
-            break
-    return beta, np.linalg.inv(hess)
