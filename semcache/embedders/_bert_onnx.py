@@ -113,17 +113,98 @@ class _Graph:
                         self.const(f"{prefix}.bias", w[f"{prefix}.bias"])],
                        f"{path}/LayerNormalization", axis=-1, epsilon=eps)
 
+    def additive_mask(self) -> str:
+        """``attention_mask`` as an additive term ``[batch, 1, 1, seq]``: 0 where attended,
+        float32 min elsewhere (what transformers adds for the eager attention)."""
+        from onnx import TensorProto
+
+        mask = self.op("Cast", ["attention_mask"], "/mask/Cast", to=TensorProto.FLOAT)
+        mask = self.op("Sub", [self.const("const_one_f", np.array(1.0, np.float32)), mask],
+                       "/mask/Sub")
+        mask = self.op("Mul", [mask, self.const("const_min_f", np.array(
+            np.finfo(np.float32).min, np.float32))], "/mask/Mul")
+        return self.op("Unsqueeze", [mask, self.const("const_axes_12", np.array(
+            [1, 2], np.int64))], "/mask/Unsqueeze")
+
+    def layer_consts(self, hidden: int, heads: int) -> dict[str, str]:
+        """The constants every layer shares (``encoder_layer``'s ``c``)."""
+        head_dim = hidden // heads
+        f32 = np.float32
+        return {"split": self.const("const_split_heads",
+                                    np.array([0, 0, heads, head_dim], np.int64)),
+                "merge": self.const("const_merge_heads", np.array([0, 0, hidden], np.int64)),
+                "scale": self.const("const_scale", np.array(1.0 / math.sqrt(head_dim), f32)),
+                "sqrt2": self.const("const_sqrt2", np.array(math.sqrt(2.0), f32)),
+                "one": self.const("const_one_g", np.array(1.0, f32)),
+                "half": self.const("const_half", np.array(0.5, f32))}
+
+    def encoder_layer(self, x: str, w: dict[str, np.ndarray], i: int, extra: str,
+                      c: dict[str, str], eps: float, *, attn: str = "attention.self",
+                      qkv: tuple[str, str, str] = ("query", "key", "value"),
+                      out: str = "attention.output.dense",
+                      out_norm: str = "attention.output.LayerNorm") -> str:
+        """Layer ``i`` of a post-LayerNorm encoder (BERT's, and MPNet's with its weight
+        names): self-attention whose scores get the additive term ``extra``, residual and
+        LayerNorm, exact (erf) GELU feed-forward, residual and LayerNorm."""
+        p, path = f"encoder.layer.{i}", f"/encoder/layer.{i}"
+        apath = f"{path}/{attn.replace('.', '/')}"
+
+        def heads_of(kind: str, perm: list[int]) -> str:
+            r = self.op("Reshape", [self.linear(x, w, f"{p}.{attn}.{kind}"), c["split"]],
+                        f"{apath}/{kind}/Reshape")
+            return self.op("Transpose", [r], f"{apath}/{kind}/Transpose", perm=perm)
+
+        q = heads_of(qkv[0], [0, 2, 1, 3])
+        k = heads_of(qkv[1], [0, 2, 3, 1])
+        v = heads_of(qkv[2], [0, 2, 1, 3])
+        scores = self.op("Mul", [self.op("MatMul", [q, k], f"{apath}/MatMul"), c["scale"]],
+                         f"{apath}/Mul")
+        scores = self.op("Add", [scores, extra], f"{apath}/Add")
+        probs = self.op("Softmax", [scores], f"{apath}/Softmax", axis=-1)
+        ctx = self.op("MatMul", [probs, v], f"{apath}/MatMul_1")
+        ctx = self.op("Transpose", [ctx], f"{apath}/Transpose", perm=[0, 2, 1, 3])
+        ctx = self.op("Reshape", [ctx, c["merge"]], f"{apath}/Reshape")
+        opath = f"{path}/{out.rsplit('.', 1)[0].replace('.', '/')}"
+        a = self.op("Add", [self.linear(ctx, w, f"{p}.{out}"), x], f"{opath}/Add_1")
+        x = self.layer_norm(a, w, f"{p}.{out_norm}", eps)
+        # exact (erf) GELU, the pattern onnxruntime fuses into one Gelu kernel
+        h = self.linear(x, w, f"{p}.intermediate.dense")
+        e = self.op("Erf", [self.op("Div", [h, c["sqrt2"]], f"{path}/intermediate/Div")],
+                    f"{path}/intermediate/Erf")
+        e = self.op("Add", [e, c["one"]], f"{path}/intermediate/Add_1")
+        h = self.op("Mul", [self.op("Mul", [h, e], f"{path}/intermediate/Mul"), c["half"]],
+                    f"{path}/intermediate/Mul_1")
+        o = self.op("Add", [self.linear(h, w, f"{p}.output.dense"), x], f"{path}/output/Add_1")
+        return self.layer_norm(o, w, f"{p}.output.LayerNorm", eps)
+
+    def save(self, x: str, inputs: list[Any], hidden: int, name: str, builder: str,
+             opset: int, out_path: str | Path) -> None:
+        """Name ``x`` ``last_hidden_state``, check the model and write it."""
+        import onnx
+        from onnx import TensorProto
+
+        helper = self.helper
+        self.nodes.append(helper.make_node("Identity", [x], ["last_hidden_state"],
+                                           name="/Identity"))
+        output = helper.make_tensor_value_info("last_hidden_state", TensorProto.FLOAT,
+                                               ["batch", "sequence", hidden])
+        graph = helper.make_graph(self.nodes, name, inputs, [output], initializer=self.inits)
+        model = helper.make_model(graph, producer_name=builder,
+                                  opset_imports=[helper.make_opsetid("", opset)])
+        model.ir_version = min(model.ir_version, 8)  # readable by onnxruntime >= 1.14
+        onnx.checker.check_model(model)
+        onnx.save(model, str(out_path))
+
 
 def build_bert_onnx(model_dir: str | Path, out_path: str | Path, *, opset: int = 17) -> list[str]:
     """Write ``model_dir``'s BERT encoder to ``out_path``; return the graph's input names."""
-    import onnx
     from onnx import TensorProto, helper
 
     model_dir = Path(model_dir)
     cfg = _config(model_dir)
     w = _weights(read_safetensors(model_dir / "model.safetensors"))
     hidden, heads = int(cfg["hidden_size"]), int(cfg["num_attention_heads"])
-    head_dim, eps = hidden // heads, float(cfg.get("layer_norm_eps", 1e-12))
+    eps = float(cfg.get("layer_norm_eps", 1e-12))
     g = _Graph()
     names = ["input_ids", "attention_mask", "token_type_ids"]
     inputs = [helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", "sequence"])
@@ -147,59 +228,9 @@ def build_bert_onnx(model_dir: str | Path, out_path: str | Path, *, opset: int =
     x = g.op("Add", [g.op("Add", [words, types], "/embeddings/Add"), pos], "/embeddings/Add_1")
     x = g.layer_norm(x, w, "embeddings.LayerNorm", eps)
 
-    # additive attention mask [batch, 1, 1, seq]: 0 where attended, float32 min elsewhere
-    # (what transformers adds for the eager attention the torch export traced)
-    mask = g.op("Cast", ["attention_mask"], "/mask/Cast", to=TensorProto.FLOAT)
-    mask = g.op("Sub", [g.const("const_one_f", np.array(1.0, np.float32)), mask], "/mask/Sub")
-    mask = g.op("Mul", [mask, g.const("const_min_f", np.array(np.finfo(np.float32).min,
-                                                               np.float32))], "/mask/Mul")
-    mask = g.op("Unsqueeze", [mask, g.const("const_axes_12", np.array([1, 2], np.int64))],
-                "/mask/Unsqueeze")
-    split = g.const("const_split_heads", np.array([0, 0, heads, head_dim], np.int64))
-    merge = g.const("const_merge_heads", np.array([0, 0, hidden], np.int64))
-    scale = g.const("const_scale", np.array(1.0 / math.sqrt(head_dim), np.float32))
-    sqrt2 = g.const("const_sqrt2", np.array(math.sqrt(2.0), np.float32))
-    one, half = g.const("const_one_g", np.array(1.0, np.float32)), \
-        g.const("const_half", np.array(0.5, np.float32))
-
+    mask = g.additive_mask()
+    c = g.layer_consts(hidden, heads)
     for i in range(int(cfg["num_hidden_layers"])):
-        p, path = f"encoder.layer.{i}", f"/encoder/layer.{i}"
-
-        def heads_of(t: str, kind: str, perm: list[int], p: str = p, path: str = path) -> str:
-            r = g.op("Reshape", [g.linear(t, w, f"{p}.attention.self.{kind}"), split],
-                     f"{path}/attention/self/{kind}/Reshape")
-            return g.op("Transpose", [r], f"{path}/attention/self/{kind}/Transpose", perm=perm)
-
-        q = heads_of(x, "query", [0, 2, 1, 3])
-        k = heads_of(x, "key", [0, 2, 3, 1])
-        v = heads_of(x, "value", [0, 2, 1, 3])
-        scores = g.op("Mul", [g.op("MatMul", [q, k], f"{path}/attention/self/MatMul"), scale],
-                      f"{path}/attention/self/Mul")
-        scores = g.op("Add", [scores, mask], f"{path}/attention/self/Add")
-        probs = g.op("Softmax", [scores], f"{path}/attention/self/Softmax", axis=-1)
-        ctx = g.op("MatMul", [probs, v], f"{path}/attention/self/MatMul_1")
-        ctx = g.op("Transpose", [ctx], f"{path}/attention/self/Transpose", perm=[0, 2, 1, 3])
-        ctx = g.op("Reshape", [ctx, merge], f"{path}/attention/self/Reshape")
-        a = g.op("Add", [g.linear(ctx, w, f"{p}.attention.output.dense"), x],
-                 f"{path}/attention/output/Add_1")
-        x = g.layer_norm(a, w, f"{p}.attention.output.LayerNorm", eps)
-        # exact (erf) GELU, the pattern onnxruntime fuses into one Gelu kernel
-        h = g.linear(x, w, f"{p}.intermediate.dense")
-        e = g.op("Erf", [g.op("Div", [h, sqrt2], f"{path}/intermediate/Div")],
-                 f"{path}/intermediate/Erf")
-        e = g.op("Add", [e, one], f"{path}/intermediate/Add_1")
-        h = g.op("Mul", [g.op("Mul", [h, e], f"{path}/intermediate/Mul"), half],
-                 f"{path}/intermediate/Mul_1")
-        o = g.op("Add", [g.linear(h, w, f"{p}.output.dense"), x], f"{path}/output/Add_1")
-        x = g.layer_norm(o, w, f"{p}.output.LayerNorm", eps)
-
-    g.nodes.append(helper.make_node("Identity", [x], ["last_hidden_state"], name="/Identity"))
-    output = helper.make_tensor_value_info("last_hidden_state", TensorProto.FLOAT,
-                                           ["batch", "sequence", hidden])
-    graph = helper.make_graph(g.nodes, "bert", inputs, [output], initializer=g.inits)
-    model = helper.make_model(graph, producer_name=BUILDER,
-                              opset_imports=[helper.make_opsetid("", opset)])
-    model.ir_version = min(model.ir_version, 8)  # readable by onnxruntime >= 1.14
-    onnx.checker.check_model(model)
-    onnx.save(model, str(out_path))
+        x = g.encoder_layer(x, w, i, mask, c, eps)
+    g.save(x, inputs, hidden, "bert", BUILDER, opset, out_path)
     return names
