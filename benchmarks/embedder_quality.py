@@ -15,7 +15,15 @@ On the same pairs, test parts only:
 Vectors are computed once per model and kept in ``--embedding-cache`` (a rerun reads
 files, not minutes of CPU).
 
-    .venv/bin/python benchmarks/embedder_quality.py --seeds 0 1 2 --pairs 1000
+``--verifier`` instead measures the shipped structural verifier (fitted on MiniLM
+cosines, seed 0's tuning parts) fed by each embedder: on seed 0's Quora test subsample
+(the same pairs, vectors from the cache) at its default point, and the must-not-hit
+test half replayed through a real ``Cache(type="faiss-semantic")`` (``through_cache``
+of benchmarks/verifier_eval.py: default, wide and strict points, the cosine alone at
+0.93).
+
+    .venv/bin/python benchmarks/embedder_quality.py --seeds 0 1 2 --pairs 1500
+    .venv/bin/python benchmarks/embedder_quality.py --seeds 0 1 2 --pairs 1500 --verifier
 """
 
 from __future__ import annotations
@@ -107,6 +115,47 @@ def latency(texts: list[str], repeats: int) -> dict[str, Any]:
     return out
 
 
+def verifier_report(subs: dict[int, Any], texts: list[str], cache_dir: str,
+                    out: Path) -> int:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from verifier_eval import through_cache
+
+    from semcache.verifiers.structural import StructuralVerifier
+
+    ver = StructuralVerifier()
+    fitted_seed = ver.info["fitted"]["seed"]
+    report: dict[str, Any] = {
+        "command": "benchmarks/embedder_quality.py --seeds "
+                   f"{' '.join(map(str, subs))} --pairs {len(next(iter(subs.values())))} "
+                   "--verifier",
+        "verifier": {"floor": ver.floor, "threshold": ver.threshold,
+                     "fitted_seed": fitted_seed}}
+    p = subs[fitted_seed]  # the only test part the shipped model never saw in fitting
+    for m in MODELS:
+        emb = OnnxEmbedder(m)
+        vecs = dict(zip(texts, embed_texts(emb, texts, cache_dir=cache_dir)))
+        cos = _cos(vecs, p.queries, p.candidates)
+        prob = ver.score_pairs(p.queries, p.candidates, cos)
+        y = p.labels == 1
+
+        def pr(served: np.ndarray, y: np.ndarray = y) -> dict[str, Any]:
+            return {"served": int(served.sum()), "right": int((served & y).sum()),
+                    "precision": _r((served & y).sum() / max(1, served.sum())),
+                    "recall": _r((served & y).sum() / max(1, y.sum()))}
+
+        report[m] = {
+            "quora_test_pairs": len(p), "quora_test_positives": int(y.sum()),
+            "quora_verifier_default": pr((cos >= ver.floor) & (prob >= ver.threshold)),
+            "quora_cosine_at_0.93": pr(cos >= 0.93),
+            "quora_verifier_roc_auc": _r(roc_auc(np.where(cos >= ver.floor, prob, 0.0),
+                                                 p.labels)),
+            "must_not_hit_test_through_cache": through_cache(OnnxEmbedder(m)),
+        }
+        print(m, json.dumps(report[m]), flush=True)
+    out.write_text(json.dumps(report, indent=1) + "\n")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -118,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
                     default=ROOT / "benchmarks" / "results" / "embedder_quality.json")
     ap.add_argument("--embedding-cache", default=str(ROOT / "benchmarks" / "results"
                                                      / ".embeddings"))
+    ap.add_argument("--verifier", action="store_true",
+                    help="the shipped verifier with each embedder (vectors from the cache)")
     args = ap.parse_args(argv)
     qqp = load_pairs(args.data / "qqp" / "pairs.jsonl.gz")
     subs = {s: group_split(qqp, seed=s).test.sample(args.pairs, seed=s) for s in args.seeds}
@@ -125,6 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     texts = sorted({t for p in subs.values() for t in (*p.queries, *p.candidates)}
                    | {t for r in mnh for t in (r["query"], r["candidate"])})
     print(f"{len(texts)} distinct texts", flush=True)
+    if args.verifier:
+        return verifier_report(subs, texts, args.embedding_cache,
+                               args.out.with_name("embedder_quality_verifier.json"))
 
     per_model: dict[str, Any] = {}
     for m in MODELS:
