@@ -34,17 +34,22 @@ from _bench_data import QQP, load_pairs, stats  # noqa: E402
 
 from semcache.embedders.onnx import OnnxEmbedder, ensure_onnx  # noqa: E402
 
-#: name -> (intra-op threads, spinning); None: plain onnxruntime defaults
-CONFIGS: dict[str, tuple[int, bool] | None] = {
-    "plain": None, "t2_nospin": (2, False), "t2_spin": (2, True), "t1": (1, False)}
+#: name -> (intra-op threads, spinning, stop spinning when the last run returns);
+#: None: plain onnxruntime defaults
+CONFIGS: dict[str, tuple[int, bool, bool] | None] = {
+    "plain": None, "t2_nospin": (2, False, False), "t2_spin": (2, True, False),
+    "t1": (1, False, False), "t2_spinstop": (2, True, True)}
+DEFAULT_CONFIGS = ["plain", "t2_nospin", "t2_spin", "t1"]
 
 
-def session(folder: Path, cfg: tuple[int, bool] | None) -> Any:
+def session(folder: Path, cfg: tuple[int, bool, bool] | None) -> Any:
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     if cfg is not None:
-        threads, spin = cfg
+        threads, spin, stop = cfg
+        if stop:  # spin between a run's parallel sections only, not after it returns
+            opts.add_session_config_entry("session.force_spinning_stop", "1")
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -61,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--block", type=int, default=20,
                     help="texts each config runs in a row before the next config")
-    ap.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    ap.add_argument("--configs", nargs="+", default=DEFAULT_CONFIGS, choices=list(CONFIGS))
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "ort_ab.json"))
     args = ap.parse_args(argv)
     from tokenizers import Tokenizer
