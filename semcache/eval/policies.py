@@ -1,7 +1,9 @@
 """Static thresholds against the verified policy on labeled query streams.
 
-``semcache eval replay PAIRS --target-error-rate 0.01 0.02 0.05`` (and
-``benchmarks/verified_replay.py``) build query streams from labeled pairs (paraphrase
+The in-sample comparison, kept for its results files
+(``semcache eval replay PAIRS --target-error-rate 0.01 0.02 0.05 --in-sample``,
+``benchmarks/verified_replay.py --in-sample``; the honest one, tuned and tested apart,
+is ``semcache.eval.split_replay``): build query streams from labeled pairs (paraphrase
 groups joined through shared questions, their labeled negatives, and hand-built
 order-sensitive and negation pairs: ``semcache.eval.streams``), replay each stream
 through real caches, one per static threshold of a sweep and one per target with the

@@ -1,6 +1,6 @@
 """Honest policy replays: everything chosen on a tuning part, every figure from a test part.
 
-``semcache eval replay PAIRS --target-error-rate ... --split`` (and
+``semcache eval replay PAIRS --target-error-rate ...`` (and
 ``benchmarks/verified_replay.py``) split the labeled pairs by question group
 (``semcache.eval.split.group_split``: connected components of the text graph, so no
 question is on both sides), build one query stream from each part (from the labeled
