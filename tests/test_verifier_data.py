@@ -85,6 +85,9 @@ def test_exported_trees_score_like_scikit_learn() -> None:
     X = np.concatenate([X, rng.choice(cuts, size=(2000, 6)).astype(np.float32)])
     want = model.predict_proba(X)[:, 1]
     assert np.abs(ens.predict_proba(X) - want).max() < 1e-9
+    # one row at a time (a lookup with one candidate) takes another path
+    one = np.concatenate([ens.predict_proba(X[i:i + 1]) for i in range(0, len(X), 37)])
+    assert np.abs(one - want[::37]).max() < 1e-9
     back = TreeEnsemble.from_json(json.loads(json.dumps(ens.to_json())))
     # leaf values are stored to 7 decimals: the file stays small, scores move < 1e-6
     assert np.abs(back.predict_proba(X) - want).max() < 1e-6

@@ -149,6 +149,7 @@ class Parsed:
     words: tuple[str, ...]  #: every lower-cased word, in order
     negated: frozenset[str]  #: the content word each negation governs (the next one)
     do_support: bool  #: a question word then "did"/"does"/"do": "Who did Napoleon defeat"
+    bases: dict[str, str]  #: word -> its positive form, where they differ ("cheaper": "cheap")
 
 
 def _word(token: str) -> tuple[str, int]:
@@ -214,7 +215,9 @@ def parse(text: str) -> Parsed:
         negated=frozenset(negated),
         # who acts on whom: "Who defeated Napoleon" asks for the subject, "Who did
         # Napoleon defeat" for the object; the content words are the same
-        do_support=any(a in _WH and b in _DO for a, b in zip(low, low[1:])))
+        do_support=any(a in _WH and b in _DO for a, b in zip(low, low[1:])),
+        # once per text, not once per pair: parsed texts are cached, pairs are not
+        bases={w: b for w in words if (b := _base_form(w)) != w})
 
 
 def _jaccard(a: frozenset, b: frozenset) -> float:
@@ -249,8 +252,8 @@ def _base_form(w: str) -> str:
 
 def _antonym(p: Parsed, q: Parsed) -> float:
     diff_p, diff_q = p.lowered - q.lowered, q.lowered - p.lowered
-    only_p = diff_p | {_base_form(w) for w in diff_p}
-    only_q = diff_q | {_base_form(w) for w in diff_q}
+    only_p = diff_p | {p.bases[w] for w in diff_p if w in p.bases}
+    only_q = diff_q | {q.bases[w] for w in diff_q if w in q.bases}
     only_p, only_q = only_p - only_q, only_q - only_p
     for w in only_p:
         opp = _ANTONYMS.get(w)

@@ -83,14 +83,18 @@ class TreeEnsemble:
         n = X.shape[0]
         flat_x = X.ravel()
         feature, threshold, child = self._feature, self._threshold, self._child
-        node = np.repeat(self._roots[:, None], n, axis=1)  # [trees, samples]
         if n == 1:
+            # one sample (a lookup with one candidate above the floor): every node's
+            # comparison at once (leaves compare against +inf), then two gathers a level
+            bits = flat_x[feature] > threshold
+            node = self._roots
             for _ in range(self.depth):
-                node = child[node] + (flat_x[feature[node]] > threshold[node])
-        else:
-            col = np.arange(n, dtype=np.int64) * X.shape[1]
-            for _ in range(self.depth):
-                node = child[node] + (flat_x[col + feature[node]] > threshold[node])
+                node = child[node] + bits[node]
+            return self.baseline + np.atleast_1d(self._value[node].sum())
+        node = np.repeat(self._roots[:, None], n, axis=1)  # [trees, samples]
+        col = np.arange(n, dtype=np.int64) * X.shape[1]
+        for _ in range(self.depth):
+            node = child[node] + (flat_x[col + feature[node]] > threshold[node])
         return self.baseline + self._value[node].sum(axis=0)
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
