@@ -39,7 +39,7 @@ from .._errors import InvalidRequestError
 from ..embedders.base import Embedder
 from ..policies._stats import wilson_interval
 from ._report import write_json
-from .replay import ReplayResult, replay_stream
+from .replay import ReplayResult, replay_stream, running_error
 from .streams import TRUTHS, Stream, build_stream, groups_from_pairs, order_sensitive_pairs
 
 __all__ = ["DEFAULT_TARGETS", "DEFAULT_THRESHOLDS", "PolicyComparison", "compare_policies"]
@@ -52,22 +52,6 @@ WARMUP = 0.2
 
 def _wilson(wrong: int, n: int) -> list[float]:
     return list(wilson_interval(wrong / n if n else 0.0, n))
-
-
-def _running_error(trace: Sequence[int], warmup: float) -> tuple[float, float]:
-    """After the warm-up share of the stream: the highest cumulative error rate, and
-    the highest lower end of its 95% interval (above the target only when the
-    cumulative error was *significantly* over it at some point)."""
-    t = np.asarray(trace)
-    judged = np.cumsum(t != 2)
-    wrong = np.cumsum(t == -1)
-    start = int(len(t) * warmup)
-    n = np.maximum(judged[start:], 1).astype(float)
-    p = wrong[start:] / n
-    if not p.size:
-        return 0.0, 0.0
-    low, _ = wilson_interval(p, n)
-    return float(p.max()), float(low.max())
 
 
 @dataclass
@@ -303,7 +287,7 @@ def compare_policies(
                                     similarity_threshold=floor), stream, name)
             d = r.as_dict()
             d["max_running_error_after_warmup"], d["max_running_error_low95_after_warmup"] \
-                = _running_error(r.trace, WARMUP)
+                = running_error(r.trace, WARMUP)
             d["policy_stats"] = policy.stats()
             out.runs.setdefault(name, []).append(d)
             out.traces.setdefault(name, []).append(r.trace)

@@ -60,6 +60,7 @@ __all__ = [
     "replay",
     "replay_pairs",
     "replay_stream",
+    "running_error",
 ]
 
 DEFAULT_MODEL = "gpt-4o-mini"
@@ -412,3 +413,22 @@ def replay_stream(cache: Cache, stream: Stream, name: str = "", model: str = "re
         if on_query is not None:
             on_query(i, res)
     return res
+
+
+def running_error(trace: Sequence[int], warmup: float) -> tuple[float, float]:
+    """After the warm-up share of a replayed stream's trace (-1 wrong, 2 not judged): the
+    highest cumulative error rate, and the highest lower end of its 95% interval (above
+    the target only when the cumulative error was *significantly* over it at some
+    point)."""
+    from ..policies._stats import wilson_interval
+
+    t = np.asarray(trace)
+    judged = np.cumsum(t != 2)
+    wrong = np.cumsum(t == -1)
+    start = int(len(t) * warmup)
+    n = np.maximum(judged[start:], 1).astype(float)
+    p = wrong[start:] / n
+    if not p.size:
+        return 0.0, 0.0
+    low, _ = wilson_interval(p, n)
+    return float(p.max()), float(low.max())

@@ -37,7 +37,7 @@ from ..embedders.base import Embedder
 from ..policies._stats import wilson_interval
 from ._data import Pairs
 from ._report import write_json
-from .replay import ReplayResult, replay_stream
+from .replay import ReplayResult, replay_stream, running_error
 from .split import group_split
 from .streams import TRUTHS, Stream, build_stream, groups_from_pairs, order_sensitive_pairs
 
@@ -70,22 +70,6 @@ def stream_texts(pairs: Pairs, *, min_group: int = 3, hard_pairs: bool = True) -
     if hard_pairs:
         texts += [q for pair in order_sensitive_pairs() for q in pair]
     return list(dict.fromkeys(texts))
-
-
-def running_error(trace: Sequence[int], warmup: float = WARMUP) -> tuple[float, float]:
-    """After the warm-up share of the stream: the highest cumulative error rate, and the
-    highest lower end of its 95% interval (above the target only when the cumulative
-    error was *significantly* over it at some point)."""
-    t = np.asarray(trace)
-    judged = np.cumsum(t != 2)
-    wrong = np.cumsum(t == -1)
-    start = int(len(t) * warmup)
-    n = np.maximum(judged[start:], 1).astype(float)
-    p = wrong[start:] / n
-    if not p.size:
-        return 0.0, 0.0
-    low, _ = wilson_interval(p, n)
-    return float(p.max()), float(low.max())
 
 
 class StaticSweep:
@@ -335,7 +319,7 @@ def compare_split(
             on_run(name, seed, r)
         d = r.as_dict()
         d["max_running_error_after_warmup"], d["max_running_error_low95_after_warmup"] \
-            = running_error(r.trace)
+            = running_error(r.trace, WARMUP)
         d["error_ci95"] = list(wilson_interval(r.error_rate, r.judged))
         d["policy_stats"] = policy.stats()
         return d
