@@ -11,6 +11,7 @@ against ``verifier=None``), with the shipped model, and the added cost of a sema
 is measured there.
 
     .venv/bin/python benchmarks/verifier_eval.py --seeds 0 1 2
+    .venv/bin/python benchmarks/verifier_eval.py --cross-encoder ~/.cache/semcache/cross-encoder
 """
 
 from __future__ import annotations
@@ -232,6 +233,58 @@ def llm_cost(embedder, n: int = 200) -> dict[str, Any]:
     return out
 
 
+def cross_encoder_eval(folder: Path, qqp, paws, cos, limit: int | None = None
+                       ) -> dict[str, Any]:
+    """A trained cross-encoder folder (scripts/train_cross_encoder.py) on the test parts
+    of the seed it was trained with: the same figures as the structural verifier's, at
+    its recorded default and strict points, and in hindsight. ``limit`` scores a random
+    subset of each test part (a CPU-bound run: 2 sequences per pair)."""
+    from semcache.verifiers.cross_encoder import CrossEncoderVerifier
+
+    v = CrossEncoderVerifier(folder)
+    seed = int(v.info["fitted"]["seed"])
+    qs, ps = group_split(qqp, seed=seed), group_split(paws, seed=seed)
+    rng = np.random.default_rng(seed)
+
+    def scored(part):
+        idx = np.arange(len(part))
+        if limit is not None and len(idx) > limit:
+            idx = np.sort(rng.choice(idx, limit, replace=False))
+        q = [part.queries[i] for i in idx]
+        c = [part.candidates[i] for i in idx]
+        return (np.asarray(cos(q, c), np.float32), v.score_pairs(q, c),
+                np.asarray(part.labels)[idx])
+
+    t = time.time()
+    qc, qp, y = scored(qs.test)
+    pc, pp, py = scored(ps.test)
+    rows = load_must_not_hit("test")
+    mc = np.asarray(cos([r["query"] for r in rows], [r["candidate"] for r in rows]))
+    mp = v.score_pairs([r["query"] for r in rows], [r["candidate"] for r in rows])
+    points = {"default": (v.floor, v.threshold)}
+    if "strict" in v.info:  # a --limit smoke run records no operating points
+        points["strict"] = (v.info["strict"]["floor"], v.info["strict"]["threshold"])
+    _, _, hind = choose_threshold(qp, y, qc >= points.get("strict", (0.0,))[0], TARGET)
+    return {
+        "folder": str(folder), "seed": seed, "fitted": v.info["fitted"],
+        "points": {k: {"floor": f, "threshold": th} for k, (f, th) in points.items()},
+        "quora_test_pairs": len(y), "paws_test_pairs": len(py),
+        "seconds": round(time.time() - t, 1),
+        "quora": {**{f"cross_encoder_{k}": _pr((qc >= f) & (qp >= th), y)
+                     for k, (f, th) in points.items()},
+                  "cosine_at_0.93": _pr(qc >= OLD_DEFAULT, y),
+                  "recall_at_p95_hindsight": _r(hind),
+                  "precision_at_recall_0.20_hindsight": _r(_p_at_r(qp, y, 0.20)),
+                  "precision_at_recall_0.30_hindsight": _r(_p_at_r(qp, y, 0.30)),
+                  "roc_auc": {"cross_encoder": _r(roc_auc(qp, y)),
+                              "cosine": _r(roc_auc(qc, y))}},
+        "paws": {"roc_auc": {"cross_encoder": _r(roc_auc(pp, py)),
+                             "cosine": _r(roc_auc(pc, py))}},
+        "must_not_hit_test": {f"cross_encoder_{k}": _mnh(rows, (mc >= f) & (mp >= th))
+                              for k, (f, th) in points.items()},
+    }
+
+
 def _summary(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
     def collect(d: Any, path: tuple[str, ...] = ()) -> dict[tuple[str, ...], list[float]]:
         out: dict[tuple[str, ...], list[float]] = {}
@@ -259,10 +312,26 @@ def main(argv: list[str] | None = None) -> int:
                     / "verifier_eval.json")
     ap.add_argument("--embedding-cache", default=str(ROOT / "benchmarks" / "results"
                                                      / ".embeddings"))
+    ap.add_argument("--cross-encoder", type=Path, default=None, metavar="FOLDER",
+                    help="evaluate a trained cross-encoder folder instead (on the test "
+                         "parts of its own seed); writes --out, default "
+                         "verifier_eval_cross_encoder.json")
+    ap.add_argument("--limit", type=int, default=None,
+                    help="with --cross-encoder: score at most this many pairs per part")
     args = ap.parse_args(argv)
     qqp, paws, texts = corpus(args.data)
     emb = get_embedder(None)
     cos = make_cosines(emb, texts, args.embedding_cache)
+    if args.cross_encoder is not None:
+        out = args.out if "--out" in (argv or sys.argv) else \
+            args.out.with_name("verifier_eval_cross_encoder.json")
+        report = cross_encoder_eval(args.cross_encoder, qqp, paws, cos, args.limit)
+        report["command"] = ("benchmarks/verifier_eval.py --cross-encoder "
+                             f"{args.cross_encoder}" + (f" --limit {args.limit}"
+                                                       if args.limit else ""))
+        out.write_text(json.dumps(report, indent=1) + "\n")
+        print(json.dumps(report, indent=1))
+        return 0
     per_seed = []
     for s in args.seeds:
         per_seed.append(one_seed(s, qqp, paws, cos))

@@ -98,3 +98,28 @@ def test_a_missing_or_broken_folder_says_how_to_make_one(tmp_path, trained,
     (broken / MODEL_DOC).write_text("[1]")
     with pytest.raises(ConfigError, match="not a cross-encoder"):
         CrossEncoderVerifier(broken)
+
+
+def test_the_evaluation_reports_a_folder_on_its_own_seed(trained) -> None:
+    """benchmarks/verifier_eval.py --cross-encoder: the folder's seed's test parts, its
+    recorded points, the hindsight figures (here on the small run's data)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import verifier_eval
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+        sys.path.remove(str(ROOT / "scripts"))
+    from semcache._registry import get_embedder
+    from semcache.eval.fitting import make_cosines
+
+    tmp = trained.parent  # the fixture's data and embedding cache sit beside the folder
+    qqp, paws, texts = verifier_eval.corpus(tmp / "data")
+    cos = make_cosines(get_embedder(None), texts, str(tmp / "emb"))
+    r = verifier_eval.cross_encoder_eval(trained, qqp, paws, cos, limit=40)
+    assert r["seed"] == 0 and 0 < r["quora_test_pairs"] <= 40
+    doc = json.loads((trained / MODEL_DOC).read_text())
+    assert r["points"]["default"] == {"floor": doc["floor"], "threshold": doc["threshold"]}
+    assert 0.0 <= r["quora"]["roc_auc"]["cross_encoder"] <= 1.0
+    mnh = r["must_not_hit_test"]["cross_encoder_default"]
+    assert mnh["must_not_hit"] == 134 and mnh["paraphrases"] == 134
