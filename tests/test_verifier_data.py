@@ -143,3 +143,28 @@ def test_the_must_not_hit_guard_counts_what_a_point_would_serve(rows, floor, thr
     for t, ok in zip(thresholds, got):
         served = (cosines >= floor) & (scores >= t)
         assert ok == (served.sum() <= rate * len(rows) and not (served & reversal).any())
+
+
+def test_a_weak_model_gets_a_default_point_and_a_recorded_missing_strict_one() -> None:
+    """operating_points on a scorer that cannot reach the precision ladder (a short
+    cross-encoder run): the strict point is recorded as not reached, with the reason,
+    and the default point is still chosen (it failed the whole fit before)."""
+    from semcache.eval.fitting import PairSet, operating_points
+
+    rng = np.random.default_rng(0)
+    n = 400
+    labels = rng.integers(0, 2, n).astype(np.int8)
+    cosines = rng.uniform(0.7, 1.0, n).astype(np.float32)
+    cal = PairSet([f"q{i}" for i in range(n)], [f"c{i}" for i in range(n)], labels,
+                  cosines, np.full(n, "qqp", dtype=object), np.full(n, "", dtype=object))
+    mnh = [{"query": "a", "candidate": "b", "label": 0, "kind": "reversal"}]
+
+    def noise(queries, candidates, cos):  # no better than chance
+        return np.random.default_rng(1).uniform(0, 1, len(queries))
+
+    def cos(queries, candidates):
+        return np.full(len(queries), 0.5, np.float32)
+
+    doc = operating_points(noise, cal, mnh, cos)
+    assert doc["strict"]["reached"] is False and "precision" in doc["strict"]["reason"]
+    assert 0.7 <= doc["floor"] <= 0.93 and 0.0 <= doc["threshold"] <= 1.0

@@ -288,8 +288,18 @@ def operating_points(score: Scorer, cal: PairSet, mnh_tune: Sequence[dict[str, A
     reversals."""
     cal_cos = cal.cosines
     cal_p = score(cal.queries, cal.candidates, cal_cos)
-    floor, thr, prec, rec, reached = _strict_point(cal_p, cal.labels, cal_cos,
-                                                   target_precision)
+    from .._errors import InvalidRequestError
+
+    try:
+        floor, thr, prec, rec, reached = _strict_point(cal_p, cal.labels, cal_cos,
+                                                       target_precision)
+        strict: dict[str, Any] = {
+            "floor": floor, "threshold": round(thr, 6), "target_precision": target_precision,
+            "precision_reached": reached, "precision": round(prec, 4),
+            "recall": round(rec, 4)}
+    except InvalidRequestError as exc:  # a weak model: recorded, not a failed fit
+        strict = {"reached": False, "target_precision": target_precision,
+                  "reason": str(exc)}
     w_floor, w_thr, w_prec, w_rec, base = _wide_point(cal_p, cal.labels, cal_cos,
                                                       cosine_default, fewer_wrong)
     neg = [r for r in mnh_tune if r["label"] == 0]
@@ -322,9 +332,7 @@ def operating_points(score: Scorer, cal: PairSet, mnh_tune: Sequence[dict[str, A
         "wide": {"floor": w_floor, "threshold": round(w_thr, 6), "fewer_wrong": fewer_wrong,
                  "precision": round(w_prec, 4), "recall": round(w_rec, 4)},
         # the strict operating point, for verifier_threshold= and similarity_threshold=
-        "strict": {"floor": floor, "threshold": round(thr, 6),
-                   "target_precision": target_precision, "precision_reached": reached,
-                   "precision": round(prec, 4), "recall": round(rec, 4)},
+        "strict": strict,
     }
 
 
