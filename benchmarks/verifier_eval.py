@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -241,7 +242,8 @@ def cross_encoder_eval(folder: Path, qqp, paws, cos, limit: int | None = None
     subset of each test part (a CPU-bound run: 2 sequences per pair)."""
     from semcache.verifiers.cross_encoder import CrossEncoderVerifier
 
-    v = CrossEncoderVerifier(folder)
+    # batch scoring: every core (a cache's lookups keep the default one thread)
+    v = CrossEncoderVerifier(folder, intra_op_threads=os.cpu_count() or 1)
     seed = int(v.info["fitted"]["seed"])
     qs, ps = group_split(qqp, seed=seed), group_split(paws, seed=seed)
     rng = np.random.default_rng(seed)

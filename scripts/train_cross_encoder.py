@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import random
 import shutil
 import sys
@@ -68,7 +69,7 @@ def _minilm_dir() -> Path:
 def _points_only(out: Path, cal, mnh_tune, cos) -> int:  # type: ignore[no-untyped-def]
     """Choose a trained folder's operating points again and rewrite its description."""
     doc = json.loads((out / MODEL_DOC).read_text())
-    verifier = CrossEncoderVerifier(out)
+    verifier = CrossEncoderVerifier(out, intra_op_threads=os.cpu_count() or 1)
 
     def score(queries, candidates, cosines):  # type: ignore[no-untyped-def]
         return verifier.score_pairs(queries, candidates)
@@ -211,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
                      for (a_, b_), v in zip(probe, probe_logits)]}
     (out / MODEL_DOC).write_text(json.dumps(doc))
 
-    verifier = CrossEncoderVerifier(out)
+    verifier = CrossEncoderVerifier(out, intra_op_threads=os.cpu_count() or 1)
 
     def score(queries, candidates, cosines):  # type: ignore[no-untyped-def]
         return verifier.score_pairs(queries, candidates)
