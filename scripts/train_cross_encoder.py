@@ -15,8 +15,10 @@ reports it on the test parts of the same seed.
 
 On the project's 2-core machine an epoch over the ~34k tuning pairs took 18.5 minutes
 idle (1,081 steps of 32 pairs, about 1 s a step; 4-5 s a step when the cores are busy);
-on one GPU, a few minutes. One epoch is not enough: see docs/verifier.md. The folder it writes (model.onnx, tokenizer.json,
-cross_encoder.json, the fine-tuned model.safetensors) is what
+on one GPU, a few minutes. One epoch is not enough: see docs/verifier.md.
+
+The folder it writes (model.onnx, tokenizer.json, cross_encoder.json, the fine-tuned
+model.safetensors) is what
 ``Cache(verifier="cross-encoder")`` (``$SEMCACHE_CROSS_ENCODER``) or
 ``Cache(verifier="<folder>")`` loads; at run time it needs onnxruntime and tokenizers,
 no torch.
