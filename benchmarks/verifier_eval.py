@@ -254,7 +254,8 @@ def cross_encoder_eval(folder: Path, qqp, paws, cos, limit: int | None = None
             idx = np.sort(rng.choice(idx, limit, replace=False))
         q = [part.queries[i] for i in idx]
         c = [part.candidates[i] for i in idx]
-        return (np.asarray(cos(q, c), np.float32), v.score_pairs(q, c),
+        qc = np.asarray(cos(q, c), np.float32)
+        return (qc, v.score_pairs(q, c, qc),
                 np.asarray(part.labels)[idx])
 
     t = time.time()
@@ -262,7 +263,7 @@ def cross_encoder_eval(folder: Path, qqp, paws, cos, limit: int | None = None
     pc, pp, py = scored(ps.test)
     rows = load_must_not_hit("test")
     mc = np.asarray(cos([r["query"] for r in rows], [r["candidate"] for r in rows]))
-    mp = v.score_pairs([r["query"] for r in rows], [r["candidate"] for r in rows])
+    mp = v.score_pairs([r["query"] for r in rows], [r["candidate"] for r in rows], mc)
     points = {"default": (v.floor, v.threshold)}
     if "floor" in v.info.get("strict", {}):  # a weak model may reach no strict point
         points["strict"] = (v.info["strict"]["floor"], v.info["strict"]["threshold"])

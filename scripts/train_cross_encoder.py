@@ -74,7 +74,7 @@ def _points_only(out: Path, cal, mnh_tune, cos) -> int:  # type: ignore[no-untyp
     verifier = CrossEncoderVerifier(out, intra_op_threads=os.cpu_count() or 1)
 
     def score(queries, candidates, cosines):  # type: ignore[no-untyped-def]
-        return verifier.score_pairs(queries, candidates)
+        return verifier.score_pairs(queries, candidates, cosines)
 
     doc.pop("points", None)
     doc.update(operating_points(score, cal, mnh_tune, cos))
@@ -95,7 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=float, default=3.0)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--max-length", type=int, default=64)
-    ap.add_argument("--lr", type=float, default=4e-5)
+    ap.add_argument("--lr", type=float, default=4e-5, help="the encoder's learning rate")
+    ap.add_argument("--head-lr", type=float, default=1e-3,
+                    help="the head's (a fresh linear unit and the cosine's weight)")
     ap.add_argument("--max-minutes", type=float, default=None,
                     help="stop training after this long (the schedule still follows --epochs)")
     ap.add_argument("--limit", type=int, default=None,
@@ -133,6 +135,19 @@ def main(argv: list[str] | None = None) -> int:
     pairs = [(fit.queries[i], fit.candidates[i]) for i in order]
     labels = torch.tensor(fit.labels[order], dtype=torch.float32)
     weights = torch.tensor([WEIGHTS[s] for s in fit.source[order]], dtype=torch.float32)
+    cosines = torch.tensor(fit.cosines[order], dtype=torch.float32)
+    # the head starts as a logistic fit on the cosine alone: the untrained model is as
+    # good as the embedding, and the encoder learns what to add (one CPU epoch from a
+    # random head had ended worse than the cosine: verifier_eval_cross_encoder.json)
+    from sklearn.linear_model import LogisticRegression
+
+    # on the Quora pairs, the questions a cache sees (the rule-made negatives sit at high
+    # cosines by construction and would flatten the fit)
+    natural = fit.source[order] == "qqp"
+    if natural.sum() < 10 or len(set(fit.labels[order][natural])) < 2:
+        natural = np.ones(len(order), bool)
+    start = LogisticRegression(C=100.0).fit(cosines.numpy()[natural, None],
+                                            labels.numpy()[natural])
 
     from tokenizers import Tokenizer
     from transformers import AutoModel
@@ -142,14 +157,21 @@ def main(argv: list[str] | None = None) -> int:
     tok.enable_padding()
     encoder = AutoModel.from_pretrained(str(model_dir), local_files_only=True).to(device)
     head = torch.nn.Linear(encoder.config.hidden_size, 1).to(device)
-    params = list(encoder.parameters()) + list(head.parameters())
-    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.fill_(float(start.intercept_[0]))
+    cos_weight = torch.nn.Parameter(torch.tensor(float(start.coef_[0, 0]), device=device))
+    head_params = [*head.parameters(), cos_weight]
+    params = list(encoder.parameters()) + head_params
+    opt = torch.optim.AdamW([{"params": list(encoder.parameters()), "lr": args.lr},
+                             {"params": head_params, "lr": args.head_lr,
+                              "weight_decay": 0.0}], weight_decay=0.01)
     steps = max(1, math.ceil(args.epochs * len(pairs) / args.batch_size))
     warmup = max(1, steps // 10)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min((s + 1) / warmup, max(0.0, (steps - s) / (steps - warmup + 1))))
 
-    def logits(batch: list[tuple[str, str]]) -> torch.Tensor:
+    def logits(batch: list[tuple[str, str]], cos: torch.Tensor) -> torch.Tensor:
         enc = tok.encode_batch(batch)
         ids = torch.tensor([e.ids for e in enc], device=device)
         mask = torch.tensor([e.attention_mask for e in enc], device=device)
@@ -158,20 +180,33 @@ def main(argv: list[str] | None = None) -> int:
                          token_type_ids=types).last_hidden_state
         m = mask.unsqueeze(-1).float()
         pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
-        return head(pooled).squeeze(-1)
+        return head(pooled).squeeze(-1) + cos_weight * cos.to(device)
+
+    # batches of similar length (padding is most of a random batch's cost on CPU): sort
+    # each run of 50 batches' worth of shuffled pairs by length, cut it into batches,
+    # shuffle the batches
+    n_tokens = [len(e.ids) for e in tok.encode_batch(pairs)]
+
+    def batches(rng: random.Random) -> list[list[int]]:
+        perm = list(range(len(pairs)))
+        rng.shuffle(perm)
+        span = 50 * args.batch_size
+        out = []
+        for s in range(0, len(perm), span):
+            run = sorted(perm[s:s + span], key=lambda i: n_tokens[i])
+            out += [run[j:j + args.batch_size] for j in range(0, len(run), args.batch_size)]
+        rng.shuffle(out)
+        return out
 
     rng = random.Random(args.seed)
     encoder.train()
     step, seen, stopped = 0, 0, False
     loss_sum = 0.0
     while step < steps and not stopped:
-        perm = list(range(len(pairs)))
-        rng.shuffle(perm)
-        for start in range(0, len(perm), args.batch_size):
-            idx = perm[start:start + args.batch_size]
+        for idx in batches(rng):
             # either order: the verifier scores both and averages, so train both
             batch = [pairs[i] if rng.random() < 0.5 else pairs[i][::-1] for i in idx]
-            z = logits(batch)
+            z = logits(batch, cosines[idx])
             loss = torch.nn.functional.binary_cross_entropy_with_logits(
                 z, labels[idx].to(device), weight=weights[idx].to(device))
             opt.zero_grad()
@@ -205,19 +240,21 @@ def main(argv: list[str] | None = None) -> int:
     b = float(head.bias.detach().cpu())
     # a few pairs scored by torch, for the exported folder to be checked against
     probe = pairs[:4] + [(b_, a_) for a_, b_ in pairs[:4]]
+    probe_cos = torch.cat([cosines[:4], cosines[:4]])
     with torch.no_grad():
-        probe_logits = [float(v) for v in logits(probe).cpu()]
-    doc = {"kind": "cross-encoder", "version": 1, "max_length": args.max_length,
-           "head": {"weight": [float(v) for v in w], "bias": b},
+        probe_logits = [float(v) for v in logits(probe, probe_cos).cpu()]
+    doc = {"kind": "cross-encoder", "version": 2, "max_length": args.max_length,
+           "head": {"weight": [float(v) for v in w], "bias": b,
+                    "cosine_weight": float(cos_weight.detach().cpu())},
            "floor": 0.0, "threshold": 0.5,
-           "probe": [{"first": a_, "second": b_, "logit": round(v, 5)}
-                     for (a_, b_), v in zip(probe, probe_logits)]}
+           "probe": [{"first": a_, "second": b_, "cosine": float(c_), "logit": round(v, 5)}
+                     for (a_, b_), c_, v in zip(probe, probe_cos.tolist(), probe_logits)]}
     (out / MODEL_DOC).write_text(json.dumps(doc))
 
     verifier = CrossEncoderVerifier(out, intra_op_threads=os.cpu_count() or 1)
 
     def score(queries, candidates, cosines):  # type: ignore[no-untyped-def]
-        return verifier.score_pairs(queries, candidates)
+        return verifier.score_pairs(queries, candidates, cosines)
 
     try:
         doc.update(operating_points(score, cal, mnh_tune, cos))
@@ -229,7 +266,10 @@ def main(argv: list[str] | None = None) -> int:
     doc["fitted"] = {
         "seed": args.seed, "pairs": len(pairs), "steps": step, "planned_steps": steps,
         "epochs": round(seen / max(1, len(pairs)), 3), "stopped_by_time": stopped,
-        "batch_size": args.batch_size, "lr": args.lr, "device": device,
+        "batch_size": args.batch_size, "lr": args.lr, "head_lr": args.head_lr,
+        "device": device,
+        "start_head": {"cosine_weight": float(start.coef_[0, 0]),
+                       "bias": float(start.intercept_[0])},
         "torch": torch.__version__, "minutes": round((time.time() - t0) / 60, 1),
         "start": str(model_dir.name), "weights": WEIGHTS,
         "command": "scripts/train_cross_encoder.py " + " ".join(argv or sys.argv[1:]),

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from semcache import Cache, ConfigError
+from semcache import Cache, ConfigError, InvalidRequestError
 from semcache.verifiers import resolve_verifier
 from semcache.verifiers.cross_encoder import MODEL_DOC, CrossEncoderVerifier
 
@@ -63,9 +63,21 @@ def test_the_exported_folder_scores_like_torch(trained) -> None:
     assert doc["kind"] == "cross-encoder" and doc["fitted"]["steps"] == 4
     v = CrossEncoderVerifier(trained)
     probe = doc["probe"]
-    got = v.logits([(p["first"], p["second"]) for p in probe])
+    cos = np.array([p["cosine"] for p in probe])
+    got = v.logits([(p["first"], p["second"]) for p in probe], cos)
     want = np.array([p["logit"] for p in probe])
     assert np.abs(got - want).max() < 1e-3, (got, want)
+    # the head reads the cosine, started from a logistic fit on it (more similar: more
+    # likely right), and a caller that forgets the cosines is told so, not scored at 0
+    wc = doc["head"]["cosine_weight"]
+    assert v.needs_cosines and wc > 0 and doc["fitted"]["start_head"]["cosine_weight"] > 0
+    pairs = [(p["first"], p["second"]) for p in probe]
+    moved = v.logits(pairs, cos + 0.1) - got
+    assert np.allclose(moved, 0.1 * wc, atol=1e-4)
+    with pytest.raises(InvalidRequestError, match="cosine"):
+        v.score_pairs([a for a, _ in pairs], [b for _, b in pairs])
+    with pytest.raises(InvalidRequestError, match="cosines for"):
+        v.score_pairs([a for a, _ in pairs], [b for _, b in pairs], cos[:2])
     # symmetric: both orders scored and averaged
     a, b = probe[0]["first"], probe[0]["second"]
     assert v.verify(a, [b], [0.9])[0] == pytest.approx(v.verify(b, [a], [0.9])[0])
