@@ -349,17 +349,23 @@ class Shard:
         return out
 
     def _propose_rows(self, q: np.ndarray, k: int, now: float, wide: bool) -> np.ndarray:
-        """Unexpired rows proposed by the IVF; asks for more while expired ones crowd the
-        live ones out, and falls back to every live row past a point (still correct)."""
+        """Unexpired rows proposed by the IVF or the int8 copy; asks for more while expired
+        ones crowd the live ones out, and falls back to every live row past a point.
+
+        The proposals are ranked by 8-bit codes, so the margin of ``max(4k, 32)`` rows
+        that the exact rescoring picks the top k from must be *live* rows: counted over
+        expired ones too, a context three-quarters expired had left ~8 live proposals
+        for k=5, and a live row ranked 5th exactly but 33rd by its codes was missed
+        (tests/indexes/test_faiss_scale.py found it)."""
         assert self.ivf is not None
-        want = max(4 * k, 32)
+        need = want = max(4 * k, 32)
         while True:
             ids = self.ivf.propose(q, want, wide)
             id_row = self.id_row
             rows = np.fromiter((id_row[i] for i in ids.tolist()), dtype=np.int64,
                                count=len(ids))
             rows = rows[self.expires[rows] > now]
-            if len(rows) >= k or len(ids) < want:  # enough, or the probed lists ran dry
+            if len(rows) >= need or len(ids) < want:  # enough, or the lists ran dry
                 return rows
             want *= 4
             if want > 4096:  # mostly expired around here: scan exactly

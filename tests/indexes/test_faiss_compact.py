@@ -9,15 +9,9 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from semcache.indexes.base import IndexEntry
 from semcache.indexes.faiss import COMPACT_THRESHOLD, FaissIndex
 from tests.contracts.vector_index import T0, unit
-
-
-def _entries(prefix: str, ctx: str, n: int, expires: np.ndarray | None = None
-             ) -> list[IndexEntry]:
-    return [IndexEntry(f"n:{prefix}{i}", ctx, "n", f"p{i}", T0,
-                       None if expires is None else float(expires[i])) for i in range(n)]
+from tests.indexes._random_writes import entries, random_writes
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -27,29 +21,7 @@ def test_compact_top_k_matches_brute_force(data, dim) -> None:
     writes the top-k keys and similarities are numpy's over the live rows."""
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
     idx = FaissIndex(dim, approx_threshold=None, compact_threshold=2)
-    model: dict[str, tuple[np.ndarray, str, float]] = {}
-    for _ in range(data.draw(st.integers(1, 6))):
-        op = data.draw(st.sampled_from(["add", "add", "delete", "move"]))
-        if op == "add":
-            n = data.draw(st.integers(1, 150))
-            names = rng.integers(0, 250, n)
-            vecs = unit(rng, n, dim)
-            exp = T0 + rng.integers(1, 100, n)
-            es = [IndexEntry(f"n:k{j}", "c", "n", f"p{j}", T0, float(x))
-                  for j, x in zip(names, exp)]
-            idx.add(es, vecs)
-            for e, v in zip(es, vecs):
-                model[e.key] = (v, "c", float(e.expires_at or 0))
-        elif op == "delete" and model:
-            doomed = list(rng.choice(sorted(model), size=min(len(model), 40), replace=False))
-            assert idx.delete(doomed) == len(doomed)
-            for k in doomed:
-                del model[k]
-        elif op == "move" and model:
-            k = min(model)
-            v, _, x = model[k]
-            idx.add([IndexEntry(k, "d", "n", "moved", T0, x)], v[None])
-            model[k] = (v, "d", x)
+    model = random_writes(data, rng, idx, dim, max_add=150, names=250, max_delete=40)
     if sum(c == "c" for _, c, _ in model.values()) >= 2:
         assert idx.compact_shards() >= 1
     now = T0 + data.draw(st.integers(0, 100))
@@ -70,10 +42,10 @@ def test_rows_the_codes_clip_are_still_found_exactly() -> None:
     dim = 384  # sentence-embedding-like: every component of the stored rows is small
     small = unit(rng, 500, dim)
     idx = FaissIndex(dim, approx_threshold=None, compact_threshold=100)
-    idx.add(_entries("e", "c", 500), small)
+    idx.add(entries("e", "c", 500), small)
     assert idx.compact_shards() == 1
     outliers = np.eye(dim, dtype=np.float32)[:8]  # one component at 1.0: clipped
-    idx.add(_entries("x", "c", 8), outliers)
+    idx.add(entries("x", "c", 8), outliers)
     for i, q in enumerate(outliers):
         (best,) = idx.search(q, "c", k=1)
         assert best.key == f"n:x{i}" and abs(best.similarity - 1.0) < 1e-6
@@ -88,11 +60,11 @@ def test_tiers_follow_the_shard_size_with_hysteresis() -> None:
     def tiers() -> tuple[int, int]:
         return idx.compact_shards(), idx.approximate_shards()
 
-    idx.add(_entries("e", "c", 99), x[:99])
+    idx.add(entries("e", "c", 99), x[:99])
     assert tiers() == (0, 0)  # exact scan
-    idx.add(_entries("e", "c", 100), x[:100])
+    idx.add(entries("e", "c", 100), x[:100])
     assert tiers() == (1, 0)  # the int8 copy from 100 rows
-    idx.add(_entries("e", "c", 500), x)
+    idx.add(entries("e", "c", 500), x)
     assert tiers() == (0, 1)  # the IVF from 400
     idx.delete([f"n:e{i}" for i in range(300, 500)])  # 300: above half of 400
     assert tiers() == (0, 1)
@@ -112,8 +84,8 @@ def test_default_threshold_applies_to_a_mid_sized_context_after_deletes() -> Non
     dim = 32
     idx = FaissIndex(dim)
     x = unit(rng, COMPACT_THRESHOLD, dim)
-    idx.add(_entries("e", "c", COMPACT_THRESHOLD), x)
-    idx.add(_entries("s", "small", 10), x[:10])
+    idx.add(entries("e", "c", COMPACT_THRESHOLD), x)
+    idx.add(entries("s", "small", 10), x[:10])
     assert (idx.compact_shards(), idx.approximate_shards()) == (1, 0)
     gone = rng.random(COMPACT_THRESHOLD) < 0.4  # rows move: swap-with-last
     idx.delete([f"n:e{i}" for i in np.nonzero(gone)[0]])

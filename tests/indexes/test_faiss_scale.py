@@ -10,11 +10,7 @@ from hypothesis import strategies as st
 from semcache.indexes.base import IndexEntry
 from semcache.indexes.faiss import FaissIndex
 from tests.contracts.vector_index import T0, unit
-
-
-def _entries(prefix: str, ctx: str, n: int, expires=None) -> list[IndexEntry]:
-    return [IndexEntry(f"n:{prefix}{i}", ctx, "n", f"p{i}", T0,
-                       None if expires is None else float(expires[i])) for i in range(n)]
+from tests.indexes._random_writes import entries, random_writes
 
 
 def clustered(rng: np.random.Generator, n: int, centres: np.ndarray) -> np.ndarray:
@@ -31,9 +27,9 @@ def test_small_context_among_many_finds_its_best_match() -> None:
     dim, big = 16, 100_000
     idx = FaissIndex(dim, approx_threshold=20_000)
     crowd = clustered(rng, big, unit(rng, 500, dim))
-    idx.add(_entries("big", "crowd", big), crowd)
+    idx.add(entries("big", "crowd", big), crowd)
     few = unit(rng, 3, dim)
-    idx.add(_entries("few", "small", 3), few)
+    idx.add(entries("few", "small", 3), few)
     assert idx.approximate_shards() == 1  # the crowd is approximate, the small one exact
     for q in unit(rng, 20, dim):
         (best,) = idx.search(q, "small", k=1)
@@ -49,7 +45,7 @@ def test_approximate_recall_at_20k_clustered() -> None:
     centres = unit(rng, 200, dim)
     x = clustered(rng, n, centres)
     idx = FaissIndex(dim)  # the default threshold: this shard just became approximate
-    idx.add(_entries("e", "c", n), x)
+    idx.add(entries("e", "c", n), x)
     assert idx.approximate_shards() == 1
     # queries near stored entries (paraphrases), and fresh ones from the same clusters
     picks = rng.integers(0, n, 300)
@@ -71,29 +67,7 @@ def test_approximate_shard_bookkeeping_matches_brute_force(data) -> None:
     rng = np.random.default_rng(seed)
     dim = 8
     idx = FaissIndex(dim, approx_threshold=40, nprobe=10_000)
-    model: dict[str, tuple[np.ndarray, str, float]] = {}
-    for _ in range(data.draw(st.integers(1, 6))):
-        op = data.draw(st.sampled_from(["add", "add", "delete", "move"]))
-        if op == "add":
-            n = data.draw(st.integers(1, 120))
-            names = rng.integers(0, 200, n)
-            vecs = unit(rng, n, dim)
-            exp = T0 + rng.integers(1, 100, n)
-            es = [IndexEntry(f"n:k{j}", "c", "n", f"p{j}", T0, float(x))
-                  for j, x in zip(names, exp)]
-            idx.add(es, vecs)
-            for e, v in zip(es, vecs):
-                model[e.key] = (v, "c", e.expires_at)
-        elif op == "delete" and model:
-            doomed = list(rng.choice(sorted(model), size=min(len(model), 30), replace=False))
-            assert idx.delete(doomed) == len(doomed)
-            for k in doomed:
-                del model[k]
-        elif op == "move" and model:
-            k = min(model)
-            v, _, x = model[k]
-            idx.add([IndexEntry(k, "d", "n", "moved", T0, x)], v[None])
-            model[k] = (v, "d", x)
+    model = random_writes(data, rng, idx, dim, max_add=120, names=200, max_delete=30)
     now = T0 + data.draw(st.integers(0, 100))
     for q in unit(rng, 5, dim):
         live = [(k, float(v @ q)) for k, (v, c, x) in model.items() if c == "c" and x > now]
@@ -121,7 +95,7 @@ def test_reprobe_finds_near_neighbours_in_unprobed_lists() -> None:
     for below in (None, 0.5):
         # 6 of ~283 lists (the layout has ~2 sqrt(n) lists since issue #25's 1M work)
         idx = FaissIndex(dim, nprobe=6, reprobe_below=below)
-        idx.add(_entries("e", "c", n), x)
+        idx.add(entries("e", "c", n), x)
         recall[below] = np.mean([idx.search(v, "c", k=1)[0].key == f"n:e{t}"
                                  for v, t in zip(q, truth)])
         idx.close()
@@ -142,7 +116,7 @@ def test_large_path_deletes_and_ttl_with_default_probing(seed, dropped, expired)
     x = clustered(rng, n, unit(rng, 60, dim))
     exp = np.where(rng.random(n) < expired, T0 + 10.0, T0 + 1e6)
     idx = FaissIndex(dim, approx_threshold=500)  # nlist ~ sqrt(n): 16 probed of ~55
-    idx.add(_entries("e", "c", n, expires=exp), x)
+    idx.add(entries("e", "c", n, expires=exp), x)
     assert idx.approximate_shards() == 1
     gone = rng.random(n) < dropped
     assert idx.delete([f"n:e{i}" for i in np.nonzero(gone)[0]]) == int(gone.sum())
@@ -161,4 +135,31 @@ def test_large_path_deletes_and_ttl_with_default_probing(seed, dropped, expired)
             assert abs(c.similarity - float(x[i] @ v)) < 1e-5
         found += bool(got) and got[0].key == f"n:e{int(np.argmax(sims))}"
     assert found / len(q) >= 0.97
+    idx.close()
+
+
+def test_expired_rows_do_not_eat_the_rescoring_margin() -> None:
+    """The case hypothesis found: four adds (replacements among them) into a shard forced
+    approximate, three-quarters of the rows expired at the search. The 8-bit codes rank
+    a live row that is 5th exactly past the 32 rows proposed; when those 32 held 5 live
+    rows the search stopped there and served the 6th instead. The margin the exact
+    rescoring picks from must be counted in live rows."""
+    rng = np.random.default_rng(651)
+    dim = 8
+    idx = FaissIndex(dim, approx_threshold=40, nprobe=10_000)
+    model: dict[str, tuple[np.ndarray, float]] = {}
+    for n in (97, 80, 1, 16):
+        names = rng.integers(0, 200, n)
+        vecs = unit(rng, n, dim)
+        exp = T0 + rng.integers(1, 100, n)
+        es = [IndexEntry(f"n:k{j}", "c", "n", f"p{j}", T0, float(x))
+              for j, x in zip(names, exp)]
+        idx.add(es, vecs)
+        model.update({e.key: (v, float(x)) for e, v, x in zip(es, vecs, exp)})
+    now = T0 + 74
+    for q in unit(rng, 5, dim):
+        live = sorted(((float(v @ q), k) for k, (v, x) in model.items() if x > now),
+                      reverse=True)[:5]
+        got = idx.search(q, "c", k=5, now=now)
+        assert [c.key for c in got] == [k for _, k in live]
     idx.close()
