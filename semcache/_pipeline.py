@@ -218,7 +218,7 @@ class Pipeline:
                          if not any(o.query == qd and not o.correct for o in c.observations)]
                 policy = req.policy = self._policy_for(req)
                 yield from self._learning.load_state(policy)
-                if self.verifier is not None and policy is self.policy:
+                if self.verifier is not None:
                     cands, rejected = yield from self._verify_flow(req, split.query, cands)
                     if rejected is not None:
                         decision, nearest = rejected

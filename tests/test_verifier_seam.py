@@ -117,6 +117,28 @@ def test_only_candidates_above_the_cosine_floor_are_scored(filled) -> None:
     assert meta["decision"] == "below_floor" and meta["verifier"] == "keyword"
 
 
+def test_a_per_request_error_target_still_asks_the_verifier(filled, monkeypatch) -> None:
+    """``cache={"target_error_rate": ...}`` on a static cache decides with a verified
+    policy; it must see the verifier's scores like the cache-wide one, or a reversal at
+    cosine 0.99 is judged on the cosine alone (it was: the verifier ran for the cache's
+    own policy only)."""
+    from semcache.policies.verified import VerifiedPolicy
+
+    v = KeywordVerifier(banned="Word document to")
+    c = filled(v)
+    seen = []
+    real = VerifiedPolicy.decide
+
+    def spy(self, query, candidates, threshold, **kw):  # type: ignore[no-untyped-def]
+        seen.extend(cand.score for cand in candidates)
+        return real(self, query, candidates, threshold, **kw)
+
+    monkeypatch.setattr(VerifiedPolicy, "decide", spy)
+    c.lookup_with_metadata(**_req(Q), cache={"target_error_rate": 0.05})
+    assert v.calls and v.calls[0][0] == Q
+    assert seen and None not in seen and pytest.approx(0.1) in seen
+
+
 @pytest.mark.parametrize("answer", [
     RuntimeError("model file vanished"),
     np.array([0.5]),                 # one score for two prompts
