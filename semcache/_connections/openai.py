@@ -9,20 +9,45 @@ through the ``openai`` SDK, and both need the same care with its pooled connecti
   own. The inherited ones are kept referenced, unclosed: closing (or collecting) them
   would shut connections the parent is still using;
 - an async client's connections belong to the loop that opened them: a second loop (one
-  ``asyncio.run`` after another) gets its own client.
+  ``asyncio.run`` after another) gets its own client, and the first is closed when its
+  loop shuts down (``asyncio.run`` finalises the loop's async generators; one such
+  generator per client closes it). It used to be kept, unclosed, for good: every
+  ``asyncio.run`` around a call left a client and its sockets behind.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import AsyncIterator
 from typing import Any
 
 __all__ = ["OpenAIClients"]
 
-#: clients no longer used but never closed: a forked child's inherited ones, and an
-#: async client replaced for another loop (closing it needs its own loop)
+#: clients no longer used but never closed: a forked child's inherited ones
 _RETIRED: list[Any] = []
+
+
+async def _closed_with_its_loop(client: Any) -> AsyncIterator[None]:
+    try:
+        yield
+    finally:
+        try:
+            await client.close()
+        except Exception:  # noqa: BLE001 - closing is best effort
+            pass
+
+
+def _close_with_loop(client: Any) -> AsyncIterator[None]:
+    """An async generator, started on the running loop, whose finalisation (the loop's
+    shutdown, or the generator being dropped while the loop runs) closes ``client``.
+    Keep it referenced while the client is in use."""
+    closer = _closed_with_its_loop(client)
+    try:  # run it to its first yield: the loop's first-iteration hook registers it
+        closer.__anext__().send(None)  # type: ignore[attr-defined]
+    except StopIteration:
+        pass
+    return closer
 
 
 class OpenAIClients:
@@ -34,12 +59,13 @@ class OpenAIClients:
         self._client: Any = None
         self._aclient: Any = None
         self._aloop: asyncio.AbstractEventLoop | None = None
+        self._acloser: AsyncIterator[None] | None = None
         self._pid = os.getpid()
 
     def _own(self) -> None:
         if self._pid != os.getpid():
             _RETIRED.extend(c for c in (self._client, self._aclient) if c is not None)
-            self._client = self._aclient = self._aloop = None
+            self._client = self._aclient = self._aloop = self._acloser = None
             self._pid = os.getpid()
 
     def sync(self) -> Any:
@@ -56,9 +82,9 @@ class OpenAIClients:
         if self._aclient is None or self._aloop is not loop:
             from openai import AsyncOpenAI
 
-            if self._aclient is not None:
-                _RETIRED.append(self._aclient)
+            # the replaced client, if any, is closed by its own loop's closer
             self._aclient, self._aloop = AsyncOpenAI(**self._kwargs), loop
+            self._acloser = _close_with_loop(self._aclient)
         return self._aclient
 
     def close(self) -> None:
@@ -69,4 +95,4 @@ class OpenAIClients:
     async def aclose(self) -> None:
         if self._aclient is not None:
             await self._aclient.close()
-            self._aclient = self._aloop = None
+            self._aclient = self._aloop = self._acloser = None
