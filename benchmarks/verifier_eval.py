@@ -311,8 +311,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--data", type=Path, default=DATA)
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results"
-                    / "verifier_eval.json")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="default: benchmarks/results/verifier_eval.json, or "
+                         "verifier_eval_cross_encoder.json with --cross-encoder")
     ap.add_argument("--embedding-cache", default=str(ROOT / "benchmarks" / "results"
                                                      / ".embeddings"))
     ap.add_argument("--cross-encoder", type=Path, default=None, metavar="FOLDER",
@@ -326,8 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     emb = get_embedder(None)
     cos = make_cosines(emb, texts, args.embedding_cache)
     if args.cross_encoder is not None:
-        out = args.out if "--out" in (argv or sys.argv) else \
-            args.out.with_name("verifier_eval_cross_encoder.json")
+        out = args.out or ROOT / "benchmarks" / "results" / "verifier_eval_cross_encoder.json"
         report = cross_encoder_eval(args.cross_encoder, qqp, paws, cos, args.limit)
         report["command"] = ("benchmarks/verifier_eval.py --cross-encoder "
                              f"{args.cross_encoder}" + (f" --limit {args.limit}"
@@ -348,11 +348,12 @@ def main(argv: list[str] | None = None) -> int:
         "semantic_hit_cost": hit_cost(emb),
         "llm_verifier_overhead": llm_cost(emb),
     }
-    args.out.write_text(json.dumps(report, indent=1) + "\n")
+    out = args.out or ROOT / "benchmarks" / "results" / "verifier_eval.json"
+    out.write_text(json.dumps(report, indent=1) + "\n")
     print(json.dumps({k: report[k] for k in ("shipped_model_through_cache",
                                             "semantic_hit_cost", "llm_verifier_overhead")},
                      indent=1))
-    print(f"wrote {args.out}")
+    print(f"wrote {out}")
     return 0
 
 
