@@ -13,9 +13,10 @@ reports it on the test parts of the same seed.
     .venv/bin/python scripts/train_cross_encoder.py --out ~/.cache/semcache/cross-encoder
     .venv/bin/python scripts/train_cross_encoder.py --epochs 1 --max-minutes 60  # a CPU budget
 
-On the project's 2-core machine an epoch over the ~34k tuning pairs took 18.5 minutes
-idle (1,081 steps of 32 pairs, about 1 s a step; 4-5 s a step when the cores are busy);
-on one GPU, a few minutes. One epoch is not enough: see docs/verifier.md.
+On the project's 2-core machine an epoch over the ~34k tuning pairs takes 18-26 minutes
+(1,081 steps of 32 pairs, 1.0-1.4 s a step; 4-5 s when the cores are busy); on one GPU,
+a few minutes. 2.65 epochs (68 minutes) still fell short of the structural verifier:
+see docs/verifier.md.
 
 The folder it writes (model.onnx, tokenizer.json, cross_encoder.json, the fine-tuned
 model.safetensors) is what
