@@ -86,7 +86,7 @@ class ProxyApp:
         self._rr = {name: itertools.cycle(deps) for name, deps in config.deployments.items()}
         # clients by the SHA-256 of their key: a request's key is found with one dict
         # lookup instead of a constant-time comparison with every key (a proxy with
-        # thousands of keys paid thousands per request); looking up a digest tells a
+        # thousands of keys made thousands per request); looking up a digest tells a
         # timing attacker nothing about the key itself
         self._keys = {hashlib.sha256(k.key.encode()).digest(): k for k in config.keys}
         self._master = config.master_key.encode() if config.master_key else None
