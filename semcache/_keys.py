@@ -72,7 +72,8 @@ SEMANTIC_CALL_TYPES = frozenset(
     {"completion", "acompletion", "text_completion", "atext_completion"}
 )
 
-_NAMESPACE_RE = re.compile(r"^[A-Za-z0-9_.@/+=-]{1,200}$")
+#: fullmatch, never match + "$": "$" also matches before a trailing "\n"
+_NAMESPACE_RE = re.compile(r"[A-Za-z0-9_.@/+=-]{1,200}")
 _OPTS = orjson.OPT_SORT_KEYS
 _QUERY = {"$query": KEY_VERSION}  # what replaces the query text in the context value
 
@@ -80,7 +81,7 @@ _QUERY = {"$query": KEY_VERSION}  # what replaces the query text in the context 
 def validate_namespace(namespace: object, parameter: str = "namespace") -> str:
     from ._errors import ConfigError
 
-    if not isinstance(namespace, str) or not _NAMESPACE_RE.match(namespace):
+    if not isinstance(namespace, str) or not _NAMESPACE_RE.fullmatch(namespace):
         raise ConfigError(
             f"{parameter} must be 1-200 characters of letters, digits and _.@/+=- "
             f"(no ':' or glob characters, which would blur namespace boundaries); "

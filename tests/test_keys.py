@@ -207,3 +207,36 @@ def test_every_generated_request_keys_or_fails_clearly(msgs, p):
     except InvalidRequestError:
         return
     assert k.startswith("ns:") and len(k) == 3 + 64
+
+
+# ------------------------------------------------------------------ namespaces
+_NS_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.@/+=-"
+
+
+@given(st.text(max_size=210) | st.text(st.sampled_from(_NS_CHARS + "\n\r\t :*?[]\\\x00é"),
+                                         max_size=210))
+def test_validate_namespace_accepts_exactly_its_alphabet(ns):
+    from semcache import ConfigError
+    from semcache._keys import validate_namespace
+
+    ok = 1 <= len(ns) <= 200 and all(c in _NS_CHARS for c in ns)
+    if ok:
+        assert validate_namespace(ns) == ns
+    else:
+        with pytest.raises(ConfigError):
+            validate_namespace(ns)
+
+
+@pytest.mark.parametrize("ns", ["a\n", "team-a\n", "a" * 200 + "\n"])
+def test_a_namespace_with_a_trailing_newline_is_refused(ns):
+    # re.match with "$" accepts one trailing "\n": a control character in a namespace
+    from semcache import Cache, ConfigError
+    from semcache._config import Controls
+    from semcache._keys import validate_namespace
+
+    with pytest.raises(ConfigError):
+        validate_namespace(ns)
+    with pytest.raises(ConfigError):
+        Controls.parse({"namespace": ns})
+    with pytest.raises(ConfigError):
+        Cache(type="local", namespace=ns)
