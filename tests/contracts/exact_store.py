@@ -102,6 +102,56 @@ class ExactStoreContract:
         store.delete([f"{ns}a:k"])
         assert store.get(f"{ns}b:k") == b"B"
 
+    #: namespaces validate_namespace accepts, each a near miss of the others: a string
+    #: prefix, a case change, every punctuation character it allows (a backend that
+    #: treats "." "/" "+" "=" "@" specially, or folds case, would merge two of them)
+    ODD_NAMESPACES = ("a", "A", "ab", "a.b", "a/b", "a+b", "a=b", "a@b", "a-b", "a_b",
+                      ".", "..", "../a", "/", "//a", "a/", "a/.", "a2F")
+
+    def test_odd_namespaces_are_isolated(self, store: ExactStore, ns: str) -> None:
+        from semcache._keys import validate_namespace
+
+        names = [ns + n for n in self.ODD_NAMESPACES]
+        for n in names:
+            validate_namespace(n)
+            store.set(f"{n}:k", n.encode())
+            store.set(f"{n}:k2", b"2")
+        try:
+            for n in names:
+                assert store.get(f"{n}:k") == n.encode(), n
+            for i, n in enumerate(names):
+                assert store.clear(n) == 2, n
+                assert store.get(f"{n}:k") is None, n
+                for m in names[i + 1:]:
+                    assert store.get(f"{m}:k") == m.encode(), (n, m)
+        finally:
+            for n in names:
+                store.clear(n)
+
+    #: custom keys (cache_key=) are free text after the namespace: glob and path
+    #: characters there must stay inside the entry's own name
+    ODD_KEYS = ("*", "?", "[a]", "\\", "..", "../../x", "a/../b", "x*", "%2A", " sp ",
+                "tab\tnl\n", "\x00nul", "é", "{tag}|@-:,.<>")
+
+    def test_odd_custom_keys(self, store: ExactStore, ns: str) -> None:
+        other = ns + "o"
+        store.set(f"{other}:*", b"theirs")
+        store.set(f"{other}:x", b"theirs")
+        keys = [f"{ns}:{k}" for k in self.ODD_KEYS]
+        for k in keys:
+            store.set(k, k.encode())
+        try:
+            for k in keys:
+                assert store.get(k) == k.encode(), k
+            assert store.delete([f"{ns}:*"]) == 1
+            assert store.get(f"{ns}:x*") == f"{ns}:x*".encode()
+            assert store.clear(ns) == len(keys) - 1
+            assert store.get(f"{other}:*") == b"theirs"
+            assert store.get(f"{other}:x") == b"theirs"
+        finally:
+            store.clear(ns)
+            store.clear(other)
+
     def test_large_value(self, store: ExactStore, ns: str) -> None:
         big = bytes(range(256)) * 3000  # 768 KB, every byte value
         store.set(f"{ns}:big", big)

@@ -191,6 +191,28 @@ class VectorIndexContract:
         assert {c.key for c in index.search(v[2], f"{other}/A")} == {f"{other}:a", f"{other}:b"}
         index.clear(other)
 
+    def test_odd_namespaces_are_isolated(self, index: VectorIndex, ns, rng) -> None:
+        # every punctuation validate_namespace allows, a case change and a string
+        # prefix: clear and count of one never reach another
+        from tests.contracts.exact_store import ExactStoreContract
+
+        names = [ns + n for n in ExactStoreContract.ODD_NAMESPACES]
+        v = unit(rng, len(names), self.dim)
+        index.add([self.entry(n, "k", ctx="C") for n in names], v)
+        try:
+            for i, n in enumerate(names):
+                assert index.count(n) == 1, n
+                assert [c.key for c in index.search(v[i], f"{n}/C", k=5)] == [f"{n}:k"]
+            for i, n in enumerate(names):
+                assert index.clear(n) == 1, n
+                assert index.count(n) == 0, n
+                for j, m in enumerate(names[i + 1:], i + 1):
+                    assert index.count(m) == 1, (n, m)
+                    assert [c.key for c in index.search(v[j], f"{m}/C")] == [f"{m}:k"]
+        finally:
+            for n in names:
+                index.clear(n)
+
     def test_count(self, index: VectorIndex, ns, rng) -> None:
         before = index.count()
         index.add([self.entry(ns, f"k{i}", ctx=str(i % 2)) for i in range(5)],
