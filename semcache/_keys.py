@@ -32,6 +32,7 @@ from ._errors import InvalidRequestError
 __all__ = [
     "CONTENT_PARAMS",
     "KEY_VERSION",
+    "RESERVED_MARK",
     "TRANSPORT_PARAMS",
     "KeyParams",
     "custom_key",
@@ -44,6 +45,11 @@ __all__ = [
 ]
 
 KEY_VERSION = 1
+
+#: in the keys semcache writes for itself inside a namespace ("<ns>:__semcache_policy_
+#: state__", "<key>:__semcache_flight__", "<ns>:__semcache_ping__"); a cache_key may not
+#: contain it, or a caller could read, overwrite or plant them
+RESERVED_MARK = "__semcache_"
 
 #: parameters that never change the answer, so never change the key
 TRANSPORT_PARAMS = frozenset(
@@ -230,6 +236,10 @@ def exact_key(namespace: str, call_type: str, kwargs: Mapping[str, Any]) -> str:
     if custom is not None:
         if not isinstance(custom, str) or not custom:
             raise InvalidRequestError("cache_key must be a non-empty str")
+        if RESERVED_MARK in custom:
+            raise InvalidRequestError(
+                f"cache_key may not contain {RESERVED_MARK!r}: keys with it are semcache's "
+                "own (learned policy state, single-flight locks, health probes)")
         # a key get_cache_key returned is already namespaced: LiteLLM's
         # add_cache(result, cache_key=cache.get_cache_key(**request)) must name the
         # request's own entry, not a second one under "ns:ns:..."

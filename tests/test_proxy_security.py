@@ -153,6 +153,18 @@ def test_a_client_cannot_plant_an_answer_under_another_requests_key(proxies, lit
     assert r.headers["x-semcache-key"] == "team-a:faq-1" and content(r)
 
 
+@pytest.mark.parametrize("key", ["__semcache_policy_state__", "team-a:__semcache_ping__",
+                                 "faq-1:__semcache_flight__"])
+def test_a_cache_key_cannot_name_semcaches_own_keys(proxies, lite, key):
+    # the learned policy's state, the health probe and single-flight locks live in the
+    # namespace too: a granted key must not read, overwrite or plant them
+    proxy = start(proxies, lite)
+    r = post(proxy, GRANTED, {"model": "lite", "messages": ask("hi"), "cache_key": key})
+    refused(r, 400, "cache_key")
+    assert "__semcache_" in r.json()["error"]["message"]
+    assert lite.calls["lite"] == 0
+
+
 # ---------------------------------------------------------------------- 2. caching_group
 def test_caching_group_in_the_body_cannot_read_another_models_entries(proxies, fake, lite):
     proxy = start(proxies, lite)

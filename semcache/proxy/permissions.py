@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._config import _CONTROL_NAMES
-from .._keys import TRANSPORT_PARAMS
+from .._keys import RESERVED_MARK, TRANSPORT_PARAMS
 from .config import ALL_CONTROLS, DEFAULT_CONTROLS
 from .replies import Reply
 
@@ -108,6 +108,9 @@ def take_owned(body: dict[str, Any], who: Principal) -> Owned:
             if not isinstance(key, str) or not _CACHE_KEY.fullmatch(key):
                 raise Reply(400, "'cache_key' must be 1-256 printable ASCII characters "
                             "without spaces", param="cache_key")
+            if RESERVED_MARK in key:
+                raise Reply(400, f"'cache_key' may not contain {RESERVED_MARK!r}: keys with "
+                            "it are semcache's own", param="cache_key")
             if _COMPUTED_KEY.search(key):
                 # it could only name an ordinary request's entry: planting, not caching
                 raise Reply(400, "'cache_key' may not have the form of a computed key "
