@@ -8,9 +8,11 @@ suite's test half. The cosine is reported at the old default (0.93), at a thresh
 chosen on the same tuning part for precision >= 0.95, and in hindsight on the test part.
 The suite's test half is also replayed through a real ``Cache`` (default configuration
 against ``verifier=None``), with the shipped model, and the added cost of a semantic hit
-is measured there.
+is measured there. ``--holdout`` reports on ``must_not_hit_holdout.jsonl`` instead, the
+set written after the verifier was settled (semcache/data/README.md).
 
     .venv/bin/python benchmarks/verifier_eval.py --seeds 0 1 2
+    .venv/bin/python benchmarks/verifier_eval.py --holdout --seeds 0 1 2  # unseen set only
     .venv/bin/python benchmarks/verifier_eval.py --cross-encoder ~/.cache/semcache/cross-encoder
 """
 
@@ -79,23 +81,28 @@ def _mnh(rows: list[dict[str, Any]], served: np.ndarray) -> dict[str, Any]:
             "paraphrases_served_rate": _r((served & ~neg).sum() / max(1, (~neg).sum()))}
 
 
-def one_seed(seed: int, qqp, paws, cos) -> dict[str, Any]:
+def fit_seed(seed: int, qqp, paws, cos) -> tuple[Any, Any, dict[str, Any], Any, Any]:
+    """Seed ``seed``'s split, the verifier fitted on its tuning parts, that verifier's
+    operating points and a ``score(queries, candidates) -> (cosines, probabilities)``."""
     qs, ps = group_split(qqp, seed=seed), group_split(paws, seed=seed)
-    t = time.time()
     doc = train(qs.tune, ps.tune, load_must_not_hit("tune"), cos, seed=seed)
     ens = TreeEnsemble.from_json(doc["model"])
-    floor, thr = doc["floor"], doc["threshold"]
+    points = {k: (doc[k]["floor"], doc[k]["threshold"]) for k in ("wide", "strict", "veto")}
+    points = {"default": (doc["floor"], doc["threshold"]), **points}
 
     def score(queries, candidates):
         c = np.asarray(cos(queries, candidates), np.float32)
         return c, ens.predict_proba(pair_features(queries, candidates, c))
 
+    return qs, ps, doc, points, score
+
+
+def one_seed(seed: int, qqp, paws, cos) -> dict[str, Any]:
+    t = time.time()
+    qs, ps, doc, points, score = fit_seed(seed, qqp, paws, cos)
     qc, qp = score(qs.test.queries, qs.test.candidates)
     y = qs.test.labels
     strict = doc["strict"]
-    points = {"default": (floor, thr), "wide": (doc["wide"]["floor"], doc["wide"]["threshold"]),
-              "strict": (strict["floor"], strict["threshold"]),
-              "veto": (doc["veto"]["floor"], doc["veto"]["threshold"])}
     tune_cos = np.asarray(cos(qs.tune.queries, qs.tune.candidates))
     cos_tuned = choose_threshold(tune_cos, qs.tune.labels, np.ones(len(tune_cos), bool),
                                  TARGET)[0]
@@ -131,11 +138,11 @@ def one_seed(seed: int, qqp, paws, cos) -> dict[str, Any]:
     }
 
 
-def through_cache(embedder) -> dict[str, Any]:
-    """The suite's test half through a real Cache: every base prompt stored with its own
+def through_cache(embedder, half: str = "test") -> dict[str, Any]:
+    """The suite's ``half`` through a real Cache: every base prompt stored with its own
     answer, every variant looked up; a must-not-hit variant served anything is wrong, a
     paraphrase is right only when served its own prompt's answer."""
-    rows = load_must_not_hit("test")
+    rows = load_must_not_hit(half)
     out: dict[str, Any] = {}
     info = StructuralVerifier().info
     points = {k: {"similarity_threshold": info[k]["floor"],
@@ -288,6 +295,34 @@ def cross_encoder_eval(folder: Path, qqp, paws, cos, limit: int | None = None
     }
 
 
+def holdout_eval(seeds: list[int], qqp, paws, cos, emb) -> dict[str, Any]:
+    """The must-not-hit holdout (``must_not_hit_holdout.jsonl``, written after the
+    verifier's features and points were settled, never fitted or tuned on): the verifier
+    refitted on each seed's tuning parts at each of its points, the cosine at the old
+    default, and the shipped model through a real Cache."""
+    rows = load_must_not_hit("holdout")
+    q, c = [r["query"] for r in rows], [r["candidate"] for r in rows]
+    per_seed = []
+    for seed in seeds:
+        t = time.time()
+        _, _, _, points, score = fit_seed(seed, qqp, paws, cos)
+        mc, mp = score(q, c)
+        per_seed.append({
+            "seed": seed, "fit_seconds": round(time.time() - t, 1),
+            "points": {k: {"floor": f, "threshold": th} for k, (f, th) in points.items()},
+            "must_not_hit_holdout": {
+                **{f"verifier_{k}": _mnh(rows, (mc >= f) & (mp >= th))
+                   for k, (f, th) in points.items()},
+                "cosine_at_0.93": _mnh(rows, mc >= OLD_DEFAULT)}})
+        print(json.dumps(per_seed[-1]), flush=True)
+    kinds: dict[str, int] = {}
+    for r in rows:
+        kinds[r["kind"]] = kinds.get(r["kind"], 0) + 1
+    return {"pairs": len(rows), "groups": len({r["group"] for r in rows}), "kinds": kinds,
+            "summary": _summary(per_seed), "per_seed": per_seed,
+            "shipped_model_through_cache": through_cache(emb, "holdout")}
+
+
 def _summary(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
     def collect(d: Any, path: tuple[str, ...] = ()) -> dict[tuple[str, ...], list[float]]:
         out: dict[tuple[str, ...], list[float]] = {}
@@ -320,6 +355,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="evaluate a trained cross-encoder folder instead (on the test "
                          "parts of its own seed); writes --out, default "
                          "verifier_eval_cross_encoder.json")
+    ap.add_argument("--holdout", action="store_true",
+                    help="only the must-not-hit holdout (per seed and through a Cache); "
+                         "writes --out, default verifier_eval_holdout.json")
     ap.add_argument("--limit", type=int, default=None,
                     help="with --cross-encoder: score at most this many pairs per part")
     args = ap.parse_args(argv)
@@ -334,6 +372,15 @@ def main(argv: list[str] | None = None) -> int:
                                                        if args.limit else ""))
         out.write_text(json.dumps(report, indent=1) + "\n")
         print(json.dumps(report, indent=1))
+        return 0
+    if args.holdout:
+        out = args.out or ROOT / "benchmarks" / "results" / "verifier_eval_holdout.json"
+        report = {"command": "benchmarks/verifier_eval.py --holdout --seeds "
+                             + " ".join(map(str, args.seeds)),
+                  "embedder": emb.model_id, **holdout_eval(args.seeds, qqp, paws, cos, emb)}
+        out.write_text(json.dumps(report, indent=1) + "\n")
+        print(json.dumps(report["shipped_model_through_cache"], indent=1))
+        print(f"wrote {out}")
         return 0
     per_seed = []
     for s in args.seeds:

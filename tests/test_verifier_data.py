@@ -70,6 +70,28 @@ def test_must_not_hit_suite_is_well_formed_and_split_by_prompt() -> None:
     assert len({(r["query"], r["candidate"]) for r in rows}) == len(rows)
 
 
+def test_the_holdout_is_well_formed_and_disjoint_from_everything_fitted_on() -> None:
+    """The unseen set: its own file, never part of the suite that fitting reads, no
+    string shared with the suite, the suite's shape (issue 20)."""
+    from semcache.eval.fitting import load_must_not_hit
+
+    rows = load_must_not_hit("holdout")
+    kinds = Counter(r["kind"] for r in rows)
+    assert sum(v for k, v in kinds.items() if k != "paraphrase") >= 140
+    assert kinds["paraphrase"] >= sum(v for k, v in kinds.items() if k != "paraphrase")
+    for k in ("reversal", "antonym", "negation", "number", "unit", "entity", "topic"):
+        assert kinds[k] >= 10, k
+    assert all(r["half"] == "holdout" for r in rows)
+    assert all((r["label"] == 1) == (r["kind"] == "paraphrase") for r in rows)
+    assert len({(r["query"], r["candidate"]) for r in rows}) == len(rows)
+    for g in {r["group"] for r in rows}:  # one base prompt per group
+        assert len({r["query"] for r in rows if r["group"] == g}) == 1
+    suite = load_must_not_hit()
+    assert not any(r["half"] == "holdout" for r in suite)
+    seen = {t for r in suite for t in (r["query"], r["candidate"])}
+    assert not seen & {t for r in rows for t in (r["query"], r["candidate"])}
+
+
 def test_exported_trees_score_like_scikit_learn() -> None:
     from sklearn.ensemble import HistGradientBoostingClassifier
 

@@ -65,8 +65,12 @@ class PairSet:
 
 
 def load_must_not_hit(half: str | None = None) -> list[dict[str, Any]]:
-    """The must-not-hit suite shipped in ``semcache/data`` (``half``: tune / test)."""
-    text = (resources.files("semcache") / "data" / "must_not_hit.jsonl").read_text()
+    """The must-not-hit suite shipped in ``semcache/data`` (``half``: tune / test; None:
+    both). ``"holdout"`` is the separate file written after the verifier's development
+    (``must_not_hit_holdout.jsonl``): reported on, never fitted or tuned on, and not
+    part of ``None``."""
+    name = "must_not_hit_holdout.jsonl" if half == "holdout" else "must_not_hit.jsonl"
+    text = (resources.files("semcache") / "data" / name).read_text()
     rows = [json.loads(line) for line in text.splitlines() if line.strip()]
     return [r for r in rows if half is None or r["half"] == half]
 
