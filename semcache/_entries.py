@@ -45,7 +45,15 @@ class Observation:
 
     @classmethod
     def from_json(cls, v: list[object]) -> Observation:
-        return cls(float(v[0]), bool(v[1]), v[2] if len(v) > 2 else None)  # type: ignore
+        """As ``to_json`` wrote it; anything else another writer stored raises
+        TypeError or ValueError (the index skips that observation's record)."""
+        if not isinstance(v, list) or not 2 <= len(v) <= 3:
+            raise TypeError(f"an observation is a list of 2 or 3, not {str(v)[:40]}")
+        sim, query = v[0], v[2] if len(v) > 2 else None
+        if isinstance(sim, bool) or not isinstance(sim, (int, float)) \
+                or not -1.5 <= sim <= 1.5 or not isinstance(query, (str, type(None))):
+            raise ValueError(f"malformed observation {str(v)[:60]}")
+        return cls(float(sim), bool(v[1]), query)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,12 +100,29 @@ class RecordCodec:
         if not isinstance(d, dict) or d.get("v") != RECORD_VERSION:
             raise IntegrityError("stored value is not a semcache record of this version")
         try:
-            rec = Record(key=d["key"], value=d["value"], created_at=float(d["created_at"]),
-                         expires_at=None if d["expires_at"] is None else float(d["expires_at"]),
+            rec = Record(key=d["key"], value=d["value"], created_at=_time(d["created_at"]),
+                         expires_at=None if d["expires_at"] is None else _time(d["expires_at"]),
                          call_type=d["call_type"], prompt=d.get("prompt"),
                          context=d.get("context"), kind=d.get("kind"))
-        except (KeyError, TypeError, ValueError, OverflowError) as exc:
-            raise IntegrityError(f"stored record is malformed: {exc!r}") from exc
+        except KeyError as exc:
+            raise IntegrityError(f"stored record is malformed: no {exc}") from exc
         if not isinstance(rec.key, str) or not isinstance(rec.call_type, str):
             raise IntegrityError("stored record is malformed: key/call_type")
+        # the encoder writes str or null here; anything else (a list as ``kind``) would
+        # raise later, far from the read, when the hit is rebuilt or shown
+        for name in ("prompt", "context", "kind"):
+            if not isinstance(getattr(rec, name), (str, type(None))):
+                raise IntegrityError(f"stored record is malformed: {name} is not a string")
         return rec
+
+
+def _time(v: Any) -> float:
+    """A stored unix time: the encoder writes a finite JSON number, never a string (a
+    ``"nan"`` expiry would make an entry that never expires) nor a bool."""
+    try:
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+            return float(v)
+    except OverflowError:  # an int too large for a float
+        pass
+    raise IntegrityError(f"stored record is malformed: time {str(v)[:40]} is not a finite "
+                         "number")

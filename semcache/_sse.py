@@ -23,6 +23,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from ._errors import IntegrityError
+
 __all__ = ["REPLAY_PIECES", "SSEReader", "StreamAssembler", "replay_events"]
 
 _PIECE = re.compile(r"\S+\s*|\s+")
@@ -180,7 +182,18 @@ def _content_chunks(text: str, tokens: list[Any] | None) -> list[tuple[str, list
 
 def replay_events(kind: str, value: dict[str, Any], include_usage: bool) -> list[dict[str, Any]]:
     """A stored complete chat (``kind="chat"``) or text completion as the chunks a
-    streaming upstream would have sent (JSON dicts)."""
+    streaming upstream would have sent (JSON dicts). A stored value of another shape
+    (``choices: [1]``) is an ``IntegrityError``, never a raw TypeError mid-reply."""
+    try:
+        if not isinstance(value, dict) or not isinstance(value.get("choices"), list):
+            raise TypeError("no list of choices")
+        return _replay_events(kind, value, include_usage)
+    except (AttributeError, TypeError, KeyError, ValueError) as exc:
+        raise IntegrityError(f"stored value is not a {kind} completion: {exc}") from exc
+
+
+def _replay_events(kind: str, value: dict[str, Any], include_usage: bool
+                   ) -> list[dict[str, Any]]:
     head: dict[str, Any] = {k: value[k] for k in _HEAD if value.get(k) is not None}
     head["object"] = "chat.completion.chunk" if kind == "chat" else "text_completion"
     events: list[dict[str, Any]] = []

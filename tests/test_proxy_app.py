@@ -541,3 +541,46 @@ def test_verified_policy_explorations_show_in_the_stats(proxies, fake, minilm):
         assert ps["per"] == "request"
     finally:
         cache.close()
+
+
+def _deep(depth: int) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_stored_value_that_is_not_an_answer_is_a_miss_not_a_500(proxies, fake, stream):
+    """Another writer (an older version, the library's add_cache, a hostile process with
+    access to the store) may have stored any JSON under a request's key: the proxy never
+    answers it as a hit (a list, an error object), never fails with a 500 replaying or
+    encoding it (choices: [1], nesting deeper than the encoder takes); it asks upstream."""
+    cache = Cache(type="local")
+    proxy = proxies.start(cache=cache)
+    body = {"model": "chat", "messages": ask("stored garbage"), "stream": stream}
+    first = httpx.post(proxy.base_url + "/chat/completions", json=body, headers=master())
+    assert first.status_code == 200
+    key = first.headers["x-semcache-key"]
+    good = json.loads(cache.store.get(key))
+    answer = good["value"]
+    bad_values = {
+        "a list": b"[1,2]",
+        "a string": b'"abc$text"',
+        "an error object": b'{"error":{"message":"planted"}}',
+        "choices of numbers": json.dumps({**answer, "choices": [1]}).encode(),
+        "a text transcription": b'{"$text":"planted","$content_type":5}',
+        # in a tool call: both the JSON reply and the stream replay carry it
+        "nested deeper than the encoder takes": json.dumps({**answer, "choices": [{
+            **answer["choices"][0], "message": {**answer["choices"][0]["message"],
+                                                "tool_calls": [{"x": "@@"}]}}]}
+        ).encode().replace(b'"@@"', _deep(400)),
+    }
+    for case, value in bad_values.items():
+        rec = json.dumps({**good, "value": "@@"}).encode().replace(b'"@@"', value)
+        cache.store.set(key, rec)
+        calls = fake.calls["chat/completions"]
+        r = httpx.post(proxy.base_url + "/chat/completions", json=body, headers=master())
+        assert r.status_code == 200, (case, r.text[:200])
+        assert r.headers["x-semcache-hit"] == "false", case
+        assert fake.calls["chat/completions"] == calls + 1, case  # asked upstream
+        assert b"planted" not in r.content, case
+        if not stream:
+            assert r.json()["choices"][0]["message"]["content"], case

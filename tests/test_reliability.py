@@ -612,3 +612,87 @@ def test_disk_cache_and_index_survive_sigkill_mid_writes(tmp_path):
                          capture_output=True, text=True, env=env, check=True).stdout.split()
     # every completed entry is there, and the index never refers to more than the store
     assert out == ["0", "True", "True"], out
+
+
+# ---------------------------------------------------------------- malformed stored values
+#: a chat completion as the library stores it (``model_dump(mode="json")``)
+CHAT_VALUE = {"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "m",
+              "choices": [{"index": 0, "finish_reason": "stop", "message": {
+                  "role": "assistant", "content": "the stored answer"}}]}
+CHAT_KIND = "openai.types.chat.chat_completion.ChatCompletion"
+
+#: records a semcache writer never produces (another process, an older version or a
+#: hostile writer with access to the backend may have): each must be a counted miss
+MALFORMED_RECORDS = {
+    "kind is a list": {"kind": ["x"]},
+    "kind is an object": {"kind": {"a": 1}},
+    "kind is a number": {"kind": 5},
+    "prompt is an object": {"prompt": {"a": 1}},
+    "context is a list": {"context": ["c"]},
+    "created_at is a string": {"created_at": "12"},
+    "created_at is NaN": {"created_at": "nan"},
+    "created_at is a bool": {"created_at": True},
+    "expires_at is NaN": {"expires_at": "NaN"},
+    "expires_at is Infinity": {"expires_at": "inf"},
+    "expires_at is a list": {"expires_at": [1]},
+}
+
+#: well-formed records whose value is not a chat completion: never served, never raising
+NOT_A_COMPLETION = {
+    "choices of numbers": {**CHAT_VALUE, "choices": [1]},
+    "message is a string": {**CHAT_VALUE, "choices": [{"index": 0, "message": "x",
+                                                       "finish_reason": "stop"}]},
+    "content is a number": {**CHAT_VALUE, "choices": [{"index": 0, "finish_reason": "stop",
+                                                       "message": {"role": "assistant",
+                                                                   "content": 5}}]},
+    "value is a list": [1, 2],
+}
+
+
+def _raw_record(key: str, value=CHAT_VALUE, **over) -> bytes:
+    rec = {"v": 1, "key": key, "value": value, "created_at": time.time(), "expires_at": None,
+           "call_type": "completion", "prompt": None, "context": None, "kind": CHAT_KIND}
+    rec.update(over)
+    return json.dumps(rec).encode()
+
+
+def test_malformed_stored_records_are_counted_misses_on_every_backend(backend, monkeypatch):
+    """A record of the wrong shape read back from any backend is an integrity miss: never
+    served, never a raw TypeError out of a lookup or a completion, stream or not."""
+    import semcache
+
+    cache = Cache(**backend, namespace="bad" + uuid.uuid4().hex[:6])
+    monkeypatch.setattr(semcache, "cache", cache)
+    try:
+        for i, (case, over) in enumerate(MALFORMED_RECORDS.items()):
+            req = ask(f"malformed record {i}")
+            key = cache.add_cache(CHAT_VALUE, **req)
+            before = cache.stats()["integrity_rejections"]
+            cache.store.set(key, _raw_record(key, **over))
+            assert cache.get_cache(**req) is None, case
+            assert cache.stats()["integrity_rejections"] > before, case
+            for stream in (False, True):
+                cache.store.set(key, _raw_record(key, **over))
+                r = semcache.completion(**req, mock_response="fresh", stream=stream)
+                if stream:
+                    r = list(r)
+                    assert "".join(ch.choices[0].delta.content or "" for ch in r
+                                   if ch.choices) == "fresh", case
+                else:
+                    assert r.choices[0].message.content == "fresh", case
+                    assert r._hidden_params["cache_hit"] is False, case
+        for i, (case, value) in enumerate(NOT_A_COMPLETION.items()):
+            req = ask(f"not a completion {i}")
+            key = cache.add_cache(CHAT_VALUE, **req)
+            for stream in (False, True):
+                cache.store.set(key, _raw_record(key, value))
+                r = semcache.completion(**req, mock_response="fresh", stream=stream)
+                if stream:
+                    r = list(r)
+                    assert "".join(ch.choices[0].delta.content or "" for ch in r
+                                   if ch.choices) == "fresh", case
+                else:
+                    assert r.choices[0].message.content == "fresh", case
+    finally:
+        cache.flush()
+        cache.close()

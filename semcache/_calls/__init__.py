@@ -25,6 +25,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from .._errors import IntegrityError
 from .._flight import DEFAULT_WAIT_S, FLIGHTS, flight_key, redis_lock
 from ._clients import (
     POOL,
@@ -256,12 +257,19 @@ def _single_flow(call: _Prepared) -> _Flow:
                 _timed(call, "cache", t)
         if outcome.hit:
             response = rebuild_hit(call.kind, outcome.entry)
+            chunks: list[Any] = []
+            if response is not None and call.stream:
+                try:
+                    chunks = replay_chunks(call.kind, response, call.include_usage)
+                except IntegrityError as exc:  # a stored value another writer shaped
+                    log.warning("semcache: cached value for %s cannot be replayed (%s); "
+                                "calling upstream", outcome.metadata.get("key"), exc)
+                    response = None
             if response is not None:
                 hidden = hidden_params(call, True, outcome.metadata, response)
                 hide_params(response, hidden)
                 yield _payload(call, response, hidden)
                 if call.stream:
-                    chunks = replay_chunks(call.kind, response, call.include_usage)
                     src = aiter_list(chunks) if call.is_async else iter(chunks)
                     cls = AsyncStream if call.is_async else SyncStream
                     s = cls(src, None, None, hidden)

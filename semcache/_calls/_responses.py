@@ -62,7 +62,8 @@ def rebuild_hit(kind: str, hit: Any) -> Any:
     if isinstance(value, str) and kind == "transcription":
         return HiddenStr(value)
     if not isinstance(value, dict) or not isinstance(value.get(_ESSENTIAL[kind]),
-                                                      _ESSENTIAL_TYPE[kind]):
+                                                      _ESSENTIAL_TYPE[kind]) \
+            or (kind in ("chat", "text") and not _choices_ok(kind, value["choices"])):
         log.warning("semcache: cached value for %s is not a %s response; calling upstream",
                     hit.key, kind)
         return None
@@ -74,6 +75,21 @@ def rebuild_hit(kind: str, hit: Any) -> Any:
         log.warning("semcache: cached value for %s is not a %s (%s); calling upstream",
                     hit.key, cls, exc)
         return None
+
+
+def _choices_ok(kind: str, choices: list[Any]) -> bool:
+    """Whether stored choices have the shape a completion's have: a ``choices: [1]``
+    that another writer stored must not be served as a hit that breaks its reader."""
+    for c in choices:
+        if not isinstance(c, dict):
+            return False
+        if kind == "chat":
+            m = c.get("message")
+            if not isinstance(m, dict) or not isinstance(m.get("content"), (str, type(None))):
+                return False
+        elif not isinstance(c.get("text"), (str, type(None))):
+            return False
+    return True
 
 
 def hide_params(response: Any, hidden: dict[str, Any]) -> Any:

@@ -9,7 +9,10 @@ Files in the folder:
   generation, then one JSON record per operation (add, del, clear, obs) since snapshot
   ``G``. A record counts once its closing newline is written; a tail without one is a
   write that a killed process never finished (never acknowledged) and is cut off by the
-  next process that holds the lock.
+  next process that holds the lock. A complete line that is not a well-formed record
+  (damage, another writer) is skipped with a warning, never a reason to cut the records
+  after it; a vector of another dimension, a damaged snapshot or manifest is an
+  ``IntegrityError`` naming the file.
 - ``seq``: eight bytes, memory-mapped by every process: a counter each writer bumps
   after its append. A lookup compares it with the value it last saw (a memory read,
   ~0.2 us: no syscall, no re-read) and catches up with the log only when it moved.
@@ -33,6 +36,7 @@ import logging
 import mmap
 import os
 import struct
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +45,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from .._errors import ConfigError, missing
+from .._errors import ConfigError, IntegrityError, missing
 
 try:
     # Imported with this module, before faiss.py registers its fork hooks: at-fork
@@ -88,6 +92,8 @@ class FolderLog:
         self.off = 0  #: byte offset in log.jsonl of the first record not yet applied
         self.lines = 0  #: records of this generation applied (compaction trigger)
         self.seen = -1  #: value of the seq counter when this process was last current
+        self.skipped = 0  #: malformed records skipped (logged) by this process
+        self.dim: int | None = None  #: the index's dimension: a snapshot's must match
         with self.held():
             seq_p = path / "seq"
             if not seq_p.exists() or seq_p.stat().st_size < _SEQ.size:
@@ -118,6 +124,11 @@ class FolderLog:
         return _SEQ.unpack_from(self._seq)[0] != self.seen
 
     # -- reading -------------------------------------------------------------------
+    def forget(self) -> None:
+        """Make the next ``catch_up`` reload the folder from its snapshot (the caller's
+        memory could not apply what the last one returned)."""
+        self.gen, self.off, self.lines, self.seen = -1, 0, 0, -1
+
     def catch_up(self) -> Catchup:
         """Everything written since this process was current; the caller holds the lock."""
         out = Catchup()
@@ -128,7 +139,7 @@ class FolderLog:
             size = os.fstat(f.fileno()).st_size
             if file_gen != self.gen or size < self.off:  # (shorter: only if tampered with)
                 if file_gen == self.gen or prev != [self.gen, self.off]:
-                    snap_gen, vecs, meta = self.read_snapshot()
+                    snap_gen, vecs, meta = self.read_snapshot(self.dim)
                     if snap_gen > file_gen:
                         # a compaction died after its snapshot, before resetting the log:
                         # the snapshot holds every record of that log, so start afresh
@@ -145,11 +156,16 @@ class FolderLog:
             end = data.rfind(b"\n") + 1
             good = 0
             for line in data[:end].splitlines(keepends=True):
+                good += len(line)
                 try:
                     out.records.append(orjson.loads(line))
-                except orjson.JSONDecodeError:
-                    break
-                good += len(line)
+                except orjson.JSONDecodeError as exc:
+                    # a complete line (its newline was written) that is not JSON: damage,
+                    # not an unfinished write; the records after it were acknowledged
+                    # and are kept (cutting the file here would drop them for everyone)
+                    self.skipped += 1
+                    log.warning("index at %s: skipped a malformed record in log.jsonl "
+                                "(%s); %d so far", self.path, exc, self.skipped)
             if good < len(data):
                 # We hold the lock, so whoever wrote this tail is gone without having
                 # returned: the write was never acknowledged. Cut it off, or the next
@@ -164,20 +180,42 @@ class FolderLog:
     def log_size(self) -> int:
         return os.stat(self._log_p).st_size
 
-    def read_snapshot(self) -> tuple[int, np.ndarray, list[dict[str, Any]]]:
+    def read_snapshot(self, dim: int | None = None
+                      ) -> tuple[int, np.ndarray, list[dict[str, Any]]]:
         if not self._snap_p.exists():
             return 0, np.zeros((0, 0), np.float32), []
-        with np.load(self._snap_p, allow_pickle=False) as z:
-            vecs = z["vecs"]
-            meta = json.loads(z["meta"].tobytes())
-            gen = int(z["gen"]) if "gen" in z.files else 0  # written before issue #26: 0
+        with self._snapshot_errors():
+            # opened here, not by np.load: it leaks its handle when the zip is damaged
+            with open(self._snap_p, "rb") as f, np.load(f, allow_pickle=False) as z:
+                vecs = z["vecs"]
+                meta = json.loads(z["meta"].tobytes())
+                gen = int(z["gen"]) if "gen" in z.files else 0  # before issue #26: 0
+            if vecs.dtype != np.float32 or vecs.ndim != 2 or not isinstance(meta, list) \
+                    or len(meta) != len(vecs):
+                raise ValueError(f"vectors {vecs.dtype}{list(vecs.shape)} for "
+                                 f"{len(meta) if isinstance(meta, list) else 'no'} entries")
+            if dim is not None and len(vecs) and vecs.shape[1] != dim:
+                raise ValueError(f"vectors of dimension {vecs.shape[1]}, not the "
+                                 f"manifest's {dim}")
         return gen, vecs, meta
 
     def _snapshot_gen(self) -> int:
         if not self._snap_p.exists():
             return 0
-        with np.load(self._snap_p, allow_pickle=False) as z:
+        with self._snapshot_errors(), open(self._snap_p, "rb") as f, \
+                np.load(f, allow_pickle=False) as z:
             return int(z["gen"]) if "gen" in z.files else 0
+
+    @contextlib.contextmanager
+    def _snapshot_errors(self) -> Iterator[None]:
+        """A damaged snapshot (truncated, not a zip, another shape) is an
+        ``IntegrityError`` naming it, never numpy's or zipfile's own exception."""
+        try:
+            yield
+        except (OSError, EOFError, KeyError, TypeError, ValueError, zipfile.BadZipFile) as exc:
+            raise IntegrityError(
+                f"index at {str(self.path)!r}: snapshot.npz is damaged ({exc}); restore it "
+                "or flush the folder") from exc
 
     # -- writing (the caller holds the lock and has caught up) ----------------------
     def append(self, records: list[dict[str, Any]]) -> None:
@@ -227,8 +265,19 @@ class FolderLog:
         """Refuse a folder built otherwise; returns (model_id, dim) completed from it."""
         p = self.path / "manifest.json"
         if p.exists():
-            m = json.loads(p.read_text())
             where = str(self.path)
+            try:
+                m = json.loads(p.read_bytes())
+            except (OSError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
+                raise IntegrityError(f"index at {where!r}: manifest.json is damaged ({exc}); "
+                                     "restore it or flush the folder") from exc
+            d, mid = m.get("dim") if isinstance(m, dict) else None, \
+                m.get("model_id") if isinstance(m, dict) else None
+            if not isinstance(m, dict) or not isinstance(mid, (str, type(None))) or not (
+                    d is None or (isinstance(d, int) and not isinstance(d, bool) and d > 0)):
+                raise IntegrityError(f"index at {where!r}: manifest.json is damaged (not "
+                                     "an object with a string model_id and a positive int "
+                                     "dim); restore it or flush the folder")
             if m.get("format") != FORMAT or m.get("metric") != metric:
                 raise ConfigError(f"index at {where!r} has format/metric {m.get('format')}/"
                                   f"{m.get('metric')}, expected {FORMAT}/{metric}")

@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import logging
 import os
 import threading
 import time
@@ -48,11 +49,13 @@ from typing import Any
 
 import numpy as np
 
-from .._errors import ConfigError, InvalidRequestError
+from .._errors import ConfigError, IntegrityError, InvalidRequestError
 from .._threads import apply_process_limits
 from ._faiss_log import FolderLog
 from ._faiss_shard import REPROBE_BELOW, Shard
 from .base import Candidate, IndexEntry, Observation, VectorIndex
+
+log = logging.getLogger("semcache.indexes.faiss")
 
 __all__ = ["APPROX_THRESHOLD", "COMPACT_THRESHOLD", "NPROBE", "REPROBE_BELOW", "FaissIndex"]
 
@@ -354,6 +357,18 @@ class FaissIndex(VectorIndex):
 
     def _catch_up(self) -> None:
         assert self._disk is not None
+        try:
+            self._catch_up_once()
+        except BaseException:
+            # this memory may have stopped part-way through what the folder holds: make
+            # the next call reload it all (and fail again, as a counted index fault)
+            # rather than carry on, or compact, from a view that lacks the rest
+            self._disk.forget()
+            raise
+
+    def _catch_up_once(self) -> None:
+        assert self._disk is not None
+        self._disk.dim = self._dim  # a snapshot's vectors must have it
         up = self._disk.catch_up()
         if up.snapshot is not None:  # restart from the snapshot: drop this memory
             self._shards.clear()
@@ -364,29 +379,74 @@ class FaissIndex(VectorIndex):
             if self._dim is None and vecs.ndim == 2 and vecs.shape[1]:
                 self._dim = int(vecs.shape[1])
             for e, v in zip(meta, vecs):
-                entry = _entry_from_json(e)
+                try:
+                    entry = _entry_from_json(e)
+                    obs = [Observation.from_json(o) for o in _list(e.get("o", []))]
+                    self._check_row(v)
+                except _MALFORMED as exc:
+                    self._skipped("snapshot.npz", exc)
+                    continue
                 self._put(entry, v)
-                for o in e.get("o", ()):
-                    self._shards[entry.context].observe(entry.key, Observation.from_json(o))
+                for o in obs:
+                    self._shards[entry.context].observe(entry.key, o)
         touched = set(self._shards) if up.snapshot is not None else set()
         for op in up.records:
-            kind = op.get("op")
-            if kind == "add":
-                v = np.frombuffer(base64.b64decode(op["v"]), dtype=np.float32)
-                if self._dim is None:
-                    self._dim = int(v.shape[0])
-                self._put(_entry_from_json(op), v)
-                touched.add(op["ctx"])
-            elif kind == "del":
-                for k in op["keys"]:
-                    self._remove(k)
-            elif kind == "clear":
-                self._clear(op["ns"])
-            elif kind == "obs":
-                ctx = self._where.get(op["key"])
-                if ctx is not None:
-                    self._shards[ctx].observe(op["key"], Observation.from_json(op["o"]))
+            try:
+                self._apply(op, touched)
+            except _MALFORMED as exc:
+                self._skipped("log.jsonl", exc)
         self._sync(touched | self._dirty)
+
+    def _apply(self, op: Any, touched: set[str]) -> None:
+        """One log record, checked whole before anything changes (a malformed one raises
+        one of ``_MALFORMED`` and changes nothing)."""
+        if not isinstance(op, dict):
+            raise TypeError(f"a record is a JSON object, not {type(op).__name__}")
+        kind = op.get("op")
+        if kind == "add":
+            entry = _entry_from_json(op)
+            raw = op["v"]
+            if not isinstance(raw, str):
+                raise TypeError("vector is not a base64 string")
+            v = np.frombuffer(base64.b64decode(raw, validate=True), dtype=np.float32)
+            if self._dim is None and v.shape[0]:
+                self._dim = int(v.shape[0])
+            self._check_row(v)
+            self._put(entry, v)
+            touched.add(entry.context)
+        elif kind == "del":
+            keys = _list(op["keys"])
+            if not all(isinstance(k, str) for k in keys):
+                raise TypeError("keys are not strings")
+            for k in keys:
+                self._remove(k)
+        elif kind == "clear":
+            if not isinstance(op["ns"], str):
+                raise TypeError("namespace is not a string")
+            self._clear(op["ns"])
+        elif kind == "obs":
+            key, o = op["key"], Observation.from_json(op["o"])
+            ctx = self._where.get(key) if isinstance(key, str) else None
+            if ctx is not None:
+                self._shards[ctx].observe(key, o)
+
+    def _check_row(self, v: np.ndarray) -> None:
+        if v.ndim != 1 or v.shape[0] != self._dim:
+            # not one bad record but a folder of another model (or a manifest that lies
+            # about it): refusing is clearer than skipping every entry one by one
+            assert self._disk is not None
+            raise IntegrityError(
+                f"index at {str(self._disk.path)!r} holds a vector of dimension "
+                f"{v.shape[-1] if v.ndim else 0} where manifest.json says {self._dim}: "
+                "the folder is damaged or mixes models; use another folder or flush it")
+        if not np.isfinite(v).all():
+            raise ValueError("vector contains NaN or Infinity")
+
+    def _skipped(self, file: str, exc: BaseException) -> None:
+        assert self._disk is not None
+        self._disk.skipped += 1
+        log.warning("index at %s: skipped a malformed record in %s (%s); %d so far",
+                    self._disk.path, file, exc, self._disk.skipped)
 
     def _maybe_compact(self) -> None:
         disk = self._disk
@@ -448,8 +508,33 @@ def _entry_json(e: IndexEntry) -> dict[str, Any]:
             "c": e.created_at, "x": e.expires_at}
 
 
-def _entry_from_json(d: dict[str, Any]) -> IndexEntry:
-    return IndexEntry(d["key"], d["ctx"], d["ns"], d["p"], d["c"], d["x"])
+#: what a malformed stored record raises while it is checked (binascii.Error is a
+#: ValueError); an IntegrityError is not among them: it is a damaged folder, not a record
+_MALFORMED = (KeyError, TypeError, ValueError, AttributeError, OverflowError)
+
+
+def _entry_from_json(d: Any) -> IndexEntry:
+    """An entry as stored in the log or the snapshot, checked: a record another writer
+    shaped otherwise raises one of ``_MALFORMED``."""
+    if not isinstance(d, dict):
+        raise TypeError(f"an entry is a JSON object, not {type(d).__name__}")
+    key, ctx, ns, prompt, created, expires = d["key"], d["ctx"], d["ns"], d["p"], d["c"], d["x"]
+    if not all(isinstance(t, str) for t in (key, ctx, ns, prompt)):
+        raise TypeError("key, context, namespace and prompt must be strings")
+    return IndexEntry(key, ctx, ns, prompt, _finite(created),
+                      None if expires is None else _finite(expires))
+
+
+def _finite(v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v):
+        raise ValueError(f"time {str(v)[:40]} is not a finite number")
+    return float(v)
+
+
+def _list(v: Any) -> list[Any]:
+    if not isinstance(v, list):
+        raise TypeError(f"expected a list, not {type(v).__name__}")
+    return v
 
 
 def _b64(v: np.ndarray) -> str:

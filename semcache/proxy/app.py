@@ -40,9 +40,9 @@ from starlette.routing import Route
 from .._cache import Cache, Pending
 from .._calls._responses_api import ResponsesAssembler, replay_events, sse_bytes
 from .._calls._responses_api import key_kwargs as responses_key
-from .._errors import ConfigError, SemcacheError
+from .._errors import ConfigError, IntegrityError, SemcacheError
 from .._flight import FLIGHTS, flight_key, redis_lock
-from .answers import Assembler, replay, sse, storable
+from .answers import Assembler, is_answer, replay, storable
 from .asgi import ProxyStarlette
 from .config import Deployment, ProxyConfig, build_cache, load_config, warn_unsupported
 from .embeddings import embed_per_item, items_of
@@ -232,7 +232,9 @@ class ProxyApp:
             if lease is None:
                 outcome = await self.cache.abegin(CALL_TYPES[endpoint], **kwargs)
         if outcome is not None and outcome.hit:
-            return self._hit(endpoint, model, ns, body, outcome, stream, t0)
+            hit = self._hit(endpoint, model, ns, body, outcome, stream, t0)
+            if hit is not None:
+                return hit
         stage = "miss" if outcome is not None and outcome.reads else "skipped"
         meta = outcome.metadata if outcome is not None else None
         headers = semcache_headers(meta, stage, nearest=who.may("similarity_threshold"))
@@ -249,27 +251,28 @@ class ProxyApp:
 
     # ------------------------------------------------------------------ hits
     def _hit(self, endpoint: str, model: str, ns: str, body: dict[str, Any],
-             outcome: Pending, stream: bool, t0: float) -> Response:
+             outcome: Pending, stream: bool, t0: float) -> Response | None:
+        """The reply serving a hit, or None when the stored value is not an answer of
+        this endpoint (another writer stored it: a list, an error object, ``choices:
+        [1]``, nesting deeper than the encoder takes): then a logged miss, not a 500."""
         assert outcome.hit
         meta = outcome.metadata
         value = outcome.value
+        try:
+            content, media_type = _encode_hit(endpoint, value, stream, body)
+        except (SemcacheError, orjson.JSONEncodeError, TypeError, ValueError) as exc:
+            log.warning("stored value for %s is not a %s answer (%s); asking upstream",
+                        meta.get("key"), endpoint, exc)
+            return None
         headers = semcache_headers(meta, meta["stage"])
         prompt = _query_text(body)
         self.stats.record(endpoint=endpoint, model=model, namespace=ns, stage=meta["stage"],
                           seconds=time.perf_counter() - t0, meta=meta, value=value,
                           prompt=prompt)
-        if isinstance(value, dict) and "$text" in value:  # a non-JSON transcription
-            return Response(value["$text"], headers=headers,
-                            media_type=value.get("$content_type") or "text/plain")
-        if stream and endpoint == "responses":
-            return StreamingResponse(_events(replay_events(value)), headers=headers,
+        if isinstance(content, list):
+            return StreamingResponse(_chunks(content), headers=headers,
                                      media_type="text/event-stream")
-        if stream and endpoint in ("chat/completions", "completions"):
-            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            chunks = replay(endpoint, value, include_usage)
-            return StreamingResponse(sse(chunks), headers=headers,
-                                     media_type="text/event-stream")
-        return json_response(value, 200, headers)
+        return Response(content, 200, headers=headers, media_type=media_type)
 
     # ------------------------------------------------------------------ misses
     def _upstream_request(self, endpoint: str, dep: Deployment) -> tuple[str, dict[str, str]]:
@@ -427,6 +430,33 @@ def _query_text(body: Mapping[str, Any]) -> str | None:
 async def _events(events: list[dict[str, Any]]) -> AsyncIterator[bytes]:
     for ev in events:
         yield sse_bytes(ev)
+
+
+async def _chunks(chunks: list[bytes]) -> AsyncIterator[bytes]:
+    for c in chunks:
+        yield c
+
+
+def _encode_hit(endpoint: str, value: Any, stream: bool, body: dict[str, Any]
+                ) -> tuple[bytes | str | list[bytes], str]:
+    """A stored value as the body (or SSE chunks) of a hit, encoded before the reply
+    starts, so that what cannot be served raises here rather than mid-stream."""
+    if endpoint == "audio/transcriptions" and isinstance(value, dict) and "$text" in value:
+        text, ctype = value["$text"], value.get("$content_type") or "text/plain"
+        if not isinstance(text, str) or not isinstance(ctype, str):
+            raise IntegrityError("stored transcription text is malformed")
+        return text, ctype  # a non-JSON transcription
+    if endpoint == "audio/transcriptions" and isinstance(value, str):
+        return value, "text/plain"  # the library's response_format="text" answer
+    if not is_answer(endpoint, value):
+        raise IntegrityError("not a complete response object")
+    if stream and endpoint == "responses":
+        return [sse_bytes(ev) for ev in replay_events(value)], ""
+    if stream and endpoint in ("chat/completions", "completions"):
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        return [b"data: " + orjson.dumps(ev) + b"\n\n"
+                for ev in replay(endpoint, value, include_usage)] + [b"data: [DONE]\n\n"], ""
+    return orjson.dumps(value), "application/json"
 
 
 def _token(request: Request) -> str | None:
