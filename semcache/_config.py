@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from ._checks import check_rate  # beside _errors, so the seams can share it
+from ._checks import check_rate, finite_number  # beside _errors: the seams share them
 from ._errors import ConfigError
 
 __all__ = ["CALL_TYPES", "DEFAULT_CALL_TYPES", "UNSET", "CacheMode", "Controls",
@@ -54,8 +53,7 @@ DEFAULT_CALL_TYPES = CALL_TYPES  # LiteLLM's default list
 def check_ttl(value: Any, parameter: str) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
-            not math.isfinite(value) or value <= 0:
+    if not finite_number(value) or value <= 0:
         raise ConfigError(f"{parameter} must be a positive number of seconds or None "
                           f"(never expire), got {value!r}", parameter=parameter)
     return float(value)
@@ -71,8 +69,7 @@ def check_cache_ttl(value: Any, parameter: str) -> float | None:
 
 def check_threshold(value: Any, parameter: str = "similarity_threshold") -> float:
     # 0.0 is a valid threshold (serve the nearest candidate whatever it is)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
-            not math.isfinite(value) or not 0.0 <= value <= 1.0:
+    if not finite_number(value) or not 0.0 <= value <= 1.0:
         raise ConfigError(f"{parameter} must be a number in [0, 1], got {value!r}",
                           parameter=parameter)
     return float(value)
@@ -118,8 +115,7 @@ class Controls:
             if field == "ttl":
                 value = check_cache_ttl(value, p)
             elif field == "s_maxage":
-                if isinstance(value, bool) or not isinstance(value, (int, float)) or \
-                        not math.isfinite(value) or value < 0:
+                if not finite_number(value) or value < 0:
                     raise ConfigError(f"{p} must be a number of seconds >= 0, got {value!r}",
                                       parameter=p)
                 value = float(value)

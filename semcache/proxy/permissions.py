@@ -25,6 +25,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from .._checks import finite_number
 from .._config import _CONTROL_NAMES
 from .._keys import TRANSPORT_PARAMS
 from .config import ALL_CONTROLS, DEFAULT_CONTROLS
@@ -186,7 +187,7 @@ def _check_ttl(name: str, value: Any, who: Principal, cache_ttl: float | None) -
     if not who.may("ttl"):
         raise _refuse(name)
     longer = value is None or value > (cache_ttl or math.inf)  # None: never expire
-    if value is not None and (not math.isfinite(value) or value > MAX_TTL):
+    if value is not None and (not finite_number(value) or value > MAX_TTL):
         raise Reply(400, f"cache {name} must be at most {MAX_TTL:.0f} seconds (ten years), "
                     f"got {value!r}", param=f"cache.{name}")
     if not who.master and cache_ttl is not None and longer:
