@@ -10,7 +10,7 @@ from typing import Any
 from ._checks import check_rate, finite_number  # beside _errors: the seams share them
 from ._errors import ConfigError
 
-__all__ = ["CALL_TYPES", "DEFAULT_CALL_TYPES", "UNSET", "CacheMode", "Controls",
+__all__ = ["CALL_TYPES", "DEFAULT_CALL_TYPES", "MAX_TTL", "UNSET", "CacheMode", "Controls",
            "check_cache_ttl"]
 
 
@@ -50,12 +50,20 @@ CALL_TYPES = (
 DEFAULT_CALL_TYPES = CALL_TYPES  # LiteLLM's default list
 
 
+#: the longest ttl a cache, a request or ``update_ttl`` may give (ten years). Larger
+#: finite values passed the check and then failed every Redis write (an expiry past
+#: what ``PX`` holds): the answer silently not cached, a backend error counted against
+#: a healthy server. ``None`` is the way to say "never expire".
+MAX_TTL = 10 * 365 * 86400.0
+
+
 def check_ttl(value: Any, parameter: str) -> float | None:
     if value is None:
         return None
-    if not finite_number(value) or value <= 0:
-        raise ConfigError(f"{parameter} must be a positive number of seconds or None "
-                          f"(never expire), got {value!r}", parameter=parameter)
+    if not finite_number(value) or not 0 < value <= MAX_TTL:
+        raise ConfigError(f"{parameter} must be a positive number of seconds, at most "
+                          f"{MAX_TTL:.0f} (ten years), or None (never expire), got "
+                          f"{value!r}", parameter=parameter)
     return float(value)
 
 

@@ -15,11 +15,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from semcache import ConfigError, Controls
-from semcache._config import _CONTROL_NAMES
+from semcache import Cache, ConfigError, Controls
+from semcache._config import _CONTROL_NAMES, MAX_TTL
+from tests.calls_support import MSG
 
 HUGE = 10**400  # an int no float holds: float(HUGE) raises OverflowError
 
@@ -41,7 +42,10 @@ def test_a_control_is_parsed_or_refused_by_name(name: str, value: Any) -> None:
         assert exc.parameter == f"cache[{name!r}]"
         assert repr(name) in str(exc)
         return
-    assert getattr(c, _CONTROL_NAMES[name]) is not None or value is None
+    field = _CONTROL_NAMES[name]
+    got = getattr(c, field)
+    if field == "ttl" and got is not None:
+        assert 0 <= got <= MAX_TTL  # a ttl every backend can store
 
 
 @pytest.mark.parametrize("name", ["ttl", "s-maxage", "similarity_threshold",
@@ -51,3 +55,37 @@ def test_an_int_too_large_for_a_float_is_a_config_error(name: str, value: int) -
     with pytest.raises(ConfigError, match=name) as e:
         Controls.parse({name: value})
     assert e.value.parameter == f"cache[{name!r}]"
+
+
+@pytest.mark.parametrize("value", [HUGE, MAX_TTL * 2, 1e17])
+def test_cache_and_update_ttl_refuse_a_ttl_no_backend_stores(value: Any) -> None:
+    with pytest.raises(ConfigError, match="ttl") as e:
+        Cache(ttl=value)
+    assert e.value.parameter == "ttl"
+    c = Cache()
+    key = c.add_cache({"a": 1}, model="m", messages=MSG)
+    with pytest.raises(ConfigError, match="ttl"):
+        c.update_ttl(key, value)
+
+
+# -------------------------------------------------------- what the library accepts, Redis stores
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ttl=st.one_of(st.floats(min_value=60, max_value=1e300), st.integers(60, 10**30)))
+def test_a_ttl_the_library_accepts_is_stored_by_redis(redis_stack_url: str, ttl: Any) -> None:
+    """A request ttl passed validation and then failed every Redis write when it was
+    larger than Redis's expiry can hold (the answer silently not cached, a backend
+    error counted for a healthy server): it is refused by name, or it is stored."""
+    c = Cache(type="redis", url=redis_stack_url, namespace="controls-ttl")
+    try:
+        req = {"model": "m", "messages": MSG, "cache": {"ttl": ttl}}
+        try:
+            key = c.add_cache({"a": 1}, **req)
+        except ConfigError as exc:
+            assert exc.parameter == "cache['ttl']" and ttl > MAX_TTL
+            return
+        assert key is not None and c.stats()["errors_total"] == 0, c.stats()["errors"]
+        assert c.get_cache(model="m", messages=MSG) == {"a": 1}
+    finally:
+        c.flush()
+        c.close()

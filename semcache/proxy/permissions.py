@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._checks import finite_number
-from .._config import _CONTROL_NAMES
+from .._config import _CONTROL_NAMES, MAX_TTL
 from .._keys import TRANSPORT_PARAMS
 from .config import ALL_CONTROLS, DEFAULT_CONTROLS
 from .replies import Reply
@@ -50,11 +50,6 @@ FORWARDED_UNKEYED = frozenset({"stream", "stream_options"})
 #: left out of the key, so never forwarded: an upstream that honoured one (LiteLLM
 #: answers ``mock_response`` verbatim) would file a planted answer under an ordinary key
 STRIPPED = TRANSPORT_PARAMS - _OWNED - FORWARDED_UNKEYED
-
-#: the longest ttl anyone may ask for (ten years): larger values pass a float check and
-#: then fail every Redis write (``EX`` overflows), which any client could use to raise a
-#: healthy backend's error counters (issue #18, item 8)
-MAX_TTL = 10 * 365 * 86400.0
 
 _CACHE_KEY = re.compile(r"[\x21-\x7e]{1,256}")  # printable ASCII, no space
 #: the form of the keys the cache computes, bare or namespaced (``exact_key`` takes a
