@@ -18,9 +18,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import semcache
 from semcache import Cache, ConfigError, Controls
 from semcache._config import _CONTROL_NAMES, MAX_TTL
-from tests.calls_support import MSG
+from tests.calls_support import MSG, api, fake, fake_server, kw  # noqa: F401
 
 HUGE = 10**400  # an int no float holds: float(HUGE) raises OverflowError
 
@@ -89,3 +90,27 @@ def test_a_ttl_the_library_accepts_is_stored_by_redis(redis_stack_url: str, ttl:
     finally:
         c.flush()
         c.close()
+
+
+# -------------------------------------------------------- caching=
+@pytest.mark.parametrize("value", [0, 1, 0.0, "false", "False", "no", [False]])
+def test_caching_must_be_a_bool(api, fake, kw, value):
+    """LiteLLM caches a call only when ``caching`` is unset or ``True``; semcache read
+    anything but ``False`` as "on", so ``caching=0`` or ``caching="false"`` cached the
+    call the user had turned caching off for."""
+    semcache.cache = Cache()
+    with pytest.raises(ConfigError, match="caching") as e:
+        api.completion(model="m", messages=MSG, caching=value, **kw)
+    assert e.value.parameter == "caching"
+    assert fake.total_calls == 0
+    with pytest.raises(ConfigError, match="caching"):
+        semcache.cache.add_cache({"a": 1}, model="m", messages=MSG, caching=value)
+    assert semcache.cache.stats()["stores"] == 0
+
+
+@pytest.mark.parametrize("value", [True, None])
+def test_caching_true_or_none_caches(api, fake, kw, value):
+    semcache.cache = Cache()
+    for _ in range(2):
+        r = api.completion(model="m", messages=MSG, caching=value, **kw)
+    assert fake.total_calls == 1 and r._hidden_params["cache_hit"] is True
