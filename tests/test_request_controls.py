@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import semcache
-from semcache import Cache, ConfigError, Controls
+from semcache import Cache, ConfigError, Controls, Router
 from semcache._config import _CONTROL_NAMES, MAX_TTL
 from tests.calls_support import MSG, api, fake, fake_server, kw  # noqa: F401
 
@@ -114,3 +114,59 @@ def test_caching_true_or_none_caches(api, fake, kw, value):
     for _ in range(2):
         r = api.completion(model="m", messages=MSG, caching=value, **kw)
     assert fake.total_calls == 1 and r._hidden_params["cache_hit"] is True
+
+
+# -------------------------------------------------------- the same on every path
+PATHS = ["chat", "stream", "text", "text-stream", "embedding", "router", "router-embedding",
+         "responses"]
+
+
+def _call(api: Any, path: str, kw: dict[str, Any], cache: Any) -> Any:
+    extra = {} if cache is None else {"cache": cache}
+    if path == "chat":
+        return api.completion(model="m", messages=MSG, **extra, **kw)
+    if path == "stream":
+        return api.stream("completion", model="m", messages=MSG, **extra, **kw)[0]
+    if path == "text":
+        return api.text_completion(model="m", prompt="hello", **extra, **kw)
+    if path == "text-stream":
+        return api.stream("text_completion", model="m", prompt="hello", **extra, **kw)[0]
+    if path == "embedding":
+        return api.embedding(model="e", input=["a", "b"], **extra, **kw)
+    if path == "responses":
+        return api.responses(model="m", input="hello", **extra, **kw)
+    model = "e" if path == "router-embedding" else "m"
+    router = Router([{"model_name": model, "litellm_params": {
+        "model": model, "api_base": kw["api_base"], "api_key": "k"}}])
+    if path == "router":
+        return api.router(router, "completion", model=model, messages=MSG, **extra)
+    return api.router(router, "embedding", model=model, input="a", **extra)
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("controls,second_calls_upstream", [
+    ({"no-store": True}, True), ({"ttl": 0}, True), ({"no-cache": True}, False),
+    ({"namespace": "elsewhere"}, True), ({"use-cache": False}, True)])
+def test_a_control_works_alike_on_every_path(api, fake, kw, path, controls,
+                                             second_calls_upstream):
+    """The control's request first, then a plain one: the plain one calls upstream
+    again exactly when the control kept the first answer out of its entry."""
+    semcache.cache = Cache()
+    _call(api, path, kw, controls)
+    n = fake.total_calls
+    assert n > 0
+    _call(api, path, kw, None)
+    assert (fake.total_calls > n) is second_calls_upstream
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("bad,name", [
+    ({"ttl": "10"}, "ttl"), ({"ttl": True}, "ttl"), ({"no_stor": True}, "no_stor"),
+    ({"s-maxage": -1}, "s-maxage"), ({"namespace": 5}, "namespace"),
+    ({"ttl": HUGE}, "ttl"), ({"s-maxage": HUGE}, "s-maxage"), ({"ttl": 1e17}, "ttl")])
+def test_a_bad_control_is_refused_on_every_path(api, fake, kw, path, bad, name):
+    semcache.cache = Cache()
+    with pytest.raises(ConfigError, match=name) as e:
+        _call(api, path, kw, bad)
+    assert e.value.parameter == f"cache[{name!r}]"
+    assert fake.total_calls == 0
