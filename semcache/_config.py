@@ -113,6 +113,7 @@ class Controls:
         if not raw:
             return _EMPTY
         out: dict[str, Any] = {}
+        named: dict[str, Any] = {}  #: field -> the name it was first given under
         for name, value in raw.items():
             field = _CONTROL_NAMES.get(name)
             if field is None:
@@ -137,6 +138,13 @@ class Controls:
                 value = check_threshold(value, p)
             elif field == "target_error_rate":
                 value = check_rate(value, p)
+            if field in out and out[field] != value:
+                # one control under two names (no-store, no_store): neither may win
+                # silently, or a merged-in default undoes what the user asked for
+                raise ConfigError(
+                    f"cache[{named[field]!r}] and {p} are one control, given "
+                    f"{out[field]!r} and {value!r}: give it once", parameter=p)
+            named.setdefault(field, name)
             out[field] = value
         return cls(**out)
 

@@ -541,3 +541,19 @@ def test_verified_policy_explorations_show_in_the_stats(proxies, fake, minilm):
         assert ps["per"] == "request"
     finally:
         cache.close()
+
+
+def test_the_body_wins_over_the_header_under_any_spelling(proxies, fake):
+    # the body's cache controls win over Cache-Control (docs/proxy.md), whichever of a
+    # control's names each uses: a header s-maxage and a body s_maxage are one control
+    proxy = proxies.start()
+    c = client(proxy)
+    chat(c, "spelled")
+    _, h = chat(c, "spelled", extra_headers={"Cache-Control": "no-cache"},
+                extra_body={"cache": {"no_cache": False}})
+    assert h["x-semcache-stage"] == "exact"
+    _, h = chat(c, "spelled", extra_headers={"Cache-Control": "max-age=0"},
+                extra_body={"cache": {"s_maxage": 3600}})
+    assert h["x-semcache-stage"] == "exact"
+    with pytest.raises(openai.BadRequestError, match="no_store"):
+        chat(c, "spelled", extra_body={"cache": {"no-store": True, "no_store": False}})

@@ -170,3 +170,25 @@ def test_a_bad_control_is_refused_on_every_path(api, fake, kw, path, bad, name):
         _call(api, path, kw, bad)
     assert e.value.parameter == f"cache[{name!r}]"
     assert fake.total_calls == 0
+
+
+# -------------------------------------------------------- one control, two spellings
+@pytest.mark.parametrize("raw,name", [
+    ({"no-store": True, "no_store": False}, "no_store"),
+    ({"no_cache": True, "no-cache": False}, "no_cache"),
+    ({"s-maxage": 10, "s_maxage": 1000}, "s_maxage"),
+    ({"s-max-age": 10, "s-maxage": 20}, "s_maxage"),
+    ({"use-cache": True, "use_cache": False}, "use_cache")])
+def test_two_spellings_of_a_control_that_disagree_are_refused(raw, name):
+    """``no-store`` and ``no_store`` are one control: given both with different
+    values, the later silently won, so the user's ``no-store: True`` could be undone
+    by a default merged in from elsewhere. Both names are in the error."""
+    with pytest.raises(ConfigError) as e:
+        Controls.parse(raw)
+    assert all(repr(k) in str(e.value) for k in raw)
+    assert e.value.parameter == f"cache[{list(raw)[1]!r}]"
+
+
+def test_two_spellings_that_agree_are_one_control():
+    c = Controls.parse({"no-store": True, "no_store": True, "s-maxage": 5, "s_maxage": 5.0})
+    assert c.no_store is True and c.s_maxage == 5.0

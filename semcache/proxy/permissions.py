@@ -145,6 +145,10 @@ def cache_controls(cache_control: str | None, raw: Any, who: Principal, *,
         if not isinstance(raw, dict):
             raise Reply(400, "the 'cache' field must be an object of cache controls",
                         param="cache")
+        # the body wins under any of a control's names (a header s-maxage and a body
+        # s_maxage are one control, which Controls.parse refuses to see twice)
+        fields = {_CONTROL_NAMES.get(n) for n in raw}
+        controls = {n: v for n, v in controls.items() if _CONTROL_NAMES.get(n) not in fields}
         controls.update(raw)
     if not controls and who.namespace == default_ns:
         return controls  # the common case: nothing to check
