@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from ._checks import check_rate  # beside _errors, so the seams can share it
+from ._checks import check_rate, finite_number  # beside _errors: the seams share them
 from ._errors import ConfigError
 
-__all__ = ["CALL_TYPES", "DEFAULT_CALL_TYPES", "UNSET", "CacheMode", "Controls",
+__all__ = ["CALL_TYPES", "DEFAULT_CALL_TYPES", "MAX_TTL", "UNSET", "CacheMode", "Controls",
            "check_cache_ttl"]
 
 
@@ -51,13 +50,20 @@ CALL_TYPES = (
 DEFAULT_CALL_TYPES = CALL_TYPES  # LiteLLM's default list
 
 
+#: the longest ttl a cache, a request or ``update_ttl`` may give (ten years). Larger
+#: finite values passed the check and then failed every Redis write (an expiry past
+#: what ``PX`` holds): the answer silently not cached, a backend error counted against
+#: a healthy server. ``None`` is the way to say "never expire".
+MAX_TTL = 10 * 365 * 86400.0
+
+
 def check_ttl(value: Any, parameter: str) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
-            not math.isfinite(value) or value <= 0:
-        raise ConfigError(f"{parameter} must be a positive number of seconds or None "
-                          f"(never expire), got {value!r}", parameter=parameter)
+    if not finite_number(value) or not 0 < value <= MAX_TTL:
+        raise ConfigError(f"{parameter} must be a positive number of seconds, at most "
+                          f"{MAX_TTL:.0f} (ten years), or None (never expire), got "
+                          f"{value!r}", parameter=parameter)
     return float(value)
 
 
@@ -71,8 +77,7 @@ def check_cache_ttl(value: Any, parameter: str) -> float | None:
 
 def check_threshold(value: Any, parameter: str = "similarity_threshold") -> float:
     # 0.0 is a valid threshold (serve the nearest candidate whatever it is)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
-            not math.isfinite(value) or not 0.0 <= value <= 1.0:
+    if not finite_number(value) or not 0.0 <= value <= 1.0:
         raise ConfigError(f"{parameter} must be a number in [0, 1], got {value!r}",
                           parameter=parameter)
     return float(value)
@@ -108,6 +113,7 @@ class Controls:
         if not raw:
             return _EMPTY
         out: dict[str, Any] = {}
+        named: dict[str, Any] = {}  #: field -> the name it was first given under
         for name, value in raw.items():
             field = _CONTROL_NAMES.get(name)
             if field is None:
@@ -118,8 +124,7 @@ class Controls:
             if field == "ttl":
                 value = check_cache_ttl(value, p)
             elif field == "s_maxage":
-                if isinstance(value, bool) or not isinstance(value, (int, float)) or \
-                        not math.isfinite(value) or value < 0:
+                if not finite_number(value) or value < 0:
                     raise ConfigError(f"{p} must be a number of seconds >= 0, got {value!r}",
                                       parameter=p)
                 value = float(value)
@@ -133,6 +138,13 @@ class Controls:
                 value = check_threshold(value, p)
             elif field == "target_error_rate":
                 value = check_rate(value, p)
+            if field in out and out[field] != value:
+                # one control under two names (no-store, no_store): neither may win
+                # silently, or a merged-in default undoes what the user asked for
+                raise ConfigError(
+                    f"cache[{named[field]!r}] and {p} are one control, given "
+                    f"{out[field]!r} and {value!r}: give it once", parameter=p)
+            named.setdefault(field, name)
             out[field] = value
         return cls(**out)
 

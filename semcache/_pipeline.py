@@ -26,7 +26,13 @@ import numpy as np
 
 from ._config import UNSET, CacheMode, Controls, check_cache_ttl
 from ._entries import Candidate, IndexEntry
-from ._errors import BackendError, IntegrityError, InvalidRequestError, SemcacheError
+from ._errors import (
+    BackendError,
+    ConfigError,
+    IntegrityError,
+    InvalidRequestError,
+    SemcacheError,
+)
 from ._keys import (
     SEMANTIC_CALL_TYPES,
     SemanticSplit,
@@ -144,7 +150,13 @@ class Pipeline:
         ct = call_type or infer_call_type(kwargs)
         controls = Controls.parse(kwargs.get("cache"))
         ns = controls.namespace or self.namespace
-        enabled = ct in self.supported_call_types and kwargs.get("caching", True) is not False
+        caching = kwargs.get("caching")
+        if caching is not None and not isinstance(caching, bool):
+            # LiteLLM caches only when caching is unset or True: caching=0 or "false"
+            # read as "on" here would cache a call the user turned caching off for
+            raise ConfigError(f"caching must be true, false or None, got {caching!r}",
+                              parameter="caching")
+        enabled = ct in self.supported_call_types and caching is not False
         if self.mode is CacheMode.default_off:
             enabled = enabled and controls.use_cache is True
         elif controls.use_cache is False:

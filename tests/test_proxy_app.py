@@ -584,3 +584,19 @@ def test_a_stored_value_that_is_not_an_answer_is_a_miss_not_a_500(proxies, fake,
         assert b"planted" not in r.content, case
         if not stream:
             assert r.json()["choices"][0]["message"]["content"], case
+
+
+def test_the_body_wins_over_the_header_under_any_spelling(proxies, fake):
+    # the body's cache controls win over Cache-Control (docs/proxy.md), whichever of a
+    # control's names each uses: a header s-maxage and a body s_maxage are one control
+    proxy = proxies.start()
+    c = client(proxy)
+    chat(c, "spelled")
+    _, h = chat(c, "spelled", extra_headers={"Cache-Control": "no-cache"},
+                extra_body={"cache": {"no_cache": False}})
+    assert h["x-semcache-stage"] == "exact"
+    _, h = chat(c, "spelled", extra_headers={"Cache-Control": "max-age=0"},
+                extra_body={"cache": {"s_maxage": 3600}})
+    assert h["x-semcache-stage"] == "exact"
+    with pytest.raises(openai.BadRequestError, match="no_store"):
+        chat(c, "spelled", extra_body={"cache": {"no-store": True, "no_store": False}})

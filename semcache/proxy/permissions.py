@@ -25,7 +25,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .._config import _CONTROL_NAMES
+from .._checks import finite_number
+from .._config import _CONTROL_NAMES, MAX_TTL
 from .._keys import RESERVED_MARK, TRANSPORT_PARAMS
 from .config import ALL_CONTROLS, DEFAULT_CONTROLS
 from .replies import Reply
@@ -49,11 +50,6 @@ FORWARDED_UNKEYED = frozenset({"stream", "stream_options"})
 #: left out of the key, so never forwarded: an upstream that honoured one (LiteLLM
 #: answers ``mock_response`` verbatim) would file a planted answer under an ordinary key
 STRIPPED = TRANSPORT_PARAMS - _OWNED - FORWARDED_UNKEYED
-
-#: the longest ttl anyone may ask for (ten years): larger values pass a float check and
-#: then fail every Redis write (``EX`` overflows), which any client could use to raise a
-#: healthy backend's error counters (issue #18, item 8)
-MAX_TTL = 10 * 365 * 86400.0
 
 _CACHE_KEY = re.compile(r"[\x21-\x7e]{1,256}")  # printable ASCII, no space
 #: the form of the keys the cache computes, bare or namespaced (``exact_key`` takes a
@@ -152,6 +148,10 @@ def cache_controls(cache_control: str | None, raw: Any, who: Principal, *,
         if not isinstance(raw, dict):
             raise Reply(400, "the 'cache' field must be an object of cache controls",
                         param="cache")
+        # the body wins under any of a control's names (a header s-maxage and a body
+        # s_maxage are one control, which Controls.parse refuses to see twice)
+        fields = {_CONTROL_NAMES.get(n) for n in raw}
+        controls = {n: v for n, v in controls.items() if _CONTROL_NAMES.get(n) not in fields}
         controls.update(raw)
     if not controls and who.namespace == default_ns:
         return controls  # the common case: nothing to check
@@ -189,7 +189,7 @@ def _check_ttl(name: str, value: Any, who: Principal, cache_ttl: float | None) -
     if not who.may("ttl"):
         raise _refuse(name)
     longer = value is None or value > (cache_ttl or math.inf)  # None: never expire
-    if value is not None and (not math.isfinite(value) or value > MAX_TTL):
+    if value is not None and (not finite_number(value) or value > MAX_TTL):
         raise Reply(400, f"cache {name} must be at most {MAX_TTL:.0f} seconds (ten years), "
                     f"got {value!r}", param=f"cache.{name}")
     if not who.master and cache_ttl is not None and longer:
