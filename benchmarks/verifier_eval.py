@@ -323,6 +323,26 @@ def holdout_eval(seeds: list[int], qqp, paws, cos, emb) -> dict[str, Any]:
             "shipped_model_through_cache": through_cache(emb, "holdout")}
 
 
+def cross_encoder_holdout(folder: Path, cos) -> dict[str, Any]:
+    """A trained cross-encoder folder on the must-not-hit holdout, at its recorded points."""
+    from semcache.verifiers.cross_encoder import CrossEncoderVerifier
+
+    v = CrossEncoderVerifier(folder, intra_op_threads=os.cpu_count() or 1)
+    rows = load_must_not_hit("holdout")
+    q, c = [r["query"] for r in rows], [r["candidate"] for r in rows]
+    mc = np.asarray(cos(q, c))
+    mp = v.score_pairs(q, c, mc)
+    points = {"default": (v.floor, v.threshold)}
+    if "floor" in v.info.get("strict", {}):
+        points["strict"] = (v.info["strict"]["floor"], v.info["strict"]["threshold"])
+    return {"folder": str(folder), "fitted": v.info["fitted"], "pairs": len(rows),
+            "points": {k: {"floor": f, "threshold": th} for k, (f, th) in points.items()},
+            "must_not_hit_holdout": {
+                **{f"cross_encoder_{k}": _mnh(rows, (mc >= f) & (mp >= th))
+                   for k, (f, th) in points.items()},
+                "cosine_at_0.93": _mnh(rows, mc >= OLD_DEFAULT)}}
+
+
 def _summary(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
     def collect(d: Any, path: tuple[str, ...] = ()) -> dict[tuple[str, ...], list[float]]:
         out: dict[tuple[str, ...], list[float]] = {}
@@ -364,6 +384,15 @@ def main(argv: list[str] | None = None) -> int:
     qqp, paws, texts = corpus(args.data)
     emb = get_embedder(None)
     cos = make_cosines(emb, texts, args.embedding_cache)
+    if args.cross_encoder is not None and args.holdout:
+        out = args.out or ROOT / "benchmarks" / "results" / \
+            "verifier_eval_cross_encoder_holdout.json"
+        report = {"command": f"benchmarks/verifier_eval.py --holdout --cross-encoder "
+                             f"{args.cross_encoder}",
+                  **cross_encoder_holdout(args.cross_encoder, cos)}
+        out.write_text(json.dumps(report, indent=1) + "\n")
+        print(json.dumps(report, indent=1))
+        return 0
     if args.cross_encoder is not None:
         out = args.out or ROOT / "benchmarks" / "results" / "verifier_eval_cross_encoder.json"
         report = cross_encoder_eval(args.cross_encoder, qqp, paws, cos, args.limit)
