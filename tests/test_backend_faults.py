@@ -10,12 +10,14 @@ import asyncio
 import logging
 import time
 
+import httpx
 import pytest
 
 from semcache import Cache
-from semcache_testing.servers import RedisStackServer
+from semcache_testing.fake_openai import FakeOpenAI
+from semcache_testing.servers import HungServer, RedisStackServer, free_port
 
-from .proxy_helpers import ask
+from .proxy_helpers import MASTER, Proxies, ask, master, openai_client
 
 SLACK_S = 10.0  # a 0.5 s timeout (one retry) must answer well within this
 
@@ -69,3 +71,47 @@ def test_recovery_is_logged_and_a_second_outage_is_logged_again(own_redis, caplo
         assert len(failed) == 2 and all("store (redis)" in m for m in failed)
     assert cache.stats()["errors"]["store"] == 3
     cache.close()
+
+
+# ---------------------------------------------------------------- the proxy
+@pytest.fixture(scope="module")
+def fake():
+    with FakeOpenAI(numbered=True) as f:
+        yield f
+
+
+@pytest.fixture
+def proxies(fake):
+    fake.reset()
+    p = Proxies(fake.base_url)
+    yield p
+    p.stop()
+
+
+@pytest.mark.parametrize("server", ["refused", "hung"])
+def test_proxy_management_on_a_down_store_is_a_503_not_a_500(proxies, fake, server):
+    """The chat endpoint fails open; /cache/delete and /cache/flush cannot (the caller
+    must know nothing was removed) and answer a 503 naming the backend, in bounded time."""
+    hung = HungServer() if server == "hung" else None
+    port = hung.port if hung is not None else free_port()
+    try:
+        cache = Cache(type="redis", host="127.0.0.1", port=port, socket_timeout=0.5,
+                      socket_connect_timeout=0.5)
+        proxy = proxies.start(cache=cache)
+        c = openai_client(proxy.base_url, MASTER)
+        t = time.monotonic()
+        raw = c.chat.completions.with_raw_response.create(model="chat", messages=ask("hi"))
+        assert raw.headers["x-semcache-stage"] == "miss"
+        assert raw.parse().choices[0].message.content.startswith("echo: hi")
+        for path, body in (("/cache/delete", {"keys": ["default:abc"]}),
+                           ("/cache/flush", {}), ("/cache/flushall", {}),
+                           # a down store is not the client's fault: not a 400 either
+                           ("/cache/ttl", {"keys": ["default:abc"], "ttl": 60})):
+            r = httpx.post(proxy.url + path, json=body, headers=master(), timeout=60)
+            assert r.status_code == 503, (path, r.status_code, r.text)
+            err = r.json()["error"]
+            assert "redis" in err["message"] and err["code"] == "backend_unavailable"
+        assert time.monotonic() - t < 4 * SLACK_S
+    finally:
+        if hung is not None:
+            hung.close()
