@@ -7,15 +7,24 @@ bounds (a 0.5 s timeout must return within seconds, not hang), never exact timin
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 
 import httpx
+import numpy as np
 import pytest
 
-from semcache import Cache
+from semcache import BackendError, Cache
+from semcache.embedders.base import Embedder
 from semcache_testing.fake_openai import FakeOpenAI
-from semcache_testing.servers import HungServer, RedisStackServer, free_port
+from semcache_testing.servers import (
+    AZURITE_ACCOUNT,
+    AZURITE_KEY,
+    HungServer,
+    RedisStackServer,
+    free_port,
+)
 
 from .proxy_helpers import MASTER, Proxies, ask, master, openai_client
 
@@ -46,6 +55,75 @@ def _until_hit(cache: Cache, request: dict, timeout: float = 20.0):
             return hit
         time.sleep(0.1)
     return None
+
+
+class Hashing(Embedder):
+    """A deterministic embedder that loads nothing: these tests are about the backends."""
+
+    model_id = "hashing-test"
+    dim = 16
+
+    def _embed(self, texts):
+        return np.stack([np.random.default_rng(int(hashlib.sha256(t.encode()).hexdigest()[:8],
+                                                   16)).standard_normal(16) for t in texts])
+
+
+def _params(kind: str, port: int) -> dict:
+    url = f"http://127.0.0.1:{port}"
+    redis = {"host": "127.0.0.1", "port": port, "socket_timeout": 0.5,
+             "socket_connect_timeout": 0.5}
+    return {
+        "redis": {"type": "redis", **redis},
+        "redis-cluster": {"type": "redis", "socket_timeout": 0.5,
+                          "socket_connect_timeout": 0.5,
+                          "redis_startup_nodes": [{"host": "127.0.0.1", "port": port}]},
+        "redis-semantic": {"type": "redis-semantic", "embedder": Hashing(), **redis},
+        "qdrant-server": {"type": "qdrant-semantic", "qdrant_api_base": url,
+                          "qdrant_timeout": 0.5, "embedder": Hashing()},
+        "s3": {"type": "s3", "s3_bucket_name": "b", "s3_endpoint_url": url,
+               "s3_region_name": "us-east-1", "s3_aws_access_key_id": "t",
+               "s3_aws_secret_access_key": "t", "s3_timeout": 0.5},
+        "gcs": {"type": "gcs", "gcs_bucket_name": "b", "gcs_endpoint_url": url,
+                "gcs_timeout": 0.5},
+        "azure": {"type": "azure_blob", "azure_blob_container": "b", "azure_timeout": 0.5,
+                  "azure_connection_string":
+                      f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};"
+                      f"AccountKey={AZURITE_KEY};BlobEndpoint={url}/{AZURITE_ACCOUNT};"},
+    }[kind]
+
+
+KINDS = ["redis", "redis-cluster", "redis-semantic", "qdrant-server", "s3", "gcs", "azure"]
+
+
+# ---------------------------------------------------------------- timeouts on every path
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_hung_backend_is_cut_off_on_every_path(kind):
+    """A server that accepts and never answers: lookups and adds, sync and async, fail
+    open (a counted miss, a skipped write) and delete/flush raise a typed error, each
+    within the configured 0.5 s timeout plus slack (the existing test covers one sync
+    lookup on three backends)."""
+    with HungServer() as hung:
+        cache = Cache(**_params(kind, hung.port))
+
+        def bounded(fn):
+            t = time.monotonic()
+            out = fn()
+            assert time.monotonic() - t < SLACK_S
+            return out
+
+        hit, meta = bounded(lambda: cache.lookup_with_metadata(**q("q")))
+        assert hit is None and "Timeout" in meta["errors"][0]
+        assert bounded(lambda: cache.add_cache({"a": 1}, **q("q"))) is None
+        hit, meta = bounded(lambda: asyncio.run(cache.alookup_with_metadata(**q("q"))))
+        assert hit is None and meta["errors"]
+        assert bounded(lambda: asyncio.run(cache.async_add_cache({"a": 1}, **q("q")))) is None
+        for op in (lambda: cache.delete([f"{cache.namespace}:k"]),
+                   lambda: asyncio.run(cache.aflush())):
+            with pytest.raises(BackendError):
+                bounded(op)
+        s = cache.stats()
+        assert s["misses"] == 2 and s["stores"] == 0 and s["errors"]["store"] == 4
+        assert hung.accepted >= 1  # it was this server that hung, not a refused port
 
 
 # ---------------------------------------------------------------- fault logging
