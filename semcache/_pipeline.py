@@ -436,7 +436,7 @@ class Pipeline:
         # backend: the LLM call must still proceed (fail open) unless told to raise.
         backend = getattr(getattr(op.call, "__self__", None), "name", op.component)
         self._stats.error(op.component)
-        self._faults.failed(f"{op.component} ({backend})", exc)
+        self._faults.failed(op.component, exc, str(backend))
         req.errors.append(f"{op.component}: {type(exc).__name__}: {exc}")
         if self.on_error == "raise":
             flow.close()

@@ -82,26 +82,34 @@ class Stats:
 
 
 class FaultLog:
-    """Log a component's failure once per burst, and its recovery, not every call."""
+    """Log a component's failure once per burst, and its recovery, not every call.
+
+    State is keyed by the component ("store", "index", ...), the key both ``failed`` and
+    ``succeeded`` are called with; ``backend`` only names it in the messages. (Keying
+    ``failed`` by "store (redis)" and ``succeeded`` by "store" left every outage's state
+    in place: recoveries were never logged, and a second outage within ``quiet_s`` of the
+    first was not logged at all.)"""
 
     def __init__(self, quiet_s: float = 60.0) -> None:
         self.quiet_s = quiet_s
         self._lock = threading.Lock()
-        self._state: dict[str, tuple[float, int]] = {}  # component -> (first_at, count)
+        # component -> (first_at, count, "component (backend)")
+        self._state: dict[str, tuple[float, int, str]] = {}
 
-    def failed(self, component: str, exc: BaseException) -> None:
+    def failed(self, component: str, exc: BaseException, backend: str | None = None) -> None:
         now = time.monotonic()
+        label = component if backend is None else f"{component} ({backend})"
         with self._lock:
-            first, count = self._state.get(component, (0.0, 0))
+            first, count, _ = self._state.get(component, (0.0, 0, label))
             if count == 0 or now - first > self.quiet_s:
-                self._state[component] = (now, 1)
+                self._state[component] = (now, 1, label)
                 emit = True
             else:
-                self._state[component] = (first, count + 1)
+                self._state[component] = (first, count + 1, label)
                 emit = False
         if emit:
             log.warning("semcache: %s failed, serving as a miss (%s: %s); further failures "
-                        "in the next %.0f s are counted, not logged", component,
+                        "in the next %.0f s are counted, not logged", label,
                         type(exc).__name__, exc, self.quiet_s)
 
     def succeeded(self, component: str) -> None:
@@ -110,4 +118,4 @@ class FaultLog:
         with self._lock:
             state = self._state.pop(component, None)
         if state is not None:
-            log.warning("semcache: %s recovered after %d failure(s)", component, state[1])
+            log.warning("semcache: %s recovered after %d failure(s)", state[2], state[1])

@@ -16,7 +16,7 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
 from .._cache import Cache
-from .._errors import SemcacheError
+from .._errors import BackendError, SemcacheError
 from .limits import json_object, read_body
 from .replies import Reply, json_response
 
@@ -93,7 +93,10 @@ class Management:
             self._own_keys(keys)
         except Reply as reply:
             return reply.response()
-        n = await cache.adelete(keys)
+        try:
+            n = await cache.adelete(keys)
+        except BackendError as exc:
+            return _backend_down(exc)
         return json_response({"status": "success", "deleted": n})
 
     def _own_keys(self, keys: list[str]) -> None:
@@ -116,7 +119,12 @@ class Management:
                 targets = [ns]
         except Reply as reply:
             return reply.response()
-        removed = {t: await cache.aflush(t) for t in targets}
+        removed: dict[str, int] = {}
+        try:
+            for t in targets:
+                removed[t] = await cache.aflush(t)
+        except BackendError as exc:
+            return _backend_down(exc, {"flushed": removed} if removed else None)
         await asyncio.to_thread(_release_memory)
         return json_response({"status": "success", "flushed": removed})
 
@@ -138,6 +146,8 @@ class Management:
         try:
             updated = {k: await asyncio.to_thread(cache.update_ttl, k, body["ttl"])
                        for k in keys}
+        except BackendError as exc:
+            return _backend_down(exc)
         except SemcacheError as exc:
             return Reply(400, str(exc)).response()
         return json_response({"status": "success", "updated": updated})
@@ -168,6 +178,19 @@ class Management:
         # the page itself is public and holds no data: it asks for the master key and
         # polls /cache/stats with it
         return FileResponse(STATIC / "index.html", media_type="text/html")
+
+
+def _backend_down(exc: BackendError, done: dict[str, Any] | None = None) -> Response:
+    """A management call the store or index could not carry out: a 503 naming the
+    backend and its error (not a 500, and not a success: nothing, or only ``done``, was
+    changed). Unlike a lookup this cannot fail open: the caller must know."""
+    reply = Reply(503, f"the cache backend failed: {exc}", "api_error",
+                  "backend_unavailable")
+    if done is None:
+        return reply.response()
+    body = {"error": {"message": str(reply), "type": reply.type, "param": None,
+                      "code": reply.code}, **done}
+    return json_response(body, 503)
 
 
 def _release_memory() -> None:
