@@ -135,7 +135,7 @@ class FolderLog:
         self.seen = _SEQ.unpack_from(self._seq)[0]  # read under the lock: consistent
         with open(self._log_p, "r+b") as f:
             head = f.readline()
-            file_gen, prev, body = _parse_head(head)
+            file_gen, prev, body = _parse_head(head, self.path)
             size = os.fstat(f.fileno()).st_size
             if file_gen != self.gen or size < self.off:  # (shorter: only if tampered with)
                 if file_gen == self.gen or prev != [self.gen, self.off]:
@@ -308,14 +308,22 @@ def _head(gen: int, prev: list[int] | None) -> bytes:
     return orjson.dumps({"op": "gen", "g": gen, "prev": prev}) + b"\n"
 
 
-def _parse_head(line: bytes) -> tuple[int, list[int] | None, int]:
+def _parse_head(line: bytes, where: Path) -> tuple[int, list[int] | None, int]:
     """(generation, prev, offset of the first record); a log written before issue #26
-    has no header: generation 0, records from byte 0."""
+    has no header: generation 0, records from byte 0. A header whose generation is not a
+    non-negative int is an ``IntegrityError``: a guess would pair the records with the
+    wrong snapshot (a reset that drops them, or a snapshot never loaded)."""
     if line.endswith(b"\n"):
         with contextlib.suppress(orjson.JSONDecodeError):
             op = orjson.loads(line)
             if isinstance(op, dict) and op.get("op") == "gen":
-                return int(op["g"]), op.get("prev"), len(line)
+                g = op.get("g")
+                if isinstance(g, bool) or not isinstance(g, int) or g < 0:
+                    raise IntegrityError(
+                        f"index at {str(where)!r}: log.jsonl is damaged (its header's "
+                        f"generation is {str(g)[:40]!r}, not a non-negative int); restore "
+                        "it or flush the folder")
+                return g, op.get("prev"), len(line)
     return 0, None, 0
 
 
