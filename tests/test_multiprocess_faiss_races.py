@@ -2,7 +2,8 @@
 the test dictates step by step: each worker (tests/faiss_race_worker.py) is a separate
 process holding its own ``FaissIndex``, told what to do next over a pipe, and stopped or
 SIGKILLed at a point of the test's choosing. What the other files do not cover: an
-append that lands after a compaction died half-way, and deletes seen by a process
+append that lands after a compaction died half-way, a purge racing a peer's rewrite,
+and deletes seen by a process
 (forked after open, or independent) that holds the deleted entry in memory across
 compactions.
 """
@@ -20,6 +21,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+import filelock
 import pytest
 
 from tests import faiss_race_worker as rw
@@ -131,6 +133,16 @@ def keys(*ids: int) -> list[str]:
     return sorted(f"n:{i}" for i in ids)
 
 
+def lock_is_free(folder: Path) -> bool:
+    lock = filelock.FileLock(folder / "write.lock")
+    try:
+        lock.acquire(timeout=0)
+    except filelock.Timeout:
+        return False
+    lock.release()
+    return True
+
+
 def test_an_append_after_a_compaction_killed_mid_switch_is_not_dropped(tmp_path: Path) -> None:
     """B's compaction renames its snapshot into place and is SIGKILLed before it switches
     the log. A was current, so nothing tells it a compaction happened: its next write is
@@ -206,6 +218,34 @@ def test_a_writer_killed_mid_append_after_a_dead_compaction_loses_no_peer_write(
     assert a("keys") == keys(0, 1, 2, 3, 4, 5)
     for x in (a, c):
         x.close()
+
+
+def test_a_purge_does_not_delete_an_entry_a_peer_rewrote_meanwhile(tmp_path: Path) -> None:
+    """B's purge picks the expired entries, then deletes them. If A rewrites one of them
+    (a fresh answer, a new expiry) in between, B's delete used to remove A's fresh,
+    acknowledged entry from the index of every process. Either the purge holds the
+    folder lock from its choice to its delete (A then writes after it), or A's write
+    lands in between: the fresh entry must survive both ways."""
+    a, b = Worker(tmp_path), Worker(tmp_path)
+    a("add", 0, 0, 50.0)
+    a("add", 1, 1, None)
+    assert b("keys") == keys(1)  # (n:0 is expired at the worker's real clock)
+    b("arm", "hold-before-delete")
+    b.send("purge", 100.0)
+    assert b.read() == "paused"
+    if lock_is_free(tmp_path):  # the purge lets writes in here: make A's land now
+        a("add", 0, 100, 10_000_000_000.0)
+        b.send("go")
+        assert b.read() == 0  # nothing of what it chose was still expired
+    else:  # B holds the lock until its delete: A's rewrite comes after it
+        a.send("add", 0, 100, 10_000_000_000.0)
+        b.send("go")
+        assert b.read() == 1
+        assert a.read() is None
+    for w in (a, b, Worker(tmp_path)):
+        assert w("keys") == keys(0, 1)
+        assert w("nearest", 100) == ["n:0", 1.0]
+        w.close()
 
 
 @pytest.mark.parametrize("who_deletes", ["forked child", "spawned peer"])
