@@ -3,9 +3,8 @@ the test dictates step by step: each worker (tests/faiss_race_worker.py) is a se
 process holding its own ``FaissIndex``, told what to do next over a pipe, and stopped or
 SIGKILLed at a point of the test's choosing. What the other files do not cover: an
 append that lands after a compaction died half-way, a purge racing a peer's rewrite,
-and deletes seen by a process
-(forked after open, or independent) that holds the deleted entry in memory across
-compactions.
+and deletes seen by a process (forked after open, or independent) that holds the
+deleted entry in memory across compactions.
 """
 
 from __future__ import annotations
