@@ -3,8 +3,10 @@
 Files in the folder:
 
 - ``manifest.json``: format, embedding model, dimension, metric; checked on open.
-- ``snapshot.npz``: every entry (vectors and JSON metadata in one file) and the
-  *generation* it starts.
+- ``snapshot.npz``: every entry (vectors and JSON metadata in one file), the
+  *generation* it starts and ``upto``, the (generation, offset) of the log it was folded
+  from: if its compaction dies before switching the log, records appended after that
+  offset by a peer that was current (and saw no sign of it) are carried into the new log.
 - ``log.jsonl``: a header line ``{"op":"gen","g":G,"prev":[G-1,L]}`` naming its
   generation, then one JSON record per operation (add, del, clear, obs) since snapshot
   ``G``. A record counts once its closing newline is written; a tail without one is a
@@ -133,48 +135,52 @@ class FolderLog:
         """Everything written since this process was current; the caller holds the lock."""
         out = Catchup()
         self.seen = _SEQ.unpack_from(self._seq)[0]  # read under the lock: consistent
-        with open(self._log_p, "r+b") as f:
-            head = f.readline()
-            file_gen, prev, body = _parse_head(head)
-            size = os.fstat(f.fileno()).st_size
-            if file_gen != self.gen or size < self.off:  # (shorter: only if tampered with)
-                if file_gen == self.gen or prev != [self.gen, self.off]:
-                    snap_gen, vecs, meta = self.read_snapshot(self.dim)
-                    if snap_gen > file_gen:
-                        # a compaction died after its snapshot, before resetting the log:
-                        # the snapshot holds every record of that log, so start afresh
-                        body = self._reset_log(f, snap_gen, None)
-                        file_gen = snap_gen
-                    elif snap_gen < file_gen:
-                        log.warning("index at %s: log generation %d has no snapshot (found "
-                                    "%d); replaying what is there", self.path, file_gen,
-                                    snap_gen)
-                    out.snapshot = (vecs, meta)
-                self.gen, self.off, self.lines = file_gen, body, 0
-            f.seek(self.off)
-            data = f.read()
-            end = data.rfind(b"\n") + 1
-            good = 0
-            for line in data[:end].splitlines(keepends=True):
-                good += len(line)
-                try:
-                    out.records.append(orjson.loads(line))
-                except orjson.JSONDecodeError as exc:
-                    # a complete line (its newline was written) that is not JSON: damage,
-                    # not an unfinished write; the records after it were acknowledged
-                    # and are kept (cutting the file here would drop them for everyone)
-                    self.skipped += 1
-                    log.warning("index at %s: skipped a malformed record in log.jsonl "
-                                "(%s); %d so far", self.path, exc, self.skipped)
-            if good < len(data):
-                # We hold the lock, so whoever wrote this tail is gone without having
-                # returned: the write was never acknowledged. Cut it off, or the next
-                # append would be glued to it and everything after lost to replay.
-                log.warning("index at %s: dropped %d bytes of an unfinished write from a "
-                            "process that died", self.path, len(data) - good)
-                f.truncate(self.off + good)
-            self.off += good
-            self.lines += len(out.records)
+        while True:
+            with open(self._log_p, "r+b") as f:
+                head = f.readline()
+                file_gen, prev, body = _parse_head(head, self.path)
+                size = os.fstat(f.fileno()).st_size
+                if file_gen != self.gen or size < self.off:  # (shorter: if tampered with)
+                    if file_gen == self.gen or prev != [self.gen, self.off]:
+                        snap_gen, vecs, meta, upto = self._load_snapshot(self.dim)
+                        if snap_gen > file_gen:
+                            # a compaction died after its snapshot, before switching
+                            # the log: finish it, then read the new log
+                            self._finish_compaction(f, file_gen, body, size, snap_gen, upto)
+                            continue
+                        if snap_gen < file_gen:
+                            log.warning("index at %s: log generation %d has no snapshot "
+                                        "(found %d); replaying what is there", self.path,
+                                        file_gen, snap_gen)
+                        out.snapshot = (vecs, meta)
+                    self.gen, self.off, self.lines = file_gen, body, 0
+                return self._read_records(f, out)
+
+    def _read_records(self, f: Any, out: Catchup) -> Catchup:
+        f.seek(self.off)
+        data = f.read()
+        end = data.rfind(b"\n") + 1
+        good = 0
+        for line in data[:end].splitlines(keepends=True):
+            good += len(line)
+            try:
+                out.records.append(orjson.loads(line))
+            except orjson.JSONDecodeError as exc:
+                # a complete line (its newline was written) that is not JSON: damage,
+                # not an unfinished write; the records after it were acknowledged
+                # and are kept (cutting the file here would drop them for everyone)
+                self.skipped += 1
+                log.warning("index at %s: skipped a malformed record in log.jsonl "
+                            "(%s); %d so far", self.path, exc, self.skipped)
+        if good < len(data):
+            # We hold the lock, so whoever wrote this tail is gone without having
+            # returned: the write was never acknowledged. Cut it off, or the next
+            # append would be glued to it and everything after lost to replay.
+            log.warning("index at %s: dropped %d bytes of an unfinished write from a "
+                        "process that died", self.path, len(data) - good)
+            f.truncate(self.off + good)
+        self.off += good
+        self.lines += len(out.records)
         return out
 
     def log_size(self) -> int:
@@ -182,14 +188,23 @@ class FolderLog:
 
     def read_snapshot(self, dim: int | None = None
                       ) -> tuple[int, np.ndarray, list[dict[str, Any]]]:
+        gen, vecs, meta, _ = self._load_snapshot(dim)
+        return gen, vecs, meta
+
+    def _load_snapshot(self, dim: int | None = None) -> tuple[
+            int, np.ndarray, list[dict[str, Any]], tuple[int, int] | None]:
+        """(generation, vectors, metadata, upto): ``upto`` is the (generation, offset) of
+        the log the snapshot was folded from, None for a snapshot written before it was
+        recorded."""
         if not self._snap_p.exists():
-            return 0, np.zeros((0, 0), np.float32), []
+            return 0, np.zeros((0, 0), np.float32), [], None
         with self._snapshot_errors():
             # opened here, not by np.load: it leaks its handle when the zip is damaged
             with open(self._snap_p, "rb") as f, np.load(f, allow_pickle=False) as z:
                 vecs = z["vecs"]
                 meta = json.loads(z["meta"].tobytes())
                 gen = int(z["gen"]) if "gen" in z.files else 0  # before issue #26: 0
+                raw = z["upto"] if "upto" in z.files else None
             if vecs.dtype != np.float32 or vecs.ndim != 2 or not isinstance(meta, list) \
                     or len(meta) != len(vecs):
                 raise ValueError(f"vectors {vecs.dtype}{list(vecs.shape)} for "
@@ -197,7 +212,12 @@ class FolderLog:
             if dim is not None and len(vecs) and vecs.shape[1] != dim:
                 raise ValueError(f"vectors of dimension {vecs.shape[1]}, not the "
                                  f"manifest's {dim}")
-        return gen, vecs, meta
+            upto = None
+            if raw is not None:
+                if raw.shape != (2,) or raw.dtype.kind != "i":
+                    raise ValueError(f"upto {raw.dtype}{list(raw.shape)}")
+                upto = (int(raw[0]), int(raw[1]))
+        return gen, vecs, meta, upto
 
     def _snapshot_gen(self) -> int:
         if not self._snap_p.exists():
@@ -235,25 +255,38 @@ class FolderLog:
         tmp = self.path / "snapshot.tmp.npz"
         with open(tmp, "wb") as f:
             np.savez(f, vecs=vecs, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8),
-                     gen=np.array(new, dtype=np.int64))
+                     gen=np.array(new, dtype=np.int64),
+                     upto=np.array([self.gen, self.off], dtype=np.int64))
             f.flush()
             os.fsync(f.fileno())
         # one file, renamed into place: vectors and metadata never disagree; a crash
-        # before the log is reset leaves a newer snapshot, which catch_up() detects
+        # before the log is switched leaves a newer snapshot, which catch_up() detects
         os.replace(tmp, self._snap_p)
         head = _head(new, [self.gen, self.off])
         _atomic_write(self._log_p, head)
         self.gen, self.off, self.lines = new, len(head), 0
         self._bump()
 
-    def _reset_log(self, f: Any, gen: int, prev: list[int] | None) -> int:
-        head = _head(gen, prev)
-        f.seek(0)
-        f.truncate(0)
-        f.write(head)
-        f.flush()
-        os.fsync(f.fileno())
-        return len(head)
+    def _finish_compaction(self, f: Any, file_gen: int, body: int, size: int,
+                           snap_gen: int, upto: tuple[int, int] | None) -> None:
+        """Switch the log to a snapshot whose compaction died before doing it.
+
+        The snapshot holds the log up to ``upto`` only: a peer that was current at the
+        time had no sign of the compaction (the counter was never bumped) and may have
+        appended, and been acknowledged, since. Those records start the new log."""
+        keep = b""
+        if upto is not None and upto[0] == file_gen and body <= upto[1] <= size:
+            f.seek(upto[1])
+            tail = f.read()
+            keep = tail[: tail.rfind(b"\n") + 1]  # a torn tail was never acknowledged
+        elif upto is not None and size > body:
+            log.warning("index at %s: snapshot generation %d was folded from log "
+                        "generation %d at byte %d, the log is generation %d of %d bytes: "
+                        "its records are not replayed", self.path, snap_gen, upto[0],
+                        upto[1], file_gen, size)
+        # atomically: a crash here leaves the old log, and the next reader does this again
+        _atomic_write(self._log_p, _head(snap_gen, None) + keep)
+        self._bump()  # every process re-reads: the log they were reading is gone
 
     def _bump(self) -> None:
         self.seen = (_SEQ.unpack_from(self._seq)[0] + 1) & 0xFFFF_FFFF_FFFF_FFFF
@@ -308,14 +341,22 @@ def _head(gen: int, prev: list[int] | None) -> bytes:
     return orjson.dumps({"op": "gen", "g": gen, "prev": prev}) + b"\n"
 
 
-def _parse_head(line: bytes) -> tuple[int, list[int] | None, int]:
+def _parse_head(line: bytes, where: Path) -> tuple[int, list[int] | None, int]:
     """(generation, prev, offset of the first record); a log written before issue #26
-    has no header: generation 0, records from byte 0."""
+    has no header: generation 0, records from byte 0. A header whose generation is not a
+    non-negative int is an ``IntegrityError``: a guess would pair the records with the
+    wrong snapshot (a reset that drops them, or a snapshot never loaded)."""
     if line.endswith(b"\n"):
         with contextlib.suppress(orjson.JSONDecodeError):
             op = orjson.loads(line)
             if isinstance(op, dict) and op.get("op") == "gen":
-                return int(op["g"]), op.get("prev"), len(line)
+                g = op.get("g")
+                if isinstance(g, bool) or not isinstance(g, int) or g < 0:
+                    raise IntegrityError(
+                        f"index at {str(where)!r}: log.jsonl is damaged (its header's "
+                        f"generation is {str(g)[:40]!r}, not a non-negative int); restore "
+                        "it or flush the folder")
+                return g, op.get("prev"), len(line)
     return 0, None, 0
 
 

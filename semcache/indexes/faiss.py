@@ -205,10 +205,11 @@ class FaissIndex(VectorIndex):
 
     def purge_expired(self, now: float | None = None) -> int:
         """Remove expired entries (search already ignores them); with a folder, the
-        removal is a log record every process applies."""
+        removal is a log record every process applies. The folder's lock is held from
+        the choice of the expired entries to their removal: a peer that rewrites one in
+        between (a fresh answer, a new expiry) must not have it deleted."""
         now = self._clock() if now is None else now
-        with self._lock:
-            self._refresh()
+        with self._lock, self._writing():
             doomed = [s.keys[r] for s in self._shards.values()
                       for r in np.nonzero(s.expires[: s.n] <= now)[0].tolist()]
             return self.delete(doomed) if doomed else 0

@@ -191,3 +191,42 @@ def test_a_snapshot_of_another_shape_is_a_typed_error(tmp_path):
                                                 for i in range(3)]).encode(), np.uint8))
     with pytest.raises(SemcacheError, match="snapshot.npz"):
         FaissIndex(path=path, model_id="m")
+
+
+HEADS = {
+    "a string generation": b'{"op":"gen","g":"x","prev":null}\n',
+    "a null generation": b'{"op":"gen","g":null,"prev":null}\n',
+    "a list generation": b'{"op":"gen","g":[1],"prev":null}\n',
+    "a fractional generation": b'{"op":"gen","g":1.5,"prev":null}\n',
+    "a boolean generation": b'{"op":"gen","g":true,"prev":null}\n',
+    # -1 is what a process that has loaded nothing holds: taken for "already current",
+    # the snapshot was never read and its entries missing from memory (and from the
+    # next compaction)
+    "a negative generation": b'{"op":"gen","g":-1,"prev":null}\n',
+    "no generation": b'{"op":"gen","prev":null}\n',
+}
+
+
+@pytest.mark.parametrize("case", list(HEADS))
+def test_a_damaged_log_header_is_a_typed_error_naming_the_log(tmp_path, case):
+    """The header names the generation the log continues: a guessed one (a raw
+    ValueError/TypeError before) could pair the records with the wrong snapshot, so the
+    folder is refused with a typed error naming log.jsonl, on open and in an open index."""
+    path = tmp_path / "idx"
+    _build(path)
+    idx = FaissIndex(path=path, model_id="m")
+    idx.compact()
+    p = path / "log.jsonl"
+    body = p.read_bytes()
+    # a record after it, as a peer's write: the open index must read the log again
+    p.write_bytes(HEADS[case] + body[body.index(b"\n") + 1:] + GOOD_AFTER)
+    try:
+        with pytest.raises(SemcacheError, match="log.jsonl"):
+            FaissIndex(path=path, model_id="m")
+        with pytest.raises(SemcacheError, match="log.jsonl"):  # its write catches up first
+            idx.add([IndexEntry("ns:mine", "ctx", "ns", "m", 1.0, None)], _unit(8)[None, :])
+    finally:
+        idx.close()
+    assert not (path / "snapshot.tmp.npz").exists()
+    with np.load(path / "snapshot.npz") as z:  # nothing was rewritten from a guess
+        assert len(json.loads(z["meta"].tobytes())) == 3
