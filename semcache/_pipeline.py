@@ -162,8 +162,11 @@ class Pipeline:
         elif controls.use_cache is False:
             enabled = False
         ttl = self.ttl if controls.ttl is UNSET else controls.ttl
-        if controls.ttl is UNSET and kwargs.get("ttl") is not None:  # LiteLLM's ttl=
-            ttl = check_cache_ttl(kwargs["ttl"], "ttl")
+        if kwargs.get("ttl") is not None:  # LiteLLM's ttl=
+            # checked even where cache["ttl"] wins, or a typo in it would pass unseen
+            top = check_cache_ttl(kwargs["ttl"], "ttl")
+            if controls.ttl is UNSET:
+                ttl = top
         kwargs = self._custom_key(self.key_params.filter(kwargs)) if enabled else kwargs
         read = enabled and not controls.no_cache and controls.s_maxage != 0
         write = enabled and not controls.no_store and ttl != 0  # ttl=0: keep nothing
