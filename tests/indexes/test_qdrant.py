@@ -275,3 +275,59 @@ def test_the_good_neighbour_of_a_malformed_point_is_served() -> None:
         assert cache.stats()["errors_total"] == 0
     finally:
         cache.close()
+
+
+# ------------------------------------------------ answers another writer shaped otherwise
+_BAD_ANSWERS = [{"x": "soon"}, {"x": float("nan")}, {"x": True}, {"v": "not base64!"},
+                {"v": 5}, {"v": None}]
+
+
+@pytest.mark.parametrize("damage", _BAD_ANSWERS)
+def test_a_malformed_answer_is_an_integrity_error(damage) -> None:
+    # a string expiry or an undecodable value raised TypeError / binascii.Error: a
+    # store *fault*, not the integrity miss of every other store's unreadable record
+    from semcache import IntegrityError
+    from semcache._connections.qdrant import point_id
+
+    s = QdrantStore(QdrantConnection(), "answers")
+    try:
+        s.set("ns:a", b"{}")
+        s.conn.client.set_payload("answers", payload=damage, points=[point_id("ns:a")],
+                                  wait=True)
+        with pytest.raises(IntegrityError, match="ns:a"):
+            s.get("ns:a")
+    finally:
+        s.close()
+
+
+@pytest.mark.parametrize("damage", _BAD_ANSWERS)
+def test_a_malformed_answer_is_a_counted_integrity_miss(damage) -> None:
+    from semcache import Cache, IntegrityError
+    from semcache._connections.qdrant import point_id
+    from semcache.embedders.base import Embedder
+
+    class Same(Embedder):
+        model_id = "same"
+        dim = 4
+
+        def _embed(self, texts):
+            return np.ones((len(texts), 4), np.float32)
+
+    for on_error in ("open", "raise"):
+        cache = Cache(type="qdrant-semantic", embedder=Same(), similarity_threshold=0.5,
+                      on_error=on_error)
+        try:
+            ask = {"model": "m", "messages": [{"role": "user", "content": "a"}]}
+            key = cache.add_cache({"answer": "x"}, **ask)
+            cache.store.conn.client.set_payload(cache.store.collection, payload=damage,
+                                                points=[point_id(key)], wait=True)
+            if on_error == "raise":
+                with pytest.raises(IntegrityError):
+                    cache.lookup(**ask)
+                continue
+            assert cache.lookup(**ask) is None  # exact read, then the semantic fetch
+            st = cache.stats()
+            assert st["integrity_rejections"] == 2 and st["errors_total"] == 0, st
+            assert cache.index.count() == 1  # an unreadable answer is not a vanished one
+        finally:
+            cache.close()
