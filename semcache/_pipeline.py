@@ -60,6 +60,9 @@ if TYPE_CHECKING:
 __all__ = ["FAILED", "Flow", "Op", "Pipeline", "Request", "query_digest"]
 
 FAILED: Any = object()  # fallback of a fetch whose store call failed (not: absent)
+#: what a fetch gets when the store answered with a record it could not read back
+#: (IntegrityError): not absent (its vector stays), not a fault; _decode reads it as None
+UNREADABLE: Any = object()
 
 
 @dataclass(slots=True)
@@ -162,8 +165,11 @@ class Pipeline:
         elif controls.use_cache is False:
             enabled = False
         ttl = self.ttl if controls.ttl is UNSET else controls.ttl
-        if controls.ttl is UNSET and kwargs.get("ttl") is not None:  # LiteLLM's ttl=
-            ttl = check_cache_ttl(kwargs["ttl"], "ttl")
+        if kwargs.get("ttl") is not None:  # LiteLLM's ttl=
+            # checked even where cache["ttl"] wins, or a typo in it would pass unseen
+            top = check_cache_ttl(kwargs["ttl"], "ttl")
+            if controls.ttl is UNSET:
+                ttl = top
         kwargs = self._custom_key(self.key_params.filter(kwargs)) if enabled else kwargs
         read = enabled and not controls.no_cache and controls.s_maxage != 0
         write = enabled and not controls.no_store and ttl != 0  # ttl=0: keep nothing
@@ -180,17 +186,20 @@ class Pipeline:
         return req.split
 
     def _decode(self, raw: bytes | None, req: Request) -> Record | None:
-        if raw is None:
+        if raw is None or raw is UNREADABLE:  # UNREADABLE: counted by _failed
             return None
         try:
             return self._codec.decode(raw)
         except IntegrityError as exc:
-            self._stats.incr("integrity_rejections")
-            self._faults.failed("store (integrity)", exc)
-            req.errors.append(f"integrity: {exc}")
+            self._rejected(exc, req)
             if self.on_error == "raise":
                 raise
             return None
+
+    def _rejected(self, exc: IntegrityError, req: Request) -> None:
+        self._stats.incr("integrity_rejections")
+        self._faults.failed("store (integrity)", exc)
+        req.errors.append(f"integrity: {exc}")
 
     @staticmethod
     def _fresh(rec: Record, req: Request, now: float) -> bool:
@@ -432,6 +441,14 @@ class Pipeline:
             timings[op.stage] = timings.get(op.stage, 0.0) + time.perf_counter() - t
 
     def _failed(self, op: Op, exc: Exception, flow: Flow, req: Request) -> Any:
+        if isinstance(exc, IntegrityError) and op.component == "store":
+            # a store that answered with a record it cannot read back (qdrant's answer
+            # payload another writer shaped): an integrity miss, as _decode's, not a fault
+            self._rejected(exc, req)
+            if self.on_error == "raise":
+                flow.close()
+                raise exc
+            return UNREADABLE if op.fallback is FAILED else op.fallback
         # Any exception from a backend, ours or a library's, is a fault of that
         # backend: the LLM call must still proceed (fail open) unless told to raise.
         backend = getattr(getattr(op.call, "__self__", None), "name", op.component)

@@ -498,3 +498,16 @@ def test_stats_and_ping(sem):
 
 def test_repr_is_readable(sem):
     assert "faiss-semantic" in repr(sem) and "0.85" in repr(sem)
+
+
+@pytest.mark.parametrize("control", [10, None, 0])
+def test_a_bad_top_level_ttl_is_refused_even_when_cache_ttl_wins(control):
+    # ttl="x" beside cache={"ttl": ...} was silently ignored: a typo no one would see
+    c = Cache()
+    for call in (c.lookup, lambda **kw: c.add_cache(ANSWER, **kw)):
+        with pytest.raises(ConfigError, match="ttl") as e:
+            call(**ask(Q, ttl="x", cache={"ttl": control}))
+        assert e.value.parameter == "ttl"
+    # a valid one beside cache["ttl"] is still accepted, and cache["ttl"] still wins
+    c.add_cache(ANSWER, **ask(Q, ttl=5, cache={"ttl": 0}))
+    assert c.lookup(**ask(Q)) is None

@@ -139,6 +139,14 @@ def test_unknown_cache_control_is_an_error_naming_it(fake, kw):
     assert fake.calls[CHAT] == 0
 
 
+def test_a_bad_ttl_beside_cache_ttl_is_an_error_naming_it(api, fake, kw):
+    # ttl="x" was ignored when cache={"ttl": ...} also came: checked whichever wins
+    semcache.cache = Cache()
+    with pytest.raises(semcache.ConfigError, match="ttl") as e:
+        api.completion(model="m", messages=MSG, ttl="x", cache={"ttl": 10}, **kw)
+    assert e.value.parameter == "ttl" and fake.calls[CHAT] == 0
+
+
 def test_output_shaping_parameters_separate_entries(api, fake, kw):
     semcache.cache = Cache()
     api.completion(model="m", messages=MSG, temperature=0.2, **kw)

@@ -111,3 +111,14 @@ def test_os_environ_values_in_litellm_params(fake, monkeypatch):
     with pytest.raises(semcache.ConfigError, match="NOT_SET_ANYWHERE"):
         Router(model_list=[{"model_name": "m", "litellm_params": {
             "model": "x", "api_key": "os.environ/NOT_SET_ANYWHERE"}}])
+
+
+@pytest.mark.parametrize("bad", [0, 1, "false", "no"])
+def test_router_cache_responses_must_be_a_bool(bad):
+    # cache_responses=0 or "false" was not validated and the router still cached
+    dep = {"model_name": "a", "litellm_params": {"model": "m"}}
+    with pytest.raises(semcache.ConfigError, match="cache_responses") as e:
+        Router(model_list=[dep], cache_responses=bad)
+    assert e.value.parameter == "cache_responses"
+    for ok in (True, False, None):  # None: LiteLLM's default, caching on
+        assert Router(model_list=[dep], cache_responses=ok).cache_responses is ok

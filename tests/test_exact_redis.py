@@ -8,7 +8,7 @@ import time
 import pytest
 import redis
 
-from semcache import BackendTimeout, BackendUnavailable, ConfigError
+from semcache import BackendTimeout, BackendUnavailable, Cache, ConfigError
 from semcache.exact.redis import RedisStore, escape_glob
 from semcache_testing.servers import HungServer, free_port
 from tests.contracts.exact_store import RemoteExactStoreContract, wait_until
@@ -141,6 +141,11 @@ def test_server_restart_is_picked_up(redis_stack_server, store: RedisStore) -> N
     ({"redis_startup_nodes": "h:1"}, "redis_startup_nodes"),
     ({"host": "h", "ttl": -5}, "ttl"),
     ({"host": "h", "socket_timeout": "soon"}, "socket_timeout"),
+    # numbers a float cannot hold were a bare OverflowError, not a ConfigError
+    ({"host": "h", "socket_timeout": 10**400}, "socket_timeout"),
+    ({"host": "h", "socket_timeout": float("inf")}, "socket_timeout"),
+    ({"host": "h", "ttl": "1e400"}, "ttl"),
+    ({"host": "h", "port": float("inf")}, "port"),
     ({}, "host"),
 ])
 def test_from_params_names_the_bad_parameter(monkeypatch, params, bad) -> None:
@@ -150,6 +155,12 @@ def test_from_params_names_the_bad_parameter(monkeypatch, params, bad) -> None:
         RedisStore.from_params(**params)
     assert info.value.parameter == bad
     assert bad in str(info.value)
+
+
+def test_cache_with_an_overflowing_number_is_a_config_error() -> None:
+    with pytest.raises(ConfigError) as info:
+        Cache(type="redis", host="h", socket_timeout=10**400)
+    assert info.value.parameter == "socket_timeout"
 
 
 def test_from_params_env_fallback_and_repr(monkeypatch) -> None:

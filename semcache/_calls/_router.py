@@ -53,6 +53,11 @@ class Router:
         if not model_list:
             raise ConfigError("model_list must name at least one deployment",
                               parameter="model_list")
+        if cache_responses is not None and not isinstance(cache_responses, bool):
+            # LiteLLM's is a bool; 0 or "false" read as "not False" would keep caching
+            # the calls the user turned caching off for
+            raise ConfigError(f"cache_responses must be true, false or None, got "
+                              f"{cache_responses!r}", parameter="cache_responses")
         self.model_list = [dict(d) for d in model_list]
         self._deployments: dict[str, list[dict[str, Any]]] = {}
         for i, d in enumerate(self.model_list):

@@ -6,6 +6,7 @@ Every error names the offending parameter (``ConfigError.parameter``) so that
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -48,7 +49,7 @@ def opt_int(params: Mapping[str, Any], name: str) -> int | None:
         raise ConfigError(f"{name} must be an integer, not a bool", parameter=name)
     try:
         return int(value)  # "6379" from an env var or YAML is fine
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: int(float("inf"))
         raise ConfigError(f"{name} must be an integer, got {value!r}", parameter=name) from None
 
 
@@ -58,8 +59,10 @@ def opt_float(params: Mapping[str, Any], name: str, *, positive: bool = True) ->
         return None
     try:
         out = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: float(10**400)
         raise ConfigError(f"{name} must be a number, got {value!r}", parameter=name) from None
+    if not math.isfinite(out):  # "1e400" or inf: no timeout or TTL is infinite (None is)
+        raise ConfigError(f"{name} must be a finite number, got {value!r}", parameter=name)
     if isinstance(value, bool) or (positive and not out > 0):
         raise ConfigError(f"{name} must be a positive number, got {value!r}", parameter=name)
     return out

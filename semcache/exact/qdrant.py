@@ -10,6 +10,8 @@ builder in ``semcache/_registry.py`` pairs the two.
 from __future__ import annotations
 
 import base64
+import binascii
+import math
 import time
 from collections.abc import Callable
 from functools import partial
@@ -26,7 +28,7 @@ from .._connections.qdrant import (
     ns_of,
     point_id,
 )
-from .._errors import InvalidRequestError
+from .._errors import IntegrityError, InvalidRequestError
 from .base import ExactStore
 
 __all__ = ["QdrantStore"]
@@ -56,9 +58,23 @@ class QdrantStore(Collection, ExactStore):
         if not found or found[0].payload.get("k") != key:
             return None
         p = found[0].payload
-        if p.get("x") is not None and p["x"] <= self._clock():
+        x, v = p.get("x"), p.get("v")
+        # another writer's payload (a string expiry, a value that is not base64) is an
+        # unreadable record, like any store's: IntegrityError, not a fault of the store
+        if x is not None and (isinstance(x, bool) or not isinstance(x, (int, float))
+                              or not math.isfinite(x)):
+            raise IntegrityError(f"stored answer {key!r} in {self.collection!r}: expiry "
+                                 f"{str(x)[:40]} is not a finite number")
+        if x is not None and x <= self._clock():
             return None  # purged by the next purge pass
-        return base64.b64decode(p["v"])
+        if not isinstance(v, str):
+            raise IntegrityError(f"stored answer {key!r} in {self.collection!r}: value is "
+                                 f"{type(v).__name__}, not base64 text")
+        try:
+            return base64.b64decode(v, validate=True)
+        except binascii.Error as exc:
+            raise IntegrityError(f"stored answer {key!r} in {self.collection!r}: value is "
+                                 f"not base64 ({exc})") from exc
 
     def _set(self, c: Client, key: str, value: bytes, ttl: float | None) -> Program[None]:
         if not isinstance(value, (bytes, bytearray)):

@@ -44,7 +44,7 @@ from .._connections.qdrant import (
     point_id,
 )
 from .._errors import ConfigError
-from ._common import check_k, check_vectors
+from ._common import candidate, candidates, check_k, check_vectors
 from .base import MAX_OBSERVATIONS, Candidate, IndexEntry, Observation, VectorIndex
 
 # QdrantConnection is re-exported: it was defined here before the connection layer
@@ -71,6 +71,7 @@ class QdrantIndex(Collection, VectorIndex):
         self.model_id = model_id
         self.quantization = quantization
         self.hnsw_ef = hnsw_ef
+        self.skipped = 0  #: malformed points skipped (and logged) by this process's searches
 
     @property
     def dim(self) -> int | None:
@@ -198,10 +199,10 @@ class QdrantIndex(Collection, VectorIndex):
             c.query_points, collection_name=self.collection, query=q.tolist(), limit=k,
             query_filter=models.Filter(must=[match("ctx", context), not_expired(now)]),
             with_payload=True, search_params=params)
-        return [Candidate(p.payload["k"], max(-1.0, min(1.0, float(p.score))),
-                          p.payload["p"], p.payload["c"], p.payload.get("x"),
-                          _observations(p.payload.get("o")))
-                for p in res.points]
+        found, skipped = candidates(res.points, _candidate, f"Qdrant collection "
+                                    f"{self.collection!r} ({self.conn.describe()})")
+        self.skipped += skipped
+        return found
 
     # -- the seam (delete, clear, ping and close are Collection's) --
     def add(self, entries: Sequence[IndexEntry], vectors: np.ndarray) -> None:
@@ -237,9 +238,18 @@ class QdrantIndex(Collection, VectorIndex):
                 f"dim={self._dim}, model_id={self.model_id!r})")
 
 
+def _candidate(p: Any) -> Candidate:
+    """A point's candidate; a payload this module did not write raises (see
+    ``candidates``, which skips that point)."""
+    d = p.payload
+    return candidate(d["k"], p.score, d["p"], d["c"], d.get("x"), _observations(d.get("o")))
+
+
 def _observations(stored: dict[str, Any] | None) -> tuple[Observation, ...]:
     if not stored:
         return ()
+    if not isinstance(stored, dict):
+        raise TypeError(f"observations are an object, not {type(stored).__name__}")
     return tuple(Observation.from_json(v) for _, v in sorted(stored.items()))[
         -MAX_OBSERVATIONS:]
 

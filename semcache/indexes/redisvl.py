@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -50,7 +51,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 import numpy as np
 
 from .._errors import BackendError, BackendUnavailable, ConfigError, SemcacheError, missing
-from ._common import check_k, check_vectors
+from ._common import candidate, candidates, check_k, check_vectors
 from .base import MAX_OBSERVATIONS, Candidate, IndexEntry, Observation, VectorIndex
 
 try:
@@ -91,8 +92,12 @@ return 1
 
 
 def similarity_from_distance(distance: float | str) -> float:
-    """RediSearch's cosine distance (1 - cos, in [0, 2]) as cosine similarity in [-1, 1]."""
-    return max(-1.0, min(1.0, 1.0 - float(distance)))
+    """RediSearch's cosine distance (1 - cos, in [0, 2]) as cosine similarity in [-1, 1];
+    ValueError for a distance that is not a finite number (clamping NaN would give 1)."""
+    d = float(distance)
+    if not math.isfinite(d):
+        raise ValueError(f"vector distance {distance!r} is not a finite number")
+    return max(-1.0, min(1.0, 1.0 - d))
 
 
 def _digest(text: str) -> str:
@@ -205,6 +210,7 @@ class RedisVLIndex(VectorIndex):
         self.algorithm = algorithm
         self._dim = dim
         self._clock = clock
+        self.skipped = 0  #: malformed hashes skipped (and logged) by this process's searches
         self._schema: IndexSchema | None = None
         self._ready = False
         self._sync_index: SearchIndex | None = None
@@ -326,13 +332,10 @@ class RedisVLIndex(VectorIndex):
                             filter_expression=(Tag("ctx") == _digest(context))
                             & (Num("x") > now))
         rows = yield partial(io.index.query, query)
-        out = []
-        for r in rows:
-            x = float(r["x"])
-            out.append(Candidate(r["k"], similarity_from_distance(r["vector_distance"]),
-                                 r["p"], float(r["c"]), None if x >= NEVER else x,
-                                 _observations(r.get("o"))))
-        return out
+        found, skipped = candidates(rows, _candidate, f"RedisVL index {self.index_name!r} "
+                                    f"on {self.connection.where}")
+        self.skipped += skipped
+        return found
 
     def _observe(self, io: _IO, key: str, obs: Observation) -> _Program[bool]:
         done = yield partial(io.client.eval, _OBSERVE_LUA, 1, self._rkey(key),
@@ -438,10 +441,20 @@ class RedisVLIndex(VectorIndex):
                 f"dim={self._dim}, model_id={self.model_id!r}, algorithm={self.algorithm!r})")
 
 
+def _candidate(r: dict[str, Any]) -> Candidate:
+    """A search row's candidate; a hash this module did not write raises (see
+    ``candidates``, which skips that row)."""
+    x = float(r["x"])
+    return candidate(r["k"], similarity_from_distance(r["vector_distance"]), r["p"],
+                     float(r["c"]), None if x >= NEVER else x, _observations(r.get("o")))
+
+
 def _observations(raw: str | bytes | None) -> tuple[Observation, ...]:
     if not raw:
         return ()
     arr = json.loads(raw)
-    if not isinstance(arr, list):  # Lua's cjson writes an empty table as {}
+    if arr == {}:  # Lua's cjson writes an empty table as {}
         return ()
+    if not isinstance(arr, list):
+        raise TypeError(f"observations are a list, not {type(arr).__name__}")
     return tuple(Observation.from_json(v) for v in arr)

@@ -189,3 +189,145 @@ def test_dead_server_async_path_raises_backend_unavailable() -> None:
 
     asyncio.run(run())
     idx.close()
+
+
+# ------------------------------------------------ points another writer shaped otherwise
+def _entry(name: str) -> IndexEntry:
+    return IndexEntry(f"ns:{name}", "ns/A", "ns", f"prompt {name}", T0, None)
+
+
+@pytest.mark.parametrize("damage", [
+    {"o": 5}, {"o": "x"}, {"o": {"a": 5}}, {"o": {"a": [2.0, True]}},
+    {"c": "yesterday"}, {"c": float("nan")}, {"c": None}, {"c": True},
+    {"p": 7}, {"k": None}, {"x": float("inf")}, "no p", "no k", "no c"])
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+def test_a_malformed_point_is_skipped_not_the_whole_search(damage, flavour, caplog) -> None:
+    # one point written by a hostile or older writer made every search of its context
+    # raise (a counted index miss), so the good neighbour beside it was never served
+    import asyncio
+    import logging
+
+    from semcache._connections.qdrant import point_id
+
+    idx = QdrantIndex(QdrantConnection(), "vec", model_id="m")
+    try:
+        rng = np.random.default_rng(3)
+        v = unit(rng, 1, 8)
+        idx.add([_entry("good"), _entry("bad")], np.vstack([v, v]))
+        pid, c = point_id("ns:bad"), idx.conn.client
+        if isinstance(damage, dict):
+            c.set_payload("vec", payload=damage, points=[pid], wait=True)
+        else:
+            c.delete_payload("vec", keys=[damage[3:]], points=[pid], wait=True)
+        with caplog.at_level(logging.WARNING, logger="semcache"):
+            got = (idx.search(v[0], "ns/A", k=4, now=T0) if flavour == "sync" else
+                   asyncio.run(idx.asearch(v[0], "ns/A", k=4, now=T0)))
+        assert [x.key for x in got] == ["ns:good"]
+        assert idx.skipped == 1
+        warned = [r for r in caplog.records if "malformed" in r.getMessage()]
+        assert len(warned) == 1 and "vec" in warned[0].getMessage()
+    finally:
+        idx.close()
+
+
+def test_many_malformed_points_warn_once_per_search(caplog) -> None:
+    import logging
+
+    from semcache._connections.qdrant import point_id
+
+    idx = QdrantIndex(QdrantConnection(), "vec", model_id="m")
+    try:
+        v = unit(np.random.default_rng(4), 1, 8)
+        names = ["good", *(f"bad{i}" for i in range(5))]
+        idx.add([_entry(n) for n in names], np.vstack([v] * len(names)))
+        idx.conn.client.set_payload("vec", payload={"o": 5}, wait=True,
+                                    points=[point_id(f"ns:{n}") for n in names[1:]])
+        with caplog.at_level(logging.WARNING, logger="semcache"):
+            got = idx.search(v[0], "ns/A", k=10, now=T0)
+        assert [x.key for x in got] == ["ns:good"] and idx.skipped == 5
+        assert len([r for r in caplog.records if "malformed" in r.getMessage()]) == 1
+    finally:
+        idx.close()
+
+
+def test_the_good_neighbour_of_a_malformed_point_is_served() -> None:
+    from semcache import Cache
+    from semcache._connections.qdrant import point_id
+    from semcache.embedders.base import Embedder
+
+    class Same(Embedder):  # every prompt is one vector: both entries are candidates
+        model_id = "same"
+        dim = 4
+
+        def _embed(self, texts):
+            return np.ones((len(texts), 4), np.float32)
+
+    cache = Cache(type="qdrant-semantic", embedder=Same(), similarity_threshold=0.5)
+    try:
+        ask = {"model": "m"}
+        cache.add_cache({"answer": "good"}, messages=[{"role": "user", "content": "a"}], **ask)
+        bad = cache.add_cache({"answer": "bad"}, messages=[{"role": "user", "content": "b"}],
+                              **ask)
+        cache.index.conn.client.set_payload(cache.index.collection, payload={"o": 5},
+                                            points=[point_id(bad)], wait=True)
+        hit = cache.lookup(messages=[{"role": "user", "content": "c"}], **ask)
+        assert hit is not None and hit.value == {"answer": "good"}
+        assert cache.stats()["errors_total"] == 0
+    finally:
+        cache.close()
+
+
+# ------------------------------------------------ answers another writer shaped otherwise
+_BAD_ANSWERS = [{"x": "soon"}, {"x": float("nan")}, {"x": True}, {"v": "not base64!"},
+                {"v": 5}, {"v": None}]
+
+
+@pytest.mark.parametrize("damage", _BAD_ANSWERS)
+def test_a_malformed_answer_is_an_integrity_error(damage) -> None:
+    # a string expiry or an undecodable value raised TypeError / binascii.Error: a
+    # store *fault*, not the integrity miss of every other store's unreadable record
+    from semcache import IntegrityError
+    from semcache._connections.qdrant import point_id
+
+    s = QdrantStore(QdrantConnection(), "answers")
+    try:
+        s.set("ns:a", b"{}")
+        s.conn.client.set_payload("answers", payload=damage, points=[point_id("ns:a")],
+                                  wait=True)
+        with pytest.raises(IntegrityError, match="ns:a"):
+            s.get("ns:a")
+    finally:
+        s.close()
+
+
+@pytest.mark.parametrize("damage", _BAD_ANSWERS)
+def test_a_malformed_answer_is_a_counted_integrity_miss(damage) -> None:
+    from semcache import Cache, IntegrityError
+    from semcache._connections.qdrant import point_id
+    from semcache.embedders.base import Embedder
+
+    class Same(Embedder):
+        model_id = "same"
+        dim = 4
+
+        def _embed(self, texts):
+            return np.ones((len(texts), 4), np.float32)
+
+    for on_error in ("open", "raise"):
+        cache = Cache(type="qdrant-semantic", embedder=Same(), similarity_threshold=0.5,
+                      on_error=on_error)
+        try:
+            ask = {"model": "m", "messages": [{"role": "user", "content": "a"}]}
+            key = cache.add_cache({"answer": "x"}, **ask)
+            cache.store.conn.client.set_payload(cache.store.collection, payload=damage,
+                                                points=[point_id(key)], wait=True)
+            if on_error == "raise":
+                with pytest.raises(IntegrityError):
+                    cache.lookup(**ask)
+                continue
+            assert cache.lookup(**ask) is None  # exact read, then the semantic fetch
+            st = cache.stats()
+            assert st["integrity_rejections"] == 2 and st["errors_total"] == 0, st
+            assert cache.index.count() == 1  # an unreadable answer is not a vanished one
+        finally:
+            cache.close()

@@ -171,3 +171,47 @@ def test_cache_type_with_litellm_params(redis_stack_url) -> None:
         Cache(type="redis-semantic", embedder=Dim4(), redis_url=redis_stack_url,
               redis_semantic_cache_index_name="bad:name")
     assert err.value.parameter == "redis_semantic_cache_index_name"
+
+
+# ------------------------------------------------ hashes another writer shaped otherwise
+@pytest.mark.parametrize("damage", [
+    {"o": "[5]"}, {"o": "not json"}, {"o": '[[2.0, true]]'}, {"o": "5"},
+    {"c": "yesterday"}, {"c": "nan"}, {"c": "inf"}, "no p", "no c", "no k"])
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+def test_a_malformed_hash_is_skipped_not_the_whole_search(redis_stack_url, damage, flavour,
+                                                         caplog) -> None:
+    # one hash written by a hostile or older writer made every search of its context
+    # raise (a counted index miss), so the good neighbour beside it was never served
+    import asyncio
+    import logging
+
+    import redis
+
+    name = _name()
+    idx = RedisVLIndex(RedisConnection(url=redis_stack_url), name, model_id="m")
+    r = redis.Redis.from_url(redis_stack_url)
+    try:
+        v = unit(np.random.default_rng(3), 1, 8)
+        idx.add([IndexEntry(f"ns:{k}", "ns/A", "ns", f"prompt {k}", T0, None)
+                 for k in ("good", "bad")], np.vstack([v, v]))
+        rk = idx._rkey("ns:bad")  # where the writer put it: the hash of that entry
+        if isinstance(damage, dict):
+            r.hset(rk, mapping=damage)
+        else:
+            r.hdel(rk, damage[3:])
+        with caplog.at_level(logging.WARNING, logger="semcache"):
+            got = (idx.search(v[0], "ns/A", k=4, now=T0) if flavour == "sync" else
+                   asyncio.run(idx.asearch(v[0], "ns/A", k=4, now=T0)))
+        assert [x.key for x in got] == ["ns:good"]
+        assert idx.skipped == 1
+        warned = [x for x in caplog.records if "malformed" in x.getMessage()]
+        assert len(warned) == 1 and name in warned[0].getMessage()
+    finally:
+        r.close()
+        idx.drop()
+        idx.close()
+
+
+def test_a_non_finite_distance_is_not_similarity_one() -> None:
+    with pytest.raises(ValueError):
+        similarity_from_distance("nan")
