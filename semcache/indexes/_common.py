@@ -20,15 +20,16 @@ import numpy as np
 from .._errors import InvalidRequestError
 from .base import Candidate, Observation
 
-__all__ = ["candidate", "candidates", "check_k", "check_vectors"]
+__all__ = ["MALFORMED", "candidate", "candidates", "check_k", "check_vectors"]
 
 log = logging.getLogger("semcache.indexes")
 
 _Row = TypeVar("_Row")
 
 #: what building a candidate from a malformed stored row raises (a JSON decode error
-#: and binascii.Error are ValueErrors)
-_MALFORMED = (KeyError, TypeError, ValueError, AttributeError, OverflowError, IndexError)
+#: and binascii.Error are ValueErrors); an IntegrityError is not among them: it is a
+#: damaged folder or file, not one bad row
+MALFORMED = (KeyError, TypeError, ValueError, AttributeError, OverflowError, IndexError)
 
 
 def check_vectors(vectors: np.ndarray, n: int | None, dim: int) -> np.ndarray:
@@ -55,7 +56,7 @@ def check_k(k: int) -> int:
 def candidate(key: Any, similarity: Any, prompt: Any, created_at: Any, expires_at: Any,
               observations: tuple[Observation, ...]) -> Candidate:
     """A ``Candidate`` from values read back from a backend, checked: anything the
-    adapters do not write raises one of ``_MALFORMED``."""
+    adapters do not write raises one of ``MALFORMED``."""
     if not isinstance(key, str) or not isinstance(prompt, str):
         raise TypeError("a stored entry's key and prompt must be strings")
     sim = _finite(similarity, "similarity")
@@ -74,7 +75,7 @@ def candidates(rows: Iterable[_Row], build: Callable[[_Row], Candidate],
     for row in rows:
         try:
             out.append(build(row))
-        except _MALFORMED as exc:
+        except MALFORMED as exc:
             skipped, first = skipped + 1, first or exc
     if skipped:
         log.warning("%s: skipped %d malformed stored entr%s in a search, served the "

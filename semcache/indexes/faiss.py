@@ -36,7 +36,6 @@ process wrote. Details, and why compaction cannot drop an entry, in ``_faiss_log
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import logging
 import os
@@ -51,7 +50,9 @@ import numpy as np
 
 from .._errors import ConfigError, IntegrityError, InvalidRequestError
 from .._threads import apply_process_limits
+from ._common import MALFORMED, check_vectors
 from ._faiss_log import FolderLog
+from ._faiss_records import as_list, b64, entry_from_json, entry_json, vector_from_b64
 from ._faiss_shard import REPROBE_BELOW, Shard
 from .base import Candidate, IndexEntry, Observation, VectorIndex
 
@@ -139,7 +140,7 @@ class FaissIndex(VectorIndex):
         with self._lock, self._writing():
             vecs = self._check_vectors(vectors, len(entries))
             if self._disk is not None:  # logged first: a failed write changes nothing
-                self._disk.append([{"op": "add", **_entry_json(e), "v": _b64(v)}
+                self._disk.append([{"op": "add", **entry_json(e), "v": b64(v)}
                                    for e, v in zip(entries, vecs)])
             for e, v in zip(entries, vecs):
                 self._put(e, v)
@@ -275,20 +276,12 @@ class FaissIndex(VectorIndex):
 
     # ---------------------------------------------------------------- internals
     def _check_vectors(self, vectors: np.ndarray, n: int | None) -> np.ndarray:
-        arr = np.asarray(vectors, dtype=np.float32)
-        if arr.ndim == 1:
-            arr = arr[None, :]
-        if arr.ndim != 2 or (n is not None and arr.shape[0] != n):
-            raise InvalidRequestError(f"vectors have shape {arr.shape}, expected ({n}, dim)")
-        if self._dim is None:
-            self._dim = int(arr.shape[1])
-            if self._disk is not None:  # add() holds the folder lock here
-                self._disk.write_manifest(self.metric, self.model_id, self._dim)
-        if arr.shape[1] != self._dim:
-            raise InvalidRequestError(
-                f"vector dimension {arr.shape[1]} does not match the index's {self._dim}")
-        if not np.isfinite(arr).all():
-            raise InvalidRequestError("vectors contain NaN or Infinity")
+        if self._dim is not None:
+            return check_vectors(vectors, n, self._dim)
+        arr = check_vectors(vectors, n, int(np.shape(vectors)[-1]) if np.ndim(vectors) else 0)
+        self._dim = int(arr.shape[1])  # the first add fixes the dimension
+        if self._disk is not None:  # add() holds the folder lock here
+            self._disk.write_manifest(self.metric, self.model_id, self._dim)
         return arr
 
     def _put(self, e: IndexEntry, v: np.ndarray) -> None:
@@ -381,10 +374,10 @@ class FaissIndex(VectorIndex):
                 self._dim = int(vecs.shape[1])
             for e, v in zip(meta, vecs):
                 try:
-                    entry = _entry_from_json(e)
-                    obs = [Observation.from_json(o) for o in _list(e.get("o", []))]
+                    entry = entry_from_json(e)
+                    obs = [Observation.from_json(o) for o in as_list(e.get("o", []))]
                     self._check_row(v)
-                except _MALFORMED as exc:
+                except MALFORMED as exc:
                     self._skipped("snapshot.npz", exc)
                     continue
                 self._put(entry, v)
@@ -394,29 +387,26 @@ class FaissIndex(VectorIndex):
         for op in up.records:
             try:
                 self._apply(op, touched)
-            except _MALFORMED as exc:
+            except MALFORMED as exc:
                 self._skipped("log.jsonl", exc)
         self._sync(touched | self._dirty)
 
     def _apply(self, op: Any, touched: set[str]) -> None:
         """One log record, checked whole before anything changes (a malformed one raises
-        one of ``_MALFORMED`` and changes nothing)."""
+        one of ``MALFORMED`` and changes nothing)."""
         if not isinstance(op, dict):
             raise TypeError(f"a record is a JSON object, not {type(op).__name__}")
         kind = op.get("op")
         if kind == "add":
-            entry = _entry_from_json(op)
-            raw = op["v"]
-            if not isinstance(raw, str):
-                raise TypeError("vector is not a base64 string")
-            v = np.frombuffer(base64.b64decode(raw, validate=True), dtype=np.float32)
+            entry = entry_from_json(op)
+            v = vector_from_b64(op["v"])
             if self._dim is None and v.shape[0]:
                 self._dim = int(v.shape[0])
             self._check_row(v)
             self._put(entry, v)
             touched.add(entry.context)
         elif kind == "del":
-            keys = _list(op["keys"])
+            keys = as_list(op["keys"])
             if not all(isinstance(k, str) for k in keys):
                 raise TypeError("keys are not strings")
             for k in keys:
@@ -502,41 +492,3 @@ def _after_fork_in_child() -> None:
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
                         after_in_child=_after_fork_in_child)
-
-
-def _entry_json(e: IndexEntry) -> dict[str, Any]:
-    return {"key": e.key, "ctx": e.context, "ns": e.namespace, "p": e.prompt,
-            "c": e.created_at, "x": e.expires_at}
-
-
-#: what a malformed stored record raises while it is checked (binascii.Error is a
-#: ValueError); an IntegrityError is not among them: it is a damaged folder, not a record
-_MALFORMED = (KeyError, TypeError, ValueError, AttributeError, OverflowError)
-
-
-def _entry_from_json(d: Any) -> IndexEntry:
-    """An entry as stored in the log or the snapshot, checked: a record another writer
-    shaped otherwise raises one of ``_MALFORMED``."""
-    if not isinstance(d, dict):
-        raise TypeError(f"an entry is a JSON object, not {type(d).__name__}")
-    key, ctx, ns, prompt, created, expires = d["key"], d["ctx"], d["ns"], d["p"], d["c"], d["x"]
-    if not all(isinstance(t, str) for t in (key, ctx, ns, prompt)):
-        raise TypeError("key, context, namespace and prompt must be strings")
-    return IndexEntry(key, ctx, ns, prompt, _finite(created),
-                      None if expires is None else _finite(expires))
-
-
-def _finite(v: Any) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v):
-        raise ValueError(f"time {str(v)[:40]} is not a finite number")
-    return float(v)
-
-
-def _list(v: Any) -> list[Any]:
-    if not isinstance(v, list):
-        raise TypeError(f"expected a list, not {type(v).__name__}")
-    return v
-
-
-def _b64(v: np.ndarray) -> str:
-    return base64.b64encode(np.ascontiguousarray(v, dtype=np.float32).tobytes()).decode()

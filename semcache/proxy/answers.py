@@ -17,10 +17,12 @@ from typing import Any
 
 import orjson
 
-from .._calls._responses_api import is_response
+from .._calls._responses_api import is_response, sse_bytes
+from .._calls._responses_api import replay_events as response_events
+from .._errors import IntegrityError
 from .._sse import SSEReader, StreamAssembler, replay_events
 
-__all__ = ["Assembler", "replay", "sse", "storable"]
+__all__ = ["Assembler", "chunks", "encode_hit", "is_answer", "replay", "sse", "storable"]
 
 #: ``response_format`` values of a transcription whose answer is plain text
 _TEXT_TYPES = ("text/plain", "text/vtt", "text/srt", "application/x-subrip")
@@ -122,3 +124,31 @@ class Assembler(SSEReader):
         if not self.done or self.bad:
             return None
         return self._asm.result()
+
+
+async def chunks(parts: list[bytes]) -> AsyncIterator[bytes]:
+    """``encode_hit``'s SSE chunks as a streamed body."""
+    for c in parts:
+        yield c
+
+
+def encode_hit(endpoint: str, value: Any, stream: bool, body: dict[str, Any]
+                ) -> tuple[bytes | str | list[bytes], str]:
+    """A stored value as the body (or SSE chunks) of a hit, encoded before the reply
+    starts, so that what cannot be served raises here rather than mid-stream."""
+    if endpoint == "audio/transcriptions" and isinstance(value, dict) and "$text" in value:
+        text, ctype = value["$text"], value.get("$content_type") or "text/plain"
+        if not isinstance(text, str) or not isinstance(ctype, str):
+            raise IntegrityError("stored transcription text is malformed")
+        return text, ctype  # a non-JSON transcription
+    if endpoint == "audio/transcriptions" and isinstance(value, str):
+        return value, "text/plain"  # the library's response_format="text" answer
+    if not is_answer(endpoint, value):
+        raise IntegrityError("not a complete response object")
+    if stream and endpoint == "responses":
+        return [sse_bytes(ev) for ev in response_events(value)], ""
+    if stream and endpoint in ("chat/completions", "completions"):
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        return [b"data: " + orjson.dumps(ev) + b"\n\n"
+                for ev in replay(endpoint, value, include_usage)] + [b"data: [DONE]\n\n"], ""
+    return orjson.dumps(value), "application/json"

@@ -38,11 +38,11 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from .._cache import Cache, Pending
-from .._calls._responses_api import ResponsesAssembler, replay_events, sse_bytes
+from .._calls._responses_api import ResponsesAssembler
 from .._calls._responses_api import key_kwargs as responses_key
-from .._errors import ConfigError, IntegrityError, SemcacheError
+from .._errors import ConfigError, SemcacheError
 from .._flight import FLIGHTS, flight_key, redis_lock
-from .answers import Assembler, is_answer, replay, storable
+from .answers import Assembler, chunks, encode_hit, storable
 from .asgi import ProxyStarlette
 from .config import Deployment, ProxyConfig, build_cache, load_config, warn_unsupported
 from .embeddings import embed_per_item, items_of
@@ -259,7 +259,7 @@ class ProxyApp:
         meta = outcome.metadata
         value = outcome.value
         try:
-            content, media_type = _encode_hit(endpoint, value, stream, body)
+            content, media_type = encode_hit(endpoint, value, stream, body)
         except (SemcacheError, orjson.JSONEncodeError, TypeError, ValueError) as exc:
             log.warning("stored value for %s is not a %s answer (%s); asking upstream",
                         meta.get("key"), endpoint, exc)
@@ -270,7 +270,7 @@ class ProxyApp:
                           seconds=time.perf_counter() - t0, meta=meta, value=value,
                           prompt=prompt)
         if isinstance(content, list):
-            return StreamingResponse(_chunks(content), headers=headers,
+            return StreamingResponse(chunks(content), headers=headers,
                                      media_type="text/event-stream")
         return Response(content, 200, headers=headers, media_type=media_type)
 
@@ -425,38 +425,6 @@ def _query_text(body: Mapping[str, Any]) -> str | None:
         if isinstance(body.get(name), str):
             return body[name]
     return None
-
-
-async def _events(events: list[dict[str, Any]]) -> AsyncIterator[bytes]:
-    for ev in events:
-        yield sse_bytes(ev)
-
-
-async def _chunks(chunks: list[bytes]) -> AsyncIterator[bytes]:
-    for c in chunks:
-        yield c
-
-
-def _encode_hit(endpoint: str, value: Any, stream: bool, body: dict[str, Any]
-                ) -> tuple[bytes | str | list[bytes], str]:
-    """A stored value as the body (or SSE chunks) of a hit, encoded before the reply
-    starts, so that what cannot be served raises here rather than mid-stream."""
-    if endpoint == "audio/transcriptions" and isinstance(value, dict) and "$text" in value:
-        text, ctype = value["$text"], value.get("$content_type") or "text/plain"
-        if not isinstance(text, str) or not isinstance(ctype, str):
-            raise IntegrityError("stored transcription text is malformed")
-        return text, ctype  # a non-JSON transcription
-    if endpoint == "audio/transcriptions" and isinstance(value, str):
-        return value, "text/plain"  # the library's response_format="text" answer
-    if not is_answer(endpoint, value):
-        raise IntegrityError("not a complete response object")
-    if stream and endpoint == "responses":
-        return [sse_bytes(ev) for ev in replay_events(value)], ""
-    if stream and endpoint in ("chat/completions", "completions"):
-        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        return [b"data: " + orjson.dumps(ev) + b"\n\n"
-                for ev in replay(endpoint, value, include_usage)] + [b"data: [DONE]\n\n"], ""
-    return orjson.dumps(value), "application/json"
 
 
 def _token(request: Request) -> str | None:
