@@ -12,7 +12,8 @@ one chunk; the call layer defaulted a missing ``finish_reason`` to "stop"). Both
 follow the OpenAI streaming format: a first chunk with the role (and ``content`` ""
 or, for a tool-call answer, null), the content in a few chunks, each carrying the
 ``logprobs`` of its own tokens, the refusal, one chunk per tool call (with its
-``index``), a final chunk per choice with an empty delta and the ``finish_reason``;
+``index``) or for the legacy ``function_call``, a final chunk per choice with an empty
+delta and the ``finish_reason``;
 with ``stream_options.include_usage`` every chunk has ``"usage": null`` and one last
 chunk with no choices carries the usage. A stream in which a choice never got a
 ``finish_reason`` did not complete: it is not an answer and is never stored.
@@ -82,7 +83,8 @@ class StreamAssembler:
             acc = self.choices.get(idx)
             if acc is None:  # text pieces are joined once, at the end (no O(n^2) +=)
                 acc = self.choices[idx] = {"finish": None, "role": None, "content": None,
-                                           "refusal": None, "tools": {}, "lp": {}}
+                                           "refusal": None, "tools": {}, "lp": {},
+                                           "fn": None}
             if c.get("finish_reason") is not None:
                 acc["finish"] = c["finish_reason"]
             lp = c.get("logprobs")
@@ -114,6 +116,16 @@ class StreamAssembler:
                     t["name"].append(fn["name"])
                 if fn.get("arguments"):
                     t["arguments"].append(fn["arguments"])
+            # the legacy ``functions`` answer: one call, its name and arguments in pieces
+            fc = delta.get("function_call")
+            if fc is not None:
+                f = acc["fn"]
+                if f is None:
+                    f = acc["fn"] = {"name": [], "arguments": []}
+                if fc.get("name"):
+                    f["name"].append(fc["name"])
+                if fc.get("arguments"):
+                    f["arguments"].append(fc["arguments"])
 
     def result(self) -> dict[str, Any] | None:
         """The response object, or None when a choice has no ``finish_reason``."""
@@ -137,6 +149,9 @@ class StreamAssembler:
                     {"id": t["id"], "type": t["type"], "function": {
                         "name": "".join(t["name"]), "arguments": "".join(t["arguments"])}}
                     for t in (c["tools"][i] for i in sorted(c["tools"]))]
+            if c["fn"] is not None:
+                msg["function_call"] = {"name": "".join(c["fn"]["name"]),
+                                        "arguments": "".join(c["fn"]["arguments"])}
             if lp is not None:
                 lp = {"content": lp.get("content"), "refusal": lp.get("refusal")}
             choices.append({"index": idx, "message": msg, "logprobs": lp,
@@ -228,6 +243,9 @@ def _replay_events(kind: str, value: dict[str, Any], include_usage: bool
                 "finish_reason": None})
         for k, tc in enumerate(m.get("tool_calls") or ()):
             ev({"index": idx, "delta": {"tool_calls": [{"index": k, **tc}]},
+                "logprobs": None, "finish_reason": None})
+        if m.get("function_call"):  # the legacy ``functions`` answer
+            ev({"index": idx, "delta": {"function_call": m["function_call"]},
                 "logprobs": None, "finish_reason": None})
         ev({"index": idx, "delta": {}, "logprobs": None,
             "finish_reason": c.get("finish_reason")})
