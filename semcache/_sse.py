@@ -65,7 +65,9 @@ class SSEReader:
 class StreamAssembler:
     """The complete response of one chat (``kind="chat"``) or text completion stream,
     from its chunks as JSON dicts. ``add`` raises ``TypeError``/``AttributeError`` on a
-    malformed chunk; ``result()`` is None until every choice has a ``finish_reason``."""
+    malformed chunk (a text piece that is not a str included: it must not be found only
+    when ``result()`` joins them); ``result()`` is None until every choice has a
+    ``finish_reason``."""
 
     def __init__(self, kind: str) -> None:
         self.chat = kind == "chat"
@@ -113,9 +115,9 @@ class StreamAssembler:
                     t["type"] = tc["type"]
                 fn = tc.get("function") or {}
                 if fn.get("name"):
-                    t["name"].append(fn["name"])
+                    t["name"].append(_text(fn["name"]))
                 if fn.get("arguments"):
-                    t["arguments"].append(fn["arguments"])
+                    t["arguments"].append(_text(fn["arguments"]))
             # the legacy ``functions`` answer: one call, its name and arguments in pieces
             fc = delta.get("function_call")
             if fc is not None:
@@ -123,9 +125,9 @@ class StreamAssembler:
                 if f is None:
                     f = acc["fn"] = {"name": [], "arguments": []}
                 if fc.get("name"):
-                    f["name"].append(fc["name"])
+                    f["name"].append(_text(fc["name"]))
                 if fc.get("arguments"):
-                    f["arguments"].append(fc["arguments"])
+                    f["arguments"].append(_text(fc["arguments"]))
 
     def result(self) -> dict[str, Any] | None:
         """The response object, or None when a choice has no ``finish_reason``."""
@@ -163,8 +165,15 @@ class StreamAssembler:
         return out
 
 
-def _append(acc: dict[str, Any], field: str, text: str) -> None:
+def _text(piece: Any) -> str:
+    if not isinstance(piece, str):
+        raise TypeError(f"a streamed text piece is a {type(piece).__name__}, not a str")
+    return piece
+
+
+def _append(acc: dict[str, Any], field: str, text: Any) -> None:
     """Add a piece to a text field; None (no piece yet) stays distinct from ""."""
+    _text(text)
     if acc[field] is None:
         acc[field] = [text]
     else:

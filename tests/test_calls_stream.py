@@ -255,3 +255,22 @@ def test_streamed_legacy_function_call_is_stored_and_replayed_whole(api, fake, k
         assert "".join(f.name or "" for f in calls) == "lookup"
         assert "".join(f.arguments or "" for f in calls) == want["arguments"]
         assert [c.choices[0].finish_reason for c in chunks][-1] == "function_call"
+
+
+@pytest.mark.parametrize("bad", [
+    _chunk({"content": 5}),  # a content piece that is not text
+    {"id": "chatcmpl-s", "object": "chat.completion.chunk", "created": 1, "model": "m",
+     "choices": ["not a choice"]},
+    _chunk({"tool_calls": [{"index": [0], "function": {"name": "f"}}]}),
+])
+def test_a_malformed_chunk_reaches_the_caller_and_nothing_is_stored(api, fake, kw, bad):
+    """A chunk the client passes on (it does not validate chunks) is the caller's to
+    judge: the cache's bookkeeping must neither break the caller's stream with a raw
+    TypeError/AttributeError nor store an answer it could not assemble faithfully."""
+    semcache.cache = Cache()
+    fake.stream_script = [_chunk({"role": "assistant", "content": ""}),
+                          _chunk({"content": "Paris"}), bad, _chunk({}, "stop"), "[DONE]"]
+    for _ in range(2):
+        s, chunks = api.stream(model="m", messages=MSG, **kw)
+        assert len(chunks) == 4 and s.response is None
+    assert fake.calls[CHAT] == 2 and semcache.cache.stats()["stores"] == 0

@@ -46,6 +46,24 @@ def _stream(proxy, body: dict) -> tuple[int, list[bytes]]:
     return r.status_code, [line[6:] for line in raw.split(b"\n") if line.startswith(b"data: ")]
 
 
+@pytest.mark.parametrize("bad", [
+    _chunk({"content": 5}),  # a content piece that is not text
+    _chunk({"tool_calls": [{"index": 0, "id": "c", "function": {"name": 7}}]}),
+])
+def test_a_malformed_chunk_is_relayed_whole_and_not_stored(proxies, fake, bad):
+    """It used to crash the relay when the stream ended ("".join of a non-str): the
+    client lost the end of its stream (no [DONE]) and the log got a traceback."""
+    cache = Cache()
+    proxy = proxies.start(cache=cache)
+    fake.stream_script = [_chunk({"role": "assistant", "content": ""}),
+                          _chunk({"content": "Paris"}), bad, _chunk({}, "stop"), "[DONE]"]
+    body = {"model": "chat", "messages": ask("capital of France?")}
+    for _ in range(2):
+        status, events = _stream(proxy, body)
+        assert status == 200 and len(events) == 5 and events[-1] == b"[DONE]"
+    assert fake.calls["chat/completions"] == 2 and cache.stats()["stores"] == 0
+
+
 FUNCTIONS = [{"name": "lookup", "parameters": {"type": "object", "properties": {
     "q": {"type": "string"}}}}]
 
