@@ -17,6 +17,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 import semcache
 from semcache import Cache
 from semcache._calls import aclose_clients
+from semcache_testing.fake_openai import DROP
 from tests.calls_support import MSG, api, fake, fake_server, kw, text_of  # noqa: F401
 
 CHAT = "chat/completions"
@@ -274,3 +275,28 @@ def test_a_malformed_chunk_reaches_the_caller_and_nothing_is_stored(api, fake, k
         s, chunks = api.stream(model="m", messages=MSG, **kw)
         assert len(chunks) == 4 and s.response is None
     assert fake.calls[CHAT] == 2 and semcache.cache.stats()["stores"] == 0
+
+
+@pytest.mark.parametrize("name", ["completion", "text_completion"])
+@pytest.mark.parametrize("cut", ["drop", "error event", "bad json", "no finish_reason"])
+def test_a_stream_cut_short_stores_nothing_chat_and_text(api, fake, kw, name, cut):
+    semcache.cache = Cache()
+    piece = (_chunk({"content": "Paris"}) if name == "completion" else _text_chunk("Paris"))
+    end = (_chunk({}, "stop") if name == "completion" else _text_chunk("", "stop"))
+    fake.stream_script = [piece, *{
+        "drop": [DROP],
+        "error event": [{"error": {"message": "overloaded", "type": "server_error"}}, end,
+                        "[DONE]"],
+        "bad json": ['{"id": "cmpl-s", "choices": [', end, "[DONE]"],
+        "no finish_reason": ["[DONE]"],
+    }[cut]]
+    ask = dict(model="m", **kw, **({"messages": MSG} if name == "completion"
+                                   else {"prompt": "capital?"}))
+    for _ in range(2):
+        try:
+            s, _chunks = api.stream(name, **ask)
+        except (openai.APIError, ValueError):
+            pass  # the upstream's failure is the caller's, as without a cache
+        else:
+            assert cut == "no finish_reason" and s.response is None
+    assert semcache.cache.stats()["stores"] == 0 and fake.total_calls == 2
