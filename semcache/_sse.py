@@ -12,7 +12,8 @@ one chunk; the call layer defaulted a missing ``finish_reason`` to "stop"). Both
 follow the OpenAI streaming format: a first chunk with the role (and ``content`` ""
 or, for a tool-call answer, null), the content in a few chunks, each carrying the
 ``logprobs`` of its own tokens, the refusal, one chunk per tool call (with its
-``index``), a final chunk per choice with an empty delta and the ``finish_reason``;
+``index``) or for the legacy ``function_call``, a final chunk per choice with an empty
+delta and the ``finish_reason``;
 with ``stream_options.include_usage`` every chunk has ``"usage": null`` and one last
 chunk with no choices carries the usage. A stream in which a choice never got a
 ``finish_reason`` did not complete: it is not an answer and is never stored.
@@ -64,7 +65,9 @@ class SSEReader:
 class StreamAssembler:
     """The complete response of one chat (``kind="chat"``) or text completion stream,
     from its chunks as JSON dicts. ``add`` raises ``TypeError``/``AttributeError`` on a
-    malformed chunk; ``result()`` is None until every choice has a ``finish_reason``."""
+    malformed chunk (a text piece that is not a str included: it must not be found only
+    when ``result()`` joins them); ``result()`` is None until every choice has a
+    ``finish_reason``."""
 
     def __init__(self, kind: str) -> None:
         self.chat = kind == "chat"
@@ -82,7 +85,8 @@ class StreamAssembler:
             acc = self.choices.get(idx)
             if acc is None:  # text pieces are joined once, at the end (no O(n^2) +=)
                 acc = self.choices[idx] = {"finish": None, "role": None, "content": None,
-                                           "refusal": None, "tools": {}, "lp": {}}
+                                           "refusal": None, "tools": {}, "lp": {},
+                                           "fn": None}
             if c.get("finish_reason") is not None:
                 acc["finish"] = c["finish_reason"]
             lp = c.get("logprobs")
@@ -111,9 +115,19 @@ class StreamAssembler:
                     t["type"] = tc["type"]
                 fn = tc.get("function") or {}
                 if fn.get("name"):
-                    t["name"].append(fn["name"])
+                    t["name"].append(_text(fn["name"]))
                 if fn.get("arguments"):
-                    t["arguments"].append(fn["arguments"])
+                    t["arguments"].append(_text(fn["arguments"]))
+            # the legacy ``functions`` answer: one call, its name and arguments in pieces
+            fc = delta.get("function_call")
+            if fc is not None:
+                f = acc["fn"]
+                if f is None:
+                    f = acc["fn"] = {"name": [], "arguments": []}
+                if fc.get("name"):
+                    f["name"].append(_text(fc["name"]))
+                if fc.get("arguments"):
+                    f["arguments"].append(_text(fc["arguments"]))
 
     def result(self) -> dict[str, Any] | None:
         """The response object, or None when a choice has no ``finish_reason``."""
@@ -137,6 +151,9 @@ class StreamAssembler:
                     {"id": t["id"], "type": t["type"], "function": {
                         "name": "".join(t["name"]), "arguments": "".join(t["arguments"])}}
                     for t in (c["tools"][i] for i in sorted(c["tools"]))]
+            if c["fn"] is not None:
+                msg["function_call"] = {"name": "".join(c["fn"]["name"]),
+                                        "arguments": "".join(c["fn"]["arguments"])}
             if lp is not None:
                 lp = {"content": lp.get("content"), "refusal": lp.get("refusal")}
             choices.append({"index": idx, "message": msg, "logprobs": lp,
@@ -148,8 +165,15 @@ class StreamAssembler:
         return out
 
 
-def _append(acc: dict[str, Any], field: str, text: str) -> None:
+def _text(piece: Any) -> str:
+    if not isinstance(piece, str):
+        raise TypeError(f"a streamed text piece is a {type(piece).__name__}, not a str")
+    return piece
+
+
+def _append(acc: dict[str, Any], field: str, text: Any) -> None:
     """Add a piece to a text field; None (no piece yet) stays distinct from ""."""
+    _text(text)
     if acc[field] is None:
         acc[field] = [text]
     else:
@@ -228,6 +252,9 @@ def _replay_events(kind: str, value: dict[str, Any], include_usage: bool
                 "finish_reason": None})
         for k, tc in enumerate(m.get("tool_calls") or ()):
             ev({"index": idx, "delta": {"tool_calls": [{"index": k, **tc}]},
+                "logprobs": None, "finish_reason": None})
+        if m.get("function_call"):  # the legacy ``functions`` answer
+            ev({"index": idx, "delta": {"function_call": m["function_call"]},
                 "logprobs": None, "finish_reason": None})
         ev({"index": idx, "delta": {}, "logprobs": None,
             "finish_reason": c.get("finish_reason")})

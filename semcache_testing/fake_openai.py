@@ -35,7 +35,9 @@ Wire format (what the ``openai`` client parses):
 
 Error mode: a request whose model is ``fail-<status>`` (``fail-429``, ``fail-500``, ...)
 gets that status with an OpenAI error body; a streamed chat request for model
-``fail-midstream`` gets two chunks and then a dropped connection. By default error responses carry
+``fail-midstream`` gets two chunks and then a dropped connection; ``stream_script`` replaces
+every streamed answer (chat, text, Responses) with the events a test wrote, to send the
+malformed, cut-short and unusual streams a real upstream can. By default error responses carry
 ``x-should-retry: false`` so the client does not retry and call counts stay exact
 (``retry_errors=True`` lets the client's retry logic run, as against the real API).
 
@@ -59,7 +61,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-__all__ = ["ENDPOINTS", "FakeOpenAI", "fake_answer", "fake_embedding", "fake_transcript"]
+__all__ = ["DROP", "ENDPOINTS", "FakeOpenAI", "fake_answer", "fake_embedding", "fake_transcript"]
 
 #: the endpoints the server counts, as keys of ``FakeOpenAI.calls``
 ENDPOINTS = ("chat/completions", "completions", "embeddings", "audio/transcriptions",
@@ -68,6 +70,8 @@ DEFAULT_EMBEDDING_DIM = 1536
 _WORD = re.compile(r"\w+|[^\w\s]")
 _PIECE = re.compile(r"\S+\s*|\s+")
 _FAIL = re.compile(r"^fail-(\d{3})$")
+#: in a ``stream_script``: drop the connection here (no end of the chunked body)
+DROP = "<drop the connection>"
 _MODELS = ("gpt-4o-mini", "gpt-4o", "gpt-3.5-turbo-instruct", "text-embedding-3-small",
            "whisper-1")
 
@@ -161,6 +165,12 @@ class FakeOpenAI:
     as a server may answer out of order); ``fail_next = N`` answers
     the next N requests with ``fail_status``; while ``hang`` is set, requests get no
     answer until ``release`` is set (or the server stops).
+
+    ``stream_script``, while set, is the answer to every streamed request instead of the
+    fake's own: a dict is sent as a ``data:`` event of its JSON, a str as a ``data:``
+    event as it is (``"[DONE]"``, ``"{not json"``), bytes as they are (a named event);
+    then the body ends cleanly, or the connection drops where the script has ``DROP``.
+    ``reset()`` clears it.
     """
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, delay_ms: float = 0.0,
@@ -173,6 +183,7 @@ class FakeOpenAI:
         self.embedding_scale = embedding_scale
         self.fail_next = 0
         self.fail_status = 503
+        self.stream_script: list[Any] | None = None
         self.hang = threading.Event()
         self.release = threading.Event()
         self.host = host
@@ -279,6 +290,12 @@ class FakeOpenAI:
         return out
 
     @property
+    def in_flight(self) -> int:
+        """The requests the server is handling now (a stream being sent included)."""
+        with self._lock:
+            return self._in_flight
+
+    @property
     def max_in_flight(self) -> int:
         """The most requests the server was handling at once since the last reset."""
         with self._lock:
@@ -288,6 +305,7 @@ class FakeOpenAI:
         with self._lock:
             self._calls.clear()
             self._requests.clear()
+            self.stream_script = None
             self._max_in_flight = self._in_flight
 
     def wait_for_calls(self, endpoint: str, n: int, timeout: float = 5.0) -> bool:
@@ -409,6 +427,10 @@ class _Handler(BaseHTTPRequestHandler):
                                  type_="rate_limit_error" if status == 429 else "server_error"
                                  if status >= 500 else "invalid_request_error",
                                  code=f"fake_{status}")
+                script = fake.stream_script
+                if script is not None and isinstance(body, dict) and body.get("stream"):
+                    self._send_script(script)
+                    return
                 route(body, n)
             except _Error as exc:
                 self._send_json(exc.status, exc.body(), error=True)
@@ -484,6 +506,24 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             self._chunk(b"data: " + json.dumps(ev).encode() + b"\n\n")
         self._chunk(b"data: [DONE]\n\n")
+        self._chunk(b"")
+
+    def _send_script(self, script: list[Any]) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for item in script:
+            if item is DROP:
+                self.close_connection = True
+                self.wfile.flush()
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
+            if isinstance(item, bytes):
+                self._chunk(item)
+            else:
+                data = item if isinstance(item, str) else json.dumps(item)
+                self._chunk(b"data: " + data.encode() + b"\n\n")
         self._chunk(b"")
 
     def _chunk(self, data: bytes) -> None:

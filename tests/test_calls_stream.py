@@ -17,6 +17,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 import semcache
 from semcache import Cache
 from semcache._calls import aclose_clients
+from semcache_testing.fake_openai import DROP
 from tests.calls_support import MSG, api, fake, fake_server, kw, text_of  # noqa: F401
 
 CHAT = "chat/completions"
@@ -204,3 +205,98 @@ def test_streamed_tool_call_is_assembled_stored_and_replayed(api, fake, kw):
                        for c in chunks if c.choices and c.choices[0].delta.tool_calls)
         assert args == want.tool_calls[0].function.arguments == \
             '{"echo": "What is the capital of France?"}'
+
+
+# ---------------------------------------------------------------------- scripted streams
+# (FakeOpenAI.stream_script: what a real upstream can send and the fake's own answers
+# never do)
+def _chunk(delta: dict, finish: str | None = None, index: int = 0, **extra) -> dict:
+    return {"id": "chatcmpl-s", "object": "chat.completion.chunk", "created": 1,
+            "model": "m", "choices": [{"index": index, "delta": delta, "logprobs": None,
+                                       "finish_reason": finish}], **extra}
+
+
+def _text_chunk(text: str, finish: str | None = None) -> dict:
+    return {"id": "cmpl-s", "object": "text_completion", "created": 1, "model": "m",
+            "choices": [{"index": 0, "text": text, "logprobs": None,
+                         "finish_reason": finish}]}
+
+
+FUNCTIONS = [{"name": "lookup", "parameters": {"type": "object", "properties": {
+    "q": {"type": "string"}}}}]
+FUNCTION_CALL_STREAM = [
+    _chunk({"role": "assistant", "content": None}),
+    _chunk({"function_call": {"name": "lookup", "arguments": ""}}),
+    _chunk({"function_call": {"arguments": '{"q": "Par'}}),
+    _chunk({"function_call": {"arguments": 'is"}'}}),
+    _chunk({}, "function_call"),
+    "[DONE]",
+]
+
+
+def test_streamed_legacy_function_call_is_stored_and_replayed_whole(api, fake, kw):
+    """The legacy ``functions`` answer streams ``delta.function_call`` pieces; the
+    assembly used to drop them, so every later user got an empty answer with
+    finish_reason "function_call" instead of the call."""
+    semcache.cache = Cache()
+    fake.stream_script = FUNCTION_CALL_STREAM
+    ask = dict(model="m", messages=MSG, functions=FUNCTIONS, **kw)
+    s1, miss = api.stream(**ask)
+    s2, hit = api.stream(**ask)
+    plain = api.completion(**ask)  # the streamed answer serves a plain request too
+    assert fake.calls[CHAT] == 1 and s2._hidden_params["cache_hit"] is True
+    want = {"name": "lookup", "arguments": '{"q": "Paris"}'}
+    for msg, finish in ((s1.response.choices[0].message, s1.response.choices[0].finish_reason),
+                        (plain.choices[0].message, plain.choices[0].finish_reason)):
+        assert finish == "function_call" and msg.content is None
+        assert msg.function_call is not None and msg.function_call.model_dump() == want
+    for chunks in (miss, hit):
+        calls = [c.choices[0].delta.function_call for c in chunks
+                 if c.choices and c.choices[0].delta.function_call]
+        assert "".join(f.name or "" for f in calls) == "lookup"
+        assert "".join(f.arguments or "" for f in calls) == want["arguments"]
+        assert [c.choices[0].finish_reason for c in chunks][-1] == "function_call"
+
+
+@pytest.mark.parametrize("bad", [
+    _chunk({"content": 5}),  # a content piece that is not text
+    {"id": "chatcmpl-s", "object": "chat.completion.chunk", "created": 1, "model": "m",
+     "choices": ["not a choice"]},
+    _chunk({"tool_calls": [{"index": [0], "function": {"name": "f"}}]}),
+])
+def test_a_malformed_chunk_reaches_the_caller_and_nothing_is_stored(api, fake, kw, bad):
+    """A chunk the client passes on (it does not validate chunks) is the caller's to
+    judge: the cache's bookkeeping must neither break the caller's stream with a raw
+    TypeError/AttributeError nor store an answer it could not assemble faithfully."""
+    semcache.cache = Cache()
+    fake.stream_script = [_chunk({"role": "assistant", "content": ""}),
+                          _chunk({"content": "Paris"}), bad, _chunk({}, "stop"), "[DONE]"]
+    for _ in range(2):
+        s, chunks = api.stream(model="m", messages=MSG, **kw)
+        assert len(chunks) == 4 and s.response is None
+    assert fake.calls[CHAT] == 2 and semcache.cache.stats()["stores"] == 0
+
+
+@pytest.mark.parametrize("name", ["completion", "text_completion"])
+@pytest.mark.parametrize("cut", ["drop", "error event", "bad json", "no finish_reason"])
+def test_a_stream_cut_short_stores_nothing_chat_and_text(api, fake, kw, name, cut):
+    semcache.cache = Cache()
+    piece = (_chunk({"content": "Paris"}) if name == "completion" else _text_chunk("Paris"))
+    end = (_chunk({}, "stop") if name == "completion" else _text_chunk("", "stop"))
+    fake.stream_script = [piece, *{
+        "drop": [DROP],
+        "error event": [{"error": {"message": "overloaded", "type": "server_error"}}, end,
+                        "[DONE]"],
+        "bad json": ['{"id": "cmpl-s", "choices": [', end, "[DONE]"],
+        "no finish_reason": ["[DONE]"],
+    }[cut]]
+    ask = dict(model="m", **kw, **({"messages": MSG} if name == "completion"
+                                   else {"prompt": "capital?"}))
+    for _ in range(2):
+        try:
+            s, _chunks = api.stream(name, **ask)
+        except (openai.APIError, ValueError):
+            pass  # the upstream's failure is the caller's, as without a cache
+        else:
+            assert cut == "no finish_reason" and s.response is None
+    assert semcache.cache.stats()["stores"] == 0 and fake.total_calls == 2

@@ -38,13 +38,18 @@ def chat_choices(draw: st.DrawFn, index: int) -> dict[str, Any]:
                                                   "function": {"name": n, "arguments": a}},
                                     st.sampled_from(["lookup", "add"]),
                                     st.sampled_from(['{"q": "x"}', "{}"])), max_size=2))
-    content = None if tools and draw(st.booleans()) else "".join(tokens)
+    # the legacy ``functions`` answer: one function_call (never with tool_calls)
+    call = None if tools else draw(st.none() | st.builds(
+        lambda n, a: {"name": n, "arguments": a}, st.sampled_from(["lookup", "add"]),
+        st.sampled_from(['{"q": "x"}', "{}", ""])))
+    content = None if (tools or call) and draw(st.booleans()) else "".join(tokens)
     # logprobs of no tokens at all have no chunk to ride on (an empty answer)
     with_lp = content is not None and bool(tokens) and draw(st.booleans())
     return {"index": index, "finish_reason": draw(FINISH),
             "message": {"role": "assistant", "content": content,
                         "refusal": draw(st.none() | st.just("I can't help with that.")),
-                        **({"tool_calls": tools} if tools else {})},
+                        **({"tool_calls": tools} if tools else {}),
+                        **({"function_call": call} if call else {})},
             "logprobs": {"content": [_logprob(t, i) for i, t in enumerate(tokens)],
                          "refusal": None} if with_lp else None}
 

@@ -31,15 +31,29 @@ class Accumulator:
     def __init__(self, kind: str) -> None:
         self.kind = kind  # "chat" | "text"
         self._asm = StreamAssembler(kind)
+        self.broken = False  #: a chunk could not be assembled: nothing is stored
 
     def add(self, chunk: Any) -> None:
-        # warnings off: a lenient server's value outside the SDK's Literal (the client
-        # accepted it) must not turn into a warning, or an error under -W error
-        self._asm.add(chunk.model_dump(mode="json", exclude_unset=True, warnings=False))
+        """Add a chunk; one the assembler cannot take (the client passes chunks on
+        unvalidated: ``choices: ["x"]``, a content piece that is not text) marks the
+        stream as not storable, and the caller still gets every chunk."""
+        if self.broken:
+            return
+        try:
+            # warnings off: a lenient server's value outside the SDK's Literal (the
+            # client accepted it) must not turn into a warning, or an error under -W error
+            self._asm.add(chunk.model_dump(mode="json", exclude_unset=True, warnings=False))
+        except Exception as exc:  # noqa: BLE001 - the caller's stream goes on regardless
+            self.broken = True
+            log.warning("semcache: a streamed chunk could not be assembled (%s: %s); "
+                        "the answer is not cached", type(exc).__name__, exc)
 
     def result(self) -> Any:
         """The assembled ``ChatCompletion`` / ``Completion``, or None when a choice never
-        got a ``finish_reason`` (the stream did not complete: nothing to store)."""
+        got a ``finish_reason`` (the stream did not complete: nothing to store) or a
+        chunk could not be assembled."""
+        if self.broken:
+            return None
         value = self._asm.result()
         if value is None:
             return None

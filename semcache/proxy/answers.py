@@ -123,7 +123,10 @@ class Assembler(SSEReader):
     def result(self) -> dict[str, Any] | None:
         if not self.done or self.bad:
             return None
-        return self._asm.result()
+        try:
+            return self._asm.result()
+        except (AttributeError, TypeError, ValueError):  # never a crash mid-relay
+            return None
 
 
 async def chunks(parts: list[bytes]) -> AsyncIterator[bytes]:
