@@ -159,7 +159,12 @@ class Pipeline:
             # read as "on" here would cache a call the user turned caching off for
             raise ConfigError(f"caching must be true, false or None, got {caching!r}",
                               parameter="caching")
-        enabled = ct in self.supported_call_types and caching is not False
+        supported = self.supported_call_types
+        # a call type inferred from the request (the direct API: get_cache, add_cache
+        # and their async twins) is the sync name; the async call of the same kind
+        # counts too, as LiteLLM's direct methods are not gated on the call type at all
+        enabled = (ct in supported or (call_type is None and "a" + ct in supported)) \
+            and caching is not False
         if self.mode is CacheMode.default_off:
             enabled = enabled and controls.use_cache is True
         elif controls.use_cache is False:
