@@ -160,9 +160,8 @@ class Pipeline:
             raise ConfigError(f"caching must be true, false or None, got {caching!r}",
                               parameter="caching")
         supported = self.supported_call_types
-        # a call type inferred from the request (the direct API: get_cache, add_cache
-        # and their async twins) is the sync name; the async call of the same kind
-        # counts too, as LiteLLM's direct methods are not gated on the call type at all
+        # an inferred call type (the direct API) is the sync name: its async twin
+        # counts too, as LiteLLM's direct methods are not gated on call types at all
         enabled = (ct in supported or (call_type is None and "a" + ct in supported)) \
             and caching is not False
         if self.mode is CacheMode.default_off:
