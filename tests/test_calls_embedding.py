@@ -128,6 +128,29 @@ def test_a_custom_key_names_the_whole_batch_never_each_item(api, fake, kw, form)
     assert len(one.data) == 1
 
 
+def _rows(*indexed):
+    return {"object": "list", "model": "e", "usage": {"prompt_tokens": 2, "total_tokens": 2},
+            "data": [{"object": "embedding", "index": i, "embedding": [v]} for i, v in indexed]}
+
+
+@pytest.mark.parametrize("rows", [((0, 1.0),), ((0, 1.0), (2, 2.0)), ((0, 1.0), (0, 2.0)),
+                                  ((0, 1.0), (1, 2.0), (2, 3.0))],
+                         ids=["too-few", "gap", "repeat", "too-many"])
+def test_rows_that_do_not_match_the_inputs_are_never_cached_as_an_items(api, rows):
+    # an upstream that dropped, repeated or renumbered rows: its row 2 was filed as
+    # item 1's vector (or a row missing raised a raw IndexError), and then served to
+    # every later request for item 1
+    semcache.cache = Cache()
+    r = api.embedding(model="e", input=["a", "b"], mock_response=_rows(*rows))
+    assert [(d.index, d.embedding) for d in r.data] == [(i, [v]) for i, v in rows]  # as sent
+    assert r._hidden_params["cache_hit"] is False and len(semcache.cache.store) == 0
+    # with an item from the cache, there is no way to put the batch together
+    api.embedding(model="e", input=["c"], mock_response=_rows((0, 7.0)))
+    with pytest.raises(semcache.BackendError, match="upstream") as e:
+        api.embedding(model="e", input=["c", "a", "b"], mock_response=_rows(*rows))
+    assert e.value.backend == "upstream" and len(semcache.cache.store) == 1
+
+
 # ---------------------------------------------------------------- transcription
 AUDIO_BYTES = b"RIFF\x00\x00WAVEfmt " + bytes(range(256)) * 8
 

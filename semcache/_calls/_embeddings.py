@@ -4,6 +4,7 @@ items sent upstream, the response reassembled in input order. Split from
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from typing import Any
@@ -14,6 +15,7 @@ from ._ops import _Begin, _Call, _Finish, _Flow, _payload, _Prepared, _timed
 from ._responses import hidden_params, hide_params, rebuild_hit
 from ._streams import build
 
+log = logging.getLogger("semcache")
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 
 
@@ -79,6 +81,21 @@ def _embedding_flow(call: _Prepared) -> _Flow:
             fresh = yield _Call("embedding", call.endpoint, params, call)
         _timed(call, "upstream", t)
         data = sorted(fresh.data, key=lambda d: d.index)
+        if [d.index for d in data] != list(range(len(missing))):
+            # rows dropped, repeated or renumbered: no row can be told to be an item's
+            if served:
+                from .._errors import BackendError
+
+                raise BackendError(
+                    f"the upstream answered {len(data)} embeddings (indices "
+                    f"{[d.index for d in data][:10]}) for {len(missing)} inputs; the batch "
+                    f"cannot be put together with the cached ones", backend="upstream")
+            log.warning("semcache: the upstream answered %d embeddings for %d inputs; "
+                        "not cached", len(data), len(missing))
+            hidden = {**hidden_params(call, False, None, fresh), "cache_hits": 0}
+            hide_params(fresh, hidden)
+            yield _payload(call, fresh, hidden)
+            return fresh
         usage = fresh.usage
         weights = [len(_TOKEN.findall(items[i])) if isinstance(items[i], str)
                    else len(items[i]) for i in missing]
