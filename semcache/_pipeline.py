@@ -159,7 +159,9 @@ class Pipeline:
             # read as "on" here would cache a call the user turned caching off for
             raise ConfigError(f"caching must be true, false or None, got {caching!r}",
                               parameter="caching")
-        enabled = ct in self.supported_call_types and caching is not False
+        # an inferred call type (direct API) is the sync name: its async twin counts too
+        sup = self.supported_call_types
+        enabled = (ct in sup or (call_type is None and "a" + ct in sup)) and caching is not False
         if self.mode is CacheMode.default_off:
             enabled = enabled and controls.use_cache is True
         elif controls.use_cache is False:

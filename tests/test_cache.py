@@ -220,6 +220,21 @@ def test_supported_call_types():
     assert c.lookup(model="e", input="x").value == {"data": [1]}
 
 
+async def test_supported_call_types_of_the_async_calls_cover_the_direct_api():
+    # LiteLLM's get_cache / add_cache (and their async twins) are not gated on the call
+    # type; semcache's infer one from the request, always the sync name, so a cache
+    # for async calls only (["acompletion"]) silently stored and served nothing through
+    # add_cache, async_add_cache, get_cache or async_get_cache
+    c = Cache(supported_call_types=["acompletion", "aembedding"])
+    assert await c.async_add_cache(ANSWER, **ask(Q)) is not None
+    assert await c.async_get_cache(**ask(Q)) == ANSWER and c.get_cache(**ask(Q)) == ANSWER
+    assert c.add_cache({"data": [1]}, model="e", input="x") is not None
+    assert c.get_cache(model="e", input="x") == {"data": [1]}
+    # a call type given is still the one that counts, and other kinds stay off
+    assert c.add_cache(ANSWER, call_type="completion", **ask("other")) is None
+    assert c.add_cache(ANSWER, model="t", prompt="p") is None
+
+
 def test_unknown_cache_control_is_an_error():
     with pytest.raises(ConfigError, match="no_cahce"):
         Cache().lookup(**ask(Q, cache={"no_cahce": True}))

@@ -11,14 +11,16 @@ import asyncio
 import io
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from openai.types import CreateEmbeddingResponse
 from openai.types.audio import Transcription
 
 import semcache
-from semcache import Cache
+from semcache import Cache, Router
 from semcache._calls import aclose_clients
 from semcache.exact.memory import MemoryStore
-from semcache_testing.fake_openai import fake_embedding, fake_transcript
+from semcache_testing.fake_openai import FakeOpenAI, fake_embedding, fake_transcript
 from tests.calls_support import api, fake, fake_server, kw  # noqa: F401
 
 EMB = "embeddings"
@@ -92,6 +94,61 @@ def test_embedding_token_inputs(api, fake, kw):
     r = api.embedding(model="e", input=[4, 5], dimensions=8, **kw)  # one token list
     assert fake.calls[EMB] == 1 and r._hidden_params["cache_hit"] is True
     assert r.data[0].embedding == pytest.approx(fake_embedding([4, 5], 8), abs=1e-6)
+
+
+def _keyed(form, cache):
+    """The request arguments that give a batch one custom key, in each form a user has."""
+    if form == "cache_key":
+        return {"cache_key": "my-batch"}
+    if form == "metadata":
+        return {"metadata": {"cache_key": "my-batch"}}
+    cache.get_cache_key = lambda **kw: "my-batch"  # LiteLLM's docs: assign a function
+    return {}
+
+
+@pytest.mark.parametrize("form", ["cache_key", "metadata", "get_cache_key"])
+def test_a_custom_key_names_the_whole_batch_never_each_item(api, fake, kw, form):
+    # every item of a batch was filed under the one custom key, the last item's vector
+    # overwriting the others', and the repeat served item 2's vector for item 1
+    semcache.cache = Cache()
+    extra = _keyed(form, semcache.cache)
+    first = api.embedding(model="e", input=["apple", "pear"], dimensions=8, **extra, **kw)
+    again = api.embedding(model="e", input=["apple", "pear"], dimensions=8, **extra, **kw)
+    for r in (first, again):
+        assert [d.embedding for d in r.data] == [_vec("apple"), _vec("pear")]
+        assert [d.index for d in r.data] == [0, 1]
+    assert again._hidden_params["cache_hit"] is True and fake.calls[EMB] == 1
+    # an entry of another size under the key answers no batch: 1 vector for 3 inputs,
+    # or 2 for 1, would misalign every caller that zips inputs with data
+    three = api.embedding(model="e", input=["a", "b", "c"], dimensions=8, **extra, **kw)
+    assert three._hidden_params["cache_hit"] is False and fake.calls[EMB] == 2
+    assert [d.embedding for d in three.data] == [_vec("a"), _vec("b"), _vec("c")]
+    one = api.embedding(model="e", input="a", dimensions=8, **extra, **kw)
+    assert one._hidden_params["cache_hit"] is False and fake.calls[EMB] == 3
+    assert len(one.data) == 1
+
+
+def _rows(*indexed):
+    return {"object": "list", "model": "e", "usage": {"prompt_tokens": 2, "total_tokens": 2},
+            "data": [{"object": "embedding", "index": i, "embedding": [v]} for i, v in indexed]}
+
+
+@pytest.mark.parametrize("rows", [((0, 1.0),), ((0, 1.0), (2, 2.0)), ((0, 1.0), (0, 2.0)),
+                                  ((0, 1.0), (1, 2.0), (2, 3.0))],
+                         ids=["too-few", "gap", "repeat", "too-many"])
+def test_rows_that_do_not_match_the_inputs_are_never_cached_as_an_items(api, rows):
+    # an upstream that dropped, repeated or renumbered rows: its row 2 was filed as
+    # item 1's vector (or a row missing raised a raw IndexError), and then served to
+    # every later request for item 1
+    semcache.cache = Cache()
+    r = api.embedding(model="e", input=["a", "b"], mock_response=_rows(*rows))
+    assert [(d.index, d.embedding) for d in r.data] == [(i, [v]) for i, v in rows]  # as sent
+    assert r._hidden_params["cache_hit"] is False and len(semcache.cache.store) == 0
+    # with an item from the cache, there is no way to put the batch together
+    api.embedding(model="e", input=["c"], mock_response=_rows((0, 7.0)))
+    with pytest.raises(semcache.BackendError, match="upstream") as e:
+        api.embedding(model="e", input=["c", "a", "b"], mock_response=_rows(*rows))
+    assert e.value.backend == "upstream" and len(semcache.cache.store) == 1
 
 
 # ---------------------------------------------------------------- transcription
@@ -187,3 +244,39 @@ async def test_async_embedding_looks_items_up_concurrently(fake, kw):
         await aclose_clients()
     assert store.peak == 4 and [d.index for d in r.data] == [0, 1, 2, 3]
     assert len(store) == 4  # and each item was stored
+
+
+# ---------------------------------------------------------------- per-item property
+WORDS = ["apple", "pear", "fig", "kiwi", "lime", "plum"]
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.lists(st.sampled_from(WORDS), min_size=1, max_size=6), min_size=1,
+                max_size=5),
+       st.lists(st.booleans(), min_size=5, max_size=5))
+def test_every_item_gets_its_own_vector_whatever_is_cached(fake_server, batches, asyncs):
+    # order, duplicates and partly cached batches, sync and async, through a Router's
+    # caching group and an upstream that sends its rows in reverse: item i's vector is
+    # never served for item j
+    fake_server.reset()
+    with FakeOpenAI(embeddings_reversed=True) as rev:
+        dep = [{"model_name": name, "litellm_params": {"model": "e", "api_base": base,
+                                                       "api_key": "k"}}
+               for name, base in (("emb-a", fake_server.base_url), ("emb-b", rev.base_url))]
+        router = Router(model_list=dep, caching_groups=[("emb-a", "emb-b")], cache=Cache())
+        for i, (batch, is_async) in enumerate(zip(batches, asyncs)):
+            model = ("emb-a", "emb-b")[i % 2]
+            if is_async:
+                async def call(model=model, batch=batch):
+                    try:
+                        return await router.aembedding(model=model, input=batch, dimensions=8)
+                    finally:
+                        await aclose_clients()
+
+                r = asyncio.run(call())
+            else:
+                r = router.embedding(model=model, input=batch, dimensions=8)
+            rows = sorted(r.data, key=lambda d: d.index)  # a fresh batch comes as sent
+            assert [d.index for d in rows] == list(range(len(batch)))
+            assert [d.embedding for d in rows] == [_vec(w) for w in batch]

@@ -76,6 +76,13 @@ def test_router_errors():
     dep = {"model_name": "a", "litellm_params": {"model": "m"}}
     with pytest.raises(semcache.ConfigError, match="two caching groups"):
         Router(model_list=[dep], caching_groups=[("a", "b"), ("a", "c")])
+    for flat in (["a", "b"], [("a", "b"), "cd"], [{"a": 1}], [3], [("a", "")]):
+        # a flat list was the groups of each name's letters: "gpt-4o" and "gpt-4o-mini"
+        # met in "g", and a model named "g" shared with both
+        with pytest.raises(semcache.ConfigError, match="caching.group") as e:
+            Router(model_list=[dep], caching_groups=flat)
+        assert e.value.parameter == "caching_groups"
+    Router(model_list=[dep], caching_groups=[("a", "a", "b")])  # a repeat is one member
     with pytest.raises(semcache.InvalidRequestError, match="no deployment for model 'zz'"):
         Router(model_list=[dep]).completion(model="zz", messages=MSG)
 
@@ -122,3 +129,31 @@ def test_router_cache_responses_must_be_a_bool(bad):
     assert e.value.parameter == "cache_responses"
     for ok in (True, False, None):  # None: LiteLLM's default, caching on
         assert Router(model_list=[dep], cache_responses=ok).cache_responses is ok
+
+
+def test_a_caching_group_never_shares_with_a_model_outside_it(api, fake):
+    # the group's scope was the string "caching_group:" + ",".join(sorted(members)):
+    # groups ("a,b", "c") and ("a", "b,c") had one scope, and so did a model named
+    # "caching_group:x,y" (in the router or in a plain call) and the group ("x", "y")
+    semcache.cache = Cache()
+    fake.numbered = True  # two fresh answers differ
+    router = Router(model_list=[_dep(n, "gpt-4o", fake) for n in
+                                ("a,b", "c", "a", "b,c", "x", "y", "caching_group:x,y")],
+                    caching_groups=[("a,b", "c"), ("a", "b,c"), ("x", "y")])
+    for first, other in (("a,b", "a"), ("x", "caching_group:x,y")):
+        msgs = [{"role": "user", "content": f"after {first}"}]
+        api.router(router, "completion", model=first, messages=msgs)
+        r = api.router(router, "completion", model=other, messages=msgs)
+        assert r._hidden_params["cache_hit"] is False, (first, other)
+    msgs = [{"role": "user", "content": "asked of the group"}]
+    api.router(router, "completion", model="x", messages=msgs)
+    r = api.completion(model="caching_group:x,y", messages=msgs, api_base=fake.base_url,
+                       api_key="k")
+    assert r._hidden_params["cache_hit"] is False
+    # the groups themselves still share, whatever order their members are listed in
+    r = api.router(router, "completion", model="y", messages=msgs)
+    assert r._hidden_params["cache_hit"] is True
+    again = Router(model_list=[_dep(n, "gpt-4o", fake) for n in ("x", "y")],
+                   caching_groups=[("y", "x")])
+    r = api.router(again, "completion", model="y", messages=msgs)
+    assert r._hidden_params["cache_hit"] is True

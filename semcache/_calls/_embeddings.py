@@ -4,15 +4,18 @@ items sent upstream, the response reassembled in input order. Split from
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from typing import Any
 
-from ._litellm import mock_result
+from .._keys import custom_key
+from ._litellm import mock_result, overridden
 from ._ops import _Begin, _Call, _Finish, _Flow, _payload, _Prepared, _timed
 from ._responses import hidden_params, hide_params, rebuild_hit
 from ._streams import build
 
+log = logging.getLogger("semcache")
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 
 
@@ -46,6 +49,12 @@ def _embedding_flow(call: _Prepared) -> _Flow:
 
     cache = call.cache
     items = _embedding_items(call.key_kwargs.get("input"))
+    if cache is not None and len(items) > 1 and (
+            custom_key(call.key_kwargs) is not None or overridden(cache, "get_cache_key")):
+        # a key the caller chose names the request's answer, as it does for a chat: it
+        # cannot name each item, or every item would share one entry and a repeat would
+        # serve the last item's vector for all of them
+        return (yield from _whole_flow(call, len(items)))
     outcomes: list[Any] = [None] * len(items)
     served: dict[int, Any] = {}
     if cache is not None:
@@ -72,6 +81,21 @@ def _embedding_flow(call: _Prepared) -> _Flow:
             fresh = yield _Call("embedding", call.endpoint, params, call)
         _timed(call, "upstream", t)
         data = sorted(fresh.data, key=lambda d: d.index)
+        if [d.index for d in data] != list(range(len(missing))):
+            # rows dropped, repeated or renumbered: no row can be told to be an item's
+            if served:
+                from .._errors import BackendError
+
+                raise BackendError(
+                    f"the upstream answered {len(data)} embeddings (indices "
+                    f"{[d.index for d in data][:10]}) for {len(missing)} inputs; the batch "
+                    f"cannot be put together with the cached ones", backend="upstream")
+            log.warning("semcache: the upstream answered %d embeddings for %d inputs; "
+                        "not cached", len(data), len(missing))
+            hidden = {**hidden_params(call, False, None, fresh), "cache_hits": 0}
+            hide_params(fresh, hidden)
+            yield _payload(call, fresh, hidden)
+            return fresh
         usage = fresh.usage
         weights = [len(_TOKEN.findall(items[i])) if isinstance(items[i], str)
                    else len(items[i]) for i in missing]
@@ -116,3 +140,35 @@ def _embedding_flow(call: _Prepared) -> _Flow:
     hide_params(response, hidden)
     yield _payload(call, response, hidden)
     return response
+
+
+def _whole_flow(call: _Prepared, n: int) -> _Flow:
+    """A batch under a custom key: one entry for the whole response. A stored response
+    with another number of vectors is no answer to this batch (a caller zips its inputs
+    with ``data``): it is a miss, and the fresh response replaces it."""
+    cache = call.cache
+    t = time.perf_counter()
+    (outcome,) = yield _Begin(cache, call.call_type, [call.key_kwargs])
+    _timed(call, "cache", t)
+    if outcome.hit:
+        r = rebuild_hit("embedding", outcome.entry)
+        if r is not None and len(r.data) == n:
+            hidden = hidden_params(call, True, outcome.metadata, r)
+            hidden["cache_hits"] = n
+            hide_params(r, hidden)
+            yield _payload(call, r, hidden)
+            return r
+    t = time.perf_counter()
+    if call.mock is not None:
+        fresh = mock_result("embedding", call.key_kwargs.get("model"), call.mock, n)
+    else:
+        fresh = yield _Call("embedding", call.endpoint, call.params, call)
+    _timed(call, "upstream", t)
+    hidden = hidden_params(call, False, outcome.metadata, fresh)
+    hidden["cache_hits"] = 0
+    hide_params(fresh, hidden)
+    t = time.perf_counter()
+    yield _Finish(cache, [(outcome, fresh)])
+    _timed(call, "store", t)
+    yield _payload(call, fresh, hidden)
+    return fresh

@@ -75,13 +75,26 @@ class Router:
         self._cycles: dict[str, Iterator[dict[str, Any]]] = {
             name: itertools.cycle(ds) for name, ds in self._deployments.items()}
         self._lock = threading.Lock()
-        self.caching_groups = [tuple(g) for g in caching_groups or ()]
-        self._group_of: dict[str, str] = {}
+        groups = list(caching_groups or ())
+        for g in groups:
+            if isinstance(g, (str, bytes, Mapping)) or not isinstance(g, Iterable):
+                # caching_groups=["a", "b"] would be the groups of the letters of each
+                raise ConfigError(f"caching_groups must be a list of model-name lists, "
+                                  f"e.g. [('gpt-4o', 'gpt-4o-eu')]; got the item {g!r}",
+                                  parameter="caching_groups")
+        self.caching_groups = [tuple(g) for g in groups]
+        self._group_of: dict[str, tuple[str, ...]] = {}
         for g in self.caching_groups:
-            # order-independent, and distinct from any plain model name
-            label = "caching_group:" + ",".join(sorted(g))
+            if not all(isinstance(m, str) and m for m in g):
+                raise ConfigError(f"a caching group's models are model names (non-empty "
+                                  f"str), got {g!r}", parameter="caching_groups")
+            # the scope is a tuple, a JSON array in the key: no model name (a str) can
+            # equal it, nor can another group's, whatever characters the names hold (a
+            # joined string did: ("a,b", "c") and ("a", "b,c") were one scope, and so
+            # was a model named "caching_group:a,b"). Sorted: the order is not the group.
+            label = ("caching_group", *sorted(set(g)))
             for model in g:
-                if model in self._group_of:
+                if self._group_of.get(model, label) != label:
                     raise ConfigError(f"model {model!r} is in two caching groups",
                                       parameter="caching_groups")
                 self._group_of[model] = label
@@ -105,8 +118,9 @@ class Router:
     def model_names(self) -> list[str]:
         return list(self._deployments)
 
-    def caching_group(self, model_name: str) -> str:
-        """The cache scope of a model name: its group's label, or the name itself."""
+    def caching_group(self, model_name: str) -> str | tuple[str, ...]:
+        """The cache scope of a model name: its group (``("caching_group", *members)``,
+        sorted), or the name itself."""
         return self._group_of.get(model_name, model_name)
 
     def _flow(self, call_type: str, model: str, kwargs: dict[str, Any]) -> Any:
