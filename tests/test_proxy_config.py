@@ -63,6 +63,7 @@ def test_litellm_config_loads_unchanged(tmp_path, env, caplog):
     assert cfg.deployments["gpt-4o-mini-eu"][0].api_base == "http://127.0.0.1:10/v1"
     assert cfg.master_key == "sk-master-1234"
     assert cfg.caching_groups["gpt-4o-mini"] == cfg.caching_groups["gpt-4o-mini-eu"]
+    assert cfg.caching_groups["gpt-4o-mini"] == 'group:["gpt-4o-mini","gpt-4o-mini-eu"]'
     assert cfg.namespaces == ["prod"]
     cache = build_cache(cfg)
     assert isinstance(cache, Cache) and cache.namespace == "prod" and cache.ttl == 600
@@ -99,6 +100,17 @@ def test_semcache_settings_keys_prices_and_semantic_default(tmp_path, env, minil
     assert cache.type == "faiss-semantic"
     assert isinstance(cache.embedder, BatchingEmbedder)
     assert cache.similarity_threshold == 0.8
+
+
+def test_caching_groups_stay_apart_whatever_their_names_hold(tmp_path, env):
+    # a label joined with "|" made [["a|b", "c"], ["a", "b|c"]] one group: four
+    # models' answers shared between two groups that have no model in common
+    models = "".join(f"  - {{model_name: '{m}', litellm_params: {{model: x}}}}\n"
+                     for m in ("a|b", "c", "a", "b|c"))
+    cfg = load_config(write(tmp_path, "model_list:\n" + models + "router_settings:\n"
+                            "  caching_groups: [['a|b', 'c'], ['a', 'b|c']]\n"))
+    g = cfg.caching_groups
+    assert g["a|b"] == g["c"] and g["a"] == g["b|c"] and g["a|b"] != g["a"]
 
 
 @pytest.mark.parametrize(("text", "key", "reason"), [

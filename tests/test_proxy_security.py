@@ -170,7 +170,7 @@ def test_caching_group_in_the_body_cannot_read_another_models_entries(proxies, f
     proxy = start(proxies, lite)
     q = ask("grouped question")
     first = content(post(proxy, KEY_A, {"model": "chat", "messages": q}))
-    cross = {"model": "solo", "messages": q, "caching_group": "group:chat|chat-eu"}
+    cross = {"model": "solo", "messages": q, "caching_group": 'group:["chat","chat-eu"]'}
     refused(post(proxy, KEY_A, cross), 403, "caching_group")
     r = post(proxy, KEY_A2, {"model": "solo", "messages": q})
     assert r.headers["x-semcache-stage"] == "miss" and content(r) != first

@@ -27,6 +27,7 @@ semcache does not implement are collected and reported in ONE warning.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Mapping
@@ -371,7 +372,9 @@ class _Parser:
                     not all(isinstance(m, str) and m for m in group):
                 raise self.fail(where, f"must be a list of at least two model names, "
                                 f"got {group!r}")
-            name = "group:" + "|".join(sorted(group))
+            # the members as a JSON array: a joined string made [["a|b", "c"], ["a", "b|c"]]
+            # one group; a client allowed a body caching_group names it the same way
+            name = "group:" + json.dumps(sorted(set(group)), separators=(",", ":"))
             for m in group:
                 if m not in deployments:
                     raise self.fail(where, f"model {m!r} is not a model_name in model_list")
