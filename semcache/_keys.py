@@ -82,6 +82,8 @@ SEMANTIC_CALL_TYPES = frozenset(
 _NAMESPACE_RE = re.compile(r"[A-Za-z0-9_.@/+=-]{1,200}")
 _OPTS = orjson.OPT_SORT_KEYS
 _QUERY = {"$query": KEY_VERSION}  # what replaces the query text in the context value
+#: the turns query_mode "conversation" embeds; every other message is context
+_DIALOGUE_ROLES = ("user", "assistant")
 
 
 def validate_namespace(namespace: object, parameter: str = "namespace") -> str:
@@ -303,7 +305,10 @@ def semantic_split(
         elif mode == "all_user":
             idx = [i for i, m in enumerate(msgs) if m.get("role") == "user"]
         elif mode == "conversation":
-            idx = list(range(len(msgs)))
+            # the dialogue only: system/developer instructions and tool results are
+            # data that must match exactly ("Answer in French" and "... German", or
+            # "20C, sunny" and "25C, rain", embed close together), so they stay context
+            idx = [i for i, m in enumerate(msgs) if m.get("role") in _DIALOGUE_ROLES]
         else:
             raise InvalidRequestError(f"semantic_query must be one of {QUERY_MODES}, got {mode!r}")
         texts = []
