@@ -30,6 +30,7 @@ import orjson
 from ._errors import InvalidRequestError
 
 __all__ = [
+    "CLIENT_SIDE_PARAMS",
     "CONTENT_PARAMS",
     "KEY_VERSION",
     "RESERVED_MARK",
@@ -58,7 +59,7 @@ TRANSPORT_PARAMS = frozenset(
         "timeout", "request_timeout", "stream_timeout", "max_retries", "num_retries",
         "metadata", "extra_headers", "headers", "default_headers", "http_client",
         "litellm_call_id", "litellm_logging_obj", "logger_fn", "callbacks",
-        "proxy_server_request", "mock_response", "stream_options", "client",
+        "proxy_server_request", "stream_options", "client",
         "caching", "cache", "cache_key", "caching_group", "no_log", "user_api_key",
         "input_cost_per_token", "output_cost_per_token", "model_list",
         # a top-level ttl= is a cache control in LiteLLM (how long to keep the answer),
@@ -66,6 +67,12 @@ TRANSPORT_PARAMS = frozenset(
         "ttl", "litellm_params", "preset_cache_key",
     }
 )
+
+#: keyed, since they decide where the answer comes from (LiteLLM keys neither), but a
+#: proxy client may not send them: the proxy strips them before keying or forwarding.
+#: ``mock_response`` is the answer itself: unkeyed, a test's canned answer was filed
+#: under the real request's key and served to every real caller of a shared cache.
+CLIENT_SIDE_PARAMS = frozenset({"mock_response"})
 
 #: the request's content: never filtered out of a key by key_include / key_exclude
 CONTENT_PARAMS = frozenset({"model", "messages", "prompt", "input", "file", "caching_group"})
@@ -164,7 +171,11 @@ def canonical_params(kwargs: Mapping[str, Any]) -> dict[str, Any]:
             continue
         if not isinstance(name, str):
             raise InvalidRequestError(f"parameter names must be str, got {name!r}")
-        out[name] = _num(name, v) if isinstance(v, float) else v
+        if isinstance(v, float):
+            v = _num(name, v)
+        elif isinstance(v, BaseException) and name == "mock_response":
+            v = {"$mock-error": f"{type(v).__qualname__}: {v}"}  # raised, never stored
+        out[name] = v
     return out
 
 
@@ -222,7 +233,7 @@ class KeyParams:
         if self.exclude and name in self.exclude:
             return False
         return (self.include is None or name in self.include or name in CONTENT_PARAMS
-                or name in TRANSPORT_PARAMS)
+                or name in TRANSPORT_PARAMS or name in CLIENT_SIDE_PARAMS)
 
     def filter(self, kwargs: Mapping[str, Any]) -> Mapping[str, Any]:
         if not self:
