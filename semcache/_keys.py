@@ -11,8 +11,9 @@ and no two different requests can produce the same bytes.
   query to reuse an answer (model or caching group, output-shaping parameters, system
   prompt, earlier turns, tools, non-text parts).
 
-Transport parameters (api_key, api_base, timeout, metadata, retries, ...) are left out:
-they do not change the answer.
+Transport parameters (api_key, timeout, metadata, retries, ...) are left out: they do
+not change the answer. The endpoint (api_base) and mock_response are in: they decide
+where the answer comes from (see CLIENT_SIDE_PARAMS).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from ._errors import InvalidRequestError
 __all__ = [
     "CLIENT_SIDE_PARAMS",
     "CONTENT_PARAMS",
+    "ENDPOINT_PARAMS",
     "KEY_VERSION",
     "RESERVED_MARK",
     "TRANSPORT_PARAMS",
@@ -55,7 +57,7 @@ RESERVED_MARK = "__semcache_"
 #: parameters that never change the answer, so never change the key
 TRANSPORT_PARAMS = frozenset(
     {
-        "api_key", "api_base", "base_url", "api_version", "organization", "project",
+        "api_key", "api_version", "organization", "project",
         "timeout", "request_timeout", "stream_timeout", "max_retries", "num_retries",
         "metadata", "extra_headers", "headers", "default_headers", "http_client",
         "litellm_call_id", "litellm_logging_obj", "logger_fn", "callbacks",
@@ -72,7 +74,13 @@ TRANSPORT_PARAMS = frozenset(
 #: proxy client may not send them: the proxy strips them before keying or forwarding.
 #: ``mock_response`` is the answer itself: unkeyed, a test's canned answer was filed
 #: under the real request's key and served to every real caller of a shared cache.
-CLIENT_SIDE_PARAMS = frozenset({"mock_response"})
+#: The endpoint (``api_base``/``base_url``, one value, trailing "/" dropped) is which
+#: server answers: "llama3" on two vLLM hosts, or "gpt-4o" on OpenAI and on a local
+#: alias, are different models under one name. A ``caching_group`` declares its
+#: deployments equivalent, so a grouped request leaves the endpoint out; so does
+#: ``key_exclude=["api_base"]``.
+ENDPOINT_PARAMS = frozenset({"api_base", "base_url"})
+CLIENT_SIDE_PARAMS = frozenset({"mock_response"}) | ENDPOINT_PARAMS
 
 #: the request's content: never filtered out of a key by key_include / key_exclude
 CONTENT_PARAMS = frozenset({"model", "messages", "prompt", "input", "file", "caching_group"})
@@ -89,6 +97,7 @@ SEMANTIC_CALL_TYPES = frozenset(
 _NAMESPACE_RE = re.compile(r"[A-Za-z0-9_.@/+=-]{1,200}")
 _OPTS = orjson.OPT_SORT_KEYS
 _QUERY = {"$query": KEY_VERSION}  # what replaces the query text in the context value
+_ENDPOINT = "$endpoint"  # api_base or base_url, in the canonical request
 #: the turns query_mode "conversation" embeds; every other message is context
 _DIALOGUE_ROLES = ("user", "assistant")
 
@@ -165,12 +174,17 @@ def _dumps(value: Any, what: str) -> bytes:
 def canonical_params(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """The request's answer-shaping parameters, transport ones dropped, numbers normalised."""
     out: dict[str, Any] = {}
+    grouped = kwargs.get("caching_group") is not None
     for name, v in kwargs.items():
         if name in TRANSPORT_PARAMS or v is None:
             # None means "not given" in every OpenAI-style signature
             continue
         if not isinstance(name, str):
             raise InvalidRequestError(f"parameter names must be str, got {name!r}")
+        if name in ENDPOINT_PARAMS:
+            if not grouped:
+                out[_ENDPOINT] = str(v).rstrip("/")
+            continue
         if isinstance(v, float):
             v = _num(name, v)
         elif isinstance(v, BaseException) and name == "mock_response":
@@ -230,8 +244,9 @@ class KeyParams:
         return self.include is not None or bool(self.exclude)
 
     def keeps(self, name: str) -> bool:
-        if self.exclude and name in self.exclude:
-            return False
+        if self.exclude and (name in self.exclude or (
+                name in ENDPOINT_PARAMS and not self.exclude.isdisjoint(ENDPOINT_PARAMS))):
+            return False  # api_base and base_url are one parameter: the endpoint
         return (self.include is None or name in self.include or name in CONTENT_PARAMS
                 or name in TRANSPORT_PARAMS or name in CLIENT_SIDE_PARAMS)
 

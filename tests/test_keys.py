@@ -73,8 +73,36 @@ def test_fields_are_delimited_not_concatenated():
 def test_transport_parameters_are_left_out(api_key, timeout, retries):
     m = [{"role": "user", "content": "hi"}]
     assert key(model="m", messages=m) == key(
-        model="m", messages=m, api_key=api_key, api_base="http://x", timeout=timeout,
+        model="m", messages=m, api_key=api_key, timeout=timeout,
         num_retries=retries, metadata={"trace": api_key})
+
+
+def test_the_endpoint_is_keyed_unless_a_caching_group_spans_endpoints():
+    # api_base was a transport parameter: one model name served by two servers (a local
+    # vLLM and OpenAI, two fine-tunes on two hosts) shared every answer
+    from semcache._keys import KeyParams
+
+    m = [{"role": "user", "content": "hi"}]
+    a = key(model="m", messages=m, api_base="http://a/v1")
+    assert a != key(model="m", messages=m, api_base="http://b/v1")
+    assert a != key(model="m", messages=m)
+    assert a == key(model="m", messages=m, api_base="http://a/v1/") == \
+        key(model="m", messages=m, base_url="http://a/v1")
+    sa = semantic_split("ns", "completion", {"model": "m", "messages": m,
+                                             "api_base": "http://a/v1"})
+    sb = semantic_split("ns", "completion", {"model": "m", "messages": m,
+                                             "api_base": "http://b/v1"})
+    assert sa.context != sb.context
+    assert key(model="m", messages=m, api_base="http://a", caching_group="g") == \
+        key(model="m", messages=m, api_base="http://b", caching_group="g")
+    shared = KeyParams(exclude=["api_base"])
+    assert exact_key("ns", "completion", shared.filter(
+        {"model": "m", "messages": m, "api_base": "http://a"})) == exact_key(
+        "ns", "completion", shared.filter({"model": "m", "messages": m, "base_url": "http://b"}))
+    only_t = KeyParams(include=["temperature"])
+    assert exact_key("ns", "completion", only_t.filter(
+        {"model": "m", "messages": m, "api_base": "http://a"})) != exact_key(
+        "ns", "completion", only_t.filter({"model": "m", "messages": m, "api_base": "http://b"}))
 
 
 def test_output_shaping_parameters_are_in():
