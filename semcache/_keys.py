@@ -11,8 +11,9 @@ and no two different requests can produce the same bytes.
   query to reuse an answer (model or caching group, output-shaping parameters, system
   prompt, earlier turns, tools, non-text parts).
 
-Transport parameters (api_key, api_base, timeout, metadata, retries, ...) are left out:
-they do not change the answer.
+Transport parameters (api_key, timeout, metadata, retries, ...) are left out: they do
+not change the answer. The endpoint (api_base) and mock_response are in: they decide
+where the answer comes from (see CLIENT_SIDE_PARAMS).
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ import orjson
 from ._errors import InvalidRequestError
 
 __all__ = [
+    "CLIENT_SIDE_PARAMS",
     "CONTENT_PARAMS",
+    "ENDPOINT_PARAMS",
     "KEY_VERSION",
     "RESERVED_MARK",
     "TRANSPORT_PARAMS",
@@ -54,11 +57,11 @@ RESERVED_MARK = "__semcache_"
 #: parameters that never change the answer, so never change the key
 TRANSPORT_PARAMS = frozenset(
     {
-        "api_key", "api_base", "base_url", "api_version", "organization", "project",
+        "api_key", "api_version", "organization", "project",
         "timeout", "request_timeout", "stream_timeout", "max_retries", "num_retries",
         "metadata", "extra_headers", "headers", "default_headers", "http_client",
         "litellm_call_id", "litellm_logging_obj", "logger_fn", "callbacks",
-        "proxy_server_request", "mock_response", "stream_options", "client",
+        "proxy_server_request", "stream_options", "client",
         "caching", "cache", "cache_key", "caching_group", "no_log", "user_api_key",
         "input_cost_per_token", "output_cost_per_token", "model_list",
         # a top-level ttl= is a cache control in LiteLLM (how long to keep the answer),
@@ -66,6 +69,18 @@ TRANSPORT_PARAMS = frozenset(
         "ttl", "litellm_params", "preset_cache_key",
     }
 )
+
+#: keyed, since they decide where the answer comes from (LiteLLM keys neither), but a
+#: proxy client may not send them: the proxy strips them before keying or forwarding.
+#: ``mock_response`` is the answer itself: unkeyed, a test's canned answer was filed
+#: under the real request's key and served to every real caller of a shared cache.
+#: The endpoint (``api_base``/``base_url``, one value, trailing "/" dropped) is which
+#: server answers: "llama3" on two vLLM hosts, or "gpt-4o" on OpenAI and on a local
+#: alias, are different models under one name. A ``caching_group`` declares its
+#: deployments equivalent, so a grouped request leaves the endpoint out; so does
+#: ``key_exclude=["api_base"]``.
+ENDPOINT_PARAMS = frozenset({"api_base", "base_url"})
+CLIENT_SIDE_PARAMS = frozenset({"mock_response"}) | ENDPOINT_PARAMS
 
 #: the request's content: never filtered out of a key by key_include / key_exclude
 CONTENT_PARAMS = frozenset({"model", "messages", "prompt", "input", "file", "caching_group"})
@@ -82,6 +97,9 @@ SEMANTIC_CALL_TYPES = frozenset(
 _NAMESPACE_RE = re.compile(r"[A-Za-z0-9_.@/+=-]{1,200}")
 _OPTS = orjson.OPT_SORT_KEYS
 _QUERY = {"$query": KEY_VERSION}  # what replaces the query text in the context value
+_ENDPOINT = "$endpoint"  # api_base or base_url, in the canonical request
+#: the turns query_mode "conversation" embeds; every other message is context
+_DIALOGUE_ROLES = ("user", "assistant")
 
 
 def validate_namespace(namespace: object, parameter: str = "namespace") -> str:
@@ -156,13 +174,22 @@ def _dumps(value: Any, what: str) -> bytes:
 def canonical_params(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """The request's answer-shaping parameters, transport ones dropped, numbers normalised."""
     out: dict[str, Any] = {}
+    grouped = kwargs.get("caching_group") is not None
     for name, v in kwargs.items():
         if name in TRANSPORT_PARAMS or v is None:
             # None means "not given" in every OpenAI-style signature
             continue
         if not isinstance(name, str):
             raise InvalidRequestError(f"parameter names must be str, got {name!r}")
-        out[name] = _num(name, v) if isinstance(v, float) else v
+        if name in ENDPOINT_PARAMS:
+            if not grouped:
+                out[_ENDPOINT] = str(v).rstrip("/")
+            continue
+        if isinstance(v, float):
+            v = _num(name, v)
+        elif isinstance(v, BaseException) and name == "mock_response":
+            v = {"$mock-error": f"{type(v).__qualname__}: {v}"}  # raised, never stored
+        out[name] = v
     return out
 
 
@@ -217,10 +244,11 @@ class KeyParams:
         return self.include is not None or bool(self.exclude)
 
     def keeps(self, name: str) -> bool:
-        if self.exclude and name in self.exclude:
-            return False
+        if self.exclude and (name in self.exclude or (
+                name in ENDPOINT_PARAMS and not self.exclude.isdisjoint(ENDPOINT_PARAMS))):
+            return False  # api_base and base_url are one parameter: the endpoint
         return (self.include is None or name in self.include or name in CONTENT_PARAMS
-                or name in TRANSPORT_PARAMS)
+                or name in TRANSPORT_PARAMS or name in CLIENT_SIDE_PARAMS)
 
     def filter(self, kwargs: Mapping[str, Any]) -> Mapping[str, Any]:
         if not self:
@@ -303,7 +331,10 @@ def semantic_split(
         elif mode == "all_user":
             idx = [i for i, m in enumerate(msgs) if m.get("role") == "user"]
         elif mode == "conversation":
-            idx = list(range(len(msgs)))
+            # the dialogue only: system/developer instructions and tool results are
+            # data that must match exactly ("Answer in French" and "... German", or
+            # "20C, sunny" and "25C, rain", embed close together), so they stay context
+            idx = [i for i, m in enumerate(msgs) if m.get("role") in _DIALOGUE_ROLES]
         else:
             raise InvalidRequestError(f"semantic_query must be one of {QUERY_MODES}, got {mode!r}")
         texts = []

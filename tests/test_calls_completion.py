@@ -22,6 +22,7 @@ import semcache
 from semcache import Cache, CacheMode
 from semcache.exact.base import ExactStore
 from semcache.exact.memory import MemoryStore
+from semcache_testing.fake_openai import FakeOpenAI
 from tests.calls_support import MSG, POOL, api, fake, fake_server, kw  # noqa: F401
 
 CHAT = "chat/completions"
@@ -335,3 +336,39 @@ def test_async_clients_are_closed_with_their_loop(fake, kw):
         assert r.choices[0].message.content.startswith("echo:")
         assert len(POOL) == 0
     assert fake.calls[CHAT] == 3
+
+
+def test_one_model_name_at_two_endpoints_never_shares_answers(api, fake):
+    # api_base was a transport parameter: "m" on a local vLLM and "m" on another server
+    # (or OpenAI) shared one key, so one server's answers were served for the other's
+    semcache.cache = Cache()
+    with FakeOpenAI() as other:
+        api.completion(model="m", messages=MSG, api_base=fake.base_url, api_key="k")
+        r = api.completion(model="m", messages=MSG, api_base=other.base_url, api_key="k")
+        assert r._hidden_params["cache_hit"] is False and other.calls[CHAT] == 1
+        r = api.completion(model="m", messages=MSG, base_url=other.base_url, api_key="k")
+        assert r._hidden_params["cache_hit"] is True  # base_url is the same endpoint
+        e = api.embedding(model="e", input=["hi"], api_base=fake.base_url, api_key="k")
+        e2 = api.embedding(model="e", input=["hi"], api_base=other.base_url, api_key="k")
+        assert e._hidden_params["cache_hit"] is False
+        assert e2._hidden_params["cache_hit"] is False and other.calls["embeddings"] == 1
+    # a trailing slash names the same endpoint
+    r = api.completion(model="m", messages=MSG, api_base=fake.base_url + "/", api_key="k")
+    assert r._hidden_params["cache_hit"] is True and fake.calls[CHAT] == 1
+    # key_exclude=["api_base"] opts out: one entry for every endpoint
+    semcache.cache = Cache(key_exclude=["api_base"])
+    with FakeOpenAI() as other:
+        api.completion(model="m", messages=MSG, api_base=fake.base_url, api_key="k")
+        r = api.completion(model="m", messages=MSG, api_base=other.base_url, api_key="k")
+        assert r._hidden_params["cache_hit"] is True and other.calls[CHAT] == 0
+
+
+def test_the_endpoint_from_the_environment_is_keyed(fake, monkeypatch):
+    semcache.cache = Cache()
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-env")
+    with FakeOpenAI() as other:
+        monkeypatch.setenv("OPENAI_BASE_URL", fake.base_url)
+        semcache.completion(model="m", messages=MSG)
+        monkeypatch.setenv("OPENAI_BASE_URL", other.base_url)
+        r = semcache.completion(model="m", messages=MSG)
+        assert r._hidden_params["cache_hit"] is False and other.calls[CHAT] == 1

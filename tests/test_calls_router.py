@@ -157,3 +157,17 @@ def test_a_caching_group_never_shares_with_a_model_outside_it(api, fake):
                    caching_groups=[("y", "x")])
     r = api.router(again, "completion", model="y", messages=msgs)
     assert r._hidden_params["cache_hit"] is True
+
+
+def test_a_caching_group_shares_across_endpoints(api, fake):
+    # the endpoint is keyed for plain calls, but a caching group declares its
+    # deployments' answers equivalent: a load-balanced group at two bases shares
+    semcache.cache = Cache()
+    with FakeOpenAI() as other:
+        dep_b = {"model_name": "b", "litellm_params": {
+            "model": "gpt-4o", "api_base": other.base_url, "api_key": "k"}}
+        router = Router(model_list=[_dep("a", "gpt-4o", fake), dep_b],
+                        caching_groups=[("a", "b")])
+        api.router(router, "completion", model="a", messages=MSG)
+        r = api.router(router, "completion", model="b", messages=MSG)
+        assert r._hidden_params["cache_hit"] is True and other.calls[CHAT] == 0

@@ -73,8 +73,36 @@ def test_fields_are_delimited_not_concatenated():
 def test_transport_parameters_are_left_out(api_key, timeout, retries):
     m = [{"role": "user", "content": "hi"}]
     assert key(model="m", messages=m) == key(
-        model="m", messages=m, api_key=api_key, api_base="http://x", timeout=timeout,
+        model="m", messages=m, api_key=api_key, timeout=timeout,
         num_retries=retries, metadata={"trace": api_key})
+
+
+def test_the_endpoint_is_keyed_unless_a_caching_group_spans_endpoints():
+    # api_base was a transport parameter: one model name served by two servers (a local
+    # vLLM and OpenAI, two fine-tunes on two hosts) shared every answer
+    from semcache._keys import KeyParams
+
+    m = [{"role": "user", "content": "hi"}]
+    a = key(model="m", messages=m, api_base="http://a/v1")
+    assert a != key(model="m", messages=m, api_base="http://b/v1")
+    assert a != key(model="m", messages=m)
+    assert a == key(model="m", messages=m, api_base="http://a/v1/") == \
+        key(model="m", messages=m, base_url="http://a/v1")
+    sa = semantic_split("ns", "completion", {"model": "m", "messages": m,
+                                             "api_base": "http://a/v1"})
+    sb = semantic_split("ns", "completion", {"model": "m", "messages": m,
+                                             "api_base": "http://b/v1"})
+    assert sa.context != sb.context
+    assert key(model="m", messages=m, api_base="http://a", caching_group="g") == \
+        key(model="m", messages=m, api_base="http://b", caching_group="g")
+    shared = KeyParams(exclude=["api_base"])
+    assert exact_key("ns", "completion", shared.filter(
+        {"model": "m", "messages": m, "api_base": "http://a"})) == exact_key(
+        "ns", "completion", shared.filter({"model": "m", "messages": m, "base_url": "http://b"}))
+    only_t = KeyParams(include=["temperature"])
+    assert exact_key("ns", "completion", only_t.filter(
+        {"model": "m", "messages": m, "api_base": "http://a"})) != exact_key(
+        "ns", "completion", only_t.filter({"model": "m", "messages": m, "api_base": "http://b"}))
 
 
 def test_output_shaping_parameters_are_in():
@@ -240,3 +268,39 @@ def test_a_namespace_with_a_trailing_newline_is_refused(ns):
         Controls.parse({"namespace": ns})
     with pytest.raises(ConfigError):
         Cache(type="local", namespace=ns)
+
+
+# ------------------------------------------------------------ conversation mode
+def _tool_turns(result):
+    return [user("What is the weather in Paris?"),
+            {"role": "assistant", "content": None,
+             "tool_calls": [{"id": "c1", "type": "function",
+                             "function": {"name": "weather", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "c1", "content": result}]
+
+
+@pytest.mark.parametrize("mode", ["last_user", "all_user", "conversation"])
+def test_system_prompts_and_tool_results_are_context_in_every_mode(mode):
+    # "conversation" embedded the system prompt and the tool results with the turns:
+    # "Answer in French" and "Answer in German", or a tool's "20C, sunny" and
+    # "25C, rain", differ by a word or two and embed close together, so one user's
+    # answer was served for the other's. Data and instructions must match exactly.
+    def ctx(msgs):
+        return semantic_split("ns", "completion", {"model": "m", "messages": msgs}, mode)
+
+    q = user("hi")
+    a = ctx([{"role": "system", "content": "Answer in French."}, q])
+    b = ctx([{"role": "system", "content": "Answer in German."}, q])
+    assert a.context != b.context and "French" not in a.query
+    d = ctx([{"role": "developer", "content": "Answer in French."}, q])
+    e = ctx([{"role": "developer", "content": "Answer in German."}, q])
+    assert d.context != e.context
+    sunny, rain = ctx(_tool_turns("20C, sunny")), ctx(_tool_turns("25C, rain"))
+    assert sunny.context != rain.context and "sunny" not in sunny.query
+
+
+def test_conversation_mode_embeds_user_and_assistant_turns():
+    msgs = [{"role": "system", "content": "Be brief."}, user("first"),
+            {"role": "assistant", "content": "ok"}, user("second")]
+    s = semantic_split("n", "completion", {"model": "m", "messages": msgs}, "conversation")
+    assert s.query == "user: first\nassistant: ok\nuser: second"

@@ -253,3 +253,21 @@ def test_get_cache_key_records_the_key_in_litellm_params():
     assert params["preset_cache_key"] == key
     # LiteLLM's plumbing is not part of the key
     assert c.get_cache_key(**req, litellm_params={"x": 1}, preset_cache_key="k") == key
+
+
+def test_a_mock_response_is_never_served_to_a_real_request(fake, kw):
+    # mock_response was left out of the key, so a test run's canned answer was filed
+    # under the real request's key: on a shared cache every real caller then got it
+    semcache.cache = Cache()
+    mocked = semcache.completion(model="gpt-4o", messages=MSG, mock_response="PLANTED", **kw)
+    assert mocked.choices[0].message.content == "PLANTED"
+    real = semcache.completion(model="gpt-4o", messages=MSG, **kw)
+    assert real._hidden_params["cache_hit"] is False and fake.calls["chat/completions"] == 1
+    assert real.choices[0].message.content != "PLANTED"
+    # and a mock call answers its mock, not the real answer now cached
+    again = semcache.completion(model="gpt-4o", messages=MSG, mock_response="other", **kw)
+    assert again.choices[0].message.content == "other"
+    # an exception as the mock is raised, not refused by the key builder
+    with pytest.raises(ValueError, match="boom"):
+        semcache.completion(model="gpt-4o", messages=MSG, mock_response=ValueError("boom"),
+                            **kw)

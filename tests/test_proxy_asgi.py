@@ -17,13 +17,14 @@ from semcache.proxy.config import parse_config
 from tests.proxy_helpers import MASTER, config_dict
 
 AUTH = {"Authorization": f"Bearer {MASTER}"}
+UPSTREAM = "http://127.0.0.1:9/v1"
 BODY = {"model": "solo", "messages": [{"role": "user", "content": "hello asgi"}]}
 
 
 @pytest.fixture
 def app():
     # upstream on a closed port: every test here answers from the cache or before it
-    return create_app(parse_config(config_dict("http://127.0.0.1:9/v1")))
+    return create_app(parse_config(config_dict(UPSTREAM)))
 
 
 async def _client(app, root_path: str = "") -> httpx.AsyncClient:
@@ -45,7 +46,8 @@ def _store(app, content: str) -> None:
         {"id": "x", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
          "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
                       "finish_reason": "stop"}]},
-        model="solo", messages=BODY["messages"], cache={"namespace": proxy.default_ns})
+        model="solo", messages=BODY["messages"], cache={"namespace": proxy.default_ns},
+        api_base=UPSTREAM)  # the proxy keys the model's upstream, as the library does
 
 
 async def test_model_endpoints_are_dispatched_directly_and_answer_as_routed(app):

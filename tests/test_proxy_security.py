@@ -135,7 +135,10 @@ def test_a_client_cannot_plant_an_answer_under_another_requests_key(proxies, lit
     proxy = start(proxies, lite)
     q = ask("What is our refund policy?")
     # the key of the victim's ordinary request, computed offline from the key function
-    digest = exact_key("team-a", "completion", {"model": "lite", "messages": q}).split(":")[1]
+    # (the proxy keys the model's upstream, as the library does: _keys.ENDPOINT_PARAMS)
+    digest = exact_key("team-a", "completion", {"model": "lite", "messages": q,
+                                                "api_base": lite.server.base_url}
+                       ).split(":")[1]
     planted = {"model": "lite", "messages": q, "mock_response": "PLANTED",
                "cache_key": digest}
     refused(post(proxy, KEY_A, planted), 403, "cache_key")
@@ -217,7 +220,7 @@ def test_no_stored_value_can_break_a_later_response(proxies, lite, minilm):
               "choices": [{"index": 0, "finish_reason": "stop",
                            "message": {"role": "assistant", "content": "Paris"}}]}
     cache.add_cache(answer, call_type="completion", model="lite", messages=ask(question),
-                    cache_key="evil\r\nset-cookie: ü→x")
+                    api_base=lite.server.base_url, cache_key="evil\r\nset-cookie: ü→x")
     proxy = start(proxies, lite, cache=cache)
     r = post(proxy, KEY_A, {"model": "lite",
                             "messages": ask("What's the capital city of France?")})

@@ -665,7 +665,8 @@ def test_malformed_stored_records_are_counted_misses_on_every_backend(backend, m
     monkeypatch.setattr(semcache, "cache", cache)
     try:
         for i, (case, over) in enumerate(MALFORMED_RECORDS.items()):
-            req = ask(f"malformed record {i}")
+            # mock_response is keyed: the record sits under the mocked request's key
+            req = {**ask(f"malformed record {i}"), "mock_response": "fresh"}
             key = cache.add_cache(CHAT_VALUE, **req)
             before = cache.stats()["integrity_rejections"]
             cache.store.set(key, _raw_record(key, **over))
@@ -673,7 +674,7 @@ def test_malformed_stored_records_are_counted_misses_on_every_backend(backend, m
             assert cache.stats()["integrity_rejections"] > before, case
             for stream in (False, True):
                 cache.store.set(key, _raw_record(key, **over))
-                r = semcache.completion(**req, mock_response="fresh", stream=stream)
+                r = semcache.completion(**req, stream=stream)
                 if stream:
                     r = list(r)
                     assert "".join(ch.choices[0].delta.content or "" for ch in r
@@ -682,11 +683,11 @@ def test_malformed_stored_records_are_counted_misses_on_every_backend(backend, m
                     assert r.choices[0].message.content == "fresh", case
                     assert r._hidden_params["cache_hit"] is False, case
         for i, (case, value) in enumerate(NOT_A_COMPLETION.items()):
-            req = ask(f"not a completion {i}")
+            req = {**ask(f"not a completion {i}"), "mock_response": "fresh"}
             key = cache.add_cache(CHAT_VALUE, **req)
             for stream in (False, True):
                 cache.store.set(key, _raw_record(key, value))
-                r = semcache.completion(**req, mock_response="fresh", stream=stream)
+                r = semcache.completion(**req, stream=stream)
                 if stream:
                     r = list(r)
                     assert "".join(ch.choices[0].delta.content or "" for ch in r

@@ -214,12 +214,16 @@ def _prepare(call_type: str, kind: str, kwargs: dict[str, Any]) -> _Prepared:
     # stream is how the answer travels, not what it is: a streamed and a plain request
     # share one entry (a hit is replayed as chunks), as in the proxy (issue #22)
     key_kwargs = {k: v for k, v in kwargs.items()
-                  if k not in ("custom_llm_provider", "stream")}
+                  if k not in ("custom_llm_provider", "stream", "base_url")}
     key_kwargs["model"] = model
+    # the server that answers is part of the key (_keys.ENDPOINT_PARAMS), resolved as
+    # the client will resolve it: api_base, base_url, else OPENAI_BASE_URL
+    endpoint = resolve_endpoint(kwargs)
+    key_kwargs["api_base"] = endpoint.base_url
     send = {**kwargs, "model": model}
     stream = bool(kwargs.get("stream"))
     opts = kwargs.get("stream_options") or {}
-    return _Prepared(call_type, kind, call_type.startswith("a"), resolve_endpoint(kwargs),
+    return _Prepared(call_type, kind, call_type.startswith("a"), endpoint,
                      upstream_params(kind, send), key_kwargs, _redact(kwargs), stream,
                      bool(opts.get("include_usage")) if isinstance(opts, Mapping) else False,
                      mock=kwargs.get("mock_response"))

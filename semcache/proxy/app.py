@@ -205,6 +205,11 @@ class ProxyApp:
             group = self.config.caching_groups.get(model, owned.caching_group)
             if group is not None:
                 kwargs["caching_group"] = group
+            elif len({d.api_base for d in deps}) == 1:
+                # the server is keyed, as the library keys it (_keys.ENDPOINT_PARAMS), so
+                # both share one server's entries; a name served by several servers is
+                # keyed by the name alone, like a caching group
+                kwargs["api_base"] = dep.api_base
             items = items_of(body.get("input")) if endpoint == "embeddings" and \
                 owned.cache_key is None else None
             if items is not None:  # per item, sharing entries with the library

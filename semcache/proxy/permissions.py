@@ -27,7 +27,7 @@ from typing import Any
 
 from .._checks import finite_number
 from .._config import _CONTROL_NAMES, MAX_TTL
-from .._keys import RESERVED_MARK, TRANSPORT_PARAMS
+from .._keys import CLIENT_SIDE_PARAMS, RESERVED_MARK, TRANSPORT_PARAMS
 from .config import ALL_CONTROLS, DEFAULT_CONTROLS
 from .replies import Reply
 
@@ -48,8 +48,9 @@ _OWNED = frozenset({"cache", "caching", "cache_key", "caching_group"})
 #: left out of the key but harmless upstream: they shape the delivery, not the answer
 FORWARDED_UNKEYED = frozenset({"stream", "stream_options"})
 #: left out of the key, so never forwarded: an upstream that honoured one (LiteLLM
-#: answers ``mock_response`` verbatim) would file a planted answer under an ordinary key
-STRIPPED = TRANSPORT_PARAMS - _OWNED - FORWARDED_UNKEYED
+#: answers ``mock_response`` verbatim) would file a planted answer under an ordinary key;
+#: and the library's client-side parameters, which a proxy client may not choose
+STRIPPED = (TRANSPORT_PARAMS | CLIENT_SIDE_PARAMS) - _OWNED - FORWARDED_UNKEYED
 
 _CACHE_KEY = re.compile(r"[\x21-\x7e]{1,256}")  # printable ASCII, no space
 #: the form of the keys the cache computes, bare or namespaced (``exact_key`` takes a
