@@ -144,11 +144,13 @@ def test_rows_that_do_not_match_the_inputs_are_never_cached_as_an_items(api, row
     r = api.embedding(model="e", input=["a", "b"], mock_response=_rows(*rows))
     assert [(d.index, d.embedding) for d in r.data] == [(i, [v]) for i, v in rows]  # as sent
     assert r._hidden_params["cache_hit"] is False and len(semcache.cache.store) == 0
-    # with an item from the cache, there is no way to put the batch together
-    api.embedding(model="e", input=["c"], mock_response=_rows((0, 7.0)))
+    # with an item from the cache, there is no way to put the batch together ("c" is
+    # filed under the key the batch's item will have: mock_response is in the key)
+    c = api.embedding(model="e", input=["c"], mock_response=_rows((0, 7.0)))
+    semcache.cache.add_cache(c, model="e", input=["c"], mock_response=_rows(*rows))
     with pytest.raises(semcache.BackendError, match="upstream") as e:
         api.embedding(model="e", input=["c", "a", "b"], mock_response=_rows(*rows))
-    assert e.value.backend == "upstream" and len(semcache.cache.store) == 1
+    assert e.value.backend == "upstream" and len(semcache.cache.store) == 2
 
 
 # ---------------------------------------------------------------- transcription
