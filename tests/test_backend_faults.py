@@ -7,16 +7,13 @@ bounds (a 0.5 s timeout must return within seconds, not hang), never exact timin
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 
 import httpx
-import numpy as np
 import pytest
 
 from semcache import BackendError, Cache
-from semcache.embedders.base import Embedder
 from semcache_testing.fake_openai import FakeOpenAI
 from semcache_testing.servers import (
     AZURITE_ACCOUNT,
@@ -27,6 +24,7 @@ from semcache_testing.servers import (
 )
 
 from .proxy_helpers import MASTER, Proxies, ask, master, openai_client
+from .writers_support import Hashing
 
 SLACK_S = 10.0  # a 0.5 s timeout (one retry) must answer well within this
 
@@ -55,17 +53,6 @@ def _until_hit(cache: Cache, request: dict, timeout: float = 20.0):
             return hit
         time.sleep(0.1)
     return None
-
-
-class Hashing(Embedder):
-    """A deterministic embedder that loads nothing: these tests are about the backends."""
-
-    model_id = "hashing-test"
-    dim = 16
-
-    def _embed(self, texts):
-        return np.stack([np.random.default_rng(int(hashlib.sha256(t.encode()).hexdigest()[:8],
-                                                   16)).standard_normal(16) for t in texts])
 
 
 def _params(kind: str, port: int) -> dict:

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import logging
 
-import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from semcache import Cache
 from semcache._registry import build_backends
-from semcache.embedders.base import Embedder
 from semcache.exact.memory import MemoryStore
 from semcache.exact.tiered import TieredStore
+
+from .writers_support import Hashing
 
 
 def _fill(cache: Cache, n: int, value: object = "v") -> None:
@@ -84,19 +84,6 @@ def test_remote_types_still_get_the_front_tier():
     assert isinstance(store, TieredStore)
     assert isinstance(store.front, MemoryStore) and store.front.max_entries == 7
     store.close()
-
-
-class Hashing(Embedder):
-    """A deterministic 16-dim embedder: distinct texts, unrelated vectors."""
-
-    model_id = "hashing-test"
-    dim = 16
-
-    def _embed(self, texts):
-        import hashlib
-
-        return np.stack([np.random.default_rng(int(hashlib.sha256(t.encode()).hexdigest()[:8],
-                                                   16)).standard_normal(16) for t in texts])
 
 
 def test_faiss_semantic_index_is_bounded_with_the_store():
