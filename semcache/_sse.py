@@ -14,6 +14,11 @@ or, for a tool-call answer, null), the content in a few chunks, each carrying th
 ``logprobs`` of its own tokens, the refusal, one chunk per tool call (with its
 ``index``) or for the legacy ``function_call``, a final chunk per choice with an empty
 delta and the ``finish_reason``;
+a search model's URL citations come as ``delta.annotations`` (a list of objects, in a
+chunk with the text or one of their own; some upstreams send the whole set again, so an
+exact repeat is dropped) and an audio answer as ``delta.audio`` (``id``, base64 ``data``
+and ``transcript`` in pieces, then an update with only ``expires_at``, which may come
+after the ``finish_reason``): assembled as ``message.annotations`` and ``message.audio``;
 with ``stream_options.include_usage`` every chunk has ``"usage": null`` and one last
 chunk with no choices carries the usage. A stream in which a choice never got a
 ``finish_reason`` did not complete: it is not an answer and is never stored.
@@ -23,6 +28,8 @@ from __future__ import annotations
 
 import re
 from typing import Any
+
+import orjson
 
 from ._errors import IntegrityError
 
@@ -86,7 +93,7 @@ class StreamAssembler:
             if acc is None:  # text pieces are joined once, at the end (no O(n^2) +=)
                 acc = self.choices[idx] = {"finish": None, "role": None, "content": None,
                                            "refusal": None, "tools": {}, "lp": {},
-                                           "fn": None}
+                                           "fn": None, "notes": None, "audio": None}
             if c.get("finish_reason") is not None:
                 acc["finish"] = c["finish_reason"]
             lp = c.get("logprobs")
@@ -106,6 +113,10 @@ class StreamAssembler:
                 _append(acc, "content", delta["content"])
             if delta.get("refusal") is not None:
                 _append(acc, "refusal", delta["refusal"])
+            if delta.get("annotations") is not None:
+                _annotations(acc, delta["annotations"])
+            if delta.get("audio") is not None:
+                _audio(acc, delta["audio"])
             for tc in delta.get("tool_calls") or ():
                 t = acc["tools"].setdefault(tc.get("index", 0), {
                     "id": None, "type": "function", "name": [], "arguments": []})
@@ -146,6 +157,11 @@ class StreamAssembler:
             msg: dict[str, Any] = {"role": c["role"] or "assistant", "content": content,
                                    "refusal": None if c["refusal"] is None
                                    else "".join(c["refusal"])}
+            if c["notes"] is not None:
+                msg["annotations"] = list(c["notes"].values())
+            if c["audio"] is not None:
+                msg["audio"] = {k: "".join(v) if isinstance(v, list) else v
+                                for k, v in c["audio"].items()}
             if c["tools"]:
                 msg["tool_calls"] = [
                     {"id": t["id"], "type": t["type"], "function": {
@@ -178,6 +194,33 @@ def _append(acc: dict[str, Any], field: str, text: Any) -> None:
         acc[field] = [text]
     else:
         acc[field].append(text)
+
+
+def _annotations(acc: dict[str, Any], notes: Any) -> None:
+    """Citations in order, an exact repeat (the whole set sent again) kept once."""
+    if not isinstance(notes, list) or not all(isinstance(n, dict) for n in notes):
+        raise TypeError("streamed annotations are not a list of objects")
+    if acc["notes"] is None:
+        acc["notes"] = {}
+    for n in notes:
+        acc["notes"].setdefault(orjson.dumps(n, option=orjson.OPT_SORT_KEYS), n)
+
+
+def _audio(acc: dict[str, Any], audio: Any) -> None:
+    """``data`` and ``transcript`` are pieces to join; ``id``, ``expires_at`` (and any
+    other field) take the latest value sent."""
+    if not isinstance(audio, dict):
+        raise TypeError(f"streamed audio is a {type(audio).__name__}, not an object")
+    if acc["audio"] is None:
+        acc["audio"] = {}
+    a = acc["audio"]
+    for k, v in audio.items():
+        if v is None:
+            continue
+        if k in ("data", "transcript"):
+            a.setdefault(k, []).append(_text(v))
+        else:
+            a[k] = v
 
 
 # -- replaying ----------------------------------------------------------------------------
@@ -250,6 +293,19 @@ def _replay_events(kind: str, value: dict[str, Any], include_usage: bool
             ev({"index": idx, "delta": {"refusal": m["refusal"]},
                 "logprobs": {"content": None, "refusal": rlp} if rlp else None,
                 "finish_reason": None})
+        if m.get("annotations"):  # the citations, in one chunk after the text
+            if not isinstance(m["annotations"], list):
+                raise TypeError("annotations are not a list")
+            ev({"index": idx, "delta": {"annotations": m["annotations"]},
+                "logprobs": None, "finish_reason": None})
+        audio = m.get("audio")
+        if audio:  # id, data and transcript, then an update with only the expiry
+            ev({"index": idx, "delta": {"audio": {k: v for k, v in audio.items()
+                                                  if k != "expires_at" and v is not None}},
+                "logprobs": None, "finish_reason": None})
+            if audio.get("expires_at") is not None:
+                ev({"index": idx, "delta": {"audio": {"expires_at": audio["expires_at"]}},
+                    "logprobs": None, "finish_reason": None})
         for k, tc in enumerate(m.get("tool_calls") or ()):
             ev({"index": idx, "delta": {"tool_calls": [{"index": k, **tc}]},
                 "logprobs": None, "finish_reason": None})

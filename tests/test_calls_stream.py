@@ -300,3 +300,44 @@ def test_a_stream_cut_short_stores_nothing_chat_and_text(api, fake, kw, name, cu
         else:
             assert cut == "no finish_reason" and s.response is None
     assert semcache.cache.stats()["stores"] == 0 and fake.total_calls == 2
+
+
+CITE = [{"type": "url_citation", "url_citation": {"url": "https://example.com/paris",
+                                                   "title": "Paris", "start_index": 0,
+                                                   "end_index": 5}}]
+AUDIO = {"id": "audio_1", "data": "UklGRg==", "transcript": "Paris.",
+         "expires_at": 1700003600}
+RICH_STREAM = [  # a search model's citations and an audio answer, as OpenAI streams them
+    _chunk({"role": "assistant", "content": ""}),
+    _chunk({"content": "Paris."}),
+    _chunk({"annotations": CITE}),
+    _chunk({"audio": {"id": "audio_1", "transcript": "Par", "data": "Ukl"}}),
+    _chunk({"audio": {"transcript": "is.", "data": "GRg=="}}),
+    _chunk({}, "stop"),
+    {"id": "chatcmpl-s", "object": "chat.completion.chunk", "created": 1, "model": "m",
+     "choices": [{"index": 0, "delta": {"audio": {"expires_at": 1700003600}}}]},
+    "[DONE]",
+]
+
+
+def test_streamed_citations_and_audio_are_stored_and_replayed_whole(api, fake, kw):
+    """``delta.annotations`` and ``delta.audio`` used to be dropped on the way into the
+    cache: the first user got the citations and the audio, every later one did not."""
+    semcache.cache = Cache()
+    fake.stream_script = RICH_STREAM
+    s1, miss = api.stream(model="m", messages=MSG, **kw)
+    s2, hit = api.stream(model="m", messages=MSG, **kw)
+    plain = api.completion(model="m", messages=MSG, **kw)
+    assert fake.calls[CHAT] == 1 and s2._hidden_params["cache_hit"] is True
+    for msg in (s1.response.choices[0].message, plain.choices[0].message):
+        assert msg.content == "Paris."
+        assert [a.model_dump() for a in msg.annotations] == CITE
+        assert msg.audio is not None and msg.audio.model_dump() == AUDIO
+    for chunks in (miss, hit):
+        deltas = [c.choices[0].delta for c in chunks if c.choices]
+        notes = [a for d in deltas for a in (getattr(d, "annotations", None) or ())]
+        assert [a if isinstance(a, dict) else a.model_dump() for a in notes] == CITE
+        audio = [d.audio for d in deltas if d.audio is not None]
+        assert "".join(a.data or "" for a in audio) == AUDIO["data"]
+        assert "".join(a.transcript or "" for a in audio) == AUDIO["transcript"]
+        assert [a.expires_at for a in audio if a.expires_at] == [AUDIO["expires_at"]]

@@ -180,3 +180,41 @@ def test_a_responses_stream_cut_short_is_not_stored(proxies, fake, cut):
             r.read()
         assert r.status_code == 200
     assert fake.calls["responses"] == 2 and cache.stats()["stores"] == 0
+
+
+CITE = [{"type": "url_citation", "url_citation": {"url": "https://example.com/paris",
+                                                   "title": "Paris", "start_index": 0,
+                                                   "end_index": 5}}]
+AUDIO = {"id": "audio_1", "data": "UklGRg==", "transcript": "Paris.",
+         "expires_at": 1700003600}
+
+
+def test_streamed_citations_and_audio_are_stored_and_replayed_whole(proxies, fake):
+    """``delta.annotations`` (a search model's URL citations) and ``delta.audio`` used
+    to be dropped by the proxy's assembly: every client served from the cache lost them."""
+    cache = Cache()
+    proxy = proxies.start(cache=cache)
+    fake.stream_script = [
+        _chunk({"role": "assistant", "content": ""}), _chunk({"content": "Paris."}),
+        _chunk({"annotations": CITE}),
+        _chunk({"audio": {"id": "audio_1", "transcript": "Par", "data": "Ukl"}}),
+        _chunk({"audio": {"transcript": "is.", "data": "GRg=="}}), _chunk({}, "stop"),
+        {"id": "chatcmpl-s", "object": "chat.completion.chunk", "created": 1, "model": "m",
+         "choices": [{"index": 0, "delta": {"audio": {"expires_at": 1700003600}}}]},
+        "[DONE]"]
+    body = {"model": "chat", "messages": ask("capital of France?")}
+    for stage in ("miss", "exact"):
+        status, events = _stream(proxy, body)
+        deltas = [c["choices"][0]["delta"] for c in map(orjson.loads, events[:-1])
+                  if c["choices"]]
+        assert [a for d in deltas for a in d.get("annotations") or ()] == CITE, stage
+        audio = [d["audio"] for d in deltas if d.get("audio")]
+        assert "".join(a.get("data") or "" for a in audio) == AUDIO["data"], stage
+        assert "".join(a.get("transcript") or "" for a in audio) == AUDIO["transcript"]
+        assert [a["expires_at"] for a in audio if "expires_at" in a] == [1700003600]
+    plain = openai_client(proxy.base_url, "sk-master-test").chat.completions.create(
+        model="chat", messages=ask("capital of France?"))
+    msg = plain.choices[0].message
+    assert msg.content == "Paris." and [a.model_dump() for a in msg.annotations] == CITE
+    assert msg.audio is not None and msg.audio.model_dump() == AUDIO
+    assert fake.calls["chat/completions"] == 1

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from openai.types import Completion
-from openai.types.chat import ChatCompletion
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from semcache._calls._streams import Accumulator, replay_chunks
 from semcache._sse import REPLAY_PIECES, StreamAssembler, replay_events
@@ -23,6 +23,17 @@ FINISH = st.sampled_from(["stop", "length", "tool_calls", "content_filter"])
 USAGE = st.none() | st.builds(lambda p, c: {"prompt_tokens": p, "completion_tokens": c,
                                             "total_tokens": p + c},
                               st.integers(0, 99), st.integers(0, 99))
+
+
+ANNOTATION = st.builds(
+    lambda u, a, b: {"type": "url_citation", "url_citation": {
+        "url": f"https://example.com/{u}", "title": f"Page {u}", "start_index": a,
+        "end_index": a + b}},
+    st.sampled_from(["a", "b", "ü"]), st.integers(0, 40), st.integers(0, 9))
+AUDIO = st.builds(lambda d, t, e: {"id": "audio_1", "data": d, "expires_at": e,
+                                   "transcript": t},
+                  st.sampled_from(["", "UklGRg==", "AAAA" * 40]),
+                  st.sampled_from(["", "Paris is the capital."]), st.integers(1, 2**31 - 1))
 
 
 def _logprob(token: str, i: int) -> dict[str, Any]:
@@ -45,9 +56,14 @@ def chat_choices(draw: st.DrawFn, index: int) -> dict[str, Any]:
     content = None if (tools or call) and draw(st.booleans()) else "".join(tokens)
     # logprobs of no tokens at all have no chunk to ride on (an empty answer)
     with_lp = content is not None and bool(tokens) and draw(st.booleans())
+    # a search model's URL citations and an audio answer (message.annotations/.audio)
+    notes = draw(st.lists(ANNOTATION, max_size=3, unique_by=orjson.dumps))
+    audio = draw(st.none() | AUDIO)
     return {"index": index, "finish_reason": draw(FINISH),
             "message": {"role": "assistant", "content": content,
                         "refusal": draw(st.none() | st.just("I can't help with that.")),
+                        **({"annotations": notes} if notes else {}),
+                        **({"audio": audio} if audio else {}),
                         **({"tool_calls": tools} if tools else {}),
                         **({"function_call": call} if call else {})},
             "logprobs": {"content": [_logprob(t, i) for i, t in enumerate(tokens)],
@@ -190,3 +206,110 @@ def test_a_stream_without_finish_reason_is_not_an_answer(kind: str, endpoint: st
                                               else Completion).model_validate(value), False)
               if c.choices[0].finish_reason is None]
     assert _call_layer_assembles(kind, chunks) is None
+
+
+def _delta(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+    return {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+            "choices": [{"index": 0, "delta": delta, "logprobs": None,
+                         "finish_reason": finish}]}
+
+
+CITE = [{"type": "url_citation", "url_citation": {"url": "https://example.com/p",
+                                                   "title": "P", "start_index": 0,
+                                                   "end_index": 5}},
+        {"type": "url_citation", "url_citation": {"url": "https://example.com/q",
+                                                   "title": "Q", "start_index": 6,
+                                                   "end_index": 9}}]
+
+
+def _assembled(events: list[dict[str, Any]]) -> list[Any]:
+    """The message assembled by the shared assembler, the proxy's and the call layer's."""
+    asm = StreamAssembler("chat")
+    for e in events:
+        asm.add(e)
+    from_calls = _call_layer_assembles(
+        "chat", [ChatCompletionChunk.model_validate(e) for e in events])
+    proxied = _proxy_assembles("chat/completions", events)
+    return [(asm.result() or {}).get("choices"), (proxied or {}).get("choices"),
+            from_calls and from_calls.model_dump(mode="json", exclude_unset=True)["choices"]]
+
+
+def test_streamed_url_citations_are_assembled_as_the_message_annotations() -> None:
+    """A search model streams ``delta.annotations`` (a list of citations: with the text,
+    in a chunk of their own after it, and some upstreams send the whole set again);
+    they used to be dropped, so every user served from the cache lost the citations."""
+    events = [_delta({"role": "assistant", "content": ""}), _delta({"content": "Paris"}),
+              _delta({"content": " is.", "annotations": CITE[:1]}),
+              _delta({"annotations": CITE}),  # the whole set again, then the rest
+              _delta({}, "stop")]
+    for choices in _assembled(events):
+        assert choices is not None
+        msg = choices[0]["message"]
+        assert msg["content"] == "Paris is." and msg["annotations"] == CITE
+
+
+def test_streamed_audio_is_assembled_as_the_message_audio() -> None:
+    """An audio answer streams ``delta.audio``: its id, base64 ``data`` and
+    ``transcript`` in pieces, and a last update with only ``expires_at`` (after the
+    finish_reason chunk, which it does not carry)."""
+    events = [_delta({"role": "assistant", "content": None}),
+              _delta({"audio": {"id": "audio_1", "transcript": "Par"}}),
+              _delta({"audio": {"data": "UklG", "transcript": "is."}}),
+              _delta({"audio": {"data": "Rg=="}}), _delta({}, "stop"),
+              {**_delta({}), "choices": [{"index": 0, "delta": {
+                  "audio": {"expires_at": 1700003600}}}]}]
+    for choices in _assembled(events):
+        assert choices is not None
+        assert choices[0]["message"]["content"] is None
+        assert choices[0]["message"]["audio"] == {
+            "id": "audio_1", "data": "UklGRg==", "transcript": "Paris.",
+            "expires_at": 1700003600}
+    # and it replays as the same kind of stream: id, data and transcript, then the expiry
+    value = {"id": "c", "object": "chat.completion", "created": 1, "model": "m",
+             "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
+                          "message": {"role": "assistant", "content": None,
+                                      "audio": _assembled(events)[0][0]["message"]["audio"]}}]}
+    audio = [e["choices"][0]["delta"]["audio"] for e in replay_events("chat", value, False)
+             if "audio" in e["choices"][0]["delta"]]
+    assert audio == [{"id": "audio_1", "data": "UklGRg==", "transcript": "Paris."},
+                     {"expires_at": 1700003600}]
+
+
+@pytest.mark.parametrize("delta", [
+    {"annotations": {"type": "url_citation"}},  # not a list
+    {"annotations": ["https://example.com"]},  # not objects
+    {"audio": "UklGRg=="},  # not an object
+    {"audio": {"data": 5}},  # a piece that is not text
+    {"audio": {"transcript": ["Paris"]}},
+])
+def test_malformed_annotations_or_audio_make_the_stream_not_storable(
+        delta: dict[str, Any]) -> None:
+    events = [_delta({"role": "assistant", "content": ""}), _delta({"content": "Paris"}),
+              _delta(delta), _delta({}, "stop")]
+    asm = StreamAssembler("chat")
+    with pytest.raises(TypeError):
+        for e in events:
+            asm.add(e)
+    assert _proxy_assembles("chat/completions", events) is None
+    chunks = [ChatCompletionChunk.model_construct(**e) for e in events]
+    assert _call_layer_assembles("chat", chunks) is None
+
+
+@pytest.mark.parametrize("message", [
+    {"annotations": "https://example.com"},  # not a list
+    {"annotations": {"type": "url_citation"}},
+    {"audio": "UklGRg=="},  # not an object
+    {"audio": ["UklGRg=="]},
+])
+def test_stored_annotations_or_audio_of_another_shape_are_an_integrity_error(
+        message: dict[str, Any]) -> None:
+    """Read back from a backend (an older or hostile writer), they are never replayed as
+    garbage chunks (a string's characters as citations) nor a raw TypeError mid-reply."""
+    from semcache._errors import IntegrityError
+
+    value = {"id": "c", "object": "chat.completion", "created": 1, "model": "m",
+             "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
+                          "message": {"role": "assistant", "content": "Paris",
+                                      **message}}]}
+    with pytest.raises(IntegrityError):
+        replay_events("chat", value, False)

@@ -23,6 +23,7 @@ Behaviour
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -50,6 +51,8 @@ from .base import MAX_OBSERVATIONS, Candidate, IndexEntry, Observation, VectorIn
 # QdrantConnection is re-exported: it was defined here before the connection layer
 __all__ = ["QUANTIZATION", "QdrantConnection", "QdrantIndex"]
 
+log = logging.getLogger("semcache.indexes")
+
 QUANTIZATION = (None, "binary", "scalar", "product")
 
 
@@ -72,6 +75,8 @@ class QdrantIndex(Collection, VectorIndex):
         self.quantization = quantization
         self.hnsw_ef = hnsw_ef
         self.skipped = 0  #: malformed points skipped (and logged) by this process's searches
+        #: entries whose malformed observations an observe replaced (and logged)
+        self.repaired = 0
 
     @property
     def dim(self) -> int | None:
@@ -166,11 +171,17 @@ class QdrantIndex(Collection, VectorIndex):
                               with_vectors=False)
         if not found or found[0].payload.get("k") != key:
             return False
-        have = found[0].payload.get("o") or {}
+        have, bad = _valid_observations(found[0].payload.get("o"))
         name = f"{time.time_ns():020d}{uuid.uuid4().hex[:6]}"
-        if len(have) >= 2 * MAX_OBSERVATIONS:  # compact now and then: only here can a
-            keep = dict(sorted(have.items())[-(MAX_OBSERVATIONS - 1):])  # racing one be lost
-            keep[name] = obs.to_json()
+        if bad:  # another writer's "o": rewritten from the readable ones (the search
+            # skips a point whose "o" it cannot read, so left alone it never serves)
+            self.repaired += 1
+            log.warning("Qdrant collection %r (%s): entry %r had malformed observations "
+                        "(%s); replaced them, keeping %d readable ones", self.collection,
+                        self.conn.describe(), key, bad, min(len(have), MAX_OBSERVATIONS - 1))
+        if bad or len(have) >= 2 * MAX_OBSERVATIONS:  # compact now and then: only here
+            keep = dict(sorted(have.items())[-(MAX_OBSERVATIONS - 1):])  # can a racing
+            keep[name] = obs.to_json()  # observation be lost
             yield partial(c.set_payload, collection_name=self.collection, wait=True,
                           payload={"o": keep}, points=[pid])
         else:
@@ -252,6 +263,24 @@ def _observations(stored: dict[str, Any] | None) -> tuple[Observation, ...]:
         raise TypeError(f"observations are an object, not {type(stored).__name__}")
     return tuple(Observation.from_json(v) for _, v in sorted(stored.items()))[
         -MAX_OBSERVATIONS:]
+
+
+def _valid_observations(stored: Any) -> tuple[dict[str, Any], str | None]:
+    """The readable observations of a stored ``"o"``, and what was wrong with the rest
+    (None when nothing was)."""
+    if stored is None or stored == {}:
+        return {}, None
+    if not isinstance(stored, dict):
+        return {}, f"an {type(stored).__name__}, not an object"
+    good: dict[str, Any] = {}
+    for k, v in stored.items():
+        try:
+            Observation.from_json(v)
+        except (TypeError, ValueError):
+            continue
+        good[k] = v
+    n = len(stored) - len(good)
+    return good, (f"{n} of {len(stored)} unreadable" if n else None)
 
 
 def _quantization(kind: str | None) -> models.QuantizationConfig | None:

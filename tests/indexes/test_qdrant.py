@@ -331,3 +331,80 @@ def test_a_malformed_answer_is_a_counted_integrity_miss(damage) -> None:
             assert cache.index.count() == 1  # an unreadable answer is not a vanished one
         finally:
             cache.close()
+
+
+# ------------------------------------------- observations another writer shaped otherwise
+_GOOD_OBS = [0.8, 1, None]
+
+
+@pytest.mark.parametrize("damage", [
+    5, "x", "x" * 200, [1, 2], [_GOOD_OBS] * 200, {"a": 5}, {"a": [2.0, True]},
+    {"a": _GOOD_OBS, "b": "junk"}, {f"{i:03d}": _GOOD_OBS for i in range(128)} | {"z": 1}])
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+def test_observing_an_entry_with_malformed_observations_repairs_them(damage, flavour,
+                                                                     caplog) -> None:
+    # a non-object "o" (or one a long list/str: len() >= 2*MAX then .items()) raised
+    # TypeError/AttributeError out of observe: the judged outcome was lost as an index
+    # fault, and the point stayed unsearchable (its search skips a malformed "o")
+    import asyncio
+    import logging
+
+    from semcache._connections.qdrant import point_id
+    from semcache.indexes.base import MAX_OBSERVATIONS, Observation
+
+    idx = QdrantIndex(QdrantConnection(), "vec", model_id="m")
+    try:
+        v = unit(np.random.default_rng(5), 1, 8)
+        idx.add([_entry("bad")], v)
+        idx.conn.client.set_payload("vec", payload={"o": damage}, points=[point_id("ns:bad")],
+                                    wait=True)
+        obs = Observation(0.75, False, "q1")
+        with caplog.at_level(logging.WARNING, logger="semcache"):
+            done = (idx.observe("ns:bad", obs) if flavour == "sync" else
+                    asyncio.run(idx.aobserve("ns:bad", obs)))
+        assert done is True and idx.repaired == 1
+        warned = [r for r in caplog.records if "malformed observations" in r.getMessage()]
+        assert len(warned) == 1 and "ns:bad" in warned[0].getMessage()
+        got = idx.search(v[0], "ns/A", k=4, now=T0)  # searchable again, nothing skipped
+        assert [x.key for x in got] == ["ns:bad"] and idx.skipped == 0
+        kept = list(got[0].observations)
+        assert obs in kept and len(kept) <= MAX_OBSERVATIONS
+        kept.remove(obs)
+        assert all(o == Observation(0.8, True) for o in kept)  # the readable ones stay
+        idx.observe("ns:bad", obs)  # and the next observation is the ordinary path
+        assert idx.repaired == 1
+    finally:
+        idx.close()
+
+
+def test_feedback_on_an_entry_with_malformed_observations_is_not_a_fault() -> None:
+    from semcache import Cache
+    from semcache._connections.qdrant import point_id
+    from semcache.embedders.base import Embedder
+
+    class Same(Embedder):
+        model_id = "same"
+        dim = 4
+
+        def _embed(self, texts):
+            return np.ones((len(texts), 4), np.float32)
+
+    for on_error in ("open", "raise"):
+        cache = Cache(type="qdrant-semantic", embedder=Same(), similarity_threshold=0.5,
+                      on_error=on_error)
+        try:
+            ask = {"model": "m"}
+            key = cache.add_cache({"answer": "a"},
+                                  messages=[{"role": "user", "content": "a"}], **ask)
+            hit = cache.lookup(messages=[{"role": "user", "content": "b"}], **ask)
+            assert hit is not None and hit.metadata["stage"] == "semantic"
+            cache.index.conn.client.set_payload(cache.index.collection, payload={"o": 5},
+                                                points=[point_id(key)], wait=True)
+            assert cache.feedback(hit, correct=False) is True
+            assert cache.stats()["errors_total"] == 0, on_error
+            assert cache.index.repaired == 1
+            # the wrong hit is recorded: never served again to that query, others are
+            assert cache.lookup(messages=[{"role": "user", "content": "b"}], **ask) is None
+            assert cache.lookup(messages=[{"role": "user", "content": "c"}], **ask) is not None
+        finally:
+            cache.close()

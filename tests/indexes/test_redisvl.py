@@ -215,3 +215,89 @@ def test_a_malformed_hash_is_skipped_not_the_whole_search(redis_stack_url, damag
 def test_a_non_finite_distance_is_not_similarity_one() -> None:
     with pytest.raises(ValueError):
         similarity_from_distance("nan")
+
+
+# ------------------------------------------- observations another writer shaped otherwise
+@pytest.mark.parametrize("damage", [
+    "not json", "5", '"x"', '{"a": [0.8, 1, null]}', "[5]", '[[2.0, true]]',
+    '[[0.8, 1, null], "junk", [0.8, 1, 7], [true, 1], [0.8], [0.8, 1, null, 4]]',
+    b"\xff\xfe", "[NaN]", '[[NaN, 1]]'])
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+def test_observing_an_entry_with_malformed_observations_repairs_them(
+        redis_stack_url, damage, flavour, caplog) -> None:
+    # the Lua script's cjson.decode failed on an "o" that is not JSON (a Redis script
+    # error: an index fault, the judged outcome lost) and table.insert on a non-array;
+    # unreadable elements kept the hash unsearchable (its search skips it)
+    import asyncio
+    import logging
+
+    import redis
+
+    from semcache.indexes.base import Observation
+
+    name = _name()
+    idx = RedisVLIndex(RedisConnection(url=redis_stack_url), name, model_id="m")
+    r = redis.Redis.from_url(redis_stack_url)
+    try:
+        v = unit(np.random.default_rng(6), 1, 8)
+        idx.add([IndexEntry("ns:bad", "ns/A", "ns", "prompt bad", T0, None)], v)
+        r.hset(idx._rkey("ns:bad"), "o", damage)
+        obs = Observation(0.75, False, "q1")
+        with caplog.at_level(logging.WARNING, logger="semcache"):
+            done = (idx.observe("ns:bad", obs) if flavour == "sync" else
+                    asyncio.run(idx.aobserve("ns:bad", obs)))
+        assert done is True and idx.repaired == 1
+        warned = [x for x in caplog.records if "malformed observations" in x.getMessage()]
+        assert len(warned) == 1 and name in warned[0].getMessage()
+        got = idx.search(v[0], "ns/A", k=4, now=T0)  # searchable again, nothing skipped
+        assert [x.key for x in got] == ["ns:bad"] and idx.skipped == 0
+        kept = list(got[0].observations)
+        assert kept[-1] == obs
+        assert all(o == Observation(0.8, True) for o in kept[:-1])  # the readable ones
+        idx.observe("ns:bad", obs)  # the next one is the ordinary path
+        assert idx.repaired == 1
+        assert idx.search(v[0], "ns/A", k=4, now=T0)[0].observations[-2:] == (obs, obs)
+    finally:
+        r.close()
+        idx.drop()
+        idx.close()
+
+
+def test_feedback_on_an_entry_with_malformed_observations_is_not_a_fault(
+        redis_stack_url) -> None:
+    import redis
+
+    from semcache import Cache
+    from semcache.embedders.base import Embedder
+
+    class Same(Embedder):
+        model_id = "same"
+        dim = 4
+
+        def _embed(self, texts):
+            return np.ones((len(texts), 4), np.float32)
+
+    r = redis.Redis.from_url(redis_stack_url)
+    for on_error in ("open", "raise"):
+        name = _name()
+        cache = Cache(type="redis-semantic", embedder=Same(), redis_url=redis_stack_url,
+                      redis_semantic_cache_index_name=name, similarity_threshold=0.5,
+                      namespace=name, on_error=on_error)
+        try:
+            ask = {"model": "m"}
+            key = cache.add_cache({"answer": "a"},
+                                  messages=[{"role": "user", "content": "a"}], **ask)
+            hit = cache.lookup(messages=[{"role": "user", "content": "b"}], **ask)
+            assert hit is not None and hit.metadata["stage"] == "semantic"
+            r.hset(cache.index._rkey(key), "o", "not json")
+            assert cache.feedback(hit, correct=False) is True
+            assert cache.stats()["errors_total"] == 0, on_error
+            assert cache.index.repaired == 1
+            # the wrong hit is recorded: never served again to that query, others are
+            assert cache.lookup(messages=[{"role": "user", "content": "b"}], **ask) is None
+            assert cache.lookup(messages=[{"role": "user", "content": "c"}], **ask) is not None
+        finally:
+            cache.flush()
+            cache.index.drop()
+            cache.close()
+    r.close()
