@@ -91,6 +91,21 @@ return 1
 """
 
 
+# Delete the entry's hash only if it is still the one a search returned: the same key
+# (ARGV[1]), created time (ARGV[2]) and expiry (ARGV[3], '' for never): atomic, so a
+# writer that replaced the entry since the search keeps its fresh hash.
+_DELETE_IF_UNCHANGED_LUA = """
+local h = redis.call('hmget', KEYS[1], 'k', 'c', 'x')
+if h[1] ~= ARGV[1] or tonumber(h[2]) ~= tonumber(ARGV[2]) then return 0 end
+local x = tonumber(h[3])
+if x == nil then return 0 end
+if ARGV[3] == '' then
+  if x < tonumber(ARGV[4]) then return 0 end
+elseif x ~= tonumber(ARGV[3]) then return 0 end
+return redis.call('del', KEYS[1])
+"""
+
+
 def similarity_from_distance(distance: float | str) -> float:
     """RediSearch's cosine distance (1 - cos, in [0, 2]) as cosine similarity in [-1, 1];
     ValueError for a distance that is not a finite number (clamping NaN would give 1)."""
@@ -348,6 +363,12 @@ class RedisVLIndex(VectorIndex):
             return 0
         return int((yield partial(io.client.delete, *rkeys)))
 
+    def _delete_if_unchanged(self, io: _IO, cand: Candidate) -> _Program[bool]:
+        x = "" if cand.expires_at is None else repr(float(cand.expires_at))
+        done = yield partial(io.client.eval, _DELETE_IF_UNCHANGED_LUA, 1, self._rkey(cand.key),
+                             cand.key, repr(float(cand.created_at)), x, repr(NEVER))
+        return bool(done)
+
     def _clear(self, io: _IO, namespace: str) -> _Program[int]:
         if not (yield from self._ensure(io)):
             return 0
@@ -388,6 +409,9 @@ class RedisVLIndex(VectorIndex):
     def delete(self, keys: Sequence[str]) -> int:
         return self._run(self._delete, keys)
 
+    def delete_if_unchanged(self, candidate: Candidate) -> bool:
+        return self._run(self._delete_if_unchanged, candidate)
+
     def clear(self, namespace: str) -> int:
         return self._run(self._clear, namespace)
 
@@ -419,6 +443,9 @@ class RedisVLIndex(VectorIndex):
 
     async def adelete(self, keys: Sequence[str]) -> int:
         return await self._arun(self._delete, keys)
+
+    async def adelete_if_unchanged(self, candidate: Candidate) -> bool:
+        return await self._arun(self._delete_if_unchanged, candidate)
 
     async def aclear(self, namespace: str) -> int:
         return await self._arun(self._clear, namespace)
