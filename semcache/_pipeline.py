@@ -268,10 +268,10 @@ class Pipeline:
                         nearest = None
                         if raw is None or (crec is not None and crec.expires_at is not None
                                            and crec.expires_at <= now):
-                            # the answer expired or vanished: drop the dangling vector
-                            yield Op(index.delete, index.adelete, ([c.key],), 0, "fetch",
-                                     "index")
-                            self._stats.incr("stale_candidates_removed")
+                            # gone: drop its vector, unless a writer stored it again since
+                            if (yield Op(index.delete_if_unchanged, index.adelete_if_unchanged,
+                                         (c,), False, "fetch", "index")):
+                                self._stats.incr("stale_candidates_removed")
                             continue
                         if crec is None or crec.key != c.key or \
                                 crec.context != split.context or not self._fresh(crec, req, now):

@@ -254,3 +254,32 @@ def test_any_interleaving_of_handles_agrees_with_one_dict(ops):
                 got = idx.search(vec(seed)[0], "c", k=1)[0]
                 assert got.key == k and got.similarity == pytest.approx(1.0, abs=1e-5)
             idx.close()
+
+
+def test_a_conditional_delete_is_a_record_every_handle_applies_alike(tmp_path):
+    # b read the entry, a re-wrote it, b's cleanup of what it read must spare a's entry
+    # in every handle (b catches up under the lock, and the record carries the condition)
+    a, b = opened(tmp_path, 2)
+    a.add([entry(1), entry(2)], np.concatenate([vec(1), vec(2)]))
+    seen = {c.key: c for c in b.search(vec(1)[0], "c", k=2)}
+    a.add([IndexEntry("n:1", "c", "n", "p1", 1.0, None)], vec(1))
+    assert b.delete_if_unchanged(seen["n:1"]) is False
+    assert b.delete_if_unchanged(seen["n:2"]) is True
+    log = (tmp_path / "log.jsonl").read_text().splitlines()
+    assert '"if":[0.0,null]' in log[-1].replace(" ", "")  # the condition is logged
+    c = opened(tmp_path, 1)[0]  # a handle that replays the whole log
+    for idx in (a, b, c):
+        assert keys(idx) == {"n:1"} and idx.search(vec(1)[0], "c")[0].created_at == 1.0
+    c.compact()
+    assert keys(opened(tmp_path, 1)[0]) == {"n:1"}
+
+
+def test_a_logged_condition_that_does_not_hold_deletes_nothing(tmp_path, caplog):
+    a = opened(tmp_path, 1)[0]
+    a.add([entry(1)], vec(1))
+    a.close()
+    with open(tmp_path / "log.jsonl", "ab") as f:
+        f.write(b'{"op":"del","keys":["n:1"],"if":[5.0,null]}\n')
+        f.write(b'{"op":"del","keys":["n:1"],"if":"soon"}\n')  # malformed: skipped
+    assert keys(opened(tmp_path, 1)[0]) == {"n:1"}
+    assert "skipped a malformed record" in caplog.text

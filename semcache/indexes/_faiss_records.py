@@ -11,7 +11,7 @@ import numpy as np
 
 from .base import IndexEntry
 
-__all__ = ["as_list", "b64", "entry_from_json", "entry_json", "finite",
+__all__ = ["as_list", "b64", "entry_from_json", "entry_json", "finite", "stamp_from_json",
            "vector_from_b64"]
 
 
@@ -30,6 +30,13 @@ def entry_from_json(d: Any) -> IndexEntry:
         raise TypeError("key, context, namespace and prompt must be strings")
     return IndexEntry(key, ctx, ns, prompt, finite(created),
                       None if expires is None else finite(expires))
+
+
+def stamp_from_json(v: Any) -> tuple[float, float | None]:
+    """A conditional delete's condition, ``[created, expires]`` (``FaissIndex``)."""
+    if not isinstance(v, list) or len(v) != 2:
+        raise TypeError("a delete's condition is [created, expires]")
+    return finite(v[0]), None if v[1] is None else finite(v[1])
 
 
 def finite(v: Any) -> float:

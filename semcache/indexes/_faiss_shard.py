@@ -247,6 +247,12 @@ class Shard:
         if self.ivf is not None:
             self.pending.add(i)
 
+    def stamp(self, key: str) -> tuple[float, float | None]:
+        """The created and expiry times of ``key``'s row: what tells one write of a key
+        from a later one (``FaissIndex.delete_if_unchanged``)."""
+        _, created, expires = self.meta[self.row[key]]
+        return created, expires
+
     def remove(self, key: str) -> bool:
         r = self.row.pop(key, None)
         if r is None:

@@ -3,7 +3,7 @@ entry's hash must be atomic (semcache/indexes/redisvl.py)."""
 
 from __future__ import annotations
 
-__all__ = ["OBSERVE_LUA"]
+__all__ = ["DELETE_IF_UNCHANGED_LUA", "OBSERVE_LUA"]
 
 # Append one observation to the entry's "o" field (a JSON list, the last ARGV[2] kept),
 # atomically, and only if the entry still exists. A field of the entry's own hash, so
@@ -47,4 +47,19 @@ table.insert(arr, cjson.decode(ARGV[1]))
 while #arr > tonumber(ARGV[2]) do table.remove(arr, 1) end
 redis.call('hset', KEYS[1], 'o', cjson.encode(arr))
 return 1 + bad
+"""
+
+
+# Delete the entry's hash only if it is still the one a search returned: the same key
+# (ARGV[1]), created time (ARGV[2]) and expiry (ARGV[3], '' for never): atomic, so a
+# writer that replaced the entry since the search keeps its fresh hash.
+DELETE_IF_UNCHANGED_LUA = """
+local h = redis.call('hmget', KEYS[1], 'k', 'c', 'x')
+if h[1] ~= ARGV[1] or tonumber(h[2]) ~= tonumber(ARGV[2]) then return 0 end
+local x = tonumber(h[3])
+if x == nil then return 0 end
+if ARGV[3] == '' then
+  if x < tonumber(ARGV[4]) then return 0 end
+elseif x ~= tonumber(ARGV[3]) then return 0 end
+return redis.call('del', KEYS[1])
 """

@@ -37,6 +37,15 @@ class VectorIndex(ABC):
     def delete(self, keys: Sequence[str]) -> int:
         """Remove entries by key; returns how many existed."""
 
+    def delete_if_unchanged(self, candidate: Candidate) -> bool:
+        """Remove the entry a search returned as ``candidate``, only if it is still that
+        entry (the same key, created and expiry times); True when it was removed. A
+        lookup drops a candidate whose answer vanished from the exact store with this:
+        a writer that stored the request again since that read must keep its fresh
+        entry. The default deletes by key, which races such a writer: every built-in
+        index overrides it with an atomic check-and-delete."""
+        return self.delete([candidate.key]) > 0
+
     @abstractmethod
     def clear(self, namespace: str) -> int:
         """Remove every entry of ``namespace``; returns how many."""
@@ -69,6 +78,9 @@ class VectorIndex(ABC):
 
     async def adelete(self, keys: Sequence[str]) -> int:
         return await asyncio.to_thread(self.delete, keys)
+
+    async def adelete_if_unchanged(self, candidate: Candidate) -> bool:
+        return await asyncio.to_thread(self.delete_if_unchanged, candidate)
 
     async def aclear(self, namespace: str) -> int:
         return await asyncio.to_thread(self.clear, namespace)

@@ -41,7 +41,6 @@ import logging
 import os
 import threading
 import time
-import weakref
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -50,9 +49,17 @@ import numpy as np
 
 from .._errors import ConfigError, IntegrityError, InvalidRequestError
 from .._threads import apply_process_limits
+from . import _faiss_fork as _fork
 from ._common import MALFORMED, check_vectors
 from ._faiss_log import FolderLog
-from ._faiss_records import as_list, b64, entry_from_json, entry_json, vector_from_b64
+from ._faiss_records import (
+    as_list,
+    b64,
+    entry_from_json,
+    entry_json,
+    stamp_from_json,
+    vector_from_b64,
+)
 from ._faiss_shard import REPROBE_BELOW, Shard
 from .base import Candidate, IndexEntry, Observation, VectorIndex
 
@@ -129,7 +136,7 @@ class FaissIndex(VectorIndex):
                 self._disk = None
                 disk.close()
                 raise
-        _OPEN.add(self)
+        _fork.OPEN.add(self)
 
     # ------------------------------------------------------------------ public seam
     @property
@@ -163,11 +170,21 @@ class FaissIndex(VectorIndex):
             return shard.search(q, k, self._clock() if now is None else now)
 
     def delete(self, keys: Sequence[str]) -> int:
-        keys = list(keys)
+        return self._delete(list(keys), None)
+
+    def delete_if_unchanged(self, candidate: Candidate) -> bool:
+        return self._delete([candidate.key],
+                            (candidate.created_at, candidate.expires_at)) == 1
+
+    def _delete(self, keys: list[str], unless: tuple[float, float | None] | None) -> int:
+        """Delete ``keys``; with ``unless``, only those whose row still has these created
+        and expiry times. Checked here under the folder lock, current to the log's end, and
+        logged with the record (``"if"``), so every process applies the same deletes."""
         with self._lock, self._writing():
-            present = [k for k in keys if k in self._where]
+            present = [k for k in keys if self._holds(k, unless)]
             if present and self._disk is not None:
-                self._disk.append([{"op": "del", "keys": present}])
+                cond = {} if unless is None else {"if": list(unless)}
+                self._disk.append([{"op": "del", "keys": present, **cond}])
             gone = sum(self._remove(k) for k in present)
             self._sync(self._dirty)
             self._maybe_compact()
@@ -229,7 +246,7 @@ class FaissIndex(VectorIndex):
             if self._disk is not None:
                 self._disk.close()
                 self._disk = None
-            _OPEN.discard(self)
+            _fork.OPEN.discard(self)
 
     # In memory, and on a folder nobody else wrote to, a search does no I/O: inline beats
     # a thread hop (microseconds). Anything that takes the folder's lock (a write, a
@@ -308,6 +325,10 @@ class FaissIndex(VectorIndex):
         else:
             self._dirty.add(ctx)
         return True
+
+    def _holds(self, key: str, unless: tuple[float, float | None] | None) -> bool:
+        ctx = self._where.get(key)
+        return ctx is not None and (unless is None or self._shards[ctx].stamp(key) == unless)
 
     def _sync(self, contexts: set[str]) -> None:
         for ctx in contexts:
@@ -407,10 +428,13 @@ class FaissIndex(VectorIndex):
             touched.add(entry.context)
         elif kind == "del":
             keys = as_list(op["keys"])
+            # "if": a conditional delete's condition (which its writer saw hold, here)
+            unless = None if op.get("if") is None else stamp_from_json(op["if"])
             if not all(isinstance(k, str) for k in keys):
                 raise TypeError("keys are not strings")
             for k in keys:
-                self._remove(k)
+                if self._holds(k, unless):
+                    self._remove(k)
         elif kind == "clear":
             if not isinstance(op["ns"], str):
                 raise TypeError("namespace is not a string")
@@ -464,31 +488,8 @@ class FaissIndex(VectorIndex):
     _snapshot = compact  # the name tests and older callers use
 
 
-# -- fork safety: an index opened before a fork stays usable in the child -----------
-# Every open index's thread lock is taken before a fork, so the child's copy of its
-# memory is never caught half-way through a change by another thread; the child gets a
-# fresh lock (the parent's threads do not exist there), and its folder lock object is
-# replaced on first use (FolderLog.held), so the child never releases a parent's hold.
-_OPEN: weakref.WeakSet[FaissIndex] = weakref.WeakSet()
-_FORK_HELD: list[FaissIndex] = []
-
-
-def _before_fork() -> None:
-    for idx in list(_OPEN):
-        idx._lock.acquire()
-        _FORK_HELD.append(idx)
-
-
-def _after_fork_in_parent() -> None:
-    while _FORK_HELD:
-        _FORK_HELD.pop()._lock.release()
-
-
-def _after_fork_in_child() -> None:
-    while _FORK_HELD:
-        _FORK_HELD.pop()._lock = threading.RLock()
-
-
+# -- fork safety (semcache/indexes/_faiss_fork.py): registered here, after _faiss_log's
+# import registered filelock's own hooks (at-fork "before" hooks run in reverse order)
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
-                        after_in_child=_after_fork_in_child)
+    os.register_at_fork(before=_fork.before, after_in_parent=_fork.after_in_parent,
+                        after_in_child=_fork.after_in_child)

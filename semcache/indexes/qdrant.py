@@ -215,6 +215,19 @@ class QdrantIndex(Collection, VectorIndex):
         self.skipped += skipped
         return found
 
+    def _delete_if_unchanged(self, c: Client, cand: Candidate) -> Program[bool]:
+        """One delete by filter, which Qdrant applies atomically: this key's point only
+        while its payload still has the candidate's created and expiry times (a writer
+        between the count and the delete makes the answer, not the delete, wrong)."""
+        x = cand.expires_at
+        flt = models.Filter(must=[
+            models.HasIdCondition(has_id=[point_id(cand.key)]), match("k", cand.key),
+            models.FieldCondition(key="c", range=models.Range(gte=cand.created_at,
+                                                              lte=cand.created_at)),
+            models.IsEmptyCondition(is_empty=models.PayloadField(key="x")) if x is None
+            else models.FieldCondition(key="x", range=models.Range(gte=x, lte=x))])
+        return bool((yield from self._delete_where(c, flt)))
+
     # -- the seam (delete, clear, ping and close are Collection's) --
     def add(self, entries: Sequence[IndexEntry], vectors: np.ndarray) -> None:
         self.conn.run(self._add, entries, vectors)
@@ -226,6 +239,9 @@ class QdrantIndex(Collection, VectorIndex):
 
     def count(self, namespace: str | None = None) -> int:
         return self.conn.run(self._namespace, namespace, False)
+
+    def delete_if_unchanged(self, candidate: Candidate) -> bool:
+        return self.conn.run(self._delete_if_unchanged, candidate)
 
     def observe(self, key: str, observation: Observation) -> bool:
         return self.conn.run(self._observe, key, observation)
@@ -243,6 +259,9 @@ class QdrantIndex(Collection, VectorIndex):
 
     async def acount(self, namespace: str | None = None) -> int:
         return await self.conn.arun(self._namespace, namespace, False)
+
+    async def adelete_if_unchanged(self, candidate: Candidate) -> bool:
+        return await self.conn.arun(self._delete_if_unchanged, candidate)
 
     def __repr__(self) -> str:
         return (f"QdrantIndex(collection={self.collection!r}, at={self.conn.describe()!r}, "

@@ -53,7 +53,7 @@ import numpy as np
 
 from .._errors import BackendError, BackendUnavailable, ConfigError, SemcacheError, missing
 from ._common import candidate, candidates, check_k, check_vectors
-from ._redis_lua import OBSERVE_LUA
+from ._redis_lua import DELETE_IF_UNCHANGED_LUA, OBSERVE_LUA
 from .base import MAX_OBSERVATIONS, Candidate, IndexEntry, Observation, VectorIndex
 
 try:
@@ -343,6 +343,12 @@ class RedisVLIndex(VectorIndex):
             return 0
         return int((yield partial(io.client.delete, *rkeys)))
 
+    def _delete_if_unchanged(self, io: _IO, cand: Candidate) -> _Program[bool]:
+        x = "" if cand.expires_at is None else repr(float(cand.expires_at))
+        done = yield partial(io.client.eval, DELETE_IF_UNCHANGED_LUA, 1, self._rkey(cand.key),
+                             cand.key, repr(float(cand.created_at)), x, repr(NEVER))
+        return bool(done)
+
     def _clear(self, io: _IO, namespace: str) -> _Program[int]:
         if not (yield from self._ensure(io)):
             return 0
@@ -383,6 +389,9 @@ class RedisVLIndex(VectorIndex):
     def delete(self, keys: Sequence[str]) -> int:
         return self._run(self._delete, keys)
 
+    def delete_if_unchanged(self, candidate: Candidate) -> bool:
+        return self._run(self._delete_if_unchanged, candidate)
+
     def clear(self, namespace: str) -> int:
         return self._run(self._clear, namespace)
 
@@ -414,6 +423,9 @@ class RedisVLIndex(VectorIndex):
 
     async def adelete(self, keys: Sequence[str]) -> int:
         return await self._arun(self._delete, keys)
+
+    async def adelete_if_unchanged(self, candidate: Candidate) -> bool:
+        return await self._arun(self._delete_if_unchanged, candidate)
 
     async def aclear(self, namespace: str) -> int:
         return await self._arun(self._clear, namespace)

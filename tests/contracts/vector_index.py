@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import math
 import uuid
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -251,6 +252,43 @@ class VectorIndexContract:
         (c,) = index.search(v[0], f"{ns}/контекст")
         assert (c.key, c.prompt) == (e.key, e.prompt)
 
+    # ------------------------------------------------------------- conditional delete
+    def test_delete_if_unchanged_keeps_an_entry_written_since(self, index: VectorIndex,
+                                                              ns, rng) -> None:
+        # a lookup whose answer read found nothing drops the candidate's vector with this:
+        # a writer that stored the same request since must keep its fresh entry
+        v = unit(rng, 1, self.dim)
+        e = self.entry(ns, "x")
+        index.add([e], v)
+        (seen,) = index.search(v[0], f"{ns}/A", now=T0)
+        index.add([replace(e, created_at=T0 + 1)], v)  # stored again since the search
+        assert index.delete_if_unchanged(seen) is False
+        (fresh,) = index.search(v[0], f"{ns}/A", now=T0)
+        assert fresh.created_at == T0 + 1
+        index.add([replace(e, created_at=T0 + 1, expires_at=T0 + 50)], v)  # same tick
+        assert index.delete_if_unchanged(fresh) is False
+        (last,) = index.search(v[0], f"{ns}/A", now=T0)
+        assert last.expires_at == pytest.approx(T0 + 50)
+        assert index.count(ns) == 1
+        assert index.delete_if_unchanged(last) is True  # unchanged: really stale
+        assert index.count(ns) == 0 and index.search(v[0], f"{ns}/A", now=T0) == []
+        assert index.delete_if_unchanged(last) is False  # already gone
+
+    def test_delete_if_unchanged_async_twin(self, index: VectorIndex, ns, rng) -> None:
+        v = unit(rng, 1, self.dim)
+        e = self.entry(ns, "x", expires=T0 + 100)
+
+        async def run() -> None:
+            await index.aadd([e], v)
+            (seen,) = await index.asearch(v[0], f"{ns}/A", 1, T0)
+            await index.aadd([replace(e, created_at=T0 + 1)], v)
+            assert await index.adelete_if_unchanged(seen) is False
+            (fresh,) = await index.asearch(v[0], f"{ns}/A", 1, T0)
+            assert await index.adelete_if_unchanged(fresh) is True
+            assert await index.acount(ns) == 0
+
+        asyncio.run(run())
+
     # ------------------------------------------------------------- async twins
     def test_async_twins(self, index: VectorIndex, ns, rng) -> None:
         v = unit(rng, 3, self.dim)
@@ -329,6 +367,18 @@ class VectorIndexContract:
 
 class PersistentVectorIndexContract(VectorIndexContract):
     """For backends that keep entries across a close; adds the ``reopen`` fixture."""
+
+    def test_delete_if_unchanged_persists(self, reopen, index: VectorIndex, ns, rng) -> None:
+        v = unit(rng, 3, self.dim)
+        a, b, d = self.entry(ns, "a"), self.entry(ns, "b"), self.entry(ns, "d")
+        index.add([a, b, d], v)
+        seen = {c.key: c for c in index.search(v[0], f"{ns}/A", k=3, now=T0)}
+        index.add([replace(a, created_at=T0 + 1)], v[:1])
+        assert index.delete_if_unchanged(seen[a.key]) is False
+        assert index.delete_if_unchanged(seen[b.key]) is True
+        again = reopen()
+        kept = {c.key: c.created_at for c in again.search(v[0], f"{ns}/A", k=3, now=T0)}
+        assert kept == {a.key: T0 + 1, d.key: T0}
 
     def test_persists_across_reopen(self, reopen, index: VectorIndex, ns, rng) -> None:
         v = unit(rng, 4, self.dim)
