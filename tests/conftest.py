@@ -27,6 +27,18 @@ class FakeClock:
 
 
 @pytest.fixture(autouse=True)
+def _restore_module_cache() -> Iterator[None]:
+    """``semcache.cache`` (LiteLLM's module-level cache) as it was before each test: a
+    test that set it and did not put it back made later tests hit its entries (two
+    Router tests failed only after tests/test_calls_embedding.py had run)."""
+    import semcache
+
+    saved = semcache.cache
+    yield
+    semcache.cache = saved
+
+
+@pytest.fixture(autouse=True)
 def _close_openai_clients() -> Iterator[None]:
     """Close the proxy tests' openai clients when each test ends (proxy_helpers)."""
     yield

@@ -136,7 +136,7 @@ def _rows(*indexed):
 @pytest.mark.parametrize("rows", [((0, 1.0),), ((0, 1.0), (2, 2.0)), ((0, 1.0), (0, 2.0)),
                                   ((0, 1.0), (1, 2.0), (2, 3.0))],
                          ids=["too-few", "gap", "repeat", "too-many"])
-def test_rows_that_do_not_match_the_inputs_are_never_cached_as_an_items(api, rows):
+def test_rows_that_do_not_match_the_inputs_are_never_cached_as_an_items(api, fake, rows):
     # an upstream that dropped, repeated or renumbered rows: its row 2 was filed as
     # item 1's vector (or a row missing raised a raw IndexError), and then served to
     # every later request for item 1
