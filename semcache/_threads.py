@@ -20,6 +20,10 @@ The policy, and what applies it:
 - onnxruntime threads do not spin-wait between runs (``spin=False``): measured on 2
   busy cores, one query's embedding p50 went from ~15 ms to ~8 ms with 2 intra-op
   threads, and a hit (embed + 10k search) from 1.9-2.1x to 1.3x the embedding alone.
+  Whole lookups, A/B in one process (benchmarks/spin_ab.py): on idle cores spinning
+  makes one stream's lookup p50 0.83x and p99 0.85x, but 8 threads' throughput 0.88x;
+  beside 2 busy processes it makes the p50 1.58x. Spinning only inside a run
+  (``session.force_spinning_stop``) is no middle way: 0.86x idle, 1.61x busy.
   Inter-op parallelism is off (one sequential graph).
 - The search takes no thread pool at all: exact shards score with FAISS's
   single-threaded SIMD kernel (``fvec_inner_products_ny``) instead of a BLAS
