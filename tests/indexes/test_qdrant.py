@@ -23,6 +23,8 @@ from tests.contracts.vector_index import (
     unit,
 )
 
+from ._damage import Same, feedback_after_damage
+
 
 def _closed_port() -> int:
     with socket.socket() as s:
@@ -253,14 +255,7 @@ def test_many_malformed_points_warn_once_per_search(caplog) -> None:
 def test_the_good_neighbour_of_a_malformed_point_is_served() -> None:
     from semcache import Cache
     from semcache._connections.qdrant import point_id
-    from semcache.embedders.base import Embedder
 
-    class Same(Embedder):  # every prompt is one vector: both entries are candidates
-        model_id = "same"
-        dim = 4
-
-        def _embed(self, texts):
-            return np.ones((len(texts), 4), np.float32)
 
     cache = Cache(type="qdrant-semantic", embedder=Same(), similarity_threshold=0.5)
     try:
@@ -304,14 +299,7 @@ def test_a_malformed_answer_is_an_integrity_error(damage) -> None:
 def test_a_malformed_answer_is_a_counted_integrity_miss(damage) -> None:
     from semcache import Cache, IntegrityError
     from semcache._connections.qdrant import point_id
-    from semcache.embedders.base import Embedder
 
-    class Same(Embedder):
-        model_id = "same"
-        dim = 4
-
-        def _embed(self, texts):
-            return np.ones((len(texts), 4), np.float32)
 
     for on_error in ("open", "raise"):
         cache = Cache(type="qdrant-semantic", embedder=Same(), similarity_threshold=0.5,
@@ -380,31 +368,12 @@ def test_observing_an_entry_with_malformed_observations_repairs_them(damage, fla
 def test_feedback_on_an_entry_with_malformed_observations_is_not_a_fault() -> None:
     from semcache import Cache
     from semcache._connections.qdrant import point_id
-    from semcache.embedders.base import Embedder
-
-    class Same(Embedder):
-        model_id = "same"
-        dim = 4
-
-        def _embed(self, texts):
-            return np.ones((len(texts), 4), np.float32)
 
     for on_error in ("open", "raise"):
         cache = Cache(type="qdrant-semantic", embedder=Same(), similarity_threshold=0.5,
                       on_error=on_error)
         try:
-            ask = {"model": "m"}
-            key = cache.add_cache({"answer": "a"},
-                                  messages=[{"role": "user", "content": "a"}], **ask)
-            hit = cache.lookup(messages=[{"role": "user", "content": "b"}], **ask)
-            assert hit is not None and hit.metadata["stage"] == "semantic"
-            cache.index.conn.client.set_payload(cache.index.collection, payload={"o": 5},
-                                                points=[point_id(key)], wait=True)
-            assert cache.feedback(hit, correct=False) is True
-            assert cache.stats()["errors_total"] == 0, on_error
-            assert cache.index.repaired == 1
-            # the wrong hit is recorded: never served again to that query, others are
-            assert cache.lookup(messages=[{"role": "user", "content": "b"}], **ask) is None
-            assert cache.lookup(messages=[{"role": "user", "content": "c"}], **ask) is not None
+            feedback_after_damage(cache, on_error, lambda key: cache.index.conn.client.set_payload(
+                cache.index.collection, payload={"o": 5}, points=[point_id(key)], wait=True))
         finally:
             cache.close()

@@ -17,6 +17,8 @@ from semcache.indexes.redisvl import RedisVLIndex, similarity_from_distance
 from tests.contracts.exact_store import wait_until
 from tests.contracts.vector_index import T0, PersistentVectorIndexContract, unit
 
+from ._damage import Same, feedback_after_damage
+
 
 def _name() -> str:
     return "t" + uuid.uuid4().hex[:10]
@@ -268,14 +270,7 @@ def test_feedback_on_an_entry_with_malformed_observations_is_not_a_fault(
     import redis
 
     from semcache import Cache
-    from semcache.embedders.base import Embedder
 
-    class Same(Embedder):
-        model_id = "same"
-        dim = 4
-
-        def _embed(self, texts):
-            return np.ones((len(texts), 4), np.float32)
 
     r = redis.Redis.from_url(redis_stack_url)
     for on_error in ("open", "raise"):
@@ -284,18 +279,8 @@ def test_feedback_on_an_entry_with_malformed_observations_is_not_a_fault(
                       redis_semantic_cache_index_name=name, similarity_threshold=0.5,
                       namespace=name, on_error=on_error)
         try:
-            ask = {"model": "m"}
-            key = cache.add_cache({"answer": "a"},
-                                  messages=[{"role": "user", "content": "a"}], **ask)
-            hit = cache.lookup(messages=[{"role": "user", "content": "b"}], **ask)
-            assert hit is not None and hit.metadata["stage"] == "semantic"
-            r.hset(cache.index._rkey(key), "o", "not json")
-            assert cache.feedback(hit, correct=False) is True
-            assert cache.stats()["errors_total"] == 0, on_error
-            assert cache.index.repaired == 1
-            # the wrong hit is recorded: never served again to that query, others are
-            assert cache.lookup(messages=[{"role": "user", "content": "b"}], **ask) is None
-            assert cache.lookup(messages=[{"role": "user", "content": "c"}], **ask) is not None
+            feedback_after_damage(cache, on_error,
+                                  lambda key: r.hset(cache.index._rkey(key), "o", "not json"))
         finally:
             cache.flush()
             cache.index.drop()
