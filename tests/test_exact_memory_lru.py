@@ -100,3 +100,52 @@ def test_threads_never_break_the_bound_or_lose_an_eviction() -> None:
     assert len(store) == 50
     # every key written is either still held or was handed to on_evict, exactly once
     assert len(evicted) == len(set(evicted)) == 8 * 2000 - 50 == store.evicted
+
+
+def test_a_key_stored_again_while_its_eviction_is_handled_keeps_its_vector() -> None:
+    """faiss-semantic drops an evicted answer's vector in ``on_evict``. Run outside the
+    store's lock, that hook raced a writer storing the same request again: store, index
+    add, and only then the hook's delete, which removed the *fresh* vector (the answer
+    stayed, no paraphrase could reach it). The writer now waits for the hook."""
+    from semcache import Cache
+    from semcache.embedders.base import Embedder
+
+    class One(Embedder):
+        model_id, dim = "one", 4
+
+        def _embed(self, texts):
+            import numpy as np
+            return np.ones((len(texts), 4), np.float32)
+
+    cache = Cache(type="faiss-semantic", embedder=One(), max_size_in_memory=1,
+                  similarity_threshold=0.5, verifier=None)
+    ask = {"model": "m", "messages": [{"role": "user", "content": "first"}]}
+    other = {"model": "m", "messages": [{"role": "user", "content": "second"}]}
+    cache.add_cache({"answer": 1}, **ask)
+    hook = cache.store.on_evict
+    in_hook, restored = threading.Event(), threading.Event()
+
+    def slow_hook(keys):  # the eviction of "first": let the writer run, then delete
+        if keys == [cache.get_cache_key(**ask)]:
+            in_hook.set()
+            restored.wait(timeout=1)  # fixed: the writer cannot finish while we wait
+        return hook(keys)
+
+    cache.store.on_evict = slow_hook
+    evictor = threading.Thread(target=cache.add_cache, args=({"answer": 2},), kwargs=other)
+    evictor.start()
+    assert in_hook.wait(timeout=30)
+
+    def store_again():  # a writer storing "first" again, as a concurrent miss would
+        cache.add_cache({"answer": 3}, **ask)
+        restored.set()
+
+    writer = threading.Thread(target=store_again)
+    writer.start()
+    evictor.join(timeout=30)
+    writer.join(timeout=30)
+    # "first" is stored again (answer 3): a paraphrase must still reach it
+    hit = cache.lookup(model="m", messages=[{"role": "user", "content": "a paraphrase"}])
+    assert hit is not None and hit.value == {"answer": 3}, \
+        "the fresh entry's vector was removed by the old eviction's hook"
+    cache.close()

@@ -35,9 +35,13 @@ class MemoryStore(ExactStore):
     values larger than ``max_size_per_item`` KB are refused (LiteLLM's units): ``set``
     returns False, the refusal is counted (``rejected_oversize``) and logged.
 
-    ``on_evict(keys)`` is called, outside the store's lock, with the keys the LRU bound
-    pushed out, so an in-process vector index can drop their vectors and prompts and
-    stay bounded with the store (``faiss-semantic`` wires ``index.delete`` here)."""
+    ``on_evict(keys)`` is called with the keys the LRU bound pushed out, so an in-process
+    vector index can drop their vectors and prompts and stay bounded with the store
+    (``faiss-semantic`` wires ``index.delete`` here). It runs under the store's lock, so
+    it must be quick and must not call back into this store: outside it, a writer could
+    store an evicted key again, and add its fresh vector, before the hook deleted the
+    old one, taking the fresh vector with it (the answer stayed, unreachable by any
+    paraphrase; tests/test_exact_memory_lru.py)."""
 
     name = "memory"
 
@@ -96,8 +100,8 @@ class MemoryStore(ExactStore):
             self._data[key] = (value, expires)  # pops the least recent when full
             evicted, self._data.pushed_out = self._data.pushed_out, []
             self.evicted += len(evicted)
-        if evicted and self.on_evict is not None:
-            self.on_evict(evicted)
+            if evicted and self.on_evict is not None:
+                self.on_evict(evicted)
         return True
 
     def delete(self, keys: Sequence[str]) -> int:
