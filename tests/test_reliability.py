@@ -656,6 +656,20 @@ def _raw_record(key: str, value=CHAT_VALUE, **over) -> bytes:
     return json.dumps(rec).encode()
 
 
+def _answered_fresh(req: dict, stream: bool, case: str) -> None:
+    """``completion(**req)`` went upstream (its mock answers "fresh"): the stored record
+    was neither served nor allowed to break the call, streamed or not."""
+    import semcache
+
+    r = semcache.completion(**req, stream=stream)
+    if stream:
+        text = "".join(ch.choices[0].delta.content or "" for ch in r if ch.choices)
+        assert text == "fresh", case
+    else:
+        assert r.choices[0].message.content == "fresh", case
+        assert r._hidden_params["cache_hit"] is False, case
+
+
 def test_malformed_stored_records_are_counted_misses_on_every_backend(backend, monkeypatch):
     """A record of the wrong shape read back from any backend is an integrity miss: never
     served, never a raw TypeError out of a lookup or a completion, stream or not."""
@@ -674,26 +688,13 @@ def test_malformed_stored_records_are_counted_misses_on_every_backend(backend, m
             assert cache.stats()["integrity_rejections"] > before, case
             for stream in (False, True):
                 cache.store.set(key, _raw_record(key, **over))
-                r = semcache.completion(**req, stream=stream)
-                if stream:
-                    r = list(r)
-                    assert "".join(ch.choices[0].delta.content or "" for ch in r
-                                   if ch.choices) == "fresh", case
-                else:
-                    assert r.choices[0].message.content == "fresh", case
-                    assert r._hidden_params["cache_hit"] is False, case
+                _answered_fresh(req, stream, case)
         for i, (case, value) in enumerate(NOT_A_COMPLETION.items()):
             req = {**ask(f"not a completion {i}"), "mock_response": "fresh"}
             key = cache.add_cache(CHAT_VALUE, **req)
             for stream in (False, True):
                 cache.store.set(key, _raw_record(key, value))
-                r = semcache.completion(**req, stream=stream)
-                if stream:
-                    r = list(r)
-                    assert "".join(ch.choices[0].delta.content or "" for ch in r
-                                   if ch.choices) == "fresh", case
-                else:
-                    assert r.choices[0].message.content == "fresh", case
+                _answered_fresh(req, stream, case)
     finally:
         cache.flush()
         cache.close()
