@@ -190,3 +190,46 @@ def test_a_weak_model_gets_a_default_point_and_a_recorded_missing_strict_one() -
     doc = operating_points(noise, cal, mnh, cos)
     assert doc["strict"]["reached"] is False and "precision" in doc["strict"]["reason"]
     assert 0.7 <= doc["floor"] <= 0.93 and 0.0 <= doc["threshold"] <= 1.0
+
+
+def test_the_role_swap_set_is_well_formed_and_split_by_group() -> None:
+    """Training pairs for the verifier's role-swap class: the same words and numbers with
+    the roles moved (label 0) beside true rewordings that keep the roles (label 1). Whole
+    groups go to one half, and no prompt is shared with the must-not-hit suite."""
+    data = resources.files("semcache") / "data"
+    rows = [json.loads(line) for line in
+            (data / "must_not_hit_roles.jsonl").read_text(encoding="utf-8").splitlines()]
+    keys = {"group", "query", "candidate", "label", "kind", "half"}
+    assert all(set(r) == keys for r in rows)
+    role_kinds = {"number_role", "agent_patient", "direction", "comparison"}
+    assert {r["kind"] for r in rows} <= role_kinds | {"paraphrase"}
+    assert all(r["label"] in (0, 1) for r in rows)
+    assert all((r["label"] == 1) == (r["kind"] == "paraphrase") for r in rows)
+    kinds = Counter(r["kind"] for r in rows)
+    negatives = sum(kinds[k] for k in role_kinds)
+    assert negatives >= 400 and kinds["number_role"] >= 200
+    assert kinds["paraphrase"] >= negatives
+    groups: dict[int, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(r["group"], []).append(r)
+    assert len(groups) >= 150
+    for g, members in groups.items():
+        assert len({r["query"] for r in members}) == 1, g  # one base prompt per group
+        assert len({r["half"] for r in members}) == 1, g  # a group is never split
+        neg = sum(r["label"] == 0 for r in members)
+        assert 2 <= neg <= 4 and neg <= sum(r["label"] == 1 for r in members), g
+    halves = Counter(members[0]["half"] for members in groups.values())
+    assert set(halves) == {"tune", "test"}
+    assert abs(halves["tune"] - halves["test"]) <= len(groups) // 10
+    assert len({(r["query"], r["candidate"]) for r in rows}) == len(rows)
+    owner: dict[str, int] = {}  # no prompt in two groups
+    for r in rows:
+        for t in (r["query"], r["candidate"]):
+            assert owner.setdefault(t, r["group"]) == r["group"], t
+    strings = {"tune": set(), "test": set()}
+    for r in rows:
+        strings[r["half"]] |= {r["query"], r["candidate"]}
+    assert not strings["tune"] & strings["test"]
+    suite = [json.loads(line) for line in
+             (data / "must_not_hit.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert not set(owner) & {t for r in suite for t in (r["query"], r["candidate"])}
