@@ -39,9 +39,11 @@ from train_verifier import DATA, corpus  # noqa: E402
 from semcache import Cache  # noqa: E402
 from semcache._registry import get_embedder  # noqa: E402
 from semcache.eval._metrics import roc_auc  # noqa: E402
+from semcache.eval._mnh import ROLE_KINDS  # noqa: E402
 from semcache.eval.fitting import (  # noqa: E402
     choose_threshold,
     load_must_not_hit,
+    load_role_swaps,
     make_cosines,
     pair_features,
     precision_recall,
@@ -53,6 +55,11 @@ from semcache.verifiers.trees import TreeEnsemble  # noqa: E402
 
 TARGET = 0.95
 OLD_DEFAULT = 0.93
+#: how the role-swap set's tune half is used (``--roles``): fitted on and counted in the
+#: default point's must-not-hit budget ("budget", as scripts/train_verifier.py does), the
+#: same with none of its role moves allowed ("zero"), fitted on only ("fit"), or left
+#: out ("none": the verifier as it was before the set existed)
+ROLES = {"mode": "budget"}
 
 
 def _r(x: float) -> float | None:
@@ -71,10 +78,17 @@ def _p_at_r(scores: np.ndarray, labels: np.ndarray, recall: float) -> float:
     return float(tp[i] / (i + 1))
 
 
+def _rows(half: str) -> list[dict[str, Any]]:
+    return load_role_swaps("test") if half == "roles-test" else load_must_not_hit(half)
+
+
 def _mnh(rows: list[dict[str, Any]], served: np.ndarray) -> dict[str, Any]:
     neg = np.array([r["label"] == 0 for r in rows])
     rev = np.array([r["kind"] == "reversal" for r in rows])
-    return {"must_not_hit": int(neg.sum()), "must_not_hit_served": int((served & neg).sum()),
+    moved = np.array([r["kind"] in ROLE_KINDS for r in rows])
+    roles = {"role_moves": int(moved.sum()), "role_moves_served": int((served & moved).sum())
+             } if moved.sum() > rev.sum() else {}
+    return {**roles,"must_not_hit": int(neg.sum()), "must_not_hit_served": int((served & neg).sum()),
             "must_not_hit_served_rate": _r((served & neg).sum() / max(1, neg.sum())),
             "reversals": int(rev.sum()), "reversals_served": int((served & rev).sum()),
             "paraphrases": int((~neg).sum()), "paraphrases_served": int((served & ~neg).sum()),
@@ -85,7 +99,11 @@ def fit_seed(seed: int, qqp, paws, cos) -> tuple[Any, Any, dict[str, Any], Any, 
     """Seed ``seed``'s split, the verifier fitted on its tuning parts, that verifier's
     operating points and a ``score(queries, candidates) -> (cosines, probabilities)``."""
     qs, ps = group_split(qqp, seed=seed), group_split(paws, seed=seed)
-    doc = train(qs.tune, ps.tune, load_must_not_hit("tune"), cos, seed=seed)
+    mode = ROLES["mode"]
+    doc = train(qs.tune, ps.tune, load_must_not_hit("tune"), cos, seed=seed,
+                roles_tune=load_role_swaps("tune") if mode != "none" else (),
+                guard_roles=mode in ("budget", "zero"),
+                **({"none_of": ROLE_KINDS} if mode == "zero" else {}))
     ens = TreeEnsemble.from_json(doc["model"])
     points = {k: (doc[k]["floor"], doc[k]["threshold"]) for k in ("wide", "strict", "veto")}
     points = {"default": (doc["floor"], doc["threshold"]), **points}
@@ -111,6 +129,8 @@ def one_seed(seed: int, qqp, paws, cos) -> dict[str, Any]:
     pc, pp = score(ps.test.queries, ps.test.candidates)
     rows = load_must_not_hit("test")
     mc, mp = score([r["query"] for r in rows], [r["candidate"] for r in rows])
+    roles = load_role_swaps("test")
+    rc, rp = score([r["query"] for r in roles], [r["candidate"] for r in roles])
     return {
         "seed": seed, "fit_seconds": round(time.time() - t, 1),
         "points": {k: {"floor": f, "threshold": th} for k, (f, th) in points.items()},
@@ -135,6 +155,10 @@ def one_seed(seed: int, qqp, paws, cos) -> dict[str, Any]:
             **{f"verifier_{k}": _mnh(rows, (mc >= f) & (mp >= th))
                for k, (f, th) in points.items()},
             "cosine_at_0.93": _mnh(rows, mc >= OLD_DEFAULT)},
+        "roles_test": {
+            **{f"verifier_{k}": _mnh(roles, (rc >= f) & (rp >= th))
+               for k, (f, th) in points.items()},
+            "cosine_at_0.93": _mnh(roles, rc >= OLD_DEFAULT)},
     }
 
 
@@ -142,7 +166,7 @@ def through_cache(embedder, half: str = "test") -> dict[str, Any]:
     """The suite's ``half`` through a real Cache: every base prompt stored with its own
     answer, every variant looked up; a must-not-hit variant served anything is wrong, a
     paraphrase is right only when served its own prompt's answer."""
-    rows = load_must_not_hit(half)
+    rows = _rows(half)
     out: dict[str, Any] = {}
     info = StructuralVerifier().info
     points = {k: {"similarity_threshold": info[k]["floor"],
@@ -378,9 +402,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--holdout", action="store_true",
                     help="only the must-not-hit holdout (per seed and through a Cache); "
                          "writes --out, default verifier_eval_holdout.json")
+    ap.add_argument("--roles", choices=("budget", "zero", "fit", "none"), default="budget",
+                    help="the role-swap set's tune half: fitted on and counted in the "
+                         "default point's must-not-hit budget (as shipped), the same with "
+                         "no role move allowed, fitted on only, or left out")
     ap.add_argument("--limit", type=int, default=None,
                     help="with --cross-encoder: score at most this many pairs per part")
     args = ap.parse_args(argv)
+    ROLES["mode"] = args.roles
+    roles_flag = "" if args.roles == "budget" else f" --roles {args.roles}"
     qqp, paws, texts = corpus(args.data)
     emb = get_embedder(None)
     cos = make_cosines(emb, texts, args.embedding_cache)
@@ -405,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.holdout:
         out = args.out or ROOT / "benchmarks" / "results" / "verifier_eval_holdout.json"
         report = {"command": "benchmarks/verifier_eval.py --holdout --seeds "
-                             + " ".join(map(str, args.seeds)),
+                             + " ".join(map(str, args.seeds)) + roles_flag,
                   "embedder": emb.model_id, **holdout_eval(args.seeds, qqp, paws, cos, emb)}
         out.write_text(json.dumps(report, indent=1) + "\n")
         print(json.dumps(report["shipped_model_through_cache"], indent=1))
@@ -416,11 +446,13 @@ def main(argv: list[str] | None = None) -> int:
         per_seed.append(one_seed(s, qqp, paws, cos))
         print(json.dumps(per_seed[-1]), flush=True)
     report = {
-        "command": "benchmarks/verifier_eval.py --seeds " + " ".join(map(str, args.seeds)),
+        "command": "benchmarks/verifier_eval.py --seeds " + " ".join(map(str, args.seeds))
+        + roles_flag,
         "embedder": emb.model_id, "target_precision": TARGET, "machine":
             f"{platform.machine()}, {platform.python_version()}",
         "summary": _summary(per_seed), "per_seed": per_seed,
         "shipped_model_through_cache": through_cache(emb),
+        "shipped_model_through_cache_roles_test": through_cache(emb, "roles-test"),
         "semantic_hit_cost": hit_cost(emb),
         "llm_verifier_overhead": llm_cost(emb),
     }

@@ -195,7 +195,8 @@ def test_a_weak_model_gets_a_default_point_and_a_recorded_missing_strict_one() -
 def test_the_role_swap_set_is_well_formed_and_split_by_group() -> None:
     """Training pairs for the verifier's role-swap class: the same words and numbers with
     the roles moved (label 0) beside true rewordings that keep the roles (label 1). Whole
-    groups go to one half, and no prompt is shared with the must-not-hit suite."""
+    groups go to one half, and no prompt is shared with the must-not-hit suite or the
+    holdout (compared ignoring case and spacing: the holdout stays unseen)."""
     data = resources.files("semcache") / "data"
     rows = [json.loads(line) for line in
             (data / "must_not_hit_roles.jsonl").read_text(encoding="utf-8").splitlines()]
@@ -233,3 +234,11 @@ def test_the_role_swap_set_is_well_formed_and_split_by_group() -> None:
     suite = [json.loads(line) for line in
              (data / "must_not_hit.jsonl").read_text(encoding="utf-8").splitlines()]
     assert not set(owner) & {t for r in suite for t in (r["query"], r["candidate"])}
+    holdout = [json.loads(line) for line in (data / "must_not_hit_holdout.jsonl")
+               .read_text(encoding="utf-8").splitlines()]
+
+    def norm(t: str) -> str:
+        return " ".join(t.lower().split())
+
+    unseen = {norm(t) for r in holdout for t in (r["query"], r["candidate"])}
+    assert not {norm(t) for t in owner} & unseen

@@ -9,22 +9,21 @@ splits and embedding cache: the verifiers seam imports nothing above it (issue #
 
 from __future__ import annotations
 
-import json
 import random
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 import numpy as np
 
 from ..verifiers.features import _ANTONYMS, _DIRECTION, FEATURES, _base_form, features, parse
 from ..verifiers.trees import TreeEnsemble
+from ._mnh import load_must_not_hit, load_role_swaps
 
 __all__ = ["Guard", "PairSet", "Scorer", "choose_threshold", "fit_ensemble",
-           "load_must_not_hit", "operating_points", "pair_features", "precision_recall",
-           "role_swaps", "rule_negatives", "train", "tuning_data"]
+           "load_must_not_hit", "load_role_swaps", "operating_points", "pair_features",
+           "precision_recall", "role_swaps", "rule_negatives", "train", "tuning_data"]
 
 #: the cosine floors tried; the one giving the most tuning recall at the target wins
 FLOORS = (0.70, 0.75, 0.80, 0.85)
@@ -62,17 +61,6 @@ class PairSet:
                    np.concatenate([p.cosines for p in parts]),
                    np.concatenate([p.source for p in parts]),
                    np.concatenate([p.kind for p in parts]))
-
-
-def load_must_not_hit(half: str | None = None) -> list[dict[str, Any]]:
-    """The must-not-hit suite shipped in ``semcache/data`` (``half``: tune / test; None:
-    both). ``"holdout"`` is the separate file written after the verifier's development
-    (``must_not_hit_holdout.jsonl``): reported on, never fitted or tuned on, and not
-    part of ``None``."""
-    name = "must_not_hit_holdout.jsonl" if half == "holdout" else "must_not_hit.jsonl"
-    text = (resources.files("semcache") / "data" / name).read_text()
-    rows = [json.loads(line) for line in text.splitlines() if line.strip()]
-    return [r for r in rows if half is None or r["half"] == half]
 
 
 def pair_features(queries: Sequence[str], candidates: Sequence[str],
@@ -239,12 +227,12 @@ def _pairset(queries: Sequence[str], candidates: Sequence[str],
 #: hand-written pairs: Quora has about a hundred pairs of that shape, half of them
 #: labeled duplicates ("What did X say" / "What X said"), which would otherwise teach
 #: that the swap is harmless
-WEIGHTS = {"qqp": 1.0, "paws": 1.0, "mnh": 4.0, "rule": 1.0, "role": 4.0}
+WEIGHTS = {"qqp": 1.0, "paws": 1.0, "mnh": 4.0, "rule": 1.0, "role": 4.0, "roles": 8.0}
 
 
 def tuning_data(qqp_tune: Any, paws_tune: Any, mnh_tune: Sequence[dict[str, Any]],
-                cos: Cosines, *, seed: int = 0, n_rule_questions: int = 4000
-                ) -> tuple[PairSet, PairSet]:
+                cos: Cosines, *, seed: int = 0, n_rule_questions: int = 4000,
+                roles_tune: Sequence[dict[str, Any]] = ()) -> tuple[PairSet, PairSet]:
     """``(fit, calibration)`` from tuning data only: the pairs a verifier is fitted on
     (Quora and PAWS tuning slices, the suite's tune half, rule-made negatives and role
     swaps) and a held-out Quora slice (by question group again) its operating points
@@ -269,6 +257,9 @@ def tuning_data(qqp_tune: Any, paws_tune: Any, mnh_tune: Sequence[dict[str, Any]
                  "rule", [r[2] for r in rules]),
         _pairset([r[0] for r in roles], [r[1] for r in roles], [0] * len(roles), cos,
                  "role", [r[2] for r in roles]),
+        _pairset([r["query"] for r in roles_tune], [r["candidate"] for r in roles_tune],
+                 [r["label"] for r in roles_tune], cos, "roles",
+                 [r["kind"] for r in roles_tune]),
     ])
     cal = _pairset(qs.test.queries, qs.test.candidates, qs.test.labels, cos, "qqp")
     return fit, cal
@@ -281,15 +272,17 @@ Scorer = Callable[[Sequence[str], Sequence[str], np.ndarray], np.ndarray]
 def operating_points(score: Scorer, cal: PairSet, mnh_tune: Sequence[dict[str, Any]],
                      cos: Cosines, *, target_precision: float = 0.95,
                      cosine_default: float = 0.93, keep: float = 0.95,
-                     fewer_wrong: float = 0.8, max_must_not_hit: float = 0.02
-                     ) -> dict[str, Any]:
+                     fewer_wrong: float = 0.8, max_must_not_hit: float = 0.02,
+                     none_of: frozenset[str] = frozenset({"reversal"})) -> dict[str, Any]:
     """The default, veto, wide and strict points of a verifier, chosen on the calibration
     slice and the suite's tune half.
 
     The default operating point serves the most right Quora hits with at most
     ``fewer_wrong`` of the cosine's wrong hits at ``cosine_default``, at most
-    ``max_must_not_hit`` of the suite's tune-half must-not-hit pairs and none of its
-    reversals."""
+    ``max_must_not_hit`` of the tune-half must-not-hit pairs and none of the kinds in
+    ``none_of``. ``train`` passes the role-swap set's tune half in with the suite's, so
+    its role moves count in that budget. Both halves are also fitted on, so the budget
+    is a weak guard: the unseen test halves and the holdout are what measure it."""
     cal_cos = cal.cosines
     cal_p = score(cal.queries, cal.candidates, cal_cos)
     from .._errors import InvalidRequestError
@@ -310,7 +303,7 @@ def operating_points(score: Scorer, cal: PairSet, mnh_tune: Sequence[dict[str, A
     neg_q, neg_c = [r["query"] for r in neg], [r["candidate"] for r in neg]
     neg_cos = np.asarray(cos(neg_q, neg_c), np.float32)
     guard = Guard(score(neg_q, neg_c, neg_cos), neg_cos,
-                  np.array([r["kind"] == "reversal" for r in neg]), max_must_not_hit)
+                  np.array([r["kind"] in none_of for r in neg]), max_must_not_hit)
     d_floor, d_thr, d_prec, d_rec, _ = _wide_point(cal_p, cal.labels, cal_cos,
                                                    cosine_default, fewer_wrong, guard)
     d_neg = (neg_cos >= d_floor) & (guard.scores >= d_thr)
@@ -342,7 +335,9 @@ def operating_points(score: Scorer, cal: PairSet, mnh_tune: Sequence[dict[str, A
 
 def train(qqp_tune: Any, paws_tune: Any, mnh_tune: Sequence[dict[str, Any]], cos: Cosines,
           *, seed: int = 0, n_rule_questions: int = 4000,
-          weights: dict[str, float] | None = None, **points: Any) -> dict[str, Any]:
+          weights: dict[str, float] | None = None,
+          roles_tune: Sequence[dict[str, Any]] = (), guard_roles: bool = True,
+          **points: Any) -> dict[str, Any]:
     """Fit the structural verifier on tuning data only and choose its operating points
     (``operating_points``, which takes ``points``) on a held-out slice of it: the
     returned model document never saw a test pair."""
@@ -350,7 +345,7 @@ def train(qqp_tune: Any, paws_tune: Any, mnh_tune: Sequence[dict[str, Any]], cos
 
     weights = {**WEIGHTS, **(weights or {})}
     fit, cal = tuning_data(qqp_tune, paws_tune, mnh_tune, cos, seed=seed,
-                           n_rule_questions=n_rule_questions)
+                           n_rule_questions=n_rule_questions, roles_tune=roles_tune)
     X = pair_features(fit.queries, fit.candidates, fit.cosines)
     w = np.array([weights[s] for s in fit.source], np.float64)
     ens = fit_ensemble(X, fit.labels, w, seed=seed)
@@ -361,7 +356,8 @@ def train(qqp_tune: Any, paws_tune: Any, mnh_tune: Sequence[dict[str, Any]], cos
 
     return {
         "kind": "structural", "version": 3, "features": list(FEATURES),
-        **operating_points(score, cal, mnh_tune, cos, **points),
+        **operating_points(score, cal, [*mnh_tune, *(roles_tune if guard_roles else ())],
+                           cos, **points),
         "fitted": {"seed": seed, "sklearn": sklearn.__version__, "pairs": len(fit),
                    "by_source": {s: int((fit.source == s).sum()) for s in weights},
                    "weights": weights},

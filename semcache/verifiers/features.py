@@ -27,10 +27,10 @@ FEATURES: tuple[str, ...] = (
     "only_min", "only_max", "bigram_jaccard", "order_discordance", "side_swaps",
     "negation_parity", "negation_diff", "number_diff", "number_any", "unit_diff",
     "name_diff", "antonym", "wh_diff", "shared_content", "modal_diff", "number_order",
-    "negated_diff", "do_support_diff",
+    "negated_diff", "do_support_diff", "wh_head_diff", "unit_binding_diff",
 )
 
-_TOKEN = re.compile(r"[A-Za-z]+(?:'[A-Za-z]+)?|\d+(?:[.,]\d+)*")
+_TOKEN = re.compile(r"[A-Za-z]+(?:'[A-Za-z]+)?|\d+(?:[.,]\d+)*|%")
 _STOP = frozenset("""
 a an the is are was were be been being am do does did doing have has had having i me my
 mine we our you your he him his she her it its they them their this that these those of
@@ -150,6 +150,9 @@ class Parsed:
     negated: frozenset[str]  #: the content word each negation governs (the next one)
     do_support: bool  #: a question word then "did"/"does"/"do": "Who did Napoleon defeat"
     bases: dict[str, str]  #: word -> its positive form, where they differ ("cheaper": "cheap")
+    #: the question word and what it asks about: "what percent", "who hir", ("what", "15")
+    wh_head: tuple[str, str] | None
+    bindings: frozenset[tuple[str, str]]  #: (number, the unit right after it, or "")
 
 
 def _word(token: str) -> tuple[str, int]:
@@ -165,8 +168,38 @@ def _word(token: str) -> tuple[str, int]:
     return {"wo": "will", "ca": "can", "sha": "shall"}.get(head, head), 1
 
 
+#: skipped between a question word and what it asks about: "what is the X" asks about X
+_WH_SKIP = frozenset("is are was were be am do does did the a an s".split())
+
+
+def _wh_head(low: list[str]) -> tuple[str, str] | None:
+    """The first question word and the word it binds: "What is 15% of 80?" asks for a
+    number ("what", "15"), "15 is what percent of 80?" for a percentage ("what",
+    "percent"): the same words, another unknown."""
+    for i, w in enumerate(low):
+        if w in _WH:
+            for nxt in low[i + 1:]:
+                if nxt not in _WH_SKIP:
+                    return ("who" if w == "whom" else w), _stem(_NUMBER_WORDS.get(nxt, nxt))
+            return None
+    return None
+
+
+def _bindings(low: list[str]) -> frozenset[tuple[str, str]]:
+    """Each number with the unit written right after it ("" if none): "15% of 80" binds
+    the percentage to 15, "15 is what percent of 80" to the unknown."""
+    out = []
+    for i, w in enumerate(low):
+        n = w.replace(",", "") if w[0].isdigit() else _NUMBER_WORDS.get(w)
+        if n is None:
+            continue
+        nxt = low[i + 1] if i + 1 < len(low) else ""
+        out.append((n, _stem(nxt) if nxt in _UNITS else ""))
+    return frozenset(out)
+
+
 def parse(text: str) -> Parsed:
-    raw = _TOKEN.findall(text)
+    raw = ["percent" if t == "%" else t for t in _TOKEN.findall(text)]
     words_neg = [_word(t) for t in raw]
     low = [w for w, _ in words_neg]
     content: list[str] = []
@@ -217,7 +250,8 @@ def parse(text: str) -> Parsed:
         # Napoleon defeat" for the object; the content words are the same
         do_support=any(a in _WH and b in _DO for a, b in zip(low, low[1:])),
         # once per text, not once per pair: parsed texts are cached, pairs are not
-        bases={w: b for w in words if (b := _base_form(w)) != w})
+        bases={w: b for w in words if (b := _base_form(w)) != w},
+        wh_head=_wh_head(low), bindings=_bindings(low))
 
 
 def _jaccard(a: frozenset, b: frozenset) -> float:
@@ -262,6 +296,23 @@ def _antonym(p: Parsed, q: Parsed) -> float:
     return 0.0
 
 
+def _wh_head_diff(p: Parsed, q: Parsed) -> float:
+    """1 when both ask with the same question word about different things; 0 when about
+    the same thing; -1 when there is nothing to compare (no shared question word)."""
+    a, b = p.wh_head, q.wh_head
+    if a is None or b is None or a[0] != b[0]:
+        return -1.0
+    return float(a[1] != b[1])
+
+
+def _binding_diff(p: Parsed, q: Parsed) -> int:
+    """Numbers on both sides that carry another unit: "5 km in miles" / "5 miles in km"."""
+    shared = {n for n, _ in p.bindings} & {n for n, _ in q.bindings}
+    if not shared:
+        return 0
+    return len({b for b in p.bindings ^ q.bindings if b[0] in shared})
+
+
 def features(query: Parsed, candidates: Sequence[Parsed],
              similarities: Sequence[float] | np.ndarray) -> np.ndarray:
     """``float32[len(candidates), len(FEATURES)]`` for one query against its candidates."""
@@ -286,5 +337,6 @@ def features(query: Parsed, candidates: Sequence[Parsed],
             float(p.number_seq != q.number_seq and sorted(p.number_seq)
                   == sorted(q.number_seq)),
             len(p.negated ^ q.negated), float(p.do_support != q.do_support),
+            _wh_head_diff(p, q), _binding_diff(p, q),
         )
     return out

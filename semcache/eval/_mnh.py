@@ -1,0 +1,41 @@
+"""The hand-written prompt sets the verifier is tuned and judged on (``semcache/data``).
+
+- ``must_not_hit.jsonl``: the must-not-hit suite, in a ``tune`` and a ``test`` half.
+- ``must_not_hit_holdout.jsonl``: written after the verifier's development by a worker
+  shown neither the verifier nor the suite; reported on, never fitted or tuned on.
+- ``must_not_hit_roles.jsonl``: same words, roles moved ("what is 15% of 80" / "15 is
+  what percent of 80", "who hired Alice" / "whom did Alice hire"), written independently
+  of the holdout as training data for that class, in a ``tune`` and a ``test`` half.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from typing import Any
+
+__all__ = ["ROLE_KINDS", "load_must_not_hit", "load_role_swaps"]
+
+#: must-not-hit kinds where the same words ask something else because roles moved; the
+#: default operating point serves none of them on tuning data
+ROLE_KINDS = frozenset({"reversal", "number_role", "agent_patient", "direction",
+                        "comparison"})
+
+
+def _rows(name: str, half: str | None) -> list[dict[str, Any]]:
+    text = (resources.files("semcache") / "data" / name).read_text()
+    rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+    return [r for r in rows if half is None or r["half"] == half]
+
+
+def load_must_not_hit(half: str | None = None) -> list[dict[str, Any]]:
+    """The must-not-hit suite (``half``: tune / test; None: both). ``"holdout"`` is the
+    separate unseen file: reported on, never fitted or tuned on, and not part of None."""
+    if half == "holdout":
+        return _rows("must_not_hit_holdout.jsonl", None)
+    return _rows("must_not_hit.jsonl", half)
+
+
+def load_role_swaps(half: str | None = None) -> list[dict[str, Any]]:
+    """The role-swap set (``half``: tune / test; None: both)."""
+    return _rows("must_not_hit_roles.jsonl", half)
