@@ -174,6 +174,17 @@ def test_role_features_see_the_unknown_move() -> None:
     assert km[0, col["unit_binding_diff"]] == 2
 
 
+def _scored(minilm, rows) -> tuple[np.ndarray, np.ndarray, StructuralVerifier]:
+    """Each pair's cosine and the shipped verifier's probability, and that verifier."""
+    v = StructuralVerifier()
+    q = minilm.embed([r["query"] for r in rows])
+    c = minilm.embed([r["candidate"] for r in rows])
+    cos = np.einsum("ij,ij->i", q, c)
+    p = np.array([v.verify(r["query"], [r["candidate"]], [s])[0]
+                  for r, s in zip(rows, cos)])
+    return cos, p, v
+
+
 def test_role_swap_test_half_serves_fewer_role_moves_than_the_cosine(minilm) -> None:
     """The role-swap set's test half (never fitted on) at the default point: the figures
     docs/verifier.md reports. Structure alone cannot read word problems, so this is a
@@ -181,12 +192,7 @@ def test_role_swap_test_half_serves_fewer_role_moves_than_the_cosine(minilm) -> 
     from semcache.eval.fitting import load_role_swaps
 
     rows = load_role_swaps("test")
-    v = StructuralVerifier()
-    q = minilm.embed([r["query"] for r in rows])
-    c = minilm.embed([r["candidate"] for r in rows])
-    cos = np.einsum("ij,ij->i", q, c)
-    p = np.array([v.verify(r["query"], [r["candidate"]], [s])[0]
-                  for r, s in zip(rows, cos)])
+    cos, p, v = _scored(minilm, rows)
     served = (cos >= v.floor) & (p >= v.threshold)
     neg = np.array([r["label"] == 0 for r in rows])
     assert (cos >= 0.93)[neg].sum() >= 100  # the cosine alone serves most role moves
@@ -200,12 +206,7 @@ def test_must_not_hit_test_half_through_the_default(minilm) -> None:
     from semcache.eval.fitting import load_must_not_hit
 
     rows = load_must_not_hit("test")
-    v = StructuralVerifier()
-    q = minilm.embed([r["query"] for r in rows])
-    c = minilm.embed([r["candidate"] for r in rows])
-    cos = np.einsum("ij,ij->i", q, c)
-    p = np.array([v.verify(r["query"], [r["candidate"]], [s])[0]
-                  for r, s in zip(rows, cos)])
+    cos, p, v = _scored(minilm, rows)
     served = (cos >= v.floor) & (p >= v.threshold)
     cosine = cos >= 0.93  # the old default
     neg = np.array([r["label"] == 0 for r in rows])
