@@ -87,7 +87,8 @@ def test_exploring_stays_within_its_budget():
     policy = VerifiedPolicy(0.02, seed=1)
     out = reversal_stream(policy, seed=1)
     c = policy.counts
-    decisions = c["served"] + c["explored"] + c["audited"] + c["unexplored"] + c["below_floor"]
+    decisions = c["served"] + c["explored"] + c["audited"] + c["unexplored"] \
+        + c["below_floor"] + c["verifier_rejected"]
     assert (c["explored"] + c["audited"]) <= 0.2 * decisions
     assert out["explored"] <= 0.2 * out["decisions"]
     assert c["unexplored"] > 0  # sure-wrong candidates are plain misses, no judge paid

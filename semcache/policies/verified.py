@@ -128,6 +128,7 @@ class VerifiedPolicy(DecisionPolicy):
         min_judged: int = 30,
         min_audits: int = 50,
         max_serve_error: float = 0.25,
+        min_score: float = 0.25,
         memory: float = 3000.0,
         explore_rate: float = 0.12,
         explore_allowance: int = 100,
@@ -148,6 +149,10 @@ class VerifiedPolicy(DecisionPolicy):
                               parameter="budget_window")
         if not 0 < max_serve_error <= 1:
             raise ConfigError("max_serve_error must be in (0, 1]", parameter="max_serve_error")
+        if not 0 <= min_score < 1:
+            raise ConfigError("min_score must be in [0, 1)", parameter="min_score")
+        #: a candidate the verifier gives less than this is never served (see ``decide``)
+        self.min_score = min_score
         if memory < 0:
             raise ConfigError("memory must be >= 0 (0: outcomes never fade)",
                               parameter="memory")
@@ -182,7 +187,8 @@ class VerifiedPolicy(DecisionPolicy):
         # that decide() stays pure and asking it twice in one lookup gives one answer
         self._draws = (self._rng.random(), self._rng.random())
         self.counts = {"served": 0, "explored": 0, "audited": 0, "unexplored": 0,
-                       "below_floor": 0, "judged": 0, "judged_wrong": 0, "audit_wrong": 0}
+                       "below_floor": 0, "verifier_rejected": 0, "judged": 0,
+                       "judged_wrong": 0, "audit_wrong": 0}
 
     # ------------------------------------------------------------------ decisions
     def decide(self, query: str, candidates: Sequence[Candidate], threshold: float, *,
@@ -192,6 +198,14 @@ class VerifiedPolicy(DecisionPolicy):
         if not eligible:
             return Decision("miss", candidates[0] if candidates else None,
                             "below_floor" if candidates else "no_candidate")
+        # the model pools candidates by similarity and score bins: at 0.99 the ones the
+        # verifier rejects are mostly rewordings it misjudged, so the pool looks safe,
+        # and the reversals among them were served (issue 20). The verifier's outright
+        # rejection is not averaged away: such a candidate is never served.
+        vetted = [c for c in eligible if c.score is None or c.score >= self.min_score]
+        if not vetted:
+            return Decision("miss", eligible[0], "verifier_rejected")
+        eligible = vetted
         with self._lock:
             self._refit()  # idempotent: the fit of the outcomes observed so far
             scored = [(self._estimate(c.similarity, c.observations, c.score), c)
@@ -219,8 +233,9 @@ class VerifiedPolicy(DecisionPolicy):
                     and c is not None:
                 self.counts[decision.reason] += 1
                 self._decided(cell_of(c.similarity, c.observations, c.score))
-            else:  # below the floor (or nothing): a decision with nothing servable
-                self.counts["below_floor"] += 1
+            else:  # below the floor, rejected or nothing: a decision with nothing servable
+                self.counts["verifier_rejected" if decision.reason == "verifier_rejected"
+                            else "below_floor"] += 1
                 self._decided(None)
             self._draws = (self._rng.random(), self._rng.random())
 
@@ -232,7 +247,7 @@ class VerifiedPolicy(DecisionPolicy):
         queries of a Quora stream at a 1% target)."""
         c = self.counts
         decisions = c["served"] + c["audited"] + c["explored"] + c["unexplored"] \
-            + c["below_floor"]
+            + c["below_floor"] + c["verifier_rejected"]
         return c["explored"] < self.explore_allowance + self.explore_rate * decisions
 
     def _audit_probability(self) -> float:
@@ -399,7 +414,7 @@ class VerifiedPolicy(DecisionPolicy):
             c = dict(self.counts)
         audited, wrong = c["audited"], c["audit_wrong"]
         decisions = c["served"] + c["audited"] + c["explored"] + c["unexplored"] \
-            + c["below_floor"]
+            + c["below_floor"] + c["verifier_rejected"]
         share = (c["served"] + audited) / decisions if decisions else 0.0
         hit_rate: float | None = None
         hit_ci = rate = ci = None
