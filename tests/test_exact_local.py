@@ -86,3 +86,27 @@ def test_disk_never_pickles(tmp_path):
     modes = {m for (m,) in con.execute("SELECT mode FROM Cache")}
     con.close()
     assert modes == {1}
+
+
+@pytest.mark.parametrize("foreign", ["a str", 42, 1.5, {"pickled": True}],
+                         ids=["text", "int", "float", "pickle"])
+def test_disk_value_another_writer_stored_is_an_integrity_miss(tmp_path, foreign):
+    # another process (plain diskcache, an older version) shares the directory and
+    # stores a non-bytes value under our key: diskcache hands back a str or an int
+    import diskcache
+
+    from semcache import Cache, IntegrityError
+
+    cache = Cache(type="disk", disk_cache_dir=str(tmp_path))
+    req = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    key = cache.get_cache_key(**req)
+    other = diskcache.Cache(str(tmp_path / "exact"))
+    other.set(key, foreign)
+    other.close()
+    with pytest.raises(IntegrityError, match=key):
+        cache.store.get(key)
+    assert cache.get_cache(**req) is None  # a counted integrity miss, never a crash
+    assert cache.stats()["integrity_rejections"] == 1
+    assert cache.stats()["errors_total"] == 0
+    cache.add_cache({"choices": []}, **req)  # and our own write replaces it
+    assert isinstance(cache.store.get(key), bytes)

@@ -12,7 +12,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from .._errors import BackendError, ConfigError, missing
+from .._errors import BackendError, ConfigError, IntegrityError, missing
 from .base import ExactStore
 
 __all__ = ["DiskStore"]
@@ -44,7 +44,9 @@ if diskcache is not None:
 
         def fetch(self, mode, filename, value, read):
             if mode == diskcache.core.MODE_PICKLE:
-                raise TypeError("refusing to unpickle a value in the disk store")
+                # another writer's (plain diskcache, an older version) entry: unreadable
+                # to us, a counted integrity miss, never code run nor a store fault
+                raise IntegrityError("disk store: refusing to unpickle a stored value")
             return super().fetch(mode, filename, value, read)
 
 
@@ -86,7 +88,16 @@ class DiskStore(ExactStore):
             raise BackendError(f"disk store I/O error: {exc}", backend=self.name) from exc
 
     def get(self, key: str) -> bytes | None:
-        return self._call(self._cache.get, key, default=None, retry=True)
+        try:
+            value = self._call(self._cache.get, key, default=None, retry=True)
+        except IntegrityError as exc:
+            raise IntegrityError(f"disk store: entry {key!r}: {exc}") from exc
+        if value is None or isinstance(value, bytes):
+            return value
+        # diskcache keeps a str or a number another writer stored raw and hands it back
+        # as such: the cache's decoder expects bytes and would crash on it
+        raise IntegrityError(f"disk store: entry {key!r} holds a {type(value).__name__}, "
+                             f"not bytes (written by another program?)")
 
     def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
         self._call(self._cache.set, key, value, expire=ttl, tag=_namespace_of(key), retry=True)
