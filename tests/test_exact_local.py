@@ -86,3 +86,76 @@ def test_disk_never_pickles(tmp_path):
     modes = {m for (m,) in con.execute("SELECT mode FROM Cache")}
     con.close()
     assert modes == {1}
+
+
+@pytest.mark.parametrize("foreign", ["a str", 42, 1.5, {"pickled": True}],
+                         ids=["text", "int", "float", "pickle"])
+def test_disk_value_another_writer_stored_is_an_integrity_miss(tmp_path, foreign):
+    # another process (plain diskcache, an older version) shares the directory and
+    # stores a non-bytes value under our key: diskcache hands back a str or an int
+    import diskcache
+
+    from semcache import Cache, IntegrityError
+
+    cache = Cache(type="disk", disk_cache_dir=str(tmp_path))
+    req = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    key = cache.get_cache_key(**req)
+    other = diskcache.Cache(str(tmp_path / "exact"))
+    other.set(key, foreign)
+    other.close()
+    with pytest.raises(IntegrityError, match=key):
+        cache.store.get(key)
+    assert cache.get_cache(**req) is None  # a counted integrity miss, never a crash
+    assert cache.stats()["integrity_rejections"] == 1
+    assert cache.stats()["errors_total"] == 0
+    cache.add_cache({"choices": []}, **req)  # and our own write replaces it
+    assert isinstance(cache.store.get(key), bytes)
+
+
+def test_disk_unopenable_database_is_a_config_error(tmp_path):
+    # a file that is not an SQLite database where ours should be (another program's,
+    # a torn copy): sqlite3's own DatabaseError escaped the constructor
+    (tmp_path / "exact").mkdir()
+    (tmp_path / "exact" / "cache.db").write_bytes(b"not a database" * 100)
+    with pytest.raises(ConfigError, match="disk_cache_dir") as info:
+        DiskStore(tmp_path)
+    assert info.value.parameter == "disk_cache_dir"
+
+
+def _damage_schema(tmp_path):
+    import sqlite3
+
+    con = sqlite3.connect(tmp_path / "exact" / "cache.db")
+    con.execute("DROP TABLE Cache")  # another program (or version) reshaped the file
+    con.commit()
+    con.close()
+
+
+def test_disk_sqlite_failure_is_a_backend_error(tmp_path):
+    from semcache import BackendError
+
+    s = DiskStore(tmp_path)
+    s.set("n:k", b"v")
+    _damage_schema(tmp_path)
+    for op in (lambda: s.get("n:k"), lambda: s.set("n:k", b"w"),
+               lambda: s.delete(["n:k"]), lambda: s.clear("n")):
+        with pytest.raises(BackendError, match="disk store"):
+            op()
+    s.close()
+
+
+def test_disk_failed_write_leaves_no_value_file(tmp_path):
+    # a value of 32 KB or more is a file written before its row: a write that fails
+    # after it (disk full, a damaged database) must not leave it behind, or every
+    # failure on a full disk leaks space that nothing ever reclaims
+    from semcache import BackendError
+
+    s = DiskStore(tmp_path)
+    s.set("n:kept", b"k" * 50_000)
+    kept = {p for p in (tmp_path / "exact").rglob("*.val")}
+    assert len(kept) == 1
+    _damage_schema(tmp_path)
+    with pytest.raises(BackendError):
+        s.set("n:big", b"x" * 50_000)
+    assert set((tmp_path / "exact").rglob("*.val")) == kept
+    s.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import pytest
 
@@ -103,3 +104,80 @@ def test_from_params() -> None:
     with pytest.raises(ConfigError) as info:
         TieredStore.from_params(back=MemoryStore(), default_in_memory_ttl=-1)
     assert info.value.parameter == "default_in_memory_ttl"
+
+
+class Pausing(MemoryStore):
+    """A back store whose next read stops after reading, until released: the window
+    in which another thread's write lands between a miss's back read and its fill."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.pause = False
+        self.read_done = threading.Event()
+        self.release = threading.Event()
+        self.aread_done = asyncio.Event()
+        self.arelease = asyncio.Event()
+
+    def get(self, key):
+        value = super().get(key)
+        if self.pause:
+            self.pause = False
+            self.read_done.set()
+            assert self.release.wait(10)
+        return value
+
+    async def aget(self, key):
+        value = super().get(key)
+        if self.pause:
+            self.pause = False
+            self.aread_done.set()
+            await asyncio.wait_for(self.arelease.wait(), 10)
+        return value
+
+
+WRITES = {
+    "delete": (lambda t: t.delete(["ns:k"]), None),
+    "set": (lambda t: t.set("ns:k", b"new"), b"new"),
+    "clear": (lambda t: t.clear("ns"), None),
+}
+
+
+@pytest.mark.parametrize("write", list(WRITES))
+def test_write_during_a_miss_is_not_undone_by_its_fill(write) -> None:
+    # a reader missed the front and read the old value from the back; a delete (say,
+    # of an answer reported wrong), an overwrite or a clear then finished; the reader's
+    # fill must not put the old value back in front of the back for front_ttl
+    do, want = WRITES[write]
+    back = Pausing()
+    t = TieredStore(front=MemoryStore(), back=back)
+    back.set("ns:k", b"old")  # only in the back: the next read misses the front
+    back.pause = True
+    got: list[bytes | None] = []
+    reader = threading.Thread(target=lambda: got.append(t.get("ns:k")))
+    reader.start()
+    assert back.read_done.wait(10)
+    do(t)
+    back.release.set()
+    reader.join(10)
+    assert got == [b"old"]  # it read before the write: that answer is fine once
+    assert t.get("ns:k") == want
+    assert back.get("ns:k") == want
+
+
+@pytest.mark.parametrize("write", list(WRITES))
+def test_write_during_an_async_miss_is_not_undone_by_its_fill(write) -> None:
+    do, want = WRITES[write]
+
+    async def run() -> None:
+        back = Pausing()
+        t = TieredStore(front=MemoryStore(), back=back)
+        back.set("ns:k", b"old")
+        back.pause = True
+        reader = asyncio.create_task(t.aget("ns:k"))
+        await asyncio.wait_for(back.aread_done.wait(), 10)
+        await asyncio.to_thread(do, t)
+        back.arelease.set()
+        assert await reader == b"old"
+        assert await t.aget("ns:k") == want
+
+    asyncio.run(run())

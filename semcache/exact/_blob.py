@@ -18,6 +18,7 @@ name starts with the encoded prefix, so listing by prefix is exact.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from abc import abstractmethod
@@ -232,9 +233,12 @@ def _parse_expiry(metadata: dict[str, str]) -> float | None:
     if raw is None:
         return None
     try:
-        return float(raw)
+        expires = float(raw)
     except ValueError:
         return 0.0  # unreadable expiry: treat as expired rather than serve it forever
+    # float() also reads "nan" and "inf": no clock is ever past them, so such an entry
+    # would be served and kept forever; we write finite times only
+    return expires if math.isfinite(expires) else 0.0
 
 
 def _batches(items: Iterable[str], size: int) -> Iterator[list[str]]:

@@ -9,10 +9,12 @@ indexed ``evict(tag)``, not a scan.
 from __future__ import annotations
 
 import os
+import sqlite3
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from .._errors import BackendError, ConfigError, missing
+from .._errors import BackendError, ConfigError, IntegrityError, missing
 from .base import ExactStore
 
 __all__ = ["DiskStore"]
@@ -21,6 +23,10 @@ try:
     import diskcache
 except ImportError:  # pragma: no cover - diskcache is a core dependency
     diskcache = None
+
+
+#: the value file the current thread's write made (diskcache writes it before its row)
+_new_file = threading.local()
 
 
 def _namespace_of(key: str) -> str:
@@ -42,9 +48,16 @@ if diskcache is not None:
                 raise TypeError(f"disk store values must be bytes, not {type(value).__name__}")
             return super().store(value, read, key=key)
 
+        def filename(self, key=diskcache.core.UNKNOWN, value=diskcache.core.UNKNOWN):
+            name, full_path = super().filename(key, value)
+            _new_file.name = name
+            return name, full_path
+
         def fetch(self, mode, filename, value, read):
             if mode == diskcache.core.MODE_PICKLE:
-                raise TypeError("refusing to unpickle a value in the disk store")
+                # another writer's (plain diskcache, an older version) entry: unreadable
+                # to us, a counted integrity miss, never code run nor a store fault
+                raise IntegrityError("disk store: refusing to unpickle a stored value")
             return super().fetch(mode, filename, value, read)
 
 
@@ -73,7 +86,8 @@ class DiskStore(ExactStore):
                 tag_index=True,
                 eviction_policy="least-recently-stored",
             )
-        except OSError as exc:
+        except (OSError, sqlite3.Error) as exc:
+            # sqlite3.Error: not a database, or a read-only directory or file
             raise ConfigError(f"cannot open disk_cache_dir {str(disk_cache_dir)!r}: {exc}",
                               parameter="disk_cache_dir") from exc
 
@@ -84,12 +98,35 @@ class DiskStore(ExactStore):
             raise BackendError(f"disk store busy: {exc}", backend=self.name) from exc
         except OSError as exc:
             raise BackendError(f"disk store I/O error: {exc}", backend=self.name) from exc
+        except sqlite3.Error as exc:  # disk full, read-only, a damaged database
+            raise BackendError(f"disk store database error: {exc}",
+                               backend=self.name) from exc
 
     def get(self, key: str) -> bytes | None:
-        return self._call(self._cache.get, key, default=None, retry=True)
+        try:
+            value = self._call(self._cache.get, key, default=None, retry=True)
+        except IntegrityError as exc:
+            raise IntegrityError(f"disk store: entry {key!r}: {exc}") from exc
+        if value is None or isinstance(value, bytes):
+            return value
+        # diskcache keeps a str or a number another writer stored raw and hands it back
+        # as such: the cache's decoder expects bytes and would crash on it
+        raise IntegrityError(f"disk store: entry {key!r} holds a {type(value).__name__}, "
+                             f"not bytes (written by another program?)")
 
     def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
-        self._call(self._cache.set, key, value, expire=ttl, tag=_namespace_of(key), retry=True)
+        _new_file.name = None
+        try:
+            self._call(self._cache.set, key, value, expire=ttl, tag=_namespace_of(key),
+                       retry=True)
+        except BaseException:
+            # a large value's file is written before its row; diskcache leaves it when
+            # the write (disk full) or the row's transaction fails: no row names it,
+            # so nothing would ever reclaim it
+            name, _new_file.name = _new_file.name, None
+            if name is not None:
+                self._cache.disk.remove(name)
+            raise
 
     def delete(self, keys: Sequence[str]) -> int:
         return sum(bool(self._call(self._cache.delete, k, retry=True)) for k in keys)

@@ -8,7 +8,8 @@ process (delete, flush, overwrite) is visible here after ``front_ttl`` at the la
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .._errors import ConfigError
@@ -23,6 +24,15 @@ PARAMS = frozenset({"max_size_in_memory", "max_size_per_item", "default_in_memor
 
 
 class TieredStore(ExactStore):
+    """A miss fills the front with what it read from the back, unless a write (set,
+    delete, clear) through this store finished in between: the reader's value is then
+    older than that write, and filling it would undo the write in the front for
+    ``front_ttl`` (a deleted wrong answer served again). Writers bump a generation
+    (one of ``_SLOTS`` by key hash, or the epoch for ``clear``) after the back write,
+    under the lock the fill checks it under."""
+
+    _SLOTS = 256
+
     def __init__(self, *, front: ExactStore, back: ExactStore,
                  front_ttl: float = 60.0) -> None:
         if not front_ttl or front_ttl <= 0:
@@ -33,34 +43,66 @@ class TieredStore(ExactStore):
         self.back = back
         self.front_ttl = float(front_ttl)
         self.name = f"tiered+{back.name}"
+        self._lock = threading.Lock()
+        self._gens = [0] * self._SLOTS
+        self._epoch = 0
 
     def _front_ttl(self, ttl: float | None) -> float:
         return self.front_ttl if ttl is None else min(ttl, self.front_ttl)
 
+    def _generation(self, key: str) -> tuple[int, int]:
+        return self._epoch, self._gens[hash(key) % self._SLOTS]
+
+    def _fill(self, key: str, value: bytes, seen: tuple[int, int]) -> None:
+        # the back's remaining TTL is unknown here: front_ttl bounds the overlap
+        with self._lock:
+            if self._generation(key) == seen:
+                self.front.set(key, value, self.front_ttl)
+
+    def _written(self, keys: Sequence[str], front_op: Callable[[], object]) -> None:
+        """After a back write (or its failure): bump the keys' generations and update
+        the front, together, so no fill of an older read lands after it."""
+        with self._lock:
+            for key in keys:
+                self._gens[hash(key) % self._SLOTS] += 1
+            front_op()
+
+    def _cleared(self, namespace: str) -> None:
+        with self._lock:
+            self._epoch += 1
+            self.front.clear(namespace)
+
     def get(self, key: str) -> bytes | None:
         value = self.front.get(key)
         if value is None:
+            seen = self._generation(key)
             value = self.back.get(key)
             if value is not None:
-                # the back's remaining TTL is unknown here: front_ttl bounds the overlap
-                self.front.set(key, value, self.front_ttl)
+                self._fill(key, value, seen)
         return value
 
     def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
         try:
             self.back.set(key, value, ttl)
         except BaseException:
-            self.front.delete([key])  # never keep serving what the back did not take
+            # never keep serving what the back did not take
+            self._written([key], lambda: self.front.delete([key]))
             raise
-        self.front.set(key, value, self._front_ttl(ttl))
+        self._written([key], lambda: self.front.set(key, value, self._front_ttl(ttl)))
 
     def delete(self, keys: Sequence[str]) -> int:
         self.front.delete(keys)
-        return self.back.delete(keys)
+        try:
+            return self.back.delete(keys)
+        finally:
+            self._written(keys, lambda: self.front.delete(keys))
 
     def clear(self, namespace: str) -> int:
         self.front.clear(namespace)
-        return self.back.clear(namespace)
+        try:
+            return self.back.clear(namespace)
+        finally:
+            self._cleared(namespace)
 
     def ping(self) -> bool:
         return self.back.ping()
@@ -69,29 +111,38 @@ class TieredStore(ExactStore):
         self.front.close()
         self.back.close()
 
+    # the async twins: the back natively async; the front (in-memory) updated under
+    # the same lock as the sync ones, with its sync methods
     async def aget(self, key: str) -> bytes | None:
         value = await self.front.aget(key)
         if value is None:
+            seen = self._generation(key)
             value = await self.back.aget(key)
             if value is not None:
-                await self.front.aset(key, value, self.front_ttl)
+                self._fill(key, value, seen)
         return value
 
     async def aset(self, key: str, value: bytes, ttl: float | None = None) -> None:
         try:
             await self.back.aset(key, value, ttl)
         except BaseException:
-            await self.front.adelete([key])
+            self._written([key], lambda: self.front.delete([key]))
             raise
-        await self.front.aset(key, value, self._front_ttl(ttl))
+        self._written([key], lambda: self.front.set(key, value, self._front_ttl(ttl)))
 
     async def adelete(self, keys: Sequence[str]) -> int:
-        await self.front.adelete(keys)
-        return await self.back.adelete(keys)
+        self.front.delete(keys)
+        try:
+            return await self.back.adelete(keys)
+        finally:
+            self._written(keys, lambda: self.front.delete(keys))
 
     async def aclear(self, namespace: str) -> int:
-        await self.front.aclear(namespace)
-        return await self.back.aclear(namespace)
+        self.front.clear(namespace)
+        try:
+            return await self.back.aclear(namespace)
+        finally:
+            self._cleared(namespace)
 
     async def aping(self) -> bool:
         return await self.back.aping()

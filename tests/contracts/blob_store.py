@@ -46,6 +46,21 @@ class BlobStoreContract:
         assert s.get("ns:keep") == b"v"
         s.clear("ns")
 
+    @pytest.mark.parametrize("bad", ["nan", "NaN", "inf", "Infinity", "-nan", "", "soon"])
+    def test_malformed_expiry_is_expired(self, make_store, prefix, bad) -> None:
+        # another writer's expiry metadata: float() reads "nan" and "inf" without an
+        # error, and no clock is ever past them: served forever, never purged
+        clock = [1_000_000.0]
+        s: BlobStore = make_store(prefix=prefix, clock=lambda: clock[0])
+        s._write(s._object_name("ns:bad"), b"v", {EXPIRES_META: bad})
+        s.set("ns:good", b"v", ttl=100)
+        assert s.get("ns:bad") is None
+        assert s.get("ns:good") == b"v"
+        s._write(s._object_name("ns:bad"), b"v", {EXPIRES_META: bad})
+        assert s.purge_expired("ns") == 1
+        assert list(s._names(prefix + "/")) == [prefix + "/ns:good"]
+        s.clear("ns")
+
     def test_purge_expired(self, make_store, prefix) -> None:
         clock = [1_000_000.0]
         s: BlobStore = make_store(prefix=prefix, clock=lambda: clock[0])
