@@ -156,6 +156,47 @@ def test_a_broken_verifier_fails_closed(filled, answer) -> None:
     assert c.lookup(**_req(PARA)) is not None
 
 
+class OwnTwinsVerifier(Verifier):
+    """A verifier that does I/O overrides ``averify`` (docs/verifier.md), and may
+    override ``verify`` too: its answers must be checked all the same."""
+
+    name = "own-twins"
+    floor = 0.3
+
+    def __init__(self, answer) -> None:
+        self.answer = answer
+
+    def _score(self, query, prompts, similarities):
+        raise AssertionError("not called: both twins are overridden")
+
+    def verify(self, query, prompts, similarities):
+        return self.answer
+
+    async def averify(self, query, prompts, similarities):
+        return self.answer
+
+
+@pytest.mark.parametrize("path", ["sync", "async"])
+@pytest.mark.parametrize("answer", [
+    np.array([0.9]),                 # one score for two prompts
+    np.array([0.9, 0.9, 0.9]),       # three
+    [0.9, float("nan")],             # a list, and not a probability
+    [1.5, 0.9],
+    None,
+])
+def test_an_overridden_twin_is_checked_and_fails_closed(filled, answer, path) -> None:
+    # unchecked, a short answer served on the scores it had, a long one or a list
+    # crashed the lookup with a raw IndexError / TypeError, 1.5 served
+    c = filled(OwnTwinsVerifier(answer))
+    if path == "sync":
+        hit, meta = c.lookup_with_metadata(**_req(Q))
+    else:
+        hit, meta = asyncio.run(c.alookup_with_metadata(**_req(Q)))
+    assert hit is None and meta["decision"] == "verifier_failed"
+    s = c.stats()
+    assert s["errors"]["verifier"] == 1 and s["verifier_failed"] == 1
+
+
 def test_on_error_raise_surfaces_the_verifier_fault(filled) -> None:
     c = filled(BrokenVerifier(RuntimeError("boom")), on_error="raise")
     with pytest.raises(BackendError):
