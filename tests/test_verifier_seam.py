@@ -233,6 +233,22 @@ def test_config_errors_name_the_parameter(minilm) -> None:
         resolve_verifier(42)
 
 
+def test_verifier_threshold_never_changes_another_caches_verifier(filled) -> None:
+    # one verifier instance shared by two caches (a loaded model, an LLM client): the
+    # second cache's verifier_threshold used to be written onto the shared instance,
+    # so the first cache, built strict, served at the second's lax threshold
+    v = KeywordVerifier(banned="Word document to a PDF", threshold=0.5)
+    strict = filled(v, verifier_threshold=0.95)
+    lax = filled(v, verifier_threshold=0.05)
+    assert strict.verifier is not None and lax.verifier is not None
+    assert strict.verifier.threshold == 0.95 and lax.verifier.threshold == 0.05
+    assert v.threshold == 0.5  # the caller's instance is not rewritten
+    hit, meta = strict.lookup_with_metadata(**_req(Q))
+    assert hit is None and meta["verifier_threshold"] == 0.95
+    hit, meta = lax.lookup_with_metadata(**_req(Q))
+    assert hit is not None and meta["verifier_threshold"] == 0.05
+
+
 def test_rank_keeps_the_index_order_of_what_passes_and_the_near_miss() -> None:
     from semcache.indexes.base import Candidate
 
