@@ -197,6 +197,27 @@ def test_an_overridden_twin_is_checked_and_fails_closed(filled, answer, path) ->
     assert s["errors"]["verifier"] == 1 and s["verifier_failed"] == 1
 
 
+class AsyncIOVerifier(KeywordVerifier):
+    """The documented pattern for a verifier that does I/O: ``_score`` for the sync
+    path, ``averify`` overridden for real async I/O; here its async twin is broken."""
+
+    name = "async-io"
+
+    async def averify(self, query, prompts, similarities):
+        return np.array([0.9])  # one score for two candidates
+
+
+def test_the_async_twin_fails_closed_as_the_sync_one_does(filled) -> None:
+    # the sync path checked the answer and served the right candidate; the async one
+    # served the nearest (the reversal) on the one score it got
+    c = filled(AsyncIOVerifier(banned="Word document to a PDF"))
+    hit, _ = c.lookup_with_metadata(**_req(Q))
+    assert hit is not None and hit.value == {"a": "pdf-to-word"}
+    hit, meta = asyncio.run(c.alookup_with_metadata(**_req(Q)))
+    assert hit is None and meta["decision"] == "verifier_failed"
+    assert c.stats()["errors"]["verifier"] == 1
+
+
 def test_on_error_raise_surfaces_the_verifier_fault(filled) -> None:
     c = filled(BrokenVerifier(RuntimeError("boom")), on_error="raise")
     with pytest.raises(BackendError):
