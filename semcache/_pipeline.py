@@ -354,7 +354,7 @@ class Pipeline:
             return cands, None
         v = self.verifier
         assert v is not None
-        scores = yield Op(v.verify, v.averify, (query, [c.prompt for c in above],
+        scores = yield Op(v.checked, v.achecked, (query, [c.prompt for c in above],
                                                 [c.similarity for c in above]),
                           None, "verify", "verifier")
         passed, req.verdicts = rank(above, scores, v.threshold)

@@ -156,6 +156,68 @@ def test_a_broken_verifier_fails_closed(filled, answer) -> None:
     assert c.lookup(**_req(PARA)) is not None
 
 
+class OwnTwinsVerifier(Verifier):
+    """A verifier that does I/O overrides ``averify`` (docs/verifier.md), and may
+    override ``verify`` too: its answers must be checked all the same."""
+
+    name = "own-twins"
+    floor = 0.3
+
+    def __init__(self, answer) -> None:
+        self.answer = answer
+
+    def _score(self, query, prompts, similarities):
+        raise AssertionError("not called: both twins are overridden")
+
+    def verify(self, query, prompts, similarities):
+        return self.answer
+
+    async def averify(self, query, prompts, similarities):
+        return self.answer
+
+
+@pytest.mark.parametrize("path", ["sync", "async"])
+@pytest.mark.parametrize("answer", [
+    np.array([0.9]),                 # one score for two prompts
+    np.array([0.9, 0.9, 0.9]),       # three
+    [0.9, float("nan")],             # a list, and not a probability
+    [1.5, 0.9],
+    None,
+])
+def test_an_overridden_twin_is_checked_and_fails_closed(filled, answer, path) -> None:
+    # unchecked, a short answer served on the scores it had, a long one or a list
+    # crashed the lookup with a raw IndexError / TypeError, 1.5 served
+    c = filled(OwnTwinsVerifier(answer))
+    if path == "sync":
+        hit, meta = c.lookup_with_metadata(**_req(Q))
+    else:
+        hit, meta = asyncio.run(c.alookup_with_metadata(**_req(Q)))
+    assert hit is None and meta["decision"] == "verifier_failed"
+    s = c.stats()
+    assert s["errors"]["verifier"] == 1 and s["verifier_failed"] == 1
+
+
+class AsyncIOVerifier(KeywordVerifier):
+    """The documented pattern for a verifier that does I/O: ``_score`` for the sync
+    path, ``averify`` overridden for real async I/O; here its async twin is broken."""
+
+    name = "async-io"
+
+    async def averify(self, query, prompts, similarities):
+        return np.array([0.9])  # one score for two candidates
+
+
+def test_the_async_twin_fails_closed_as_the_sync_one_does(filled) -> None:
+    # the sync path checked the answer and served the right candidate; the async one
+    # served the nearest (the reversal) on the one score it got
+    c = filled(AsyncIOVerifier(banned="Word document to a PDF"))
+    hit, _ = c.lookup_with_metadata(**_req(Q))
+    assert hit is not None and hit.value == {"a": "pdf-to-word"}
+    hit, meta = asyncio.run(c.alookup_with_metadata(**_req(Q)))
+    assert hit is None and meta["decision"] == "verifier_failed"
+    assert c.stats()["errors"]["verifier"] == 1
+
+
 def test_on_error_raise_surfaces_the_verifier_fault(filled) -> None:
     c = filled(BrokenVerifier(RuntimeError("boom")), on_error="raise")
     with pytest.raises(BackendError):
@@ -190,6 +252,22 @@ def test_config_errors_name_the_parameter(minilm) -> None:
         Cache(type="faiss-semantic", embedder=minilm, verifier=None, verifier_threshold=0.5)
     with pytest.raises(ConfigError, match="Verifier"):
         resolve_verifier(42)
+
+
+def test_verifier_threshold_never_changes_another_caches_verifier(filled) -> None:
+    # one verifier instance shared by two caches (a loaded model, an LLM client): the
+    # second cache's verifier_threshold used to be written onto the shared instance,
+    # so the first cache, built strict, served at the second's lax threshold
+    v = KeywordVerifier(banned="Word document to a PDF", threshold=0.5)
+    strict = filled(v, verifier_threshold=0.95)
+    lax = filled(v, verifier_threshold=0.05)
+    assert strict.verifier is not None and lax.verifier is not None
+    assert strict.verifier.threshold == 0.95 and lax.verifier.threshold == 0.05
+    assert v.threshold == 0.5  # the caller's instance is not rewritten
+    hit, meta = strict.lookup_with_metadata(**_req(Q))
+    assert hit is None and meta["verifier_threshold"] == 0.95
+    hit, meta = lax.lookup_with_metadata(**_req(Q))
+    assert hit is not None and meta["verifier_threshold"] == 0.05
 
 
 def test_rank_keeps_the_index_order_of_what_passes_and_the_near_miss() -> None:

@@ -99,6 +99,47 @@ def test_a_model_fitted_on_other_features_is_refused(tmp_path) -> None:
         StructuralVerifier(tmp_path / "junk.json")
 
 
+def _nan_rows(rows: list) -> None:
+    for row in rows:
+        row[:] = [float("nan")] * len(row)
+
+
+# each of these loaded (or raised a bare KeyError / TypeError / ValueError), then scored
+# every lookup wrongly, failed it, or looped for ever (depth 10**12)
+BROKEN_FILES = {
+    "no model": lambda d: d.pop("model"),
+    "no threshold": lambda d: d.pop("threshold"),
+    "no floor": lambda d: d.pop("floor"),
+    "floor not a number": lambda d: d.__setitem__("floor", "x"),
+    "floor NaN": lambda d: d.__setitem__("floor", float("nan")),
+    "threshold NaN": lambda d: d.__setitem__("threshold", float("nan")),
+    "features not a list": lambda d: d.__setitem__("features", 5),
+    "tree thresholds NaN": lambda d: _nan_rows(d["model"]["threshold"]),
+    "leaf values NaN": lambda d: _nan_rows(d["model"]["value"]),
+    "baseline NaN": lambda d: d["model"].__setitem__("baseline", float("nan")),
+    "depth 0": lambda d: d["model"].__setitem__("depth", 0),
+    "depth negative": lambda d: d["model"].__setitem__("depth", -3),
+    "depth huge": lambda d: d["model"].__setitem__("depth", 10**12),
+    "more features than the verifier computes": lambda d: (
+        d["model"].__setitem__("n_features", 200),
+        d["model"]["feature"][0].__setitem__(0, 150)),
+    "a fractional feature index": lambda d: d["model"]["feature"][0].__setitem__(0, 1.5),
+    "a fractional child index": lambda d: d["model"]["left"][0].__setitem__(0, 1.5),
+}
+
+
+@pytest.mark.parametrize("name", list(BROKEN_FILES))
+def test_a_broken_model_file_is_a_config_error_at_load(tmp_path, name) -> None:
+    doc = json.loads(MODEL.read_text())
+    BROKEN_FILES[name](doc)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(doc))
+    with pytest.raises(ConfigError) as info:
+        StructuralVerifier(bad)
+    assert info.value.parameter == "verifier"
+    assert str(bad) in str(info.value)
+
+
 def test_a_model_path_and_threshold_are_honoured(tmp_path) -> None:
     copy = tmp_path / "m.json"
     copy.write_text(MODEL.read_text())

@@ -6,6 +6,7 @@ imported classes, one table (see STYLE.md); an instance passes through.
 
 from __future__ import annotations
 
+import copy
 import os
 from typing import Any
 
@@ -37,6 +38,10 @@ def resolve_verifier(spec: Any, threshold: float | None = None) -> Verifier | No
         return None
     if isinstance(spec, Verifier):
         if threshold is not None:
+            # a copy: the caller's instance may serve other caches (one loaded model,
+            # one client), and their thresholds are theirs. It shares the model, the
+            # clients and an LLM verifier's answers (shallow).
+            spec = copy.copy(spec)
             spec.threshold = check_probability(threshold, "verifier_threshold")
         return spec
     if isinstance(spec, (str, os.PathLike)):

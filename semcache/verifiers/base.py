@@ -67,6 +67,21 @@ class Verifier(ABC):
         # cost more than it saves. Verifiers that do I/O or heavy inference override this.
         return self.verify(query, prompts, similarities)
 
+    # -- what the cache calls: the answer checked whatever twin a subclass overrode ----
+    def checked(self, query: str, prompts: Sequence[str],
+                similarities: Sequence[float]) -> np.ndarray:
+        """``verify``, its answer checked (one probability per prompt) even where a
+        subclass overrode ``verify`` itself."""
+        return self._checked(self.verify(query, prompts, similarities), len(prompts))
+
+    async def achecked(self, query: str, prompts: Sequence[str],
+                       similarities: Sequence[float]) -> np.ndarray:
+        """``averify``, checked: a verifier that does I/O overrides ``averify`` (and
+        its answer reached the ranking unchecked: a short one served on the scores it
+        had, a list crashed the lookup)."""
+        return self._checked(await self.averify(query, prompts, similarities),
+                             len(prompts))
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(threshold={self.threshold}, floor={self.floor})"
 

@@ -94,6 +94,17 @@ class CrossEncoderVerifier(Verifier):
             default_threshold = float(doc["threshold"])
         except (KeyError, TypeError, ValueError) as exc:
             raise _missing(folder, f"{MODEL_DOC} lacks a field: {exc}") from exc
+        # a NaN or empty head scores NaN (or fails the product) on every lookup, a floor
+        # or threshold outside [0, 1] serves all or nothing: refused here, once
+        if not (self._w.size and np.isfinite(self._w).all()
+                and np.isfinite([self._b, self._wc]).all()):
+            raise _missing(folder, f"{MODEL_DOC}: the head's weights are empty or not "
+                                   "finite")
+        for field, v in (("floor", self.floor), ("threshold", default_threshold)):
+            if not 0.0 <= v <= 1.0:
+                raise _missing(folder, f"{MODEL_DOC}: {field} {v!r} is not in [0, 1]")
+        if self.max_length < 1:
+            raise _missing(folder, f"{MODEL_DOC}: max_length {self.max_length} < 1")
         for needed in ("model.onnx", "tokenizer.json"):
             if not (folder / needed).is_file():
                 raise _missing(folder, f"no {needed}")

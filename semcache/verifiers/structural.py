@@ -41,15 +41,32 @@ def _load(path: str | os.PathLike[str] | None) -> dict[str, Any]:
         except (OSError, ValueError) as exc:
             raise ConfigError(f"cannot read the verifier model {key or MODEL_FILE}: {exc}",
                               parameter="verifier") from exc
+        name = key or MODEL_FILE
         if not isinstance(doc, dict) or doc.get("kind") != "structural":
-            raise ConfigError(f"{key or MODEL_FILE} is not a structural verifier model",
+            raise ConfigError(f"{name} is not a structural verifier model",
                               parameter="verifier")
-        if tuple(doc.get("features", ())) != FEATURES:
+        features = doc.get("features")
+        if not isinstance(features, list) or tuple(features) != FEATURES:
             # the columns changed since the model was fitted: refuse rather than score
             # with every feature shifted
-            raise ConfigError(f"{key or MODEL_FILE} was fitted on other features; rerun "
+            raise ConfigError(f"{name} was fitted on other features; rerun "
                               "scripts/train_verifier.py", parameter="verifier")
-        doc["_ensemble"] = TreeEnsemble.from_json(doc["model"])
+        for field in ("threshold", "floor"):
+            v = doc.get(field)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) \
+                    or not 0.0 <= v <= 1.0:
+                raise ConfigError(f"{name}: {field} must be a probability in [0, 1], got "
+                                  f"{v!r}", parameter="verifier")
+        if not isinstance(doc.get("model"), dict):
+            raise ConfigError(f"{name} has no model", parameter="verifier")
+        try:
+            ensemble = TreeEnsemble.from_json(doc["model"])
+        except ConfigError as exc:
+            raise ConfigError(f"{name}: {exc}", parameter="verifier") from exc
+        if ensemble.n_features != len(FEATURES):
+            raise ConfigError(f"{name}: the trees read {ensemble.n_features} features, the "
+                              f"verifier computes {len(FEATURES)}", parameter="verifier")
+        doc["_ensemble"] = ensemble
         _MODELS[key] = doc
         return doc
 

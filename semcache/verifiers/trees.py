@@ -50,12 +50,15 @@ class TreeEnsemble:
         thr = np.full((n_trees, n_nodes), np.inf, np.float32)
         child = np.tile(np.arange(n_nodes, dtype=np.int64), (n_trees, 1))
         val = np.zeros((n_trees, n_nodes), np.float64)
+        deepest = 0
         for t in range(n_trees):
             new = {0: 0}
+            level = {0: 0}
             queue, free = deque([0]), 1
             while queue:
                 old = queue.popleft()
                 i = new[old]
+                deepest = max(deepest, level[old])
                 lo, hi = int(left[t, old]), int(right[t, old])
                 if lo == old:  # a leaf
                     val[t, i] = value[t, old]
@@ -64,11 +67,16 @@ class TreeEnsemble:
                     # a node reached twice: a cycle or a shared subtree, not a tree
                     raise ValueError(f"tree {t}: node {old} does not have two new children")
                 new[lo], new[hi] = free, free + 1
+                level[lo] = level[hi] = level[old] + 1
                 child[t, i] = free
                 feat[t, i] = feature[t, old]
                 thr[t, i] = _float32_at_most(float(threshold[t, old]))
                 queue += [lo, hi]
                 free += 2
+        if depth != deepest:
+            # evaluation takes ``depth`` steps: fewer stop on inner nodes (their value, 0,
+            # is summed as if a leaf's), a huge number loops for as long on every lookup
+            raise ValueError(f"depth {depth} but the deepest node is at {deepest}")
         offset = (np.arange(n_trees, dtype=np.int64) * n_nodes)[:, None]
         self._feature = feat.ravel()
         self._threshold = thr.ravel()
@@ -80,6 +88,9 @@ class TreeEnsemble:
         # features are float32, and every threshold is the largest float32 not above
         # scikit-learn's float64 one: ``x > thr32`` is exactly ``x > thr64``
         X = np.ascontiguousarray(X, np.float32)
+        if X.ndim != 2 or X.shape[1] != self.n_features:
+            # a flat index past a row's end reads the next sample's features
+            raise ValueError(f"{X.shape} features for an ensemble of {self.n_features}")
         n = X.shape[0]
         flat_x = X.ravel()
         feature, threshold, child = self._feature, self._threshold, self._child
@@ -121,12 +132,25 @@ class TreeEnsemble:
             if len(shape) != 2 or any(a.shape != shape for a in arrays.values()):
                 raise ValueError("tree arrays differ in shape")
             n_nodes, n_features = shape[1], int(d["n_features"])
+            for k in ("feature", "left", "right"):
+                if not np.issubdtype(arrays[k].dtype, np.integer):
+                    raise ValueError(f"{k} indices must be integers")
+            for k in ("threshold", "value"):
+                if not np.issubdtype(arrays[k].dtype, np.number):
+                    raise ValueError(f"{k} must be numbers")
+            # a NaN split sends every sample left, a NaN leaf or baseline makes every
+            # probability NaN: a broken file, refused here rather than on every lookup
+            if np.isnan(arrays["threshold"]).any():
+                raise ValueError("a split threshold is NaN")
+            baseline = float(d["baseline"])
+            if not (np.isfinite(arrays["value"]).all() and np.isfinite(baseline)):
+                raise ValueError("a leaf value or the baseline is not finite")
             for k in ("left", "right"):
                 if arrays[k].min() < 0 or arrays[k].max() >= n_nodes:
                     raise ValueError(f"{k} child out of range")
             if arrays["feature"].min() < 0 or arrays["feature"].max() >= n_features:
                 raise ValueError("feature index out of range")
-            return cls(baseline=float(d["baseline"]), depth=int(d["depth"]),
+            return cls(baseline=baseline, depth=int(d["depth"]),
                        n_features=n_features, **arrays)
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"not a valid tree ensemble: {exc}",
