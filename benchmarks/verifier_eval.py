@@ -59,7 +59,7 @@ OLD_DEFAULT = 0.93
 #: default point's must-not-hit budget ("budget", as scripts/train_verifier.py does), the
 #: same with none of its role moves allowed ("zero"), fitted on only ("fit"), or left
 #: out ("none": the verifier as it was before the set existed)
-ROLES = {"mode": "budget"}
+ROLES: dict[str, Any] = {"mode": "budget", "guard_fraction": 0.0}
 
 
 def _r(x: float) -> float | None:
@@ -103,6 +103,7 @@ def fit_seed(seed: int, qqp, paws, cos) -> tuple[Any, Any, dict[str, Any], Any, 
     doc = train(qs.tune, ps.tune, load_must_not_hit("tune"), cos, seed=seed,
                 roles_tune=load_role_swaps("tune") if mode != "none" else (),
                 guard_roles=mode in ("budget", "zero"),
+                guard_fraction=ROLES["guard_fraction"],
                 **({"none_of": ROLE_KINDS} if mode == "zero" else {}))
     ens = TreeEnsemble.from_json(doc["model"])
     points = {k: (doc[k]["floor"], doc[k]["threshold"]) for k in ("wide", "strict", "veto")}
@@ -406,11 +407,16 @@ def main(argv: list[str] | None = None) -> int:
                     help="the role-swap set's tune half: fitted on and counted in the "
                          "default point's must-not-hit budget (as shipped), the same with "
                          "no role move allowed, fitted on only, or left out")
+    ap.add_argument("--guard-fraction", type=float, default=0.0,
+                    help="keep this share of the prompt sets' tune groups out of the fit, "
+                         "for the default point's must-not-hit budget alone (0: shipped)")
     ap.add_argument("--limit", type=int, default=None,
                     help="with --cross-encoder: score at most this many pairs per part")
     args = ap.parse_args(argv)
     ROLES["mode"] = args.roles
-    roles_flag = "" if args.roles == "budget" else f" --roles {args.roles}"
+    ROLES["guard_fraction"] = args.guard_fraction
+    roles_flag = ("" if args.roles == "budget" else f" --roles {args.roles}") + \
+        (f" --guard-fraction {args.guard_fraction}" if args.guard_fraction else "")
     qqp, paws, texts = corpus(args.data)
     emb = get_embedder(None)
     cos = make_cosines(emb, texts, args.embedding_cache)

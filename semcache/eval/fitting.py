@@ -337,15 +337,19 @@ def train(qqp_tune: Any, paws_tune: Any, mnh_tune: Sequence[dict[str, Any]], cos
           *, seed: int = 0, n_rule_questions: int = 4000,
           weights: dict[str, float] | None = None,
           roles_tune: Sequence[dict[str, Any]] = (), guard_roles: bool = True,
-          **points: Any) -> dict[str, Any]:
+          guard_fraction: float = 0.0, **points: Any) -> dict[str, Any]:
     """Fit the structural verifier on tuning data only and choose its operating points
     (``operating_points``, which takes ``points``) on a held-out slice of it: the
-    returned model document never saw a test pair."""
+    returned model document never saw a test pair. ``guard_fraction`` > 0 keeps that
+    share of the prompt sets' tune groups out of the fit, for the must-not-hit budget
+    alone (0: the budget is checked on rows the model was fitted on)."""
     import sklearn
 
     weights = {**WEIGHTS, **(weights or {})}
-    fit, cal = tuning_data(qqp_tune, paws_tune, mnh_tune, cos, seed=seed,
-                           n_rule_questions=n_rule_questions, roles_tune=roles_tune)
+    mnh_fit, mnh_guard = _hold_groups(mnh_tune, guard_fraction, seed)
+    roles_fit, roles_guard = _hold_groups(roles_tune, guard_fraction, seed)
+    fit, cal = tuning_data(qqp_tune, paws_tune, mnh_fit, cos, seed=seed,
+                           n_rule_questions=n_rule_questions, roles_tune=roles_fit)
     X = pair_features(fit.queries, fit.candidates, fit.cosines)
     w = np.array([weights[s] for s in fit.source], np.float64)
     ens = fit_ensemble(X, fit.labels, w, seed=seed)
@@ -356,13 +360,26 @@ def train(qqp_tune: Any, paws_tune: Any, mnh_tune: Sequence[dict[str, Any]], cos
 
     return {
         "kind": "structural", "version": 3, "features": list(FEATURES),
-        **operating_points(score, cal, [*mnh_tune, *(roles_tune if guard_roles else ())],
+        **operating_points(score, cal, [*mnh_guard, *(roles_guard if guard_roles else ())],
                            cos, **points),
         "fitted": {"seed": seed, "sklearn": sklearn.__version__, "pairs": len(fit),
                    "by_source": {s: int((fit.source == s).sum()) for s in weights},
                    "weights": weights},
         "model": ens.to_json(),
     }
+
+
+def _hold_groups(rows: Sequence[dict[str, Any]], fraction: float, seed: int
+                 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """``(fit, guard)`` rows split by ``group``: ``fraction`` of the groups to the guard,
+    or every row to both when ``fraction`` is 0."""
+    rows = list(rows)
+    if fraction <= 0:
+        return rows, rows
+    groups = sorted({r["group"] for r in rows})
+    held = set(random.Random(seed + 2000).sample(groups, round(fraction * len(groups))))
+    return ([r for r in rows if r["group"] not in held],
+            [r for r in rows if r["group"] in held])
 
 
 def _strict_point(p: np.ndarray, y: np.ndarray, c: np.ndarray, target_precision: float
