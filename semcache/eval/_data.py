@@ -13,6 +13,7 @@ import gzip
 import io
 import json
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,9 +87,30 @@ class Conversation:
 
 
 def _open_text(path: Path) -> io.TextIOBase:
+    # utf-8-sig: a byte order mark (as Windows tools write) is not part of the first line
     if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
-    return open(path, encoding="utf-8", newline="")
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig")
+    return open(path, encoding="utf-8-sig", newline="")
+
+
+@contextmanager
+def _reading(path: str | Path) -> Iterator[None]:
+    """Turn a file that cannot be read as text (missing, a folder, not UTF-8, a cut or
+    fake gzip, broken JSON, an oversized CSV field) into an error naming the file."""
+    try:
+        yield
+    except UnicodeDecodeError as exc:
+        raise InvalidRequestError(f"{path}: not UTF-8 text ({exc.reason})") from None
+    except json.JSONDecodeError as exc:
+        raise InvalidRequestError(f"{path}: not JSON: {exc}") from None
+    except (OSError, EOFError, csv.Error) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise InvalidRequestError(f"{path}: cannot read: {reason}") from None
+
+
+def _check_limit(limit: int | None) -> None:
+    if limit is not None and limit < 1:
+        raise InvalidRequestError(f"limit must be at least 1, got {limit}")
 
 
 def _strip_gz(path: Path) -> str:
@@ -105,7 +127,7 @@ def detect_format(path: str | Path) -> str:
              ".tsv": "tsv", ".txt": "tsv"}
     if ext in known and ext != ".txt":
         return known[ext]
-    with _open_text(path) as fh:
+    with _reading(path), _open_text(path) as fh:
         first = fh.readline()
     s = first.lstrip()
     if s.startswith("{"):
@@ -188,7 +210,14 @@ def _looks_like_headerless_paws(row: list[str]) -> bool:
 def load_pairs(path: str | Path, *, fmt: str | None = None,
                columns: Sequence[str] | None = None, limit: int | None = None) -> Pairs:
     """Labeled pairs from a file (JSONL/JSON/CSV/TSV, optionally gzipped)."""
+    _check_limit(limit)
     path = Path(path)
+    with _reading(path):
+        return _load_pairs(path, fmt, columns, limit)
+
+
+def _load_pairs(path: Path, fmt: str | None, columns: Sequence[str] | None,
+                limit: int | None) -> Pairs:
     fmt = fmt or detect_format(path)
     if fmt not in ("jsonl", "json", "csv", "tsv"):
         raise InvalidRequestError(f"unknown format {fmt!r}: jsonl, json, csv or tsv")
@@ -230,8 +259,9 @@ def _is_paraphrase_list(path: Path) -> bool:
 def load_paraphrases(path: str | Path, *, limit: int | None = None) -> Pairs:
     """GPTCache's ``mock_data.json`` layout (``[{"origin", "similar"}]``): every pair is a
     positive."""
+    _check_limit(limit)
     path = Path(path)
-    with _open_text(path) as fh:
+    with _reading(path), _open_text(path) as fh:
         data = json.load(fh)
     if not isinstance(data, list) or not all(
             isinstance(r, dict) and isinstance(r.get("origin"), str)
@@ -253,7 +283,7 @@ def load_conversations(paths: str | Path | Sequence[str | Path]) -> list[Convers
         paths = [paths]
     out: list[Conversation] = []
     for p in paths:
-        with _open_text(Path(p)) as fh:
+        with _reading(p), _open_text(Path(p)) as fh:
             data = json.load(fh)
         if not isinstance(data, list):
             raise InvalidRequestError(f"{p}: expected a JSON list of conversations")
