@@ -69,6 +69,8 @@ class Pairs:
 
     def sample(self, n: int, seed: int = 0) -> Pairs:
         """``n`` pairs drawn without replacement (all of them if ``n >= len``)."""
+        if n < 1:
+            raise InvalidRequestError(f"a sample needs at least 1 pair, got {n}")
         if n >= len(self):
             return self
         idx = np.sort(np.random.default_rng(seed).choice(len(self), n, replace=False))

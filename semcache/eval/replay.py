@@ -95,7 +95,11 @@ class Prices:
 def load_price_table(path: str | os.PathLike[str], model: str) -> Prices:
     """Prices of ``model`` from a JSON table ``{model: {"input_per_1k": .., "output_per_1k":
     ..}}`` (``input``/``output`` accepted as shorter names)."""
-    table = json.loads(Path(path).read_text())
+    try:
+        table = json.loads(Path(path).read_text(encoding="utf-8-sig"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise InvalidRequestError(f"{path}: cannot read the price table: {reason}") from None
     if not isinstance(table, dict) or model not in table:
         known = sorted(table) if isinstance(table, dict) else []
         raise InvalidRequestError(f"{path}: no prices for model {model!r}; has {known}")
