@@ -204,6 +204,10 @@ def _emit(report: Any, args: argparse.Namespace) -> None:
 def _run_pairs(args: argparse.Namespace) -> int:
     from .pairs import evaluate_pairs
 
+    if not 0 < args.target_precision <= 1:  # NaN too; before minutes of embedding
+        raise InvalidRequestError(
+            f"--target-precision: target precision must be in (0, 1], got "
+            f"{args.target_precision}")
     pairs = _load(args)
     report = evaluate_pairs(pairs, args.model, target_precision=args.target_precision,
                             batch_size=args.batch_size, cache_dir=args.embedding_cache,

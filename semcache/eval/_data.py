@@ -110,6 +110,17 @@ def _reading(path: str | Path) -> Iterator[None]:
         raise InvalidRequestError(f"{path}: cannot read: {reason}") from None
 
 
+def _check_unicode(where: str, *texts: str) -> None:
+    """JSON can spell a lone surrogate (``"\\ud800"``), which no encoder or tokenizer
+    takes: name the record instead of failing in the embedding."""
+    for text in texts:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidRequestError(f"{where}: {text!r} is not valid Unicode text "
+                                      "(a lone surrogate)") from None
+
+
 def _check_limit(limit: int | None) -> None:
     if limit is not None and limit < 1:
         raise InvalidRequestError(f"limit must be at least 1, got {limit}")
@@ -241,6 +252,7 @@ def _load_pairs(path: Path, fmt: str | None, columns: Sequence[str] | None,
             raise InvalidRequestError(f"{where}: missing field {exc.args[0]!r}") from None
         if not isinstance(query, str) or not isinstance(cand, str):
             raise InvalidRequestError(f"{where}: {q!r} and {c!r} must be strings")
+        _check_unicode(where, query, cand)
         queries.append(query)
         candidates.append(cand)
         labels.append(_label(label, where))
@@ -270,6 +282,10 @@ def load_paraphrases(path: str | Path, *, limit: int | None = None) -> Pairs:
             and isinstance(r.get("similar"), str) for r in data):
         raise InvalidRequestError(f"{path}: expected a JSON list of {{origin, similar}}")
     data = data[:limit] if limit is not None else data
+    for n, r in enumerate(data):
+        _check_unicode(f"{path}[{n}]", r["similar"], r["origin"])
+    if not data:
+        raise InvalidRequestError(f"{path}: no pairs")
     return Pairs([r["similar"] for r in data], [r["origin"] for r in data],
                  np.ones(len(data), dtype=np.int8), str(path))
 
@@ -293,5 +309,8 @@ def load_conversations(paths: str | Path | Sequence[str | Path]) -> list[Convers
             if not isinstance(row, dict) or not all(isinstance(row.get(k), str)
                                                     for k in _CONV_KEYS):
                 raise InvalidRequestError(f"{p}[{n}]: needs string fields {list(_CONV_KEYS)}")
+            _check_unicode(f"{p}[{n}]", *(row[k] for k in _CONV_KEYS))
             out.append(Conversation(*(row[k] for k in _CONV_KEYS)))
+    if not out:
+        raise InvalidRequestError(f"no conversations in {', '.join(map(str, paths))}")
     return out

@@ -393,3 +393,15 @@ def test_an_unwritable_report_path_is_an_error_not_a_traceback(tmp_path, capsys,
     for option, path in (("--json", tmp_path), ("--out", tmp_path / "file")):
         assert main(["eval", "pairs", str(p), "-q", option, str(path)]) == 2
         assert str(path) in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("target", ["0", "1.5", "nan"])
+def test_a_bad_target_precision_fails_before_the_embedding(tmp_path, capsys, monkeypatch,
+                                                          target):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    p = tmp_path / "p.jsonl"
+    p.write_text('{"query": "a", "candidate": "b", "label": 1}\n')
+    # a model that does not exist: reaching the embedding would fail differently
+    assert main(["eval", "pairs", str(p), "-q", "--model", "openai/none",
+                 "--target-precision", target]) == 2
+    assert "target precision" in capsys.readouterr().err

@@ -153,3 +153,25 @@ def test_a_limit_below_one_is_an_error_not_one_pair(tmp_path, limit):
         load_pairs(p, limit=limit)
     with pytest.raises(InvalidRequestError, match="limit"):
         load_pairs(DATA / "gptcache_mock_sample.json", limit=limit)
+
+
+def test_no_conversations_is_an_error_not_a_zero_false_hit_rate(tmp_path):
+    """An empty list reported '0 false hits, 0.0%' for each mode: a figure from nothing."""
+    p = tmp_path / "none.json"
+    p.write_text("[]")
+    with pytest.raises(InvalidRequestError, match="no conversations"):
+        load_conversations(p)
+
+
+def test_a_lone_surrogate_is_an_error_naming_the_line(tmp_path):
+    """JSON may spell a lone surrogate ("\\ud800"), which no encoder can take: the
+    embedding failed with the tokenizer's 'TextEncodeInput must be Union[...]'."""
+    p = tmp_path / "s.jsonl"
+    p.write_text(_ROW + '{"query": "a\\ud800", "candidate": "b", "label": 1}\n')
+    with pytest.raises(InvalidRequestError, match=r"s.jsonl:2: .*not valid Unicode"):
+        load_pairs(p)
+    c = tmp_path / "c.json"
+    c.write_text(json.dumps([{"Main Query": "q\ud800", "Main Query Response": "r",
+                              "Follow-Up Query": "f", "Follow Up Query Response": "g"}]))
+    with pytest.raises(InvalidRequestError, match=r"c.json\[0\]: .*not valid Unicode"):
+        load_conversations(c)
