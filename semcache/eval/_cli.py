@@ -3,14 +3,46 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from .._errors import InvalidRequestError
 
 __all__ = ["add_parser", "parse_params", "parse_thresholds"]
+
+#: the most thresholds a --thresholds spec may make (each one is a replay)
+MAX_THRESHOLDS = 10_001
+
+
+def _positive(text: str) -> int:
+    """An argparse type: an integer of at least 1 (0 pairs, 0 seeds, a batch of 0 mean
+    nothing, and --limit 0 used to read one pair, --sample 0 all of them)."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
+    return n
+
+
+def _user_errors(func: Callable[[argparse.Namespace], int]
+                 ) -> Callable[[argparse.Namespace], int]:
+    """A report or plot path that cannot be written (a folder, a file where a folder is
+    wanted, no permission) is the user's to fix: a message, not a traceback."""
+    @functools.wraps(func)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return func(args)
+        except OSError as exc:
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise InvalidRequestError(f"{where}{exc.strerror or exc}") from None
+    return run
 
 
 def add_parser(subparsers: Any) -> None:
@@ -32,8 +64,8 @@ def add_parser(subparsers: Any) -> None:
         p.add_argument("--query-col")
         p.add_argument("--candidate-col")
         p.add_argument("--label-col")
-        p.add_argument("--limit", type=int, help="read only the first N pairs")
-        p.add_argument("--sample", type=int, help="use N pairs drawn at random")
+        p.add_argument("--limit", type=_positive, help="read only the first N pairs")
+        p.add_argument("--sample", type=_positive, help="use N pairs drawn at random")
         p.add_argument("--seed", type=int, default=0, help="seed of --sample")
         p.add_argument("--part", choices=("all", "tune", "test"), default="all",
                        help="split the pairs by question group (connected components: "
@@ -61,10 +93,10 @@ def add_parser(subparsers: Any) -> None:
     common(p)
     p.add_argument("--target-precision", type=float, default=0.95)
     p.add_argument("--out", metavar="DIR", help="write report.json and PNG plots here")
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--batch-size", type=_positive, default=256)
     p.add_argument("--embedding-cache", metavar="DIR",
                    help="keep embeddings as .npy here and reuse them on the next run")
-    p.set_defaults(func=_run_pairs)
+    p.set_defaults(func=_user_errors(_run_pairs))
 
     p = sub.add_parser("replay", help="stream labeled pairs through a real Cache")
     data(p)
@@ -88,7 +120,7 @@ def add_parser(subparsers: Any) -> None:
                    help="targets of the verified policy, e.g. 0.01 0.02 0.05")
     g.add_argument("--thresholds", default="0.5:0.99:0.01", metavar="LO:HI:STEP|A,B,..",
                    help="static thresholds to sweep (default 0.5:0.99:0.01)")
-    g.add_argument("--seeds", type=int, default=1,
+    g.add_argument("--seeds", type=_positive, default=1,
                    help="splits and stream shuffles (default 1; report 3 or more)")
     g.add_argument("--test-fraction", type=float, default=0.5,
                    help="share of the pairs in the test part (default 0.5)")
@@ -116,7 +148,7 @@ def add_parser(subparsers: Any) -> None:
                    help="a VerifiedPolicy option (repeatable), e.g. confidence=0.95, "
                         "per=hit, audit_rate=0.03")
     g.add_argument("--out", metavar="DIR", help="write report.json and policies.png here")
-    p.set_defaults(func=_run_replay)
+    p.set_defaults(func=_user_errors(_run_replay))
 
     p = sub.add_parser("multiturn",
                        help="false hits of follow-ups across conversations, with the "
@@ -124,7 +156,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("paths", nargs="+", help="conversation JSON files")
     common(p)
     cache(p)
-    p.set_defaults(func=_run_multiturn)
+    p.set_defaults(func=_user_errors(_run_multiturn))
 
 
 def parse_params(items: list[str]) -> dict[str, Any]:
@@ -155,8 +187,9 @@ def _load(args: argparse.Namespace):
                        limit=args.limit)
     pairs = pairs.sample(args.sample, args.seed) if args.sample else pairs
     if getattr(args, "part", "all") != "all":
-        from .split import group_split
+        from .split import check_splittable, group_split
 
+        check_splittable(pairs)
         pairs = getattr(group_split(pairs, seed=args.split_seed), args.part)
     return pairs
 
@@ -171,6 +204,10 @@ def _emit(report: Any, args: argparse.Namespace) -> None:
 def _run_pairs(args: argparse.Namespace) -> int:
     from .pairs import evaluate_pairs
 
+    if not 0 < args.target_precision <= 1:  # NaN too; before minutes of embedding
+        raise InvalidRequestError(
+            f"--target-precision: target precision must be in (0, 1], got "
+            f"{args.target_precision}")
     pairs = _load(args)
     report = evaluate_pairs(pairs, args.model, target_precision=args.target_precision,
                             batch_size=args.batch_size, cache_dir=args.embedding_cache,
@@ -225,9 +262,16 @@ def parse_thresholds(spec: str) -> tuple[float, ...]:
     try:
         if ":" in spec:
             lo, hi, step = (float(x) for x in spec.split(":"))
-            if step <= 0 or hi < lo:
+            if not all(map(math.isfinite, (lo, hi, step))) or step <= 0 or hi < lo:
                 raise ValueError
-            out = tuple(round(lo + step * i, 6) for i in range(int((hi - lo) / step + 1e-9) + 1))
+            if not 0 <= lo <= hi <= 1:
+                raise InvalidRequestError(f"--thresholds must lie in [0, 1]; got {spec!r}")
+            n = int((hi - lo) / step + 1e-9) + 1
+            if n > MAX_THRESHOLDS:  # a step of 1e-300 asked for 1e300 of them (a hang)
+                raise InvalidRequestError(
+                    f"--thresholds {spec!r} makes {n:.3g} thresholds; at most "
+                    f"{MAX_THRESHOLDS} (a STEP of at least {1 / (MAX_THRESHOLDS - 1):g})")
+            out = tuple(round(lo + step * i, 6) for i in range(n))
         else:
             out = tuple(float(x) for x in spec.split(",") if x.strip())
     except ValueError:
@@ -260,6 +304,10 @@ def _run_policy_replay(args: argparse.Namespace) -> int:
 
         resolve_verifier(args.verifier)  # an unknown name fails before the embedding
     pairs = _load(args)
+    if not args.in_sample:
+        from .split import check_splittable
+
+        check_splittable(pairs)
     if args.in_sample:
         texts = pairs.queries + pairs.candidates + [q for p in order_sensitive_pairs()
                                                     for q in p]
@@ -316,10 +364,11 @@ def _run_replay(args: argparse.Namespace) -> int:
     if args.target_error_rate:
         return _run_policy_replay(args)
     pairs = _load(args)
+    prices = _prices(args)  # a bad price table fails before the embedding
     cache = make_cache_factory(args, pairs.queries + pairs.candidates)()
     try:
         cache.flush()  # this replay's namespace only
-        report = replay_pairs(cache, pairs, model=args.llm_model, prices=_prices(args),
+        report = replay_pairs(cache, pairs, model=args.llm_model, prices=prices,
                               store_misses=args.store_misses, show_progress=_progress(args))
     finally:
         cache.close()

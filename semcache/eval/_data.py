@@ -13,6 +13,7 @@ import gzip
 import io
 import json
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,8 @@ class Pairs:
 
     def sample(self, n: int, seed: int = 0) -> Pairs:
         """``n`` pairs drawn without replacement (all of them if ``n >= len``)."""
+        if n < 1:
+            raise InvalidRequestError(f"a sample needs at least 1 pair, got {n}")
         if n >= len(self):
             return self
         idx = np.sort(np.random.default_rng(seed).choice(len(self), n, replace=False))
@@ -86,9 +89,41 @@ class Conversation:
 
 
 def _open_text(path: Path) -> io.TextIOBase:
+    # utf-8-sig: a byte order mark (as Windows tools write) is not part of the first line
     if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
-    return open(path, encoding="utf-8", newline="")
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig")
+    return open(path, encoding="utf-8-sig", newline="")
+
+
+@contextmanager
+def _reading(path: str | Path) -> Iterator[None]:
+    """Turn a file that cannot be read as text (missing, a folder, not UTF-8, a cut or
+    fake gzip, broken JSON, an oversized CSV field) into an error naming the file."""
+    try:
+        yield
+    except UnicodeDecodeError as exc:
+        raise InvalidRequestError(f"{path}: not UTF-8 text ({exc.reason})") from None
+    except json.JSONDecodeError as exc:
+        raise InvalidRequestError(f"{path}: not JSON: {exc}") from None
+    except (OSError, EOFError, csv.Error) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise InvalidRequestError(f"{path}: cannot read: {reason}") from None
+
+
+def _check_unicode(where: str, *texts: str) -> None:
+    """JSON can spell a lone surrogate (``"\\ud800"``), which no encoder or tokenizer
+    takes: name the record instead of failing in the embedding."""
+    for text in texts:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidRequestError(f"{where}: {text!r} is not valid Unicode text "
+                                      "(a lone surrogate)") from None
+
+
+def _check_limit(limit: int | None) -> None:
+    if limit is not None and limit < 1:
+        raise InvalidRequestError(f"limit must be at least 1, got {limit}")
 
 
 def _strip_gz(path: Path) -> str:
@@ -105,7 +140,7 @@ def detect_format(path: str | Path) -> str:
              ".tsv": "tsv", ".txt": "tsv"}
     if ext in known and ext != ".txt":
         return known[ext]
-    with _open_text(path) as fh:
+    with _reading(path), _open_text(path) as fh:
         first = fh.readline()
     s = first.lstrip()
     if s.startswith("{"):
@@ -188,7 +223,14 @@ def _looks_like_headerless_paws(row: list[str]) -> bool:
 def load_pairs(path: str | Path, *, fmt: str | None = None,
                columns: Sequence[str] | None = None, limit: int | None = None) -> Pairs:
     """Labeled pairs from a file (JSONL/JSON/CSV/TSV, optionally gzipped)."""
+    _check_limit(limit)
     path = Path(path)
+    with _reading(path):
+        return _load_pairs(path, fmt, columns, limit)
+
+
+def _load_pairs(path: Path, fmt: str | None, columns: Sequence[str] | None,
+                limit: int | None) -> Pairs:
     fmt = fmt or detect_format(path)
     if fmt not in ("jsonl", "json", "csv", "tsv"):
         raise InvalidRequestError(f"unknown format {fmt!r}: jsonl, json, csv or tsv")
@@ -210,6 +252,7 @@ def load_pairs(path: str | Path, *, fmt: str | None = None,
             raise InvalidRequestError(f"{where}: missing field {exc.args[0]!r}") from None
         if not isinstance(query, str) or not isinstance(cand, str):
             raise InvalidRequestError(f"{where}: {q!r} and {c!r} must be strings")
+        _check_unicode(where, query, cand)
         queries.append(query)
         candidates.append(cand)
         labels.append(_label(label, where))
@@ -230,14 +273,19 @@ def _is_paraphrase_list(path: Path) -> bool:
 def load_paraphrases(path: str | Path, *, limit: int | None = None) -> Pairs:
     """GPTCache's ``mock_data.json`` layout (``[{"origin", "similar"}]``): every pair is a
     positive."""
+    _check_limit(limit)
     path = Path(path)
-    with _open_text(path) as fh:
+    with _reading(path), _open_text(path) as fh:
         data = json.load(fh)
     if not isinstance(data, list) or not all(
             isinstance(r, dict) and isinstance(r.get("origin"), str)
             and isinstance(r.get("similar"), str) for r in data):
         raise InvalidRequestError(f"{path}: expected a JSON list of {{origin, similar}}")
     data = data[:limit] if limit is not None else data
+    for n, r in enumerate(data):
+        _check_unicode(f"{path}[{n}]", r["similar"], r["origin"])
+    if not data:
+        raise InvalidRequestError(f"{path}: no pairs")
     return Pairs([r["similar"] for r in data], [r["origin"] for r in data],
                  np.ones(len(data), dtype=np.int8), str(path))
 
@@ -253,7 +301,7 @@ def load_conversations(paths: str | Path | Sequence[str | Path]) -> list[Convers
         paths = [paths]
     out: list[Conversation] = []
     for p in paths:
-        with _open_text(Path(p)) as fh:
+        with _reading(p), _open_text(Path(p)) as fh:
             data = json.load(fh)
         if not isinstance(data, list):
             raise InvalidRequestError(f"{p}: expected a JSON list of conversations")
@@ -261,5 +309,8 @@ def load_conversations(paths: str | Path | Sequence[str | Path]) -> list[Convers
             if not isinstance(row, dict) or not all(isinstance(row.get(k), str)
                                                     for k in _CONV_KEYS):
                 raise InvalidRequestError(f"{p}[{n}]: needs string fields {list(_CONV_KEYS)}")
+            _check_unicode(f"{p}[{n}]", *(row[k] for k in _CONV_KEYS))
             out.append(Conversation(*(row[k] for k in _CONV_KEYS)))
+    if not out:
+        raise InvalidRequestError(f"no conversations in {', '.join(map(str, paths))}")
     return out

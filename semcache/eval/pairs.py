@@ -117,17 +117,22 @@ class PairsReport:
         t_best, f1 = self.best_f1
         target = d["threshold_for_target_precision"]
         dist = d["distribution"]
+        auc = "-" if d["roc_auc"] is None else d["roc_auc"]  # one class: no AUC
         lines = [(f"{d['source']}: {d['pairs']} pairs ({d['positives']} positive), model "
                  f"{d['model']}"),
-                 f"ROC AUC {d['roc_auc']}"]
+                 f"ROC AUC {auc}"]
         for name in ("positive", "negative"):
             if name in dist:
                 s = dist[name]
                 lines.append(f"{name:>8} similarity: median {s['p50']:.3f} "
                              f"(p5 {s['p5']:.3f}, p95 {s['p95']:.3f})")
         b = d["best_f1"]
+
+        def f3(x: float | None) -> str:  # None: nothing served, or no positives
+            return "-" if x is None else f"{x:.3f}"
+
         lines.append(f"best F1 {f1:.3f} at threshold {t_best:.3f} (precision "
-                     f"{b['precision']:.3f}, recall {b['recall']:.3f})")
+                     f"{f3(b['precision'])}, recall {f3(b['recall'])})")
         if target is None:
             lines.append(f"no threshold reaches precision {self.target_precision}")
         else:

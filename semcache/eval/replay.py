@@ -88,6 +88,13 @@ class Prices:
     input_per_1k: float = 0.0
     output_per_1k: float = 0.0
 
+    def __post_init__(self) -> None:
+        # NaN printed "$nan" saved and wrote NaN (not JSON) into the report
+        for name, value in (("input", self.input_per_1k), ("output", self.output_per_1k)):
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise InvalidRequestError(
+                    f"the {name} price per 1k tokens must be a number >= 0, got {value!r}")
+
     def cost(self, input_tokens: int, output_tokens: int) -> float:
         return input_tokens / 1000 * self.input_per_1k + output_tokens / 1000 * self.output_per_1k
 
@@ -95,7 +102,11 @@ class Prices:
 def load_price_table(path: str | os.PathLike[str], model: str) -> Prices:
     """Prices of ``model`` from a JSON table ``{model: {"input_per_1k": .., "output_per_1k":
     ..}}`` (``input``/``output`` accepted as shorter names)."""
-    table = json.loads(Path(path).read_text())
+    try:
+        table = json.loads(Path(path).read_text(encoding="utf-8-sig"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise InvalidRequestError(f"{path}: cannot read the price table: {reason}") from None
     if not isinstance(table, dict) or model not in table:
         known = sorted(table) if isinstance(table, dict) else []
         raise InvalidRequestError(f"{path}: no prices for model {model!r}; has {known}")

@@ -16,7 +16,7 @@ import numpy as np
 from .._errors import InvalidRequestError
 from ._data import Pairs
 
-__all__ = ["GroupSplit", "group_split", "pair_groups"]
+__all__ = ["GroupSplit", "check_splittable", "group_split", "pair_groups"]
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,17 @@ def pair_groups(pairs: Pairs) -> np.ndarray:
             parent[max(rx, ry)] = min(rx, ry)
     roots = np.fromiter((find(x) for x in a.tolist()), np.int64, len(pairs))
     return np.unique(roots, return_inverse=True)[1].astype(np.int64)
+
+
+def check_splittable(pairs: Pairs) -> None:
+    """Raise unless ``group_split`` can put pairs on both sides: pairs that all share
+    questions are one group, and one side of their split would be empty."""
+    if len(pairs) < 2:
+        raise InvalidRequestError("a split needs at least two pairs")
+    if not pair_groups(pairs).any():
+        raise InvalidRequestError(
+            f"cannot split {pairs.source or 'the pairs'}: all {len(pairs)} pairs form one "
+            "question group (they share questions), so the tune part would be empty")
 
 
 def _take(pairs: Pairs, idx: np.ndarray, part: str) -> Pairs:

@@ -38,7 +38,7 @@ from ..policies._stats import wilson_interval
 from ._data import Pairs
 from ._report import write_json
 from .replay import ReplayResult, replay_stream, running_error
-from .split import group_split
+from .split import check_splittable, group_split
 from .streams import TRUTHS, Stream, build_stream, groups_from_pairs, order_sensitive_pairs
 
 __all__ = ["SplitComparison", "StaticSweep", "compare_split", "stream_texts"]
@@ -306,6 +306,7 @@ def compare_split(
         raise InvalidRequestError("seeds must be at least 1")
     if truth not in TRUTHS:
         raise InvalidRequestError(f"truth must be one of {', '.join(TRUTHS)}; got {truth!r}")
+    check_splittable(pairs)
     out = SplitComparison(targets, tuple(thresholds), truth, options=dict(policy_options or {}))
     hard = order_sensitive_pairs() if hard_pairs else []
 

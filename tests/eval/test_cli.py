@@ -5,10 +5,12 @@ import subprocess
 import sys
 from importlib import resources
 
+import numpy as np
 import pytest
 
 from semcache import InvalidRequestError
 from semcache.cli import main
+from semcache.embedders.base import Embedder
 
 DATA = resources.files("semcache") / "data"
 
@@ -306,3 +308,100 @@ def test_threshold_specs():
     for bad in ("x", "0.5:0.4:0.1", "0.5:0.6:0", "1.2", ""):
         with pytest.raises(InvalidRequestError):
             parse_thresholds(bad)
+
+
+def test_threshold_specs_that_cannot_be_a_grid_are_errors_not_hangs():
+    from semcache.eval._cli import parse_thresholds
+
+    # infinite ends overflowed int(); a step of 1e-300 asked for 1e300 thresholds (hang)
+    for bad in ("0:inf:0.1", "-inf:1:0.1", "0:1:1e-300", "0.5:0.99:1e-9", "0:1:inf"):
+        with pytest.raises(InvalidRequestError, match="--thresholds"):
+            parse_thresholds(bad)
+
+
+@pytest.mark.parametrize("option", ["--limit", "--sample", "--batch-size"])
+@pytest.mark.parametrize("value", ["0", "-1"])
+def test_counts_below_one_are_usage_errors(tmp_path, capsys, option, value):
+    """--limit 0 used one pair and --sample 0 all of them (silently wrong figures);
+    --sample -1 and --batch-size 0 were tracebacks after the file was read."""
+    p = tmp_path / "p.jsonl"
+    p.write_text('{"query": "a", "candidate": "b", "label": 1}\n' * 3)
+    with pytest.raises(SystemExit) as info:
+        main(["eval", "pairs", str(p), "-q", option, value])
+    assert info.value.code == 2
+    assert option in capsys.readouterr().err
+
+
+def test_replay_counts_below_one_are_usage_errors(tmp_path, capsys):
+    p = tmp_path / "p.jsonl"
+    p.write_text('{"query": "a", "candidate": "b", "label": 1}\n' * 3)
+    with pytest.raises(SystemExit):
+        main(["eval", "replay", str(p), "-q", "--target-error-rate", "0.02", "--seeds", "0"])
+    assert "--seeds" in capsys.readouterr().err
+
+
+def test_an_empty_part_of_the_split_is_an_error(tmp_path, capsys):
+    """Pairs that all share questions are one group: the split puts them all on one side,
+    and --part tune used to evaluate zero pairs (a traceback in the summary)."""
+    p = tmp_path / "linked.jsonl"
+    p.write_text("".join(json.dumps({"query": a, "candidate": b, "label": 1}) + "\n"
+                         for a, b in (("a b", "a c"), ("a c", "a d"), ("A  D", "a e"))))
+    assert main(["eval", "pairs", str(p), "-q", "--part", "tune"]) == 2
+    err = capsys.readouterr().err
+    assert "tune part" in err and "one question group" in err
+
+
+def test_pairs_report_with_one_class_prints_dashes_not_a_traceback():
+    from semcache.eval import Pairs, evaluate_pairs
+
+    for labels in ([0, 0, 0], [1, 1, 1]):
+        pairs = Pairs(["a", "b", "c"], ["d", "e", "f"], np.asarray(labels, np.int8))
+        report = evaluate_pairs(pairs, _NoEmbedder(), similarities=np.array([0.9, 0.8, 0.7]))
+        text = report.summary()
+        assert "ROC AUC -" in text and "nan" not in text.lower()
+        d = report.to_dict()
+        assert d["roc_auc"] is None
+        json.dumps(d, allow_nan=False)  # strict JSON: no NaN figure in the report
+
+
+class _NoEmbedder(Embedder):
+    """Never asked: the similarities are given."""
+
+    model_id = "none"
+    dim = 2
+
+    def _embed(self, texts):
+        raise AssertionError("not called")
+
+
+def test_unwritable_report_paths_are_errors_not_tracebacks(tmp_path, capsys):
+    p = tmp_path / "p.jsonl"
+    p.write_text('{"query": "a", "candidate": "b", "label": 1}\n')
+    prices = tmp_path / "prices.json"
+    prices.write_text("{not json")
+    assert main(["eval", "replay", str(p), "-q", "--price-table", str(prices)]) == 2
+    assert "prices.json" in capsys.readouterr().err
+    assert main(["eval", "replay", str(p), "-q", "--price-table",
+                 str(tmp_path / "nope.json")]) == 2
+    assert "nope.json" in capsys.readouterr().err
+
+
+def test_an_unwritable_report_path_is_an_error_not_a_traceback(tmp_path, capsys, minilm):
+    p = tmp_path / "p.jsonl"
+    p.write_text('{"query": "a", "candidate": "b", "label": 1}\n')
+    (tmp_path / "file").write_text("")
+    for option, path in (("--json", tmp_path), ("--out", tmp_path / "file")):
+        assert main(["eval", "pairs", str(p), "-q", option, str(path)]) == 2
+        assert str(path) in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("target", ["0", "1.5", "nan"])
+def test_a_bad_target_precision_fails_before_the_embedding(tmp_path, capsys, monkeypatch,
+                                                          target):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    p = tmp_path / "p.jsonl"
+    p.write_text('{"query": "a", "candidate": "b", "label": 1}\n')
+    # a model that does not exist: reaching the embedding would fail differently
+    assert main(["eval", "pairs", str(p), "-q", "--model", "openai/none",
+                 "--target-precision", target]) == 2
+    assert "target precision" in capsys.readouterr().err

@@ -83,3 +83,95 @@ def test_conversations(tmp_path):
     p.write_text('[{"Main Query": "q"}]')
     with pytest.raises(InvalidRequestError, match="needs string fields"):
         load_conversations(p)
+
+
+_ROW = '{"query": "a", "candidate": "b", "label": 1}\n'
+
+
+def _unreadable_files(tmp_path):
+    """(path, what the message must say): files a user can hand the loaders that are not
+    labeled pairs at all."""
+    good = gzip.compress(_ROW.encode() * 200)
+    cases = {
+        "missing.jsonl": None,
+        "latin1.jsonl": '{"query": "caf\xe9", "candidate": "b", "label": 1}\n'.encode("latin-1"),
+        "cut.jsonl.gz": good[:len(good) // 2],
+        "plain.jsonl.gz": _ROW.encode(),
+        "broken.json": b'[{"query": "a", "candidate": ',
+        "latin1.csv": "query,candidate,label\ncaf\xe9,b,1\n".encode("latin-1"),
+        "huge.csv": b'query,candidate,label\n"' + b"x" * 200_000 + b'",b,1\n',
+    }
+    out = []
+    for name, data in cases.items():
+        p = tmp_path / name
+        if data is not None:
+            p.write_bytes(data)
+        out.append(p)
+    out.append(tmp_path)  # a directory
+    return out
+
+
+def test_unreadable_files_are_errors_naming_the_file(tmp_path):
+    for p in _unreadable_files(tmp_path):
+        with pytest.raises(InvalidRequestError) as info:
+            load_pairs(p, fmt="jsonl" if p.is_dir() else None)
+        assert p.name in str(info.value), (p, info.value)
+
+
+def test_unreadable_conversation_files_are_errors_naming_the_file(tmp_path):
+    for name, data in (("broken.json", b'[{"Main Query": '), ("latin1.json", b'["\xe9"]')):
+        (tmp_path / name).write_bytes(data)
+    for p in (tmp_path / "broken.json", tmp_path / "latin1.json", tmp_path / "nope.json",
+              tmp_path):
+        with pytest.raises(InvalidRequestError) as info:
+            load_conversations(p)
+        assert p.name in str(info.value), (p, info.value)
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_line(tmp_path):
+    """Windows tools write UTF-8 with a BOM; the first record must still be read."""
+    for name, text in (("bom.jsonl", _ROW * 2), ("bom.json", f"[{_ROW.strip()}]"),
+                       ("bom.tsv", "query\tcandidate\tlabel\na\tb\t1\n")):
+        p = tmp_path / name
+        p.write_text(text, encoding="utf-8-sig")
+        assert load_pairs(p).queries[0] == "a", name
+    p = tmp_path / "noext"
+    p.write_text(_ROW, encoding="utf-8-sig")
+    assert detect_format(p) == "jsonl"
+    c = tmp_path / "conv.json"
+    c.write_text(json.dumps([{"Main Query": "q", "Main Query Response": "r",
+                              "Follow-Up Query": "f", "Follow Up Query Response": "g"}]),
+                 encoding="utf-8-sig")
+    assert load_conversations(c)[0].query == "q"
+
+
+@pytest.mark.parametrize("limit", [0, -1])
+def test_a_limit_below_one_is_an_error_not_one_pair(tmp_path, limit):
+    p = tmp_path / "pairs.jsonl"
+    p.write_text(_ROW * 5)
+    with pytest.raises(InvalidRequestError, match="limit"):
+        load_pairs(p, limit=limit)
+    with pytest.raises(InvalidRequestError, match="limit"):
+        load_pairs(DATA / "gptcache_mock_sample.json", limit=limit)
+
+
+def test_no_conversations_is_an_error_not_a_zero_false_hit_rate(tmp_path):
+    """An empty list reported '0 false hits, 0.0%' for each mode: a figure from nothing."""
+    p = tmp_path / "none.json"
+    p.write_text("[]")
+    with pytest.raises(InvalidRequestError, match="no conversations"):
+        load_conversations(p)
+
+
+def test_a_lone_surrogate_is_an_error_naming_the_line(tmp_path):
+    """JSON may spell a lone surrogate ("\\ud800"), which no encoder can take: the
+    embedding failed with the tokenizer's 'TextEncodeInput must be Union[...]'."""
+    p = tmp_path / "s.jsonl"
+    p.write_text(_ROW + '{"query": "a\\ud800", "candidate": "b", "label": 1}\n')
+    with pytest.raises(InvalidRequestError, match=r"s.jsonl:2: .*not valid Unicode"):
+        load_pairs(p)
+    c = tmp_path / "c.json"
+    c.write_text(json.dumps([{"Main Query": "q\ud800", "Main Query Response": "r",
+                              "Follow-Up Query": "f", "Follow Up Query Response": "g"}]))
+    with pytest.raises(InvalidRequestError, match=r"c.json\[0\]: .*not valid Unicode"):
+        load_conversations(c)

@@ -123,3 +123,23 @@ def test_an_identical_request_is_a_correct_hit_whoever_stored_it():
     pairs = Pairs(["b", "x"], ["a", "b"], np.array([0, 1], dtype=np.int8))
     rep = replay_pairs(Cache(type="local"), pairs, show_progress=False)
     assert (rep.correct_hits, rep.cross_hits, rep.stages) == (1, 0, {"exact": 1})
+
+
+def test_prices_must_be_finite_and_not_negative(tmp_path):
+    """--price-per-1k-input nan printed '$nan' saved and wrote NaN into the JSON report
+    (not JSON); a negative price reported money lost as 'saved'."""
+    import json
+
+    from semcache import InvalidRequestError
+    from semcache.eval.replay import Prices, load_price_table
+
+    for bad in (float("nan"), float("inf"), -0.15):
+        with pytest.raises(InvalidRequestError, match="price"):
+            Prices(bad, 0.0)
+        with pytest.raises(InvalidRequestError, match="price"):
+            Prices(0.0, bad)
+    table = tmp_path / "prices.json"
+    table.write_text(json.dumps({"m": {"input_per_1k": "nan", "output_per_1k": 1}}))
+    with pytest.raises(InvalidRequestError, match="m"):
+        load_price_table(table, "m")
+    assert Prices(0.15, 0.6).cost(1000, 2000) == pytest.approx(1.35)
