@@ -65,14 +65,21 @@ def groups_from_pairs(pairs: Iterable[tuple[str, str, int]], min_size: int = 3
             x = parent[x]
         return x
 
+    def union(a: str, b: str) -> None:
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[ra] = rb
+
     pairs = list(pairs)
+    # questions that differ only in case or spacing are one question, as in the split
+    # (``split._norm``): two classes would count a hit between them wrong
+    same: dict[str, str] = {}
     for a, b, label in pairs:
-        parent.setdefault(a, a)
-        parent.setdefault(b, b)
+        for q in (a, b):
+            parent.setdefault(q, q)
+            union(q, same.setdefault(" ".join(q.lower().split()), q))
         if label == 1:
-            ra, rb = find(a), find(b)
-            if ra != rb:
-                parent[ra] = rb
+            union(a, b)
     comps: dict[str, list[str]] = defaultdict(list)
     for q in parent:
         comps[find(q)].append(q)

@@ -143,3 +143,23 @@ def test_prices_must_be_finite_and_not_negative(tmp_path):
     with pytest.raises(InvalidRequestError, match="m"):
         load_price_table(table, "m")
     assert Prices(0.15, 0.6).cost(1000, 2000) == pytest.approx(1.35)
+
+
+def test_case_and_spacing_variants_of_a_question_are_one_answer_class():
+    """The split merges questions that differ only in case or spacing (``split._norm``);
+    the streams must too, or under strict truth a hit between "What is X?" and
+    "what is  x?" counted as a wrong answer (two classes)."""
+    from semcache.eval.streams import build_stream, groups_from_pairs
+
+    pairs = [("What is X?", "What's X", 1), ("what is  x?", "How is X defined", 1),
+             ("What is X?", "what is x?", 0), ("What is Y?", "What's Y", 1)]
+    groups, negatives = groups_from_pairs(pairs, min_size=2)
+    assert sorted(map(sorted, groups)) == [
+        sorted(["What is X?", "What's X", "what is  x?", "How is X defined", "what is x?"]),
+        sorted(["What is Y?", "What's Y"])]
+    stream = build_stream(groups, negatives, seed=0, truth="strict")
+    # the "not duplicate" label between two spellings is noise: no negative is asked
+    assert all(q.kind != "negative" for q in stream.queries)
+    cls = {q.text: q.answer_class for q in stream.queries}
+    assert cls["What is X?"] == cls["what is  x?"]
+    assert stream.truth(cls["What is X?"], cls["what is  x?"]) is True
