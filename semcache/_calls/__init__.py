@@ -56,7 +56,14 @@ from ._ops import (
 )
 from ._responses import cost_of, hidden_params, hide_params, rebuild_hit
 from ._responses_api import key_kwargs as responses_key
-from ._streams import Accumulator, AsyncStream, SyncStream, aiter_list, replay_chunks
+from ._streams import (
+    Accumulator,
+    AsyncStream,
+    SyncStream,
+    aiter_list,
+    choices_of,
+    replay_chunks,
+)
 
 __all__ = [
     "aclose_clients",
@@ -331,10 +338,10 @@ def _stream_miss(call: _Prepared, cache: Any, outcome: Any, upstream: Any, meta:
             yield _Finish(cache, [(outcome, response)])
         yield _payload(call, response, hidden)
 
+    acc = Accumulator(call.kind, choices_of(call.kind, call.key_kwargs))
     if call.is_async:
-        return AsyncStream(upstream, Accumulator(call.kind),
-                           lambda r: _arun(done_flow(r)), hidden)
-    return SyncStream(upstream, Accumulator(call.kind), lambda r: _run(done_flow(r)), hidden)
+        return AsyncStream(upstream, acc, lambda r: _arun(done_flow(r)), hidden)
+    return SyncStream(upstream, acc, lambda r: _run(done_flow(r)), hidden)
 
 
 def _read_audio(file: Any) -> tuple[str | None, bytes]:
