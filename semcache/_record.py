@@ -49,8 +49,11 @@ def to_jsonable(value: Any) -> tuple[Any, str | None]:
     if callable(dump):
         t = type(value)
         # warnings off: a response the client accepted unvalidated (str embeddings
-        # under encoding_format="base64") is stored as it came, not warned about
-        return dump(mode="json", warnings=False), f"{t.__module__}.{t.__qualname__}"
+        # under encoding_format="base64") is stored as it came, not warned about.
+        # exclude_unset: the fields the upstream sent, not the type's defaults, so a
+        # hit rebuilt from it serialises (to_dict/to_json) as the miss did
+        return (dump(mode="json", warnings=False, exclude_unset=True),
+                f"{t.__module__}.{t.__qualname__}")
     return value, None
 
 

@@ -83,8 +83,10 @@ class StreamAssembler:
         self.usage: Any = None
 
     def add(self, ev: dict[str, Any]) -> None:
-        if not self.head:
-            self.head = {k: ev[k] for k in _HEAD if ev.get(k) is not None}
+        for k in _HEAD:  # per field: a blank first chunk (Azure's content-filter
+            v = ev.get(k)  # chunk: id "", model "", created 0) must not stick
+            if v is not None and (k not in self.head or (v and not self.head[k])):
+                self.head[k] = v
         if ev.get("usage"):
             self.usage = ev["usage"]
         for c in ev.get("choices") or ():
@@ -140,10 +142,14 @@ class StreamAssembler:
                 if fc.get("arguments"):
                     f["arguments"].append(_text(fc["arguments"]))
 
-    def result(self) -> dict[str, Any] | None:
-        """The response object, or None when a choice has no ``finish_reason``."""
+    def result(self, expected: int = 1) -> dict[str, Any] | None:
+        """The response object, or None when a choice has no ``finish_reason`` or one of
+        the ``expected`` choices (``n``, times the prompts of a batched text completion)
+        never came: a stream cut between choices is not the answer to the request."""
         if not self.choices or any(not isinstance(c["finish"], str)
                                    for c in self.choices.values()):
+            return None
+        if any(i not in self.choices for i in range(expected)):
             return None
         choices = []
         for idx in sorted(self.choices):

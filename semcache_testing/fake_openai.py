@@ -25,6 +25,9 @@ Wire format (what the ``openai`` client parses):
   ``"<i>: yes|no"`` line per candidate: yes when the candidate has the query's words in
   the query's order (case, punctuation, a/an/the/please aside); model
   ``verifier-prose`` answers ``"Probably."`` instead.
+- ``POST /v1/responses``: the same echo as one ``message`` output item (streaming too);
+  ``max_output_tokens`` truncates with status "incomplete"; ``background: true``
+  answers a "queued" Response with no output.
 - ``POST /v1/completions``: ``"echo: <prompt>"`` per prompt (a str or a list), streaming too.
 - ``POST /v1/embeddings``: unit vectors derived from a hash of each input (str or token
   list); ``dimensions`` honoured (default 1536); ``encoding_format`` float or base64
@@ -544,7 +547,7 @@ class _Handler(BaseHTTPRequestHandler):
         messages = key_kwargs(body)["messages"]
         text = fake_answer([m for m in messages if m.get("role") == "user"] or
                            [{"role": "user", "content": ""}]) + self._answer_suffix(n)
-        text, _ = _truncate(text, body.get("max_output_tokens"))
+        text, finish = _truncate(text, body.get("max_output_tokens"))
         ident = _ident("resp", body, n)
         prompt_tokens = sum(_tokens(_text_of(m.get("content"))) + 4 for m in messages
                             if isinstance(m.get("content"), (str, list)))
@@ -565,6 +568,11 @@ class _Handler(BaseHTTPRequestHandler):
                 "input_tokens_details": {"cached_tokens": 0},
                 "output_tokens_details": {"reasoning_tokens": 0}},
         }
+        if finish == "length":  # cut at max_output_tokens, as OpenAI reports it
+            value["status"] = value["output"][0]["status"] = "incomplete"
+            value["incomplete_details"] = {"reason": "max_output_tokens"}
+        if body.get("background"):  # accepted, not yet run: no output, no usage
+            value.update(status="queued", output=[], usage=None, background=True)
         if not body.get("stream"):
             self._send_json(200, value)
             return

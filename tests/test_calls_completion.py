@@ -372,3 +372,33 @@ def test_the_endpoint_from_the_environment_is_keyed(fake, monkeypatch):
         monkeypatch.setenv("OPENAI_BASE_URL", other.base_url)
         r = semcache.completion(model="m", messages=MSG)
         assert r._hidden_params["cache_hit"] is False and other.calls[CHAT] == 1
+
+
+@pytest.mark.parametrize("call", [
+    {"name": "completion", "messages": MSG},
+    {"name": "completion", "messages": MSG, "n": 2, "logprobs": True},
+    {"name": "text_completion", "prompt": "What is the capital of France?"},
+    {"name": "responses", "input": "What is the capital of France?"},
+])
+def test_a_hit_serialises_as_the_miss_did(api, fake, kw, call):
+    """openai's ``to_dict()`` / ``to_json()`` (what a service forwarding the answer
+    sends on) write the fields the upstream sent. The cache stored every field of the
+    type, defaults included, so a hit grew keys the miss never had (chat:
+    ``message.tool_calls: null``, ``audio: null``, ``service_tier: null``, ...; a
+    Response: some twenty) and its JSON was not the first user's."""
+    semcache.cache = Cache()
+    ask = {k: v for k, v in call.items() if k != "name"}
+    miss = getattr(api, call["name"])(model="gpt-4o-mini", **ask, **kw)
+    hit = getattr(api, call["name"])(model="gpt-4o-mini", **ask, **kw)
+    assert hit._hidden_params["cache_hit"] is True
+    assert hit.to_dict() == miss.to_dict()
+    assert hit == miss
+
+
+def test_a_streamed_miss_serves_a_plain_hit_without_invented_fields(api, fake, kw):
+    semcache.cache = Cache()
+    s, _ = api.stream(model="m", messages=MSG, **kw)
+    hit = api.completion(model="m", messages=MSG, **kw)
+    assert hit._hidden_params["cache_hit"] is True
+    assert hit.to_dict() == s.response.to_dict()
+    assert set(hit.to_dict()["choices"][0]["message"]) == {"role", "content", "refusal"}

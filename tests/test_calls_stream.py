@@ -341,3 +341,55 @@ def test_streamed_citations_and_audio_are_stored_and_replayed_whole(api, fake, k
         assert "".join(a.data or "" for a in audio) == AUDIO["data"]
         assert "".join(a.transcript or "" for a in audio) == AUDIO["transcript"]
         assert [a.expires_at for a in audio if a.expires_at] == [AUDIO["expires_at"]]
+
+
+AZURE_HEAD = {"id": "", "object": "", "created": 0, "model": "", "choices": [],
+              "prompt_filter_results": [{"prompt_index": 0, "content_filter_results": {}}]}
+
+
+def test_a_blank_first_chunk_does_not_blank_the_stored_answers_id_and_model(api, fake, kw):
+    """Azure OpenAI opens a stream with a content-filter chunk whose id, model and
+    created are blank ("", "", 0); the assembler took the whole head from that first
+    chunk, so the answer it stored (and every later hit) had id "", model "" and no
+    system_fingerprint, where the caller of the miss had seen the real ones."""
+    semcache.cache = Cache()
+    real = {"system_fingerprint": "fp_azure"}
+    fake.stream_script = [AZURE_HEAD,
+                          _chunk({"role": "assistant", "content": ""}, **real),
+                          _chunk({"content": "Paris"}, **real),
+                          _chunk({}, "stop", **real), "[DONE]"]
+    s1, _ = api.stream(model="m", messages=MSG, **kw)
+    plain = api.completion(model="m", messages=MSG, **kw)
+    s2, hit = api.stream(model="m", messages=MSG, **kw)
+    assert fake.calls[CHAT] == 1 and plain._hidden_params["cache_hit"] is True
+    for r in (s1.response, plain, s2.response):
+        assert (r.id, r.model, r.created, r.system_fingerprint) == \
+            ("chatcmpl-s", "m", 1, "fp_azure")
+    assert {(c.id, c.model) for c in hit} == {("chatcmpl-s", "m")}
+
+
+def test_a_stream_missing_one_of_its_n_choices_is_not_stored(api, fake, kw):
+    """With n=2, a stream that ended cleanly after choice 0 (the upstream cut it short
+    between choices) has every choice it *saw* finished; it was stored, and every later
+    n=2 request was served one choice."""
+    semcache.cache = Cache()
+    fake.stream_script = [_chunk({"role": "assistant", "content": ""}),
+                          _chunk({"content": "Paris"}), _chunk({}, "stop"), "[DONE]"]
+    for _ in range(2):
+        s, _chunks = api.stream(model="m", messages=MSG, n=2, **kw)
+        assert s.response is None
+    fake.stream_script = None
+    r = api.completion(model="m", messages=MSG, n=2, **kw)
+    assert r._hidden_params["cache_hit"] is False and len(r.choices) == 2
+    assert fake.calls[CHAT] == 3
+
+
+def test_a_text_stream_missing_a_prompts_choice_is_not_stored(api, fake, kw):
+    """A text completion with two prompts (and n=2) has four choices; a stream that
+    ended with fewer must not be stored as the whole answer."""
+    semcache.cache = Cache()
+    fake.stream_script = [_text_chunk("Paris"), _text_chunk("", "stop"), "[DONE]"]
+    for _ in range(2):
+        s, _chunks = api.stream("text_completion", model="m", prompt=["a?", "b?"], n=2, **kw)
+        assert s.response is None
+    assert semcache.cache.stats()["stores"] == 0 and fake.calls["completions"] == 2

@@ -55,8 +55,16 @@ from ._ops import (
     _timed,
 )
 from ._responses import cost_of, hidden_params, hide_params, rebuild_hit
+from ._responses_api import is_response
 from ._responses_api import key_kwargs as responses_key
-from ._streams import Accumulator, AsyncStream, SyncStream, aiter_list, replay_chunks
+from ._streams import (
+    Accumulator,
+    AsyncStream,
+    SyncStream,
+    aiter_list,
+    choices_of,
+    replay_chunks,
+)
 
 __all__ = [
     "aclose_clients",
@@ -294,7 +302,7 @@ def _single_flow(call: _Prepared) -> _Flow:
             return _stream_miss(call, cache, outcome, result, meta)
         hidden = hidden_params(call, False, meta, result)
         result = hide_params(result, hidden)
-        if outcome is not None:
+        if outcome is not None and (call.kind != "responses" or _completed(result)):
             t = time.perf_counter()
             yield _Finish(cache, [(outcome, result)])
             _timed(call, "store", t)
@@ -303,6 +311,16 @@ def _single_flow(call: _Prepared) -> _Flow:
             lease.release()
     yield _payload(call, result, hidden)
     return result
+
+
+def _completed(response: Any) -> bool:
+    """A Response is stored only when complete, as the proxy stores them (the two share
+    entries): not "incomplete" (cut at max_output_tokens), "queued" or "in_progress"
+    (``background=True``), "failed" or "cancelled"."""
+    return is_response({"object": getattr(response, "object", None),
+                        "status": getattr(response, "status", None),
+                        "output": getattr(response, "output", None),
+                        "error": getattr(response, "error", None)})
 
 
 def _wait_s(call: _Prepared) -> float:
@@ -331,10 +349,10 @@ def _stream_miss(call: _Prepared, cache: Any, outcome: Any, upstream: Any, meta:
             yield _Finish(cache, [(outcome, response)])
         yield _payload(call, response, hidden)
 
+    acc = Accumulator(call.kind, choices_of(call.kind, call.key_kwargs))
     if call.is_async:
-        return AsyncStream(upstream, Accumulator(call.kind),
-                           lambda r: _arun(done_flow(r)), hidden)
-    return SyncStream(upstream, Accumulator(call.kind), lambda r: _run(done_flow(r)), hidden)
+        return AsyncStream(upstream, acc, lambda r: _arun(done_flow(r)), hidden)
+    return SyncStream(upstream, acc, lambda r: _run(done_flow(r)), hidden)
 
 
 def _read_audio(file: Any) -> tuple[str | None, bytes]:

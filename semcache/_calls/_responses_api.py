@@ -14,6 +14,8 @@ work unchanged and no chat answer is ever served to a Responses request (or back
   ``temperature``, ``include``, ``truncation``, ... A different value of any of them
   is a different entry.
 - ``$api: "responses"`` separates the key space from chat's.
+- a request in a ``conversation`` (mutable server-side state, unlike the immutable
+  ``previous_response_id`` chain) is not cached at all.
 
 An answer is stored only when it is a complete Response object (``status`` is
 ``"completed"``); streams are stored from their ``response.completed`` event, and a
@@ -38,6 +40,11 @@ def key_kwargs(body: Mapping[str, Any]) -> dict[str, Any]:
     """The chat-shaped kwargs the cache keys a Responses request by (see the module)."""
     out = {k: v for k, v in body.items() if k not in ("input", "stream")}
     out[API_MARK] = "responses"
+    if body.get("conversation") is not None:
+        # a conversation is server-side state each turn appends to: the same input is
+        # another request once it has moved on, and a turn served from the cache would
+        # never be recorded in it. Neither looked up nor stored.
+        out["caching"] = False
     inp = body.get("input")
     if isinstance(inp, str):
         out["messages"] = [{"role": "user", "content": inp}]

@@ -13,7 +13,7 @@ the end is a flow the call layer's drivers run (``on_done``).
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
 from .._sse import StreamAssembler, replay_events
@@ -21,15 +21,16 @@ from ._litellm import itemize
 
 log = logging.getLogger("semcache")
 
-__all__ = ["Accumulator", "AsyncStream", "SyncStream", "replay_chunks"]
+__all__ = ["Accumulator", "AsyncStream", "SyncStream", "choices_of", "replay_chunks"]
 
 
 class Accumulator:
     """Builds the complete response from the chunks of one stream (``semcache._sse``'s
     assembler, shared with the proxy, over the chunks' JSON)."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, expected: int = 1) -> None:
         self.kind = kind  # "chat" | "text"
+        self.expected = expected  #: the choices the request asked for (see choices_of)
         self._asm = StreamAssembler(kind)
         self.broken = False  #: a chunk could not be assembled: nothing is stored
 
@@ -54,7 +55,7 @@ class Accumulator:
         chunk could not be assembled."""
         if self.broken:
             return None
-        value = self._asm.result()
+        value = self._asm.result(self.expected)
         if value is None:
             return None
         if self.kind == "text":
@@ -64,6 +65,18 @@ class Accumulator:
         from openai.types.chat import ChatCompletion
 
         return build(ChatCompletion, value)
+
+
+def choices_of(kind: str, kwargs: Mapping[str, Any]) -> int:
+    """How many choices a complete answer to this request has: ``n``, times the
+    prompts of a batched text completion (a list of str or of token-id lists)."""
+    n = kwargs.get("n")
+    count = n if isinstance(n, int) and not isinstance(n, bool) and n > 1 else 1
+    prompt = kwargs.get("prompt")
+    if kind == "text" and isinstance(prompt, list) and prompt and \
+            all(isinstance(p, (str, list)) for p in prompt):
+        count *= len(prompt)
+    return count
 
 
 def build(cls: Any, data: dict[str, Any]) -> Any:
