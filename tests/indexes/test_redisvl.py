@@ -286,3 +286,89 @@ def test_feedback_on_an_entry_with_malformed_observations_is_not_a_fault(
             cache.index.drop()
             cache.close()
     r.close()
+
+
+# --------------------------------------- an index another version or deployment created
+def _foreign_index(url: str, name: str, *, dims: int = 4, metric: str = "cosine",
+                   prefix: str | None = None, datatype: str = "float32") -> None:
+    """A search index under ``name`` as an older version (or another tool) made it, with
+    no ``vec#meta#`` hash beside it."""
+    import redis
+    from redisvl.index import SearchIndex
+    from redisvl.schema import IndexSchema
+
+    schema = IndexSchema.from_dict({
+        "index": {"name": name, "prefix": prefix or f"vec#{name}:", "storage_type": "hash"},
+        "fields": [{"name": "ctx", "type": "tag"}, {"name": "ns", "type": "tag"},
+                   {"name": "x", "type": "numeric"},
+                   {"name": "v", "type": "vector", "attrs": {
+                       "dims": dims, "distance_metric": metric, "algorithm": "flat",
+                       "datatype": datatype}}]})
+    client = redis.Redis.from_url(url)
+    SearchIndex(schema, redis_client=client).create()
+    client.close()
+
+
+@pytest.mark.parametrize(("foreign", "names"), [
+    ({"metric": "l2"}, "L2"), ({"dims": 8}, "8"), ({"datatype": "float64"}, "FLOAT64"),
+    ({"prefix": "elsewhere:"}, "elsewhere:")])
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+def test_an_existing_index_of_another_shape_is_a_config_error(redis_stack_url, foreign,
+                                                               names, flavour) -> None:
+    # the index was taken as it was found: an L2 index answered squared distances that
+    # became similarities (2 cos - 1: silently wrong scores), an 8-dim or float64 one
+    # left every 4-dim hash unindexed (writes silently lost, then every search a fault)
+    # and one over another prefix never saw the hashes at all
+    import asyncio
+
+    name = _name()
+    _foreign_index(redis_stack_url, name, **foreign)
+    idx = RedisVLIndex(RedisConnection(url=redis_stack_url), name, dim=4)
+    v = unit(np.random.default_rng(8), 1, 4)
+    try:
+        with pytest.raises(ConfigError) as err:
+            if flavour == "sync":
+                idx.add([IndexEntry("n:a", "c", "n", "p", T0, None)], v)
+            else:
+                asyncio.run(idx.aadd([IndexEntry("n:a", "c", "n", "p", T0, None)], v))
+        assert err.value.parameter == "redis_semantic_cache_index_name"
+        assert name in str(err.value) and names in str(err.value)
+        with pytest.raises(ConfigError):  # and every later call, not only the first
+            idx.search(v[0], "c")
+    finally:
+        idx.connection.client().execute_command("FT.DROPINDEX", name, "DD")
+        idx.close()
+
+
+def test_an_existing_index_of_the_same_shape_without_meta_is_adopted(redis_stack_url) -> None:
+    name = _name()
+    _foreign_index(redis_stack_url, name)
+    idx = RedisVLIndex(RedisConnection(url=redis_stack_url), name, dim=4, model_id="m")
+    v = unit(np.random.default_rng(9), 1, 4)
+    idx.add([IndexEntry("n:a", "c", "n", "p", T0, None)], v)
+    assert [c.key for c in idx.search(v[0], "c")] == ["n:a"]
+    idx.drop()
+    idx.close()
+
+
+@pytest.mark.parametrize("meta", [
+    {"dim": "abc"}, {"dim": "0"}, {"dim": "-3"}, {"model_id": "m"}, {"dim": "4", "metric": "l2"},
+    {"dim": b"\xff"}])
+def test_a_malformed_meta_hash_is_a_config_error(redis_stack_url, meta) -> None:
+    # int(meta["dim"]) raised a raw KeyError/ValueError out of every call (a crash, not
+    # a typed error), and dim "0" became an index "of dimension 0"
+    import redis
+
+    name = _name()
+    client = redis.Redis.from_url(redis_stack_url)
+    client.hset(f"vec#meta#{name}", mapping=meta)
+    idx = RedisVLIndex(RedisConnection(url=redis_stack_url), name)
+    try:
+        with pytest.raises(ConfigError) as err:
+            idx.search(unit(np.random.default_rng(1), 1, 4)[0], "c")
+        assert err.value.parameter == "redis_semantic_cache_index_name"
+        assert name in str(err.value)  # the index (or its metadata hash) by name
+    finally:
+        client.delete(f"vec#meta#{name}")
+        client.close()
+        idx.close()
