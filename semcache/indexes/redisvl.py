@@ -340,6 +340,29 @@ class RedisVLIndex(VectorIndex):
                 "redis_semantic_cache_index_name or drop that index",
                 parameter="redis_semantic_cache_index_name")
 
+    def _forget(self) -> None:
+        """Check (or create) the index again on the next call."""
+        self._ready = False
+        self._sync_index = None
+        self._async_indexes.clear()
+
+    def _query(self, io: _IO, query: Any) -> _Program[Any]:
+        """``io.index.query(query)``; an index that is gone (a Redis restarted without
+        persistence, a FLUSHALL, an FT.DROPINDEX under a running process) is created
+        again (FT.CREATE indexes the hashes already there) and the query retried once:
+        left to _ready, every later search, count and clear would be a backend fault
+        until the process restarted."""
+        try:
+            return (yield partial(io.index.query, query))
+        except BackendError as exc:
+            if not _index_gone(exc):
+                raise
+        log.warning("RedisVL index %r on %s is gone; creating it again",
+                    self.index_name, self.connection.where)
+        self._forget()
+        yield from self._ensure(io)  # self._dim is known: it creates the index
+        return (yield partial(io.index.query, query))
+
     def _rkey(self, key: str) -> str:
         return self.prefix + _digest(key)[:40]
 
@@ -384,7 +407,7 @@ class RedisVLIndex(VectorIndex):
                             return_fields=["k", "p", "c", "x", "o"], num_results=k,
                             filter_expression=(Tag("ctx") == _digest(context))
                             & (Num("x") > now))
-        rows = yield partial(io.index.query, query)
+        rows = yield from self._query(io, query)
         found, skipped = candidates(rows, _candidate, f"RedisVL index {self.index_name!r} "
                                     f"on {self.connection.where}")
         self.skipped += skipped
@@ -417,7 +440,7 @@ class RedisVLIndex(VectorIndex):
             return 0
         gone = 0
         while True:  # pages of ids; deleted documents leave the index at once
-            rows = yield partial(io.index.query, FilterQuery(
+            rows = yield from self._query(io, FilterQuery(
                 filter_expression=Tag("ns") == _digest(namespace), return_fields=["k"],
                 num_results=1000))
             if not rows:
@@ -428,16 +451,18 @@ class RedisVLIndex(VectorIndex):
         if not (yield from self._ensure(io)):
             return 0
         flt = None if namespace is None else Tag("ns") == _digest(namespace)
-        return int((yield partial(io.index.query, CountQuery(filter_expression=flt))))
+        return int((yield from self._query(io, CountQuery(filter_expression=flt))))
 
     def _drop(self, io: _IO, delete_documents: bool) -> _Program[None]:
         if not (yield from self._ensure(io)):
             return None
-        yield partial(io.index.delete, drop=delete_documents)
+        try:
+            yield partial(io.index.delete, drop=delete_documents)
+        except BackendError as exc:
+            if not _index_gone(exc):
+                raise
         yield partial(io.client.delete, self.meta_key)
-        self._ready = False
-        self._sync_index = None
-        self._async_indexes.clear()
+        self._forget()
         return None
 
     # ------------------------------------------------------------------ the seam
@@ -517,6 +542,12 @@ def _candidate(r: dict[str, Any]) -> Candidate:
     x = float(r["x"])
     return candidate(r["k"], similarity_from_distance(r["vector_distance"]), r["p"],
                      float(r["c"]), None if x >= NEVER else x, _observations(r.get("o")))
+
+
+def _index_gone(exc: BackendError) -> bool:
+    """A RediSearch answer that the index does not exist (any command's wording)."""
+    text = str(exc.__cause__ or exc).lower()
+    return "no such index" in text or "unknown index name" in text
 
 
 def _text(v: Any) -> str:

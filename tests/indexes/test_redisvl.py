@@ -372,3 +372,53 @@ def test_a_malformed_meta_hash_is_a_config_error(redis_stack_url, meta) -> None:
         client.delete(f"vec#meta#{name}")
         client.close()
         idx.close()
+
+
+@pytest.mark.parametrize("lost", ["index", "index and meta", "index and entries"])
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+def test_an_index_lost_mid_run_is_recreated(redis_stack_url, lost, flavour) -> None:
+    # a Redis restarted without persistence, a FLUSHALL or an FT.DROPINDEX under a
+    # running process: it kept _ready, so every later search, count and clear was a
+    # "no such index" backend fault (each lookup a counted miss, the semantic stage dead
+    # until the process restarted) while adds went on writing hashes nothing indexed
+    import asyncio
+    import contextlib
+
+    import redis
+
+    name = _name()
+    idx = RedisVLIndex(RedisConnection(url=redis_stack_url), name, model_id="m")
+    rng = np.random.default_rng(11)
+    a, b = unit(rng, 2, 4)
+    client = idx.connection.client()
+
+    def run(method, *args):
+        if flavour == "sync":
+            return getattr(idx, method)(*args)
+        return asyncio.run(getattr(idx, "a" + method)(*args))
+
+    try:
+        run("add", [IndexEntry("n:a", "c", "n", "p", T0, None)], a[None])
+        client.execute_command("FT.DROPINDEX", name, *(["DD"] if "entries" in lost else []))
+        if "meta" in lost:
+            client.delete(idx.meta_key)
+        # written while no index exists: indexed once it is made again
+        run("add", [IndexEntry("n:b", "c", "n", "p", T0, None)], b[None])
+        want = {"n:b"} if "entries" in lost else {"n:a", "n:b"}
+        assert run("search", b, "c", 4, T0) is not None  # no fault: the index is made again
+        # FT.CREATE indexes the hashes already there in the background
+        assert wait_until(lambda: {c.key for c in run("search", b, "c", 4, T0)} == want)
+        assert run("count", "n") == len(want)
+        for method in ("count", "clear"):  # no fault either, and the index is back
+            client.execute_command("FT.DROPINDEX", name)
+            assert run(method, "n") in range(len(want) + 1)
+            assert wait_until(lambda: run("clear", "n") == 0 and run("count", "n") == 0)
+        assert client.hget(idx.meta_key, "model_id") == b"m"
+        client.execute_command("FT.DROPINDEX", name)
+        idx.drop()  # tearing down a deployment whose index is gone is no error either
+        assert not client.exists(idx.meta_key)
+    finally:
+        with contextlib.suppress(redis.ResponseError):
+            client.execute_command("FT.DROPINDEX", name, "DD")
+        client.delete(idx.meta_key, *client.keys(f"vec#{name}:*"))
+        idx.close()
