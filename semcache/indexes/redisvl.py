@@ -375,8 +375,10 @@ class RedisVLIndex(VectorIndex):
         yield from self._ensure(io, vecs.shape[1])
         last = {e.key: i for i, e in enumerate(entries)}  # one batch, one key: last wins
         # queuing on a pipeline is local (no I/O, in either flavour); its execute is the
-        # one round trip
-        pipe = io.client.pipeline(transaction=False)
+        # one round trip. MULTI/EXEC: a connection lost mid-pipeline must not leave a
+        # hash written without its expiry (never reclaimed) or with the replaced
+        # entry's (dropped early): all of it happens or none
+        pipe = io.client.pipeline(transaction=True)
         for i in last.values():
             e, rk = entries[i], self._rkey(entries[i].key)
             pipe.hset(rk, mapping={

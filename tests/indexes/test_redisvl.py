@@ -3,13 +3,14 @@ contract, the distance conversion, the recorded model and TTL via Redis key expi
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import uuid
 
 import numpy as np
 import pytest
 
-from semcache import BackendUnavailable, ConfigError
+from semcache import BackendError, BackendUnavailable, ConfigError
 from semcache._connections.redis import RedisConnection
 from semcache.exact.redis import RedisStore
 from semcache.indexes.base import IndexEntry
@@ -422,3 +423,97 @@ def test_an_index_lost_mid_run_is_recreated(redis_stack_url, lost, flavour) -> N
             client.execute_command("FT.DROPINDEX", name, "DD")
         client.delete(idx.meta_key, *client.keys(f"vec#{name}:*"))
         idx.close()
+
+
+class _CutBefore:
+    """A loopback TCP relay to a real Redis that forwards a client's bytes up to the
+    command that starts with ``marker`` (RESP: ``*N`` then ``$len marker``) and then
+    closes both sides: the connection lost in the middle of a pipeline, after the
+    commands before that one reached the server."""
+
+    def __init__(self, port: int, marker: bytes) -> None:
+        import threading
+
+        self.target, self.marker = port, marker
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.cuts = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import threading
+
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.target))
+            threading.Thread(target=self._pipe, args=(server, client, False),
+                             daemon=True).start()
+            threading.Thread(target=self._pipe, args=(client, server, True),
+                             daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket, cut: bool) -> None:
+        try:  # redis-py sends a pipeline with one sendall: one read holds it whole
+            while data := src.recv(1 << 20):
+                at = data.upper().find(b"\r\n" + self.marker.upper() + b"\r\n")
+                if not cut or at < 0:
+                    dst.sendall(data)
+                    continue
+                start = data.rfind(b"*", 0, data.rfind(b"$", 0, at))  # its "*N\r\n$len"
+                dst.sendall(data[:start])
+                self.cuts += 1
+                break
+        except OSError:
+            pass
+        for s in (src, dst):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.mark.parametrize(("expires", "marker"), [(True, b"PEXPIREAT"), (False, b"PERSIST")])
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+def test_a_write_cut_mid_pipeline_leaves_no_half_entry(redis_stack_url, expires, marker,
+                                                       flavour) -> None:
+    # add wrote HSET and then PEXPIREAT/PERSIST in a pipeline without MULTI: a
+    # connection lost between them left the new hash without its Redis expiry (never
+    # reclaimed, counted forever) or a replaced one with the old entry's expiry (an
+    # answer stored to never expire dropped at the old time)
+    import asyncio
+    from urllib.parse import urlparse
+
+    import redis
+
+    name = _name()
+    direct = RedisVLIndex(RedisConnection(url=redis_stack_url), name, dim=4)
+    v = unit(np.random.default_rng(12), 1, 4)
+    old = IndexEntry("n:a", "c", "n", "old", T0, None if expires else T0 + 10)
+    direct.add([old], v)  # the entry being replaced (and the index) exist
+    relay = _CutBefore(urlparse(redis_stack_url).port, marker)
+    cut = RedisVLIndex(RedisConnection(url=f"redis://127.0.0.1:{relay.port}",
+                                       socket_timeout=2), name, dim=4)
+    client = redis.Redis.from_url(redis_stack_url)
+    new = [IndexEntry("n:a", "c", "n", "new", T0 + 1, T0 + 1e9 if expires else None),
+           IndexEntry("n:b", "c", "n", "new", T0 + 1, T0 + 1e9 if expires else None)]
+    try:
+        with pytest.raises(BackendError):  # unavailable (or a timeout): a counted fault
+            if flavour == "sync":
+                cut.add(new, np.vstack([v, v]))
+            else:
+                asyncio.run(cut.aadd(new, np.vstack([v, v])))
+        assert relay.cuts >= 1
+        a, b = direct._rkey("n:a"), direct._rkey("n:b")
+        assert client.hget(a, "p") == b"old"  # the write happened whole or not at all
+        assert not client.exists(b)
+        assert (client.pttl(a) == -1) if expires else (client.pttl(a) > 0)  # its own
+    finally:
+        relay.close()
+        cut.close()
+        client.close()
+        direct.drop()
+        direct.close()
