@@ -240,10 +240,9 @@ class RedisVLIndex(VectorIndex):
         when it does not exist and the dimension is not known yet."""
         if self._ready:
             return True
-        meta = yield partial(io.client.hgetall, self.meta_key)
-        meta = {k.decode() if isinstance(k, bytes) else k: v.decode() if isinstance(v, bytes)
-                else v for k, v in (meta or {}).items()}
+        raw = yield partial(io.client.hgetall, self.meta_key)
         where = f"RedisVL index {self.index_name!r} on {self.connection.where}"
+        meta = self._read_meta(raw or {}, where)
         if meta:
             model = meta.get("model_id") or None
             if self.model_id is not None and model is not None and model != self.model_id:
@@ -252,7 +251,7 @@ class RedisVLIndex(VectorIndex):
                     f"{self.model_id!r}: its vectors are not comparable; use another "
                     "redis_semantic_cache_index_name or drop the index",
                     parameter="redis_semantic_cache_embedding_model")
-            stored = int(meta["dim"])
+            stored = int(meta["dim"])  # checked by _read_meta
             if self._dim is not None and stored != self._dim:
                 raise ConfigError(f"{where} holds {stored}-dimensional vectors, not "
                                   f"{self._dim}", parameter="redis_semantic_cache_index_name")
@@ -264,7 +263,10 @@ class RedisVLIndex(VectorIndex):
         self._dim = dim
         self._schema = self._make_schema(dim)
         exists = yield io.index.exists
-        if not exists:
+        if exists:  # made by another process, version or tool: it must be ours in shape
+            info = yield io.index.info
+            self._check_existing(info, dim, where)
+        else:
             try:
                 yield partial(io.index.create, overwrite=False)
             except BackendError as exc:  # another process created it meanwhile
@@ -276,6 +278,90 @@ class RedisVLIndex(VectorIndex):
                 "metric": "cosine"})
         self._ready = True
         return True
+
+    def _read_meta(self, raw: dict[Any, Any], where: str) -> dict[str, str]:
+        """The ``vec#meta#`` hash as text, checked: a hash another writer shaped otherwise
+        is a ``ConfigError`` naming it, not a raw KeyError out of every call."""
+        bad = (f"{where}: its metadata hash {self.meta_key!r} is malformed")
+        try:
+            meta = {k.decode() if isinstance(k, bytes) else str(k):
+                    v.decode() if isinstance(v, bytes) else str(v) for k, v in raw.items()}
+        except UnicodeDecodeError:
+            raise ConfigError(f"{bad} (not UTF-8); delete it or use another "
+                              "redis_semantic_cache_index_name",
+                              parameter="redis_semantic_cache_index_name") from None
+        if not meta:
+            return meta
+        dim = meta.get("dim", "")
+        if not dim.isascii() or not dim.isdigit() or int(dim) < 1:
+            raise ConfigError(f"{bad}: dim {dim[:40]!r} is not a positive integer; delete it "
+                              "or use another redis_semantic_cache_index_name",
+                              parameter="redis_semantic_cache_index_name")
+        metric = meta.get("metric", "cosine")
+        if metric != "cosine":
+            raise ConfigError(f"{where} was built for the {metric[:40]!r} metric, not cosine: "
+                              "its distances are not cosine similarities; use another "
+                              "redis_semantic_cache_index_name or drop the index",
+                              parameter="redis_semantic_cache_index_name")
+        return meta
+
+    def _check_existing(self, info: dict[str, Any], dim: int, where: str) -> None:
+        """An existing search index must be the one ``_make_schema`` describes: one of
+        another metric scores silently wrong (L2's squared distance read as 1 - cos), one
+        of another dimension, type or prefix never indexes our hashes (writes lost)."""
+        fields: dict[str, dict[str, str]] = {}
+        for attr in info.get("attributes") or []:
+            d = _pairs(attr)
+            fields[d.get("attribute") or d.get("identifier") or ""] = d
+        want = {"ctx": "TAG", "ns": "TAG", "x": "NUMERIC", "v": "VECTOR"}
+        problems = [f"no {t} field {n!r}" for n, t in want.items()
+                    if fields.get(n, {}).get("type", "").upper() != t]
+        v = fields.get("v", {})
+        if "v" in fields and not problems:
+            for what, have, expected in (
+                    ("dimension", v.get("dim", "?"), str(dim)),
+                    ("distance metric", v.get("distance_metric", "?").upper(), "COSINE"),
+                    ("vector type", v.get("data_type", v.get("type_", "?")).upper(),
+                     "FLOAT32")):
+                if have != expected:
+                    problems.append(f"{what} {have}, not {expected}")
+        raw_def = info.get("index_definition")
+        definition = _pairs(raw_def or {})
+        if definition.get("key_type", "HASH").upper() != "HASH":
+            problems.append(f"{definition['key_type']} documents, not hashes")
+        raw_prefixes = raw_def.get("prefixes") if isinstance(raw_def, dict) else None
+        prefixes = [_text(p) for p in raw_prefixes or []]
+        if self.prefix not in prefixes:
+            problems.append(f"key prefixes {prefixes}, not {self.prefix!r}")
+        if problems:
+            raise ConfigError(
+                f"{where} exists with another shape than semcache's ({'; '.join(problems)}): "
+                "it was made by another version or tool; use another "
+                "redis_semantic_cache_index_name or drop that index",
+                parameter="redis_semantic_cache_index_name")
+
+    def _forget(self) -> None:
+        """Check (or create) the index again on the next call."""
+        self._ready = False
+        self._sync_index = None
+        self._async_indexes.clear()
+
+    def _query(self, io: _IO, query: Any) -> _Program[Any]:
+        """``io.index.query(query)``; an index that is gone (a Redis restarted without
+        persistence, a FLUSHALL, an FT.DROPINDEX under a running process) is created
+        again (FT.CREATE indexes the hashes already there) and the query retried once:
+        left to _ready, every later search, count and clear would be a backend fault
+        until the process restarted."""
+        try:
+            return (yield partial(io.index.query, query))
+        except BackendError as exc:
+            if not _index_gone(exc):
+                raise
+        log.warning("RedisVL index %r on %s is gone; creating it again",
+                    self.index_name, self.connection.where)
+        self._forget()
+        yield from self._ensure(io)  # self._dim is known: it creates the index
+        return (yield partial(io.index.query, query))
 
     def _rkey(self, key: str) -> str:
         return self.prefix + _digest(key)[:40]
@@ -289,8 +375,10 @@ class RedisVLIndex(VectorIndex):
         yield from self._ensure(io, vecs.shape[1])
         last = {e.key: i for i, e in enumerate(entries)}  # one batch, one key: last wins
         # queuing on a pipeline is local (no I/O, in either flavour); its execute is the
-        # one round trip
-        pipe = io.client.pipeline(transaction=False)
+        # one round trip. MULTI/EXEC: a connection lost mid-pipeline must not leave a
+        # hash written without its expiry (never reclaimed) or with the replaced
+        # entry's (dropped early): all of it happens or none
+        pipe = io.client.pipeline(transaction=True)
         for i in last.values():
             e, rk = entries[i], self._rkey(entries[i].key)
             pipe.hset(rk, mapping={
@@ -321,7 +409,7 @@ class RedisVLIndex(VectorIndex):
                             return_fields=["k", "p", "c", "x", "o"], num_results=k,
                             filter_expression=(Tag("ctx") == _digest(context))
                             & (Num("x") > now))
-        rows = yield partial(io.index.query, query)
+        rows = yield from self._query(io, query)
         found, skipped = candidates(rows, _candidate, f"RedisVL index {self.index_name!r} "
                                     f"on {self.connection.where}")
         self.skipped += skipped
@@ -354,7 +442,7 @@ class RedisVLIndex(VectorIndex):
             return 0
         gone = 0
         while True:  # pages of ids; deleted documents leave the index at once
-            rows = yield partial(io.index.query, FilterQuery(
+            rows = yield from self._query(io, FilterQuery(
                 filter_expression=Tag("ns") == _digest(namespace), return_fields=["k"],
                 num_results=1000))
             if not rows:
@@ -365,16 +453,18 @@ class RedisVLIndex(VectorIndex):
         if not (yield from self._ensure(io)):
             return 0
         flt = None if namespace is None else Tag("ns") == _digest(namespace)
-        return int((yield partial(io.index.query, CountQuery(filter_expression=flt))))
+        return int((yield from self._query(io, CountQuery(filter_expression=flt))))
 
     def _drop(self, io: _IO, delete_documents: bool) -> _Program[None]:
         if not (yield from self._ensure(io)):
             return None
-        yield partial(io.index.delete, drop=delete_documents)
+        try:
+            yield partial(io.index.delete, drop=delete_documents)
+        except BackendError as exc:
+            if not _index_gone(exc):
+                raise
         yield partial(io.client.delete, self.meta_key)
-        self._ready = False
-        self._sync_index = None
-        self._async_indexes.clear()
+        self._forget()
         return None
 
     # ------------------------------------------------------------------ the seam
@@ -454,6 +544,36 @@ def _candidate(r: dict[str, Any]) -> Candidate:
     x = float(r["x"])
     return candidate(r["k"], similarity_from_distance(r["vector_distance"]), r["p"],
                      float(r["c"]), None if x >= NEVER else x, _observations(r.get("o")))
+
+
+def _index_gone(exc: BackendError) -> bool:
+    """A RediSearch answer that the index does not exist (any command's wording)."""
+    text = str(exc.__cause__ or exc).lower()
+    return "no such index" in text or "unknown index name" in text
+
+
+def _text(v: Any) -> str:
+    return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+
+
+def _pairs(raw: Any) -> dict[str, str]:
+    """FT.INFO's flat [name, value, ...] lists (or a dict) as a dict of lowercase names
+    to text; nested lists (some RediSearch versions nest a vector's parameters) are
+    merged in."""
+    out: dict[str, str] = {}
+    if isinstance(raw, dict):
+        items = list(raw.items())
+    elif isinstance(raw, (list, tuple)):
+        items = list(zip(raw[0::2], raw[1::2]))
+    else:
+        return out
+    for k, v in items:
+        if isinstance(v, (list, tuple, dict)):
+            for kk, vv in _pairs(v).items():
+                out.setdefault(kk, vv)
+        else:
+            out[_text(k).lower()] = _text(v)
+    return out
 
 
 def _observations(raw: str | bytes | None) -> tuple[Observation, ...]:

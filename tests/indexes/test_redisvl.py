@@ -3,13 +3,14 @@ contract, the distance conversion, the recorded model and TTL via Redis key expi
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import uuid
 
 import numpy as np
 import pytest
 
-from semcache import BackendUnavailable, ConfigError
+from semcache import BackendError, BackendUnavailable, ConfigError
 from semcache._connections.redis import RedisConnection
 from semcache.exact.redis import RedisStore
 from semcache.indexes.base import IndexEntry
@@ -286,3 +287,233 @@ def test_feedback_on_an_entry_with_malformed_observations_is_not_a_fault(
             cache.index.drop()
             cache.close()
     r.close()
+
+
+# --------------------------------------- an index another version or deployment created
+def _foreign_index(url: str, name: str, *, dims: int = 4, metric: str = "cosine",
+                   prefix: str | None = None, datatype: str = "float32") -> None:
+    """A search index under ``name`` as an older version (or another tool) made it, with
+    no ``vec#meta#`` hash beside it."""
+    import redis
+    from redisvl.index import SearchIndex
+    from redisvl.schema import IndexSchema
+
+    schema = IndexSchema.from_dict({
+        "index": {"name": name, "prefix": prefix or f"vec#{name}:", "storage_type": "hash"},
+        "fields": [{"name": "ctx", "type": "tag"}, {"name": "ns", "type": "tag"},
+                   {"name": "x", "type": "numeric"},
+                   {"name": "v", "type": "vector", "attrs": {
+                       "dims": dims, "distance_metric": metric, "algorithm": "flat",
+                       "datatype": datatype}}]})
+    client = redis.Redis.from_url(url)
+    SearchIndex(schema, redis_client=client).create()
+    client.close()
+
+
+@pytest.mark.parametrize(("foreign", "names"), [
+    ({"metric": "l2"}, "L2"), ({"dims": 8}, "8"), ({"datatype": "float64"}, "FLOAT64"),
+    ({"prefix": "elsewhere:"}, "elsewhere:")])
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+def test_an_existing_index_of_another_shape_is_a_config_error(redis_stack_url, foreign,
+                                                               names, flavour) -> None:
+    # the index was taken as it was found: an L2 index answered squared distances that
+    # became similarities (2 cos - 1: silently wrong scores), an 8-dim or float64 one
+    # left every 4-dim hash unindexed (writes silently lost, then every search a fault)
+    # and one over another prefix never saw the hashes at all
+    import asyncio
+
+    name = _name()
+    _foreign_index(redis_stack_url, name, **foreign)
+    idx = RedisVLIndex(RedisConnection(url=redis_stack_url), name, dim=4)
+    v = unit(np.random.default_rng(8), 1, 4)
+    try:
+        with pytest.raises(ConfigError) as err:
+            if flavour == "sync":
+                idx.add([IndexEntry("n:a", "c", "n", "p", T0, None)], v)
+            else:
+                asyncio.run(idx.aadd([IndexEntry("n:a", "c", "n", "p", T0, None)], v))
+        assert err.value.parameter == "redis_semantic_cache_index_name"
+        assert name in str(err.value) and names in str(err.value)
+        with pytest.raises(ConfigError):  # and every later call, not only the first
+            idx.search(v[0], "c")
+    finally:
+        idx.connection.client().execute_command("FT.DROPINDEX", name, "DD")
+        idx.close()
+
+
+def test_an_existing_index_of_the_same_shape_without_meta_is_adopted(redis_stack_url) -> None:
+    name = _name()
+    _foreign_index(redis_stack_url, name)
+    idx = RedisVLIndex(RedisConnection(url=redis_stack_url), name, dim=4, model_id="m")
+    v = unit(np.random.default_rng(9), 1, 4)
+    idx.add([IndexEntry("n:a", "c", "n", "p", T0, None)], v)
+    assert [c.key for c in idx.search(v[0], "c")] == ["n:a"]
+    idx.drop()
+    idx.close()
+
+
+@pytest.mark.parametrize("meta", [
+    {"dim": "abc"}, {"dim": "0"}, {"dim": "-3"}, {"model_id": "m"}, {"dim": "4", "metric": "l2"},
+    {"dim": b"\xff"}])
+def test_a_malformed_meta_hash_is_a_config_error(redis_stack_url, meta) -> None:
+    # int(meta["dim"]) raised a raw KeyError/ValueError out of every call (a crash, not
+    # a typed error), and dim "0" became an index "of dimension 0"
+    import redis
+
+    name = _name()
+    client = redis.Redis.from_url(redis_stack_url)
+    client.hset(f"vec#meta#{name}", mapping=meta)
+    idx = RedisVLIndex(RedisConnection(url=redis_stack_url), name)
+    try:
+        with pytest.raises(ConfigError) as err:
+            idx.search(unit(np.random.default_rng(1), 1, 4)[0], "c")
+        assert err.value.parameter == "redis_semantic_cache_index_name"
+        assert name in str(err.value)  # the index (or its metadata hash) by name
+    finally:
+        client.delete(f"vec#meta#{name}")
+        client.close()
+        idx.close()
+
+
+@pytest.mark.parametrize("lost", ["index", "index and meta", "index and entries"])
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+def test_an_index_lost_mid_run_is_recreated(redis_stack_url, lost, flavour) -> None:
+    # a Redis restarted without persistence, a FLUSHALL or an FT.DROPINDEX under a
+    # running process: it kept _ready, so every later search, count and clear was a
+    # "no such index" backend fault (each lookup a counted miss, the semantic stage dead
+    # until the process restarted) while adds went on writing hashes nothing indexed
+    import asyncio
+    import contextlib
+
+    import redis
+
+    name = _name()
+    idx = RedisVLIndex(RedisConnection(url=redis_stack_url), name, model_id="m")
+    rng = np.random.default_rng(11)
+    a, b = unit(rng, 2, 4)
+    client = idx.connection.client()
+
+    def run(method, *args):
+        if flavour == "sync":
+            return getattr(idx, method)(*args)
+        return asyncio.run(getattr(idx, "a" + method)(*args))
+
+    try:
+        run("add", [IndexEntry("n:a", "c", "n", "p", T0, None)], a[None])
+        client.execute_command("FT.DROPINDEX", name, *(["DD"] if "entries" in lost else []))
+        if "meta" in lost:
+            client.delete(idx.meta_key)
+        # written while no index exists: indexed once it is made again
+        run("add", [IndexEntry("n:b", "c", "n", "p", T0, None)], b[None])
+        want = {"n:b"} if "entries" in lost else {"n:a", "n:b"}
+        assert run("search", b, "c", 4, T0) is not None  # no fault: the index is made again
+        # FT.CREATE indexes the hashes already there in the background
+        assert wait_until(lambda: {c.key for c in run("search", b, "c", 4, T0)} == want)
+        assert run("count", "n") == len(want)
+        for method in ("count", "clear"):  # no fault either, and the index is back
+            client.execute_command("FT.DROPINDEX", name)
+            assert run(method, "n") in range(len(want) + 1)
+            assert wait_until(lambda: run("clear", "n") == 0 and run("count", "n") == 0)
+        assert client.hget(idx.meta_key, "model_id") == b"m"
+        client.execute_command("FT.DROPINDEX", name)
+        idx.drop()  # tearing down a deployment whose index is gone is no error either
+        assert not client.exists(idx.meta_key)
+    finally:
+        with contextlib.suppress(redis.ResponseError):
+            client.execute_command("FT.DROPINDEX", name, "DD")
+        client.delete(idx.meta_key, *client.keys(f"vec#{name}:*"))
+        idx.close()
+
+
+class _CutBefore:
+    """A loopback TCP relay to a real Redis that forwards a client's bytes up to the
+    command that starts with ``marker`` (RESP: ``*N`` then ``$len marker``) and then
+    closes both sides: the connection lost in the middle of a pipeline, after the
+    commands before that one reached the server."""
+
+    def __init__(self, port: int, marker: bytes) -> None:
+        import threading
+
+        self.target, self.marker = port, marker
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.cuts = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import threading
+
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.target))
+            threading.Thread(target=self._pipe, args=(server, client, False),
+                             daemon=True).start()
+            threading.Thread(target=self._pipe, args=(client, server, True),
+                             daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket, cut: bool) -> None:
+        try:  # redis-py sends a pipeline with one sendall: one read holds it whole
+            while data := src.recv(1 << 20):
+                at = data.upper().find(b"\r\n" + self.marker.upper() + b"\r\n")
+                if not cut or at < 0:
+                    dst.sendall(data)
+                    continue
+                start = data.rfind(b"*", 0, data.rfind(b"$", 0, at))  # its "*N\r\n$len"
+                dst.sendall(data[:start])
+                self.cuts += 1
+                break
+        except OSError:
+            pass
+        for s in (src, dst):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.mark.parametrize(("expires", "marker"), [(True, b"PEXPIREAT"), (False, b"PERSIST")])
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+def test_a_write_cut_mid_pipeline_leaves_no_half_entry(redis_stack_url, expires, marker,
+                                                       flavour) -> None:
+    # add wrote HSET and then PEXPIREAT/PERSIST in a pipeline without MULTI: a
+    # connection lost between them left the new hash without its Redis expiry (never
+    # reclaimed, counted forever) or a replaced one with the old entry's expiry (an
+    # answer stored to never expire dropped at the old time)
+    import asyncio
+    from urllib.parse import urlparse
+
+    import redis
+
+    name = _name()
+    direct = RedisVLIndex(RedisConnection(url=redis_stack_url), name, dim=4)
+    v = unit(np.random.default_rng(12), 1, 4)
+    old = IndexEntry("n:a", "c", "n", "old", T0, None if expires else T0 + 10)
+    direct.add([old], v)  # the entry being replaced (and the index) exist
+    relay = _CutBefore(urlparse(redis_stack_url).port, marker)
+    cut = RedisVLIndex(RedisConnection(url=f"redis://127.0.0.1:{relay.port}",
+                                       socket_timeout=2), name, dim=4)
+    client = redis.Redis.from_url(redis_stack_url)
+    new = [IndexEntry("n:a", "c", "n", "new", T0 + 1, T0 + 1e9 if expires else None),
+           IndexEntry("n:b", "c", "n", "new", T0 + 1, T0 + 1e9 if expires else None)]
+    try:
+        with pytest.raises(BackendError):  # unavailable (or a timeout): a counted fault
+            if flavour == "sync":
+                cut.add(new, np.vstack([v, v]))
+            else:
+                asyncio.run(cut.aadd(new, np.vstack([v, v])))
+        assert relay.cuts >= 1
+        a, b = direct._rkey("n:a"), direct._rkey("n:b")
+        assert client.hget(a, "p") == b"old"  # the write happened whole or not at all
+        assert not client.exists(b)
+        assert (client.pttl(a) == -1) if expires else (client.pttl(a) > 0)  # its own
+    finally:
+        relay.close()
+        cut.close()
+        client.close()
+        direct.drop()
+        direct.close()
