@@ -54,6 +54,7 @@ import numpy as np
 from .._errors import BackendError, BackendUnavailable, ConfigError, SemcacheError, missing
 from ._common import candidate, candidates, check_k, check_vectors
 from ._redis_lua import DELETE_IF_UNCHANGED_LUA, OBSERVE_LUA
+from ._redis_schema import check_existing, index_gone, read_meta
 from .base import MAX_OBSERVATIONS, Candidate, IndexEntry, Observation, VectorIndex
 
 try:
@@ -242,7 +243,7 @@ class RedisVLIndex(VectorIndex):
             return True
         raw = yield partial(io.client.hgetall, self.meta_key)
         where = f"RedisVL index {self.index_name!r} on {self.connection.where}"
-        meta = self._read_meta(raw or {}, where)
+        meta = read_meta(raw or {}, where, self.meta_key)
         if meta:
             model = meta.get("model_id") or None
             if self.model_id is not None and model is not None and model != self.model_id:
@@ -251,7 +252,7 @@ class RedisVLIndex(VectorIndex):
                     f"{self.model_id!r}: its vectors are not comparable; use another "
                     "redis_semantic_cache_index_name or drop the index",
                     parameter="redis_semantic_cache_embedding_model")
-            stored = int(meta["dim"])  # checked by _read_meta
+            stored = int(meta["dim"])  # checked by read_meta
             if self._dim is not None and stored != self._dim:
                 raise ConfigError(f"{where} holds {stored}-dimensional vectors, not "
                                   f"{self._dim}", parameter="redis_semantic_cache_index_name")
@@ -265,7 +266,7 @@ class RedisVLIndex(VectorIndex):
         exists = yield io.index.exists
         if exists:  # made by another process, version or tool: it must be ours in shape
             info = yield io.index.info
-            self._check_existing(info, dim, where)
+            check_existing(info, dim, where, self.prefix)
         else:
             try:
                 yield partial(io.index.create, overwrite=False)
@@ -278,67 +279,6 @@ class RedisVLIndex(VectorIndex):
                 "metric": "cosine"})
         self._ready = True
         return True
-
-    def _read_meta(self, raw: dict[Any, Any], where: str) -> dict[str, str]:
-        """The ``vec#meta#`` hash as text, checked: a hash another writer shaped otherwise
-        is a ``ConfigError`` naming it, not a raw KeyError out of every call."""
-        bad = (f"{where}: its metadata hash {self.meta_key!r} is malformed")
-        try:
-            meta = {k.decode() if isinstance(k, bytes) else str(k):
-                    v.decode() if isinstance(v, bytes) else str(v) for k, v in raw.items()}
-        except UnicodeDecodeError:
-            raise ConfigError(f"{bad} (not UTF-8); delete it or use another "
-                              "redis_semantic_cache_index_name",
-                              parameter="redis_semantic_cache_index_name") from None
-        if not meta:
-            return meta
-        dim = meta.get("dim", "")
-        if not dim.isascii() or not dim.isdigit() or int(dim) < 1:
-            raise ConfigError(f"{bad}: dim {dim[:40]!r} is not a positive integer; delete it "
-                              "or use another redis_semantic_cache_index_name",
-                              parameter="redis_semantic_cache_index_name")
-        metric = meta.get("metric", "cosine")
-        if metric != "cosine":
-            raise ConfigError(f"{where} was built for the {metric[:40]!r} metric, not cosine: "
-                              "its distances are not cosine similarities; use another "
-                              "redis_semantic_cache_index_name or drop the index",
-                              parameter="redis_semantic_cache_index_name")
-        return meta
-
-    def _check_existing(self, info: dict[str, Any], dim: int, where: str) -> None:
-        """An existing search index must be the one ``_make_schema`` describes: one of
-        another metric scores silently wrong (L2's squared distance read as 1 - cos), one
-        of another dimension, type or prefix never indexes our hashes (writes lost)."""
-        fields: dict[str, dict[str, str]] = {}
-        for attr in info.get("attributes") or []:
-            d = _pairs(attr)
-            fields[d.get("attribute") or d.get("identifier") or ""] = d
-        want = {"ctx": "TAG", "ns": "TAG", "x": "NUMERIC", "v": "VECTOR"}
-        problems = [f"no {t} field {n!r}" for n, t in want.items()
-                    if fields.get(n, {}).get("type", "").upper() != t]
-        v = fields.get("v", {})
-        if "v" in fields and not problems:
-            for what, have, expected in (
-                    ("dimension", v.get("dim", "?"), str(dim)),
-                    ("distance metric", v.get("distance_metric", "?").upper(), "COSINE"),
-                    ("vector type", v.get("data_type", v.get("type_", "?")).upper(),
-                     "FLOAT32")):
-                if have != expected:
-                    problems.append(f"{what} {have}, not {expected}")
-        raw_def = info.get("index_definition")
-        definition = _pairs(raw_def or {})
-        if definition.get("key_type", "HASH").upper() != "HASH":
-            problems.append(f"{definition['key_type']} documents, not hashes")
-        raw_prefixes = raw_def.get("prefixes") if isinstance(raw_def, dict) else None
-        prefixes = [_text(p) for p in raw_prefixes or []]
-        if self.prefix not in prefixes:
-            problems.append(f"key prefixes {prefixes}, not {self.prefix!r}")
-        if problems:
-            raise ConfigError(
-                f"{where} exists with another shape than semcache's ({'; '.join(problems)}): "
-                "it was made by another version or tool; use another "
-                "redis_semantic_cache_index_name or drop that index",
-                parameter="redis_semantic_cache_index_name")
 
     def _forget(self) -> None:
         """Check (or create) the index again on the next call."""
@@ -355,7 +295,7 @@ class RedisVLIndex(VectorIndex):
         try:
             return (yield partial(io.index.query, query))
         except BackendError as exc:
-            if not _index_gone(exc):
+            if not index_gone(exc):
                 raise
         log.warning("RedisVL index %r on %s is gone; creating it again",
                     self.index_name, self.connection.where)
@@ -461,7 +401,7 @@ class RedisVLIndex(VectorIndex):
         try:
             yield partial(io.index.delete, drop=delete_documents)
         except BackendError as exc:
-            if not _index_gone(exc):
+            if not index_gone(exc):
                 raise
         yield partial(io.client.delete, self.meta_key)
         self._forget()
@@ -544,36 +484,6 @@ def _candidate(r: dict[str, Any]) -> Candidate:
     x = float(r["x"])
     return candidate(r["k"], similarity_from_distance(r["vector_distance"]), r["p"],
                      float(r["c"]), None if x >= NEVER else x, _observations(r.get("o")))
-
-
-def _index_gone(exc: BackendError) -> bool:
-    """A RediSearch answer that the index does not exist (any command's wording)."""
-    text = str(exc.__cause__ or exc).lower()
-    return "no such index" in text or "unknown index name" in text
-
-
-def _text(v: Any) -> str:
-    return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
-
-
-def _pairs(raw: Any) -> dict[str, str]:
-    """FT.INFO's flat [name, value, ...] lists (or a dict) as a dict of lowercase names
-    to text; nested lists (some RediSearch versions nest a vector's parameters) are
-    merged in."""
-    out: dict[str, str] = {}
-    if isinstance(raw, dict):
-        items = list(raw.items())
-    elif isinstance(raw, (list, tuple)):
-        items = list(zip(raw[0::2], raw[1::2]))
-    else:
-        return out
-    for k, v in items:
-        if isinstance(v, (list, tuple, dict)):
-            for kk, vv in _pairs(v).items():
-                out.setdefault(kk, vv)
-        else:
-            out[_text(k).lower()] = _text(v)
-    return out
 
 
 def _observations(raw: str | bytes | None) -> tuple[Observation, ...]:
