@@ -146,3 +146,16 @@ def test_proxy_and_library_share_responses_entries(proxies, fake):
     assert r2._hidden_params["cache_hit"] is True and r2.output_text == r1.output_text
     raw = c.responses.with_raw_response.create(model="solo", input="from the library")
     assert raw.headers["x-semcache-stage"] == "exact" and fake.calls["responses"] == 2
+
+
+def test_a_turn_in_a_conversation_is_never_served_even_when_the_client_asks(proxies, fake):
+    """A conversation is server-side state each turn appends to: the library neither
+    looks such a turn up nor stores it, and a client's own ``caching: true`` must not
+    switch that back on through the proxy (it was applied after the key's bypass)."""
+    c = client(proxies.start())
+    before = fake.calls.get("responses", 0)
+    for _ in range(2):
+        _, stage = create(c, input=Q, conversation="conv_1",
+                          extra_body={"caching": True})
+        assert stage == "skipped"  # neither looked up nor stored
+    assert fake.calls["responses"] == before + 2

@@ -198,7 +198,9 @@ class ProxyApp:
             if files is not None:
                 kwargs["file"] = audio  # keyed on the audio bytes' hash
             kwargs["cache"] = controls
-            if owned.caching is not None:
+            if owned.caching is not None and kwargs.get("caching") is not False:
+                # never over a request the key itself bypasses (a Responses turn in a
+                # conversation: server-side state that each turn appends to)
                 kwargs["caching"] = owned.caching
             if owned.cache_key is not None:
                 kwargs["cache_key"] = owned.cache_key
