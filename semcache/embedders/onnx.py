@@ -57,7 +57,7 @@ from ._onnx_files import (
     cache_root,
     resolve_model_dir,
 )
-from .base import Embedder
+from .base import Embedder, text_list
 
 __all__ = [
     "DEFAULT_VARIANT",
@@ -341,10 +341,9 @@ def max_chars(max_seq_length: int) -> int:
 
 def cut_texts(texts: Sequence[str], cap: int) -> Sequence[str]:
     """``texts`` with each str cut to ``cap`` characters (anything else is left for
-    ``Embedder`` to refuse). A slice of a shorter str is the str itself: no copy."""
-    if isinstance(texts, str):
-        return texts
-    return [t[:cap] if isinstance(t, str) else t for t in texts]
+    ``Embedder`` to refuse; a container that is not a sequence of texts is refused
+    here). A slice of a shorter str is the str itself: no copy."""
+    return [t[:cap] if isinstance(t, str) else t for t in text_list(texts)]
 
 
 _RUNTIMES: dict[tuple[str, int], _Runtime] = {}
