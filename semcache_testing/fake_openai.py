@@ -61,6 +61,7 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -167,7 +168,12 @@ class FakeOpenAI:
     ``embeddings_reversed`` sends the rows in reverse order (``index`` is what counts,
     as a server may answer out of order); ``fail_next = N`` answers
     the next N requests with ``fail_status``; while ``hang`` is set, requests get no
-    answer until ``release`` is set (or the server stops).
+    answer until ``release`` is set (or the server stops). ``embeddings_answer``, while
+    set, is a function of the fake's own embeddings answer (a dict) that returns the body
+    to send instead, so a test can send a misbehaving server's answer (a row missing or
+    repeated, a NaN, ``data`` that is not a list); ``reset()`` clears it.
+    ``embedding_max_tokens`` refuses (HTTP 400, as OpenAI does) a request with an input
+    longer than that many (fake) tokens.
 
     ``stream_script``, while set, is the answer to every streamed request instead of the
     fake's own: a dict is sent as a ``data:`` event of its JSON, a str as a ``data:``
@@ -180,10 +186,13 @@ class FakeOpenAI:
                  chunk_delay_ms: float = 0.0, numbered: bool = False,
                  retry_errors: bool = False, max_recorded: int = 10_000,
                  embedding_dim: int = DEFAULT_EMBEDDING_DIM,
-                 embedding_scale: float = 1.0, embeddings_reversed: bool = False) -> None:
+                 embedding_scale: float = 1.0, embeddings_reversed: bool = False,
+                 embedding_max_tokens: int | None = None) -> None:
         self.embedding_dim = embedding_dim
+        self.embedding_max_tokens = embedding_max_tokens
         self.embeddings_reversed = embeddings_reversed
         self.embedding_scale = embedding_scale
+        self.embeddings_answer: Callable[[dict[str, Any]], Any] | None = None
         self.fail_next = 0
         self.fail_status = 503
         self.stream_script: list[Any] | None = None
@@ -309,6 +318,7 @@ class FakeOpenAI:
             self._calls.clear()
             self._requests.clear()
             self.stream_script = None
+            self.embeddings_answer = None
             self._max_in_flight = self._in_flight
 
     def wait_for_calls(self, endpoint: str, n: int, timeout: float = 5.0) -> bool:
@@ -715,6 +725,13 @@ class _Handler(BaseHTTPRequestHandler):
             items = inp
         else:
             raise _Error(400, "'input' must be a non-empty string or array", param="input")
+        limit = self.fake.embedding_max_tokens
+        for i, item in enumerate(items):
+            used = _tokens(item) if isinstance(item, str) else len(item)
+            if limit is not None and used > limit:  # as OpenAI refuses an over-long input
+                raise _Error(400, f"This model's maximum context length is {limit} tokens, "
+                             f"however you requested {used} tokens (input {i})",
+                             param="input")
         dim = body.get("dimensions") or self.fake.embedding_dim
         if not isinstance(dim, int) or isinstance(dim, bool) or not 1 <= dim <= 8192:
             raise _Error(400, f"'dimensions' must be an integer in [1, 8192], got {dim!r}",
@@ -732,8 +749,11 @@ class _Handler(BaseHTTPRequestHandler):
         if self.fake.embeddings_reversed:  # servers may answer out of order
             data.reverse()
         tokens = sum(_tokens(x) if isinstance(x, str) else len(x) for x in items)
-        self._send_json(200, {"object": "list", "data": data, "model": _model(body),
-                              "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+        answer: Any = {"object": "list", "data": data, "model": _model(body),
+                       "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+        if self.fake.embeddings_answer is not None:
+            answer = self.fake.embeddings_answer(answer)
+        self._send_json(200, answer)
 
     def _transcriptions(self, body: dict[str, Any], n: int) -> None:
         audio = body.get("file")

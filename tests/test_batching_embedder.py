@@ -8,7 +8,7 @@ import threading
 import numpy as np
 import pytest
 
-from semcache import BackendError, InvalidRequestError
+from semcache import BackendError, BackendUnavailable, InvalidRequestError
 from semcache.embedders.base import Embedder
 from semcache.embedders.batching import BatchingEmbedder
 
@@ -82,3 +82,84 @@ async def test_real_model_rows_match_one_at_a_time_embedding(minilm):
         await emb.aembed("not a list")  # type: ignore[arg-type]
     with pytest.raises(InvalidRequestError):
         await emb.aembed(["ok", 3])  # type: ignore[list-item]
+
+
+class Strict(Gate):
+    """Gate whose model, like every tokenizer and HTTP client, takes only text that can
+    be encoded as UTF-8."""
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        for t in texts:
+            t.encode("utf-8")
+        return super()._embed(texts)
+
+
+async def test_a_lone_surrogate_fails_its_caller_alone():
+    inner = Strict()
+    inner.release.set()
+    emb = BatchingEmbedder(inner)
+    good, bad = await asyncio.gather(emb.aembed(["good"]), emb.aembed(["bad \ud800"]),
+                                     return_exceptions=True)
+    assert isinstance(bad, InvalidRequestError) and "surrogate" in str(bad)
+    np.testing.assert_array_equal(good, inner.embed(["good"]))
+
+
+@pytest.fixture
+def picky_server():
+    from semcache_testing.fake_openai import FakeOpenAI
+
+    with FakeOpenAI(embedding_dim=8, embedding_max_tokens=50) as s:
+        yield s
+
+
+async def test_a_text_the_server_refuses_fails_its_caller_alone(picky_server):
+    from semcache.embedders.openai import OpenAIEmbedder
+
+    inner = OpenAIEmbedder("fake-embed", api_base=picky_server.base_url, dim=8,
+                           max_retries=0, cache_size=0)
+    emb = BatchingEmbedder(inner)
+    texts = ["a short question", "word " * 100, "another short one"]
+    try:
+        out = await asyncio.gather(*(emb.aembed([t]) for t in texts),
+                                   return_exceptions=True)
+        # the three shared one request, which the server refused for the long input
+        first = picky_server.requests[0]["body"]["input"]
+        assert first == texts
+        assert isinstance(out[1], BackendError) and "maximum context length" in str(out[1])
+        for i in (0, 2):  # the other callers still get their own rows
+            np.testing.assert_allclose(out[i], inner.embed([texts[i]]), atol=1e-6)
+    finally:
+        inner.close()
+
+
+async def test_an_outage_is_not_retried_caller_by_caller(picky_server):
+    from semcache.embedders.openai import OpenAIEmbedder
+
+    picky_server.fail_next, picky_server.fail_status = 1, 503
+    inner = OpenAIEmbedder("fake-embed", api_base=picky_server.base_url, dim=8,
+                           max_retries=0, cache_size=0)
+    emb = BatchingEmbedder(inner)
+    try:
+        out = await asyncio.gather(*(emb.aembed([f"t{i}"]) for i in range(4)),
+                                   return_exceptions=True)
+        assert all(isinstance(r, BackendUnavailable) for r in out)
+        assert len(picky_server.requests) == 1  # one refused batch, no retry per caller
+    finally:
+        inner.close()
+
+
+async def test_a_cancelled_caller_does_not_poison_its_batch():
+    inner = Gate()
+    emb = BatchingEmbedder(inner)
+    first = asyncio.ensure_future(emb.aembed(["first"]))
+    assert await asyncio.to_thread(inner.entered.wait, 10)
+    gone = asyncio.ensure_future(emb.aembed(["gone"]))
+    kept = asyncio.ensure_future(emb.aembed(["kept"]))
+    await asyncio.sleep(0)  # both queued behind the running call
+    gone.cancel()
+    inner.release.set()
+    np.testing.assert_array_equal(await kept, inner.embed(["kept"]))
+    await first
+    assert gone.cancelled()
+    (q,) = emb._queues.values()
+    assert not q.pending and not q.running  # no waiter left behind

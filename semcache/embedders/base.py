@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,7 +21,7 @@ from cachetools import LRUCache
 
 from .._errors import BackendError, InvalidRequestError
 
-__all__ = ["Embedder"]
+__all__ = ["Embedder", "checked_texts", "text_list"]
 
 
 @dataclass
@@ -31,6 +31,42 @@ class _Plan:
     texts: list[str]
     cached: dict[int, np.ndarray] = field(default_factory=dict)
     unique: list[str] = field(default_factory=list)  # to embed, deduplicated, in order
+
+
+def text_list(texts: Sequence[str]) -> list[str]:
+    """``texts`` as a new list, if it is a sequence (not one str, bytes, a mapping or a
+    set, whose order is not the caller's); the items are not checked."""
+    if isinstance(texts, str):
+        raise InvalidRequestError("embed() takes a sequence of texts, not one string")
+    if isinstance(texts, (bytes, bytearray, memoryview, Mapping, Set)):
+        raise InvalidRequestError(
+            f"embed() takes a sequence of texts, not {type(texts).__name__}")
+    try:
+        return list(texts)
+    except TypeError:
+        raise InvalidRequestError(
+            f"embed() takes a sequence of texts, not {type(texts).__name__}") from None
+
+
+def checked_texts(texts: Sequence[str]) -> list[str]:
+    """``texts`` as a list, or an ``InvalidRequestError`` naming what is wrong with it.
+
+    A lone surrogate (JSON spells one as ``"\\ud800"``) is refused here, by index: no
+    tokenizer or HTTP client can encode it, and failing inside the backend made a
+    caller's bad text look like an embedder outage (and failed every other text of its
+    batch)."""
+    texts = text_list(texts)
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise InvalidRequestError(f"text {i} is {type(t).__name__}, not str")
+        if not t.isascii():  # O(1) for the common all-ASCII text
+            try:
+                t.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise InvalidRequestError(
+                    f"text {i} is not valid Unicode: a lone surrogate "
+                    f"{t[exc.start]!r} at position {exc.start}") from None
+    return texts
 
 
 class Embedder(ABC):
@@ -97,13 +133,8 @@ class Embedder(ABC):
     # -- the pure steps both twins share ------------------------------------------------
 
     def _plan(self, texts: Sequence[str]) -> _Plan:
-        if isinstance(texts, str):
-            raise InvalidRequestError("embed() takes a sequence of texts, not one string")
-        texts = list(texts)
-        for i, t in enumerate(texts):
-            if not isinstance(t, str):
-                raise InvalidRequestError(f"text {i} is {type(t).__name__}, not str")
-        plan = _Plan(texts)
+        plan = _Plan(checked_texts(texts))
+        texts = plan.texts
         todo: list[int] = []
         if self._lru_size:
             with self._lru_lock:

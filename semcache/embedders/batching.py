@@ -18,10 +18,23 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .._errors import InvalidRequestError
-from .base import Embedder
+from .._errors import BackendTimeout, BackendUnavailable, InvalidRequestError
+from .base import Embedder, checked_texts
 
 __all__ = ["BatchingEmbedder"]
+
+
+def _input_refused(exc: Exception) -> bool:
+    """Whether the backend refused the request's input (HTTP 4xx other than a timeout,
+    conflict or rate limit; a typed ``InvalidRequestError``), so that one caller's text
+    may be the cause. An outage (unavailable, timed out, 5xx, 429) is not retried caller
+    by caller: that would multiply the calls to a failing backend."""
+    if isinstance(exc, InvalidRequestError):
+        return True
+    if isinstance(exc, (BackendUnavailable, BackendTimeout)):
+        return False
+    status = getattr(exc.__cause__, "status_code", None)  # openai's APIStatusError
+    return isinstance(status, int) and 400 <= status < 500 and status not in (408, 409, 429)
 
 
 class _Queue:
@@ -60,12 +73,7 @@ class BatchingEmbedder(Embedder):
         return self.inner.embed(texts)
 
     async def aembed(self, texts: Sequence[str]) -> np.ndarray:
-        if isinstance(texts, str):  # checked here: one caller's mistake must not fail a batch
-            raise InvalidRequestError("embed() takes a sequence of texts, not one string")
-        texts = list(texts)
-        for i, t in enumerate(texts):
-            if not isinstance(t, str):
-                raise InvalidRequestError(f"text {i} is {type(t).__name__}, not str")
+        texts = checked_texts(texts)  # here: one caller's mistake must not fail a batch
         if not texts:
             return self.inner.embed(texts)
         loop = asyncio.get_running_loop()
@@ -95,6 +103,11 @@ class BatchingEmbedder(Embedder):
                 try:
                     vecs = await asyncio.to_thread(self.inner.embed, flat)
                 except Exception as exc:  # noqa: BLE001 - each caller gets it, typed
+                    if len(take) > 1 and _input_refused(exc):
+                        # one caller's text may be the one refused (an input over the
+                        # server's token limit): the others must not fail with it
+                        await self._one_by_one(take)
+                        continue
                     for _, fut in take:
                         if not fut.done():
                             fut.set_exception(exc)
@@ -112,6 +125,22 @@ class BatchingEmbedder(Embedder):
                 if not fut.done():
                     fut.cancel()
             q.pending.clear()
+
+    async def _one_by_one(self, take: list[tuple[list[str], asyncio.Future[np.ndarray]]]
+                          ) -> None:
+        for texts, fut in take:
+            if fut.done():  # its caller was cancelled meanwhile
+                continue
+            try:
+                vecs = await asyncio.to_thread(self.inner.embed, texts)
+            except Exception as exc:  # noqa: BLE001 - this caller's own error
+                if not fut.done():
+                    fut.set_exception(exc)
+                continue
+            self.batches += 1
+            self.batched_texts += len(texts)
+            if not fut.done():
+                fut.set_result(vecs)
 
     def __repr__(self) -> str:
         return f"BatchingEmbedder({self.inner!r}, max_batch={self.max_batch})"

@@ -57,7 +57,7 @@ from ._onnx_files import (
     cache_root,
     resolve_model_dir,
 )
-from .base import Embedder
+from .base import Embedder, text_list
 
 __all__ = [
     "DEFAULT_VARIANT",
@@ -106,6 +106,12 @@ def _atomic_dir(out_dir: Path) -> Iterator[Path]:
 
 
 def _write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
+    """Write the manifest last, with the byte sizes of the files beside it, so that a
+    folder whose files were cut later (a partial copy or cache restore) is seen as
+    broken by ``_valid_export`` and rebuilt, not loaded and failed on every embed."""
+    sizes = {f.name: f.stat().st_size for f in folder.iterdir()
+             if f.is_file() and f.name != "manifest.json"}
+    manifest = dict(manifest, sizes=sizes)
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
 
 
@@ -228,10 +234,19 @@ def _valid_export(folder: Path, variant: str, fingerprint: str, builder: str) ->
     except ValueError:  # truncated or garbled: export again
         return False
     # another builder (or version of it) made it: rebuild, so builder fixes reach caches
-    return (isinstance(m, dict) and m.get("format") == MANIFEST_FORMAT
+    if not (isinstance(m, dict) and m.get("format") == MANIFEST_FORMAT
             and m.get("builder") == builder
             and m.get("variant") == variant and m.get("source_fingerprint") == fingerprint
-            and (folder / "model.onnx").is_file() and (folder / "tokenizer.json").is_file())
+            and (folder / "model.onnx").is_file() and (folder / "tokenizer.json").is_file()):
+        return False
+    sizes = m.get("sizes")  # absent in exports made before it was recorded
+    if not isinstance(sizes, dict):
+        return True
+    try:
+        return all((folder / str(name)).stat().st_size == size
+                   for name, size in sizes.items())
+    except OSError:  # a file named in the manifest is gone
+        return False
 
 
 def ensure_onnx(model: str | os.PathLike[str] = "all-MiniLM-L6-v2", variant: str = "fp32",
@@ -341,10 +356,9 @@ def max_chars(max_seq_length: int) -> int:
 
 def cut_texts(texts: Sequence[str], cap: int) -> Sequence[str]:
     """``texts`` with each str cut to ``cap`` characters (anything else is left for
-    ``Embedder`` to refuse). A slice of a shorter str is the str itself: no copy."""
-    if isinstance(texts, str):
-        return texts
-    return [t[:cap] if isinstance(t, str) else t for t in texts]
+    ``Embedder`` to refuse; a container that is not a sequence of texts is refused
+    here). A slice of a shorter str is the str itself: no copy."""
+    return [t[:cap] if isinstance(t, str) else t for t in text_list(texts)]
 
 
 _RUNTIMES: dict[tuple[str, int], _Runtime] = {}

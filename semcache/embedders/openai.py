@@ -120,7 +120,7 @@ class OpenAIEmbedder(Embedder):
     @property
     def dim(self) -> int:
         if self._dim is None:  # unknown model: one probe call, then known
-            self._dim = int(self._embed(["dimension probe"]).shape[1])
+            self._dim = int(self._call(self._embed, ["dimension probe"]).shape[1])
         return self._dim
 
     def _request(self, texts: list[str]) -> dict[str, Any]:
@@ -131,14 +131,33 @@ class OpenAIEmbedder(Embedder):
         return req
 
     def _vectors(self, response: Any, n: int) -> np.ndarray:
-        data = sorted(response.data, key=lambda d: d.index)
+        """The answer's rows in input order, or a ``BackendError``: a server's garbage
+        (rows missing, repeated or misnumbered, values that are not numbers) must never
+        become a vector that the LRU and the index keep for another text."""
+        data = getattr(response, "data", None)
+        if not isinstance(data, list):
+            raise self._bad_answer(f"'data' is {type(data).__name__}, not a list")
         if len(data) != n:
             raise BackendError(f"{self.model_id} returned {len(data)} vectors for {n} texts",
                                backend="embedder")
-        arr = np.asarray([d.embedding for d in data], dtype=np.float32)
+        by_index = {getattr(d, "index", None): d for d in data}
+        if set(by_index) != set(range(n)):  # each input's row exactly once, by index
+            raise self._bad_answer(
+                f"row indices {sorted(map(repr, by_index))} are not 0..{n - 1}, once each")
+        try:
+            arr = np.array([by_index[i].embedding for i in range(n)])
+        except ValueError:  # rows of different lengths
+            raise self._bad_answer("rows of different lengths") from None
+        if arr.ndim != 2 or arr.dtype.kind not in "iuf":  # bools, strings, nulls, lists
+            raise self._bad_answer(f"rows are not lists of numbers ({arr.dtype}, "
+                                   f"shape {arr.shape})")
         if self._dim is None:
             self._dim = int(arr.shape[1])
-        return arr
+        return arr.astype(np.float32)
+
+    def _bad_answer(self, why: str) -> BackendError:
+        return BackendError(f"{self.model_id}: malformed embeddings answer: {why}",
+                            backend="embedder")
 
     def _embed(self, texts: list[str]) -> np.ndarray:
         with _map_errors(self.model_id):

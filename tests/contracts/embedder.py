@@ -12,6 +12,8 @@ check out: it does not apply, so it is not collected at all rather than skipped.
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 import pytest
 
@@ -77,10 +79,28 @@ class EmbedderContract:
         v = embedder.embed(["same", "other", "same"])
         np.testing.assert_array_equal(v[0], v[2])
 
-    @pytest.mark.parametrize("bad", [[1], ["ok", None], [b"bytes"], "a string"])
+    @pytest.mark.parametrize("bad", [[1], ["ok", None], [b"bytes"], "a string", None, 7,
+                                     b"bytes", {"a": 1}])
     def test_non_str_input_rejected(self, embedder: Embedder, bad: object) -> None:
         with pytest.raises(InvalidRequestError):
             embedder.embed(bad)  # type: ignore[arg-type]
+
+    @pytest.mark.parametrize("bad", [["\ud800"], ["ok", "lone \udfff surrogate"]])
+    async def test_lone_surrogate_is_the_callers_error(self, embedder: Embedder,
+                                                       bad: list[str]) -> None:
+        # JSON can spell one ("\ud800"), and no tokenizer or HTTP client can encode it:
+        # the caller's error, named as such, not a failure of the embedder (a "backend
+        # down" miss, logged as an outage, that fails a whole batch of other callers)
+        for call in (embedder.embed, embedder.aembed):
+            with pytest.raises(InvalidRequestError, match="surrogate") as info:
+                result = call(bad)
+                if asyncio.iscoroutine(result):
+                    await result
+            assert "text " in str(info.value)
+
+    def test_nul_and_control_characters_are_text(self, embedder: Embedder) -> None:
+        v = embedder.embed(["a\x00b", "\x07\x1b[0m", " \t\n "])
+        assert v.shape == (3, embedder.dim) and np.all(np.isfinite(v))
 
     async def test_async_twin_equal(self, embedder: Embedder) -> None:
         sync = embedder.embed(TEXTS)

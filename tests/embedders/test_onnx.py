@@ -211,3 +211,19 @@ def test_export_cli_is_idempotent(fp32: OnnxEmbedder, int8: OnnxEmbedder) -> Non
                          check=False)
     assert out.returncode == 0, out.stderr
     assert "fp32:" in out.stdout and "int8:" in out.stdout
+
+
+@pytest.mark.parametrize("name", ["model.onnx", "tokenizer.json"])
+def test_truncated_export_file_is_replaced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           name: str) -> None:
+    """A cache folder copied or restored in part (an interrupted rsync, a CI cache) can
+    keep a valid manifest beside a cut model: that export must be rebuilt, not loaded
+    and failed on every embed of the process."""
+    calls: list[str] = []
+    monkeypatch.setattr(onnx_mod, "export_onnx", _fake_export(calls))
+    folder = ensure_onnx(root=tmp_path)
+    data = (folder / name).read_bytes()
+    (folder / name).write_bytes(data[: len(data) // 2])
+    assert ensure_onnx(root=tmp_path) == folder
+    assert len(calls) == 2 and (folder / name).read_bytes() == data
+    assert ensure_onnx(root=tmp_path) == folder and len(calls) == 2  # now valid again

@@ -216,3 +216,51 @@ def test_bad_config(kw: dict[str, object]) -> None:
 def test_constructor_makes_no_request(server: FakeOpenAI) -> None:
     OpenAIEmbedder("text-embedding-3-small", api_base=server.base_url)
     assert server.requests == []
+
+
+def _rows(answer: dict, fn) -> dict:  # type: ignore[type-arg, no-untyped-def]
+    return {**answer, "data": [fn(i, d) for i, d in enumerate(answer["data"])]}
+
+
+#: a misbehaving server's answers to ["a", "b"] (sent reversed, as the fixture does)
+BROKEN_ANSWERS = {
+    "one index twice": lambda a: _rows(a, lambda i, d: dict(d, index=0)),
+    "indices past the inputs": lambda a: _rows(a, lambda i, d: dict(d, index=d["index"] + 5)),
+    "no index": lambda a: _rows(a, lambda i, d: {k: v for k, v in d.items() if k != "index"}),
+    "numbers as strings": lambda a: _rows(a, lambda i, d: dict(d, embedding=["1.5"] * DIM)),
+    "strings": lambda a: _rows(a, lambda i, d: dict(d, embedding="AAAA")),
+    "null rows": lambda a: _rows(a, lambda i, d: dict(d, embedding=None)),
+    "ragged rows": lambda a: _rows(a, lambda i, d: dict(d, embedding=d["embedding"][: i + 1])),
+    "NaN": lambda a: _rows(a, lambda i, d: dict(d, embedding=[float("nan")] * DIM)),
+    "wrong dim": lambda a: _rows(a, lambda i, d: dict(d, embedding=d["embedding"] * 2)),
+    "one row short": lambda a: {**a, "data": a["data"][:1]},
+    "data is null": lambda a: {**a, "data": None},
+    "data is an object": lambda a: {**a, "data": {"0": [1.0] * DIM}},
+    "not an object": lambda a: [1, 2],
+}
+
+
+@pytest.mark.parametrize("name", sorted(BROKEN_ANSWERS))
+async def test_a_broken_answer_is_a_typed_error_and_nothing_is_stored(
+        server: FakeOpenAI, name: str) -> None:
+    server.embeddings_answer = BROKEN_ANSWERS[name]
+    e = make(server)
+    with pytest.raises(BackendError):
+        e.embed(["a", "b"])
+    with pytest.raises(BackendError):
+        await e.aembed(["a", "b"])
+    assert len(e._lru) == 0  # no garbage vector planted for a later hit
+    server.embeddings_answer = None  # the server recovers: the true rows, in place
+    v = e.embed(["a", "b"])
+    for row, text in zip(v, ["a", "b"]):
+        ref = np.array(fake_embedding(text, DIM))
+        np.testing.assert_allclose(row, ref / np.linalg.norm(ref), atol=1e-6)
+
+
+def test_the_dimension_probe_of_a_broken_answer_is_a_typed_error(server: FakeOpenAI) -> None:
+    server.embeddings_answer = BROKEN_ANSWERS["data is null"]
+    e = track(OpenAIEmbedder("custom-model", api_base=server.base_url, max_retries=0))
+    with pytest.raises(BackendError):
+        e.dim  # noqa: B018 - the probe call
+    server.embeddings_answer = None
+    assert e.dim == DIM
