@@ -215,6 +215,11 @@ def test_a_candidate_the_verifier_rejects_is_never_served():
     assert q.min_score == 0.25
     liked = Candidate("k", 0.99, "p", 0.0, None, (), score=0.3)
     assert q.decide("q", [rejected, liked], 0.7).candidate.score == 0.3
+    # a vetoed lookup is counted but lends no error budget: the serving window only
+    # holds decisions the policy made
+    window, vetoed = q._window_n, q.counts["verifier_rejected"]
+    q.record(q.decide("q", [rejected], 0.7))
+    assert q.counts["verifier_rejected"] == vetoed + 1 and q._window_n == window
     with pytest.raises(ConfigError, match="min_score"):
         VerifiedPolicy(0.05, min_score=1.5)
 
