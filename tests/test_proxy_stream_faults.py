@@ -218,3 +218,18 @@ def test_streamed_citations_and_audio_are_stored_and_replayed_whole(proxies, fak
     assert msg.content == "Paris." and [a.model_dump() for a in msg.annotations] == CITE
     assert msg.audio is not None and msg.audio.model_dump() == AUDIO
     assert fake.calls["chat/completions"] == 1
+
+
+def test_a_stream_missing_one_of_its_n_choices_is_not_stored(proxies, fake):
+    """A request for n=2 whose stream ends cleanly after choice 0 has every choice it
+    saw finished; stored, every later n=2 request was served one choice (the library
+    counts the choices it asked for since the same fix; the proxy did not)."""
+    cache = Cache()
+    proxy = proxies.start(cache=cache)
+    fake.stream_script = [_chunk({"role": "assistant", "content": "Paris"}),
+                          _chunk({}, "stop"), "[DONE]"]
+    body = {"model": "chat", "messages": ask("capital of France?"), "n": 2}
+    for _ in range(2):
+        status, events = _stream(proxy, body)
+        assert status == 200 and events[-1] == b"[DONE]"
+    assert fake.calls["chat/completions"] == 2 and cache.stats()["stores"] == 0

@@ -97,10 +97,11 @@ class Assembler(SSEReader):
     ``[DONE]``, a choice without ``finish_reason``) or carried an error: never stored.
     """
 
-    def __init__(self, endpoint: str) -> None:
+    def __init__(self, endpoint: str, expected: int = 1) -> None:
         super().__init__()
         self.done = False
         self.bad = False
+        self.expected = expected  #: the choices the request asked for (``choices_of``)
         self._asm = StreamAssembler("chat" if endpoint == "chat/completions" else "text")
 
     def _event(self, payload: bytes) -> None:
@@ -124,7 +125,7 @@ class Assembler(SSEReader):
         if not self.done or self.bad:
             return None
         try:
-            return self._asm.result()
+            return self._asm.result(self.expected)
         except (AttributeError, TypeError, ValueError):  # never a crash mid-relay
             return None
 

@@ -40,6 +40,7 @@ from starlette.routing import Route
 from .._cache import Cache, Pending
 from .._calls._responses_api import ResponsesAssembler
 from .._calls._responses_api import key_kwargs as responses_key
+from .._calls._streams import choices_of
 from .._errors import ConfigError, SemcacheError
 from .._flight import FLIGHTS, flight_key, redis_lock
 from .answers import Assembler, chunks, encode_hit, storable
@@ -365,7 +366,8 @@ class ProxyApp:
                           seconds=time.perf_counter() - t0,
                           meta=outcome.metadata if outcome else None)
         assembler: Any = ResponsesAssembler() if endpoint == "responses" else \
-            Assembler(endpoint)
+            Assembler(endpoint, choices_of("chat" if endpoint == "chat/completions"
+                                           else "text", body))
 
         stored = False
 
