@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ._config import Controls
 from ._entries import Observation
 from ._errors import ConfigError, SemcacheError
+from ._keys import RESERVED_MARK
 from ._pending import CacheHit
 from ._pipeline import FAILED, Op, Request, query_digest
 from ._record import Record
@@ -109,9 +110,32 @@ class Learning:
         else:
             raise ConfigError("feedback takes a CacheHit, its metadata or a key",
                               parameter="hit")
+        meta = self._checked(meta)
         req = Request("feedback", {}, Controls(), c.namespace, meta["key"], False, False,
                       None, c.similarity_threshold, False)
         return self._feedback(meta, correct), req
+
+    def _checked(self, meta: Mapping[str, Any]) -> dict[str, Any]:
+        """A report's metadata, refused unless it names an entry of this cache's own
+        namespace (an exact report deletes it: another namespace's entry is not the
+        caller's to delete or mark) with a similarity that is a cosine: a NaN, an
+        infinity or a 2.0 would be kept as evidence the policy learns from (a NaN broke
+        its model's binning) and the index stores (unreadable once stored)."""
+        ns = self._cache.namespace
+        key, rkey = meta.get("key"), meta.get("request_key")
+        for name, k in (("key", key), ("request_key", rkey)):
+            if k is None and name == "request_key":
+                continue
+            if not isinstance(k, str) or not k.startswith(f"{ns}:") or RESERVED_MARK in k:
+                raise ConfigError(f"feedback's {name} must be a key of this cache's "
+                                  f"namespace {ns!r}, got {str(k)[:80]!r}", parameter="hit")
+        sim = meta.get("similarity")
+        if sim is not None and (isinstance(sim, bool) or not isinstance(sim, (int, float))
+                                or not -1.001 <= sim <= 1.001):  # also refuses NaN
+            raise ConfigError(f"feedback's similarity must be a cosine in [-1, 1], got "
+                              f"{str(sim)[:40]!r}", parameter="hit")
+        return {**meta, "similarity": None if sim is None else min(max(float(sim), -1.0),
+                                                                     1.0)}
 
     def _feedback(self, meta: Mapping[str, Any], correct: bool) -> Generator[Op, Any, bool]:
         c = self._cache

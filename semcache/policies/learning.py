@@ -97,7 +97,8 @@ class Teacher:
         """A caller's report on a served semantic hit (``meta``: its metadata) as an
         observation of its entry, and the entry's history when it was served;
         ``query`` is the request's digest (kept only with a wrong report)."""
-        sim = float(meta.get("similarity") or 1.0)
+        sim = meta.get("similarity")  # 0.0 is a similarity: not "unknown"
+        sim = 1.0 if sim is None else float(sim)
         rkey = meta.get("request_key")
         obs = Observation(sim, correct, None if correct or not rkey else query)
         return obs, self.history_at(meta["key"], rkey)

@@ -449,14 +449,18 @@ class VerifiedPolicy(DecisionPolicy):
                     "audit_wrong": self.counts["audit_wrong"]}
 
     def load_state(self, state: Mapping[str, Any]) -> None:
-        if state.get("v") != _STATE_VERSION or not isinstance(state.get("cells"), list):
+        # what the store holds is anyone's JSON: a NaN coefficient or an infinite count
+        # would be served on (every estimate NaN), a non-number a raw crash
+        if not isinstance(state, Mapping) or state.get("v") != _STATE_VERSION \
+                or not isinstance(state.get("cells"), list):
             raise ConfigError("not a VerifiedPolicy state of this version", parameter="state")
         try:
             cells: dict[Cell, list[float]] = {}
             for row in state["cells"]:
                 *cell, n, w = row
                 a, b, c, d, e, f = (int(x) for x in cell)
-                if not (0 <= w <= n and 0 <= a <= 1 / STEP and -1 <= b <= MAX_SCORE_BIN):
+                if not (0 <= w <= n < math.inf and 0 <= a <= 1 / STEP
+                        and -1 <= b <= MAX_SCORE_BIN):
                     raise ValueError("count out of range")
                 cells[(a, b, c, d, e, f)] = [float(n), float(w)]
             beta = None if state.get("beta") is None else np.asarray(state["beta"], float)
@@ -464,15 +468,20 @@ class VerifiedPolicy(DecisionPolicy):
             if beta is not None and (beta.shape != (N_FEATURES,) or cov is None
                                      or cov.shape != (N_FEATURES, N_FEATURES)):
                 raise ValueError("model of the wrong shape")
-        except (TypeError, ValueError) as exc:
+            if beta is not None and cov is not None \
+                    and not (np.isfinite(beta).all() and np.isfinite(cov).all()):
+                raise ValueError("model with a non-finite coefficient")
+            counts = [int(state.get(k, 0)) for k in ("unfitted", "judged", "audits",
+                                                     "audit_wrong")]
+            if min(counts) < 0:
+                raise ValueError("negative count")
+        except (TypeError, ValueError, OverflowError) as exc:
             raise ConfigError(f"malformed VerifiedPolicy state: {exc}",
                               parameter="state") from None
         with self._lock:
             self._cells, self._beta, self._cov = cells, beta, cov
-            self._unfitted = int(state.get("unfitted", 0))
-            self.counts["judged"] = int(state.get("judged", 0))
-            self.counts["audited"] = int(state.get("audits", 0))
-            self.counts["audit_wrong"] = int(state.get("audit_wrong", 0))
+            (self._unfitted, self.counts["judged"], self.counts["audited"],
+             self.counts["audit_wrong"]) = counts
             self._budget.clear()
 
     def __repr__(self) -> str:
