@@ -171,3 +171,18 @@ def test_a_caching_group_shares_across_endpoints(api, fake):
         api.router(router, "completion", model="a", messages=MSG)
         r = api.router(router, "completion", model="b", messages=MSG)
         assert r._hidden_params["cache_hit"] is True and other.calls[CHAT] == 0
+
+
+def test_cache_responses_true_caches_with_no_global_cache(api, fake):
+    """LiteLLM's ``Router(cache_responses=True)`` with no Redis settings caches in
+    memory. With ``semcache.cache`` unset, semcache's router made every call upstream:
+    the option the user set to turn caching on was silently ignored."""
+    semcache.cache = None
+    router = Router(model_list=[_dep("m", "gpt-4o-mini", fake)], cache_responses=True)
+    api.router(router, "completion", model="m", messages=MSG)
+    r = api.router(router, "completion", model="m", messages=MSG)
+    assert r._hidden_params["cache_hit"] is True and fake.calls[CHAT] == 1
+    # a global cache set later is the one used, as before
+    semcache.cache = Cache()
+    api.router(router, "completion", model="m", messages=MSG)
+    assert semcache.cache.stats()["stores"] == 1

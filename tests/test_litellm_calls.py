@@ -18,7 +18,7 @@ from openai.types.chat import ChatCompletion
 
 import semcache
 from semcache import Cache
-from tests.calls_support import MSG, fake, fake_server, kw  # noqa: F401
+from tests.calls_support import MSG, api, fake, fake_server, kw  # noqa: F401
 
 
 def _msgs(text: str) -> list[dict[str, str]]:
@@ -271,3 +271,49 @@ def test_a_mock_response_is_never_served_to_a_real_request(fake, kw):
     with pytest.raises(ValueError, match="boom"):
         semcache.completion(model="gpt-4o", messages=MSG, mock_response=ValueError("boom"),
                             **kw)
+
+
+@pytest.mark.parametrize("controls,calls_get,calls_add", [
+    ({"no-store": True}, True, False), ({"no-cache": True}, False, True),
+    ({"ttl": 0}, True, False), ({"use-cache": False}, False, False),
+    ({"s-maxage": 0}, False, True)])
+@pytest.mark.parametrize("path", ["chat", "stream", "embedding"])
+def test_overridden_get_and_add_cache_obey_the_request_controls(api, fake, kw, controls,
+                                                                calls_get, calls_add,
+                                                                path):
+    """LiteLLM consults a custom cache's get_cache only when the request may read
+    (not ``no-cache``, caching on) and calls its add_cache only when it may store (not
+    ``no-store``): the custom methods know nothing of the controls. semcache called
+    them whatever the controls said, so ``no-store`` answers landed in the user's own
+    store and ``no-cache`` requests were served from it."""
+    gets: list = []
+    adds: list = []
+    c = semcache.cache = Cache()
+
+    def add_cache(result, **kwargs):
+        adds.append(result)
+
+    def get_cache(**kwargs):
+        gets.append(kwargs)
+
+    c.add_cache, c.get_cache = add_cache, get_cache
+    if path == "chat":
+        api.completion(model="m", messages=MSG, cache=controls, **kw)
+    elif path == "stream":
+        api.stream("completion", model="m", messages=MSG, cache=controls, **kw)
+    else:
+        api.embedding(model="e", input=["a"], cache=controls, **kw)
+    assert bool(gets) is calls_get and bool(adds) is calls_add
+
+
+def test_overridden_add_cache_alone_obeys_no_store(api, fake, kw):
+    """A Cache with only add_cache replaced: the lookup is the pipeline's, which knew
+    the request may not be stored, yet the custom add_cache was called all the same."""
+    adds: list = []
+    c = semcache.cache = Cache()
+    c.add_cache = lambda result, **kwargs: adds.append(result)
+    api.completion(model="m", messages=MSG, cache={"no-store": True}, **kw)
+    api.stream("completion", model="m", messages=MSG, cache={"no-store": True}, **kw)
+    assert adds == []
+    api.completion(model="m", messages=MSG, **kw)
+    assert len(adds) == 1

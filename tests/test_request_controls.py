@@ -192,3 +192,18 @@ def test_two_spellings_of_a_control_that_disagree_are_refused(raw, name):
 def test_two_spellings_that_agree_are_one_control():
     c = Controls.parse({"no-store": True, "no_store": True, "s-maxage": 5, "s_maxage": 5.0})
     assert c.no_store is True and c.s_maxage == 5.0
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_s_maxage_bounds_the_age_served_on_every_path(api, fake, kw, clock, path):
+    """An entry 20 s old is not served to ``s-maxage: 10``, and is to ``s-maxage: 60``,
+    alike on every path (sync and async, streamed or not, through the router)."""
+    semcache.cache = Cache(clock=clock)
+    _call(api, path, kw, None)
+    n = fake.total_calls
+    clock.advance(20)
+    _call(api, path, kw, {"s-maxage": 10})
+    assert fake.total_calls > n
+    n = fake.total_calls
+    _call(api, path, kw, {"s-maxage": 60})
+    assert fake.total_calls == n

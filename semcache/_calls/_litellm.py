@@ -252,6 +252,9 @@ class _Custom:
     entry: Any
     metadata: dict[str, Any]
     kwargs: Mapping[str, Any]
+    #: whether the request's controls let it be stored (no ``no-store``, ``ttl=0``,
+    #: ``caching=False``, ...): the custom add_cache knows nothing of them
+    may_store: bool = True
     #: the single flight needs the pipeline's key and controls, which a custom get_cache
     #: does not give: it is not joined
     reads: bool = False
@@ -262,25 +265,41 @@ class _Custom:
         return self.entry is not None
 
 
-def _custom_outcome(value: Any, kwargs: Mapping[str, Any]) -> _Custom:
+def _permits(cache: Any, call_type: str, kwargs: Mapping[str, Any]) -> tuple[bool, bool]:
+    """(may read, may store) by the request's controls, as the pipeline decides them:
+    LiteLLM calls a custom get_cache only when the request may read and its add_cache
+    only when it may store. A bad control is refused here, as on every other path."""
+    request = getattr(cache, "_request", None)
+    if request is None:  # not a semcache Cache: nothing to decide with
+        return True, True
+    req = request(call_type or None, kwargs)
+    return req.read, req.write
+
+
+def _custom_outcome(value: Any, kwargs: Mapping[str, Any], may_store: bool) -> _Custom:
     from .._cache import CacheHit
 
     meta = {"cache_hit": value is not None, "stage": "exact" if value is not None
             else "miss", "key": None, "custom": True}
-    return _Custom(None if value is None else CacheHit(value, None, meta), meta, kwargs)
+    return _Custom(None if value is None else CacheHit(value, None, meta), meta, kwargs,
+                   may_store)
 
 
 def begin(cache: Any, call_type: str, kwargs: Mapping[str, Any]) -> Any:
     if overridden(cache, "get_cache"):
-        return _custom_outcome(cache.get_cache(**kwargs), kwargs)
+        read, write = _permits(cache, call_type, kwargs)
+        return _custom_outcome(cache.get_cache(**kwargs) if read else None, kwargs, write)
     return cache.begin(call_type, **kwargs)
 
 
 async def abegin(cache: Any, call_type: str, kwargs: Mapping[str, Any]) -> Any:
     if overridden(cache, "async_get_cache"):
-        return _custom_outcome(await cache.async_get_cache(**kwargs), kwargs)
+        read, write = _permits(cache, call_type, kwargs)
+        return _custom_outcome(await cache.async_get_cache(**kwargs) if read else None,
+                               kwargs, write)
     if overridden(cache, "get_cache"):
-        return _custom_outcome(cache.get_cache(**kwargs), kwargs)
+        read, write = _permits(cache, call_type, kwargs)
+        return _custom_outcome(cache.get_cache(**kwargs) if read else None, kwargs, write)
     return await cache.abegin(call_type, **kwargs)
 
 
@@ -290,17 +309,24 @@ def _store_kwargs(outcome: Any) -> dict[str, Any]:
     return {**outcome.request, "call_type": outcome.call_type}
 
 
+def _may_store(outcome: Any) -> bool:
+    return bool(outcome.may_store if isinstance(outcome, _Custom) else outcome.writes)
+
+
 def finish(cache: Any, outcome: Any, value: Any) -> None:
     if isinstance(outcome, _Custom) or overridden(cache, "add_cache"):
-        cache.add_cache(value, **_store_kwargs(outcome))
+        if _may_store(outcome):
+            cache.add_cache(value, **_store_kwargs(outcome))
     else:
         outcome.store(value)
 
 
 async def afinish(cache: Any, outcome: Any, value: Any) -> None:
     if overridden(cache, "async_add_cache"):
-        await cache.async_add_cache(value, **_store_kwargs(outcome))
+        if _may_store(outcome):
+            await cache.async_add_cache(value, **_store_kwargs(outcome))
     elif isinstance(outcome, _Custom) or overridden(cache, "add_cache"):
-        cache.add_cache(value, **_store_kwargs(outcome))
+        if _may_store(outcome):
+            cache.add_cache(value, **_store_kwargs(outcome))
     else:
         await outcome.astore(value)

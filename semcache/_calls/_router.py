@@ -40,7 +40,8 @@ class Router:
 
     The router's calls use ``semcache.cache`` unless given its own: ``cache=Cache(...)``,
     or LiteLLM's ``redis_host`` / ``redis_port`` / ``redis_password`` (a ``redis`` Cache).
-    ``cache_responses=False`` turns caching off for the router's calls.
+    ``cache_responses=False`` turns caching off for the router's calls;
+    ``cache_responses=True`` with neither set caches in memory, as LiteLLM's does.
     """
 
     def __init__(self, model_list: Sequence[Mapping[str, Any]],
@@ -108,6 +109,9 @@ class Router:
                           password=redis_password)
         self.cache = cache
         self.cache_responses = cache_responses
+        #: LiteLLM's cache_responses=True with no Redis settings caches in memory: the
+        #: router's own, used only while no cache= and no semcache.cache are set
+        self._memory: Any = None
         self.defaults: dict[str, Any] = dict(default_litellm_params or {})
         if num_retries is not None:
             self.defaults["num_retries"] = num_retries
@@ -124,7 +128,7 @@ class Router:
         return self._group_of.get(model_name, model_name)
 
     def _flow(self, call_type: str, model: str, kwargs: dict[str, Any]) -> Any:
-        from . import _GLOBAL, _flow
+        from . import _GLOBAL, _flow, _root
 
         if model not in self._cycles:
             raise InvalidRequestError(f"no deployment for model {model!r}; the router "
@@ -135,7 +139,15 @@ class Router:
                   "caching_group": self.caching_group(model)}
         if self.cache_responses is False:
             params["caching"] = False
-        return _flow(call_type, params, self.cache if self.cache is not None else _GLOBAL)
+        cache = self.cache
+        if cache is None and self.cache_responses is True and _root().cache is None:
+            with self._lock:
+                if self._memory is None:
+                    from .._cache import Cache
+
+                    self._memory = Cache()
+            cache = self._memory
+        return _flow(call_type, params, cache if cache is not None else _GLOBAL)
 
     def completion(self, model: str, messages: list[Any], **kwargs: Any) -> Any:
         from . import _run
