@@ -201,3 +201,17 @@ def test_non_finite_or_fractional_numbers_are_refused(tmp_path, setting, value):
     with pytest.raises(ProxyConfigError) as info:
         load_config(path)
     assert info.value.key == setting
+
+
+@pytest.mark.parametrize("text", [
+    "master_key: sk-top-level\n",
+    "litellm_settings: {master_key: sk-misplaced}\n",
+    "router_settings: {master_key: sk-misplaced}\n",
+    "semcache_settings: {master_key: sk-misplaced}\n",
+])
+def test_a_misplaced_master_key_is_an_error_not_an_open_proxy(tmp_path, text):
+    # outside general_settings it was one more "unsupported, ignored" name in a
+    # warning, and a proxy with no master key and no client keys is open: every
+    # caller the master (flush, every cache control)
+    with pytest.raises(ProxyConfigError, match="general_settings.master_key"):
+        load_config(write(tmp_path, text))

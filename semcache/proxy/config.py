@@ -278,6 +278,13 @@ class _Parser:
         general = self.mapping(top.get("general_settings"), "general_settings")
         self.note(general, _GENERAL, "general_settings.")
         own = self.mapping(top.get("semcache_settings"), "semcache_settings")
+        # a master key anywhere else would be ignored, and a proxy with no master key
+        # and no client keys is open (every caller the master): refused, not warned
+        for section, prefix in ((top, ""), (lite, "litellm_settings."),
+                                (router, "router_settings."), (own, "semcache_settings.")):
+            if "master_key" in section:
+                raise self.fail(f"{prefix}master_key", "the master key belongs in "
+                                "general_settings.master_key; here it would be ignored")
         for k in own:
             if k not in _SEMCACHE:  # ours: a typo is an error, not a warning
                 raise self.fail(f"semcache_settings.{k}",
