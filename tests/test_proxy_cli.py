@@ -76,3 +76,24 @@ def test_serve_refuses_a_bad_config_naming_file_and_key(tmp_path, capsys):
     assert main(["serve", "--config", str(cfg)]) == 2
     err = capsys.readouterr().err
     assert f"{cfg}: general_settings.master_key: environment variable PROXY_CLI_UNSET_VAR" in err
+
+
+@pytest.mark.parametrize(("flag", "value"), [
+    ("--embedding-threads", "0"), ("--embedding-threads", "-2"),
+    ("--workers", "0"), ("--workers", "-1"),
+    ("--port", "-1"), ("--port", "70000"),
+])
+def test_serve_refuses_an_out_of_range_flag_naming_it(tmp_path, capsys, monkeypatch, flag,
+                                                      value):
+    # these were taken as given: --embedding-threads 0 wrote OMP_NUM_THREADS=0 into the
+    # environment (torch refuses it; a worker then died at its first embedding), a
+    # --workers below 1 silently served with one, a port out of range failed in uvicorn
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "SEMCACHE_ONNX_THREADS"):
+        monkeypatch.setenv(name, "1")
+    cfg = tmp_path / "bad.yaml"  # never reached once the flag is refused
+    cfg.write_text("general_settings: {master_key: os.environ/PROXY_CLI_UNSET_VAR}\n")
+    with pytest.raises(SystemExit) as info:
+        main(["serve", "--config", str(cfg), flag, value])
+    assert info.value.code == 2
+    assert flag in capsys.readouterr().err
+    assert os.environ["OMP_NUM_THREADS"] == "1"

@@ -173,3 +173,45 @@ def test_shipped_deploy_configs_parse(name):
     cfg = parse_config(raw, file=path, environ=env)
     assert cfg.master_key == "value-of-SEMCACHE_MASTER_KEY" and cfg.unsupported == []
     assert cfg.cache_params["type"] in ("faiss-semantic", "redis-semantic", "qdrant-semantic")
+
+
+@pytest.mark.parametrize(("setting", "value"), [
+    ("semcache_settings.max_connections", ".inf"),
+    ("semcache_settings.max_connections", ".nan"),
+    ("semcache_settings.max_connections", "0.5"),
+    ("semcache_settings.max_connections", "'inf'"),
+    ("semcache_settings.max_body_bytes", ".inf"),
+    ("semcache_settings.max_body_bytes", "'nan'"),
+    ("semcache_settings.max_prompt_chars", "1.5"),
+    ("semcache_settings.upstream_timeout", ".nan"),
+    ("semcache_settings.upstream_timeout", ".inf"),
+    ("litellm_settings.request_timeout", "'NaN'"),
+    ("semcache_settings.prices.m.input", ".nan"),
+    ("semcache_settings.prices.m.output", ".inf"),
+])
+def test_non_finite_or_fractional_numbers_are_refused(tmp_path, setting, value):
+    # .inf crashed the loader with a raw OverflowError (int(inf)); NaN passed every
+    # range check (NaN <= 0 is False) and reached httpx timeouts and cost figures;
+    # max_connections 0.5 became int 0: a pool of no connections, every miss waiting
+    section, *rest = setting.split(".")
+    inner = f"{{{rest[-1]}: {value}}}"
+    for k in reversed(rest[:-1]):
+        inner = f"{{{k}: {inner}}}"
+    path = write(tmp_path, f"{section}: {inner}\n")
+    with pytest.raises(ProxyConfigError) as info:
+        load_config(path)
+    assert info.value.key == setting
+
+
+@pytest.mark.parametrize("text", [
+    "master_key: sk-top-level\n",
+    "litellm_settings: {master_key: sk-misplaced}\n",
+    "router_settings: {master_key: sk-misplaced}\n",
+    "semcache_settings: {master_key: sk-misplaced}\n",
+])
+def test_a_misplaced_master_key_is_an_error_not_an_open_proxy(tmp_path, text):
+    # outside general_settings it was one more "unsupported, ignored" name in a
+    # warning, and a proxy with no master key and no client keys is open: every
+    # caller the master (flush, every cache control)
+    with pytest.raises(ProxyConfigError, match="general_settings.master_key"):
+        load_config(write(tmp_path, text))

@@ -12,17 +12,33 @@ from typing import Any
 __all__ = ["add_arguments", "add_parser", "run"]
 
 
+def _int_in(low: int, high: int | None = None) -> Any:
+    """An argparse ``type``: an int in [low, high], so a bad flag is argparse's usage
+    error naming it, not a crash (or a silent fallback) once the proxy starts."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            bound = f">= {low}" if high is None else f"in {low}-{high}"
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {value}")
+        return value
+    return parse
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", required=True,
                    help="YAML config (LiteLLM proxy's shape plus semcache_settings)")
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=4000, help="port (default 4000, as LiteLLM)")
-    p.add_argument("--workers", type=int, default=1,
+    p.add_argument("--port", type=_int_in(0, 65535), default=4000,
+                   help="port (default 4000, as LiteLLM)")
+    p.add_argument("--workers", type=_int_in(1), default=1,
                    help="uvicorn worker processes (they share a cache on disk or a server: "
                         "faiss-semantic or disk with disk_cache_dir, redis-semantic, "
                         "qdrant-semantic; without a folder the embedded default is per "
                         "process)")
-    p.add_argument("--embedding-threads", type=int, default=None,
+    p.add_argument("--embedding-threads", type=_int_in(1), default=None,
                    help="intra-op threads of a local embedding model, torch or onnxruntime "
                         "(default 1, or $OMP_NUM_THREADS): the event loop needs a core "
                         "too, and batching concurrent requests gains more than threads do")

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -249,11 +250,22 @@ class _Parser:
                 value = float(value)
             except ValueError:
                 pass
+        # NaN passes every comparison below (NaN <= 0 is False) and inf overflowed int():
+        # a number here must be finite
         if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                not math.isfinite(value) or \
                 (value <= minimum if strict else value < minimum):
             op = ">" if strict else ">="
-            raise self.fail(key, f"must be a number {op} {minimum:g}, got {value!r}")
+            raise self.fail(key, f"must be a finite number {op} {minimum:g}, got {value!r}")
         return float(value)
+
+    def integer(self, value: Any, key: str) -> int:
+        """A count (connections, bytes, characters): a whole number >= 1, so 0.5 is not
+        silently truncated to 0."""
+        number = self.number(value, key, minimum=1, strict=False)
+        if not number.is_integer():
+            raise self.fail(key, f"must be a whole number >= 1, got {value!r}")
+        return int(number)
 
     def parse(self, raw: Any) -> ProxyConfig:
         top = self.mapping(raw, "<top level>")
@@ -266,6 +278,13 @@ class _Parser:
         general = self.mapping(top.get("general_settings"), "general_settings")
         self.note(general, _GENERAL, "general_settings.")
         own = self.mapping(top.get("semcache_settings"), "semcache_settings")
+        # a master key anywhere else would be ignored, and a proxy with no master key
+        # and no client keys is open (every caller the master): refused, not warned
+        for section, prefix in ((top, ""), (lite, "litellm_settings."),
+                                (router, "router_settings."), (own, "semcache_settings.")):
+            if "master_key" in section:
+                raise self.fail(f"{prefix}master_key", "the master key belongs in "
+                                "general_settings.master_key; here it would be ignored")
         for k in own:
             if k not in _SEMCACHE:  # ours: a typo is an error, not a warning
                 raise self.fail(f"semcache_settings.{k}",
@@ -296,10 +315,9 @@ class _Parser:
             cfg.upstream_timeout = self.number(own["upstream_timeout"],
                                                "semcache_settings.upstream_timeout")
         if "max_connections" in own:
-            cfg.max_connections = int(self.number(own["max_connections"],
-                                                  "semcache_settings.max_connections"))
-        limits = {name: int(self.number(own[name], f"semcache_settings.{name}", minimum=1,
-                                        strict=False))
+            cfg.max_connections = self.integer(own["max_connections"],
+                                               "semcache_settings.max_connections")
+        limits = {name: self.integer(own[name], f"semcache_settings.{name}")
                   for name in ("max_body_bytes", "max_prompt_chars") if name in own}
         cfg.limits = Limits(**limits)
         cfg.unsupported = self.unsupported
