@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -34,22 +35,27 @@ from _bench_data import QQP, load_pairs, stats  # noqa: E402
 
 from semcache.embedders.onnx import OnnxEmbedder, ensure_onnx  # noqa: E402
 
-#: name -> (intra-op threads, spinning, stop spinning when the last run returns);
-#: None: plain onnxruntime defaults
-CONFIGS: dict[str, tuple[int, bool, bool] | None] = {
-    "plain": None, "t2_nospin": (2, False, False), "t2_spin": (2, True, False),
-    "t1": (1, False, False), "t2_spinstop": (2, True, True)}
+#: name -> (intra-op threads, spinning, stop spinning when the last run returns,
+#: microseconds a worker spins before it sleeps: onnxruntime's
+#: ``session.intra_op.spin_duration_us``, None for its default); None: plain defaults
+CONFIGS: dict[str, tuple[int, bool, bool, int | None] | None] = {
+    "plain": None, "t2_nospin": (2, False, False, None), "t2_spin": (2, True, False, None),
+    "t1": (1, False, False, None), "t2_spinstop": (2, True, True, None),
+    **{f"t2_spin{us}us": (2, True, False, us) for us in (10, 30, 100, 300)},
+    **{f"t2_spinstop{us}us": (2, True, True, us) for us in (30, 100)}}
 DEFAULT_CONFIGS = ["plain", "t2_nospin", "t2_spin", "t1"]
 
 
-def session(folder: Path, cfg: tuple[int, bool, bool] | None) -> Any:
+def session(folder: Path, cfg: tuple[int, bool, bool, int | None] | None) -> Any:
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     if cfg is not None:
-        threads, spin, stop = cfg
+        threads, spin, stop, spin_us = cfg
         if stop:  # spin between a run's parallel sections only, not after it returns
             opts.add_session_config_entry("session.force_spinning_stop", "1")
+        if spin_us is not None:
+            opts.add_session_config_entry("session.intra_op.spin_duration_us", str(spin_us))
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -67,8 +73,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--block", type=int, default=20,
                     help="texts each config runs in a row before the next config")
     ap.add_argument("--configs", nargs="+", default=DEFAULT_CONFIGS, choices=list(CONFIGS))
+    ap.add_argument("--busy", type=int, default=0,
+                    help="CPU-bound processes to run beside the measurement (a loaded "
+                         "machine, in the same run as the quiet one when run twice)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "ort_ab.json"))
     args = ap.parse_args(argv)
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+               for _ in range(args.busy)]
+    try:
+        return _measure(args)
+    finally:
+        for b in burners:
+            b.kill()
+            b.wait()
+
+
+def _measure(args: argparse.Namespace) -> int:
     from tokenizers import Tokenizer
 
     pairs, _ = load_pairs(QQP, args.texts, 0)
@@ -97,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {"issue": 25, "date": time.strftime("%Y-%m-%d %H:%M UTC",
                                                                  time.gmtime()),
                               "cores": os.cpu_count(), "texts": len(texts),
+                              "busy_processes": args.busy,
                               "loadavg_before": os.getloadavg(), "rounds": []}
     order = list(sess)
     for rnd in range(args.rounds):

@@ -7,7 +7,9 @@ One process, one ``faiss-semantic`` cache of 2,000 Quora questions (the stored s
 label-1 pairs; LRU off, so every lookup embeds), and one onnxruntime session per
 setting on the same export: ``off`` (semcache's default: no spin-waiting), ``run``
 (spin inside a run, stop when it returns: ``session.force_spinning_stop``) and ``on``
-(onnxruntime's own default: threads keep spinning after a run). The embedder's session
+(onnxruntime's own default: threads keep spinning after a run), ``short10``,
+``short30``, ``short100`` (spin at most 10, 30 or 100 microseconds after each parallel
+section, then sleep: ``session.intra_op.spin_duration_us``). The embedder's session
 is swapped between blocks of 20 texts, in rotating order, so each setting runs after
 itself and every setting sees the same minutes:
 
@@ -51,6 +53,9 @@ SETTINGS: dict[str, dict[str, str]] = {
     "off": {},
     "run": {"session.intra_op.allow_spinning": "1", "session.force_spinning_stop": "1"},
     "on": {"session.intra_op.allow_spinning": "1"},
+    # spin at most this long after a parallel section before sleeping (onnxruntime 1.2x+)
+    **{f"short{us}": {"session.intra_op.allow_spinning": "1",
+                      "session.intra_op.spin_duration_us": str(us)} for us in (10, 30, 100)},
 }
 
 

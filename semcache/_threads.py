@@ -17,13 +17,16 @@ The policy, and what applies it:
   OpenMP threads spin at barriers and cannot be told not to once loaded; measured on 2
   busy cores, one query took p50 33-124 ms, p99 557-610 ms with 2 threads and p50
   13-15 ms, p99 21-28 ms (1.6-1.8x its p50) with 1.
-- onnxruntime threads do not spin-wait between runs (``spin=False``): measured on 2
-  busy cores, one query's embedding p50 went from ~15 ms to ~8 ms with 2 intra-op
-  threads, and a hit (embed + 10k search) from 1.9-2.1x to 1.3x the embedding alone.
-  Whole lookups, A/B in one process (benchmarks/spin_ab.py): on idle cores spinning
-  makes one stream's lookup p50 0.83x and p99 0.85x, but 8 threads' throughput 0.88x;
-  beside 2 busy processes it makes the p50 1.58x. Spinning only inside a run
-  (``session.force_spinning_stop``) is no middle way: 0.86x idle, 1.61x busy.
+- onnxruntime threads spin-wait only briefly (``spin_us``, default 10 microseconds):
+  after each parallel section of a run a worker spins that long for the next one, then
+  sleeps (``session.intra_op.spin_duration_us``). Measured in whole lookups, A/B in one
+  process (benchmarks/spin_ab.py, 2 cores; "never" was the default until 2026-12-07):
+  against never spinning, on idle cores one stream's lookup p50 0.85x and 8 threads'
+  rate 1.02x; beside 2 busy processes p50 1.08x, p99 0.97x, rate 1.04x. onnxruntime's
+  own spinning (``spin=True``: threads keep spinning after a run) is 0.80x idle but
+  1.73x busy, and was what made a hit cost 1.9-2.1x its embedding before this policy;
+  never spinning (``spin=False``) wakes a sleeping worker for every section, which cost
+  one text 1.26-1.47x a plain session's time on idle cores.
   Inter-op parallelism is off (one sequential graph).
 - The search takes no thread pool at all: exact shards score with FAISS's
   single-threaded SIMD kernel (``fvec_inner_products_ny``) instead of a BLAS
@@ -57,7 +60,7 @@ class ThreadPolicy:
     """What semcache's computations may use; see the module docstring."""
 
     compute: int
-    spin: bool = False
+    spin_us: int | None = 10  # 0: never spin; None: onnxruntime's own spinning
     torch: int = 1
     blas: int | None = None
     openmp: int | None = None
@@ -85,6 +88,23 @@ def _env_int(*names: str) -> int | None:
     return None
 
 
+def _spin_env() -> int | None:
+    raw = os.environ.get("SEMCACHE_SPIN_US", "").strip()
+    if raw == "":
+        return ThreadPolicy.spin_us
+    if raw.lower() in ("default", "onnxruntime"):
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"$SEMCACHE_SPIN_US must be an integer >= 0 or 'onnxruntime', "
+                          f"got {raw!r}", parameter="SEMCACHE_SPIN_US") from None
+    if value < 0:
+        raise ConfigError(f"$SEMCACHE_SPIN_US must be >= 0, got {value}",
+                          parameter="SEMCACHE_SPIN_US")
+    return value
+
+
 def _check(name: str, value: int | None) -> int | None:
     if value is not None and (isinstance(value, bool) or not isinstance(value, int)
                               or value < 1):
@@ -96,6 +116,7 @@ def _check(name: str, value: int | None) -> int | None:
 def _from_env() -> ThreadPolicy:
     compute = _env_int("SEMCACHE_THREADS", "SEMCACHE_ONNX_THREADS")
     return ThreadPolicy(compute=compute or min(2, os.cpu_count() or 1),
+                        spin_us=_spin_env(),
                         torch=_env_int("SEMCACHE_TORCH_THREADS") or 1,
                         blas=_env_int("SEMCACHE_BLAS_THREADS"),
                         openmp=_env_int("SEMCACHE_OPENMP_THREADS"))
@@ -112,17 +133,26 @@ _KEEP: Any = object()
 
 
 def set_threads(compute: int | None = None, *, spin: bool | None = None,
-                torch: int | None = None, blas: int | None = _KEEP,
-                openmp: int | None = _KEEP) -> ThreadPolicy:
+                spin_us: int | None = _KEEP, torch: int | None = None,
+                blas: int | None = _KEEP, openmp: int | None = _KEEP) -> ThreadPolicy:
     """Change the policy; returns the new one.
 
     ``compute``: threads per onnxruntime embedding (embedders loaded afterwards use
-    it; a loaded session keeps its pool). ``torch``: torch's intra-op threads (set when
+    it; a loaded session keeps its pool). ``spin_us``: microseconds an onnxruntime
+    worker spins between a run's parallel sections before sleeping (0: never; None:
+    onnxruntime's own spinning); ``spin=True`` is ``spin_us=None``, ``spin=False``
+    ``spin_us=0``. ``torch``: torch's intra-op threads (set when
     the first sentence-transformers model loads). ``blas`` / ``openmp``: process-wide limits
     (None: leave the host's); applied now if an embedder or index was already built.
     """
     _check("compute", compute)
     _check("torch", torch)
+    if spin_us is not _KEEP and spin_us is not None and (
+            isinstance(spin_us, bool) or not isinstance(spin_us, int) or spin_us < 0):
+        raise ConfigError(f"spin_us must be an int >= 0 or None, got {spin_us!r}",
+                          parameter="spin_us")
+    if spin is not None and spin_us is not _KEEP:
+        raise ConfigError("give spin or spin_us, not both", parameter="spin")
     _check("blas", None if blas is _KEEP else blas)
     _check("openmp", None if openmp is _KEEP else openmp)
     changes: dict[str, Any] = {}
@@ -131,7 +161,9 @@ def set_threads(compute: int | None = None, *, spin: bool | None = None,
     if torch is not None:
         changes["torch"] = torch
     if spin is not None:
-        changes["spin"] = bool(spin)
+        changes["spin_us"] = None if spin else 0
+    if spin_us is not _KEEP:
+        changes["spin_us"] = spin_us
     if blas is not _KEEP:
         changes["blas"] = blas
     if openmp is not _KEEP:
@@ -173,9 +205,11 @@ def ort_session_options(threads: int | None = None) -> Any:
     opts.intra_op_num_threads = threads or p.compute
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    spin = "1" if p.spin else "0"
+    spin = "0" if p.spin_us == 0 else "1"
     opts.add_session_config_entry("session.intra_op.allow_spinning", spin)
     opts.add_session_config_entry("session.inter_op.allow_spinning", spin)
+    if p.spin_us:  # read by onnxruntime 1.32 (the lock's); a version without it ignores it
+        opts.add_session_config_entry("session.intra_op.spin_duration_us", str(p.spin_us))
     return opts
 
 

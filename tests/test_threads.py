@@ -28,7 +28,7 @@ def _restore_policy(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(_threads, "_overrides", {})
     for name in ("SEMCACHE_THREADS", "SEMCACHE_ONNX_THREADS", "SEMCACHE_BLAS_THREADS",
-                 "SEMCACHE_OPENMP_THREADS"):
+                 "SEMCACHE_OPENMP_THREADS", "SEMCACHE_SPIN_US"):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -44,7 +44,8 @@ def test_compute_threads_from_env_and_set_threads(monkeypatch: pytest.MonkeyPatc
 
 
 @pytest.mark.parametrize("kw", [{"compute": 0}, {"compute": True}, {"blas": -1},
-                                {"openmp": "2"}])
+                                {"openmp": "2"}, {"spin_us": -1}, {"spin_us": 1.5},
+                                {"spin_us": True}, {"spin": True, "spin_us": 10}])
 def test_bad_settings_name_the_parameter(kw: dict[str, object]) -> None:
     name = next(iter(kw))
     with pytest.raises(ConfigError, match=name):
@@ -57,14 +58,63 @@ def test_bad_env_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
         thread_policy()
 
 
-def test_onnxruntime_threads_do_not_spin() -> None:
+def _spin_entries() -> tuple[str, str]:
+    opts = ort_session_options()
+    return (opts.get_session_config_entry("session.intra_op.allow_spinning"),
+            _entry(opts, "session.intra_op.spin_duration_us"))
+
+
+def _entry(opts: object, key: str) -> str:
+    try:
+        return str(opts.get_session_config_entry(key))  # type: ignore[attr-defined]
+    except RuntimeError:  # onnxruntime: "does not have configuration with key"
+        return ""
+
+
+def test_onnxruntime_threads_spin_only_briefly(monkeypatch: pytest.MonkeyPatch) -> None:
     opts = ort_session_options()
     assert opts.intra_op_num_threads == thread_policy().compute
     assert opts.inter_op_num_threads == 1
-    assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"
-    semcache.set_threads(spin=True)
-    assert ort_session_options().get_session_config_entry(
-        "session.intra_op.allow_spinning") == "1"
+    # the default: spin 10 us between a run's parallel sections, then sleep
+    assert _spin_entries() == ("1", "10")
+    semcache.set_threads(spin=False)
+    assert _spin_entries() == ("0", "")
+    semcache.set_threads(spin=True)  # onnxruntime's own spinning: no duration given
+    assert _spin_entries() == ("1", "")
+    semcache.set_threads(spin_us=250)
+    assert _spin_entries() == ("1", "250")
+    monkeypatch.setattr(semcache._threads, "_overrides", {})
+    monkeypatch.setenv("SEMCACHE_SPIN_US", "0")
+    assert _spin_entries() == ("0", "")
+    monkeypatch.setenv("SEMCACHE_SPIN_US", "onnxruntime")
+    assert _spin_entries() == ("1", "")
+
+
+@pytest.mark.parametrize("raw", ["-1", "ten", "1.5"])
+def test_bad_spin_env_names_the_variable(monkeypatch: pytest.MonkeyPatch, raw: str) -> None:
+    monkeypatch.setenv("SEMCACHE_SPIN_US", raw)
+    with pytest.raises(ConfigError, match="SEMCACHE_SPIN_US"):
+        thread_policy()
+
+
+def test_the_spin_duration_reaches_a_real_session() -> None:
+    """onnxruntime takes the entry (a version that rejected it would fail here) and a
+    session built under the policy computes what one that never spins computes."""
+    import onnxruntime as ort
+
+    from semcache.embedders.onnx import ensure_onnx
+
+    model = str(ensure_onnx("all-MiniLM-L6-v2", OnnxEmbedder().variant) / "model.onnx")
+    ids = np.asarray([[101, 7592, 2088, 2003, 1037, 3231, 102]], np.int64)
+    feed = {"input_ids": ids, "attention_mask": np.ones_like(ids),
+            "token_type_ids": np.zeros_like(ids)}
+    out = []
+    for kw in ({"spin": False}, {"spin_us": 10}):
+        semcache.set_threads(**kw)  # type: ignore[arg-type]
+        sess = ort.InferenceSession(model, ort_session_options(2),
+                                    providers=["CPUExecutionProvider"])
+        out.append(sess.run(None, {i.name: feed[i.name] for i in sess.get_inputs()})[0])
+    np.testing.assert_allclose(out[1], out[0], atol=1e-5)
 
 
 _PROBE = """
