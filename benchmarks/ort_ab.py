@@ -41,7 +41,7 @@ from semcache.embedders.onnx import OnnxEmbedder, ensure_onnx  # noqa: E402
 CONFIGS: dict[str, tuple[int, bool, bool, int | None] | None] = {
     "plain": None, "t2_nospin": (2, False, False, None), "t2_spin": (2, True, False, None),
     "t1": (1, False, False, None), "t2_spinstop": (2, True, True, None),
-    **{f"t2_spin{us}us": (2, True, False, us) for us in (10, 30, 100, 300)},
+    **{f"t2_spin{us}us": (2, True, False, us) for us in (10, 30, 50, 100, 300)},
     **{f"t2_spinstop{us}us": (2, True, True, us) for us in (30, 100)}}
 DEFAULT_CONFIGS = ["plain", "t2_nospin", "t2_spin", "t1"]
 
@@ -73,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--block", type=int, default=20,
                     help="texts each config runs in a row before the next config")
     ap.add_argument("--configs", nargs="+", default=DEFAULT_CONFIGS, choices=list(CONFIGS))
+    ap.add_argument("--fresh", action="store_true",
+                    help="build new sessions for every round")
     ap.add_argument("--busy", type=int, default=0,
                     help="CPU-bound processes to run beside the measurement (a loaded "
                          "machine, in the same run as the quiet one when run twice)")
@@ -81,14 +83,15 @@ def main(argv: list[str] | None = None) -> int:
     burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
                for _ in range(args.busy)]
     try:
-        return _measure(args)
+        return _measure(args, "python benchmarks/ort_ab.py " +
+                        " ".join(sys.argv[1:] if argv is None else argv))
     finally:
         for b in burners:
             b.kill()
             b.wait()
 
 
-def _measure(args: argparse.Namespace) -> int:
+def _measure(args: argparse.Namespace, command: str) -> int:
     from tokenizers import Tokenizer
 
     pairs, _ = load_pairs(QQP, args.texts, 0)
@@ -117,10 +120,20 @@ def _measure(args: argparse.Namespace) -> int:
     result: dict[str, Any] = {"issue": 25, "date": time.strftime("%Y-%m-%d %H:%M UTC",
                                                                  time.gmtime()),
                               "cores": os.cpu_count(), "texts": len(texts),
-                              "busy_processes": args.busy,
+                              "busy_processes": args.busy, "fresh_sessions": args.fresh,
+                              "command": command,
                               "loadavg_before": os.getloadavg(), "rounds": []}
     order = list(sess)
     for rnd in range(args.rounds):
+        if args.fresh and rnd:
+            # new sessions each round: two sessions with the same settings differed by up
+            # to 20% in one process (where their weights and arenas landed), so one
+            # session per config measures the session as much as the config
+            sess.clear()
+            sess.update({name: session(folder, CONFIGS[name]) for name in args.configs})
+            for name in sess:
+                for f in feeds[:10]:
+                    run(name, f)
         lat: dict[str, list[float]] = {n: [] for n in sess}
         # in blocks of --block texts, config after config in rotating order: text by
         # text, a spinning session's threads (plain's default) spin into the *next*

@@ -8,7 +8,7 @@ label-1 pairs; LRU off, so every lookup embeds), and one onnxruntime session per
 setting on the same export: ``off`` (semcache's default: no spin-waiting), ``run``
 (spin inside a run, stop when it returns: ``session.force_spinning_stop``) and ``on``
 (onnxruntime's own default: threads keep spinning after a run), ``short10``,
-``short30``, ``short100`` (spin at most 10, 30 or 100 microseconds after each parallel
+``short30``, ``short50``, ``short100`` (spin at most 10-100 microseconds after each parallel
 section, then sleep: ``session.intra_op.spin_duration_us``). The embedder's session
 is swapped between blocks of 20 texts, in rotating order, so each setting runs after
 itself and every setting sees the same minutes:
@@ -55,7 +55,7 @@ SETTINGS: dict[str, dict[str, str]] = {
     "on": {"session.intra_op.allow_spinning": "1"},
     # spin at most this long after a parallel section before sleeping (onnxruntime 1.2x+)
     **{f"short{us}": {"session.intra_op.allow_spinning": "1",
-                      "session.intra_op.spin_duration_us": str(us)} for us in (10, 30, 100)},
+                      "session.intra_op.spin_duration_us": str(us)} for us in (10, 30, 50, 100)},
 }
 
 

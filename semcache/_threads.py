@@ -17,16 +17,19 @@ The policy, and what applies it:
   OpenMP threads spin at barriers and cannot be told not to once loaded; measured on 2
   busy cores, one query took p50 33-124 ms, p99 557-610 ms with 2 threads and p50
   13-15 ms, p99 21-28 ms (1.6-1.8x its p50) with 1.
-- onnxruntime threads spin-wait only briefly (``spin_us``, default 10 microseconds):
+- onnxruntime threads spin-wait only briefly (``spin_us``, default 30 microseconds):
   after each parallel section of a run a worker spins that long for the next one, then
-  sleeps (``session.intra_op.spin_duration_us``). Measured in whole lookups, A/B in one
-  process (benchmarks/spin_ab.py, 2 cores; "never" was the default until 2026-12-07):
-  against never spinning, on idle cores one stream's lookup p50 0.85x and 8 threads'
-  rate 1.02x; beside 2 busy processes p50 1.08x, p99 0.97x, rate 1.04x. onnxruntime's
-  own spinning (``spin=True``: threads keep spinning after a run) is 0.80x idle but
-  1.73x busy, and was what made a hit cost 1.9-2.1x its embedding before this policy;
-  never spinning (``spin=False``) wakes a sleeping worker for every section, which cost
-  one text 1.26-1.47x a plain session's time on idle cores.
+  sleeps (``session.intra_op.spin_duration_us``). Never spinning (the default until
+  2026-12-07, ``spin=False``) woke a sleeping worker for every section: one text cost
+  1.35x a plain onnxruntime session on idle cores, where 30 us costs 0.95x
+  (benchmarks/ort_ab.py --fresh, new sessions every round because two sessions with
+  the same settings differed by up to 20% in one process; results/ort_ab_s8_fresh.json).
+  Beside 2 busy processes one text is 0.81x plain's (never: 0.90x); in whole lookups
+  there (benchmarks/spin_ab.py --busy 2, results/spin_ab_s8_busy2.json) the p50 is
+  1.09x never spinning's and the p99 0.83x. onnxruntime's own spinning (``spin=True``:
+  threads keep spinning after a run) made that p50 1.58x (results/spin_ab_busy2.json)
+  and a hit cost 1.9-2.1x its embedding before this policy. ``spin_us=0`` for hosts
+  whose cores are always busy.
   Inter-op parallelism is off (one sequential graph).
 - The search takes no thread pool at all: exact shards score with FAISS's
   single-threaded SIMD kernel (``fvec_inner_products_ny``) instead of a BLAS
@@ -60,7 +63,7 @@ class ThreadPolicy:
     """What semcache's computations may use; see the module docstring."""
 
     compute: int
-    spin_us: int | None = 10  # 0: never spin; None: onnxruntime's own spinning
+    spin_us: int | None = 30  # 0: never spin; None: onnxruntime's own spinning
     torch: int = 1
     blas: int | None = None
     openmp: int | None = None

@@ -75,8 +75,8 @@ def test_onnxruntime_threads_spin_only_briefly(monkeypatch: pytest.MonkeyPatch) 
     opts = ort_session_options()
     assert opts.intra_op_num_threads == thread_policy().compute
     assert opts.inter_op_num_threads == 1
-    # the default: spin 10 us between a run's parallel sections, then sleep
-    assert _spin_entries() == ("1", "10")
+    # the default: spin 30 us between a run's parallel sections, then sleep
+    assert _spin_entries() == ("1", "30")
     semcache.set_threads(spin=False)
     assert _spin_entries() == ("0", "")
     semcache.set_threads(spin=True)  # onnxruntime's own spinning: no duration given
@@ -109,7 +109,7 @@ def test_the_spin_duration_reaches_a_real_session() -> None:
     feed = {"input_ids": ids, "attention_mask": np.ones_like(ids),
             "token_type_ids": np.zeros_like(ids)}
     out = []
-    for kw in ({"spin": False}, {"spin_us": 10}):
+    for kw in ({"spin": False}, {"spin_us": 30}):
         semcache.set_threads(**kw)  # type: ignore[arg-type]
         sess = ort.InferenceSession(model, ort_session_options(2),
                                     providers=["CPUExecutionProvider"])
