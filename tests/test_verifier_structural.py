@@ -292,3 +292,29 @@ def test_features_see_comparatives_roles_and_what_a_negation_governs() -> None:
     # "laptop"; the trees weigh it as evidence beside the rest)
     assert row("Why is my laptop not charging?",
                "Why is the laptop not charging when plugged in?")[col["negated_diff"]] == 0
+
+
+def test_units_are_read_under_one_name() -> None:
+    """"200 degrees Celsius", "200 °C" and "200 C" are one quantity; "C" after "in" is a
+    language unless the text names a temperature scale. So a conversion asked the other
+    way round is the same words in another order, which the order features see."""
+    from semcache.verifiers.features import features, parse
+
+    col = {f: i for i, f in enumerate(FEATURES)}
+    same = [parse(t) for t in ("Convert 200 degrees Celsius to Fahrenheit",
+                               "convert 200°C to F", "Convert 200 C into fahrenheit")]
+    assert {p.bindings for p in same} == {frozenset({("200", "celsius")})}
+    assert all(p.units == {"celsius", "fahrenheit"} for p in same)
+    assert parse("How do I sort a list in C?").units == {"c"}
+    assert parse("5 kilometres in miles").bindings == parse("5 km in mi").bindings
+    a = parse("What oven temperature in Fahrenheit is 200°C?")
+    b = parse("What oven temperature in Celsius is 200°F?")
+    row = features(a, [b], [0.95])[0]
+    assert row[col["unit_diff"]] == 0 and row[col["unit_binding_diff"]] == 2
+    assert row[col["order_discordance"]] > 0  # the two scales swapped places
+    v = StructuralVerifier()
+    assert v.verify("What oven temperature in Fahrenheit is 200°C?",
+                    ["What oven temperature in Celsius is 200°F?"], [0.95])[0] < v.threshold
+    paraphrase = v.verify("Convert 200 degrees Celsius to Fahrenheit",
+                          ["convert 200°C to F"], [0.9])[0]
+    assert paraphrase >= v.threshold

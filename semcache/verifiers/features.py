@@ -70,6 +70,32 @@ b kb mb gb tb kbps mbps gbps hz khz mhz ghz w kw kwh watt watts volt volts v amp
 mph kmh kph percent usd eur gbp dollar dollars euro euros pound yen rupee rupees cent
 cents calorie calories kcal degree degrees acre acres hectare hectares bit bits byte bytes
 """.split())
+# One name per unit, so that "200 degrees Celsius" and "200°C", "5 kilometres" and "5 km"
+# read as the same quantity, and "in Fahrenheit ... 200°C" against "in Celsius ... 200°F"
+# as the same words in another order (a reversal) rather than as four different units.
+# Written without a dictionary file: the common units of everyday questions.
+_UNIT_NAMES = {
+    "celsius": "celsius centigrade", "fahrenheit": "fahrenheit", "kelvin": "kelvin",
+    "km": "km kilometer kilometers kilometre kilometres kms",
+    "meter": "meter meters metre metres", "cm": "cm centimeter centimeters centimetre "
+    "centimetres", "mm": "mm millimeter millimeters millimetre millimetres",
+    "mile": "mile miles mi", "inch": "inch inches", "foot": "foot feet ft",
+    "yard": "yard yards yd yds", "kg": "kg kgs kilogram kilograms kilo kilos",
+    "gram": "gram grams gramme grammes", "mg": "mg milligram milligrams",
+    "mcg": "mcg microgram micrograms", "lb": "lb lbs pound pounds",
+    "oz": "oz ounce ounces", "liter": "liter liters litre litres",
+    "ml": "ml milliliter milliliters millilitre millilitres", "gallon": "gallon gallons",
+    "cup": "cup cups", "tbsp": "tbsp tablespoon tablespoons", "tsp": "tsp teaspoon "
+    "teaspoons", "minute": "minute minutes min mins", "hour": "hour hours hr hrs",
+    "sec": "sec secs seconds", "usd": "usd dollar dollars", "eur": "eur euro euros",
+    "percent": "percent pct percentage",
+}
+_UNIT_CANON = {w: name for name, ws in _UNIT_NAMES.items() for w in ws.split()}
+# single letters are units only right after a number ("200 C" is not the C language)
+_LETTER_UNITS = {"c": "celsius", "f": "fahrenheit", "k": "kelvin", "g": "gram",
+                 "l": "liter", "s": "sec"}
+_TEMPERATURES = frozenset({"celsius", "fahrenheit", "kelvin"})
+_UNITS = _UNITS | frozenset(_UNIT_NAMES)
 _ANTONYM_PAIRS = """
 increase decrease raise lower rise fall up down high low higher lower highest lowest
 big small bigger smaller biggest smallest large small larger smaller largest smallest
@@ -185,6 +211,29 @@ def _wh_head(low: list[str]) -> tuple[str, str] | None:
     return None
 
 
+def _units_named(low: list[str]) -> tuple[list[str], list[int]]:
+    """``low`` with every unit under its one name (``_UNIT_NAMES``), and the positions
+    kept: a single letter is a unit right after a number, or anywhere in a text that
+    names a temperature scale ("200 Celsius to F"; "a list in C" stays C), and
+    "degrees" before a temperature scale is dropped ("200 degrees Celsius")."""
+    out: list[str] = []
+    kept: list[int] = []
+    for i, w in enumerate(low):
+        nxt = low[i + 1] if i + 1 < len(low) else ""
+        if w in _UNIT_CANON:
+            w = _UNIT_CANON[w]
+        elif w in _LETTER_UNITS and i and low[i - 1][0].isdigit():
+            w = _LETTER_UNITS[w]
+        elif w in ("degree", "degrees") and (
+                _UNIT_CANON.get(nxt) in _TEMPERATURES or nxt in ("c", "f", "k")):
+            continue
+        out.append(w)
+        kept.append(i)
+    if _TEMPERATURES.intersection(out):
+        out = [_LETTER_UNITS[w] if w in ("c", "f", "k") else w for w in out]
+    return out, kept
+
+
 def _bindings(low: list[str]) -> frozenset[tuple[str, str]]:
     """Each number with the unit written right after it ("" if none): "15% of 80" binds
     the percentage to 15, "15 is what percent of 80" to the unknown."""
@@ -194,7 +243,7 @@ def _bindings(low: list[str]) -> frozenset[tuple[str, str]]:
         if n is None:
             continue
         nxt = low[i + 1] if i + 1 < len(low) else ""
-        out.append((n, _stem(nxt) if nxt in _UNITS else ""))
+        out.append((n, (nxt if nxt in _UNIT_NAMES else _stem(nxt)) if nxt in _UNITS else ""))
     return frozenset(out)
 
 
@@ -202,6 +251,11 @@ def parse(text: str) -> Parsed:
     raw = ["percent" if t == "%" else t for t in _TOKEN.findall(text)]
     words_neg = [_word(t) for t in raw]
     low = [w for w, _ in words_neg]
+    named, kept = _units_named(low)
+    if named != low:  # rare: most prompts name no unit
+        raw = [raw[i] for i in kept]
+        words_neg = [(w, words_neg[i][1]) for w, i in zip(named, kept)]
+        low = named
     content: list[str] = []
     side: dict[str, int] = {}
     marker_seen = 0
@@ -227,7 +281,7 @@ def parse(text: str) -> Parsed:
             continue
         if w in _STOP:
             continue
-        s = _stem(w)
+        s = w if w in _UNIT_NAMES else _stem(w)
         if pending_negation:
             negated.add(s)
             pending_negation = False
