@@ -13,6 +13,7 @@ set written after the verifier was settled (semcache/data/README.md).
 
     .venv/bin/python benchmarks/verifier_eval.py --seeds 0 1 2
     .venv/bin/python benchmarks/verifier_eval.py --holdout --seeds 0 1 2  # unseen set only
+    .venv/bin/python benchmarks/verifier_eval.py --holdout holdout2 --seeds 0 1 2  # second
     .venv/bin/python benchmarks/verifier_eval.py --cross-encoder ~/.cache/semcache/cross-encoder
 """
 
@@ -93,6 +94,16 @@ def _mnh(rows: list[dict[str, Any]], served: np.ndarray) -> dict[str, Any]:
             "reversals": int(rev.sum()), "reversals_served": int((served & rev).sum()),
             "paraphrases": int((~neg).sum()), "paraphrases_served": int((served & ~neg).sum()),
             "paraphrases_served_rate": _r((served & ~neg).sum() / max(1, (~neg).sum()))}
+
+
+def _by_kind(rows: list[dict[str, Any]], served: np.ndarray) -> dict[str, list[int]]:
+    """kind -> [served, of]."""
+    out: dict[str, list[int]] = {}
+    for r, s in zip(rows, served):
+        out.setdefault(r["kind"], [0, 0])
+        out[r["kind"]][0] += int(s)
+        out[r["kind"]][1] += 1
+    return dict(sorted(out.items()))
 
 
 def fit_seed(seed: int, qqp, paws, cos) -> tuple[Any, Any, dict[str, Any], Any, Any]:
@@ -320,12 +331,14 @@ def cross_encoder_eval(folder: Path, qqp, paws, cos, limit: int | None = None
     }
 
 
-def holdout_eval(seeds: list[int], qqp, paws, cos, emb) -> dict[str, Any]:
-    """The must-not-hit holdout (``must_not_hit_holdout.jsonl``, written after the
-    verifier's features and points were settled, never fitted or tuned on): the verifier
-    refitted on each seed's tuning parts at each of its points, the cosine at the old
-    default, and the shipped model through a real Cache."""
-    rows = load_must_not_hit("holdout")
+def holdout_eval(seeds: list[int], qqp, paws, cos, emb, name: str = "holdout"
+                 ) -> dict[str, Any]:
+    """A must-not-hit holdout (``must_not_hit_holdout.jsonl``, written after the
+    verifier's features and points were settled, or ``name`` "holdout2", the second
+    such set; never fitted or tuned on): the verifier refitted on each seed's tuning
+    parts at each of its points, the cosine at the old default, and the shipped model
+    through a real Cache; served counts per kind beside the totals."""
+    rows = load_must_not_hit(name)
     q, c = [r["query"] for r in rows], [r["candidate"] for r in rows]
     per_seed = []
     for seed in seeds:
@@ -335,17 +348,21 @@ def holdout_eval(seeds: list[int], qqp, paws, cos, emb) -> dict[str, Any]:
         per_seed.append({
             "seed": seed, "fit_seconds": round(time.time() - t, 1),
             "points": {k: {"floor": f, "threshold": th} for k, (f, th) in points.items()},
-            "must_not_hit_holdout": {
+            f"must_not_hit_{name}": {
                 **{f"verifier_{k}": _mnh(rows, (mc >= f) & (mp >= th))
                    for k, (f, th) in points.items()},
-                "cosine_at_0.93": _mnh(rows, mc >= OLD_DEFAULT)}})
+                "cosine_at_0.93": _mnh(rows, mc >= OLD_DEFAULT)},
+            "served_by_kind": {
+                "verifier_default": _by_kind(rows, (mc >= points["default"][0])
+                                             & (mp >= points["default"][1])),
+                "cosine_at_0.93": _by_kind(rows, mc >= OLD_DEFAULT)}})
         print(json.dumps(per_seed[-1]), flush=True)
     kinds: dict[str, int] = {}
     for r in rows:
         kinds[r["kind"]] = kinds.get(r["kind"], 0) + 1
     return {"pairs": len(rows), "groups": len({r["group"] for r in rows}), "kinds": kinds,
             "summary": _summary(per_seed), "per_seed": per_seed,
-            "shipped_model_through_cache": through_cache(emb, "holdout")}
+            "shipped_model_through_cache": through_cache(emb, name)}
 
 
 def cross_encoder_holdout(folder: Path, cos) -> dict[str, Any]:
@@ -400,9 +417,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="evaluate a trained cross-encoder folder instead (on the test "
                          "parts of its own seed); writes --out, default "
                          "verifier_eval_cross_encoder.json")
-    ap.add_argument("--holdout", action="store_true",
-                    help="only the must-not-hit holdout (per seed and through a Cache); "
-                         "writes --out, default verifier_eval_holdout.json")
+    ap.add_argument("--holdout", nargs="?", const="holdout", default=None,
+                    choices=("holdout", "holdout2"),
+                    help="only a must-not-hit holdout (per seed and through a Cache): "
+                         "the first (the default) or 'holdout2'; writes --out, default "
+                         "verifier_eval_holdout.json (verifier_eval_holdout2.json)")
     ap.add_argument("--roles", choices=("budget", "zero", "fit", "none"), default="budget",
                     help="the role-swap set's tune half: fitted on and counted in the "
                          "default point's must-not-hit budget (as shipped), the same with "
@@ -439,10 +458,12 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(report, indent=1))
         return 0
     if args.holdout:
-        out = args.out or ROOT / "benchmarks" / "results" / "verifier_eval_holdout.json"
-        report = {"command": "benchmarks/verifier_eval.py --holdout --seeds "
+        out = args.out or ROOT / "benchmarks" / "results" / f"verifier_eval_{args.holdout}.json"
+        flag = "--holdout" + ("" if args.holdout == "holdout" else f" {args.holdout}")
+        report = {"command": f"benchmarks/verifier_eval.py {flag} --seeds "
                              + " ".join(map(str, args.seeds)) + roles_flag,
-                  "embedder": emb.model_id, **holdout_eval(args.seeds, qqp, paws, cos, emb)}
+                  "embedder": emb.model_id,
+                  **holdout_eval(args.seeds, qqp, paws, cos, emb, args.holdout)}
         out.write_text(json.dumps(report, indent=1) + "\n")
         print(json.dumps(report["shipped_model_through_cache"], indent=1))
         print(f"wrote {out}")

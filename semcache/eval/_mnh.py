@@ -3,6 +3,10 @@
 - ``must_not_hit.jsonl``: the must-not-hit suite, in a ``tune`` and a ``test`` half.
 - ``must_not_hit_holdout.jsonl``: written after the verifier's development by a worker
   shown neither the verifier nor the suite; reported on, never fitted or tuned on.
+- ``must_not_hit_holdout2.jsonl``: a second unseen set, written on 2026-12-07 by another
+  such worker, after the first holdout had been read (and its one leak fixed); 126
+  prompts, 317 must-not-hit variants (49 reversals, 37 role moves) and 378 paraphrases.
+  Groups whose prompt occurs in another file here were dropped.
 - ``must_not_hit_roles.jsonl``: same words, roles moved ("what is 15% of 80" / "15 is
   what percent of 80", "who hired Alice" / "whom did Alice hire"), written independently
   of the holdout as training data for that class, in a ``tune`` and a ``test`` half.
@@ -19,7 +23,7 @@ __all__ = ["ROLE_KINDS", "load_must_not_hit", "load_role_swaps"]
 #: must-not-hit kinds where the same words ask something else because roles moved; the
 #: default operating point serves none of them on tuning data
 ROLE_KINDS = frozenset({"reversal", "number_role", "agent_patient", "direction",
-                        "comparison"})
+                        "comparison", "role"})
 
 
 def _rows(name: str, half: str | None) -> list[dict[str, Any]]:
@@ -29,10 +33,11 @@ def _rows(name: str, half: str | None) -> list[dict[str, Any]]:
 
 
 def load_must_not_hit(half: str | None = None) -> list[dict[str, Any]]:
-    """The must-not-hit suite (``half``: tune / test; None: both). ``"holdout"`` is the
-    separate unseen file: reported on, never fitted or tuned on, and not part of None."""
-    if half == "holdout":
-        return _rows("must_not_hit_holdout.jsonl", None)
+    """The must-not-hit suite (``half``: tune / test; None: both). ``"holdout"`` and
+    ``"holdout2"`` are the separate unseen files: reported on, never fitted or tuned on,
+    and not part of None."""
+    if half in ("holdout", "holdout2"):
+        return _rows(f"must_not_hit_{half}.jsonl", None)
     return _rows("must_not_hit.jsonl", half)
 
 
