@@ -318,3 +318,29 @@ def test_units_are_read_under_one_name() -> None:
     paraphrase = v.verify("Convert 200 degrees Celsius to Fahrenheit",
                           ["convert 200°C to F"], [0.9])[0]
     assert paraphrase >= v.threshold
+
+
+@pytest.mark.parametrize("a, b", [
+    ("Solve for x: 3x + 7 = 22", "Solve for x: 3x - 7 = 22"),
+    ("How do I sort a list in C++?", "How do I sort a list in C#?"),
+    ("Is 5 > 3?", "Is 5 < 3?"),
+    ("What is -5 squared?", "What is 5 squared?"),
+    ("what is 2*3", "what is 2/3"),
+])
+def test_same_words_with_other_operators_are_another_question(a: str, b: str) -> None:
+    """The features read words, so these pairs were "the same words in the same order"
+    and scored 1.0 by rule: a certain wrong answer. Only the operators differ, and the
+    operators are the question."""
+    v = StructuralVerifier()
+    assert v.verify(a, [b], [0.97])[0] == 0.0
+    assert v.verify(b, [a], [0.97])[0] == 0.0
+
+
+@pytest.mark.parametrize("a, b", [
+    ("What is 2+2?", "What is 2 + 2?"), ("Is it well-known?", "Is it well known?"),
+    ("What is **Python**?", "What is Python?"), ("- item one", "item one"),
+    ("> what is python", "what is python"), ("what is 2*3", "what is 2 * 3"),
+])
+def test_spacing_markdown_and_hyphenated_words_are_not_operators(a: str, b: str) -> None:
+    v = StructuralVerifier()
+    assert v.verify(a, [b], [0.97])[0] == 1.0

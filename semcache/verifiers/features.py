@@ -31,6 +31,14 @@ FEATURES: tuple[str, ...] = (
 )
 
 _TOKEN = re.compile(r"[A-Za-z]+(?:'[A-Za-z]+)?|\d+(?:[.,]\d+)*|%")
+# the symbols the words leave out that change what is asked: arithmetic and comparison
+# between two operands ("3x + 7" / "3x - 7", "a < b" / "a > b", "2*3"), "C++" / "C#", a
+# minus before a number ("-5"). Not markdown ("**bold**", "# Title", "- item", "> quote")
+# nor a hyphen inside a word ("well-known"): those change no question.
+_OPERAND_L, _OPERAND_R = r"(?:(?<=[\w)])|(?<=[\w)] ))", r"(?=\s?[\w(])"
+_OPERATOR = re.compile(
+    r"\+|=|(?<=[A-Za-z])#|[-\u2212](?=\s*\d)|(?<=\d)-"
+    rf"|{_OPERAND_L}(?:[<>]=?|(?<!\*)\*(?!\*)|/|\^){_OPERAND_R}")
 _STOP = frozenset("""
 a an the is are was were be been being am do does did doing have has had having i me my
 mine we our you your he him his she her it its they them their this that these those of
@@ -179,6 +187,7 @@ class Parsed:
     #: the question word and what it asks about: "what percent", "who hir", ("what", "15")
     wh_head: tuple[str, str] | None
     bindings: frozenset[tuple[str, str]]  #: (number, the unit right after it, or "")
+    operators: tuple[str, ...] = ()  #: ``_OPERATOR`` symbols in order
 
 
 def _word(token: str) -> tuple[str, int]:
@@ -305,7 +314,8 @@ def parse(text: str) -> Parsed:
         do_support=any(a in _WH and b in _DO for a, b in zip(low, low[1:])),
         # once per text, not once per pair: parsed texts are cached, pairs are not
         bases={w: b for w in words if (b := _base_form(w)) != w},
-        wh_head=_wh_head(low), bindings=_bindings(low))
+        wh_head=_wh_head(low), bindings=_bindings(low),
+        operators=tuple(_OPERATOR.findall(text)))
 
 
 def _jaccard(a: frozenset, b: frozenset) -> float:

@@ -98,9 +98,12 @@ class StructuralVerifier(Verifier):
         p = self._ensemble.predict_proba(features(q, cands, similarities))
         # the same words in the same order is the same question, whatever the model
         # says: Quora labels some identical-looking pairs "different", and a tree
-        # ensemble learns a little of that noise (the identical prompt scored 0.76)
+        # ensemble learns a little of that noise (the identical prompt scored 0.76).
+        # Unless only the operators differ, which the features cannot see: "3x + 7 = 22"
+        # and "3x - 7 = 22", "C++" and "C#" read as the same words and scored 1.0
         same = np.fromiter((c.words == q.words for c in cands), bool, len(cands))
-        return np.where(same, 1.0, p)
+        ops = np.fromiter((c.operators == q.operators for c in cands), bool, len(cands))
+        return np.where(same, np.where(ops, 1.0, 0.0), p)
 
     def score_pairs(self, queries: Sequence[str], prompts: Sequence[str],
                     similarities: Sequence[float]) -> np.ndarray:
