@@ -257,7 +257,9 @@ def test_the_good_neighbour_of_a_malformed_point_is_served() -> None:
     from semcache._connections.qdrant import point_id
 
 
-    cache = Cache(type="qdrant-semantic", embedder=Same(), similarity_threshold=0.5)
+    # the index's handling is under test, not whether "a" answers "c": the cosine alone
+    cache = Cache(type="qdrant-semantic", embedder=Same(), similarity_threshold=0.5,
+                  verifier=None)
     try:
         ask = {"model": "m"}
         cache.add_cache({"answer": "good"}, messages=[{"role": "user", "content": "a"}], **ask)
