@@ -39,6 +39,9 @@ class Verifier(ABC):
     name: str = "verifier"
     threshold: float = 0.5
     floor: float = 0.0
+    #: the threshold when the user set it (``verifier_threshold=``): a learning policy,
+    #: which otherwise draws its own line on the score, never serves a candidate below it
+    veto: float | None = None
 
     @abstractmethod
     def _score(self, query: str, prompts: Sequence[str],
