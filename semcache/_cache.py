@@ -169,6 +169,12 @@ class Cache(Pipeline):
             raise ConfigError(f"semantic_query must be one of {list(QUERY_MODES)}, got "
                               f"{semantic_query!r}", parameter="semantic_query")
         self.semantic_query = cast(QueryMode, semantic_query)  # one of QUERY_MODES: checked above
+        if policy is not None and not isinstance(policy, DecisionPolicy):
+            # kept, it crashed the first lookup (an AttributeError, not a ConfigError)
+            raise ConfigError(f"policy must be a DecisionPolicy instance (StaticThreshold(), "
+                              f"VerifiedPolicy(...)) or None, got {policy!r:.80}; for the "
+                              "verified policy by its target, give target_error_rate=",
+                              parameter="policy")
         if policy is not None and target_error_rate is not None:
             raise ConfigError("give either policy= or target_error_rate=",
                               parameter="target_error_rate")

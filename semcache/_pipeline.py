@@ -359,9 +359,10 @@ class Pipeline:
                           None, "verify", "verifier")
         passed, req.verdicts = rank(above, scores, v.threshold)
         if scores is not None and req.policy is not None and req.policy.learns:
-            # a learning policy models the risk from the score itself and draws its own
-            # line (issue 20): it sees every scored candidate, with its score
-            return [replace(c, score=float(s)) for c, s in zip(above, scores)], None
+            # a learning policy draws its own line on the score (issue 20): it sees every
+            # scored candidate, bar those under a verifier_threshold the user set (veto)
+            passed = [replace(c, score=float(s)) for c, s in zip(above, scores)
+                      if v.veto is None or s >= v.veto]
         if passed:
             return passed, None
         self._stats.incr("verifier_rejected" if scores is not None else "verifier_failed")

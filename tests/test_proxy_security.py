@@ -365,6 +365,30 @@ def test_a_client_cannot_enumerate_its_namespace(proxies, lite, minilm):
     assert r.headers["x-semcache-stage"] == "miss" and r.headers["x-semcache-similarity"]
 
 
+@pytest.mark.parametrize("path,body", [
+    ("/v1/chat/completions", {"model": "lite", "messages": ask("bad control")}),
+    ("/v1/embeddings", {"model": "embed", "input": ["bad control"]}),
+])
+@pytest.mark.parametrize("key,controls,name", [
+    (MASTER, {"target_error_rate": "0.05"}, "target_error_rate"),
+    (MASTER, {"target_error_rate": 1}, "target_error_rate"),
+    (MASTER, {"similarity_threshold": True}, "similarity_threshold"),
+    (MASTER, {"verifier": None}, "verifier"),           # not a per-request control
+    (MASTER, {"verifier_threshold": 0.0}, "verifier_threshold"),
+    (GRANTED, {"similarity_threshold": 2}, "similarity_threshold"),
+])
+def test_a_bad_threshold_control_is_a_400_whose_param_names_it(
+        proxies, lite, minilm, path, body, key, controls, name):
+    """The OpenAI SDKs raise the error's ``param`` as ``BadRequestError.param``: a bad
+    per-request control named it only inside the message (``param`` was null)."""
+    cache = Cache(type="faiss-semantic", embedder=BatchingEmbedder(minilm),
+                  similarity_threshold=0.9)
+    proxy = start(proxies, lite, cache=cache)
+    before = sum(lite.calls.values())
+    refused(post(proxy, key, {**body, "cache": controls}, path), 400, f"cache.{name}")
+    assert sum(lite.calls.values()) == before  # refused before anything went upstream
+
+
 # ---------------------------------------------------------------------- config
 def test_allowed_cache_controls_are_validated_at_load():
     from semcache.proxy.config import ProxyConfigError, parse_config

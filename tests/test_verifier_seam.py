@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from semcache import BackendError, Cache, ConfigError
+from semcache.policies.base import Decision, DecisionPolicy
 from semcache.verifiers import Verifier, rank, resolve_verifier
 
 Q = "How do I convert a PDF to a Word document?"
@@ -283,3 +284,46 @@ def test_rank_keeps_the_index_order_of_what_passes_and_the_near_miss() -> None:
     _, v = rank(cands, np.array([0.3, 0.1, 0.9]), 0.5)
     assert v is not None and v.near_miss is not None and v.near_miss.key == "a"
     assert rank(cands, None, 0.5) == ([], None)
+
+
+class ServesTheNearest(DecisionPolicy):
+    """A learning policy that draws no line of its own: it serves the nearest candidate
+    it is handed (what a young or lax verified policy does with a reversal at 0.99)."""
+
+    name = "nearest"
+    learns = True
+
+    def decide(self, query, candidates, threshold, *, target_error_rate=None):
+        return Decision("serve", candidates[0], "served") if candidates else \
+            Decision("miss", None, "no_candidate")
+
+
+def test_an_explicit_verifier_threshold_is_a_veto_under_a_learning_policy(filled) -> None:
+    """``verifier_threshold=`` is "the probability needed to serve" (docs/verifier.md).
+    A learning policy was handed every scored candidate, so with target_error_rate= or
+    a policy= the threshold the user set was silently ignored, while the hit metadata
+    still reported it: the reversal the verifier scored 0.1 was served."""
+    v = KeywordVerifier(banned="Word document to a PDF")
+    c = filled(v, policy=ServesTheNearest(), verifier_threshold=0.5)
+    hit, meta = c.lookup_with_metadata(**_req(Q))
+    assert hit is not None and hit.value == {"a": "pdf-to-word"}
+    assert meta["verifier_score"] >= meta["verifier_threshold"] == 0.5
+    # nothing passes: a counted miss with the near miss, as under the static policy
+    c = filled(KeywordVerifier(banned="PDF"), policy=ServesTheNearest(),
+               verifier_threshold=0.5)
+    hit, meta = c.lookup_with_metadata(**_req(Q))
+    assert hit is None and meta["decision"] == "verifier_rejected"
+    assert c.stats()["verifier_rejected"] == 1
+
+
+def test_an_explicit_verifier_threshold_holds_for_a_per_request_target(filled) -> None:
+    # the per-request verified policy of a static cache is a learning one too: a 0.3
+    # clears its own min_score (0.25), not the 0.5 the cache was built with, so it was
+    # explored (the first step to being served) instead of refused
+    class Lukewarm(KeywordVerifier):
+        def _score(self, query, prompts, similarities):
+            return np.full(len(prompts), 0.3)
+
+    c = filled(Lukewarm(banned=""), verifier_threshold=0.5)
+    hit, meta = c.lookup_with_metadata(**_req(Q), cache={"target_error_rate": 0.4})
+    assert hit is None and meta["decision"] == "verifier_rejected"

@@ -86,6 +86,13 @@ from ._model import (
     sigmoid,
     z_of,
 )
+from ._options import (
+    MAX_BUDGET_WINDOW,
+    check_count,
+    check_fraction,
+    check_memory,
+    check_seed,
+)
 from ._stats import wilson_interval
 from .base import Decision, DecisionPolicy
 
@@ -135,38 +142,27 @@ class VerifiedPolicy(DecisionPolicy):
         seed: int | None = None,
     ) -> None:
         self.target_error_rate = check_rate(target_error_rate)
-        if per not in ("request", "hit"):
+        if not isinstance(per, str) or per not in ("request", "hit"):
             raise ConfigError('per must be "request" or "hit"', parameter="per")
-        if not 0.5 < confidence < 1:
-            raise ConfigError("confidence must be in (0.5, 1)", parameter="confidence")
-        if not 0 <= audit_rate < 1:
-            raise ConfigError("audit_rate must be in [0, 1)", parameter="audit_rate")
         self.per = per
-        self.confidence = confidence
-        if budget_window < 1 or min_budget_samples < 0 or min_judged < 1 or min_audits < 0:
-            raise ConfigError("budget_window and min_judged must be at least 1, "
-                              "min_budget_samples and min_audits at least 0",
-                              parameter="budget_window")
-        if not 0 < max_serve_error <= 1:
-            raise ConfigError("max_serve_error must be in (0, 1]", parameter="max_serve_error")
-        if not 0 <= min_score < 1:
-            raise ConfigError("min_score must be in [0, 1)", parameter="min_score")
+        # each option a number of its kind in its range, or a ConfigError naming it
+        # (_options.py: a NaN or a string passed the comparisons that stood here)
+        self.confidence = check_fraction(confidence, "confidence", 0.5, 1.0,
+                                         open_low=True, open_high=True)
+        self.audit_rate = check_fraction(audit_rate, "audit_rate", 0.0, 1.0, open_high=True)
+        budget_window = check_count(budget_window, "budget_window", 1, MAX_BUDGET_WINDOW)
+        self.min_budget_samples = check_count(min_budget_samples, "min_budget_samples", 0)
+        self.min_judged = check_count(min_judged, "min_judged", 1)
+        self.min_audits = check_count(min_audits, "min_audits", 0)
+        #: a candidate estimated wrong more often than this is never served
+        self.max_serve_error = check_fraction(max_serve_error, "max_serve_error", 0.0, 1.0,
+                                              open_low=True)
         #: a candidate the verifier gives less than this is never served (see ``decide``)
-        self.min_score = min_score
-        if memory < 0:
-            raise ConfigError("memory must be >= 0 (0: outcomes never fade)",
-                              parameter="memory")
-        if not 0 <= explore_rate <= 1 or explore_allowance < 0:
-            raise ConfigError("explore_rate must be in [0, 1] and explore_allowance >= 0",
-                              parameter="explore_rate")
-        self.explore_rate = explore_rate
-        self.explore_allowance = explore_allowance
-        self.audit_rate = audit_rate
-        self.min_budget_samples = min_budget_samples
-        self.min_judged = min_judged
-        self.min_audits = min_audits
-        self.max_serve_error = max_serve_error
-        self.memory = memory
+        self.min_score = check_fraction(min_score, "min_score", 0.0, 1.0, open_high=True)
+        self.memory = check_memory(memory)  # 0 (or infinity): outcomes never fade
+        self.explore_rate = check_fraction(explore_rate, "explore_rate", 0.0, 1.0)
+        self.explore_allowance = check_count(explore_allowance, "explore_allowance", 0)
+        seed = check_seed(seed)
         self._z = z_of(confidence)
         self._lock = threading.Lock()
         # judged outcomes, binned: cell -> [judged, wrong]

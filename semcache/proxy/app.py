@@ -49,7 +49,7 @@ from .config import Deployment, ProxyConfig, build_cache, load_config, warn_unsu
 from .embeddings import embed_per_item, items_of
 from .limits import check_body, read_json, read_multipart
 from .management import Management
-from .permissions import Principal, cache_controls, take_owned
+from .permissions import Principal, bad_control, cache_controls, take_owned
 from .replies import Reply, json_response, semcache_headers
 from .stats import ProxyStats
 
@@ -221,7 +221,7 @@ class ProxyApp:
             try:
                 outcome = await self.cache.abegin(CALL_TYPES[endpoint], **kwargs)
             except ConfigError as exc:  # bad per-request controls: the client's to fix
-                raise Reply(400, str(exc)) from None
+                raise bad_control(exc) from None
             except SemcacheError as exc:
                 # a request the cache cannot key (the upstream may still take it): pass
                 # it through uncached rather than refuse what the model would answer

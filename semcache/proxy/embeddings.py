@@ -24,6 +24,7 @@ from starlette.responses import Response
 
 from .._errors import ConfigError
 from .answers import storable
+from .permissions import bad_control
 from .replies import Reply, json_response, semcache_headers
 
 if TYPE_CHECKING:
@@ -70,7 +71,7 @@ async def embed_per_item(app: ProxyApp, body: dict[str, Any], kwargs: dict[str, 
         outcomes: list[Pending] = list(await asyncio.gather(
             *(cache.abegin("aembedding", **{**kwargs, "input": [item]}) for item in items)))
     except ConfigError as exc:  # bad per-request controls: the client's to fix
-        raise Reply(400, str(exc)) from None
+        raise bad_control(exc) from None
     served = {i: o for i, o in enumerate(outcomes)
               if o.hit and _one_row(o.value)}
     missing = [i for i in range(len(items)) if i not in served]

@@ -27,6 +27,7 @@ from typing import Any
 
 from .._checks import finite_number
 from .._config import _CONTROL_NAMES, MAX_TTL
+from .._errors import ConfigError
 from .._keys import CLIENT_SIDE_PARAMS, RESERVED_MARK, TRANSPORT_PARAMS
 from .config import ALL_CONTROLS, DEFAULT_CONTROLS
 from .replies import Reply
@@ -39,6 +40,7 @@ __all__ = [
     "STRIPPED",
     "Owned",
     "Principal",
+    "bad_control",
     "cache_controls",
     "take_owned",
 ]
@@ -182,6 +184,17 @@ def cache_controls(cache_control: str | None, raw: Any, who: Principal, *,
                     f"({', '.join(namespaces)})", "permission_error", "namespace_forbidden",
                     "namespace")
     return controls
+
+
+_CONTROL_PARAM = re.compile(r"cache\[('|\")(.{1,80})\1\]")
+
+
+def bad_control(exc: ConfigError) -> Reply:
+    """A 400 for a per-request control ``Controls.parse`` refused, with the control in
+    ``param`` (``cache.target_error_rate``, as the ttl check names ``cache.ttl``): the
+    OpenAI SDKs raise it as ``BadRequestError.param``; it was null."""
+    m = _CONTROL_PARAM.fullmatch(exc.parameter or "")
+    return Reply(400, str(exc), param=f"cache.{m.group(2)}" if m else exc.parameter)
 
 
 def _check_ttl(name: str, value: Any, who: Principal, cache_ttl: float | None) -> None:

@@ -36,6 +36,13 @@ def resolve_verifier(spec: Any, threshold: float | None = None) -> Verifier | No
             raise ConfigError("verifier_threshold needs a verifier",
                               parameter="verifier_threshold")
         return None
+    verifier = _resolve(spec, threshold)
+    if threshold is not None:  # the user's line: a veto for every policy (base.py)
+        verifier.veto = verifier.threshold
+    return verifier
+
+
+def _resolve(spec: Any, threshold: float | None) -> Verifier:
     if isinstance(spec, Verifier):
         if threshold is not None:
             # a copy: the caller's instance may serve other caches (one loaded model,

@@ -13,9 +13,11 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
+from .._checks import finite_number
 from .._entries import Candidate
 from .._errors import BackendError, ConfigError
 
@@ -23,11 +25,11 @@ __all__ = ["Verdicts", "Verifier", "check_probability", "rank"]
 
 
 def check_probability(value: object, parameter: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) \
-            or not 0.0 <= float(value) <= 1.0:
-        raise ConfigError(f"{parameter} must be a probability in [0, 1], got {value!r}",
+    # finite_number: float() of an int no float holds (10**400) raised OverflowError
+    if not finite_number(value) or not 0.0 <= cast(float, value) <= 1.0:
+        raise ConfigError(f"{parameter} must be a probability in [0, 1], got {value!r:.80}",
                           parameter=parameter)
-    return float(value)
+    return float(cast(float, value))
 
 
 class Verifier(ABC):
@@ -37,6 +39,9 @@ class Verifier(ABC):
     name: str = "verifier"
     threshold: float = 0.5
     floor: float = 0.0
+    #: the threshold when the user set it (``verifier_threshold=``): a learning policy,
+    #: which otherwise draws its own line on the score, never serves a candidate below it
+    veto: float | None = None
 
     @abstractmethod
     def _score(self, query: str, prompts: Sequence[str],
