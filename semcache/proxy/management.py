@@ -97,6 +97,8 @@ class Management:
             n = await cache.adelete(keys)
         except BackendError as exc:
             return _backend_down(exc)
+        except SemcacheError as exc:  # a key no entry can have ("<namespace>:")
+            return Reply(400, str(exc)).response()
         return json_response({"status": "success", "deleted": n})
 
     def _own_keys(self, keys: list[str]) -> None:
