@@ -36,6 +36,7 @@ from ._keys import (
     KeyParams,
     QueryMode,
     exact_key,
+    is_entry_key,
     validate_namespace,
 )
 from ._learning import Learning
@@ -325,14 +326,14 @@ class Cache(Pipeline):
     # ------------------------------------------------------------------ management
     def delete(self, keys: str | Sequence[str]) -> int:
         """Delete entries by key from both stages; returns how many the store held."""
-        keys = [keys] if isinstance(keys, str) else list(keys)
+        keys = _entry_keys(keys)
         n = self.store.delete(keys)
         if self.index is not None:
             self.index.delete(keys)
         return n
 
     async def adelete(self, keys: str | Sequence[str]) -> int:
-        keys = [keys] if isinstance(keys, str) else list(keys)
+        keys = _entry_keys(keys)
         n = await self.store.adelete(keys)
         if self.index is not None:
             await self.index.adelete(keys)
@@ -356,6 +357,7 @@ class Cache(Pipeline):
     def update_ttl(self, key: str, ttl: float | None) -> bool:
         """Give an entry a new TTL from now (None: never expire); False if absent."""
         ttl = check_ttl(ttl, "ttl")
+        key = _entry_keys(key, one=True)[0]
         raw = self.store.get(key)
         if raw is None:
             return False
@@ -430,6 +432,28 @@ class Cache(Pipeline):
     async def afeedback(self, hit: CacheHit | Mapping[str, Any] | str, correct: bool) -> bool:
         flow, req = self._learning.feedback_flow(hit, correct)
         return await self._adrive(flow, req)
+
+
+def _entry_keys(keys: object, *, one: bool = False) -> list[str]:
+    """``delete``'s and ``update_ttl``'s keys, checked before any reaches the store: a
+    key, or (``delete``) a list of keys, each ``"<namespace>:<rest>"`` as every entry's
+    key is. Anything else was a raw TypeError (None), a silent no-op (bytes iterated
+    as ints, a dict's keys) or, for a string without a namespace, a delete sent to a
+    shared server for a key that cannot be semcache's."""
+    if isinstance(keys, str):
+        items: list[object] = [keys]
+    elif not one and isinstance(keys, (list, tuple, set, frozenset)):
+        items = list(keys)
+    else:
+        want = "a key" if one else "a key or a list of keys"
+        raise InvalidRequestError(f"give {want} (\"<namespace>:...\" strings), not "
+                                  f"{type(keys).__name__}")
+    for k in items:
+        if not is_entry_key(k):
+            raise InvalidRequestError(
+                f"{str(k)[:80]!r} is not a cache entry key: keys are \"<namespace>:...\" "
+                "strings, as get_cache_key and hit metadata give them")
+    return cast(list[str], items)
 
 
 def _unknown(what: str, name: object, known: Iterable[str]) -> str:

@@ -43,6 +43,7 @@ __all__ = [
     "SemanticSplit",
     "canonical_params",
     "exact_key",
+    "is_entry_key",
     "semantic_split",
     "validate_namespace",
 ]
@@ -113,6 +114,14 @@ def validate_namespace(namespace: object, parameter: str = "namespace") -> str:
             parameter=parameter,
         )
     return namespace
+
+
+def is_entry_key(key: object) -> bool:
+    """Whether ``key`` has the shape of every entry's key: ``"<namespace>:<rest>"``."""
+    if not isinstance(key, str):
+        return False
+    ns, sep, rest = key.partition(":")
+    return bool(sep and rest) and _NAMESPACE_RE.fullmatch(ns) is not None
 
 
 def base_call_type(call_type: str) -> str:

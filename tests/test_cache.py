@@ -263,6 +263,50 @@ def test_delete_and_update_ttl(clock):
     assert c.update_ttl(key, 5) is False
 
 
+@pytest.mark.parametrize("keys", [None, 123, b"default:abc", [None], [1], [b"default:abc"],
+                                  {"default:abc": 1}, ["", "default:abc"], ["nonamespace"],
+                                  ["a b:abc"], ["default:"]])
+def test_delete_refuses_what_is_not_an_entry_key(keys):
+    # delete(None) raised a raw TypeError; delete(b"...") iterated the bytes and
+    # deleted ints; delete(["foo"]) sent a key no entry can have (no "<namespace>:")
+    # to the store: on a shared Redis, someone else's key
+    c = Cache()
+    key = c.add_cache(ANSWER, **ask(Q))
+    with pytest.raises(semcache.InvalidRequestError, match="key"):
+        c.delete(keys)
+    with pytest.raises(semcache.InvalidRequestError, match="key"):
+        asyncio.run(c.adelete(keys))
+    assert c.lookup(**ask(Q)).value == ANSWER and key
+
+
+@pytest.mark.parametrize("key", [None, 123, b"default:abc", ["default:abc"], "",
+                                 "nonamespace", "default:"])
+def test_update_ttl_refuses_what_is_not_an_entry_key(key):
+    # update_ttl(["k"], 5) raised a raw TypeError (unhashable list) and update_ttl(123, 5)
+    # answered False, as if a real key's entry were merely absent
+    c = Cache()
+    with pytest.raises(semcache.InvalidRequestError, match="key"):
+        c.update_ttl(key, 5)
+
+
+def test_delete_leaves_a_shared_redis_servers_other_keys(redis_stack_url):
+    import redis
+
+    raw = redis.Redis.from_url(redis_stack_url)
+    try:
+        raw.set("someone-elses-key", b"theirs")
+        c = Cache(type="redis", redis_url=redis_stack_url, namespace="del-guard")
+        with pytest.raises(semcache.InvalidRequestError):
+            c.delete("someone-elses-key")
+        assert raw.get("someone-elses-key") == b"theirs"
+        key = c.add_cache(ANSWER, **ask(Q))
+        assert c.delete(key) == 1
+        c.close()
+    finally:
+        raw.delete("someone-elses-key")
+        raw.close()
+
+
 def test_custom_cache_key():
     c = Cache()
     c.add_cache(ANSWER, **ask(Q, cache_key="greeting"))

@@ -284,6 +284,15 @@ def test_delete_and_ttl_by_key(proxies, fake):
     r = httpx.post(proxy.url + "/cache/delete", json={"keys": ["elsewhere:abc"]},
                    headers=master())
     assert r.status_code == 400
+    # a bad ttl is a 400 whatever the keys: with none given it was a 200 "success"
+    for body in ({"keys": [], "ttl": "soon"}, {"keys": [], "ttl": -1}):
+        r = httpx.post(proxy.url + "/cache/ttl", json=body, headers=master())
+        assert r.status_code == 400 and "ttl" in r.json()["error"]["message"]
+    # in this proxy's namespace but no entry's key: a 400 naming it, never a 500
+    for path, body in (("/cache/delete", {"keys": ["default:"]}),
+                       ("/cache/ttl", {"keys": ["default:"], "ttl": 60})):
+        r = httpx.post(proxy.url + path, json=body, headers=master())
+        assert r.status_code == 400 and "'default:'" in r.json()["error"]["message"]
 
 
 class DeadStore(ExactStore):

@@ -16,7 +16,8 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
 from .._cache import Cache
-from .._errors import BackendError, SemcacheError
+from .._config import check_ttl
+from .._errors import BackendError, ConfigError, SemcacheError
 from .limits import json_object, read_body
 from .replies import Reply, json_response
 
@@ -97,6 +98,8 @@ class Management:
             n = await cache.adelete(keys)
         except BackendError as exc:
             return _backend_down(exc)
+        except SemcacheError as exc:  # a key no entry can have ("<namespace>:")
+            return Reply(400, str(exc)).response()
         return json_response({"status": "success", "deleted": n})
 
     def _own_keys(self, keys: list[str]) -> None:
@@ -139,6 +142,10 @@ class Management:
                 raise Reply(400, "give {\"keys\": [...], \"ttl\": <seconds or null>}")
             if "ttl" not in body:
                 raise Reply(400, "give \"ttl\": seconds from now, or null (never expire)")
+            try:  # once, up front: an empty "keys" must not make a bad ttl a success
+                check_ttl(body["ttl"], "ttl")
+            except ConfigError as exc:
+                raise Reply(400, str(exc)) from exc
             self._own_keys(keys)
         except Reply as reply:
             return reply.response()

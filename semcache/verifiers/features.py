@@ -15,6 +15,7 @@ to load if it differs, so a model is never evaluated against shifted columns.
 from __future__ import annotations
 
 import re
+from bisect import bisect_right, insort
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -324,13 +325,20 @@ def _jaccard(a: frozenset, b: frozenset) -> float:
 
 
 def _discordance(p: Parsed, q: Parsed, shared: frozenset[str]) -> float:
-    """Share of pairs of shared content words whose order differs (Kendall distance)."""
+    """Share of pairs of shared content words whose order differs (Kendall distance).
+
+    Counted as each word's earlier words that come after it in ``q`` (a sorted list and
+    bisect), not pair by pair: 2,000 shared words made 2 million pairs (90 ms)."""
     if len(shared) < 2:
         return 0.0
     words = sorted(shared, key=p.first_pos.__getitem__)
-    pos = [q.first_pos[w] for w in words]
-    n = len(pos)
-    bad = sum(pos[i] > pos[j] for i in range(n) for j in range(i + 1, n))
+    seen: list[int] = []
+    bad = 0
+    for k, w in enumerate(words):
+        x = q.first_pos[w]
+        bad += k - bisect_right(seen, x)
+        insort(seen, x)
+    n = len(words)
     return bad / (n * (n - 1) / 2)
 
 
