@@ -258,3 +258,13 @@ def test_update_ttl_and_delete_reach_both_tiers(redis_stack_url) -> None:
     finally:
         c.flush()
         c.close()
+
+
+@pytest.mark.parametrize("bad", [0, -1, float("nan"), float("inf"), True, "60"])
+def test_front_ttl_must_be_a_positive_finite_number(bad) -> None:
+    # a NaN front_ttl passed the check (NaN <= 0 is False) and every front entry then
+    # expired at NaN, that is never: an unbounded front that served entries the back
+    # had dropped, exactly what the check is there to refuse; so did inf
+    with pytest.raises(ConfigError) as info:
+        TieredStore(front=MemoryStore(), back=MemoryStore(), front_ttl=bad)
+    assert info.value.parameter == "default_in_memory_ttl"

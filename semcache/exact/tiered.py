@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .._checks import finite_number
 from .._errors import ConfigError
 from . import _params as P
 from .base import ExactStore
@@ -37,9 +38,12 @@ class TieredStore(ExactStore):
 
     def __init__(self, *, front: ExactStore, back: ExactStore,
                  front_ttl: float = 60.0) -> None:
-        if not front_ttl or front_ttl <= 0:
-            raise ConfigError("the front tier's TTL must be positive (an unbounded front "
-                              "would serve entries the back store has dropped)",
+        # finite_number refuses NaN (it passed ``<= 0``: every front entry then expired
+        # at NaN, never), inf, bools and strings
+        if not finite_number(front_ttl) or front_ttl <= 0:
+            raise ConfigError("the front tier's TTL must be a positive finite number (an "
+                              "unbounded front would serve entries the back store has "
+                              f"dropped), got {front_ttl!r}",
                               parameter="default_in_memory_ttl")
         self.front = front
         self.back = back
