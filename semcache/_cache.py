@@ -425,7 +425,11 @@ class Cache(Pipeline):
     def feedback(self, hit: CacheHit | Mapping[str, Any] | str, correct: bool) -> bool:
         """Report whether a served hit was right. A wrong exact hit is deleted; a wrong
         semantic hit is never served again to that query, and every report teaches the
-        policy. Takes the hit, its metadata, or its key (entry or request key)."""
+        policy. Takes the hit, its metadata, or its key (entry or request key).
+
+        Returns True when the report reached a live entry (deleted, or marked); False
+        when the entry was already gone (deleted, expired) or a backend could not be
+        reached (counted in ``stats()``, as every fail-open call): nothing was done."""
         flow, req = self._learning.feedback_flow(hit, correct)
         return self._drive(flow, req)
 

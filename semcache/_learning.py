@@ -79,12 +79,15 @@ class Learning:
                  "index")
 
     def observe(self, key: str, obs: Observation, history: Sequence[Observation],
-                policy: DecisionPolicy, audited: bool = False) -> Generator[Op, Any, None]:
+                policy: DecisionPolicy, audited: bool = False) -> Generator[Op, Any, bool]:
+        """Record ``obs`` on the entry and teach the policy; True when the index kept it
+        (False: the entry is gone, or the index could not be reached)."""
         c = self._cache
         assert c.index is not None
         # the verifier's score is the policy's, not the entry's: stored without it
         stored = obs if obs.score is None else replace(obs, score=None)
-        yield Op(c.index.observe, c.index.aobserve, (key, stored), False, "judge", "index")
+        kept = yield Op(c.index.observe, c.index.aobserve, (key, stored), False, "judge",
+                        "index")
         state = self.teacher.teach(policy, obs, history, audited=audited)
         c._stats.incr("judged")
         if not obs.correct:
@@ -93,6 +96,7 @@ class Learning:
             rec = Record(f"{c.namespace}:{POLICY_STATE}", state, c._clock(), None, "policy")
             yield Op(c.store.set, c.store.aset, (rec.key, c._codec.encode(rec), None), False,
                      "judge", "store")
+        return bool(kept)
 
     # -- feedback ----------------------------------------------------------------------
     def feedback_flow(self, hit: CacheHit | Mapping[str, Any] | str, correct: bool
@@ -113,7 +117,7 @@ class Learning:
         meta = self._checked(meta)
         req = Request("feedback", {}, Controls(), c.namespace, meta["key"], False, False,
                       None, c.similarity_threshold, False)
-        return self._feedback(meta, correct), req
+        return self._feedback(meta, correct, req), req
 
     def _checked(self, meta: Mapping[str, Any]) -> dict[str, Any]:
         """A report's metadata, refused unless it names an entry of this cache's own
@@ -137,18 +141,28 @@ class Learning:
         return {**meta, "similarity": None if sim is None else min(max(float(sim), -1.0),
                                                                      1.0)}
 
-    def _feedback(self, meta: Mapping[str, Any], correct: bool) -> Generator[Op, Any, bool]:
+    def _feedback(self, meta: Mapping[str, Any], correct: bool, req: Request
+                  ) -> Generator[Op, Any, bool]:
+        """True when the report reached a live entry: False when the entry was gone
+        (deleted, expired) or a backend could not be reached, so nothing was done.
+        The policy still learns from a report on a semantic hit that was served."""
         c = self._cache
         key = meta["key"]
         c._stats.incr("feedback_right" if correct else "feedback_wrong")
+        raw = yield Op(c.store.get, c.store.aget, (key,), None, "store", "store")
+        rec = c._decode(raw, req)
+        live = rec is not None and rec.key == key and (
+            rec.expires_at is None or rec.expires_at > c._clock())
         if meta.get("stage") == "exact" or c.index is None:
             if not correct:  # the stored answer itself is wrong for its own request
-                yield Op(c.store.delete, c.store.adelete, ([key],), 0, "store", "store")
+                n = yield Op(c.store.delete, c.store.adelete, ([key],), 0, "store", "store")
                 if c.index is not None:
                     yield Op(c.index.delete, c.index.adelete, ([key],), 0, "store", "index")
-            return True
+                return live and n > 0
+            return live
         rkey = meta.get("request_key")
         obs, history = self.teacher.feedback(meta, correct,
                                              query_digest(rkey) if rkey else None)
-        yield from self.observe(key, obs, history, c._verified or c.policy, audited=False)
-        return True
+        kept = yield from self.observe(key, obs, history, c._verified or c.policy,
+                                       audited=False)
+        return live and kept

@@ -170,3 +170,17 @@ def test_from_params_env_fallback_and_repr(monkeypatch) -> None:
     assert repr(s) == "RedisStore(server='cache.internal:6380')" and s.default_ttl == 60
     s = RedisStore.from_params(redis_url="redis://user:secret@h:1/0")
     assert "secret" not in repr(s)
+
+
+def test_get_with_ttl_reads_the_servers_expiry(redis_stack_url) -> None:
+    """What a front tier keeps a copy for: the entry's PTTL, never "unknown"."""
+    s = RedisStore(url=redis_stack_url)
+    try:
+        s.set("gwt:k", b"v", ttl=100)
+        value, left = s.get_with_ttl("gwt:k")
+        assert value == b"v" and left is not None and 99 < left <= 100
+        value, left = asyncio.run(s.aget_with_ttl("gwt:k"))
+        assert value == b"v" and left is not None and 99 < left <= 100
+    finally:
+        s.delete(["gwt:k"])
+        s.close()

@@ -62,3 +62,16 @@ def test_constructor_does_not_connect() -> None:
         s.ping()
     with pytest.raises(BackendUnavailable):
         asyncio.run(s.aping())
+
+
+def test_get_with_ttl_reads_the_expiry_on_a_cluster(redis_cluster_nodes) -> None:
+    s = RedisStore.from_params(redis_startup_nodes=redis_cluster_nodes)
+    try:
+        s.set("gwt:k", b"v", ttl=100)
+        value, left = s.get_with_ttl("gwt:k")
+        assert value == b"v" and left is not None and 99 < left <= 100
+        value, left = asyncio.run(s.aget_with_ttl("gwt:k"))
+        assert value == b"v" and left is not None and 99 < left <= 100
+    finally:
+        s.delete(["gwt:k"])
+        s.close()

@@ -38,9 +38,9 @@ class Counting(MemoryStore):
         self.reads = 0
         self.fail = False
 
-    def get(self, key):
+    def get_with_ttl(self, key):
         self.reads += 1
-        return super().get(key)
+        return super().get_with_ttl(key)
 
     def set(self, key, value, ttl=None):
         if self.fail:
@@ -118,16 +118,16 @@ class Pausing(MemoryStore):
         self.aread_done = asyncio.Event()
         self.arelease = asyncio.Event()
 
-    def get(self, key):
-        value = super().get(key)
+    def get_with_ttl(self, key):
+        value = super().get_with_ttl(key)
         if self.pause:
             self.pause = False
             self.read_done.set()
             assert self.release.wait(10)
         return value
 
-    async def aget(self, key):
-        value = super().get(key)
+    async def aget_with_ttl(self, key):
+        value = super().get_with_ttl(key)
         if self.pause:
             self.pause = False
             self.aread_done.set()
@@ -181,3 +181,90 @@ def test_write_during_an_async_miss_is_not_undone_by_its_fill(write) -> None:
         assert await t.aget("ns:k") == want
 
     asyncio.run(run())
+
+
+# -- a fill keeps the back entry's remaining TTL -------------------------------------
+# The front was filled for the full front_ttl whatever the back entry had left: an entry
+# written elsewhere with ttl=5 and read at t=4 was served from the front until t=64,
+# a minute past the TTL its writer set. ``get`` promises None once a key has expired.
+
+def test_fill_does_not_outlive_the_back_entry() -> None:
+    t, front, back, clock = make(front_ttl=60)
+    back.set("ns:k", b"v", ttl=5)  # written by another process (or before a restart)
+    clock[0] = 4
+    assert t.get("ns:k") == b"v"  # a front miss: filled from the back
+    clock[0] = 6
+    assert front.get("ns:k") is None
+    assert t.get("ns:k") is None
+
+
+def test_async_fill_does_not_outlive_the_back_entry() -> None:
+    t, front, back, clock = make(front_ttl=60)
+    back.set("ns:k", b"v", ttl=5)
+    clock[0] = 4
+    assert asyncio.run(t.aget("ns:k")) == b"v"
+    clock[0] = 6
+    assert asyncio.run(t.aget("ns:k")) is None
+
+
+def test_fill_of_an_entry_without_ttl_is_bounded_by_front_ttl() -> None:
+    t, front, back, clock = make(front_ttl=10)
+    back.set("ns:k", b"v")
+    assert t.get("ns:k") == b"v"
+    clock[0] = 10.5
+    assert front.get("ns:k") is None
+
+
+@pytest.mark.parametrize("use_async", [False, True])
+def test_fill_from_real_redis_keeps_its_remaining_ttl(redis_stack_url, use_async) -> None:
+    # the front's clock is injected: jumping it 2 s ahead is past the 1 s the Redis entry
+    # had left, however fast this runs, so no sleep is needed to see the front expire it
+    clock = [1000.0]
+    front = MemoryStore(clock=lambda: clock[0])
+    back = RedisStore(url=redis_stack_url)
+    t = TieredStore(front=front, back=back, front_ttl=60)
+    key = f"tiered-ttl-{use_async}:k"
+    try:
+        back.set(key, b"v", ttl=1)
+        got = asyncio.run(t.aget(key)) if use_async else t.get(key)
+        assert got == b"v" and front.get(key) == b"v"
+        clock[0] += 2
+        assert front.get(key) is None
+    finally:
+        back.delete([key])
+        t.close()
+
+
+def test_update_ttl_and_delete_reach_both_tiers(redis_stack_url) -> None:
+    from semcache import Cache
+
+    c = Cache(type="redis", redis_url=redis_stack_url, namespace="tiered-upd",
+              max_size_in_memory=10)
+    try:
+        tiered = c.cache
+        assert isinstance(tiered, TieredStore)
+        key = c.add_cache({"answer": "a"}, model="m", messages=[{"role": "user",
+                                                                 "content": "q"}])
+        clock = [0.0]
+        tiered.front._clock = lambda: clock[0]  # the front's expiry, without a sleep
+        assert c.update_ttl(key, 1)
+        pttl = tiered.back.redis_client.pttl(key)
+        assert 0 < pttl <= 1000  # the back's TTL was shortened ...
+        assert tiered.front.get(key) is not None
+        clock[0] = 2
+        assert tiered.front.get(key) is None  # ... and the front's with it
+        assert c.delete(key) == 1
+        assert tiered.front.get(key) is None and tiered.back.get(key) is None
+    finally:
+        c.flush()
+        c.close()
+
+
+@pytest.mark.parametrize("bad", [0, -1, float("nan"), float("inf"), True, "60"])
+def test_front_ttl_must_be_a_positive_finite_number(bad) -> None:
+    # a NaN front_ttl passed the check (NaN <= 0 is False) and every front entry then
+    # expired at NaN, that is never: an unbounded front that served entries the back
+    # had dropped, exactly what the check is there to refuse; so did inf
+    with pytest.raises(ConfigError) as info:
+        TieredStore(front=MemoryStore(), back=MemoryStore(), front_ttl=bad)
+    assert info.value.parameter == "default_in_memory_ttl"

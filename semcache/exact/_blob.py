@@ -152,18 +152,24 @@ class BlobStore(ExactStore):
             self._checked = True
 
     def get(self, key: str) -> bytes | None:
+        return self.get_with_ttl(key)[0]
+
+    def get_with_ttl(self, key: str) -> tuple[bytes | None, float | None]:
         name = self._object_name(key)
         with self._errors():
             self._ensure_container()
             found = self._read(name)
             if found is None:
-                return None
+                return None, None
             body, metadata, version = found
             expires = _parse_expiry(metadata)
-            if expires is not None and expires <= self._clock():
+            if expires is None:
+                return body, None
+            left = expires - self._clock()
+            if left <= 0:
                 self._drop_expired(name, version)
-                return None
-            return body
+                return None, None
+            return body, left
 
     def _drop_expired(self, name: str, version: Any) -> None:
         # only the version we read: a writer that replaced it meanwhile keeps its entry

@@ -29,6 +29,12 @@ class ExactStore(ABC):
     def get(self, key: str) -> bytes | None:
         """The stored bytes, or ``None`` when the key is absent or expired."""
 
+    def get_with_ttl(self, key: str) -> tuple[bytes | None, float | None]:
+        """``get``, and the seconds the entry has left (``None``: no expiry, or a store
+        that cannot tell). A tier in front of this store (``TieredStore``) keeps a copy
+        no longer than that, so a copy never outlives the entry."""
+        return self.get(key), None
+
     @abstractmethod
     def set(self, key: str, value: bytes, ttl: float | None = None) -> bool | None:
         """Store ``value`` under ``key``; ``ttl`` in seconds, ``None`` = never expire.
@@ -53,6 +59,9 @@ class ExactStore(ABC):
     # -- async twins: a worker thread by default, never a blocking call on the loop --
     async def aget(self, key: str) -> bytes | None:
         return await asyncio.to_thread(self.get, key)
+
+    async def aget_with_ttl(self, key: str) -> tuple[bytes | None, float | None]:
+        return await asyncio.to_thread(self.get_with_ttl, key)
 
     async def aset(self, key: str, value: bytes, ttl: float | None = None) -> bool | None:
         return await asyncio.to_thread(self.set, key, value, ttl)

@@ -74,15 +74,21 @@ class MemoryStore(ExactStore):
         self.on_evict = on_evict
 
     def get(self, key: str) -> bytes | None:
+        return self.get_with_ttl(key)[0]
+
+    def get_with_ttl(self, key: str) -> tuple[bytes | None, float | None]:
         with self._lock:
             item = self._data.get(key)  # a hit becomes the most recent
             if item is None:
-                return None
+                return None, None
             value, expires = item
-            if expires is not None and expires <= self._clock():
+            if expires is None:
+                return value, None
+            left = expires - self._clock()
+            if left <= 0:
                 del self._data[key]
-                return None
-            return value
+                return None, None
+            return value, left
 
     def set(self, key: str, value: bytes, ttl: float | None = None) -> bool:
         if len(value) > self.max_item_bytes:
@@ -122,6 +128,9 @@ class MemoryStore(ExactStore):
     # No I/O: the async twins run inline rather than paying for a thread hop.
     async def aget(self, key: str) -> bytes | None:
         return self.get(key)
+
+    async def aget_with_ttl(self, key: str) -> tuple[bytes | None, float | None]:
+        return self.get_with_ttl(key)
 
     async def aset(self, key: str, value: bytes, ttl: float | None = None) -> bool:
         return self.set(key, value, ttl)

@@ -97,6 +97,13 @@ class RedisStore(ExactStore):
         with map_redis_errors(self.name):
             return self._client().get(key)
 
+    def get_with_ttl(self, key: str) -> tuple[bytes | None, float | None]:
+        with map_redis_errors(self.name):
+            pipe = self._client().pipeline(transaction=not self.cluster)
+            pipe.get(key)
+            pipe.pttl(key)
+            return _with_ttl(*pipe.execute())
+
     def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
         with map_redis_errors(self.name):
             if ttl is None:
@@ -137,6 +144,14 @@ class RedisStore(ExactStore):
     async def aget(self, key: str) -> bytes | None:
         with map_redis_errors(self.name):
             return await (await self.connection.aclient()).get(key)
+
+    async def aget_with_ttl(self, key: str) -> tuple[bytes | None, float | None]:
+        with map_redis_errors(self.name):
+            client = await self.connection.aclient()
+            pipe = client.pipeline(transaction=not self.cluster)
+            pipe.get(key)
+            pipe.pttl(key)
+            return _with_ttl(*await pipe.execute())
 
     async def aset(self, key: str, value: bytes, ttl: float | None = None) -> None:
         with map_redis_errors(self.name):
@@ -224,3 +239,11 @@ class RedisStore(ExactStore):
     def __repr__(self) -> str:
         kind = "startup_nodes" if self.cluster else "server"
         return f"RedisStore({kind}={self.connection.where!r})"
+
+
+def _with_ttl(value: bytes | None, pttl: int) -> tuple[bytes | None, float | None]:
+    """GET and PTTL's replies as ``get_with_ttl``'s: PTTL is -1 for a key without
+    expiry, -2 for one gone (expired between the two commands: nothing left)."""
+    if value is None:
+        return None, None
+    return value, None if pttl == -1 else max(pttl, 0) / 1000

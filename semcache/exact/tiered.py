@@ -2,8 +2,10 @@
 
 The back store is the source of truth. Writes go to the back first, then the front;
 reads try the front and fill it from the back. Front entries live ``min(ttl,
-front_ttl)``: the front never outlives the back's TTL, and a change made by another
-process (delete, flush, overwrite) is visible here after ``front_ttl`` at the latest.
+front_ttl)``; a fill, ``min(what the back entry has left, front_ttl)`` where the back
+store can tell (``ExactStore.get_with_ttl``): the front never outlives the back's TTL,
+and a change made by another process (delete, flush, overwrite) is visible here after
+``front_ttl`` at the latest.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .._checks import finite_number
 from .._errors import ConfigError
 from . import _params as P
 from .base import ExactStore
@@ -35,9 +38,12 @@ class TieredStore(ExactStore):
 
     def __init__(self, *, front: ExactStore, back: ExactStore,
                  front_ttl: float = 60.0) -> None:
-        if not front_ttl or front_ttl <= 0:
-            raise ConfigError("the front tier's TTL must be positive (an unbounded front "
-                              "would serve entries the back store has dropped)",
+        # finite_number refuses NaN (it passed ``<= 0``: every front entry then expired
+        # at NaN, never), inf, bools and strings
+        if not finite_number(front_ttl) or front_ttl <= 0:
+            raise ConfigError("the front tier's TTL must be a positive finite number (an "
+                              "unbounded front would serve entries the back store has "
+                              f"dropped), got {front_ttl!r}",
                               parameter="default_in_memory_ttl")
         self.front = front
         self.back = back
@@ -53,11 +59,13 @@ class TieredStore(ExactStore):
     def _generation(self, key: str) -> tuple[int, int]:
         return self._epoch, self._gens[hash(key) % self._SLOTS]
 
-    def _fill(self, key: str, value: bytes, seen: tuple[int, int]) -> None:
-        # the back's remaining TTL is unknown here: front_ttl bounds the overlap
+    def _fill(self, key: str, value: bytes, left: float | None,
+              seen: tuple[int, int]) -> None:
+        # never longer than the back entry has left (``left``): a fill for the full
+        # front_ttl served an entry up to front_ttl past the TTL its writer set
         with self._lock:
             if self._generation(key) == seen:
-                self.front.set(key, value, self.front_ttl)
+                self.front.set(key, value, self._front_ttl(left))
 
     def _written(self, keys: Sequence[str], front_op: Callable[[], object]) -> None:
         """After a back write (or its failure): bump the keys' generations and update
@@ -76,9 +84,9 @@ class TieredStore(ExactStore):
         value = self.front.get(key)
         if value is None:
             seen = self._generation(key)
-            value = self.back.get(key)
+            value, left = self.back.get_with_ttl(key)
             if value is not None:
-                self._fill(key, value, seen)
+                self._fill(key, value, left, seen)
         return value
 
     def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
@@ -117,9 +125,9 @@ class TieredStore(ExactStore):
         value = await self.front.aget(key)
         if value is None:
             seen = self._generation(key)
-            value = await self.back.aget(key)
+            value, left = await self.back.aget_with_ttl(key)
             if value is not None:
-                self._fill(key, value, seen)
+                self._fill(key, value, left, seen)
         return value
 
     async def aset(self, key: str, value: bytes, ttl: float | None = None) -> None:

@@ -46,6 +46,20 @@ class BlobStoreContract:
         assert s.get("ns:keep") == b"v"
         s.clear("ns")
 
+    def test_get_with_ttl_reports_what_is_left(self, make_store, prefix) -> None:
+        # what a tier in front of this store keeps a copy for (TieredStore's fill)
+        clock = [1_000_000.0]
+        s: BlobStore = make_store(prefix=prefix, clock=lambda: clock[0])
+        s.set("ns:t", b"v", ttl=10)
+        s.set("ns:forever", b"f")
+        clock[0] += 4
+        assert s.get_with_ttl("ns:t") == (b"v", pytest.approx(6, abs=0.01))
+        assert s.get_with_ttl("ns:forever") == (b"f", None)
+        assert s.get_with_ttl("ns:absent") == (None, None)
+        clock[0] += 7
+        assert s.get_with_ttl("ns:t") == (None, None)
+        s.clear("ns")
+
     @pytest.mark.parametrize("bad", ["nan", "NaN", "inf", "Infinity", "-nan", "", "soon"])
     def test_malformed_expiry_is_expired(self, make_store, prefix, bad) -> None:
         # another writer's expiry metadata: float() reads "nan" and "inf" without an

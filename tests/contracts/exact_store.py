@@ -199,6 +199,20 @@ class ExactStoreContract:
     def test_ping(self, store: ExactStore) -> None:
         assert store.ping() is True
 
+    def test_get_with_ttl(self, store: ExactStore, ns: str) -> None:
+        """The value and the seconds it has left; None where there is no expiry (or the
+        store cannot tell, which only lets a front tier keep a copy for front_ttl)."""
+        store.set(f"{ns}:t", b"v", 100)
+        store.set(f"{ns}:f", b"f")
+        value, left = store.get_with_ttl(f"{ns}:t")
+        assert value == b"v" and (left is None or 0 < left <= 100)
+        assert store.get_with_ttl(f"{ns}:f") == (b"f", None)
+        assert store.get_with_ttl(f"{ns}:absent") == (None, None)
+        assert asyncio.run(store.aget_with_ttl(f"{ns}:f")) == (b"f", None)
+        value, left = asyncio.run(store.aget_with_ttl(f"{ns}:t"))
+        assert value == b"v" and (left is None or 0 < left <= 100)
+        store.clear(ns)
+
 
 
 class RemoteExactStoreContract(ExactStoreContract):
