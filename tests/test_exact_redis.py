@@ -11,7 +11,11 @@ import redis
 from semcache import BackendTimeout, BackendUnavailable, Cache, ConfigError
 from semcache.exact.redis import RedisStore, escape_glob
 from semcache_testing.servers import HungServer, free_port
-from tests.contracts.exact_store import RemoteExactStoreContract, wait_until
+from tests.contracts.exact_store import (
+    RemoteExactStoreContract,
+    assert_reads_the_servers_expiry,
+    wait_until,
+)
 
 
 class TestRedisStore(RemoteExactStoreContract):
@@ -173,14 +177,4 @@ def test_from_params_env_fallback_and_repr(monkeypatch) -> None:
 
 
 def test_get_with_ttl_reads_the_servers_expiry(redis_stack_url) -> None:
-    """What a front tier keeps a copy for: the entry's PTTL, never "unknown"."""
-    s = RedisStore(url=redis_stack_url)
-    try:
-        s.set("gwt:k", b"v", ttl=100)
-        value, left = s.get_with_ttl("gwt:k")
-        assert value == b"v" and left is not None and 99 < left <= 100
-        value, left = asyncio.run(s.aget_with_ttl("gwt:k"))
-        assert value == b"v" and left is not None and 99 < left <= 100
-    finally:
-        s.delete(["gwt:k"])
-        s.close()
+    assert_reads_the_servers_expiry(RedisStore(url=redis_stack_url), "gwt:k")

@@ -11,7 +11,7 @@ from redis.cluster import ClusterNode
 from semcache import BackendUnavailable
 from semcache.exact.redis import RedisStore
 from semcache_testing.servers import free_port
-from tests.contracts.exact_store import RemoteExactStoreContract
+from tests.contracts.exact_store import RemoteExactStoreContract, assert_reads_the_servers_expiry
 
 
 class TestRedisClusterStore(RemoteExactStoreContract):
@@ -65,13 +65,5 @@ def test_constructor_does_not_connect() -> None:
 
 
 def test_get_with_ttl_reads_the_expiry_on_a_cluster(redis_cluster_nodes) -> None:
-    s = RedisStore.from_params(redis_startup_nodes=redis_cluster_nodes)
-    try:
-        s.set("gwt:k", b"v", ttl=100)
-        value, left = s.get_with_ttl("gwt:k")
-        assert value == b"v" and left is not None and 99 < left <= 100
-        value, left = asyncio.run(s.aget_with_ttl("gwt:k"))
-        assert value == b"v" and left is not None and 99 < left <= 100
-    finally:
-        s.delete(["gwt:k"])
-        s.close()
+    assert_reads_the_servers_expiry(
+        RedisStore.from_params(redis_startup_nodes=redis_cluster_nodes), "gwt:k")

@@ -25,6 +25,20 @@ from semcache import BackendError
 from semcache.exact.base import ExactStore
 
 
+def assert_reads_the_servers_expiry(store: ExactStore, key: str) -> None:
+    """A store whose server keeps the expiry (Redis, a cluster) reports what is left of
+    it, sync and async: what a front tier keeps a copy for, never "unknown"."""
+    try:
+        store.set(key, b"v", ttl=100)
+        value, left = store.get_with_ttl(key)
+        assert value == b"v" and left is not None and 99 < left <= 100
+        value, left = asyncio.run(store.aget_with_ttl(key))
+        assert value == b"v" and left is not None and 99 < left <= 100
+    finally:
+        store.delete([key])
+        store.close()
+
+
 def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05) -> bool:
     """Poll ``predicate`` until true or ``timeout``: a bounded wait, not a blind sleep."""
     deadline = time.monotonic() + timeout
