@@ -1,6 +1,8 @@
 """onnxruntime session settings for the embedder, A/B in one process (issue #25).
 
     .venv/bin/python benchmarks/ort_ab.py            # 300 texts, 3 rounds
+    .venv/bin/python benchmarks/ort_ab.py --texts 120 --rounds 4 --fresh \
+        --configs plain t2_nospin t2_spin10us t2_spin30us t2_spin100us [--busy 2]
 
 Sessions on the same export, tokenized the same way: plain onnxruntime (default
 options: all cores, spinning), and semcache's candidates (intra-op threads 1 or 2,
@@ -10,7 +12,10 @@ was text by text, which timed each config after another's spinning threads); the
 threads, config after config in rotating rounds. On a
 shared machine only the ratios between configs of one run mean anything, so each
 figure is the median over rounds of the config's value over plain onnxruntime's.
-Writes ``benchmarks/results/ort_ab.json``.
+``--fresh`` builds new sessions every round (two sessions with the same settings
+differed by up to 20% in one process, so one session per config measures where its
+weights landed as much as its settings); ``--busy N`` runs N busy-loop processes beside
+the measurement. Writes ``benchmarks/results/ort_ab.json`` (``--out``).
 """
 
 from __future__ import annotations
