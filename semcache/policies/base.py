@@ -70,6 +70,14 @@ class DecisionPolicy(ABC):
     def stats(self) -> dict[str, Any]:
         return {}
 
+    def fresh(self) -> DecisionPolicy:
+        """The policy another namespace decides with: the same options, nothing
+        learned (one namespace's outcomes must not change what another is served). A
+        policy that learns overrides this; one that does not is shared as it is."""
+        if self.learns:
+            raise NotImplementedError(f"{type(self).__name__} learns: give it fresh()")
+        return self
+
 
 class StaticThreshold(DecisionPolicy):
     """Serve the most similar candidate at or above the threshold (0.0 is valid)."""

@@ -58,18 +58,19 @@ class Teacher:
     request used (the cache's, or the verified policy a per-request target made)."""
 
     def __init__(self, recent_hits: int = 4096) -> None:
-        self._loaded = False
-        self._judged = 0
+        self._loaded: set[str] = set()  # the namespaces whose policy state was read
+        self._judged: dict[str, int] = {}  # judged outcomes by namespace
         #: recent semantic hits by entry and request key, so feedback can teach the
         #: policy what kind of candidate the hit was; bounded (two slots a hit)
         self.recent_hits: LRUCache[str, Seen] = LRUCache(maxsize=recent_hits)
 
-    def restore_now(self, policy: DecisionPolicy) -> bool:
-        """Whether ``policy``'s saved state is to be read now: once per process, for a
-        policy that learns (a failed read is not retried: the policy learns afresh)."""
-        if self._loaded or not policy.learns:
+    def restore_now(self, policy: DecisionPolicy, namespace: str = "") -> bool:
+        """Whether ``policy``'s saved state is to be read now: once per process and
+        namespace (each has its own policy), for a policy that learns (a failed read
+        is not retried: the policy learns afresh)."""
+        if namespace in self._loaded or not policy.learns:
             return False
-        self._loaded = True
+        self._loaded.add(namespace)
         return True
 
     def remember_hit(self, key: str, request_key: str, similarity: float,
@@ -104,11 +105,12 @@ class Teacher:
         return obs, self.history_at(meta["key"], rkey)
 
     def teach(self, policy: DecisionPolicy, observation: Observation,
-              history: Sequence[Observation] = (), *, audited: bool = False
-              ) -> Mapping[str, Any] | None:
-        """Hand a judged outcome to ``policy``; returns its state when a save is due
-        (every ``SAVE_EVERY`` judged outcomes of this cache), else None."""
+              history: Sequence[Observation] = (), *, audited: bool = False,
+              namespace: str = "") -> Mapping[str, Any] | None:
+        """Hand a judged outcome to ``policy`` (``namespace``'s); returns its state when
+        a save is due (every ``SAVE_EVERY`` judged outcomes of that namespace), else
+        None."""
         policy.observe(observation, history, audited=audited)
-        self._judged += 1
+        n = self._judged[namespace] = self._judged.get(namespace, 0) + 1
         # the state is a copy of the model: taken only when it is to be saved
-        return policy.state() if self._judged % SAVE_EVERY == 0 else None
+        return policy.state() if n % SAVE_EVERY == 0 else None

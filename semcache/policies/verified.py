@@ -141,6 +141,8 @@ class VerifiedPolicy(DecisionPolicy):
         explore_allowance: int = 100,
         seed: int | None = None,
     ) -> None:
+        #: the options as given: ``fresh`` makes another namespace's policy from them
+        self._options = {k: v for k, v in locals().items() if k != "self"}
         self.target_error_rate = check_rate(target_error_rate)
         if not isinstance(per, str) or per not in ("request", "hit"):
             raise ConfigError('per must be "request" or "hit"', parameter="per")
@@ -479,6 +481,9 @@ class VerifiedPolicy(DecisionPolicy):
             (self._unfitted, self.counts["judged"], self.counts["audited"],
              self.counts["audit_wrong"]) = counts
             self._budget.clear()
+
+    def fresh(self) -> VerifiedPolicy:
+        return VerifiedPolicy(**self._options)
 
     def __repr__(self) -> str:
         return f"VerifiedPolicy(target_error_rate={self.target_error_rate}, per={self.per!r})"
