@@ -42,6 +42,7 @@ from ._keys import (
 from ._learning import Learning
 from ._pending import CacheHit, Pending
 from ._pipeline import Pipeline, infer_call_type
+from ._policies_by_ns import PoliciesByNamespace
 from ._record import RecordCodec
 from ._registry import TYPES, build_backends, get_embedder
 from ._stats import FaultLog, Stats
@@ -205,6 +206,7 @@ class Cache(Pipeline):
         self.policy: DecisionPolicy = policy or StaticThreshold()
         self._verified: DecisionPolicy | None = policy if target_error_rate is not None \
             else None
+        self._policies = PoliciesByNamespace(self.namespace, self.policy)
         self._learning = Learning(self)
         self._codec = RecordCodec(signing_key, max_value_bytes)
         self._clock = clock
@@ -395,6 +397,8 @@ class Cache(Pipeline):
                  verifier=self.verifier.name if self.verifier else None)
         if self.index is not None:
             s["policy_stats"] = (self._verified or self.policy).stats()
+            s["policy_stats_by_namespace"] = self._policies.stats()
+            s["policy_namespaces_refused"] = self._policies.refused
         if self.index is not None:
             try:
                 s["index_entries"] = self.index.count(self.namespace)

@@ -38,12 +38,13 @@ class Learning:
         self._cache = cache
         self.teacher = Teacher()
 
-    def load_state(self, policy: DecisionPolicy) -> Generator[Op, Any, None]:
-        """Restore a learning policy's model from the store, once per process."""
-        if not self.teacher.restore_now(policy):
+    def load_state(self, policy: DecisionPolicy, ns: str) -> Generator[Op, Any, None]:
+        """Restore namespace ``ns``'s learning policy from the store, once per process
+        (each namespace has its own: semcache/_policies_by_ns.py)."""
+        if not self.teacher.restore_now(policy, ns):
             return
         c = self._cache
-        raw = yield Op(c.store.get, c.store.aget, (f"{c.namespace}:{POLICY_STATE}",), None,
+        raw = yield Op(c.store.get, c.store.aget, (f"{ns}:{POLICY_STATE}",), None,
                        "exact", "store")
         if raw is not None:
             try:
@@ -73,27 +74,29 @@ class Learning:
         for_candidate, for_fresh = judged(cand.similarity, ok,
                                           None if ok else query_digest(req.key), cand.score)
         yield from self.observe(cand.key, for_candidate, cand.observations, policy,
-                                req.audited)
+                                req.namespace, req.audited)
         index = c.index
         yield Op(index.observe, index.aobserve, (req.key, for_fresh), False, "judge",
                  "index")
 
     def observe(self, key: str, obs: Observation, history: Sequence[Observation],
-                policy: DecisionPolicy, audited: bool = False) -> Generator[Op, Any, bool]:
-        """Record ``obs`` on the entry and teach the policy; True when the index kept it
-        (False: the entry is gone, or the index could not be reached)."""
+                policy: DecisionPolicy, ns: str, audited: bool = False
+                ) -> Generator[Op, Any, bool]:
+        """Record ``obs`` on the entry and teach the policy (namespace ``ns``'s); True
+        when the index kept it (False: the entry is gone, or the index could not be
+        reached)."""
         c = self._cache
         assert c.index is not None
         # the verifier's score is the policy's, not the entry's: stored without it
         stored = obs if obs.score is None else replace(obs, score=None)
         kept = yield Op(c.index.observe, c.index.aobserve, (key, stored), False, "judge",
                         "index")
-        state = self.teacher.teach(policy, obs, history, audited=audited)
+        state = self.teacher.teach(policy, obs, history, audited=audited, namespace=ns)
         c._stats.incr("judged")
         if not obs.correct:
             c._stats.incr("judged_wrong")
         if state is not None:
-            rec = Record(f"{c.namespace}:{POLICY_STATE}", state, c._clock(), None, "policy")
+            rec = Record(f"{ns}:{POLICY_STATE}", state, c._clock(), None, "policy")
             yield Op(c.store.set, c.store.aset, (rec.key, c._codec.encode(rec), None), False,
                      "judge", "store")
         return bool(kept)
@@ -164,5 +167,5 @@ class Learning:
         obs, history = self.teacher.feedback(meta, correct,
                                              query_digest(rkey) if rkey else None)
         kept = yield from self.observe(key, obs, history, c._verified or c.policy,
-                                       audited=False)
+                                       c.namespace, audited=False)
         return live and kept

@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from ._judges import Judge
     from ._keys import KeyParams, QueryMode
     from ._learning import Learning
+    from ._policies_by_ns import PoliciesByNamespace
     from ._record import RecordCodec
     from ._stats import FaultLog, Stats
     from .embedders.base import Embedder
@@ -126,6 +127,7 @@ class Pipeline:
     verifier: Verifier | None
     policy: DecisionPolicy
     _verified: DecisionPolicy | None
+    _policies: PoliciesByNamespace
     _codec: RecordCodec
     _stats: Stats
     _faults: FaultLog
@@ -140,13 +142,7 @@ class Pipeline:
         return self.store.name if self.index is None else f"{self.store.name}+{self.index.name}"
 
     def _policy_for(self, req: Request) -> DecisionPolicy:
-        if req.controls.target_error_rate is None or self.policy.name == "verified":
-            return self.policy
-        if self._verified is None:  # a per-request target on a static cache
-            from .policies.verified import VerifiedPolicy
-
-            self._verified = VerifiedPolicy(req.controls.target_error_rate)
-        return self._verified
+        return self._policies.for_request(self, req)  # semcache/_policies_by_ns.py
 
     # -- building a request ----------------------------------------------------------
     def _request(self, call_type: str | None, kwargs: Mapping[str, Any]) -> Request:
@@ -240,7 +236,7 @@ class Pipeline:
                 cands = [c for c in cands
                          if not any(o.query == qd and not o.correct for o in c.observations)]
                 policy = req.policy = self._policy_for(req)
-                yield from self._learning.load_state(policy)
+                yield from self._learning.load_state(policy, req.namespace)
                 if self.verifier is not None:
                     cands, rejected = yield from self._verify_flow(req, split.query, cands)
                     if rejected is not None:
