@@ -5,7 +5,14 @@ served (docs/proxy.md)."""
 
 from __future__ import annotations
 
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from semcache import Cache
+from semcache._errors import ConfigError
+from semcache._policies_by_ns import NoSemanticHits, PoliciesByNamespace
+from semcache.policies.base import Decision, DecisionPolicy, StaticThreshold
 from semcache.policies.learning import POLICY_STATE, SAVE_EVERY
 from semcache.policies.verified import VerifiedPolicy
 
@@ -94,3 +101,54 @@ def test_saved_policy_state_round_trips_per_namespace(minilm):
     assert d._policies.get("b").state() == c._policies.get("b").state()
     assert d._policies.get("c").state() == VerifiedPolicy(0.5).state()
     assert d.policy.state() == VerifiedPolicy(0.5).state()
+
+
+@given(st.lists(st.sampled_from(["a", "b", "c", "d", "e"]), max_size=30),
+       st.integers(0, 4))
+def test_each_namespace_gets_one_policy_of_its_own_up_to_the_cap(names, cap):
+    home = VerifiedPolicy(0.1, per="hit", audit_rate=0.2, seed=3)
+    by_ns = PoliciesByNamespace("a", home, cap=cap)
+    got = {}
+    refused = 0
+    for ns in names:
+        p = by_ns.for_namespace(ns, home)
+        if ns == "a":
+            assert p is home
+        elif isinstance(p, NoSemanticHits):
+            refused += 1
+            assert len(got) == cap and ns not in got
+        else:
+            assert got.setdefault(ns, p) is p  # the same instance every time
+            assert p is not home and (p.target_error_rate, p.per, p.audit_rate) == (
+                0.1, "hit", 0.2)
+            assert p.state() == VerifiedPolicy(0.1).state()  # nothing learned
+    assert by_ns.refused == refused
+    assert set(by_ns.stats()) == set(got)
+    assert StaticThreshold().fresh() is not None
+    assert PoliciesByNamespace("a", StaticThreshold(), cap=0).for_namespace(
+        "b", home := StaticThreshold()) is home  # a static policy is shared
+
+
+def test_a_namespace_past_the_cap_is_served_no_semantic_hit(minilm):
+    c = cache(minilm)
+    c._policies = PoliciesByNamespace("a", c.policy, cap=1)
+    for ns in ("b", "c"):
+        c.add_cache({"answer": "practice"}, **ask(Q, ns))
+        c.lookup(**ask(PARA, ns))
+    out = c.begin("completion", **ask(PARA, "c"))
+    assert not out.hit and out.metadata["decision"] == "no_policy"
+    assert c.lookup(**ask(Q, "c")).stage == "exact"  # exact hits are served as ever
+    s = c.stats()
+    assert set(s["policy_stats_by_namespace"]) == {"b"}
+    assert s["policy_namespaces_refused"] >= 2
+
+
+def test_a_learning_policy_without_fresh_is_refused_when_the_cache_is_made(minilm):
+    class Learner(DecisionPolicy):
+        learns = True
+
+        def decide(self, query, candidates, threshold, *, target_error_rate=None):
+            return Decision("miss", None, "no_candidate")
+
+    with pytest.raises(ConfigError, match="fresh"):
+        Cache(type="faiss-semantic", embedder=minilm, policy=Learner())
