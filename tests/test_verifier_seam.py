@@ -297,6 +297,9 @@ class ServesTheNearest(DecisionPolicy):
         return Decision("serve", candidates[0], "served") if candidates else \
             Decision("miss", None, "no_candidate")
 
+    def fresh(self):  # another namespace's: a learning policy must say how to make one
+        return ServesTheNearest()
+
 
 def test_an_explicit_verifier_threshold_is_a_veto_under_a_learning_policy(filled) -> None:
     """``verifier_threshold=`` is "the probability needed to serve" (docs/verifier.md).
