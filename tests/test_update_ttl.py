@@ -84,3 +84,33 @@ def test_a_successful_update_moves_both_expiries(setup):
     assert _state(cache, key, clock) == (True, True)
     clock.advance(3600)
     assert _state(cache, key, clock) == (False, False)
+
+
+def test_the_proxy_answers_a_failed_index_with_a_503_naming_the_key():
+    """An index's own error (here an OSError) escaped update_ttl raw: through the
+    proxy's /cache/ttl, a 500. Now a 503 naming the key, the store left as it was."""
+    import httpx
+
+    from semcache.exact.memory import MemoryStore
+    from semcache_testing.fake_openai import FakeOpenAI
+
+    from .proxy_helpers import Proxies, master
+
+    index = FlakyIndex(16)
+    cache = Cache(type=None, store=MemoryStore(), index=index, embedder=Hashing(),
+                  similarity_threshold=0.9)
+    key = cache.add_cache({"answer": 1}, ttl=60, **REQ)
+    with FakeOpenAI() as fake:
+        proxies = Proxies(fake.base_url)
+        try:
+            proxy = proxies.start(cache=cache)
+            index.fail = True
+            r = httpx.post(proxy.url + "/cache/ttl", json={"keys": [key], "ttl": 3600},
+                           headers=master())
+        finally:
+            proxies.stop()
+    assert r.status_code == 503, r.text
+    body = r.json()
+    assert body["error"]["code"] == "backend_unavailable" and "faiss" in body["error"]["message"]
+    assert body["failed_key"] == key and body["updated"] == {}
+    assert cache.store.get_with_ttl(key)[1] <= 60
