@@ -19,6 +19,7 @@ from ._compat import litellm_params
 from ._config import (
     CALL_TYPES,
     DEFAULT_CALL_TYPES,
+    MAX_TTL,
     UNSET,
     CacheMode,
     Controls,
@@ -26,10 +27,7 @@ from ._config import (
     check_threshold,
     check_ttl,
 )
-from ._errors import (
-    ConfigError,
-    InvalidRequestError,
-)
+from ._errors import BackendError, ConfigError, InvalidRequestError, SemcacheError
 from ._judges import Judge, resolve_judge
 from ._keys import (
     QUERY_MODES,
@@ -357,20 +355,37 @@ class Cache(Pipeline):
         return n
 
     def update_ttl(self, key: str, ttl: float | None) -> bool:
-        """Give an entry a new TTL from now (None: never expire); False if absent."""
+        """Give an entry a new TTL from now (None: never expire); False if absent. All or
+        nothing: the prompt is embedded before anything is written, and an index that
+        fails after the store took the new TTL has the store put back (its own bytes, the
+        time they had left), so exact and semantic hits still stop together. A failure
+        is a ``BackendError`` naming the part that failed, never a raw error."""
         ttl = check_ttl(ttl, "ttl")
         key = _entry_keys(key, one=True)[0]
         raw = self.store.get(key)
         if raw is None:
             return False
-        rec = self._codec.decode(raw)
-        rec.expires_at = None if ttl is None else self._clock() + ttl
-        self.store.set(key, self._codec.encode(rec), ttl)
-        if self.index is not None and rec.prompt is not None and rec.context is not None:
+        rec, now = self._codec.decode(raw), self._clock()
+        old = None if rec.expires_at is None else min(max(rec.expires_at - now, 0.0), MAX_TTL)
+        rec.expires_at = None if ttl is None else now + ttl
+        index, entry = self.index, None
+        if index is not None and rec.prompt is not None and rec.context is not None:
             assert self.embedder is not None
-            vec = self.embedder.embed([rec.prompt])
-            self.index.add([IndexEntry(key, rec.context, key.split(":", 1)[0], rec.prompt,
-                                       rec.created_at, rec.expires_at)], vec)
+            vec = _typed("embedder", self.embedder.embed, [rec.prompt])
+            entry = IndexEntry(key, rec.context, key.split(":", 1)[0], rec.prompt,
+                               rec.created_at, rec.expires_at)
+        self.store.set(key, self._codec.encode(rec), ttl)
+        if index is not None and entry is not None:
+            try:
+                _typed(index.name, index.add, [entry], vec)
+            except BackendError as exc:
+                try:
+                    self.store.set(key, raw, old)
+                except Exception as undo:
+                    raise BackendError(f"{exc}; the store kept the new ttl and the index "
+                                       f"the old ({undo}): retry or delete {key!r}",
+                                       backend=exc.backend) from exc
+                raise
         return True
 
     def ping(self) -> dict[str, dict[str, Any]]:
@@ -440,6 +455,16 @@ class Cache(Pipeline):
     async def afeedback(self, hit: CacheHit | Mapping[str, Any] | str, correct: bool) -> bool:
         flow, req = self._learning.feedback_flow(hit, correct)
         return await self._adrive(flow, req)
+
+
+def _typed(backend: str, fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)``, with an error that is not semcache's raised as a ``BackendError``."""
+    try:
+        return fn(*args)
+    except SemcacheError:
+        raise
+    except Exception as exc:
+        raise BackendError(f"{backend}: {type(exc).__name__}: {exc}", backend=backend) from exc
 
 
 def _entry_keys(keys: object, *, one: bool = False) -> list[str]:

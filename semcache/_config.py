@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from ._checks import check_rate, finite_number  # beside _errors: the seams share them
+from ._checks import MAX_TTL, check_rate, finite_number  # beside _errors: the seams share them
 from ._errors import ConfigError
 
 __all__ = ["CALL_TYPES", "DEFAULT_CALL_TYPES", "MAX_TTL", "UNSET", "CacheMode", "Controls",
@@ -50,11 +50,7 @@ CALL_TYPES = (
 DEFAULT_CALL_TYPES = CALL_TYPES  # LiteLLM's default list
 
 
-#: the longest ttl a cache, a request or ``update_ttl`` may give (ten years). Larger
-#: finite values passed the check and then failed every Redis write (an expiry past
-#: what ``PX`` holds): the answer silently not cached, a backend error counted against
-#: a healthy server. ``None`` is the way to say "never expire".
-MAX_TTL = 10 * 365 * 86400.0
+# MAX_TTL (ten years) lives in _checks: every ExactStore applies it too (check_store_ttl)
 
 
 def check_ttl(value: Any, parameter: str) -> float | None:

@@ -45,3 +45,24 @@ def test_the_ends_bound_nothing(edge: float) -> None:
     # 0 would serve nothing and 1 anything: neither is an error bound
     with pytest.raises(ConfigError, match=r"\(0, 1\)"):
         VerifiedPolicy(edge)
+
+
+TTLS = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(),
+                 st.booleans(), st.none(), st.text(max_size=3), st.binary(max_size=2))
+
+
+@given(TTLS)
+def test_store_ttl_takes_none_zero_and_seconds_up_to_max_ttl(value: Any) -> None:
+    """Every ExactStore applies check_store_ttl: None, or a finite non-bool number in
+    [0, MAX_TTL] passes as a float; anything else is a ConfigError naming ttl."""
+    from semcache._checks import MAX_TTL, check_store_ttl
+
+    if value is None:
+        assert check_store_ttl(value) is None
+    elif (isinstance(value, (int, float)) and not isinstance(value, bool)
+          and 0 <= value <= MAX_TTL):  # NaN and the infinities fail the range
+        assert check_store_ttl(value) == float(value)
+    else:
+        with pytest.raises(ConfigError, match="ttl") as info:
+            check_store_ttl(value)
+        assert info.value.parameter == "ttl"

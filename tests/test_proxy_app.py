@@ -609,3 +609,68 @@ def test_the_body_wins_over_the_header_under_any_spelling(proxies, fake):
     assert h["x-semcache-stage"] == "exact"
     with pytest.raises(openai.BadRequestError, match="no_store"):
         chat(c, "spelled", extra_body={"cache": {"no-store": True, "no_store": False}})
+
+
+class _WriteFailsFor(MemoryStore):
+    """A memory store whose writes to one key fail the way a server dropping the
+    connection mid-request does; every other call is the real store's."""
+
+    def __init__(self, bad: str) -> None:
+        super().__init__()
+        self.bad = bad
+
+    def set(self, key, value, ttl=None):
+        if key == self.bad:
+            raise BackendUnavailable("connection reset by peer", backend=self.name)
+        return super().set(key, value, ttl)
+
+
+def test_ttl_reports_the_keys_it_changed_before_one_failed(proxies, fake):
+    """/cache/ttl changes keys one at a time: a failure after the first left it changed
+    while the reply was a plain 400/503, so the caller could not tell what happened.
+    Keys no entry can have are refused before any change; a later failure names the
+    failed key and lists the ones already updated (as /cache/flush does)."""
+    store = _WriteFailsFor("default:boom")
+    proxy = proxies.start(cache=Cache(type=None, store=store))
+    c = client(proxy)
+    k1 = chat(c, "first ttl")[1]["x-semcache-key"]
+    k2 = chat(c, "second ttl")[1]["x-semcache-key"]
+
+    def post(body):
+        return httpx.post(proxy.url + "/cache/ttl", json=body, headers=master())
+
+    r = post({"keys": [k1, "default:"], "ttl": 60})
+    assert r.status_code == 400 and "'default:'" in r.json()["error"]["message"]
+    assert store.get_with_ttl(k1)[1] is None  # refused up front: k1 untouched
+
+    MemoryStore.set(store, "default:corrupt", b"not json")
+    r = post({"keys": [k1, "default:corrupt", k2], "ttl": 60})
+    assert r.status_code == 400, r.text
+    assert r.json()["updated"] == {k1: True}
+    assert r.json()["failed_key"] == "default:corrupt"
+    assert 0 < store.get_with_ttl(k1)[1] <= 60 and store.get_with_ttl(k2)[1] is None
+
+    MemoryStore.set(store, "default:boom", store.get(k2))
+    r = post({"keys": [k2, "default:boom", k1], "ttl": 120})
+    assert r.status_code == 503, r.text
+    body = r.json()
+    assert body["error"]["code"] == "backend_unavailable"
+    assert body["updated"] == {k2: True} and body["failed_key"] == "default:boom"
+    assert 60 < store.get_with_ttl(k2)[1] <= 120 and store.get_with_ttl(k1)[1] <= 60
+
+
+def test_ttl_refuses_both_key_and_keys(proxies, fake):
+    """{"key": a, "keys": [b]} silently changed a alone: a 400 naming both, nothing done."""
+    store = MemoryStore()
+    proxy = proxies.start(cache=Cache(type=None, store=store))
+    c = client(proxy)
+    k1 = chat(c, "one key")[1]["x-semcache-key"]
+    k2 = chat(c, "other key")[1]["x-semcache-key"]
+    r = httpx.post(proxy.url + "/cache/ttl", json={"key": k1, "keys": [k2], "ttl": 60},
+                   headers=master())
+    assert r.status_code == 400, r.text
+    message = r.json()["error"]["message"]
+    assert '"key"' in message and '"keys"' in message
+    assert store.get_with_ttl(k1)[1] is None and store.get_with_ttl(k2)[1] is None
+    r = httpx.post(proxy.url + "/cache/ttl", json={"key": k1, "ttl": 60}, headers=master())
+    assert r.json()["updated"] == {k1: True}

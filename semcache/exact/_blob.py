@@ -27,6 +27,7 @@ from contextlib import AbstractContextManager
 from typing import Any
 from urllib.parse import quote, unquote
 
+from .._checks import check_store_ttl
 from .._errors import BackendError
 from .base import ExactStore
 
@@ -180,6 +181,7 @@ class BlobStore(ExactStore):
             pass  # the answer (a miss) stands; the next read or purge retries
 
     def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        ttl = check_store_ttl(ttl)  # NaN here was an entry dropped as already expired
         name = self._object_name(key)
         with self._errors():
             self._ensure_container()

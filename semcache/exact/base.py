@@ -37,9 +37,13 @@ class ExactStore(ABC):
 
     @abstractmethod
     def set(self, key: str, value: bytes, ttl: float | None = None) -> bool | None:
-        """Store ``value`` under ``key``; ``ttl`` in seconds, ``None`` = never expire.
-        A store that refuses the value by policy (too large) returns False, so the
-        cache does not index an answer it cannot serve; None or True: stored."""
+        """Store ``value`` under ``key``; ``ttl`` in seconds, ``None`` = never expire,
+        ``0`` = expire at once (any entry under ``key`` is removed, nothing is kept).
+        Every store applies ``_checks.check_store_ttl`` first: NaN, infinities, bools,
+        negatives, non-numbers and more than ``MAX_TTL`` raise ``ConfigError`` (naming
+        ``ttl``) and leave the stored entry as it was. A store that refuses the value by
+        policy (too large) returns False, so the cache does not index an answer it cannot
+        serve; None or True: stored."""
 
     @abstractmethod
     def delete(self, keys: Sequence[str]) -> int:

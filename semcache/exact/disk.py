@@ -14,6 +14,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+from .._checks import check_store_ttl
 from .._errors import BackendError, ConfigError, IntegrityError, missing
 from .base import ExactStore
 
@@ -115,6 +116,10 @@ class DiskStore(ExactStore):
                              f"not bytes (written by another program?)")
 
     def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        ttl = check_store_ttl(ttl)  # NaN here was an entry kept forever
+        if ttl == 0:
+            self.delete([key])
+            return
         _new_file.name = None
         try:
             self._call(self._cache.set, key, value, expire=ttl, tag=_namespace_of(key),

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 
 from cachetools import LRUCache
 
+from .._checks import check_store_ttl
 from .._errors import ConfigError
 from .base import ExactStore
 
@@ -91,6 +92,11 @@ class MemoryStore(ExactStore):
             return value, left
 
     def set(self, key: str, value: bytes, ttl: float | None = None) -> bool:
+        ttl = check_store_ttl(ttl)
+        if ttl == 0:  # expire at once: keep nothing, and evict nothing to make room
+            with self._lock:
+                self._data.pop(key, None)
+            return True
         if len(value) > self.max_item_bytes:
             with self._lock:
                 self.rejected_oversize += 1

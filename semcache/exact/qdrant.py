@@ -17,6 +17,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+from .._checks import check_store_ttl
 from .._connections.qdrant import (
     FORMAT,
     Client,
@@ -91,12 +92,20 @@ class QdrantStore(Collection, ExactStore):
         return self.conn.run(self._get, key)
 
     def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        ttl = check_store_ttl(ttl)
+        if ttl == 0:
+            self.delete([key])
+            return
         self.conn.run(self._set, key, value, ttl)
 
     async def aget(self, key: str) -> bytes | None:
         return await self.conn.arun(self._get, key)
 
     async def aset(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        ttl = check_store_ttl(ttl)
+        if ttl == 0:
+            await self.adelete([key])
+            return
         await self.conn.arun(self._set, key, value, ttl)
 
     def __repr__(self) -> str:

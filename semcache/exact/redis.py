@@ -15,6 +15,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .._checks import check_store_ttl
 from .._connections.redis import RedisConnection, map_redis_errors
 from .._errors import ConfigError
 from . import _params as P
@@ -105,6 +106,7 @@ class RedisStore(ExactStore):
             return _with_ttl(*pipe.execute())
 
     def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        ttl = check_store_ttl(ttl)  # NaN here was a raw ValueError from int()
         with map_redis_errors(self.name):
             if ttl is None:
                 self._client().set(key, value)
@@ -154,6 +156,7 @@ class RedisStore(ExactStore):
             return _with_ttl(*await pipe.execute())
 
     async def aset(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        ttl = check_store_ttl(ttl)
         with map_redis_errors(self.name):
             client = await self.connection.aclient()
             if ttl is None:

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .._checks import finite_number
+from .._checks import check_store_ttl, finite_number
 from .._errors import ConfigError
 from . import _params as P
 from .base import ExactStore
@@ -90,6 +90,7 @@ class TieredStore(ExactStore):
         return value
 
     def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        ttl = check_store_ttl(ttl)  # before either tier: a refused ttl changes neither
         try:
             self.back.set(key, value, ttl)
         except BaseException:
@@ -131,6 +132,7 @@ class TieredStore(ExactStore):
         return value
 
     async def aset(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        ttl = check_store_ttl(ttl)
         try:
             await self.back.aset(key, value, ttl)
         except BaseException:

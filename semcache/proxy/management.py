@@ -18,6 +18,7 @@ from starlette.routing import Route
 from .._cache import Cache
 from .._config import check_ttl
 from .._errors import BackendError, ConfigError, SemcacheError
+from .._keys import is_entry_key
 from .limits import json_object, read_body
 from .replies import Reply, json_response
 
@@ -105,6 +106,9 @@ class Management:
     def _own_keys(self, keys: list[str]) -> None:
         mine = set(self.app.namespaces)
         for k in keys:
+            if not is_entry_key(k):  # refused before any key is changed, not mid-way
+                raise Reply(400, f"{k[:80]!r} is not a cache entry key: keys are "
+                            "\"<namespace>:...\" strings, as x-semcache-key gives them")
             if k.split(":", 1)[0] not in mine:
                 raise Reply(400, f"key {k!r} is not in one of this proxy's namespaces "
                              f"({', '.join(sorted(mine))})")
@@ -135,6 +139,8 @@ class Management:
         try:
             body = await self._management(request) or {}
             cache = self._need_cache()
+            if "key" in body and "keys" in body:  # the "keys" were silently ignored
+                raise Reply(400, "give \"key\" or \"keys\", not both")
             keys = body.get("keys")
             if isinstance(body.get("key"), str):
                 keys = [body["key"]]
@@ -150,13 +156,17 @@ class Management:
         except Reply as reply:
             return reply.response()
 
-        try:
-            updated = {k: await asyncio.to_thread(cache.update_ttl, k, body["ttl"])
-                       for k in keys}
-        except BackendError as exc:
-            return _backend_down(exc)
-        except SemcacheError as exc:
-            return Reply(400, str(exc)).response()
+        # one key at a time: a failure names its key and lists the keys already updated
+        # (as /cache/flush lists what it flushed), never a bare error after changes
+        updated: dict[str, bool] = {}
+        for k in keys:
+            done = {"updated": updated, "failed_key": k}
+            try:
+                updated[k] = await asyncio.to_thread(cache.update_ttl, k, body["ttl"])
+            except BackendError as exc:
+                return _backend_down(exc, done)
+            except SemcacheError as exc:
+                return _with_done(Reply(400, str(exc)), done)
         return json_response({"status": "success", "updated": updated})
 
     async def cache_stats(self, request: Request) -> Response:
@@ -193,11 +203,14 @@ def _backend_down(exc: BackendError, done: dict[str, Any] | None = None) -> Resp
     changed). Unlike a lookup this cannot fail open: the caller must know."""
     reply = Reply(503, f"the cache backend failed: {exc}", "api_error",
                   "backend_unavailable")
-    if done is None:
-        return reply.response()
-    body = {"error": {"message": str(reply), "type": reply.type, "param": None,
+    return reply.response() if done is None else _with_done(reply, done)
+
+
+def _with_done(reply: Reply, done: dict[str, Any]) -> Response:
+    """``reply``'s error body with what the call had already changed beside it."""
+    body = {"error": {"message": str(reply), "type": reply.type, "param": reply.param,
                       "code": reply.code}, **done}
-    return json_response(body, 503)
+    return json_response(body, reply.status)
 
 
 def _release_memory() -> None:

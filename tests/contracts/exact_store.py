@@ -228,6 +228,37 @@ class ExactStoreContract:
         store.clear(ns)
 
 
+    #: every ttl a store refuses with a ConfigError naming "ttl" (sync and async), never
+    #: a raw ValueError, an entry kept forever or one dropped as already expired
+    BAD_TTLS = (float("nan"), float("inf"), float("-inf"), True, False, "60", b"1", [1],
+                -1, -0.001, 10**400, 1e300)
+
+    def test_bad_ttl_is_refused_and_the_entry_kept(self, store: ExactStore, ns: str) -> None:
+        from semcache import ConfigError
+
+        key = f"{ns}:kept"
+        store.set(key, b"old", 3600)
+        for ttl in self.BAD_TTLS:
+            with pytest.raises(ConfigError, match="ttl") as info:
+                store.set(key, b"new", ttl)  # type: ignore[arg-type]
+            assert info.value.parameter == "ttl"
+            with pytest.raises(ConfigError, match="ttl"):
+                asyncio.run(store.aset(key, b"new", ttl))  # type: ignore[arg-type]
+            assert store.get(key) == b"old", ttl
+        store.clear(ns)
+
+    def test_zero_ttl_stores_nothing(self, store: ExactStore, ns: str) -> None:
+        """ttl=0 is "expire at once" (LiteLLM's, and what a front tier is given for a
+        back entry with nothing left): the old entry goes and nothing is kept."""
+        store.set(f"{ns}:a", b"old")
+        store.set(f"{ns}:a", b"new", 0)
+        assert store.get(f"{ns}:a") is None
+        asyncio.run(store.aset(f"{ns}:b", b"new", 0.0))
+        assert store.get(f"{ns}:b") is None
+        store.set(f"{ns}:c", b"v", 10**6)  # an int, and a long one: fine
+        assert store.get(f"{ns}:c") == b"v"
+        store.clear(ns)
+
 
 class RemoteExactStoreContract(ExactStoreContract):
     def test_server_down_raises_backend_error(self, dead_store: ExactStore, ns: str) -> None:
