@@ -17,6 +17,7 @@ from semcache import Cache, InvalidRequestError, Pending
 ROOT = Path(__file__).resolve().parent.parent
 #: the modules the pipeline is made of: they may use each other's privates
 PIPELINE = {"semcache/_cache.py", "semcache/_pipeline.py", "semcache/_pending.py",
+            "semcache/_policies_by_ns.py",
             "semcache/_learning.py"}
 #: the pipeline's private methods, and its private types
 PRIVATE_ATTRS = {"_begin", "_abegin", "_finish", "_afinish", "_drive", "_adrive",
