@@ -12,7 +12,8 @@ from typing import Any
 
 from ._errors import ConfigError
 
-__all__ = ["MAX_TTL", "check_rate", "check_store_ttl", "finite_number"]
+__all__ = ["MAX_TTL", "check_cache_ttl", "check_rate", "check_store_ttl", "check_ttl",
+           "finite_number"]
 
 #: the longest ttl a cache, a request or ``update_ttl`` may give (ten years). Larger
 #: finite values passed the check and then failed every Redis write (an expiry past
@@ -42,18 +43,30 @@ def check_rate(value: Any, parameter: str = "target_error_rate") -> float:
     return float(value)
 
 
-def check_store_ttl(value: Any) -> float | None:
-    """An ``ExactStore.set`` ``ttl``, the one rule every store applies before touching its
-    backend: ``None`` never expires; ``0`` expires at once (the store removes any entry
-    under the key and keeps nothing: LiteLLM's ``ttl=0``, and what a front tier is given
-    for a back entry with nothing left); otherwise seconds in (0, ``MAX_TTL``]. NaN,
-    infinities, bools, negatives and non-numbers raise a ``ConfigError`` naming ``ttl``
-    (they were kept forever by some stores, dropped by others, a raw ValueError in Redis)
-    and leave the stored entry as it was."""
+def check_ttl(value: Any, parameter: str) -> float | None:
+    """A ttl that must last: seconds in (0, ``MAX_TTL``], or None (never expire)."""
     if value is None:
         return None
-    if not finite_number(value) or not 0 <= value <= MAX_TTL:
-        raise ConfigError(f"ttl must be a number of seconds in [0, {MAX_TTL:.0f}] (0: "
-                          f"expire at once) or None (never expire), got {value!r:.80}",
-                          parameter="ttl")
+    if not finite_number(value) or not 0 < value <= MAX_TTL:
+        raise ConfigError(f"{parameter} must be a positive number of seconds, at most "
+                          f"{MAX_TTL:.0f} (ten years), or None (never expire), got "
+                          f"{value!r:.80}", parameter=parameter)
     return float(value)
+
+
+def check_cache_ttl(value: Any, parameter: str) -> float | None:
+    """A cache's, a request's or a store write's TTL: as ``check_ttl``, and 0 is
+    LiteLLM's "expire at once", so a cache or request with ``ttl=0`` stores nothing (it
+    could serve nothing), and a store given 0 removes any entry under the key (what a
+    front tier is given for a back entry with nothing left)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0:
+        return 0.0
+    return check_ttl(value, parameter)
+
+
+def check_store_ttl(value: Any) -> float | None:
+    """An ``ExactStore.set`` ``ttl``, the one rule every store applies before touching its
+    backend (``check_cache_ttl``): NaN, infinities, bools, negatives and non-numbers were
+    kept forever by some stores, dropped by others, a raw ValueError in Redis; now a
+    ``ConfigError`` naming ``ttl``, and the stored entry is left as it was."""
+    return check_cache_ttl(value, "ttl")

@@ -7,11 +7,17 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from ._checks import MAX_TTL, check_rate, finite_number  # beside _errors: the seams share them
+from ._checks import (  # beside _errors: the seams share them
+    MAX_TTL,
+    check_cache_ttl,
+    check_rate,
+    check_ttl,
+    finite_number,
+)
 from ._errors import ConfigError
 
 __all__ = ["CALL_TYPES", "DEFAULT_CALL_TYPES", "MAX_TTL", "UNSET", "CacheMode", "Controls",
-           "check_cache_ttl"]
+           "check_cache_ttl", "check_ttl"]
 
 
 class _Unset:
@@ -50,25 +56,7 @@ CALL_TYPES = (
 DEFAULT_CALL_TYPES = CALL_TYPES  # LiteLLM's default list
 
 
-# MAX_TTL (ten years) lives in _checks: every ExactStore applies it too (check_store_ttl)
-
-
-def check_ttl(value: Any, parameter: str) -> float | None:
-    if value is None:
-        return None
-    if not finite_number(value) or not 0 < value <= MAX_TTL:
-        raise ConfigError(f"{parameter} must be a positive number of seconds, at most "
-                          f"{MAX_TTL:.0f} (ten years), or None (never expire), got "
-                          f"{value!r}", parameter=parameter)
-    return float(value)
-
-
-def check_cache_ttl(value: Any, parameter: str) -> float | None:
-    """A cache's or a request's TTL: as ``check_ttl``, and 0 is LiteLLM's "expire at
-    once", so a cache or request with ``ttl=0`` stores nothing (it could serve nothing)."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0:
-        return 0.0
-    return check_ttl(value, parameter)
+# MAX_TTL and the ttl checks live in _checks: every ExactStore applies them too
 
 
 def check_threshold(value: Any, parameter: str = "similarity_threshold") -> float:
