@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import gzip
 import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -104,3 +108,16 @@ class PlainOnnx:
     def many(self, texts: list[str]) -> np.ndarray:
         return np.stack([self(t) for t in texts]) if texts else np.empty((0, self.dim),
                                                                           np.float32)
+
+
+@contextmanager
+def busy_processes(n: int) -> Iterator[None]:
+    """``n`` processes that only spin a Python loop while the block runs: a host whose
+    cores are shared with other work, in the same run as the quiet measurement."""
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+    try:
+        yield
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()

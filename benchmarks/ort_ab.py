@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -36,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _bench_data import QQP, load_pairs, stats  # noqa: E402
+from _bench_data import QQP, busy_processes, load_pairs, stats  # noqa: E402
 
 from semcache.embedders.onnx import OnnxEmbedder, ensure_onnx  # noqa: E402
 
@@ -85,15 +84,9 @@ def main(argv: list[str] | None = None) -> int:
                          "machine, in the same run as the quiet one when run twice)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "ort_ab.json"))
     args = ap.parse_args(argv)
-    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
-               for _ in range(args.busy)]
-    try:
+    with busy_processes(args.busy):
         return _measure(args, "python benchmarks/ort_ab.py " +
                         " ".join(sys.argv[1:] if argv is None else argv))
-    finally:
-        for b in burners:
-            b.kill()
-            b.wait()
 
 
 def _measure(args: argparse.Namespace, command: str) -> int:

@@ -27,11 +27,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _bench_data import QQP, load_pairs, req, stats  # noqa: E402
+from _bench_data import QQP, busy_processes, load_pairs, req, stats  # noqa: E402
 
 import semcache.embedders.onnx as onnx_mod  # noqa: E402
 from semcache import Cache  # noqa: E402
@@ -75,11 +75,6 @@ def runtime(setting: str, threads: int) -> Any:
         onnx_mod.ort_session_options = saved
 
 
-def _spin() -> None:  # pragma: no cover - runs in the busy processes
-    while True:
-        pass
-
-
 def pcts(xs: list[float]) -> dict[str, float]:
     a = np.asarray(xs) * 1e3
     return {f"p{p}_ms": round(float(np.percentile(a, p)), 3) for p in (50, 90, 99)}
@@ -104,9 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         cache.add_cache({"answer": f"answer to {a}"}, **req(a))
     rts = {s: runtime(s, emb.threads) for s in args.settings}
     texts = [b for _, b in pairs]
-    busy = [mp.Process(target=_spin, daemon=True) for _ in range(args.busy)]
-    for p in busy:
-        p.start()
+    busy = ExitStack()
+    busy.enter_context(busy_processes(args.busy))
     result: dict[str, Any] = {
         "issue": 25, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "cores": os.cpu_count(), "busy_processes": args.busy, "texts": len(texts),
@@ -152,8 +146,7 @@ def main(argv: list[str] | None = None) -> int:
                         eight[s]["lat"] += lat
         result["loadavg_after"] = os.getloadavg()
     finally:
-        for p in busy:
-            p.terminate()
+        busy.close()
     for s in rts:
         e, lk = one[s]["embed"], one[s]["lookup"]
         extra = [b - a for a, b in zip(e, lk)]
