@@ -46,7 +46,7 @@ from semcache.eval.fitting import (  # noqa: E402
     load_must_not_hit,
     load_role_swaps,
     make_cosines,
-    pair_features,
+    pair_scores,
     precision_recall,
     train,
 )
@@ -122,7 +122,7 @@ def fit_seed(seed: int, qqp, paws, cos) -> tuple[Any, Any, dict[str, Any], Any, 
 
     def score(queries, candidates):
         c = np.asarray(cos(queries, candidates), np.float32)
-        return c, ens.predict_proba(pair_features(queries, candidates, c))
+        return c, pair_scores(ens, queries, candidates, c)
 
     return qs, ps, doc, points, score
 

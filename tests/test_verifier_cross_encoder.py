@@ -67,10 +67,13 @@ def test_the_exported_folder_scores_like_torch(trained) -> None:
     got = v.logits([(p["first"], p["second"]) for p in probe], cos)
     want = np.array([p["logit"] for p in probe])
     assert np.abs(got - want).max() < 1e-3, (got, want)
-    # the head reads the cosine, started from a logistic fit on it (more similar: more
-    # likely right), and a caller that forgets the cosines is told so, not scored at 0
+    # the head reads the cosine, started from a logistic fit on it (four steps at the
+    # head's learning rate move it by thousandths; its sign is this tiny sample's, whose
+    # "Quora" rows are the suite's must-not-hit pairs), and a caller that forgets the
+    # cosines is told so, not scored at 0
     wc = doc["head"]["cosine_weight"]
-    assert v.needs_cosines and wc > 0 and doc["fitted"]["start_head"]["cosine_weight"] > 0
+    start = doc["fitted"]["start_head"]["cosine_weight"]
+    assert v.needs_cosines and abs(start) > 0.1 and abs(wc - start) < 0.05
     pairs = [(p["first"], p["second"]) for p in probe]
     moved = v.logits(pairs, cos + 0.1) - got
     assert np.allclose(moved, 0.1 * wc, atol=1e-4)

@@ -17,12 +17,14 @@ from typing import Any
 
 import numpy as np
 
-from ..verifiers.features import _ANTONYMS, _DIRECTION, FEATURES, _base_form, features, parse
+from ..verifiers.features import _ANTONYMS, _DIRECTION, FEATURES, _base_form
 from ..verifiers.trees import TreeEnsemble
 from ._mnh import load_must_not_hit, load_role_swaps
+from ._scoring import pair_features, pair_scores
 
 __all__ = ["Guard", "PairSet", "Scorer", "choose_threshold", "fit_ensemble",
            "load_must_not_hit", "load_role_swaps", "operating_points", "pair_features",
+           "pair_scores",
            "precision_recall", "role_swaps", "rule_negatives", "train", "tuning_data"]
 
 #: the cosine floors tried; the one giving the most tuning recall at the target wins
@@ -61,22 +63,6 @@ class PairSet:
                    np.concatenate([p.cosines for p in parts]),
                    np.concatenate([p.source for p in parts]),
                    np.concatenate([p.kind for p in parts]))
-
-
-def pair_features(queries: Sequence[str], candidates: Sequence[str],
-                  cosines: Sequence[float] | np.ndarray) -> np.ndarray:
-    parsed: dict[str, Any] = {}
-
-    def p(t: str) -> Any:
-        got = parsed.get(t)
-        if got is None:
-            got = parsed[t] = parse(t)
-        return got
-
-    if not len(queries):
-        return np.zeros((0, len(FEATURES)), np.float32)
-    return np.concatenate([features(p(q), [p(c)], [s])
-                           for q, c, s in zip(queries, candidates, cosines)])
 
 
 _AUX = re.compile(r"\b(is|are|was|were|can|could|should|would|will|do|does|did|has|have)\b",
@@ -356,7 +342,7 @@ def train(qqp_tune: Any, paws_tune: Any, mnh_tune: Sequence[dict[str, Any]], cos
 
     def score(queries: Sequence[str], candidates: Sequence[str],
               cosines: np.ndarray) -> np.ndarray:
-        return ens.predict_proba(pair_features(queries, candidates, cosines))
+        return pair_scores(ens, queries, candidates, cosines)
 
     return {
         "kind": "structural", "version": 3, "features": list(FEATURES),

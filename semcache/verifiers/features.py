@@ -138,6 +138,18 @@ always never everyone nobody everything nothing all none before after
 past future ancient modern beginner advanced junior senior hire fire employ fire
 mature immature legal unlawful visible invisible possible impossible
 likely unlikely common uncommon effective ineffective efficient inefficient
+keep discard keep delete keep drop retain discard save discard save delete accept decline
+approve reject arrive leave credit debit deposit withdraw deposits withdrawals asset
+liability assets liabilities income expense income expenses encode decode serialize
+deserialize zip unzip mount unmount subscribe unsubscribe follow unfollow block unblock
+merge split join split inhale exhale vertical horizontal forward backward forwards
+backwards ascend descend odd even multiply divide add subtract plus minus numerator
+denominator acidic alkaline sender recipient sender receiver client server frontend
+backend front back head tail prefix suffix row column rows columns width height push pop
+allow deny whitelist blacklist allowlist denylist permit deny inbound outbound incoming
+outgoing ingress egress debtor creditor lender borrower host guest predator prey
+ancestor descendant superclass subclass yesterday tomorrow previous next last next
+sunrise sunset dawn dusk raw cooked am pm day night summer winter morning evening
 """.split()
 _ANTONYMS: dict[str, set[str]] = {}
 for _a, _b in zip(_ANTONYM_PAIRS[::2], _ANTONYM_PAIRS[1::2]):

@@ -39,6 +39,7 @@ import numpy as np
 from .._errors import ConfigError
 from .base import Verifier, check_probability
 from .features import FEATURES, Parsed, features, parse
+from .rules import decide_many
 from .trees import TreeEnsemble
 
 __all__ = ["HEAD_CHARS", "MODEL_FILE", "TAIL_CHARS", "WINDOW_CHARS", "StructuralVerifier",
@@ -158,15 +159,13 @@ class StructuralVerifier(Verifier):
         q = _parse(query)
         cands: list[Parsed] = [_parse(p) for p in prompts]
         p = self._ensemble.predict_proba(features(q, cands, similarities))
-        # the same words in the same order is the same question, whatever the model
-        # says: Quora labels some identical-looking pairs "different", and a tree
-        # ensemble learns a little of that noise (the identical prompt scored 0.76).
-        # Unless only the operators differ, which the features cannot see: "3x + 7 = 22"
-        # and "3x - 7 = 22", "C++" and "C#" read as the same words and scored 1.0
-        n = len(cands)
-        same = np.fromiter((c.words == q.words for c in cands), bool, n)
-        ops = np.fromiter((c.operators == q.operators for c in cands), bool, n)
-        scores = np.where(same, np.where(ops, 1.0, 0.0), p)
+        # rules (verifiers/rules.py) decide some pairs outright: the same words in the
+        # same order score 1.0 (Quora labels some identical-looking pairs "different",
+        # and the ensemble learned a little of that noise: the identical prompt scored
+        # 0.76) unless their operators differ ("3x + 7" / "3x - 7", "C++" / "C#": 0.0);
+        # a translation the other way, roles inverted around one verb, persons swapped,
+        # another percentage relation score 0.0
+        scores = decide_many([q] * len(cands), cands, p)
         # a cut text (see the module docstring): scored only if what the windows leave
         # out matches exactly, and the same words in the windows are not the same words
         # in the texts, so only texts equal but for whitespace at either end score 1
@@ -177,14 +176,16 @@ class StructuralVerifier(Verifier):
                 scores[i] = 1.0
             elif not unparsed_equal(query, x):
                 scores[i] = 0.0
-            elif same[i]:
-                scores[i] = p[i] if ops[i] else 0.0
+            elif cands[i].words == q.words:
+                scores[i] = p[i] if cands[i].operators == q.operators else 0.0
         return scores
 
     def score_pairs(self, queries: Sequence[str], prompts: Sequence[str],
                     similarities: Sequence[float]) -> np.ndarray:
-        """Probabilities for many independent pairs at once (evaluation, training)."""
-        X = np.concatenate([features(parse(q), [parse(p)], [s])
-                            for q, p, s in zip(queries, prompts, similarities)]) \
-            if len(queries) else np.zeros((0, len(FEATURES)), np.float32)
-        return self._ensemble.predict_proba(X)
+        """Probabilities for many independent pairs at once (evaluation, training), the
+        rules' decisions included."""
+        if not len(queries):
+            return np.zeros(0, np.float64)
+        qs, ps = [parse(q) for q in queries], [parse(p) for p in prompts]
+        X = np.concatenate([features(a, [b], [s]) for a, b, s in zip(qs, ps, similarities)])
+        return decide_many(qs, ps, self._ensemble.predict_proba(X))
