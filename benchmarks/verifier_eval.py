@@ -14,6 +14,7 @@ set written after the verifier was settled (semcache/data/README.md).
     .venv/bin/python benchmarks/verifier_eval.py --seeds 0 1 2
     .venv/bin/python benchmarks/verifier_eval.py --holdout --seeds 0 1 2  # unseen set only
     .venv/bin/python benchmarks/verifier_eval.py --holdout holdout2 --seeds 0 1 2  # second
+    .venv/bin/python benchmarks/verifier_eval.py --holdout holdout3 --seeds 0 1 2  # third
     .venv/bin/python benchmarks/verifier_eval.py --cross-encoder ~/.cache/semcache/cross-encoder
 """
 
@@ -418,10 +419,10 @@ def main(argv: list[str] | None = None) -> int:
                          "parts of its own seed); writes --out, default "
                          "verifier_eval_cross_encoder.json")
     ap.add_argument("--holdout", nargs="?", const="holdout", default=None,
-                    choices=("holdout", "holdout2"),
+                    choices=("holdout", "holdout2", "holdout3"),
                     help="only a must-not-hit holdout (per seed and through a Cache): "
-                         "the first (the default) or 'holdout2'; writes --out, default "
-                         "verifier_eval_holdout.json (verifier_eval_holdout2.json)")
+                         "the first (the default), 'holdout2' or 'holdout3'; writes "
+                         "--out, default verifier_eval_<holdout>.json")
     ap.add_argument("--roles", choices=("budget", "zero", "fit", "none"), default="budget",
                     help="the role-swap set's tune half: fitted on and counted in the "
                          "default point's must-not-hit budget (as shipped), the same with "

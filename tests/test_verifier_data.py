@@ -92,21 +92,25 @@ def test_the_holdout_is_well_formed_and_disjoint_from_everything_fitted_on() -> 
     assert not seen & {t for r in rows for t in (r["query"], r["candidate"])}
 
 
-def test_the_second_holdout_is_well_formed_and_shares_no_prompt() -> None:
-    """The second unseen set (2026-12-07): its own file, never in the suite, and no
-    string in common with any prompt file here (the fitted suite and role-swap set, the
-    first holdout): groups that shared one were dropped when it was added."""
-    from semcache.eval._mnh import load_role_swaps
+@pytest.mark.parametrize("name, minimum, rare", [("holdout2", 300, 15),
+                                                  ("holdout3", 300, 20)])
+def test_the_later_holdouts_are_well_formed_and_share_no_prompt(
+        name: str, minimum: int, rare: int) -> None:
+    """The second and third unseen sets (2026-12-07): each its own file, never in the
+    suite, and no string in common with any earlier prompt file (the fitted suite and
+    role-swap set, the earlier holdouts): groups that shared one were dropped when each
+    was added."""
+    from semcache.eval._mnh import HOLDOUTS, load_role_swaps
     from semcache.eval.fitting import load_must_not_hit
 
-    rows = load_must_not_hit("holdout2")
+    rows = load_must_not_hit(name)
     kinds = Counter(r["kind"] for r in rows)
-    assert sum(v for k, v in kinds.items() if k != "paraphrase") >= 300
-    assert kinds["paraphrase"] >= 300
+    assert sum(v for k, v in kinds.items() if k != "paraphrase") >= minimum
+    assert kinds["paraphrase"] >= minimum
     for k in ("reversal", "role", "antonym", "negation", "number", "unit", "entity",
               "topic"):
-        assert kinds[k] >= 15, k
-    assert all(r["half"] == "holdout2" for r in rows)
+        assert kinds[k] >= rare, k
+    assert all(r["half"] == name for r in rows)
     assert all((r["label"] == 1) == (r["kind"] == "paraphrase") for r in rows)
     assert len({(r["query"], r["candidate"]) for r in rows}) == len(rows)
     groups = sorted({r["group"] for r in rows})
@@ -115,8 +119,10 @@ def test_the_second_holdout_is_well_formed_and_shares_no_prompt() -> None:
         mine = [r for r in rows if r["group"] == g]
         assert len({r["query"] for r in mine}) == 1
         assert {r["label"] for r in mine} == {0, 1}
-    others = load_must_not_hit() + load_must_not_hit("holdout") + load_role_swaps()
-    assert not any(r["half"] == "holdout2" for r in load_must_not_hit())
+    earlier = HOLDOUTS[:HOLDOUTS.index(name)]
+    others = load_must_not_hit() + load_role_swaps() + [
+        r for h in earlier for r in load_must_not_hit(h)]
+    assert not any(r["half"] == name for r in load_must_not_hit())
     seen = {t.strip().lower() for r in others for t in (r["query"], r["candidate"])}
     assert not seen & {t.strip().lower() for r in rows for t in (r["query"], r["candidate"])}
 

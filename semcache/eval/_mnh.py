@@ -7,6 +7,10 @@
   such worker, after the first holdout had been read (and its one leak fixed); 126
   prompts, 317 must-not-hit variants (49 reversals, 37 role moves) and 378 paraphrases.
   Groups whose prompt occurs in another file here were dropped.
+- ``must_not_hit_holdout3.jsonl``: a third unseen set, written on 2026-12-07 by another
+  such worker after the second had been read and the rules (``verifiers/rules.py``)
+  written from its leaks; 139 prompts, 329 must-not-hit variants (58 reversals, 45 role
+  moves) and 417 paraphrases. Groups sharing a string with another file were dropped.
 - ``must_not_hit_roles.jsonl``: same words, roles moved ("what is 15% of 80" / "15 is
   what percent of 80", "who hired Alice" / "whom did Alice hire"), written independently
   of the holdout as training data for that class, in a ``tune`` and a ``test`` half.
@@ -18,7 +22,10 @@ import json
 from importlib import resources
 from typing import Any
 
-__all__ = ["ROLE_KINDS", "load_must_not_hit", "load_role_swaps"]
+__all__ = ["HOLDOUTS", "ROLE_KINDS", "load_must_not_hit", "load_role_swaps"]
+
+#: the unseen prompt files, in the order they were written
+HOLDOUTS = ("holdout", "holdout2", "holdout3")
 
 #: must-not-hit kinds where the same words ask something else because roles moved; the
 #: default operating point serves none of them on tuning data
@@ -33,10 +40,10 @@ def _rows(name: str, half: str | None) -> list[dict[str, Any]]:
 
 
 def load_must_not_hit(half: str | None = None) -> list[dict[str, Any]]:
-    """The must-not-hit suite (``half``: tune / test; None: both). ``"holdout"`` and
-    ``"holdout2"`` are the separate unseen files: reported on, never fitted or tuned on,
-    and not part of None."""
-    if half in ("holdout", "holdout2"):
+    """The must-not-hit suite (``half``: tune / test; None: both). ``"holdout"``,
+    ``"holdout2"`` and ``"holdout3"`` are the separate unseen files: reported on, never
+    fitted or tuned on, and not part of None."""
+    if half in HOLDOUTS:
         return _rows(f"must_not_hit_{half}.jsonl", None)
     return _rows("must_not_hit.jsonl", half)
 
