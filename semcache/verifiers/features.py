@@ -150,6 +150,12 @@ allow deny whitelist blacklist allowlist denylist permit deny inbound outbound i
 outgoing ingress egress debtor creditor lender borrower host guest predator prey
 ancestor descendant superclass subclass yesterday tomorrow previous next last next
 sunrise sunset dawn dusk raw cooked am pm day night summer winter morning evening
+beat lose beat lost defeat lose defeated lost near far close far closer farther closest
+farthest nearest farthest nearer farther discount markup strengthen weaken strengthens
+weakens thicken thin formal casual formal informal synonym antonym synonyms antonyms
+active passive domestic international local remote beginning end join leave joined left
+appreciate depreciate appreciation depreciation bullish bearish asleep awake sink float
+earn spend save spend start end starting ending started ended
 """.split()
 _ANTONYMS: dict[str, set[str]] = {}
 for _a, _b in zip(_ANTONYM_PAIRS[::2], _ANTONYM_PAIRS[1::2]):

@@ -5,7 +5,8 @@ the few examples the tuning data holds, and each served one is a confident wrong
 (issue #20's second blind holdout served all of these):
 
 - **the same words in the same order** are the same question (1.0), unless their
-  operators differ ("3x + 7 = 22" / "3x - 7 = 22", "C++" / "C#": 0.0);
+  operators differ ("3x + 7 = 22" / "3x - 7 = 22", "C++" / "C#": 0.0) or their
+  negations ("can dogs eat" / "can't dogs eat": 0.0);
 - **a translation the other way**: "What does 'Gift' mean in German?" (German to
   English) against "How do you say 'gift' in German?" (English to German), or "from
   French to English" against "how do you say it in French";
@@ -29,9 +30,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .features import _DO, _STOP, Parsed
+from .features import _ANTONYMS, _DO, _STOP, Parsed
 
-__all__ = ["decide", "decide_many", "refusal"]
+__all__ = ["decide", "decide_many", "refusal", "same_question"]
 
 _LANGUAGES = frozenset("""
 english spanish french german italian portuguese chinese mandarin cantonese japanese
@@ -62,7 +63,7 @@ stole:steal threw:throw shot:shoot sang:sing bit:bite struck:strike sought:seek 
 beat:beat hit:hit hurt:hurt
 """.split())
 _PERSON = {"i": "1", "me": "1", "you": "2", "he": "3m", "him": "3m", "she": "3f",
-           "we": "1p", "us": "1p", "they": "3p", "them": "3p"}  # "her": ambiguous
+           "her": "3f", "we": "1p", "us": "1p", "they": "3p", "them": "3p"}
 _PERCENT_RELATION = {"of": "of", "off": "off", "more": "more", "higher": "more",
                      "greater": "more", "larger": "more", "increase": "more",
                      "less": "less", "lower": "less", "smaller": "less", "fewer": "less",
@@ -203,16 +204,67 @@ def _percent_relation_changed(p: Parsed, q: Parsed) -> bool:
     return any(a[n] != b[n] for n in a.keys() & b.keys())
 
 
+def _antonym_swapped(p: Parsed, q: Parsed) -> bool:
+    """Every word one text has and the other lacks is an opposite of one the other has,
+    up to small words: "How do I thicken a soup?" / "How do I thin a soup?", "at the
+    end of the year" / "at the start of the year", "closest to" / "farthest from". A
+    negation or any other differing word leaves the pair to the model ("safe" / "not
+    dangerous")."""
+    if p.lowered.isdisjoint(_ANTONYMS) or q.lowered.isdisjoint(_ANTONYMS):
+        return False
+    a = {w for w in p.lowered - q.lowered if w not in _STOP}
+    b = {w for w in q.lowered - p.lowered if w not in _STOP}
+    if not a or len(a) != len(b) or len(a) > 2:
+        return False
+
+    def forms(words: set[str], x: Parsed) -> set[str]:
+        return words | {x.bases[w] for w in words if w in x.bases}
+
+    fa, fb = forms(a, p), forms(b, q)
+
+    def opposed(w: str, x: Parsed, other: set[str]) -> bool:
+        return any(not _ANTONYMS.get(f, set()).isdisjoint(other)
+                   for f in (w, x.bases.get(w, w)))
+
+    if not (all(opposed(w, p, fb) for w in a) and all(opposed(w, q, fa) for w in b)):
+        return False
+    # and the rest in the same order, with the same question word: "Is Python faster
+    # than Go?" / "Is Go slower than Python?" and "Who beat Carter?" / "Carter lost to
+    # whom?" swap twice and ask the same
+    return p.wh == q.wh and [w for w in p.words if w in q.lowered] == \
+        [w for w in q.words if w in p.lowered]
+
+
 _RULES = (("translation direction", _translation_reversed),
           ("roles inverted", _roles_inverted),
           ("persons swapped", _persons_swapped),
-          ("percent relation", _percent_relation_changed))
+          ("percent relation", _percent_relation_changed),
+          ("antonym swapped", _antonym_swapped))
+
+
+def _same_words_differ(p: Parsed, q: Parsed) -> str | None:
+    """For the same words in the same order: what still differs, or None. The words
+    keep "can" of "can't" (the negation is counted apart), so "Which vegetables can dogs
+    eat?" and "... can't dogs eat?" were the same words, scored 1.0 by rule."""
+    if p.operators != q.operators:
+        return "operators"
+    if p.negations != q.negations or p.negated != q.negated:
+        return "negation"
+    return None
+
+
+def same_question(p: Parsed, q: Parsed) -> bool | None:
+    """True for the same words, operators and negations in the same order; False for
+    the same words with another operator or negation; None when the words differ."""
+    if p.words != q.words:
+        return None
+    return _same_words_differ(p, q) is None
 
 
 def refusal(p: Parsed, q: Parsed) -> str | None:
     """The name of the first rule that refuses the pair, or None."""
     if p.words == q.words:
-        return None if p.operators == q.operators else "operators"
+        return _same_words_differ(p, q)
     for name, rule in _RULES:
         if rule(p, q):
             return name
@@ -222,7 +274,7 @@ def refusal(p: Parsed, q: Parsed) -> str | None:
 def decide(p: Parsed, q: Parsed) -> float | None:
     """1.0 or 0.0 where a rule decides the pair, None where the model does."""
     if p.words == q.words:
-        return 1.0 if p.operators == q.operators else 0.0
+        return 0.0 if _same_words_differ(p, q) else 1.0
     return 0.0 if refusal(p, q) is not None else None
 
 

@@ -39,7 +39,7 @@ import numpy as np
 from .._errors import ConfigError
 from .base import Verifier, check_probability
 from .features import FEATURES, Parsed, features, parse
-from .rules import decide_many
+from .rules import decide_many, same_question
 from .trees import TreeEnsemble
 
 __all__ = ["HEAD_CHARS", "MODEL_FILE", "TAIL_CHARS", "WINDOW_CHARS", "StructuralVerifier",
@@ -162,7 +162,8 @@ class StructuralVerifier(Verifier):
         # rules (verifiers/rules.py) decide some pairs outright: the same words in the
         # same order score 1.0 (Quora labels some identical-looking pairs "different",
         # and the ensemble learned a little of that noise: the identical prompt scored
-        # 0.76) unless their operators differ ("3x + 7" / "3x - 7", "C++" / "C#": 0.0);
+        # 0.76) unless their operators or negations differ ("3x + 7" / "3x - 7", "C++"
+        # / "C#", "can dogs eat" / "can't dogs eat": 0.0);
         # a translation the other way, roles inverted around one verb, persons swapped,
         # another percentage relation score 0.0
         scores = decide_many([q] * len(cands), cands, p)
@@ -176,8 +177,8 @@ class StructuralVerifier(Verifier):
                 scores[i] = 1.0
             elif not unparsed_equal(query, x):
                 scores[i] = 0.0
-            elif cands[i].words == q.words:
-                scores[i] = p[i] if cands[i].operators == q.operators else 0.0
+            elif (same := same_question(q, cands[i])) is not None:
+                scores[i] = p[i] if same else 0.0
         return scores
 
     def score_pairs(self, queries: Sequence[str], prompts: Sequence[str],
