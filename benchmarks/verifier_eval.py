@@ -15,6 +15,7 @@ set written after the verifier was settled (semcache/data/README.md).
     .venv/bin/python benchmarks/verifier_eval.py --holdout --seeds 0 1 2  # unseen set only
     .venv/bin/python benchmarks/verifier_eval.py --holdout holdout2 --seeds 0 1 2  # second
     .venv/bin/python benchmarks/verifier_eval.py --holdout holdout3 --seeds 0 1 2  # third
+    .venv/bin/python benchmarks/verifier_eval.py --holdout holdout4 --seeds 0 1 2  # fourth
     .venv/bin/python benchmarks/verifier_eval.py --cross-encoder ~/.cache/semcache/cross-encoder
 """
 
@@ -41,7 +42,7 @@ from train_verifier import DATA, corpus  # noqa: E402
 from semcache import Cache  # noqa: E402
 from semcache._registry import get_embedder  # noqa: E402
 from semcache.eval._metrics import roc_auc  # noqa: E402
-from semcache.eval._mnh import ROLE_KINDS  # noqa: E402
+from semcache.eval._mnh import HOLDOUTS, ROLE_KINDS  # noqa: E402
 from semcache.eval.fitting import (  # noqa: E402
     choose_threshold,
     load_must_not_hit,
@@ -419,9 +420,9 @@ def main(argv: list[str] | None = None) -> int:
                          "parts of its own seed); writes --out, default "
                          "verifier_eval_cross_encoder.json")
     ap.add_argument("--holdout", nargs="?", const="holdout", default=None,
-                    choices=("holdout", "holdout2", "holdout3"),
+                    choices=HOLDOUTS,
                     help="only a must-not-hit holdout (per seed and through a Cache): "
-                         "the first (the default), 'holdout2' or 'holdout3'; writes "
+                         "the first (the default) or a later one; writes "
                          "--out, default verifier_eval_<holdout>.json")
     ap.add_argument("--roles", choices=("budget", "zero", "fit", "none"), default="budget",
                     help="the role-swap set's tune half: fitted on and counted in the "
