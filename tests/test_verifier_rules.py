@@ -117,7 +117,7 @@ def test_the_rules_are_symmetric(a: list[str], b: list[str]) -> None:
 def _prompt_sets() -> list[dict]:
     rows = []
     for name in ("must_not_hit", "must_not_hit_roles", "must_not_hit_holdout",
-                 "must_not_hit_holdout2"):
+                 "must_not_hit_holdout2", "must_not_hit_holdout3", "must_not_hit_holdout4"):
         text = (resources.files("semcache") / "data" / f"{name}.jsonl").read_text()
         rows += [json.loads(line) for line in text.splitlines() if line.strip()]
     return rows
@@ -125,7 +125,7 @@ def _prompt_sets() -> list[dict]:
 
 def test_no_paraphrase_of_the_prompt_sets_is_refused() -> None:
     rows = [r for r in _prompt_sets() if r["label"] == 1]
-    assert len(rows) > 1000
+    assert len(rows) > 1800
     refused = [(r["query"], r["candidate"]) for r in rows
                if refusal(parse(r["query"]), parse(r["candidate"])) not in (None,)]
     assert refused == []
