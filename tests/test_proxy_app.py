@@ -68,7 +68,7 @@ def test_paraphrase_is_served_from_cache_without_an_upstream_call(proxies, fake,
     assert fake.calls["chat/completions"] == 1
     # the upstream was asked for its own model name, without our cache controls
     assert fake.requests[-1]["body"]["model"] == "gpt-4o-mini"
-    second, h2 = chat(c, "what's the capital city of France?")
+    second, h2 = chat(c, "what's the capital of France?")
     assert fake.calls["chat/completions"] == 1  # served from cache: no upstream call
     assert second.choices[0].message.content == first.choices[0].message.content
     assert h2["x-semcache-hit"] == "true" and h2["x-semcache-stage"] == "semantic"
