@@ -38,6 +38,12 @@ REFUSED = [
     ("persons swapped", "How do I tell him I love him", "How does he tell me he loves me"),
     ("persons swapped", "Translate 'we need them' into Italian",
      "Translate 'they need us' into Italian"),
+    ("persons swapped", "She lent him her car for his trip", "He lent her his car for her trip"),
+    # only the person changes, from the asker to someone else
+    ("person changed", "Do I need a visa to work remotely from Portugal?",
+     "Does she need a visa to work remotely from Portugal?"),
+    ("person changed", "Can I claim my parents as dependents?",
+     "Can they claim my parents as dependents?"),
     # a percentage's relation to its base
     ("percent relation", "What is 20% of 150?", "What is 20% more than 150?"),
     ("percent relation", "What is 30 percent off 80 dollars?", "What is 30 percent of 80 dollars?"),
@@ -77,6 +83,8 @@ KEPT = [  # paraphrases and look-alikes no rule may refuse
     ("Is Rust faster than Go?", "Is Go slower than Rust?"),
     ("Who beat Jimmy Carter in 1980?", "Jimmy Carter lost to whom in 1980?"),
     ("Is it safe to fly with a cold?", "Is it not dangerous to fly with a cold?"),
+    ("How do I renew my passport?", "How do you renew your passport?"),
+    ("How do they make decaf coffee?", "How do we make decaf coffee?"),
     ("Why won't my laptop charge?", "why won't my laptop charge"),
 ]
 
@@ -139,7 +147,7 @@ def test_rules_refuse_almost_no_quora_duplicate() -> None:
     19,850 duplicates (0.08%), nearly all loose labels ("Is Toronto a safe city?" /
     "... a dangerous city?", "sell" / "buy a B2B list", "translate into Latin" /
     "translate ... to English from Latin"; "deal discount" / "deal/discount" is an
-    operator to the rule), and 46 non-duplicates."""
+    operator to the rule), and 47 non-duplicates."""
     from semcache.eval._data import load_pairs
 
     if not QQP.exists():  # CI runs beside ../shared; never a silent skip

@@ -62,8 +62,13 @@ drove:drive fought:fight brought:bring kept:keep became:become began:begin broke
 stole:steal threw:throw shot:shoot sang:sing bit:bite struck:strike sought:seek fed:feed
 beat:beat hit:hit hurt:hurt
 """.split())
-_PERSON = {"i": "1", "me": "1", "you": "2", "he": "3m", "him": "3m", "she": "3f",
-           "her": "3f", "we": "1p", "us": "1p", "they": "3p", "them": "3p"}
+_PERSON = {"i": "1", "me": "1", "my": "1", "you": "2", "your": "2", "he": "3m",
+           "him": "3m", "his": "3m", "she": "3f", "her": "3f", "we": "1p", "us": "1p",
+           "our": "1p", "they": "3p", "them": "3p", "their": "3p"}
+#: who asks: "how do I", "how do you", "how do we" ask the same; "they", "he", "she" not
+_ASKER = frozenset({"1", "2", "1p"})
+#: what may differ beside the pronouns when only the person changes ("do I" / "does she")
+_AGREEMENT = frozenset("do does did am is are was were have has".split())
 _PERCENT_RELATION = {"of": "of", "off": "off", "more": "more", "higher": "more",
                      "greater": "more", "larger": "more", "increase": "more",
                      "less": "less", "lower": "less", "smaller": "less", "fewer": "less",
@@ -175,7 +180,14 @@ def _roles_inverted(p: Parsed, q: Parsed) -> bool:
 
 
 def _persons(p: Parsed) -> list[str]:
-    return [_PERSON[w] for w in p.words if w in _PERSON]
+    """The persons in order, a repeated one once: "She gave him a book for his
+    birthday" is [she, he]."""
+    out: list[str] = []
+    for w in p.words:
+        x = _PERSON.get(w)
+        if x is not None and (not out or out[-1] != x):
+            out.append(x)
+    return out
 
 
 def _persons_swapped(p: Parsed, q: Parsed) -> bool:
@@ -186,6 +198,23 @@ def _persons_swapped(p: Parsed, q: Parsed) -> bool:
         return False
     return {_norm(w) for w in p.content if w not in _PERSON} == \
         {_norm(w) for w in q.content if w not in _PERSON}
+
+
+def _person_changed(p: Parsed, q: Parsed) -> bool:
+    """Only the person differs, from the one asking to someone else: "Do I have to pay
+    tax on this gift?" / "Do they have to pay ...?", "Can I" / "Can she". "How do I" /
+    "How do you" / "How do we" (and, in a question, "how do they") ask the same and are
+    kept."""
+    a, b = p.lowered - q.lowered, q.lowered - p.lowered
+    if not a or not b or not (a | b) <= _PERSON.keys() | _AGREEMENT:
+        return False
+    pa = {_PERSON[w] for w in a if w in _PERSON}
+    pb = {_PERSON[w] for w in b if w in _PERSON}
+    if not pa or not pb or p.words == q.words:
+        return False
+    # in a question "they" is often anyone: "How do they know that quarks exist?"
+    asker = _ASKER | {"3p"} if p.wh or q.wh else _ASKER
+    return (pa <= asker) != (pb <= asker)
 
 
 def _percent_relations(p: Parsed) -> dict[str, set[str]]:
@@ -238,6 +267,7 @@ def _antonym_swapped(p: Parsed, q: Parsed) -> bool:
 _RULES = (("translation direction", _translation_reversed),
           ("roles inverted", _roles_inverted),
           ("persons swapped", _persons_swapped),
+          ("person changed", _person_changed),
           ("percent relation", _percent_relation_changed),
           ("antonym swapped", _antonym_swapped))
 
