@@ -14,6 +14,10 @@
 - ``must_not_hit_holdout4.jsonl``: a fourth, written by another such worker after the
   third had been read and two more rules written from its leaks; 140 prompts over 19
   domains, 364 must-not-hit variants (58 reversals, 49 role moves) and 420 paraphrases.
+- ``must_not_hit_holdout5.jsonl``: a fifth, written after the fourth had been read and
+  the person rules written from it, from a brief that defines the kinds without any
+  example; 129 prompts, 365 must-not-hit variants (46 reversals, 41 role moves) and 387
+  paraphrases.
 - ``must_not_hit_roles.jsonl``: same words, roles moved ("what is 15% of 80" / "15 is
   what percent of 80", "who hired Alice" / "whom did Alice hire"), written independently
   of the holdout as training data for that class, in a ``tune`` and a ``test`` half.
@@ -28,7 +32,7 @@ from typing import Any
 __all__ = ["HOLDOUTS", "ROLE_KINDS", "load_must_not_hit", "load_role_swaps"]
 
 #: the unseen prompt files, in the order they were written
-HOLDOUTS = ("holdout", "holdout2", "holdout3", "holdout4")
+HOLDOUTS = ("holdout", "holdout2", "holdout3", "holdout4", "holdout5")
 
 #: must-not-hit kinds where the same words ask something else because roles moved; the
 #: default operating point serves none of them on tuning data
@@ -44,7 +48,7 @@ def _rows(name: str, half: str | None) -> list[dict[str, Any]]:
 
 def load_must_not_hit(half: str | None = None) -> list[dict[str, Any]]:
     """The must-not-hit suite (``half``: tune / test; None: both). ``"holdout"`` to
-    ``"holdout4"`` (``HOLDOUTS``) are the separate unseen files: reported on, never
+    ``"holdout5"`` (``HOLDOUTS``) are the separate unseen files: reported on, never
     fitted or tuned on, and not part of None."""
     if half in HOLDOUTS:
         return _rows(f"must_not_hit_{half}.jsonl", None)
