@@ -2,7 +2,7 @@
 
 The model reads counts and overlaps; some pairs carry a structure it cannot weigh from
 the few examples the tuning data holds, and each served one is a confident wrong answer
-(issue #20's second blind holdout served all of these):
+(issue #20's blind holdouts 2-4 served each of these):
 
 - **the same words in the same order** are the same question (1.0), unless their
   operators differ ("3x + 7 = 22" / "3x - 7 = 22", "C++" / "C#": 0.0) or their
@@ -13,15 +13,20 @@ the few examples the tuning data holds, and each served one is a confident wrong
 - **who did what to whom**: "Which company acquired Red Hat?" against "Which company
   did Red Hat acquire?": a question word asking for the subject, then the other asking
   for the object with "did", the other party on the other side of the same verb;
-- **persons swapped**: "Translate 'I miss you'" against "'you miss me'": the same
+- **persons swapped**: "Translate 'I miss you'" against "'you miss me'", "She gave him
+  a book for his birthday" against "He gave her a book for her birthday": the same
   content words and the same persons, in another order;
-- **a percentage's relation**: "15% of 240" against "15% more than 240" or "15% off".
+- **the person changed** from the one asking to someone else: "Do I have to pay tax on
+  this gift?" against "Do they have to pay ...?" ("How do I" / "How do you" is kept);
+- **a percentage's relation**: "15% of 240" against "15% more than 240" or "15% off";
+- **an opposite in place of a word**: "thicken" / "thin a soup", the rest in the same
+  order with the same question word ("Is Python faster than Go?" / "Is Go slower than
+  Python?" is kept).
 
 Each rule refuses only (0.0): a refused paraphrase costs one LLM call, a served
-reversal a wrong answer. Measured on the shared Quora pairs (64,150), they refuse 4 of
-19,849 duplicates (each a loose label: "translate into Latin" against "translate ... to
-English from Latin") and none of PAWS's or the prompt sets' paraphrases
-(``tests/test_verifier_rules.py`` holds both sides).
+reversal a wrong answer. On the shared Quora pairs (64,150) they refuse 15 of 19,850
+duplicates, nearly all loose labels, and no paraphrase of any prompt file
+(``benchmarks/verifier_rules.py``; ``tests/test_verifier_rules.py`` holds both sides).
 """
 
 from __future__ import annotations
