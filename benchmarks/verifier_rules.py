@@ -22,21 +22,14 @@ sys.path.insert(0, str(ROOT))
 
 from semcache.eval._data import load_pairs  # noqa: E402
 from semcache.eval._mnh import HOLDOUTS, load_must_not_hit, load_role_swaps  # noqa: E402
-from semcache.verifiers.features import parse  # noqa: E402
+from semcache.eval._scoring import cached_parser  # noqa: E402
 from semcache.verifiers.rules import refusal  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 
 
 def tally(pairs: list[tuple[str, str, int]]) -> dict[str, Any]:
-    parsed: dict[str, Any] = {}
-
-    def p(t: str) -> Any:
-        got = parsed.get(t)
-        if got is None:
-            got = parsed[t] = parse(t)
-        return got
-
+    p = cached_parser()
     same: Counter[str] = Counter()
     other: Counter[str] = Counter()
     examples: list[list[str]] = []

@@ -149,17 +149,12 @@ def test_rules_refuse_almost_no_quora_duplicate() -> None:
     "translate ... to English from Latin"; "deal discount" / "deal/discount" is an
     operator to the rule), and 47 non-duplicates."""
     from semcache.eval._data import load_pairs
+    from semcache.eval._scoring import cached_parser
 
     if not QQP.exists():  # CI runs beside ../shared; never a silent skip
         pytest.fail(f"the shared Quora pairs are missing: {QQP}")
     pairs = load_pairs(QQP)
-    cache: dict[str, object] = {}
-
-    def p(t: str):
-        got = cache.get(t)
-        if got is None:
-            got = cache[t] = parse(t)
-        return got
+    p = cached_parser()
 
     refused = [int(y) for a, b, y in zip(pairs.queries, pairs.candidates, pairs.labels)
                if refusal(p(a), p(b)) is not None]
