@@ -159,13 +159,11 @@ class StructuralVerifier(Verifier):
         q = _parse(query)
         cands: list[Parsed] = [_parse(p) for p in prompts]
         p = self._ensemble.predict_proba(features(q, cands, similarities))
-        # rules (verifiers/rules.py) decide some pairs outright: the same words in the
-        # same order score 1.0 (Quora labels some identical-looking pairs "different",
-        # and the ensemble learned a little of that noise: the identical prompt scored
-        # 0.76) unless their operators or negations differ ("3x + 7" / "3x - 7", "C++"
-        # / "C#", "can dogs eat" / "can't dogs eat": 0.0);
-        # a translation the other way, roles inverted around one verb, persons swapped,
-        # another percentage relation score 0.0
+        # the rules (verifiers/rules.py, which lists them) decide some pairs outright:
+        # the same words in the same order score 1.0 (Quora labels some identical-looking
+        # pairs "different", and the ensemble learned a little of that noise: the
+        # identical prompt scored 0.76) unless an operator or a negation differs; the
+        # structures the model weighs too lightly score 0.0
         scores = decide_many([q] * len(cands), cands, p)
         # a cut text (see the module docstring): scored only if what the windows leave
         # out matches exactly, and the same words in the windows are not the same words
