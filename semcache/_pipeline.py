@@ -353,7 +353,8 @@ class Pipeline:
         scores = yield Op(v.checked, v.achecked, (query, [c.prompt for c in above],
                                                 [c.similarity for c in above]),
                           None, "verify", "verifier")
-        passed, req.verdicts = rank(above, scores, v.threshold)
+        passed, req.verdicts = rank(above, scores, v.threshold,
+                                    lambda prompt: v.explain(query, prompt))
         if scores is not None and req.policy is not None and req.policy.learns:
             # a learning policy draws its own line on the score (issue 20): it sees every
             # scored candidate, bar those under a verifier_threshold the user set (veto)

@@ -99,6 +99,28 @@ def test_each_rule_refuses_its_pairs_both_ways(rule: str, a: str, b: str) -> Non
     assert v.score_pairs([a, b], [b, a], [0.97, 0.97]).tolist() == [0.0, 0.0]
 
 
+def _req(text: str) -> dict:
+    return {"model": "m", "messages": [{"role": "user", "content": text}]}
+
+
+def test_hit_metadata_names_the_rule_that_refused_the_near_miss(minilm) -> None:
+    from semcache import Cache
+
+    c = Cache(type="faiss-semantic", embedder=minilm)
+    c.add_cache({"a": "kind = child"}, **_req("What does 'Kind' mean in German?"))
+    c.add_cache({"a": "8,849 m"}, **_req("How tall is Mount Everest?"))
+    hit, meta = c.lookup_with_metadata(**_req("How do you say 'kind' in German?"))
+    assert hit is None and meta["decision"] == "verifier_rejected", meta
+    assert meta["near_miss_prompt"] == "What does 'Kind' mean in German?"
+    assert meta["near_miss_verifier_score"] == 0.0
+    assert meta["near_miss_verifier_rule"] == "translation direction"
+    # refused by the model's score, not by a rule: no rule named
+    hit, meta = c.lookup_with_metadata(**_req("How high is Mount Everest?"))
+    assert hit is None and meta["decision"] == "verifier_rejected", meta
+    assert 0.0 < meta["near_miss_verifier_score"] < meta["verifier_threshold"]
+    assert "near_miss_verifier_rule" not in meta
+
+
 @pytest.mark.parametrize("a, b", KEPT)
 def test_no_rule_refuses_a_rewording(a: str, b: str) -> None:
     assert refusal(parse(a), parse(b)) is None

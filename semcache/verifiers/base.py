@@ -11,7 +11,7 @@ the ranking live here, once.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -59,6 +59,11 @@ class Verifier(ABC):
             return np.zeros(0, np.float64)
         return self._checked(self._score(query, prompts, sims), len(prompts))
 
+    def explain(self, query: str, prompt: str) -> str | None:
+        """Why the pair was refused outright, when a rule did it (hit metadata's
+        ``near_miss_verifier_rule``); None when the score says all there is."""
+        return None
+
     def _checked(self, scores: object, n: int) -> np.ndarray:
         p = np.asarray(scores, np.float64)
         if p.shape != (n,) or not np.all((p >= 0.0) & (p <= 1.0)):
@@ -100,6 +105,8 @@ class Verdicts:
     #: the best-scored candidate that did not pass (the near miss), with its score
     near_miss: Candidate | None = None
     near_miss_score: float | None = None
+    #: the verifier's ``explain`` for this lookup's query (asked only for the near miss)
+    explain: Callable[[str], str | None] | None = None
 
     def metadata(self, served_key: str | None) -> dict[str, object]:
         """Hit metadata: the served candidate's score and the near miss's."""
@@ -110,10 +117,14 @@ class Verdicts:
             meta["near_miss_verifier_score"] = self.near_miss_score
             meta["near_miss_similarity"] = self.near_miss.similarity
             meta["near_miss_prompt"] = self.near_miss.prompt
+            why = self.explain(self.near_miss.prompt) if self.explain else None
+            if why is not None:
+                meta["near_miss_verifier_rule"] = why
         return meta
 
 
-def rank(candidates: Sequence[Candidate], scores: np.ndarray | None, threshold: float
+def rank(candidates: Sequence[Candidate], scores: np.ndarray | None, threshold: float,
+         explain: Callable[[str], str | None] | None = None
          ) -> tuple[list[Candidate], Verdicts | None]:
     """Candidates whose score reaches ``threshold``, in the index's order (most similar
     first), and the verdicts. ``scores is None`` (the verifier failed) passes nothing: a
@@ -131,4 +142,4 @@ def rank(candidates: Sequence[Candidate], scores: np.ndarray | None, threshold: 
     return passed, Verdicts(
         {c.key: float(s) for c, s in zip(candidates, scores)}, threshold,
         None if near is None else candidates[near],
-        None if near is None else float(scores[near]))
+        None if near is None else float(scores[near]), explain)

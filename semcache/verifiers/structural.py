@@ -39,7 +39,7 @@ import numpy as np
 from .._errors import ConfigError
 from .base import Verifier, check_probability
 from .features import FEATURES, Parsed, features, parse
-from .rules import decide_many, same_question
+from .rules import decide_many, refusal, same_question
 from .trees import TreeEnsemble
 
 __all__ = ["HEAD_CHARS", "MODEL_FILE", "TAIL_CHARS", "WINDOW_CHARS", "StructuralVerifier",
@@ -178,6 +178,11 @@ class StructuralVerifier(Verifier):
             elif (same := same_question(q, cands[i])) is not None:
                 scores[i] = p[i] if same else 0.0
         return scores
+
+    def explain(self, query: str, prompt: str) -> str | None:
+        """The rule that refused the pair ("translation direction", "negation", ...),
+        or None (texts cut to their windows are judged on the windows)."""
+        return refusal(_parse(query), _parse(prompt))
 
     def score_pairs(self, queries: Sequence[str], prompts: Sequence[str],
                     similarities: Sequence[float]) -> np.ndarray:
