@@ -1,21 +1,26 @@
 """The structural verifier against the cosine alone, on test parts only, over seeds.
 
 For each seed: Quora and PAWS are split by question group (``semcache.eval.split``); the
-verifier is fitted, and its floor and threshold chosen, on the tuning parts and the
-must-not-hit suite's tune half (``semcache.eval.fitting.train``, the code behind
-``scripts/train_verifier.py``); every figure below comes from the test parts and the
+verifier is fitted, and its floor and threshold chosen, on the tuning parts, the
+must-not-hit suite's tune half and the read holdouts (``load_prompt_tuning``;
+``semcache.eval.fitting.train``, the code behind ``scripts/train_verifier.py``); every figure below comes from the test parts and the
 suite's test half. The cosine is reported at the old default (0.93), at a threshold
 chosen on the same tuning part for precision >= 0.95, and in hindsight on the test part.
 The suite's test half is also replayed through a real ``Cache`` (default configuration
 against ``verifier=None``), with the shipped model, and the added cost of a semantic hit
-is measured there. ``--holdout`` reports on ``must_not_hit_holdout.jsonl`` instead, the
-set written after the verifier was settled (semcache/data/README.md).
+is measured there. ``--holdout NAME`` reports on a holdout file instead
+(semcache/data/README.md): ``holdout6`` is unseen, ``holdout5`` chose the prompt pairs'
+weight (``--mnh-weight``), the first four are fitted on since 2026-12-07 (their figures
+then say ``fitted_on``).
 
     .venv/bin/python benchmarks/verifier_eval.py --seeds 0 1 2
     .venv/bin/python benchmarks/verifier_eval.py --holdout --seeds 0 1 2  # unseen set only
     .venv/bin/python benchmarks/verifier_eval.py --holdout holdout2 --seeds 0 1 2  # second
     .venv/bin/python benchmarks/verifier_eval.py --holdout holdout3 --seeds 0 1 2  # third
     .venv/bin/python benchmarks/verifier_eval.py --holdout holdout4 --seeds 0 1 2  # fourth
+    .venv/bin/python benchmarks/verifier_eval.py --holdout holdout5 --mnh-weight 4 \
+        --out benchmarks/results/verifier_eval_holdout5_w4.json   # the weight's choice
+    .venv/bin/python benchmarks/verifier_eval.py --holdout holdout6 --seeds 0 1 2  # unseen
     .venv/bin/python benchmarks/verifier_eval.py --cross-encoder ~/.cache/semcache/cross-encoder
 """
 
@@ -42,10 +47,11 @@ from train_verifier import DATA, corpus  # noqa: E402
 from semcache import Cache  # noqa: E402
 from semcache._registry import get_embedder  # noqa: E402
 from semcache.eval._metrics import roc_auc  # noqa: E402
-from semcache.eval._mnh import HOLDOUTS, ROLE_KINDS  # noqa: E402
+from semcache.eval._mnh import HOLDOUTS, READ_HOLDOUTS, ROLE_KINDS  # noqa: E402
 from semcache.eval.fitting import (  # noqa: E402
     choose_threshold,
     load_must_not_hit,
+    load_prompt_tuning,
     load_role_swaps,
     make_cosines,
     pair_scores,
@@ -62,7 +68,7 @@ OLD_DEFAULT = 0.93
 #: default point's must-not-hit budget ("budget", as scripts/train_verifier.py does), the
 #: same with none of its role moves allowed ("zero"), fitted on only ("fit"), or left
 #: out ("none": the verifier as it was before the set existed)
-ROLES: dict[str, Any] = {"mode": "budget", "guard_fraction": 0.0}
+ROLES: dict[str, Any] = {"mode": "budget", "guard_fraction": 0.0, "mnh_weight": None}
 
 
 def _r(x: float) -> float | None:
@@ -113,13 +119,15 @@ def fit_seed(seed: int, qqp, paws, cos) -> tuple[Any, Any, dict[str, Any], Any, 
     operating points and a ``score(queries, candidates) -> (cosines, probabilities)``."""
     qs, ps = group_split(qqp, seed=seed), group_split(paws, seed=seed)
     mode = ROLES["mode"]
-    doc = train(qs.tune, ps.tune, load_must_not_hit("tune"), cos, seed=seed,
+    doc = train(qs.tune, ps.tune, load_prompt_tuning(), cos, seed=seed,
+                weights={"mnh": ROLES["mnh_weight"]} if ROLES["mnh_weight"] else None,
                 roles_tune=load_role_swaps("tune") if mode != "none" else (),
                 guard_roles=mode in ("budget", "zero"),
                 guard_fraction=ROLES["guard_fraction"],
                 **({"none_of": ROLE_KINDS} if mode == "zero" else {}))
     ens = TreeEnsemble.from_json(doc["model"])
-    points = {k: (doc[k]["floor"], doc[k]["threshold"]) for k in ("wide", "strict", "veto")}
+    points = {k: (doc[k]["floor"], doc[k]["threshold"]) for k in ("wide", "strict", "veto")
+              if "floor" in doc[k]}  # a strict point the fit could not reach is left out
     points = {"default": (doc["floor"], doc["threshold"]), **points}
 
     def score(queries, candidates):
@@ -138,7 +146,7 @@ def one_seed(seed: int, qqp, paws, cos) -> dict[str, Any]:
     tune_cos = np.asarray(cos(qs.tune.queries, qs.tune.candidates))
     cos_tuned = choose_threshold(tune_cos, qs.tune.labels, np.ones(len(tune_cos), bool),
                                  TARGET)[0]
-    _, _, hind_v = choose_threshold(qp, y, qc >= strict["floor"], TARGET)
+    _, _, hind_v = choose_threshold(qp, y, qc >= strict.get("floor", doc["floor"]), TARGET)
     _, _, hind_c = choose_threshold(qc, y, np.ones(len(qc), bool), TARGET)
     pc, pp = score(ps.test.queries, ps.test.candidates)
     rows = load_must_not_hit("test")
@@ -148,7 +156,7 @@ def one_seed(seed: int, qqp, paws, cos) -> dict[str, Any]:
     return {
         "seed": seed, "fit_seconds": round(time.time() - t, 1),
         "points": {k: {"floor": f, "threshold": th} for k, (f, th) in points.items()},
-        "strict_precision_reached_on_tuning": strict["precision_reached"],
+        "strict_precision_reached_on_tuning": strict.get("precision_reached", False),
         "tuning": doc["tuning"],
         "quora_test_pairs": len(y), "paws_test_pairs": len(ps.test),
         "quora": {
@@ -363,6 +371,7 @@ def holdout_eval(seeds: list[int], qqp, paws, cos, emb, name: str = "holdout"
     for r in rows:
         kinds[r["kind"]] = kinds.get(r["kind"], 0) + 1
     return {"pairs": len(rows), "groups": len({r["group"] for r in rows}), "kinds": kinds,
+            "fitted_on": name in READ_HOLDOUTS,
             "summary": _summary(per_seed), "per_seed": per_seed,
             "shipped_model_through_cache": through_cache(emb, name)}
 
@@ -431,13 +440,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--guard-fraction", type=float, default=0.0,
                     help="keep this share of the prompt sets' tune groups out of the fit, "
                          "for the default point's must-not-hit budget alone (0: shipped)")
+    ap.add_argument("--mnh-weight", type=float, default=None,
+                    help="fit the prompt pairs with this weight instead of the shipped "
+                         "one (fitting.WEIGHTS['mnh'])")
     ap.add_argument("--limit", type=int, default=None,
                     help="with --cross-encoder: score at most this many pairs per part")
     args = ap.parse_args(argv)
     ROLES["mode"] = args.roles
     ROLES["guard_fraction"] = args.guard_fraction
+    ROLES["mnh_weight"] = args.mnh_weight
     roles_flag = ("" if args.roles == "budget" else f" --roles {args.roles}") + \
-        (f" --guard-fraction {args.guard_fraction}" if args.guard_fraction else "")
+        (f" --guard-fraction {args.guard_fraction}" if args.guard_fraction else "") + \
+        (f" --mnh-weight {args.mnh_weight:g}" if args.mnh_weight else "")
     qqp, paws, texts = corpus(args.data)
     emb = get_embedder(None)
     cos = make_cosines(emb, texts, args.embedding_cache)

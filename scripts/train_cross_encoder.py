@@ -50,7 +50,7 @@ from semcache._registry import get_embedder  # noqa: E402
 from semcache.embedders._bert_onnx import build_bert_onnx  # noqa: E402
 from semcache.eval.fitting import (  # noqa: E402
     WEIGHTS,
-    load_must_not_hit,
+    load_prompt_tuning,
     make_cosines,
     operating_points,
     tuning_data,
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
 
     qqp, paws, texts = corpus(args.data)
     cos = make_cosines(get_embedder(None), texts, args.embedding_cache)
-    mnh_tune = load_must_not_hit("tune")
+    mnh_tune = load_prompt_tuning()
     fit, cal = tuning_data(group_split(qqp, seed=args.seed).tune,
                            group_split(paws, seed=args.seed).tune, mnh_tune, cos,
                            seed=args.seed)

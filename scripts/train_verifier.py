@@ -3,7 +3,8 @@
 Reproducible: the split (by question group), the rule-made negatives and the trees all
 follow ``--seed``. Only the tuning parts are used: Quora and PAWS split by connected
 component (``semcache.eval.split``), the ``tune`` halves of the must-not-hit suite and of
-the role-swap set (``semcache/data/must_not_hit_roles.jsonl``). The test
+the role-swap set (``semcache/data/must_not_hit_roles.jsonl``), and the four holdouts
+that were read while the rules were written (``load_prompt_tuning``). The test
 parts are what ``benchmarks/verifier_eval.py`` reports on.
 
     .venv/bin/python scripts/train_verifier.py            # ~2 min once embeddings are cached
@@ -27,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 from semcache._registry import get_embedder  # noqa: E402
 from semcache.eval._data import load_pairs  # noqa: E402
 from semcache.eval.fitting import (  # noqa: E402
-    load_must_not_hit,
+    load_prompt_tuning,
     load_role_swaps,
     make_cosines,
     train,
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     qqp, paws, texts = corpus(args.data)
     cos = make_cosines(get_embedder(None), texts, args.embedding_cache)
     doc = train(group_split(qqp, seed=args.seed).tune, group_split(paws, seed=args.seed).tune,
-                load_must_not_hit("tune"), cos, seed=args.seed,
+                load_prompt_tuning(), cos, seed=args.seed,
                 roles_tune=load_role_swaps("tune"))
     doc["fitted"]["command"] = "scripts/train_verifier.py --seed %d" % args.seed
     args.out.write_text(json.dumps(doc, separators=(",", ":")) + "\n")

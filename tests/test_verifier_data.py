@@ -95,10 +95,11 @@ def test_the_holdout_is_well_formed_and_disjoint_from_everything_fitted_on() -> 
 @pytest.mark.parametrize("name, minimum, rare", [("holdout2", 300, 15),
                                                   ("holdout3", 300, 20),
                                                   ("holdout4", 350, 25),
-                                                  ("holdout5", 350, 20)])
+                                                  ("holdout5", 350, 20),
+                                                  ("holdout6", 350, 30)])
 def test_the_later_holdouts_are_well_formed_and_share_no_prompt(
         name: str, minimum: int, rare: int) -> None:
-    """The second to fifth unseen sets (2026-12-07): each its own file, never in the
+    """The second to sixth holdouts (2026-12-07): each its own file, never in the
     suite, and no string in common with any earlier prompt file (the fitted suite and
     role-swap set, the earlier holdouts): groups that shared one were dropped when each
     was added."""
@@ -127,6 +128,41 @@ def test_the_later_holdouts_are_well_formed_and_share_no_prompt(
     assert not any(r["half"] == name for r in load_must_not_hit())
     seen = {t.strip().lower() for r in others for t in (r["query"], r["candidate"])}
     assert not seen & {t.strip().lower() for r in rows for t in (r["query"], r["candidate"])}
+
+
+def test_the_prompt_tuning_data_holds_the_read_holdouts_and_no_unseen_prompt() -> None:
+    """Since 2026-12-07 the verifier is fitted on the suite's tune half and the four
+    holdouts read while its rules were written; the later holdouts and the suite's test
+    half stay out of it, and each file's groups stay apart."""
+    from semcache.eval._mnh import READ_HOLDOUTS, UNSEEN_HOLDOUTS, load_prompt_tuning
+    from semcache.eval.fitting import load_must_not_hit
+
+    rows = load_prompt_tuning()
+    read = [r for h in READ_HOLDOUTS for r in load_must_not_hit(h)]
+    assert len(rows) == len(load_must_not_hit("tune")) + len(read)
+    pairs = {(r["query"], r["candidate"], r["label"]) for r in rows}
+    assert {(r["query"], r["candidate"], r["label"]) for r in read} <= pairs
+    for g in {r["group"] for r in rows}:  # no group spans two files
+        assert len({r["query"] for r in rows if r["group"] == g}) == 1, g
+    fitted = {t.strip().lower() for r in rows for t in (r["query"], r["candidate"])}
+    for name in UNSEEN_HOLDOUTS:
+        unseen = {t.strip().lower() for r in load_must_not_hit(name)
+                  for t in (r["query"], r["candidate"])}
+        assert unseen and not fitted & unseen, name
+    test_half = {t for r in load_must_not_hit("test") for t in (r["query"], r["candidate"])}
+    assert not {t for r in rows for t in (r["query"], r["candidate"])} & test_half
+
+
+def test_the_shipped_model_was_fitted_on_the_prompt_tuning_data() -> None:
+    """The shipped verifier's record says it saw every prompt pair of
+    ``load_prompt_tuning`` (a refit forgotten after the data changed fails here)."""
+    from semcache.eval._mnh import load_prompt_tuning
+    from semcache.eval.fitting import WEIGHTS
+
+    doc = json.loads((resources.files("semcache") / "data" / "verifier_structural.json")
+                     .read_text())
+    assert doc["fitted"]["by_source"]["mnh"] == len(load_prompt_tuning())
+    assert doc["fitted"]["weights"] == WEIGHTS
 
 
 def test_exported_trees_score_like_scikit_learn() -> None:

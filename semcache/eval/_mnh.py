@@ -18,6 +18,14 @@
   the person rules written from it, from a brief that defines the kinds without any
   example; 129 prompts, 365 must-not-hit variants (46 reversals, 41 role moves) and 387
   paraphrases.
+- ``must_not_hit_holdout6.jsonl``: a sixth, written after the first four had become
+  tuning data (``READ_HOLDOUTS``) and the fifth had chosen how much they weigh.
+
+The first four holdouts were read, one after another, as the verifier's rules were
+written from their leaks; from 2026-12-07 they are tuning data (``READ_HOLDOUTS``,
+``load_prompt_tuning``): about 1,200 more must-not-hit pairs and 1,400 paraphrases from
+four writers besides the suite's tune half. Their earlier figures in the results files
+were measured before they were fitted on.
 - ``must_not_hit_roles.jsonl``: same words, roles moved ("what is 15% of 80" / "15 is
   what percent of 80", "who hired Alice" / "whom did Alice hire"), written independently
   of the holdout as training data for that class, in a ``tune`` and a ``test`` half.
@@ -29,10 +37,18 @@ import json
 from importlib import resources
 from typing import Any
 
-__all__ = ["HOLDOUTS", "ROLE_KINDS", "load_must_not_hit", "load_role_swaps"]
+__all__ = ["HOLDOUTS", "READ_HOLDOUTS", "ROLE_KINDS", "UNSEEN_HOLDOUTS", "load_must_not_hit",
+           "load_prompt_tuning", "load_role_swaps"]
 
-#: the unseen prompt files, in the order they were written
-HOLDOUTS = ("holdout", "holdout2", "holdout3", "holdout4", "holdout5")
+#: the holdout prompt files, in the order they were written
+HOLDOUTS = ("holdout", "holdout2", "holdout3", "holdout4", "holdout5", "holdout6")
+
+#: the holdouts that were read while the rules were written, now fitted and tuned on
+READ_HOLDOUTS = HOLDOUTS[:4]
+
+#: the holdouts never fitted on: ``holdout5`` chose the read holdouts' weight (read, a
+#: development set), ``holdout6`` measures (unseen)
+UNSEEN_HOLDOUTS = HOLDOUTS[4:]
 
 #: must-not-hit kinds where the same words ask something else because roles moved; the
 #: default operating point serves none of them on tuning data
@@ -48,11 +64,21 @@ def _rows(name: str, half: str | None) -> list[dict[str, Any]]:
 
 def load_must_not_hit(half: str | None = None) -> list[dict[str, Any]]:
     """The must-not-hit suite (``half``: tune / test; None: both). ``"holdout"`` to
-    ``"holdout5"`` (``HOLDOUTS``) are the separate unseen files: reported on, never
-    fitted or tuned on, and not part of None."""
+    ``"holdout6"`` (``HOLDOUTS``) are the separate holdout files, not part of None; of
+    them only ``READ_HOLDOUTS`` are fitted on (through ``load_prompt_tuning``)."""
     if half in HOLDOUTS:
         return _rows(f"must_not_hit_{half}.jsonl", None)
     return _rows("must_not_hit.jsonl", half)
+
+
+def load_prompt_tuning() -> list[dict[str, Any]]:
+    """The prompt pairs a verifier is fitted and tuned on: the suite's tune half and the
+    read holdouts, each holdout's groups moved to their own range (file k: k * 100,000
+    plus its group) so that no two files share a group."""
+    rows = load_must_not_hit("tune")
+    for k, name in enumerate(READ_HOLDOUTS, 1):
+        rows += [{**r, "group": k * 100_000 + r["group"]} for r in load_must_not_hit(name)]
+    return rows
 
 
 def load_role_swaps(half: str | None = None) -> list[dict[str, Any]]:

@@ -19,11 +19,12 @@ import numpy as np
 
 from ..verifiers.features import _ANTONYMS, _DIRECTION, FEATURES, _base_form
 from ..verifiers.trees import TreeEnsemble
-from ._mnh import load_must_not_hit, load_role_swaps
+from ._mnh import load_must_not_hit, load_prompt_tuning, load_role_swaps
 from ._scoring import pair_features, pair_scores
 
 __all__ = ["Guard", "PairSet", "Scorer", "choose_threshold", "fit_ensemble",
-           "load_must_not_hit", "load_role_swaps", "operating_points", "pair_features",
+           "load_must_not_hit", "load_prompt_tuning", "load_role_swaps", "operating_points",
+           "pair_features",
            "pair_scores",
            "precision_recall", "role_swaps", "rule_negatives", "train", "tuning_data"]
 
@@ -212,8 +213,10 @@ def _pairset(queries: Sequence[str], candidates: Sequence[str],
 #: swaps ("Who did Napoleon defeat" for "Who defeated Napoleon") weigh as much as the
 #: hand-written pairs: Quora has about a hundred pairs of that shape, half of them
 #: labeled duplicates ("What did X say" / "What X said"), which would otherwise teach
-#: that the swap is harmless
-WEIGHTS = {"qqp": 1.0, "paws": 1.0, "mnh": 4.0, "rule": 1.0, "role": 4.0, "roles": 8.0}
+#: that the swap is harmless. The prompt pairs ("mnh": the suite's tune half and the read
+#: holdouts, ``load_prompt_tuning``) weigh 2: chosen on holdout 5 among 2, 4 and 8
+#: (docs/verifier.md); 4 while they were the suite's 358 pairs alone
+WEIGHTS = {"qqp": 1.0, "paws": 1.0, "mnh": 2.0, "rule": 1.0, "role": 4.0, "roles": 8.0}
 
 
 def tuning_data(qqp_tune: Any, paws_tune: Any, mnh_tune: Sequence[dict[str, Any]],
