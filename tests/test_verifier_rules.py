@@ -61,6 +61,11 @@ REFUSED = [
     ("negation", "Which fruits can cats eat?", "Which fruits can't cats eat?"),
     ("negation", "Why won't my laptop charge?", "Why will my laptop charge?"),
     ("negation", "Which plants shouldn't I water daily?", "Which plants should I water daily?"),
+    # the same words with another currency sign (holdout 6 served these at 1.0)
+    ("currency", "Write a post announcing our $5M seed round",
+     "Write a post announcing our \u20ac5M seed round"),
+    ("currency", "Is PMI worth it on a $400,000 home with 10% down?",
+     "Is PMI worth it on a \u00a3400,000 home with 10% down?"),
 ]
 
 KEPT = [  # paraphrases and look-alikes no rule may refuse
@@ -86,6 +91,9 @@ KEPT = [  # paraphrases and look-alikes no rule may refuse
     ("How do I renew my passport?", "How do you renew your passport?"),
     ("How do they make decaf coffee?", "How do we make decaf coffee?"),
     ("Why won't my laptop charge?", "why won't my laptop charge"),
+    # an amount with and without its currency sign is the same amount
+    ("How can I make $100 a day online?", "How can I make 100 a day online?"),
+    ("Is a \u20ac2,000 laptop worth it?", "is a \u20ac2,000 laptop worth it"),
 ]
 
 

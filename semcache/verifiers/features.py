@@ -40,6 +40,8 @@ _OPERAND_L, _OPERAND_R = r"(?:(?<=[\w)])|(?<=[\w)] ))", r"(?=\s?[\w(])"
 _OPERATOR = re.compile(
     r"\+|=|(?<=[A-Za-z])#|[-\u2212](?=\s*\d)|(?<=\d)-"
     rf"|{_OPERAND_L}(?:[<>]=?|(?<!\*)\*(?!\*)|/|\^){_OPERAND_R}")
+#: currency signs ("%" is read as the word "percent"): "$5M" / "€5M" are the same words
+_SYMBOL = re.compile("[$\u00a2\u00a3\u00a5\u20a3-\u20bf]")
 _STOP = frozenset("""
 a an the is are was were be been being am do does did doing have has had having i me my
 mine we our you your he him his she her it its they them their this that these those of
@@ -207,6 +209,7 @@ class Parsed:
     wh_head: tuple[str, str] | None
     bindings: frozenset[tuple[str, str]]  #: (number, the unit right after it, or "")
     operators: tuple[str, ...] = ()  #: ``_OPERATOR`` symbols in order
+    symbols: tuple[str, ...] = ()  #: ``_SYMBOL`` currency signs in order
 
 
 def _word(token: str) -> tuple[str, int]:
@@ -334,7 +337,7 @@ def parse(text: str) -> Parsed:
         # once per text, not once per pair: parsed texts are cached, pairs are not
         bases={w: b for w in words if (b := _base_form(w)) != w},
         wh_head=_wh_head(low), bindings=_bindings(low),
-        operators=tuple(_OPERATOR.findall(text)))
+        operators=tuple(_OPERATOR.findall(text)), symbols=tuple(_SYMBOL.findall(text)))
 
 
 def _jaccard(a: frozenset, b: frozenset) -> float:

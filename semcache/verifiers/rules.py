@@ -5,8 +5,9 @@ the few examples the tuning data holds, and each served one is a confident wrong
 (issue #20's blind holdouts 2-4 served each of these):
 
 - **the same words in the same order** are the same question (1.0), unless their
-  operators differ ("3x + 7 = 22" / "3x - 7 = 22", "C++" / "C#": 0.0) or their
-  negations ("can dogs eat" / "can't dogs eat": 0.0);
+  operators differ ("3x + 7 = 22" / "3x - 7 = 22", "C++" / "C#": 0.0), their
+  negations ("can dogs eat" / "can't dogs eat": 0.0) or, where both name one, their
+  currencies ("a $5M seed round" / "a €5M seed round": 0.0; holdout 6);
 - **a translation the other way**: "What does 'Gift' mean in German?" (German to
   English) against "How do you say 'gift' in German?" (English to German), or "from
   French to English" against "how do you say it in French";
@@ -285,6 +286,10 @@ def _same_words_differ(p: Parsed, q: Parsed) -> str | None:
         return "operators"
     if p.negations != q.negations or p.negated != q.negated:
         return "negation"
+    if p.symbols and q.symbols and p.symbols != q.symbols:
+        # the words drop currency signs, so "our $5M seed round" and "our €5M seed
+        # round" were the same words (holdout 6); "$100" and "100" are the same amount
+        return "currency"
     return None
 
 
