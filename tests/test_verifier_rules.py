@@ -64,6 +64,18 @@ REFUSED = [
     # the same words with another currency sign (holdout 6 served these at 1.0)
     ("currency", "Write a post announcing our $5M seed round",
      "Write a post announcing our \u20ac5M seed round"),
+    # words of another script, or symbols, that differ: neither the features nor the
+    # embedding read them (Beijing's weather / Shanghai's: cosine 0.77, scored 1.0)
+    ("unread words", "北京的天气怎么样", "上海的天气怎么样"),
+    ("unread words", "狗咬人是新闻吗", "人咬狗是新闻吗"),
+    ("unread words", "Какая погода в Москве?", "Какая погода в Париже?"),
+    ("unread words", "東京タワーの高さは?", "スカイツリーの高さは?"),
+    ("unread words", "What does 好萌 mean?", "What does 逆天 mean?"),
+    ("symbols", "Write a caption for this photo \U0001F600",
+     "Write a caption for this photo \U0001F622"),
+    ("symbols", "Plot y for x \u2264 5", "Plot y for x \u2265 5"),
+    ("operators", "What is 5 \u00d7 3?", "What is 5 \u00f7 3?"),
+    ("operators", "Is x \u2260 5?", "Is x = 5?"),
     ("currency", "Is PMI worth it on a $400,000 home with 10% down?",
      "Is PMI worth it on a \u00a3400,000 home with 10% down?"),
 ]
@@ -91,6 +103,15 @@ KEPT = [  # paraphrases and look-alikes no rule may refuse
     ("How do I renew my passport?", "How do you renew your passport?"),
     ("How do they make decaf coffee?", "How do we make decaf coffee?"),
     ("Why won't my laptop charge?", "why won't my laptop charge"),
+    # the same words of another script; accents; math symbols read as operators
+    ("北京的天气怎么样", "北京的天气怎么样？"),
+    ("What does 好萌 mean?", "What is the meaning of 好萌?"),
+    ("Explain café culture in Zürich", "explain cafe culture in zurich"),
+    ("What is 156 divided by 12?", "156 \u00f7 12 = ?"),
+    ("What is 73 minus 28?", "73 \u2212 28 = ?"),
+    ("Taxes on a Roth IRA withdrawal before age 59\u00bd", "Roth IRA early withdrawal tax"),
+    ("z-score of 85 with mean 70 and sd 10", "standard score of 85 given \u03bc = 70, \u03c3 = 10"),
+    ("How long is the flight from London to New York?", "flight london \u2192 new york hours"),
     # an amount with and without its currency sign is the same amount
     ("How can I make $100 a day online?", "How can I make 100 a day online?"),
     ("Is a \u20ac2,000 laptop worth it?", "is a \u20ac2,000 laptop worth it"),
@@ -152,6 +173,21 @@ def test_the_rules_are_symmetric(a: list[str], b: list[str]) -> None:
     assert decide(p, q) == decide(q, p)
 
 
+_HAN = st.sampled_from(list("北京上海天气的怎么样狗咬人是新闻吗"))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_HAN, min_size=1, max_size=10), st.lists(_HAN, min_size=1, max_size=10),
+       st.floats(0.0, 1.0))
+def test_prompts_in_another_script_hit_only_on_the_same_words(a: list[str], b: list[str],
+                                                               cosine: float) -> None:
+    """Whatever the cosine, two Chinese prompts score 1.0 when they are the same
+    characters in the same order and 0.0 otherwise: the model cannot read them."""
+    x, y = "".join(a), "".join(b)
+    score = float(StructuralVerifier().verify(x, [y], [cosine])[0])
+    assert score == (1.0 if x == y else 0.0)
+
+
 def _prompt_sets() -> list[dict]:
     rows = []
     for name in ("must_not_hit", "must_not_hit_roles", "must_not_hit_holdout",
@@ -173,11 +209,13 @@ QQP = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "qqp" / "
 
 
 def test_rules_refuse_almost_no_quora_duplicate() -> None:
-    """On all 64,150 shared Quora pairs the rules (operators included) refuse 15 of
+    """On all 64,150 shared Quora pairs the rules (operators included) refuse 16 of
     19,850 duplicates (0.08%), nearly all loose labels ("Is Toronto a safe city?" /
     "... a dangerous city?", "sell" / "buy a B2B list", "translate into Latin" /
     "translate ... to English from Latin"; "deal discount" / "deal/discount" is an
-    operator to the rule), and 47 non-duplicates."""
+    operator to the rule; "composites?" / "译文 composites?", whose Chinese word is
+    "translation"), and nearly 200 non-duplicates, most of them "What does <a word in
+    another script> mean?" against another such word."""
     from semcache.eval._data import load_pairs
     from semcache.eval._scoring import cached_parser
 

@@ -15,6 +15,7 @@ to load if it differs, so a model is never evaluated against shifted columns.
 from __future__ import annotations
 
 import re
+import unicodedata
 from bisect import bisect_right, insort
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,6 +33,11 @@ FEATURES: tuple[str, ...] = (
 )
 
 _TOKEN = re.compile(r"[A-Za-z]+(?:'[A-Za-z]+)?|\d+(?:[.,]\d+)*|%")
+# the words of any script, for the rules alone (the features read ASCII words): kana and
+# Han, written without spaces, one character a word
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_CJK_CHAR = re.compile(f"[{_CJK}]")
+_SCRIPT_TOKEN = re.compile(rf"[{_CJK}]|[^\W\d_{_CJK}]+")
 # the symbols the words leave out that change what is asked: arithmetic and comparison
 # between two operands ("3x + 7" / "3x - 7", "a < b" / "a > b", "2*3"), "C++" / "C#", a
 # minus before a number ("-5"). Not markdown ("**bold**", "# Title", "- item", "> quote")
@@ -210,6 +216,11 @@ class Parsed:
     bindings: frozenset[tuple[str, str]]  #: (number, the unit right after it, or "")
     operators: tuple[str, ...] = ()  #: ``_OPERATOR`` symbols in order
     symbols: tuple[str, ...] = ()  #: ``_SYMBOL`` currency signs in order
+    #: words the features cannot read, in order: not Latin letters even without their
+    #: accents (Cyrillic, Greek, Han, kana, ...; "café" is Latin)
+    foreign: tuple[str, ...] = ()
+    #: other symbols the words leave out, in order: emoji, "×", "÷", "≤", "→"
+    marks: tuple[str, ...] = ()
 
 
 def _word(token: str) -> tuple[str, int]:
@@ -278,6 +289,46 @@ def _bindings(low: list[str]) -> frozenset[tuple[str, str]]:
     return frozenset(out)
 
 
+def _latin(token: str) -> str:
+    """``token`` without accents where that leaves ASCII letters ("café": "cafe")."""
+    if token.isascii():
+        return token
+    bare = "".join(c for c in unicodedata.normalize("NFKD", token)
+                   if not unicodedata.combining(c))
+    return bare if bare.isascii() and bare else token
+
+
+#: math symbols read as their ASCII operators, so that "5 × 3" / "5 ÷ 3" differ as "*"
+#: and "/" do; the arrow is "to" ("london → new york"), not a symbol
+_MATH = str.maketrans({"\u00d7": "*", "\u00f7": "/", "\u2212": "-", "\u2192": " to "})
+
+#: symbols that change no question: degrees (read with their unit), marks of trade, the
+#: replacement characters
+_NOT_MARKS = frozenset("\u00b0\u00ba\u00a9\u00ae\u2122\ufffc\ufffd")
+
+
+def _read_as_foreign(word: str) -> bool:
+    """A word of another script, not a number ("½") nor a single letter, which is a
+    symbol ("μ = 70", "σ", "20 Ω") more often than a word."""
+    return not word.isnumeric() and len(word) > 1 or _CJK_CHAR.match(word) is not None
+
+
+def _marks(text: str) -> tuple[str, ...]:
+    """The non-ASCII math and other symbols of ``text`` (emoji, "×", "≤"), in order."""
+    if text.isascii():
+        return ()
+    return tuple(c for c in text if not c.isascii() and c not in _NOT_MARKS
+                 and unicodedata.category(c) in ("Sm", "So") and not _SYMBOL.match(c))
+
+
+def _foreign(text: str) -> tuple[str, ...]:
+    """The words of ``text`` that are not Latin letters even without their accents."""
+    if text.isascii():
+        return ()
+    return tuple(w for t in _SCRIPT_TOKEN.findall(text)
+                 if not (w := _latin(t).lower()).isascii() and _read_as_foreign(w))
+
+
 def parse(text: str) -> Parsed:
     raw = ["percent" if t == "%" else t for t in _TOKEN.findall(text)]
     words_neg = [_word(t) for t in raw]
@@ -322,6 +373,7 @@ def parse(text: str) -> Parsed:
     for i, s in enumerate(content):
         first.setdefault(s, i)
     words = frozenset(low)
+    ascii_ops = text if text.isascii() else text.translate(_MATH)
     return Parsed(
         tokens=words, content=tuple(content), content_set=frozenset(content),
         first_pos=first, side=side if marker_seen else {},
@@ -337,7 +389,8 @@ def parse(text: str) -> Parsed:
         # once per text, not once per pair: parsed texts are cached, pairs are not
         bases={w: b for w in words if (b := _base_form(w)) != w},
         wh_head=_wh_head(low), bindings=_bindings(low),
-        operators=tuple(_OPERATOR.findall(text)), symbols=tuple(_SYMBOL.findall(text)))
+        operators=tuple(_OPERATOR.findall(ascii_ops)), symbols=tuple(_SYMBOL.findall(text)),
+        foreign=_foreign(text), marks=_marks(ascii_ops))
 
 
 def _jaccard(a: frozenset, b: frozenset) -> float:

@@ -7,7 +7,12 @@ the few examples the tuning data holds, and each served one is a confident wrong
 - **the same words in the same order** are the same question (1.0), unless their
   operators differ ("3x + 7 = 22" / "3x - 7 = 22", "C++" / "C#": 0.0), their
   negations ("can dogs eat" / "can't dogs eat": 0.0) or, where both name one, their
-  currencies ("a $5M seed round" / "a €5M seed round": 0.0; holdout 6);
+  currencies ("a $5M seed round" / "a €5M seed round": 0.0; holdout 6) or other
+  symbols (emoji, "×" / "÷");
+- **words the features cannot read differ**: words in scripts other than Latin (Han,
+  kana, Cyrillic, Greek, ...) or symbols. Such prompts hit when they are the same
+  words, and are otherwise refused: the default embedder reads them poorly, and the
+  features not at all;
 - **a translation the other way**: "What does 'Gift' mean in German?" (German to
   English) against "How do you say 'gift' in German?" (English to German), or "from
   French to English" against "how do you say it in French";
@@ -270,12 +275,21 @@ def _antonym_swapped(p: Parsed, q: Parsed) -> bool:
         [w for w in q.words if w in p.lowered]
 
 
+def _unread_words_differ(p: Parsed, q: Parsed) -> bool:
+    """Words the features cannot read (other scripts than Latin; the embedding reads
+    them poorly too: "北京的天气怎么样" / "上海的天气怎么样", Beijing's weather against
+    Shanghai's, has cosine 0.77), or their order ("狗咬人" / "人咬狗"), or other
+    symbols differ: the model cannot say that they mean the same, so they do not."""
+    return p.foreign != q.foreign or sorted(p.marks) != sorted(q.marks)
+
+
 _RULES = (("translation direction", _translation_reversed),
           ("roles inverted", _roles_inverted),
           ("persons swapped", _persons_swapped),
           ("person changed", _person_changed),
           ("percent relation", _percent_relation_changed),
-          ("antonym swapped", _antonym_swapped))
+          ("antonym swapped", _antonym_swapped),
+          ("unread words", _unread_words_differ))
 
 
 def _same_words_differ(p: Parsed, q: Parsed) -> str | None:
@@ -290,6 +304,10 @@ def _same_words_differ(p: Parsed, q: Parsed) -> str | None:
         # the words drop currency signs, so "our $5M seed round" and "our €5M seed
         # round" were the same words (holdout 6); "$100" and "100" are the same amount
         return "currency"
+    if p.foreign != q.foreign:
+        return "unread words"  # the words are ASCII: "北京的天气" / "上海的天气" have none
+    if p.marks != q.marks:
+        return "symbols"  # "with 😀" / "with 😢", "5 × 3" / "5 ÷ 3": the words drop them
     return None
 
 
