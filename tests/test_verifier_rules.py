@@ -191,7 +191,8 @@ def test_prompts_in_another_script_hit_only_on_the_same_words(a: list[str], b: l
 def _prompt_sets() -> list[dict]:
     rows = []
     for name in ("must_not_hit", "must_not_hit_roles", "must_not_hit_holdout",
-                 "must_not_hit_holdout2", "must_not_hit_holdout3", "must_not_hit_holdout4"):
+                 "must_not_hit_holdout2", "must_not_hit_holdout3", "must_not_hit_holdout4",
+                 "must_not_hit_holdout5", "must_not_hit_holdout6"):
         text = (resources.files("semcache") / "data" / f"{name}.jsonl").read_text()
         rows += [json.loads(line) for line in text.splitlines() if line.strip()]
     return rows
