@@ -107,6 +107,8 @@ KEPT = [  # paraphrases and look-alikes no rule may refuse
     ("北京的天气怎么样", "北京的天气怎么样？"),
     ("What does 好萌 mean?", "What is the meaning of 好萌?"),
     ("Explain café culture in Zürich", "explain cafe culture in zurich"),
+    ("Is Thyborøn worth a visit?", "Is Thyboron worth visiting?"),
+    ("Best pierogi in Łódź?", "where to eat the best pierogi in Lodz"),
     ("What is 156 divided by 12?", "156 \u00f7 12 = ?"),
     ("What is 73 minus 28?", "73 \u2212 28 = ?"),
     ("Taxes on a Roth IRA withdrawal before age 59\u00bd", "Roth IRA early withdrawal tax"),

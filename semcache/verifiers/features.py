@@ -217,7 +217,7 @@ class Parsed:
     operators: tuple[str, ...] = ()  #: ``_OPERATOR`` symbols in order
     symbols: tuple[str, ...] = ()  #: ``_SYMBOL`` currency signs in order
     #: words the features cannot read, in order: not Latin letters even without their
-    #: accents (Cyrillic, Greek, Han, kana, ...; "café" is Latin)
+    #: accents (Cyrillic, Greek, Han, kana, ...; "café" and "Thyborøn" are Latin)
     foreign: tuple[str, ...] = ()
     #: other symbols the words leave out, in order: emoji, "×", "÷", "≤", "→"
     marks: tuple[str, ...] = ()
@@ -289,15 +289,6 @@ def _bindings(low: list[str]) -> frozenset[tuple[str, str]]:
     return frozenset(out)
 
 
-def _latin(token: str) -> str:
-    """``token`` without accents where that leaves ASCII letters ("café": "cafe")."""
-    if token.isascii():
-        return token
-    bare = "".join(c for c in unicodedata.normalize("NFKD", token)
-                   if not unicodedata.combining(c))
-    return bare if bare.isascii() and bare else token
-
-
 #: math symbols read as their ASCII operators, so that "5 × 3" / "5 ÷ 3" differ as "*"
 #: and "/" do; the arrow is "to" ("london → new york"), not a symbol
 _MATH = str.maketrans({"\u00d7": "*", "\u00f7": "/", "\u2212": "-", "\u2192": " to "})
@@ -308,9 +299,14 @@ _NOT_MARKS = frozenset("\u00b0\u00ba\u00a9\u00ae\u2122\ufffc\ufffd")
 
 
 def _read_as_foreign(word: str) -> bool:
-    """A word of another script, not a number ("½") nor a single letter, which is a
-    symbol ("μ = 70", "σ", "20 Ω") more often than a word."""
-    return not word.isnumeric() and len(word) > 1 or _CJK_CHAR.match(word) is not None
+    """A word with a letter of another script than Latin ("Thyborøn", "Łódź" are Latin),
+    not a number ("½") nor a single letter, which is a symbol ("μ = 70", "σ", "20 Ω")
+    more often than a word; a Han or kana character is a word."""
+    if _CJK_CHAR.match(word):
+        return True
+    return len(word) > 1 and any(c.isalpha() and not c.isascii()
+                                 and not unicodedata.name(c, "").startswith("LATIN")
+                                 for c in word)
 
 
 def _marks(text: str) -> tuple[str, ...]:
@@ -326,7 +322,7 @@ def _foreign(text: str) -> tuple[str, ...]:
     if text.isascii():
         return ()
     return tuple(w for t in _SCRIPT_TOKEN.findall(text)
-                 if not (w := _latin(t).lower()).isascii() and _read_as_foreign(w))
+                 if not (w := t.lower()).isascii() and _read_as_foreign(w))
 
 
 def parse(text: str) -> Parsed:
