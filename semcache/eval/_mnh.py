@@ -2,7 +2,7 @@
 
 - ``must_not_hit.jsonl``: the must-not-hit suite, in a ``tune`` and a ``test`` half.
 - ``must_not_hit_holdout.jsonl``: written after the verifier's development by a worker
-  shown neither the verifier nor the suite; reported on, never fitted or tuned on.
+  shown neither the verifier nor the suite; read, and since 2026-12-07 fitted on.
 - ``must_not_hit_holdout2.jsonl``: a second unseen set, written on 2026-12-07 by another
   such worker, after the first holdout had been read (and its one leak fixed); 126
   prompts, 317 must-not-hit variants (49 reversals, 37 role moves) and 378 paraphrases.
@@ -47,7 +47,8 @@ HOLDOUTS = ("holdout", "holdout2", "holdout3", "holdout4", "holdout5", "holdout6
 READ_HOLDOUTS = HOLDOUTS[:4]
 
 #: the holdouts never fitted on: ``holdout5`` chose the read holdouts' weight (read, a
-#: development set), ``holdout6`` measures (unseen)
+#: development set), ``holdout6`` measured the change (read once, then the currency rule
+#: came of it)
 UNSEEN_HOLDOUTS = HOLDOUTS[4:]
 
 #: must-not-hit kinds where the same words ask something else because roles moved; the
