@@ -303,6 +303,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", type=int, nargs="+", default=None)
     ap.add_argument("--texts", type=int, default=None, help="paraphrase queries per phase")
     ap.add_argument("--ways", type=int, default=8)
+    ap.add_argument("--verifier", choices=("default", "none"), default="default",
+                    help="none: the cosine alone (verifier=None), to see the verifier's share")
     ap.add_argument("--rounds", type=int, default=6,
                     help="concurrent rounds per side, alternating which side goes first")
     ap.add_argument("--out", default=None)
@@ -321,7 +323,8 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.time()
     pairs, other = load_pairs(Path(args.qqp), n_texts, 2_000 if args.quick else 10_000)
     emb = OnnxEmbedder(cache_size=0)  # no LRU: every lookup pays its embedding
-    cache = Cache(type="faiss-semantic", embedder=emb, similarity_threshold=0.8)
+    cache = Cache(type="faiss-semantic", embedder=emb, similarity_threshold=0.8,
+                  **({"verifier": None} if args.verifier == "none" else {}))
     assert cache.index is not None
     for a, _ in pairs:
         cache.add_cache({"answer": f"answer to {a}"}, **req(a))
@@ -333,7 +336,8 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {"issue": 25, "mode": "quick" if args.quick else "full",
                               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                               "machine": machine(), "texts_per_phase": n_texts,
-                              "ways": args.ways, "threshold": 0.8, "sizes": []}
+                              "ways": args.ways, "threshold": 0.8, "verifier": args.verifier,
+                              "sizes": []}
     result["embedder_vs_plain_onnxruntime"] = plain_ort(emb, queries)
     print("embedder vs plain ORT:", result["embedder_vs_plain_onnxruntime"], flush=True)
     rng = np.random.default_rng(25)
