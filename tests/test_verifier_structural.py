@@ -381,3 +381,47 @@ def test_the_order_feature_counts_exactly_the_discordant_pairs(shared, order) ->
     want = (sum(pos[i] > pos[j] for i in range(n) for j in range(i + 1, n))
             / (n * (n - 1) / 2)) if n >= 2 else 0.0
     assert _discordance(p, q, words) == want
+
+
+def test_the_model_files_points_are_presets_by_name(tmp_path) -> None:
+    """``point=`` (and ``Cache(verifier="structural-strict")``) takes the floor and the
+    threshold of one of the model file's recorded points, so a user's "strict" follows
+    every refit instead of numbers copied from the docs."""
+    doc = json.loads((resources.files("semcache") / "data" / MODEL_FILE).read_text())
+    for point in ("strict", "wide", "veto"):
+        v = StructuralVerifier(point=point)
+        assert (v.floor, v.threshold) == (doc[point]["floor"], doc[point]["threshold"])
+        assert v.name == f"structural-{point}"
+    v = StructuralVerifier()
+    assert (v.floor, v.threshold, v.name) == (doc["floor"], doc["threshold"], "structural")
+    c = Cache(type="faiss-semantic", verifier="structural-strict")
+    assert c.similarity_threshold == doc["strict"]["floor"]
+    assert c.verifier is not None and c.verifier.threshold == doc["strict"]["threshold"]
+    c = Cache(type="faiss-semantic", verifier="structural-strict", verifier_threshold=0.99)
+    assert c.verifier is not None and c.verifier.threshold == 0.99
+    with pytest.raises(ConfigError, match="unknown verifier point 'loose'"):
+        StructuralVerifier(point="loose")
+    # a strict point the fitting could not reach is recorded without floor and threshold
+    doc["strict"] = {"reached": False, "reason": "no point reaches precision 0.95"}
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ConfigError, match="no usable 'strict' point"):
+        StructuralVerifier(path, point="strict")
+
+
+def test_the_strict_preset_refuses_what_the_default_serves(minilm) -> None:
+    """Between the two thresholds: a rewording the default serves and strict does not;
+    hit metadata names the preset."""
+    ask = "What's the capital of France?"
+
+    def lookup(verifier: str) -> tuple[object, dict]:
+        c = Cache(type="faiss-semantic", embedder=minilm, verifier=verifier)
+        c.add_cache({"answer": "Paris"}, model="m",
+                    messages=[{"role": "user", "content": "What is the capital of France?"}])
+        return c.lookup_with_metadata(model="m", messages=[{"role": "user", "content": ask}])
+
+    hit, meta = lookup("structural")
+    assert hit is not None and meta["verifier"] == "structural"
+    strict_hit, strict_meta = lookup("structural-strict")
+    assert strict_hit is None and strict_meta["decision"] == "verifier_rejected"
+    assert meta["verifier_score"] < strict_meta["verifier_threshold"]

@@ -19,6 +19,8 @@ __all__ = ["VERIFIERS", "Verdicts", "Verifier", "check_probability", "rank",
 #: name -> "module:Class" (imported on first use)
 VERIFIERS: dict[str, str] = {
     "structural": "semcache.verifiers.structural:StructuralVerifier",
+    # the same model at its strict point: fewest wrong answers, fewest hits
+    "structural-strict": "semcache.verifiers.structural:strict",
     # configured by $OPENAI_BASE_URL / $OPENAI_API_KEY; pass an LLMVerifier for more
     "llm": "semcache.verifiers.llm:LLMVerifier",
     # the folder scripts/train_cross_encoder.py writes ($SEMCACHE_CROSS_ENCODER or the

@@ -42,7 +42,8 @@ from .features import FEATURES, Parsed, features, parse
 from .rules import decide_many, refusal, same_question
 from .trees import TreeEnsemble
 
-__all__ = ["HEAD_CHARS", "MODEL_FILE", "TAIL_CHARS", "WINDOW_CHARS", "StructuralVerifier",
+__all__ = ["HEAD_CHARS", "MODEL_FILE", "POINTS", "TAIL_CHARS", "WINDOW_CHARS",
+           "StructuralVerifier", "strict",
            "unparsed_equal", "window"]
 
 MODEL_FILE = "verifier_structural.json"
@@ -138,6 +139,31 @@ def _parse(text: str) -> Parsed:
     return (_parse_short if len(w) <= SHORT_CHARS else _parse_long)(w)
 
 
+POINTS = ("default", "strict", "wide", "veto")
+
+
+def _point(doc: dict[str, Any], point: str, path: str | os.PathLike[str] | None
+           ) -> dict[str, Any]:
+    """The operating point ``point`` of a model document: its floor and threshold."""
+    if point not in POINTS:
+        raise ConfigError(f"unknown verifier point {point!r}; known: {', '.join(POINTS)}",
+                          parameter="verifier")
+    chosen = doc if point == "default" else doc.get(point)
+    ok = isinstance(chosen, dict) and all(
+        isinstance(chosen.get(k), (int, float)) and not isinstance(chosen.get(k), bool)
+        and 0.0 <= chosen[k] <= 1.0 for k in ("floor", "threshold"))
+    if not ok:  # a strict point the fitting could not reach is recorded without one
+        raise ConfigError(f"{path or MODEL_FILE} has no usable {point!r} point",
+                          parameter="verifier")
+    assert isinstance(chosen, dict)
+    return chosen
+
+
+def strict(threshold: float | None = None) -> StructuralVerifier:
+    """The shipped model at its strict point (``Cache(verifier="structural-strict")``)."""
+    return StructuralVerifier(threshold=threshold, point="strict")
+
+
 class StructuralVerifier(Verifier):
     """Word order, "A to B" against "B to A", negation, numbers and units, names,
     antonyms, question words, length and overlap, with the cosine."""
@@ -145,12 +171,19 @@ class StructuralVerifier(Verifier):
     name = "structural"
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *,
-                 threshold: float | None = None) -> None:
+                 threshold: float | None = None, point: str = "default") -> None:
+        """``point``: which of the model file's operating points sets the threshold and
+        the cosine floor: ``"default"``, ``"strict"`` (fewest wrong answers, fewest
+        hits), ``"wide"`` or ``"veto"`` (docs/verifier.md has each one's figures)."""
         doc = _load(path)
         self._ensemble: TreeEnsemble = doc["_ensemble"]
+        chosen = _point(doc, point, path)
         self.threshold = check_probability(
-            doc["threshold"] if threshold is None else threshold, "verifier_threshold")
-        self.floor = float(doc["floor"])
+            chosen["threshold"] if threshold is None else threshold, "verifier_threshold")
+        self.floor = float(chosen["floor"])
+        self.point = point
+        if point != "default":
+            self.name = f"structural-{point}"  # what hit metadata reports
         self.info: dict[str, Any] = {k: v for k, v in doc.items()
                                      if k not in ("model", "_ensemble")}
 
