@@ -102,6 +102,14 @@ def test_semcache_settings_keys_prices_and_semantic_default(tmp_path, env, minil
     assert cache.similarity_threshold == 0.8
 
 
+def test_cache_params_choose_the_verifier_by_name(tmp_path, env):
+    cfg = load_config(write(tmp_path, "litellm_settings:\n  cache: true\n  cache_params: "
+                            "{type: faiss-semantic, verifier: structural-strict}\n"))
+    cache = build_cache(cfg)
+    assert cache.verifier is not None and cache.verifier.name == "structural-strict"
+    assert cache.similarity_threshold == cache.verifier.floor
+
+
 def test_caching_groups_stay_apart_whatever_their_names_hold(tmp_path, env):
     # a label joined with "|" made [["a|b", "c"], ["a", "b|c"]] one group: four
     # models' answers shared between two groups that have no model in common
@@ -126,6 +134,8 @@ def test_caching_groups_stay_apart_whatever_their_names_hold(tmp_path, env):
      "litellm_settings.cache_params.similarity_treshold", "unknown parameter"),
     ("litellm_settings: {cache_params: {type: nosuch}}",
      "litellm_settings.cache_params.type", "unknown cache type"),
+    ("litellm_settings: {cache_params: {type: faiss-semantic, verifier: structural-loose}}",
+     "litellm_settings.cache_params.verifier", "unknown verifier 'structural-loose'"),
     ("litellm_settings: {cache_params: {type: local, ttl: -5}}",
      "litellm_settings.cache_params.ttl", "positive"),
     ("router_settings: {caching_groups: [[a, b]]}", "router_settings.caching_groups[0]",
