@@ -20,6 +20,8 @@
   paraphrases.
 - ``must_not_hit_holdout6.jsonl``: a sixth, written after the first four had become
   tuning data (``READ_HOLDOUTS``) and the fifth had chosen how much they weigh.
+- ``must_not_hit_holdout7.jsonl``: a seventh, written and committed unread at the end
+  of the session that read the sixth, for the next change to be judged on.
 
 The first four holdouts were read, one after another, as the verifier's rules were
 written from their leaks; from 2026-12-07 they are tuning data (``READ_HOLDOUTS``,
@@ -41,14 +43,15 @@ __all__ = ["HOLDOUTS", "READ_HOLDOUTS", "ROLE_KINDS", "UNSEEN_HOLDOUTS", "load_m
            "load_prompt_tuning", "load_role_swaps"]
 
 #: the holdout prompt files, in the order they were written
-HOLDOUTS = ("holdout", "holdout2", "holdout3", "holdout4", "holdout5", "holdout6")
+HOLDOUTS = ("holdout", "holdout2", "holdout3", "holdout4", "holdout5", "holdout6",
+            "holdout7")
 
 #: the holdouts that were read while the rules were written, now fitted and tuned on
 READ_HOLDOUTS = HOLDOUTS[:4]
 
 #: the holdouts never fitted on: ``holdout5`` chose the read holdouts' weight (read, a
 #: development set), ``holdout6`` measured the change (read once, then the currency rule
-#: came of it)
+#: came of it), ``holdout7`` is unread (committed for the next change to be judged on)
 UNSEEN_HOLDOUTS = HOLDOUTS[4:]
 
 #: must-not-hit kinds where the same words ask something else because roles moved; the
