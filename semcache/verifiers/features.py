@@ -219,7 +219,8 @@ class Parsed:
     #: words the features cannot read, in order: not Latin letters even without their
     #: accents (Cyrillic, Greek, Han, kana, ...; "café" and "Thyborøn" are Latin)
     foreign: tuple[str, ...] = ()
-    #: other symbols the words leave out, in order: emoji, "×", "÷", "≤", "→"
+    #: other symbols the words leave out, in order: emoji, "≤", "≠", "√" ("×", "÷", "−"
+    #: are read as operators and "→" as "to")
     marks: tuple[str, ...] = ()
 
 
@@ -318,7 +319,7 @@ def _marks(text: str) -> tuple[str, ...]:
 
 
 def _foreign(text: str) -> tuple[str, ...]:
-    """The words of ``text`` that are not Latin letters even without their accents."""
+    """The words of ``text`` in another script than Latin (``_read_as_foreign``)."""
     if text.isascii():
         return ()
     return tuple(w for t in _SCRIPT_TOKEN.findall(text)
@@ -369,7 +370,7 @@ def parse(text: str) -> Parsed:
     for i, s in enumerate(content):
         first.setdefault(s, i)
     words = frozenset(low)
-    ascii_ops = text if text.isascii() else text.translate(_MATH)
+    ops_text = text if text.isascii() else text.translate(_MATH)
     return Parsed(
         tokens=words, content=tuple(content), content_set=frozenset(content),
         first_pos=first, side=side if marker_seen else {},
@@ -385,8 +386,8 @@ def parse(text: str) -> Parsed:
         # once per text, not once per pair: parsed texts are cached, pairs are not
         bases={w: b for w in words if (b := _base_form(w)) != w},
         wh_head=_wh_head(low), bindings=_bindings(low),
-        operators=tuple(_OPERATOR.findall(ascii_ops)), symbols=tuple(_SYMBOL.findall(text)),
-        foreign=_foreign(text), marks=_marks(ascii_ops))
+        operators=tuple(_OPERATOR.findall(ops_text)), symbols=tuple(_SYMBOL.findall(text)),
+        foreign=_foreign(text), marks=_marks(ops_text))
 
 
 def _jaccard(a: frozenset, b: frozenset) -> float:
