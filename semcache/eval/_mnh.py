@@ -20,8 +20,8 @@
   paraphrases.
 - ``must_not_hit_holdout6.jsonl``: a sixth, written after the first four had become
   tuning data (``READ_HOLDOUTS``) and the fifth had chosen how much they weigh.
-- ``must_not_hit_holdout7.jsonl``: a seventh, written and committed unread at the end
-  of the session that read the sixth, for the next change to be judged on.
+- ``must_not_hit_holdout7.jsonl``: a seventh, committed unread after that session's last
+  change and read once with the finished model.
 
 The first four holdouts were read, one after another, as the verifier's rules were
 written from their leaks; from 2026-12-07 they are tuning data (``READ_HOLDOUTS``,
@@ -51,7 +51,7 @@ READ_HOLDOUTS = HOLDOUTS[:4]
 
 #: the holdouts never fitted on: ``holdout5`` chose the read holdouts' weight (read, a
 #: development set), ``holdout6`` measured the change (read once, then the currency rule
-#: came of it), ``holdout7`` is unread (committed for the next change to be judged on)
+#: came of it), ``holdout7`` measured the finished model (read once, nothing changed)
 UNSEEN_HOLDOUTS = HOLDOUTS[4:]
 
 #: must-not-hit kinds where the same words ask something else because roles moved; the
