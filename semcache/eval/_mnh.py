@@ -22,6 +22,7 @@
   tuning data (``READ_HOLDOUTS``) and the fifth had chosen how much they weigh.
 - ``must_not_hit_holdout7.jsonl``: a seventh, committed unread after that session's last
   change and read once with the finished model.
+- ``must_not_hit_holdout8.jsonl``: an eighth, committed unread for the next change.
 
 The first four holdouts were read, one after another, as the verifier's rules were
 written from their leaks; from 2026-12-07 they are tuning data (``READ_HOLDOUTS``,
@@ -44,14 +45,15 @@ __all__ = ["HOLDOUTS", "READ_HOLDOUTS", "ROLE_KINDS", "UNSEEN_HOLDOUTS", "load_m
 
 #: the holdout prompt files, in the order they were written
 HOLDOUTS = ("holdout", "holdout2", "holdout3", "holdout4", "holdout5", "holdout6",
-            "holdout7")
+            "holdout7", "holdout8")
 
 #: the holdouts that were read while the rules were written, now fitted and tuned on
 READ_HOLDOUTS = HOLDOUTS[:4]
 
 #: the holdouts never fitted on: ``holdout5`` chose the read holdouts' weight (read, a
 #: development set), ``holdout6`` measured the change (read once, then the currency rule
-#: came of it), ``holdout7`` measured the finished model (read once, nothing changed)
+#: came of it), ``holdout7`` measured the finished model (read once, nothing changed),
+#: ``holdout8`` is unread: the next change to the verifier is judged on it
 UNSEEN_HOLDOUTS = HOLDOUTS[4:]
 
 #: must-not-hit kinds where the same words ask something else because roles moved; the
