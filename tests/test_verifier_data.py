@@ -10,7 +10,7 @@ from importlib import resources
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from semcache import ConfigError, InvalidRequestError
@@ -317,3 +317,56 @@ def test_the_role_swap_set_is_well_formed_and_split_by_group() -> None:
 
     unseen = {norm(t) for r in holdout for t in (r["query"], r["candidate"])}
     assert not {norm(t) for t in owner} & unseen
+
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.floats(0, 1), st.sampled_from([0.7, 0.75, 0.8, 0.85, 0.9, 0.95]),
+                          st.booleans()), min_size=2, max_size=40),
+       st.lists(st.tuples(st.floats(0, 1), st.sampled_from([0.7, 0.75, 0.8, 0.85, 0.95])),
+                min_size=1, max_size=20),
+       st.sampled_from([0.0, 0.05, 0.3]))
+# floor 0.70 must stop above a wrong hit at cosine 0.70 (threshold 0.6); floors from
+# 0.75 reach the same two right hits at threshold 0.3, which serves the paraphrase
+@example(quora=[(0.1, 0.95, False), (0.9, 0.95, True), (0.3, 0.95, True),
+                (0.5, 0.7, False), (0.6, 0.7, True)],
+         paraphrases=[(0.4, 0.95)], tolerance=0.0)
+def test_the_default_floor_is_the_one_serving_most_paraphrases_within_the_tolerance(
+        quora, paraphrases, tolerance) -> None:
+    """The default point's floor (brute force beside it): each floor's point is its
+    highest threshold with the most right Quora hits inside the wrong-hit budget; among
+    the floors within ``tolerance`` of the most right hits, the one serving the most
+    prompt paraphrases wins (then the most right hits, then the lowest floor). Which
+    floor had the most Quora hits turned on a hit or two, and moved the floor from 0.70
+    to 0.85 on a one-line change to the word lists. Without paraphrases: the lowest
+    floor with the most right hits, as before."""
+    from semcache.eval._points import DEFAULT_FLOORS, Guard, _wide_point
+
+    p = np.array([r[0] for r in quora])
+    c = np.array([r[1] for r in quora])
+    y = np.array([int(r[2]) for r in quora])
+    budget = 0.8 * float(((c >= 0.93) & (y == 0)).sum())
+    pp = np.array([r[0] for r in paraphrases])
+    pc = np.array([r[1] for r in paraphrases])
+    points: dict[float, tuple[int, float]] = {}  # floor: (right hits, threshold)
+    for f in DEFAULT_FLOORS:
+        for t in sorted(np.unique(p[c >= f]), reverse=True):
+            served = (c >= f) & (p >= t)
+            right = int((served & (y == 1)).sum())
+            if (served & (y == 0)).sum() <= budget and right > points.get(f, (-1, 0.0))[0]:
+                points[f] = (right, float(t))
+    if not points:
+        return  # nothing admissible: the fit raises (the weak-model test)
+    most = max(r for r, _ in points.values())
+
+    def paraphrases_served(f: float) -> int:
+        return int(((pc >= f) & (pp >= points[f][1])).sum())
+
+    near = [f for f in DEFAULT_FLOORS if f in points and points[f][0] >= (1 - tolerance) * most]
+    want = max(near, key=lambda f: (paraphrases_served(f), points[f][0]))
+    floor, thr, *_ = _wide_point(p, y, c, 0.93, 0.8, None,
+                                 Guard(pp, pc, np.zeros(len(pp), bool)), tolerance)
+    assert (floor, thr) == (want, points[want][1])
+    floor, thr, *_ = _wide_point(p, y, c, 0.93, 0.8)
+    first = min(f for f, (r, _) in points.items() if r == most)
+    assert (floor, thr) == (first, points[first][1])

@@ -56,6 +56,9 @@ REFUSED = [
      "Write a toast for the end of the season"),
     ("antonym swapped", "Which moon is closest to Jupiter?",
      "Which moon is farthest from Jupiter?"),
+    # holdout 7 served this one (cosine 0.98): "greater" was in no pair of opposites
+    ("antonym swapped", "Excel formula to count cells in column B that are greater than 100",
+     "Excel formula to count cells in column B that are less than 100"),
     # the same words, other operators or negations
     ("operators", "Solve 2x + 5 = 11", "Solve 2x - 5 = 11"),
     ("negation", "Which fruits can cats eat?", "Which fruits can't cats eat?"),
@@ -98,6 +101,7 @@ KEPT = [  # paraphrases and look-alikes no rule may refuse
     ("What do sea otters eat?", "what food do sea otters eat"),
     ("Which fruits can't cats eat?", "which fruits can't cats eat"),
     ("Is Rust faster than Go?", "Is Go slower than Rust?"),
+    ("Is 7 greater than 5?", "Is 5 less than 7?"),
     ("Who beat Jimmy Carter in 1980?", "Jimmy Carter lost to whom in 1980?"),
     ("Is it safe to fly with a cold?", "Is it not dangerous to fly with a cold?"),
     ("How do I renew my passport?", "How do you renew your passport?"),

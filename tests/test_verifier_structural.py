@@ -412,7 +412,7 @@ def test_the_model_files_points_are_presets_by_name(tmp_path) -> None:
 def test_the_strict_preset_refuses_what_the_default_serves(minilm) -> None:
     """Between the two thresholds: a rewording the default serves and strict does not;
     hit metadata names the preset."""
-    ask = "What's the capital of France?"
+    ask = "capital of France?"
 
     def lookup(verifier: str) -> tuple[object, dict]:
         c = Cache(type="faiss-semantic", embedder=minilm, verifier=verifier)

@@ -20,22 +20,24 @@ import numpy as np
 from ..verifiers.features import _ANTONYMS, _DIRECTION, FEATURES, _base_form
 from ..verifiers.trees import TreeEnsemble
 from ._mnh import load_must_not_hit, load_prompt_tuning, load_role_swaps
+from ._points import (
+    DEFAULT_FLOORS,
+    FLOORS,
+    LADDER,
+    MIN_RECALL,
+    Guard,
+    Scorer,
+    choose_threshold,
+    operating_points,
+    precision_recall,
+)
 from ._scoring import pair_features, pair_scores
 
-__all__ = ["Guard", "PairSet", "Scorer", "choose_threshold", "fit_ensemble",
-           "load_must_not_hit", "load_prompt_tuning", "load_role_swaps", "operating_points",
-           "pair_features",
-           "pair_scores",
+__all__ = ["DEFAULT_FLOORS", "FLOORS", "LADDER", "MIN_RECALL", "Guard", "PairSet", "Scorer",
+           "choose_threshold", "fit_ensemble", "load_must_not_hit", "load_prompt_tuning",
+           "load_role_swaps", "operating_points", "pair_features", "pair_scores",
            "precision_recall", "role_swaps", "rule_negatives", "train", "tuning_data"]
 
-#: the cosine floors tried; the one giving the most tuning recall at the target wins
-FLOORS = (0.70, 0.75, 0.80, 0.85)
-#: the cosine floors the wide point is chosen among
-DEFAULT_FLOORS = (0.70, 0.75, 0.80, 0.85, 0.90, 0.93)
-#: precision targets tried in turn when the requested one is out of reach
-LADDER = (0.95, 0.94, 0.93, 0.92, 0.91, 0.90)
-#: a threshold that serves less than this share of the positives is no default
-MIN_RECALL = 0.08
 
 
 @dataclass
@@ -170,28 +172,8 @@ def fit_ensemble(X: np.ndarray, y: np.ndarray, weight: np.ndarray | None = None,
     return ens
 
 
-def choose_threshold(scores: np.ndarray, labels: np.ndarray, served: np.ndarray,
-                     target_precision: float) -> tuple[float, float, float]:
-    """The lowest probability threshold whose pairs (among ``served``: above the cosine
-    floor) reach ``target_precision``; returns (threshold, precision, recall)."""
-    order = np.argsort(-scores, kind="stable")
-    s, y, ok = scores[order], labels[order].astype(np.int64), served[order]
-    tp = np.cumsum(y * ok)
-    n = np.cumsum(ok)
-    prec = np.where(n > 0, tp / np.maximum(n, 1), 1.0)
-    # a threshold must not split equal scores: only the last index of each run counts
-    last = np.r_[s[1:] != s[:-1], True]
-    good = np.flatnonzero(last & (prec >= target_precision) & (n >= 20))
-    if not len(good):
-        return 1.0, float("nan"), 0.0
-    i = good[-1]
-    return float(s[i]), float(prec[i]), float(tp[i] / max(1, labels.sum()))
 
 
-def precision_recall(pred: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
-    tp = float((pred & (labels == 1)).sum())
-    return (tp / pred.sum() if pred.sum() else float("nan"),
-            tp / max(1, int((labels == 1).sum())))
 
 
 
@@ -255,71 +237,8 @@ def tuning_data(qqp_tune: Any, paws_tune: Any, mnh_tune: Sequence[dict[str, Any]
 
 
 #: ``(queries, candidates, cosines) -> P(right)``: the verifier being tuned
-Scorer = Callable[[Sequence[str], Sequence[str], np.ndarray], np.ndarray]
 
 
-def operating_points(score: Scorer, cal: PairSet, mnh_tune: Sequence[dict[str, Any]],
-                     cos: Cosines, *, target_precision: float = 0.95,
-                     cosine_default: float = 0.93, keep: float = 0.95,
-                     fewer_wrong: float = 0.8, max_must_not_hit: float = 0.02,
-                     none_of: frozenset[str] = frozenset({"reversal"})) -> dict[str, Any]:
-    """The default, veto, wide and strict points of a verifier, chosen on the calibration
-    slice and the suite's tune half.
-
-    The default operating point serves the most right Quora hits with at most
-    ``fewer_wrong`` of the cosine's wrong hits at ``cosine_default``, at most
-    ``max_must_not_hit`` of the tune-half must-not-hit pairs and none of the kinds in
-    ``none_of``. ``train`` passes the role-swap set's tune half in with the suite's, so
-    its role moves count in that budget. Both halves are also fitted on, so the budget
-    is a weak guard: the unseen test halves and the holdout are what measure it."""
-    cal_cos = cal.cosines
-    cal_p = score(cal.queries, cal.candidates, cal_cos)
-    from .._errors import InvalidRequestError
-
-    try:
-        floor, thr, prec, rec, reached = _strict_point(cal_p, cal.labels, cal_cos,
-                                                       target_precision)
-        strict: dict[str, Any] = {
-            "floor": floor, "threshold": round(thr, 6), "target_precision": target_precision,
-            "precision_reached": reached, "precision": round(prec, 4),
-            "recall": round(rec, 4)}
-    except InvalidRequestError as exc:  # a weak model: recorded, not a failed fit
-        strict = {"reached": False, "target_precision": target_precision,
-                  "reason": str(exc)}
-    w_floor, w_thr, w_prec, w_rec, base = _wide_point(cal_p, cal.labels, cal_cos,
-                                                      cosine_default, fewer_wrong)
-    neg = [r for r in mnh_tune if r["label"] == 0]
-    neg_q, neg_c = [r["query"] for r in neg], [r["candidate"] for r in neg]
-    neg_cos = np.asarray(cos(neg_q, neg_c), np.float32)
-    guard = Guard(score(neg_q, neg_c, neg_cos), neg_cos,
-                  np.array([r["kind"] in none_of for r in neg]), max_must_not_hit)
-    d_floor, d_thr, d_prec, d_rec, _ = _wide_point(cal_p, cal.labels, cal_cos,
-                                                   cosine_default, fewer_wrong, guard)
-    d_neg = (neg_cos >= d_floor) & (guard.scores >= d_thr)
-    v_thr, v_prec, v_rec = _veto_point(cal_p, cal.labels, cal_cos, cosine_default, keep)
-    return {
-        # the default operating point: the wide point below, restricted to what the
-        # must-not-hit suite's tune half admits (tuning slice and tune half only)
-        "floor": d_floor, "threshold": round(d_thr, 6),
-        "tuning": {"quora_calibration_pairs": len(cal), "precision": round(d_prec, 4),
-                   "recall": round(d_rec, 4), "fewer_wrong": fewer_wrong,
-                   "must_not_hit_tune_served": int(d_neg.sum()),
-                   "must_not_hit_tune": len(neg), "max_must_not_hit": max_must_not_hit,
-                   "cosine_alone": {"threshold": cosine_default,
-                                    "precision": round(base[0], 4),
-                                    "recall": round(base[1], 4)}},
-        # the veto point: the cosine's old threshold as the floor, and a veto that keeps
-        # `keep` of the right hits the cosine serves there (the default before issue 20's
-        # must-not-hit goals)
-        "veto": {"floor": cosine_default, "threshold": round(v_thr, 6), "keep": keep,
-                 "precision": round(v_prec, 4), "recall": round(v_rec, 4)},
-        # the wide point: the most right hits with at most `fewer_wrong` of the wrong
-        # hits the cosine alone serves at its old default
-        "wide": {"floor": w_floor, "threshold": round(w_thr, 6), "fewer_wrong": fewer_wrong,
-                 "precision": round(w_prec, 4), "recall": round(w_rec, 4)},
-        # the strict operating point, for verifier_threshold= and similarity_threshold=
-        "strict": strict,
-    }
 
 
 def train(qqp_tune: Any, paws_tune: Any, mnh_tune: Sequence[dict[str, Any]], cos: Cosines,
@@ -371,98 +290,12 @@ def _hold_groups(rows: Sequence[dict[str, Any]], fraction: float, seed: int
             [r for r in rows if r["group"] in held])
 
 
-def _strict_point(p: np.ndarray, y: np.ndarray, c: np.ndarray, target_precision: float
-                  ) -> tuple[float, float, float, float, float]:
-    """(floor, threshold, precision, recall, precision target reached): the most recall
-    at the target precision. Quora's labels cap precision: among the pairs scored
-    highest, 1 in 15 labeled "not duplicate" are rewordings ("best cab service in pune"
-    / "in Pune"). When the target is out of reach on the tuning slice, the next rung of
-    the ladder is taken and recorded, never a threshold picked in hindsight."""
-    from .._errors import InvalidRequestError
-
-    for target in sorted({target_precision, *LADDER}, reverse=True):
-        if target > target_precision:
-            continue
-        best: tuple[float, float, float, float, float] | None = None
-        for floor in FLOORS:
-            thr, prec, rec = choose_threshold(p, y, c >= floor, target)
-            if rec >= MIN_RECALL and (best is None or rec > best[3] + 1e-9):
-                best = (floor, thr, prec, rec, target)
-        if best is not None:
-            return best
-    raise InvalidRequestError("no threshold reaches the precision ladder on the tuning "
-                              "slice")
 
 
-def _veto_point(p: np.ndarray, y: np.ndarray, c: np.ndarray, floor: float, keep: float
-                ) -> tuple[float, float, float]:
-    """(threshold, precision, recall): the highest threshold that still serves ``keep`` of
-    the right hits the cosine alone serves above ``floor``. The verifier then only
-    vetoes, and what it vetoes first is what it is surest is wrong (reversals and
-    negations score below 0.05); a textbook rewording the cosine served ("How tall is
-    Mount Everest?" / "How high ...", 0.71) stays served."""
-    above = c >= floor
-    right = np.sort(p[above & (y == 1)])  # the cosine's right hits, by score
-    k = int(np.floor((1.0 - keep) * len(right)))  # how many of them may be vetoed
-    thr = float(right[k]) if len(right) else 0.5
-    prec, rec = precision_recall(above & (p >= thr), y)
-    return thr, float(prec), float(rec)
 
 
-@dataclass
-class Guard:
-    """Pairs that must not be served at an operating point: the must-not-hit suite's tune
-    half, scored by the model being tuned. A point is admissible only when it serves at
-    most ``max_rate`` of them and none of the reversals among them."""
-
-    scores: np.ndarray
-    cosines: np.ndarray
-    reversal: np.ndarray  #: per pair: a reversal ("A to B" / "B to A")
-    max_rate: float = 0.02
-
-    def admissible(self, floor: float, thresholds: np.ndarray) -> np.ndarray:
-        above = self.cosines >= floor
-        neg = np.sort(self.scores[above])
-        rev = np.sort(self.scores[above & self.reversal])
-        served = len(neg) - np.searchsorted(neg, thresholds, side="left")
-        reversals = len(rev) - np.searchsorted(rev, thresholds, side="left")
-        return (served <= self.max_rate * len(self.scores)) & (reversals == 0)
 
 
-def _wide_point(p: np.ndarray, y: np.ndarray, c: np.ndarray, cosine_default: float,
-                fewer_wrong: float, guard: Guard | None = None
-                ) -> tuple[float, float, float, float, tuple[float, float]]:
-    """(floor, threshold, precision, recall, (cosine's precision, recall)): over the
-    floors ``DEFAULT_FLOORS``, the threshold that serves the most right hits while
-    serving at most ``fewer_wrong`` times the wrong hits of the cosine alone at
-    ``cosine_default`` (and, with a ``guard``, what the guard admits). A default that
-    users can adopt blind: fewer wrong answers than before, and as many right ones as
-    that allows."""
-    base = c >= cosine_default
-    budget = fewer_wrong * float((base & (y == 0)).sum())
-    best: tuple[float, float, int] | None = None
-    for floor in DEFAULT_FLOORS:
-        m = c >= floor
-        order = np.argsort(-p[m], kind="stable")
-        s, yy = p[m][order], y[m][order].astype(np.int64)
-        tp, fp = np.cumsum(yy), np.cumsum(1 - yy)
-        last = np.r_[s[1:] != s[:-1], True]  # a threshold never splits equal scores
-        ok_mask = last & (fp <= budget)
-        if guard is not None:
-            ok_mask &= guard.admissible(floor, s)
-        ok = np.flatnonzero(ok_mask)
-        if len(ok):
-            i = ok[np.argmax(tp[ok])]
-            if best is None or tp[i] > best[2]:
-                best = (floor, float(s[i]), int(tp[i]))
-    if best is None:
-        from .._errors import InvalidRequestError
-
-        raise InvalidRequestError("no default point within the wrong-hit budget")
-    floor, thr, _ = best
-    prec, rec = precision_recall((c >= floor) & (p >= thr), y)
-    bp, br = precision_recall(base, y)
-    return floor, thr, float(prec), float(rec), (float(bp), float(br))
 
 
 def make_cosines(embedder: Any, corpus: Sequence[str], cache_dir: str | None) -> Cosines:

@@ -164,6 +164,7 @@ weakens thicken thin formal casual formal informal synonym antonym synonyms anto
 active passive domestic international local remote beginning end join leave joined left
 appreciate depreciate appreciation depreciation bullish bearish asleep awake sink float
 earn spend save spend start end starting ending started ended
+greater less greater fewer greater smaller greatest least greatest smallest
 """.split()
 _ANTONYMS: dict[str, set[str]] = {}
 for _a, _b in zip(_ANTONYM_PAIRS[::2], _ANTONYM_PAIRS[1::2]):
