@@ -102,6 +102,8 @@ KEPT = [  # paraphrases and look-alikes no rule may refuse
     ("Which fruits can't cats eat?", "which fruits can't cats eat"),
     ("Is Rust faster than Go?", "Is Go slower than Rust?"),
     ("Is 7 greater than 5?", "Is 5 less than 7?"),
+    ("Which chords are in B-flat major?", "which chords are in B\u266d major"),
+    ("Is F-sharp minor a sad key?", "is F\u266f minor a sad key"),
     ("Who beat Jimmy Carter in 1980?", "Jimmy Carter lost to whom in 1980?"),
     ("Is it safe to fly with a cold?", "Is it not dangerous to fly with a cold?"),
     ("How do I renew my passport?", "How do you renew your passport?"),

