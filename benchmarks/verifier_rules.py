@@ -21,7 +21,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from semcache.eval._data import load_pairs  # noqa: E402
-from semcache.eval._mnh import HOLDOUTS, load_must_not_hit, load_role_swaps  # noqa: E402
+from semcache.eval._mnh import (  # noqa: E402
+    HOLDOUTS,
+    UNREAD_HOLDOUTS,
+    load_must_not_hit,
+    load_role_swaps,
+)
 from semcache.eval._scoring import cached_parser  # noqa: E402
 from semcache.verifiers.rules import refusal  # noqa: E402
 
@@ -55,7 +60,8 @@ def main() -> int:
         d = load_pairs(path)
         sets[name] = [(a, b, int(y)) for a, b, y in zip(d.queries, d.candidates, d.labels)]
     rows = {"must_not_hit": load_must_not_hit(), "must_not_hit_roles": load_role_swaps(),
-            **{f"must_not_hit_{h}": load_must_not_hit(h) for h in HOLDOUTS}}
+            **{f"must_not_hit_{h}": load_must_not_hit(h) for h in HOLDOUTS
+               if h not in UNREAD_HOLDOUTS}}
     for name, rs in rows.items():
         sets[name] = [(r["query"], r["candidate"], int(r["label"])) for r in rs]
     report = {"command": "benchmarks/verifier_rules.py",

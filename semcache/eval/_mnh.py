@@ -22,7 +22,9 @@
   tuning data (``READ_HOLDOUTS``) and the fifth had chosen how much they weigh.
 - ``must_not_hit_holdout7.jsonl``: a seventh, committed unread after that session's last
   change and read once with the finished model.
-- ``must_not_hit_holdout8.jsonl``: an eighth, committed unread for the next change.
+- ``must_not_hit_holdout8.jsonl``: an eighth, committed unread and read once with the
+  greater/less change and the model before it.
+- ``must_not_hit_holdout9.jsonl``: a ninth, committed unread for the next change.
 
 The first four holdouts were read, one after another, as the verifier's rules were
 written from their leaks; from 2026-12-07 they are tuning data (``READ_HOLDOUTS``,
@@ -40,12 +42,12 @@ import json
 from importlib import resources
 from typing import Any
 
-__all__ = ["HOLDOUTS", "READ_HOLDOUTS", "ROLE_KINDS", "UNSEEN_HOLDOUTS", "load_must_not_hit",
-           "load_prompt_tuning", "load_role_swaps"]
+__all__ = ["HOLDOUTS", "READ_HOLDOUTS", "ROLE_KINDS", "UNREAD_HOLDOUTS", "UNSEEN_HOLDOUTS",
+           "load_must_not_hit", "load_prompt_tuning", "load_role_swaps"]
 
 #: the holdout prompt files, in the order they were written
 HOLDOUTS = ("holdout", "holdout2", "holdout3", "holdout4", "holdout5", "holdout6",
-            "holdout7", "holdout8")
+            "holdout7", "holdout8", "holdout9")
 
 #: the holdouts that were read while the rules were written, now fitted and tuned on
 READ_HOLDOUTS = HOLDOUTS[:4]
@@ -53,8 +55,13 @@ READ_HOLDOUTS = HOLDOUTS[:4]
 #: the holdouts never fitted on: ``holdout5`` chose the read holdouts' weight (read, a
 #: development set), ``holdout6`` measured the change (read once, then the currency rule
 #: came of it), ``holdout7`` measured the finished model (read once, nothing changed),
-#: ``holdout8`` is unread: the next change to the verifier is judged on it
+#: ``holdout8`` measured the greater/less change (read once, then the flat sign was read
+#: as a word), ``holdout9`` is unread
 UNSEEN_HOLDOUTS = HOLDOUTS[4:]
+
+#: committed before anyone read them: no script reports on them unasked (the rules'
+#: cost report skips them), so the next change to the verifier is judged on them once
+UNREAD_HOLDOUTS = ("holdout9",)
 
 #: must-not-hit kinds where the same words ask something else because roles moved; the
 #: default operating point serves none of them on tuning data
