@@ -411,13 +411,25 @@ def test_the_model_files_points_are_presets_by_name(tmp_path) -> None:
 
 def test_the_strict_preset_refuses_what_the_default_serves(minilm) -> None:
     """Between the two thresholds: a rewording the default serves and strict does not;
-    hit metadata names the preset."""
-    ask = "capital of France?"
+    hit metadata names the preset. Which rewording scores between them moves with each
+    refit, so the first of a few that does is taken (one must)."""
+    stored = "What is the capital of France?"
+    rewordings = ["capital of France?", "what's france's capital?",
+                  "Tell me the capital of France", "What's the capital of France?"]
+    v = StructuralVerifier()
+    strict_v = StructuralVerifier(point="strict")
+    sims = [float(a @ b) for a, b in zip(minilm.embed(rewordings),
+                                          minilm.embed([stored] * len(rewordings)))]
+    scores = v.score_pairs(rewordings, [stored] * len(rewordings), sims)
+    between = [r for r, p, c in zip(rewordings, scores, sims)
+               if v.threshold <= p < strict_v.threshold and c >= max(v.floor, strict_v.floor)]
+    assert between, list(zip(rewordings, scores))
+    ask = between[0]
 
     def lookup(verifier: str) -> tuple[object, dict]:
         c = Cache(type="faiss-semantic", embedder=minilm, verifier=verifier)
         c.add_cache({"answer": "Paris"}, model="m",
-                    messages=[{"role": "user", "content": "What is the capital of France?"}])
+                    messages=[{"role": "user", "content": stored}])
         return c.lookup_with_metadata(model="m", messages=[{"role": "user", "content": ask}])
 
     hit, meta = lookup("structural")
