@@ -78,6 +78,9 @@ DEFAULT_VARIANT = "fp32"
 VARIANTS = ("fp32", "int8")
 OPSET = 17
 MANIFEST_FORMAT = 2  # 2: records the builder (issue #19)
+#: the int8 recipe (an export by another is quantized again); 2: 7-bit weights, as x86
+#: without VNNI saturates int16 sums of uint8 x int8 (docs/embedders.md)
+QUANT_RECIPE = 2
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
@@ -190,11 +193,10 @@ def quantize_onnx(fp32_dir: str | os.PathLike[str], out_dir: str | os.PathLike[s
     """Dynamic int8 from an fp32 export (no torch needed).
 
     Recipe, chosen by measurement (docs/embedders.md): MatMul weights as per-channel
-    qint8, activations quantized on the fly, except the feed-forward *output* projections,
-    which stay fp32. Their input is the post-GELU activation, whose outliers uint8 cannot
-    resolve: quantizing everything (onnxruntime's default op set) gave a worst-case cosine
-    to fp32 of 0.972 on 1,000 PAWS/QQP texts, this recipe 0.9915 (and 0.986 worst, 0.997
-    mean, over 22,216 texts: benchmarks/results/int8_quality.json).
+    qint8 in a 7-bit range (``QUANT_RECIPE``), activations quantized on the fly, except
+    the feed-forward *output* projections, which stay fp32: their input is the post-GELU
+    activation, whose outliers uint8 cannot resolve (quantizing everything gave a
+    worst-case cosine to fp32 of 0.972 on 1,000 PAWS/QQP texts, this recipe 0.9915).
     """
     fp32_dir, out_dir = Path(fp32_dir), Path(out_dir)
     try:
@@ -208,10 +210,12 @@ def quantize_onnx(fp32_dir: str | os.PathLike[str], out_dir: str | os.PathLike[s
             warnings.simplefilter("ignore")
             quantize_dynamic(str(fp32_dir / "model.onnx"), str(tmp / "model.onnx"),
                              weight_type=QuantType.QInt8, per_channel=True,
+                             reduce_range=True,  # see QUANT_RECIPE
                              op_types_to_quantize=["MatMul"], nodes_to_exclude=excluded)
         shutil.copy2(fp32_dir / "tokenizer.json", tmp / "tokenizer.json")
         manifest = dict(manifest, variant="int8",
-                        quantization={"method": "dynamic", "weights": "qint8 per-channel",
+                        quantization={"method": "dynamic", "recipe": QUANT_RECIPE,
+                                      "weights": "qint8 per-channel, 7-bit range",
                                       "ops": ["MatMul"], "kept_fp32": excluded},
                         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
         _write_manifest(tmp, manifest)
@@ -239,6 +243,9 @@ def _valid_export(folder: Path, variant: str, fingerprint: str, builder: str) ->
             and m.get("variant") == variant and m.get("source_fingerprint") == fingerprint
             and (folder / "model.onnx").is_file() and (folder / "tokenizer.json").is_file()):
         return False
+    if variant == "int8" and not (isinstance(m.get("quantization"), dict)
+                                  and m["quantization"].get("recipe") == QUANT_RECIPE):
+        return False  # quantized by an older recipe: quantize again
     sizes = m.get("sizes")  # absent in exports made before it was recorded
     if not isinstance(sizes, dict):
         return True

