@@ -13,7 +13,7 @@ import numpy as np
 if TYPE_CHECKING:
     from .fitting import PairSet
 
-__all__ = ["DEFAULT_FLOORS", "FLOORS", "LADDER", "MIN_RECALL", "Guard", "Scorer",
+__all__ = ["DEFAULT_FLOORS", "FLOORS", "LADDER", "MIN_RECALL", "Cosines", "Guard", "Scorer",
            "choose_threshold", "operating_points", "precision_recall"]
 
 Cosines = Callable[[Sequence[str], Sequence[str]], np.ndarray]
@@ -23,8 +23,6 @@ Scorer = Callable[[Sequence[str], Sequence[str], np.ndarray], np.ndarray]
 FLOORS = (0.70, 0.75, 0.80, 0.85)
 #: the cosine floors the wide point is chosen among
 DEFAULT_FLOORS = (0.70, 0.75, 0.80, 0.85, 0.90, 0.93)
-
-
 #: precision targets tried in turn when the requested one is out of reach
 LADDER = (0.95, 0.94, 0.93, 0.92, 0.91, 0.90)
 #: a threshold that serves less than this share of the positives is no default
@@ -88,15 +86,17 @@ def operating_points(score: Scorer, cal: PairSet, mnh_tune: Sequence[dict[str, A
                   "reason": str(exc)}
     w_floor, w_thr, w_prec, w_rec, base = _wide_point(cal_p, cal.labels, cal_cos,
                                                       cosine_default, fewer_wrong)
-    neg = [r for r in mnh_tune if r["label"] == 0]
-    neg_q, neg_c = [r["query"] for r in neg], [r["candidate"] for r in neg]
-    neg_cos = np.asarray(cos(neg_q, neg_c), np.float32)
-    guard = Guard(score(neg_q, neg_c, neg_cos), neg_cos,
-                  np.array([r["kind"] in none_of for r in neg]), max_must_not_hit)
-    pos = [r for r in mnh_tune if r["label"] == 1]
-    pos_q, pos_c = [r["query"] for r in pos], [r["candidate"] for r in pos]
-    pos_cos = np.asarray(cos(pos_q, pos_c), np.float32)
-    prefer = Guard(score(pos_q, pos_c, pos_cos), pos_cos, np.zeros(len(pos), bool))
+    def scored(label: int) -> tuple[list[dict[str, Any]], np.ndarray, np.ndarray]:
+        rows = [r for r in mnh_tune if r["label"] == label]
+        q, c = [r["query"] for r in rows], [r["candidate"] for r in rows]
+        cosines = np.asarray(cos(q, c), np.float32)
+        return rows, score(q, c, cosines), cosines
+
+    neg, neg_p, neg_cos = scored(0)
+    guard = Guard(neg_p, neg_cos, np.array([r["kind"] in none_of for r in neg]),
+                  max_must_not_hit)
+    pos, pos_p, pos_cos = scored(1)
+    prefer = Guard(pos_p, pos_cos, np.zeros(len(pos), bool))  # only its served() is used
     d_floor, d_thr, d_prec, d_rec, _ = _wide_point(cal_p, cal.labels, cal_cos,
                                                    cosine_default, fewer_wrong, guard,
                                                    prefer if pos else None,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +25,7 @@ from ._points import (
     FLOORS,
     LADDER,
     MIN_RECALL,
+    Cosines,
     Guard,
     Scorer,
     choose_threshold,
@@ -177,7 +178,6 @@ def fit_ensemble(X: np.ndarray, y: np.ndarray, weight: np.ndarray | None = None,
 
 
 
-Cosines = Callable[[Sequence[str], Sequence[str]], np.ndarray]
 
 
 def _pairset(queries: Sequence[str], candidates: Sequence[str],
