@@ -367,8 +367,7 @@ class Shard:
         need = want = max(4 * k, 32)
         while True:
             ids = self.ivf.propose(q, want, wide)
-            id_row = self.id_row
-            rows = np.fromiter((id_row[i] for i in ids.tolist()), dtype=np.int64,
+            rows = np.fromiter(map(self.id_row.__getitem__, ids.tolist()), dtype=np.int64,
                                count=len(ids))
             rows = rows[self.expires[rows] > now]
             if len(rows) >= need or len(ids) < want:  # enough, or the lists ran dry

@@ -82,6 +82,8 @@ class Verifier(ABC):
                 similarities: Sequence[float]) -> np.ndarray:
         """``verify``, its answer checked (one probability per prompt) even where a
         subclass overrode ``verify`` itself."""
+        if type(self).verify is Verifier.verify:  # checked there already: not twice
+            return self.verify(query, prompts, similarities)
         return self._checked(self.verify(query, prompts, similarities), len(prompts))
 
     async def achecked(self, query: str, prompts: Sequence[str],
