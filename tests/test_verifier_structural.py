@@ -437,3 +437,26 @@ def test_the_strict_preset_refuses_what_the_default_serves(minilm) -> None:
     strict_hit, strict_meta = lookup("structural-strict")
     assert strict_hit is None and strict_meta["decision"] == "verifier_rejected"
     assert meta["verifier_score"] < strict_meta["verifier_threshold"]
+
+
+def test_queries_do_not_push_stored_prompts_out_of_the_parse_cache() -> None:
+    """A query is new at nearly every lookup: its parse must not take a place in the
+    stored prompts' cache (16,384 parses), or a stream of one-off queries evicts the
+    prompts that come back as candidates again and again. ``explain`` right after the
+    scoring still finds the query's parse."""
+    from semcache.verifiers import structural
+
+    v = StructuralVerifier()
+    stored = "How do I convert Celsius to Kelvin for a lab report?"
+    v.verify(stored + " now", [stored], [0.95])  # the prompt's parse is cached here
+    before = structural._parse_short.cache_info()
+    queries = [f"How do I convert Celsius to Kelvin for lab report number {i}?"
+               for i in range(300)]
+    for q in queries:
+        v.verify(q, [stored], [0.95])
+        v.explain(q, stored)
+    after = structural._parse_short.cache_info()
+    assert after.currsize == before.currsize, "queries entered the prompts' cache"
+    assert after.hits - before.hits >= 2 * len(queries)  # the prompt: scored, explained
+    query_cache = structural._parse_query_cached.cache_info()
+    assert query_cache.hits >= len(queries)  # explain found each query's parse

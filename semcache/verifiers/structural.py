@@ -139,6 +139,18 @@ def _parse(text: str) -> Parsed:
     return (_parse_short if len(w) <= SHORT_CHARS else _parse_long)(w)
 
 
+# a query is new at nearly every lookup (a repeated one is an exact hit), so its parse
+# has a cache of its own, just big enough for ``explain`` to find it right after the
+# scoring with several lookups in flight: in the prompts' cache, a stream of one-off
+# queries pushed the stored prompts' parses out, and a benchmark repeating its texts
+# measured a query parse that users never get for free
+_parse_query_cached = lru_cache(maxsize=8)(parse)
+
+
+def _parse_query(text: str) -> Parsed:
+    return _parse_query_cached(window(text))
+
+
 POINTS = ("default", "strict", "wide", "veto")
 
 
@@ -189,7 +201,7 @@ class StructuralVerifier(Verifier):
 
     def _score(self, query: str, prompts: Sequence[str],
                similarities: np.ndarray) -> np.ndarray:
-        q = _parse(query)
+        q = _parse_query(query)
         cands: list[Parsed] = [_parse(p) for p in prompts]
         p = self._ensemble.predict_proba(features(q, cands, similarities))
         # the rules (verifiers/rules.py, which lists them) decide some pairs outright:
@@ -215,7 +227,7 @@ class StructuralVerifier(Verifier):
     def explain(self, query: str, prompt: str) -> str | None:
         """The rule that refused the pair ("translation direction", "negation", ...),
         or None (texts cut to their windows are judged on the windows)."""
-        return refusal(_parse(query), _parse(prompt))
+        return refusal(_parse_query(query), _parse(prompt))
 
     def score_pairs(self, queries: Sequence[str], prompts: Sequence[str],
                     similarities: Sequence[float]) -> np.ndarray:
