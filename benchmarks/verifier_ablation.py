@@ -56,7 +56,8 @@ from semcache.eval.fitting import (  # noqa: E402
     rule_negatives,
 )
 from semcache.eval.split import group_split  # noqa: E402
-from semcache.verifiers.features import _NEGATION, _STOP, _TOKEN  # noqa: E402
+from semcache.verifiers._words import _NEGATION, _STOP  # noqa: E402
+from semcache.verifiers.features import _TOKEN  # noqa: E402
 
 
 class StaticWords:

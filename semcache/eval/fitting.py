@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from ..verifiers.features import _ANTONYMS, _DIRECTION, FEATURES, _base_form
+from ..verifiers._words import _ANTONYMS, _DIRECTION
+from ..verifiers.features import FEATURES, _base_form
 from ..verifiers.trees import TreeEnsemble
 from ._mnh import load_must_not_hit, load_prompt_tuning, load_role_swaps
 from ._points import (

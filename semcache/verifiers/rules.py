@@ -41,7 +41,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .features import _ANTONYMS, _DO, _STOP, Parsed
+from ._words import _ANTONYMS, _DO, _STOP
+from .features import Parsed
 
 __all__ = ["decide", "decide_many", "refusal", "same_question"]
 
