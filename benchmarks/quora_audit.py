@@ -4,6 +4,8 @@
     .venv/bin/python benchmarks/quora_audit.py sample   # writes the sample and its key
     # judges answer each pair of sample.jsonl without seeing labels or scores
     .venv/bin/python benchmarks/quora_audit.py report   # judgements -> quora_audit.json
+    .venv/bin/python benchmarks/quora_audit.py sample-tune   # the tuning side, below
+    .venv/bin/python benchmarks/quora_audit.py report-tune   # -> quora_audit_tune.json
 
 Quora labels about 1 in 6 of the pairs the default verifier serves "not duplicate".
 Whether those labels are right, and whether the pairs labeled "duplicate" would really
@@ -18,6 +20,15 @@ each seed, ``--per-seed`` pairs are drawn at random from each system's served se
 pairs go, shuffled and numbered, to ``sample.jsonl`` (question A, question B, nothing
 else) and their labels, cosines, scores and systems to ``key.json``, which the judges
 never see.
+
+``sample-tune``: the same question on the tuning side, where a point may be chosen:
+the calibration slice of seed 0's Quora tuning part (the pairs the shipped model's
+points were chosen on, never fitted on). ``--n`` pairs are drawn at random from the
+union of what the shipped model's points (default, wide, strict, veto) and the cosine
+at 0.93 serve there, so the sampled pairs each one serves are a uniform sample of its
+served set; ``report-tune`` gives each one's precision and its estimated right and
+wrong answers (its served count times the judges' share). Files go to
+``quora_audit_tune/``.
 
 ``report``: each ``judge_<name>.jsonl`` holds ``{"id": ..., "same": true|false}`` for
 every pair; a pair is "the same" when the answer written for A would answer B fully and
@@ -115,6 +126,98 @@ def sample(per_seed: int, seeds: list[int]) -> None:
     print(f"{len(rows)} pairs -> {OUT / 'sample.jsonl'}")
 
 
+TUNE = ROOT / "benchmarks" / "results" / "quora_audit_tune"
+POINTS = ("default", "wide", "strict", "veto")
+
+
+def _tune_served() -> tuple[Any, dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    from train_verifier import DATA, corpus
+
+    from semcache._registry import get_embedder
+    from semcache.eval.fitting import make_cosines
+    from semcache.eval.split import group_split
+    from semcache.verifiers.structural import StructuralVerifier
+
+    qqp, _, texts = corpus(DATA)
+    cos = make_cosines(get_embedder(None), texts,
+                       str(ROOT / "benchmarks" / "results" / ".embeddings"))
+    cal = group_split(group_split(qqp, seed=0).tune, test_fraction=0.3, seed=1000).test
+    c = np.asarray(cos(cal.queries, cal.candidates))
+    p = StructuralVerifier().score_pairs(cal.queries, cal.candidates, c)
+    served = {}
+    for point in POINTS:
+        v = StructuralVerifier(point=point)
+        served[point] = (c >= v.floor) & (p >= v.threshold)
+    served["cosine_0.93"] = c >= COSINE
+    return cal, served, c, p
+
+
+def sample_tune(n: int) -> None:
+    cal, served, c, p = _tune_served()
+    union = np.flatnonzero(np.any(np.stack(list(served.values())), axis=0))
+    rng = np.random.default_rng(21)
+    pick = rng.choice(union, min(n, len(union)), replace=False)
+    TUNE.mkdir(parents=True, exist_ok=True)
+    key = {}
+    with open(TUNE / "sample.jsonl", "w") as f:
+        for k, i in enumerate(pick.tolist()):
+            f.write(json.dumps({"id": k, "a": cal.queries[i], "b": cal.candidates[i]},
+                               ensure_ascii=False) + "\n")
+            key[k] = {"label": int(cal.labels[i]), "cosine": round(float(c[i]), 4),
+                      "verifier_score": round(float(p[i]), 4),
+                      "served_by": [s for s, m in served.items() if m[i]]}
+    (TUNE / "key.json").write_text(json.dumps(
+        {"command": f"benchmarks/quora_audit.py sample-tune --n {n}",
+         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+         "calibration_pairs": len(cal.labels), "union_served": int(len(union)),
+         "served": {s: int(m.sum()) for s, m in served.items()},
+         "served_right_by_label": {s: int((m & (np.asarray(cal.labels) == 1)).sum())
+                                   for s, m in served.items()},
+         "pairs": key}, indent=1) + "\n")
+    (TUNE / "JUDGE_BRIEF.txt").write_text(JUDGE_BRIEF)
+    print(f"{len(pick)} of {len(union)} served pairs -> {TUNE / 'sample.jsonl'}")
+
+
+def _judgements(folder: Path, ids: list[int]) -> dict[str, dict[int, bool]]:
+    judges: dict[str, dict[int, bool]] = {}
+    for path in sorted(folder.glob("judge_*.jsonl")):
+        got = {int(d["id"]): bool(d["same"]) for d in map(json.loads,
+                                                          path.read_text().splitlines())}
+        if set(ids) - set(got):
+            raise SystemExit(f"{path.name}: no verdict for {len(set(ids) - set(got))} pairs")
+        judges[path.stem.removeprefix("judge_")] = got
+    if not judges:
+        raise SystemExit(f"no judge_*.jsonl in {folder}")
+    return judges
+
+
+def report_tune() -> None:
+    key = json.loads((TUNE / "key.json").read_text())
+    pairs = {int(k): v for k, v in key["pairs"].items()}
+    ids = sorted(pairs)
+    judges = _judgements(TUNE, ids)
+    both = {i: all(j[i] for j in judges.values()) for i in ids}
+    rng = np.random.default_rng(0)
+    out: dict[str, Any] = {"command": "benchmarks/quora_audit.py report-tune",
+                           "sample": key["command"], "sampled": key["date"],
+                           "judges": sorted(judges), "pairs": len(ids), "points": {}}
+    for system, n_served in key["served"].items():
+        sel = [i for i in ids if system in pairs[i]["served_by"]]
+        ci = _precision_ci(np.array([both[i] for i in sel]), rng)
+        out["points"][system] = {
+            "served": n_served, "sampled": len(sel),
+            "by_quora_labels": round(key["served_right_by_label"][system] / n_served, 4),
+            "by_both_judges": ci,
+            "estimated_right": round(n_served * ci.get("precision", 0.0)),
+            "estimated_wrong": round(n_served * (1 - ci.get("precision", 0.0)))}
+    a, b = (np.array([j[i] for i in ids]) for j in list(judges.values())[:2])
+    out["judges_agree"] = round(float((a == b).mean()), 4)
+    out["cohen_kappa"] = _kappa(a, b)
+    (ROOT / "benchmarks" / "results" / "quora_audit_tune.json").write_text(
+        json.dumps(out, indent=1) + "\n")
+    print(json.dumps(out, indent=1))
+
+
 def _precision_ci(same: np.ndarray, rng: np.random.Generator) -> dict[str, Any]:
     if not len(same):
         return {"n": 0}
@@ -203,9 +306,16 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--per-seed", type=int, default=70)
     s.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     sub.add_parser("report")
+    t = sub.add_parser("sample-tune")
+    t.add_argument("--n", type=int, default=480)
+    sub.add_parser("report-tune")
     args = ap.parse_args(argv)
     if args.cmd == "sample":
         sample(args.per_seed, args.seeds)
+    elif args.cmd == "sample-tune":
+        sample_tune(args.n)
+    elif args.cmd == "report-tune":
+        report_tune()
     else:
         report()
     return 0
