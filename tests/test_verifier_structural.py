@@ -399,6 +399,11 @@ def test_the_model_files_points_are_presets_by_name(tmp_path) -> None:
     assert c.verifier is not None and c.verifier.threshold == doc["strict"]["threshold"]
     c = Cache(type="faiss-semantic", verifier="structural-strict", verifier_threshold=0.99)
     assert c.verifier is not None and c.verifier.threshold == 0.99
+    for point in ("wide", "veto"):  # each recorded point has a name a user can pass
+        c = Cache(type="faiss-semantic", verifier=f"structural-{point}")
+        assert c.verifier is not None and c.verifier.name == f"structural-{point}"
+        assert c.similarity_threshold == doc[point]["floor"]
+        assert c.verifier.threshold == doc[point]["threshold"]
     with pytest.raises(ConfigError, match="unknown verifier point 'loose'"):
         StructuralVerifier(point="loose")
     # a strict point the fitting could not reach is recorded without floor and threshold

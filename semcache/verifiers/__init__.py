@@ -21,6 +21,11 @@ VERIFIERS: dict[str, str] = {
     "structural": "semcache.verifiers.structural:StructuralVerifier",
     # the same model at its strict point: fewest wrong answers, fewest hits
     "structural-strict": "semcache.verifiers.structural:strict",
+    # its wide point (floor 0.90): on natural questions more right and fewer wrong hits
+    # than the default (benchmarks/results/quora_audit_points.json), fewer rewordings
+    "structural-wide": "semcache.verifiers.structural:wide",
+    # its veto point: refuses some of what the cosine alone serves at 0.93, adds nothing
+    "structural-veto": "semcache.verifiers.structural:veto",
     # configured by $OPENAI_BASE_URL / $OPENAI_API_KEY; pass an LLMVerifier for more
     "llm": "semcache.verifiers.llm:LLMVerifier",
     # the folder scripts/train_cross_encoder.py writes ($SEMCACHE_CROSS_ENCODER or the

@@ -176,6 +176,18 @@ def strict(threshold: float | None = None) -> StructuralVerifier:
     return StructuralVerifier(threshold=threshold, point="strict")
 
 
+def wide(threshold: float | None = None) -> StructuralVerifier:
+    """The shipped model at its wide point (``Cache(verifier="structural-wide")``): the
+    cosine floor 0.90, for natural questions rather than rewritten prompts."""
+    return StructuralVerifier(threshold=threshold, point="wide")
+
+
+def veto(threshold: float | None = None) -> StructuralVerifier:
+    """The shipped model at its veto point (``Cache(verifier="structural-veto")``): it
+    only refuses what the cosine at the old default, 0.93, would serve."""
+    return StructuralVerifier(threshold=threshold, point="veto")
+
+
 class StructuralVerifier(Verifier):
     """Word order, "A to B" against "B to A", negation, numbers and units, names,
     antonyms, question words, length and overlap, with the cosine."""
