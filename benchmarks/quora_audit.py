@@ -74,7 +74,10 @@ Judge every pair on its own, from its two questions alone.
 """
 
 
-def sample(per_seed: int, seeds: list[int]) -> None:
+SYSTEMS = ("verifier", "wide", "strict", "veto", "cosine_0.93")  # "verifier": the default
+
+
+def sample(per_seed: int, seeds: list[int], systems: list[str], name: str) -> None:
     from train_verifier import DATA, corpus
     from verifier_eval import fit_seed
 
@@ -90,10 +93,12 @@ def sample(per_seed: int, seeds: list[int]) -> None:
         qs, _, _, points, score = fit_seed(seed, qqp, paws, cos)
         test = qs.test
         c, p = score(test.queries, test.candidates)
-        floor, threshold = points["default"]
-        served = {"verifier": np.flatnonzero((c >= floor) & (p >= threshold)),
-                  "cosine_0.93": np.flatnonzero(c >= COSINE)}
-        for system, idx in served.items():
+        at = {s: points["default" if s == "verifier" else s] for s in SYSTEMS[:4]}
+        masks = {s: (c >= f) & (p >= t) for s, (f, t) in at.items()}
+        masks["cosine_0.93"] = c >= COSINE
+        listed = [s for s in SYSTEMS if s in {*systems, "verifier", "cosine_0.93"}]
+        for system in systems:
+            idx = np.flatnonzero(masks[system])
             for i in rng.choice(idx, min(per_seed, len(idx)), replace=False).tolist():
                 a, b = test.queries[i], test.candidates[i]
                 r = rows.setdefault((seed, a, b), {"a": a, "b": b, "seed": seed,
@@ -105,25 +110,31 @@ def sample(per_seed: int, seeds: list[int]) -> None:
         # which system serves each sampled pair, whoever drew it
         for r in rows.values():
             if r["seed"] == seed:
-                r["served_by"] = [s for s, ok in (
-                    ("verifier", r["cosine"] >= floor and r["verifier_score"] >= threshold),
-                    ("cosine_0.93", r["cosine"] >= COSINE)) if ok]
+                r["served_by"] = [s for s in listed if (
+                    r["cosine"] >= COSINE if s == "cosine_0.93" else
+                    r["cosine"] >= at[s][0] and r["verifier_score"] >= at[s][1])]
     order = rng.permutation(len(rows))
     items = list(rows.values())
-    OUT.mkdir(parents=True, exist_ok=True)
+    out = ROOT / "benchmarks" / "results" / name
+    out.mkdir(parents=True, exist_ok=True)
     key = {}
-    with open(OUT / "sample.jsonl", "w") as f:
+    with open(out / "sample.jsonl", "w") as f:
         for n, j in enumerate(order.tolist()):
             r = items[j]
             f.write(json.dumps({"id": n, "a": r["a"], "b": r["b"]}, ensure_ascii=False) + "\n")
             key[n] = {k: v for k, v in r.items() if k not in ("a", "b")}
-    (OUT / "key.json").write_text(json.dumps(
-        {"command": f"benchmarks/quora_audit.py sample --per-seed {per_seed} --seeds "
-                    + " ".join(map(str, seeds)),
-         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-         "cosine_threshold": COSINE, "pairs": key}, indent=1) + "\n")
-    (OUT / "JUDGE_BRIEF.txt").write_text(JUDGE_BRIEF)
-    print(f"{len(rows)} pairs -> {OUT / 'sample.jsonl'}")
+    extra = ("" if systems == ["verifier", "cosine_0.93"] else
+             " --systems " + " ".join(systems)) + ("" if name == OUT.name else f" --name {name}")
+    doc: dict[str, Any] = {
+        "command": f"benchmarks/quora_audit.py sample --per-seed {per_seed} --seeds "
+                   + " ".join(map(str, seeds)) + extra,
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "cosine_threshold": COSINE}
+    if extra:
+        doc["systems"] = systems
+    (out / "key.json").write_text(json.dumps({**doc, "pairs": key}, indent=1) + "\n")
+    (out / "JUDGE_BRIEF.txt").write_text(JUDGE_BRIEF)
+    print(f"{len(rows)} pairs -> {out / 'sample.jsonl'}")
 
 
 TUNE = ROOT / "benchmarks" / "results" / "quora_audit_tune"
@@ -233,11 +244,12 @@ def _kappa(x: np.ndarray, y: np.ndarray) -> float:
     return round((po - pe) / (1 - pe), 4) if pe < 1 else 1.0
 
 
-def report() -> None:
-    key = json.loads((OUT / "key.json").read_text())
+def report(audit: str) -> None:
+    folder = ROOT / "benchmarks" / "results" / audit
+    key = json.loads((folder / "key.json").read_text())
     pairs = {int(k): v for k, v in key["pairs"].items()}
     judges: dict[str, dict[int, bool]] = {}
-    for path in sorted(OUT.glob("judge_*.jsonl")):
+    for path in sorted(folder.glob("judge_*.jsonl")):
         name = path.stem.removeprefix("judge_")
         got = {}
         for line in path.read_text().splitlines():
@@ -249,16 +261,17 @@ def report() -> None:
             raise SystemExit(f"{path.name}: no verdict for {len(missing)} pairs")
         judges[name] = got
     if not judges:
-        raise SystemExit(f"no judge_*.jsonl in {OUT}")
+        raise SystemExit(f"no judge_*.jsonl in {folder}")
     rng = np.random.default_rng(0)
     ids = sorted(pairs)
     names = sorted(judges)
     both = {i: all(judges[j][i] for j in names) for i in ids}
     either = {i: any(judges[j][i] for j in names) for i in ids}
-    out: dict[str, Any] = {"command": "benchmarks/quora_audit.py report",
+    out: dict[str, Any] = {"command": "benchmarks/quora_audit.py report"
+                                      + ("" if audit == OUT.name else f" --name {audit}"),
                            "sample": key["command"], "sampled": key["date"],
                            "judges": names, "pairs": len(ids), "systems": {}}
-    for system in ("verifier", "cosine_0.93"):
+    for system in key.get("systems", ["verifier", "cosine_0.93"]):
         # the pairs drawn for this system: a uniform sample of what it serves
         sel = [i for i in ids if system in pairs[i]["systems"]]
         lab = np.array([pairs[i]["label"] for i in sel], bool)
@@ -275,7 +288,8 @@ def report() -> None:
                     "n": len(b), "by_both_judges": round(float(np.mean([both[i] for i in b])), 4),
                     "by_quora_labels": round(float(np.mean([pairs[i]["label"] for i in b])), 4)}
         row["by_cosine_band"] = bands
-        if system == "cosine_0.93":  # what the verifier's default point does with these
+        if system == "cosine_0.93" and "verifier" in key.get("systems", ["verifier"]):
+            # what the verifier's default point does with these
             for name, keep in (("verifier_also_serves", True), ("verifier_refuses", False)):
                 b = [i for i in sel if ("verifier" in pairs[i]["served_by"]) == keep]
                 row[name] = {"n": len(b),
@@ -294,7 +308,7 @@ def report() -> None:
         dup = [i for i in ids if pairs[i]["label"]]
         out[f"judge_{j}_calls_labeled_duplicates_different"] = round(
             1 - float(np.mean([judges[j][i] for i in dup])), 4) if dup else None
-    (ROOT / "benchmarks" / "results" / "quora_audit.json").write_text(
+    (ROOT / "benchmarks" / "results" / f"{audit}.json").write_text(
         json.dumps(out, indent=1) + "\n")
     print(json.dumps(out, indent=1))
 
@@ -305,19 +319,23 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("sample")
     s.add_argument("--per-seed", type=int, default=70)
     s.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    sub.add_parser("report")
+    s.add_argument("--systems", nargs="+", choices=SYSTEMS, default=["verifier", "cosine_0.93"],
+                   help="whose served pairs to draw from (verifier: the default point)")
+    s.add_argument("--name", default=OUT.name, help="folder and results file name")
+    r = sub.add_parser("report")
+    r.add_argument("--name", default=OUT.name)
     t = sub.add_parser("sample-tune")
     t.add_argument("--n", type=int, default=480)
     sub.add_parser("report-tune")
     args = ap.parse_args(argv)
     if args.cmd == "sample":
-        sample(args.per_seed, args.seeds)
+        sample(args.per_seed, args.seeds, args.systems, args.name)
     elif args.cmd == "sample-tune":
         sample_tune(args.n)
     elif args.cmd == "report-tune":
         report_tune()
     else:
-        report()
+        report(args.name)
     return 0
 
 
