@@ -128,29 +128,36 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+#: what the default is printed beside: the cosine alone (the old default) and the
+#: model's other points by name (README, "Which point for which traffic")
+BESIDE = ((None, "cosine alone"), ("structural-wide", "structural-wide"),
+          ("structural-strict", "structural-strict"))
+
+
 def _beside(pairs: list[tuple[str, str, int]], default: tuple[int, int, int],
             positives: int, negatives: int, request: Any, out: Any) -> None:
-    """The same queries through the cosine alone (the old default), beside the default."""
+    """The same queries through the cosine alone and the other points, beside the default."""
     from . import Cache
 
-    alone = Cache(type="faiss-semantic", verifier=None)
-    for i, (cached, _q, _label) in enumerate(pairs):
-        alone.add_cache({"answer": f"answer #{i}", "source": i}, **request(cached))
-    right = wrong = on_neg = 0
-    for i, (_cached, query, label) in enumerate(pairs):
-        hit = alone.lookup(**request(query))
-        if hit is None:
-            continue
-        if label == 1 and hit.value["source"] == i:
-            right += 1
-        else:
-            wrong += 1
-            on_neg += label == 0
-    print("\nbeside the cosine alone (verifier=None):", file=out)
-    print("                          correct hits   false hits   on non-paraphrases",
+    rows = [("default (verifier)", default)]
+    for spec, title in BESIDE:
+        other = Cache(type="faiss-semantic", verifier=spec)
+        for i, (cached, _q, _label) in enumerate(pairs):
+            other.add_cache({"answer": f"answer #{i}", "source": i}, **request(cached))
+        right = wrong = on_neg = 0
+        for i, (_cached, query, label) in enumerate(pairs):
+            hit = other.lookup(**request(query))
+            if hit is None:
+                continue
+            if label == 1 and hit.value["source"] == i:
+                right += 1
+            else:
+                wrong += 1
+                on_neg += label == 0
+        rows.append((f"{title}, {other.similarity_threshold}", (right, wrong, on_neg)))
+    print("\nbeside the cosine alone (verifier=None) and the other points:", file=out)
+    print("                                 correct hits   false hits   on non-paraphrases",
           file=out)
-    for name, (r, w, n) in (("default (verifier)", default),
-                            (f"cosine alone, {alone.similarity_threshold}", (right, wrong,
-                                                                           on_neg))):
-        print(f"  {name:<24} {r:5d} ({r / max(positives, 1):.0%})  {w:5d} ({w / max(r + w, 1):.0%})"
+    for name, (r, w, n) in rows:
+        print(f"  {name:<31} {r:5d} ({r / max(positives, 1):.0%})  {w:5d} ({w / max(r + w, 1):.0%})"
               f"   {n:5d} of {negatives}", file=out)

@@ -22,3 +22,6 @@ def test_demo_runs_and_reports(capsys):
     assert "false-hit rate" in out
     # the default with its verifier, beside the cosine alone (issue 20)
     assert re.search(r"cosine alone, 0.93\s+\d+", out)
+    # and beside the model's other points by name (which point for which traffic)
+    assert re.search(r"structural-wide, 0.9\s+\d+", out)
+    assert re.search(r"structural-strict, 0.8\s+\d+", out)
