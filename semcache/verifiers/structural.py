@@ -177,8 +177,9 @@ def strict(threshold: float | None = None) -> StructuralVerifier:
 
 
 def wide(threshold: float | None = None) -> StructuralVerifier:
-    """The shipped model at its wide point (``Cache(verifier="structural-wide")``): the
-    cosine floor 0.90, for natural questions rather than rewritten prompts."""
+    """The shipped model at its wide point (``Cache(verifier="structural-wide")``): a
+    higher cosine floor than the default's, for natural questions rather than rewritten
+    prompts (README, "Which point for which traffic")."""
     return StructuralVerifier(threshold=threshold, point="wide")
 
 
