@@ -465,3 +465,23 @@ def test_queries_do_not_push_stored_prompts_out_of_the_parse_cache() -> None:
     assert after.hits - before.hits >= 2 * len(queries)  # the prompt: scored, explained
     query_cache = structural._parse_query_cached.cache_info()
     assert query_cache.hits >= len(queries)  # explain found each query's parse
+
+
+def test_word_readings_are_memoized_for_words_not_for_any_token() -> None:
+    """Word readings are memoized (65,536 of each), but prompts are client input: a
+    long "word" must not take a place there, or unique 8 KB tokens could hold half a
+    gigabyte. Words of ordinary length are still read once."""
+    from semcache.verifiers import features
+
+    caches = [getattr(f, "cache_info", None) for f in
+              (features._word_memo, features._stem_memo, features._base_form_memo)]
+    assert all(caches), "the word readings are not memoized"
+    before = [c().currsize for c in caches]
+    for i in range(50):
+        parse(("x" * 3000) + "abcdefghij"[i % 10] * (i + 1) + " is long")
+    grown = [c().currsize - b for c, b in zip(caches, before)]
+    assert max(grown) <= 2, grown  # "is", "long": not the 50 long tokens
+    parse("How do I convert Celsius to Kelvin?")
+    hits = features._word_memo.cache_info().hits
+    parse("How do I convert Celsius to Kelvin?!")
+    assert features._word_memo.cache_info().hits > hits

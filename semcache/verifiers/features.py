@@ -63,6 +63,10 @@ _OPERAND_L, _OPERAND_R = r"(?:(?<=[\w)])|(?<=[\w)] ))", r"(?=\s?[\w(])"
 _OPERATOR = re.compile(
     r"\+|=|(?<=[A-Za-z])#|[-\u2212](?=\s*\d)|(?<=\d)-"
     rf"|{_OPERAND_L}(?:[<>]=?|(?<!\*)\*(?!\*)|/|\^){_OPERAND_R}")
+#: a word's reading (head word, stem, positive form) never changes, so it is read once;
+#: only words up to this long are kept: prompts are client input, and 65,536 unique
+#: tokens of a window's 8 KB would hold about half a gigabyte
+MEMO_CHARS = 40
 #: a character every ``_OPERATOR`` match holds: most prompts have none, and the search
 #: for one costs a twentieth of ``_OPERATOR``'s look-behinds at every position
 _OPERATOR_CHAR = re.compile("[-+=#<>*/^\u2212]")
@@ -74,8 +78,7 @@ _SYMBOL = re.compile("[$\u00a2\u00a3\u00a5\u20a3-\u20bf]")
 _MODAL_NT = _MODAL | frozenset("do does did is are was were has have had ca wo".split())
 
 
-@lru_cache(maxsize=1 << 16)  # a word's reading never changes: read it once
-def _stem(w: str) -> str:
+def _stem_raw(w: str) -> str:
     # crude on purpose: "defeated"/"defeat", "questions"/"question" must meet, and a
     # real stemmer would cost more than the rest of the features together
     if len(w) > 5 and w.endswith("ing"):
@@ -85,6 +88,13 @@ def _stem(w: str) -> str:
     if len(w) > 3 and w.endswith("s") and not w.endswith("ss"):
         return w[:-1]
     return w
+
+
+_stem_memo = lru_cache(maxsize=1 << 16)(_stem_raw)
+
+
+def _stem(w: str) -> str:
+    return _stem_memo(w) if len(w) <= MEMO_CHARS else _stem_raw(w)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,8 +134,7 @@ class Parsed:
     marks: tuple[str, ...] = ()
 
 
-@lru_cache(maxsize=1 << 16)  # a word's reading never changes: read it once
-def _word(token: str) -> tuple[str, int]:
+def _word_raw(token: str) -> tuple[str, int]:
     """A token's lower-cased head word and whether it carried "n't": "what's" is "what",
     "doesn't" is "does" plus a negation, "won't" is "will" plus a negation."""
     w = token.lower()
@@ -136,6 +145,13 @@ def _word(token: str) -> tuple[str, int]:
         return head, 0
     head = head[:-1] if head.endswith("n") and head != "can" else head
     return {"wo": "will", "ca": "can", "sha": "shall"}.get(head, head), 1
+
+
+_word_memo = lru_cache(maxsize=1 << 16)(_word_raw)
+
+
+def _word(token: str) -> tuple[str, int]:
+    return _word_memo(token) if len(token) <= MEMO_CHARS else _word_raw(token)
 
 
 #: skipped between a question word and what it asks about: "what is the X" asks about X
@@ -321,8 +337,7 @@ def _discordance(p: Parsed, q: Parsed, shared: frozenset[str]) -> float:
     return bad / (n * (n - 1) / 2)
 
 
-@lru_cache(maxsize=1 << 16)  # a word's reading never changes: read it once
-def _base_form(w: str) -> str:
+def _base_form_raw(w: str) -> str:
     """The positive form of a comparative or superlative in the antonym list: "cheaper"
     and "cheapest" are "cheap", "bigger" is "big", "easier" is "easy"; "more expensive"
     meets "cheaper" because the comparing word is a stop word."""
@@ -334,6 +349,13 @@ def _base_form(w: str) -> str:
                 if cand in _ANTONYMS:
                     return cand
     return w
+
+
+_base_form_memo = lru_cache(maxsize=1 << 16)(_base_form_raw)
+
+
+def _base_form(w: str) -> str:
+    return _base_form_memo(w) if len(w) <= MEMO_CHARS else _base_form_raw(w)
 
 
 def _antonym(p: Parsed, q: Parsed) -> float:
