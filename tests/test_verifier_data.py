@@ -99,10 +99,11 @@ def test_the_holdout_is_well_formed_and_disjoint_from_everything_fitted_on() -> 
                                                   ("holdout6", 350, 30),
                                                   ("holdout7", 300, 25),
                                                   ("holdout8", 350, 35),
-                                                  ("holdout9", 250, 20)])
+                                                  ("holdout9", 250, 20),
+                                                  ("holdout10", 300, 35)])
 def test_the_later_holdouts_are_well_formed_and_share_no_prompt(
         name: str, minimum: int, rare: int) -> None:
-    """The second to ninth holdouts (2026-12-07): each its own file, never in the
+    """The second to tenth holdouts (2026-12-07): each its own file, never in the
     suite, and no string in common with any earlier prompt file (the fitted suite and
     role-swap set, the earlier holdouts): groups that shared one were dropped when each
     was added."""

@@ -25,6 +25,8 @@
 - ``must_not_hit_holdout8.jsonl``: an eighth, committed unread and read once with the
   greater/less change and the model before it.
 - ``must_not_hit_holdout9.jsonl``: a ninth, committed unread for the next change.
+- ``must_not_hit_holdout10.jsonl``: a tenth, committed unread so that a set stays unread
+  after the ninth has judged a change.
 
 The first four holdouts were read, one after another, as the verifier's rules were
 written from their leaks; from 2026-12-07 they are tuning data (``READ_HOLDOUTS``,
@@ -39,6 +41,7 @@ were measured before they were fitted on.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from importlib import resources
 from typing import Any
 
@@ -47,7 +50,7 @@ __all__ = ["HOLDOUTS", "READ_HOLDOUTS", "ROLE_KINDS", "UNREAD_HOLDOUTS", "UNSEEN
 
 #: the holdout prompt files, in the order they were written
 HOLDOUTS = ("holdout", "holdout2", "holdout3", "holdout4", "holdout5", "holdout6",
-            "holdout7", "holdout8", "holdout9")
+            "holdout7", "holdout8", "holdout9", "holdout10")
 
 #: the holdouts that were read while the rules were written, now fitted and tuned on
 READ_HOLDOUTS = HOLDOUTS[:4]
@@ -56,12 +59,12 @@ READ_HOLDOUTS = HOLDOUTS[:4]
 #: development set), ``holdout6`` measured the change (read once, then the currency rule
 #: came of it), ``holdout7`` measured the finished model (read once, nothing changed),
 #: ``holdout8`` measured the greater/less change (read once, then the flat sign was read
-#: as a word), ``holdout9`` is unread
+#: as a word), ``holdout9`` and ``holdout10`` are unread
 UNSEEN_HOLDOUTS = HOLDOUTS[4:]
 
 #: committed before anyone read them: no script reports on them unasked (the rules'
 #: cost report skips them), so the next change to the verifier is judged on them once
-UNREAD_HOLDOUTS = ("holdout9",)
+UNREAD_HOLDOUTS = ("holdout9", "holdout10")
 
 #: must-not-hit kinds where the same words ask something else because roles moved; the
 #: default operating point serves none of them on tuning data
@@ -84,13 +87,18 @@ def load_must_not_hit(half: str | None = None) -> list[dict[str, Any]]:
     return _rows("must_not_hit.jsonl", half)
 
 
-def load_prompt_tuning() -> list[dict[str, Any]]:
+def load_prompt_tuning(holdouts: Sequence[str] = READ_HOLDOUTS) -> list[dict[str, Any]]:
     """The prompt pairs a verifier is fitted and tuned on: the suite's tune half and the
-    read holdouts, each holdout's groups moved to their own range (file k: k * 100,000
-    plus its group) so that no two files share a group."""
+    read holdouts (``holdouts``), each holdout's groups moved to their own range (file
+    k of ``HOLDOUTS``: k * 100,000 plus its group) so that no two files share a group."""
+    unknown = sorted(set(holdouts) - set(HOLDOUTS))
+    if unknown:
+        raise ValueError(f"unknown holdouts {unknown}; known: {list(HOLDOUTS)}")
     rows = load_must_not_hit("tune")
-    for k, name in enumerate(READ_HOLDOUTS, 1):
-        rows += [{**r, "group": k * 100_000 + r["group"]} for r in load_must_not_hit(name)]
+    for k, name in enumerate(HOLDOUTS, 1):
+        if name in holdouts:
+            rows += [{**r, "group": k * 100_000 + r["group"]}
+                     for r in load_must_not_hit(name)]
     return rows
 
 
