@@ -157,6 +157,28 @@ def test_the_prompt_tuning_data_holds_the_read_holdouts_and_no_unseen_prompt() -
     assert not {t for r in rows for t in (r["query"], r["candidate"])} & test_half
 
 
+def test_prompt_tuning_fits_on_the_holdouts_it_is_given() -> None:
+    """An experiment may fit on more read sets (benchmarks/verifier_fit_sets.py): each
+    file keeps its own group range, the default is the four read holdouts, and a name
+    that is no holdout is refused rather than silently fitting on less."""
+    from semcache.eval._mnh import HOLDOUTS, READ_HOLDOUTS, load_prompt_tuning
+    from semcache.eval.fitting import load_must_not_hit
+
+    shipped = load_prompt_tuning()
+    assert shipped == load_prompt_tuning(READ_HOLDOUTS)
+    more = load_prompt_tuning((*READ_HOLDOUTS, "holdout6"))
+    extra = more[len(shipped):]
+    six = load_must_not_hit("holdout6")
+    assert len(shipped) == len(load_must_not_hit("tune")) + sum(
+        len(load_must_not_hit(h)) for h in READ_HOLDOUTS)
+    assert len(extra) == len(six)
+    k = HOLDOUTS.index("holdout6") + 1
+    assert [r["group"] for r in extra] == [k * 100_000 + r["group"] for r in six]
+    assert not {r["group"] for r in extra} & {r["group"] for r in shipped}
+    with pytest.raises(ValueError, match="holdout11"):
+        load_prompt_tuning(("holdout11",))
+
+
 def test_the_shipped_model_was_fitted_on_the_prompt_tuning_data() -> None:
     """The shipped verifier's record says it saw every prompt pair of
     ``load_prompt_tuning`` (a refit forgotten after the data changed fails here)."""

@@ -246,16 +246,21 @@ def train(qqp_tune: Any, paws_tune: Any, mnh_tune: Sequence[dict[str, Any]], cos
           *, seed: int = 0, n_rule_questions: int = 4000,
           weights: dict[str, float] | None = None,
           roles_tune: Sequence[dict[str, Any]] = (), guard_roles: bool = True,
-          guard_fraction: float = 0.0, **points: Any) -> dict[str, Any]:
+          guard_fraction: float = 0.0, guard: Sequence[dict[str, Any]] | None = None,
+          **points: Any) -> dict[str, Any]:
     """Fit the structural verifier on tuning data only and choose its operating points
     (``operating_points``, which takes ``points``) on a held-out slice of it: the
     returned model document never saw a test pair. ``guard_fraction`` > 0 keeps that
     share of the prompt sets' tune groups out of the fit, for the must-not-hit budget
-    alone (0: the budget is checked on rows the model was fitted on)."""
+    alone (0: the budget is checked on rows the model was fitted on). ``guard``, when
+    given, is the prompt rows the budget is checked on instead (an experiment that fits
+    on more sets than it budgets on: ``benchmarks/verifier_fit_sets.py``)."""
     import sklearn
 
     weights = {**WEIGHTS, **(weights or {})}
     mnh_fit, mnh_guard = _hold_groups(mnh_tune, guard_fraction, seed)
+    if guard is not None:
+        mnh_guard = list(guard)
     roles_fit, roles_guard = _hold_groups(roles_tune, guard_fraction, seed)
     fit, cal = tuning_data(qqp_tune, paws_tune, mnh_fit, cos, seed=seed,
                            n_rule_questions=n_rule_questions, roles_tune=roles_fit)
