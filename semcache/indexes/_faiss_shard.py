@@ -288,7 +288,10 @@ class Shard:
 
         ``threshold``: rows from which an IVF proposes; ``compact``: rows from which the
         int8 copy does (below ``threshold``). Each is kept until the shard shrinks below
-        half its threshold, so a shard at the boundary does not rebuild on every write.
+        half its threshold, so a shard at the boundary does not rebuild on every write,
+        and rebuilt when the shard has grown 4x since: the IVF is retrained, the int8
+        copy's scales are measured again (a copy built from a few rows clipped most of
+        the rows added later, and missed the exact top k).
         """
         n = self.n
         kind = None if self.ivf is None else self.ivf.kind
@@ -301,8 +304,7 @@ class Shard:
         if want is None:
             self.ivf = None
             self.pending.clear()
-        elif want != kind or (want == "ivf" and self.ivf is not None
-                              and n > 4 * self.ivf.built_n):
+        elif want != kind or (self.ivf is not None and n > 4 * self.ivf.built_n):
             self.ivf = (IVF(self.vecs[:n], self.ids[:n], nprobe, reprobe_below)
                         if want == "ivf" else Compact(self.vecs[:n], self.ids[:n]))
             self.pending.clear()
