@@ -100,7 +100,7 @@ def test_the_holdout_is_well_formed_and_disjoint_from_everything_fitted_on() -> 
                                                   ("holdout7", 300, 25),
                                                   ("holdout8", 350, 35),
                                                   ("holdout9", 250, 20),
-                                                  ("holdout10", 300, 35)])
+                                                  ("holdout10", 300, 30)])
 def test_the_later_holdouts_are_well_formed_and_share_no_prompt(
         name: str, minimum: int, rare: int) -> None:
     """The second to tenth holdouts (2026-12-07): each its own file, never in the
