@@ -36,8 +36,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from train_verifier import DATA, corpus  # noqa: E402
+from verifier_eval import _mnh, _p_at_r  # noqa: E402
 
 from semcache._registry import get_embedder  # noqa: E402
 from semcache.eval._mnh import (  # noqa: E402
@@ -56,9 +58,9 @@ FLOORS = (0.70, 0.80, 0.90)
 
 
 def _counts(rows: list[dict[str, Any]], served: np.ndarray) -> list[int]:
-    neg = np.array([r["label"] == 0 for r in rows])
-    rev = np.array([r["kind"] == "reversal" for r in rows])
-    return [int((served & neg).sum()), int((served & rev).sum()), int((served & ~neg).sum())]
+    """[must-not-hit served, reversals served, paraphrases served]."""
+    m = _mnh(rows, served)
+    return [m["must_not_hit_served"], m["reversals_served"], m["paraphrases_served"]]
 
 
 def _most_paraphrases(rows: list[dict[str, Any]], c: np.ndarray, p: np.ndarray,
@@ -73,13 +75,6 @@ def _most_paraphrases(rows: list[dict[str, Any]], c: np.ndarray, p: np.ndarray,
         if (s & neg).sum() <= max_rate * neg.sum() and not (s & rev).any():
             best = max(best, int((s & ~neg).sum()))
     return best
-
-
-def _p_at_r(p: np.ndarray, y: np.ndarray, recall: float) -> float:
-    yy = y[np.argsort(-p, kind="stable")]
-    tp = np.cumsum(yy)
-    i = int(np.searchsorted(tp, recall * y.sum()))
-    return round(float(tp[i] / (i + 1)), 4) if i < len(tp) else float("nan")
 
 
 def one(seed: int, left: str | None, guard: str, qqp: Any, paws: Any, cos: Any
@@ -109,7 +104,8 @@ def one(seed: int, left: str | None, guard: str, qqp: Any, paws: Any, cos: Any
         "points": {k: [f, round(th, 4)] for k, (f, th) in points.items()},
         "quora_test": {}, "sets": {}, "curves": {
             **{f"quora_precision_at_recall_{r:.2f}":
-               _p_at_r(np.where(tc >= FLOORS[0], tp, -1.0), y, r) for r in (0.20, 0.30)},
+               round(_p_at_r(np.where(tc >= FLOORS[0], tp, -1.0), y, r), 4)
+               for r in (0.20, 0.30)},
             "paraphrases_at_2pct_no_reversal": {}}}
     for k, (f, th) in points.items():
         s = (tc >= f) & (tp >= th)
