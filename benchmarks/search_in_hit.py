@@ -1,4 +1,4 @@
-"""A shard's search right after an embedding, exact scan against the int8 copy (issue #25).
+"""A shard's search right after an embedding: exact scan, whole int8 copy, routed copy (#25).
 
     .venv/bin/python benchmarks/search_in_hit.py                      # 1k-15k rows
     .venv/bin/python benchmarks/search_in_hit.py --sizes 2000 10000 --out x.json
@@ -7,17 +7,19 @@
 Inside a hit the search runs right after onnxruntime has pushed the shard out of the
 CPU caches, so it costs more than the same search alone. For each size, one context of
 real Quora question embeddings (the stored side of label-1 pairs) plus the clustered
-filler of ``hit_latency.py``, in two ``FaissIndex`` objects: exact scan
-(``compact_threshold=None``) and the int8 copy (forced). For each paraphrase query:
-embed it, then search one index; the two alternate which goes first. Reports p50/p90
-of the search and recall@1 against numpy's brute force over the same rows. Chooses
+filler of ``hit_latency.py``, in three ``FaissIndex`` objects (``VARIANTS``): the exact
+scan (``compact_threshold=None``), the int8 copy (forced) with every one of its k-means
+lists scanned (``nprobe`` past their number: the whole copy, as it was scanned before
+it had lists), and the copy as shipped (``NPROBE`` lists). For each paraphrase query:
+embed it, then search one index; they rotate which goes first. Reports p50/p90 of the
+search and recall@1 against numpy's brute force over the same rows. Chooses
 ``COMPACT_THRESHOLD`` (semcache/indexes/faiss.py); not a test.
 
-``--hit``: the whole lookup instead, through two ``faiss-semantic`` caches that share
-one embedder (LRU off) and differ only in ``compact_threshold``; per paraphrase the
-embedder alone and both lookups, in rotating order, so the two hits' ratios to the
-embedding come from the same minutes (``hit_latency.py`` can only compare two trees
-run after each other).
+``--hit``: the whole lookup instead, through three ``faiss-semantic`` caches that share
+one embedder (LRU off) and differ only in ``compact_threshold`` and ``nprobe``; per
+paraphrase the embedder alone and the three lookups, in rotating order, so the hits'
+ratios to the embedding come from the same minutes (``hit_latency.py`` can only compare
+two trees run after each other).
 """
 
 from __future__ import annotations
@@ -40,7 +42,12 @@ from _bench_data import QQP, filler, load_pairs  # noqa: E402
 
 from semcache.embedders.onnx import OnnxEmbedder  # noqa: E402
 from semcache.indexes.base import IndexEntry  # noqa: E402
-from semcache.indexes.faiss import FaissIndex  # noqa: E402
+from semcache.indexes.faiss import NPROBE, FaissIndex  # noqa: E402
+
+#: (name, compact_threshold, nprobe): the exact scan; the int8 copy with every list
+#: scanned (the whole copy, as before its k-means lists); the copy as shipped (the
+#: ``NPROBE`` lists nearest the query)
+VARIANTS = (("exact", None, NPROBE), ("compact_all", 2, 1 << 30), ("compact", 2, NPROBE))
 
 
 def whole_hit(emb: OnnxEmbedder, pairs: list[tuple[str, str]], other_vecs: np.ndarray,
@@ -51,10 +58,11 @@ def whole_hit(emb: OnnxEmbedder, pairs: list[tuple[str, str]], other_vecs: np.nd
     from semcache._keys import semantic_split
 
     caches = {}
-    for name, ct in (("exact", None), ("compact", 2)):
+    for name, ct, nprobe in VARIANTS:
         c = Cache(type="faiss-semantic", embedder=emb, similarity_threshold=0.8)
         assert isinstance(c.index, FaissIndex)
         c.index.compact_threshold = ct
+        c.index.nprobe = nprobe
         for a, _ in pairs:
             c.add_cache({"answer": f"answer to {a}"}, **req(a))
         caches[name] = c
@@ -119,17 +127,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.hit:
         result["sizes"] = whole_hit(emb, pairs, fill, args.sizes, args.repeats)
     for n in [] if args.hit else args.sizes:
-        idx = {name: FaissIndex(allv.shape[1], approx_threshold=None, compact_threshold=ct)
-               for name, ct in (("exact", None), ("compact", 2))}
+        idx = {name: FaissIndex(allv.shape[1], approx_threshold=None, compact_threshold=ct,
+                                nprobe=nprobe)
+               for name, ct, nprobe in VARIANTS}
         for ix in idx.values():
             ix.add([IndexEntry(f"k{i}", "c", "n", "", 0.0, None) for i in range(n)],
                    allv[:n])
         truth = np.argmax(qv @ allv[:n].T, axis=1)
         lat: dict[str, list[float]] = {k: [] for k in idx}
         good = dict.fromkeys(idx, 0)
-        for _ in range(args.repeats):
+        for r in range(args.repeats):
             for i, t in enumerate(queries):
-                for name in (("exact", "compact") if i % 2 else ("compact", "exact")):
+                k0 = (i + r) % len(idx)
+                for name in list(idx)[k0:] + list(idx)[:k0]:
                     emb.embed([t])
                     t0 = time.perf_counter()
                     got = idx[name].search(qv[i], "c", 4)
@@ -140,8 +150,10 @@ def main(argv: list[str] | None = None) -> int:
             row[name] = {"p50_ms": round(float(np.median(xs)) * 1e3, 3),
                          "p90_ms": round(float(np.percentile(xs, 90)) * 1e3, 3),
                          "recall_at_1": round(good[name] / len(xs), 4)}
-        row["compact_over_exact_p50"] = round(row["compact"]["p50_ms"] /
-                                              row["exact"]["p50_ms"], 3)
+        for name in idx:
+            if name != "exact":
+                row[f"{name}_over_exact_p50"] = round(row[name]["p50_ms"] /
+                                                      row["exact"]["p50_ms"], 3)
         print(json.dumps(row), flush=True)
         result["sizes"].append(row)
         for ix in idx.values():

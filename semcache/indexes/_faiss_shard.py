@@ -1,5 +1,5 @@
 """A shard of the embedded index: one context's entries as a contiguous float32 matrix,
-searched exactly; mid-sized shards also keep an int8 copy scanned first (``Compact``),
+searched exactly; mid-sized shards also keep an int8 copy in k-means lists (``Compact``),
 large ones an approximate FAISS index (``IVF``). Both only propose candidates, rescored
 from the float32 rows. The design and its measurements: ``faiss.py``, docs/indexes.md."""
 
@@ -68,7 +68,7 @@ class IVF:
         # any nprobe (16: 0.85 ms, recall@1 0.986; 24: 1.27 ms, 0.991), 2048 lists with
         # 32 probed met it (0.93 ms, 0.992, on 2 cores at load 10), for a 3.5x longer
         # build (321 s against 91 s there).
-        nlist = int(max(1, min(2048, round(2 * np.sqrt(n)), n // 39)))
+        nlist = _nlist(n)
         quantizer = faiss.IndexFlatIP(dim)
         index = faiss.IndexIVFScalarQuantizer(quantizer, dim, nlist,
                                               faiss.ScalarQuantizer.QT_8bit,
@@ -107,6 +107,12 @@ class IVF:
         return ids[0][ids[0] >= 0]
 
 
+def _nlist(n: int) -> int:
+    """~2 sqrt(n) inverted lists; at least 39 rows per list (faiss's own minimum for
+    training), at most 2048 so (re)training stays bounded."""
+    return int(max(1, min(2048, round(2 * np.sqrt(n)), n // 39)))
+
+
 def _remove_ids(index: Any, ids: np.ndarray) -> None:
     """O(1) per id: both indexes keep a hashtable direct map."""
     import faiss
@@ -120,64 +126,93 @@ _CODE_HEADROOM = 1.5
 
 
 class Compact:
-    """An int8 copy of a mid-sized shard, scanned in full to propose candidates.
+    """An int8 copy of a mid-sized shard, in k-means lists, to propose candidates.
 
     Why (issue #25): right after an embedding the model's weights have pushed the shard
     out of the CPU caches, so an exact scan of 10k x 384 float32 rows (15 MB) reads
     them from memory: 0.7-0.9 ms inside a hit against 0.3 ms alone. One byte per
-    component is a quarter of that traffic. FAISS scans the codes with its SIMD kernel
-    (``QT_8bit_direct_signed``, one inverted list, no OpenMP team for one query); its
-    top ``max(4k, 32)`` are rescored exactly from the float32 rows, so every similarity
-    returned is the exact cosine and the exact top-k is missed only if some 30 rows
-    score within the codes' error (about 1e-3) of it.
+    component is a quarter of that traffic, and scanning only the ``nprobe`` lists
+    nearest the query (of ~2 sqrt(n), as the IVF) a fraction of that. FAISS scans the
+    codes with its SIMD kernel (``QT_8bit_direct_signed``, no OpenMP team for one
+    query); its top ``max(4k, 32)`` are rescored exactly from the float32 rows, so every
+    similarity returned is the exact cosine and, among the lists probed, the exact
+    top-k is missed only if some 30 rows score within the codes' error (about 1e-3).
 
     Codes are ``round(v_i * scale_i)`` with one scale per dimension (the largest
     component seen at build, times ``_CODE_HEADROOM``; later outliers are clipped, which
     only blurs their proposal score). The query is divided by the same scales (and
     quantized to int8 too, as the kernel wants), so the kernel's integer dot product
-    ranks rows as the cosine does, up to the rounding, at no extra cost per row.
+    ranks rows as the cosine does, up to the rounding, at no extra cost per row. The
+    coarse quantizer holds the centroids times the scales, so the scaled query ranks
+    lists by its cosine to their centroids too; rows are put in the list of their
+    nearest centroid by their float32 values (``add_core``). Unlike the IVF's trained
+    codes (fitted to each dimension's range, widened by half for small samples), these
+    keep the int8 copy's precision inside tight clusters of near-identical rows
+    (benchmarks/tight_clusters.py).
     """
 
-    __slots__ = ("built_n", "index", "inv_scale", "params", "scale")
+    __slots__ = ("built_n", "centroids", "index", "inv_scale", "params", "reprobe_below",
+                 "scale", "wide")
     kind = "compact"
-    reprobe_below = None  # one list, always probed
 
-    def __init__(self, vecs: np.ndarray, ids: np.ndarray) -> None:
+    def __init__(self, vecs: np.ndarray, ids: np.ndarray, nprobe: int = 32,
+                 reprobe_below: float | None = REPROBE_BELOW) -> None:
         import faiss
 
         n, dim = vecs.shape
         top = np.abs(vecs).max(axis=0) * _CODE_HEADROOM if n else np.ones(dim, np.float32)
         self.scale = (127.0 / np.maximum(top, 1e-6)).astype(np.float32)
         self.inv_scale = (1.0 / self.scale).astype(np.float32)
+        nlist = _nlist(n)
+        if nlist > 1:
+            km = faiss.Kmeans(dim, nlist, niter=10, spherical=True, seed=n)
+            km.train(np.ascontiguousarray(vecs, dtype=np.float32))
+            self.centroids: np.ndarray | None = km.centroids
+        else:
+            self.centroids = None  # one list: nothing to route
         quantizer = faiss.IndexFlatIP(dim)
-        quantizer.add(np.zeros((1, dim), np.float32))  # one list: no k-means to train
+        quantizer.add(np.zeros((1, dim), np.float32) if self.centroids is None
+                      else self.centroids * self.scale)
         index = faiss.IndexIVFScalarQuantizer(
-            quantizer, dim, 1, faiss.ScalarQuantizer.QT_8bit_direct_signed,
+            quantizer, dim, nlist, faiss.ScalarQuantizer.QT_8bit_direct_signed,
             faiss.METRIC_INNER_PRODUCT, False)
-        index.train(np.zeros((1, dim), np.float32))  # direct codes: nothing to learn
+        index.is_trained = True  # direct codes: nothing to learn; the lists are set above
         index.set_direct_map_type(faiss.DirectMap.Hashtable)  # type: ignore[attr-defined]
         quantizer.this.disown()  # type: ignore[attr-defined]  # the IVF owns it now
         index.own_fields = True
         self.index = index
         self.built_n = n
         params: Any = faiss.SearchParametersIVF
-        self.params = params(nprobe=1)
+        self.params = params(nprobe=min(nprobe, nlist))
+        self.wide = params(nprobe=min(4 * nprobe, nlist))
+        self.reprobe_below = reprobe_below if nprobe < nlist else None
         self.add(vecs, ids)
 
     def add(self, vecs: np.ndarray, ids: np.ndarray) -> None:
+        import faiss
+
         codes = np.clip(np.rint(vecs * self.scale), -128.0, 127.0).astype(np.float32)
-        self.index.add_with_ids(codes, np.ascontiguousarray(ids, dtype=np.int64))
+        if self.centroids is None:
+            lists = np.zeros(len(vecs), dtype=np.int64)
+        else:
+            lists = np.argmax(vecs @ self.centroids.T, axis=1).astype(np.int64)
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+        ptr = faiss.swig_ptr
+        self.index.add_core(len(codes), ptr(codes), ptr(ids), ptr(lists))
 
     def remove(self, ids: np.ndarray) -> None:
         _remove_ids(self.index, ids)
 
-    def propose(self, q: np.ndarray, k: int, wide: bool = False) -> np.ndarray:
-        # the kernel reads the query as int8 too (it truncates): spread it over the
-        # codes' range and round it here; a positive factor does not change the ranking
+    def query(self, q: np.ndarray) -> np.ndarray:
+        """``q`` as the kernel reads it: divided by the codes' scales, spread over their
+        range and rounded (the kernel reads the query as int8 too, and truncates); a
+        positive factor does not change the ranking, of rows or of lists."""
         qs = q * self.inv_scale
         top = float(np.abs(qs).max())
-        qs = np.rint(qs * (127.0 / top)) if top > 0 else qs
-        _, ids = self.index.search(qs[None, :], k, params=self.params)
+        return (np.rint(qs * (127.0 / top)) if top > 0 else qs)[None, :]
+
+    def propose(self, q: np.ndarray, k: int, wide: bool = False) -> np.ndarray:
+        _, ids = self.index.search(self.query(q), k, params=self.wide if wide else self.params)
         return ids[0][ids[0] >= 0]
 
 
@@ -290,7 +325,7 @@ class Shard:
         int8 copy does (below ``threshold``). Each is kept until the shard shrinks below
         half its threshold, so a shard at the boundary does not rebuild on every write,
         and rebuilt when the shard has grown 4x since: the IVF is retrained, the int8
-        copy's scales are measured again (a copy built from a few rows clipped most of
+        copy's lists and scales too (a copy built from a few rows clipped most of
         the rows added later, and missed the exact top k).
         """
         n = self.n
@@ -306,7 +341,8 @@ class Shard:
             self.pending.clear()
         elif want != kind or (self.ivf is not None and n > 4 * self.ivf.built_n):
             self.ivf = (IVF(self.vecs[:n], self.ids[:n], nprobe, reprobe_below)
-                        if want == "ivf" else Compact(self.vecs[:n], self.ids[:n]))
+                        if want == "ivf"
+                        else Compact(self.vecs[:n], self.ids[:n], nprobe, reprobe_below))
             self.pending.clear()
         elif self.ivf is not None and self.pending:
             ids = np.fromiter(self.pending, dtype=np.int64, count=len(self.pending))
