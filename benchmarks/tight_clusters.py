@@ -6,8 +6,9 @@ exact best only when more than ~30 rows score within the codes' error (about 1e-
 it: a cluster of near-identical prompts. Here one 10k-row context (384-d) holds 2,000
 rows around one centre, at several tightnesses, and 8,000 unrelated rows; each of 100
 queries is a cluster row plus a little noise. Counted: how often the index returns the
-exact best row, through the int8 copy (the default tiers) and through the exact scan
-(``compact_threshold=None``).
+exact best row, through the int8 copy (the default tiers: its k-means lists nearest the
+query), through the IVF forced at this size (trained 8-bit codes, as above 20k rows)
+and through the exact scan (``compact_threshold=None``).
 
     .venv/bin/python benchmarks/tight_clusters.py   # seconds
 """
@@ -28,6 +29,9 @@ from semcache.indexes.base import IndexEntry  # noqa: E402
 from semcache.indexes.faiss import FaissIndex  # noqa: E402
 
 DIM, CLUSTER, OTHER, QUERIES = 384, 2_000, 8_000, 100
+#: (name, approx_threshold, compact_threshold): the default tiers (a 10k shard is the
+#: int8 copy), the IVF forced at 10k (its trained 8-bit codes), the exact scan
+TIERS = (("int8_copy", None, 4_000), ("ivf_forced", 4_000, None), ("exact_scan", None, None))
 
 
 def unit(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -47,10 +51,11 @@ def main() -> int:
         queries /= np.linalg.norm(queries, axis=1, keepdims=True)
         truth = np.argmax(queries @ x.T, axis=1)
         found = {}
-        for name, compact in (("int8_copy", 4_000), ("exact_scan", None)):
-            idx = FaissIndex(DIM, compact_threshold=compact)
+        for name, approx, compact in TIERS:
+            idx = FaissIndex(DIM, approx_threshold=approx, compact_threshold=compact)
             idx.add([IndexEntry(f"n:e{i}", "c", "n", "", 0.0, None) for i in range(len(x))], x)
-            assert idx.compact_shards() == (1 if compact else 0)
+            assert idx.compact_shards() == (compact is not None)
+            assert idx.approximate_shards() == (approx is not None)
             found[name] = sum(idx.search(q, "c", k=1, now=1.0)[0].key == f"n:e{t}"
                               for q, t in zip(queries, truth))
             idx.close()

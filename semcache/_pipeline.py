@@ -399,6 +399,8 @@ class Pipeline:
                 entry = IndexEntry(req.key, split.context, req.namespace, split.query,
                                    rec.created_at, rec.expires_at)
                 yield Op(index.add, index.aadd, ([entry], vecs), None, "store", "index")
+                if self.verifier is not None:  # off its first hit's path
+                    self.verifier.prepare(split.query)
             if req.explore is not None and req.policy is not None:
                 yield from self._learning.judge(req, split.query, value)
         return req.key

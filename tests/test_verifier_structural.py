@@ -467,6 +467,25 @@ def test_queries_do_not_push_stored_prompts_out_of_the_parse_cache() -> None:
     assert query_cache.hits >= len(queries)  # explain found each query's parse
 
 
+def test_a_stored_prompt_is_parsed_when_stored_not_at_its_first_hit(minilm) -> None:
+    """The parse of a stored prompt (and the first reading of its words) cost most right
+    after the query's embedding: the cache does it when the prompt is stored, so even
+    the first hit on an entry parses only its query (issue #25)."""
+    from semcache.verifiers import structural
+
+    c = Cache(type="faiss-semantic", embedder=minilm)
+    stored = "Which household plants tolerate a north-facing windowsill in winter?"
+    before = structural._parse_short.cache_info()
+    c.add_cache({"a": "pothos, snake plant"}, **_req(stored))
+    stored_at = structural._parse_short.cache_info()
+    assert stored_at.misses == before.misses + 1  # parsed once, at the store
+    hit, meta = c.lookup_with_metadata(
+        **_req("which household plants tolerate a north facing windowsill in winter"))
+    assert hit is not None and meta["verifier"] == "structural"
+    after = structural._parse_short.cache_info()
+    assert after.misses == stored_at.misses and after.hits > stored_at.hits
+
+
 def test_word_readings_are_memoized_for_words_not_for_any_token() -> None:
     """Word readings are memoized (65,536 of each), but prompts are client input: a
     long "word" must not take a place there, or unique 8 KB tokens could hold half a

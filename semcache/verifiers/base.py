@@ -59,6 +59,11 @@ class Verifier(ABC):
             return np.zeros(0, np.float64)
         return self._checked(self._score(query, prompts, sims), len(prompts))
 
+    def prepare(self, prompt: str) -> None:
+        """Called when ``prompt`` is stored: work a verifier can do on a stored prompt
+        alone (the structural one parses it) is then off the path of its first hit.
+        Best effort: a verifier that fails here fails, counted, at the lookup instead."""
+
     def explain(self, query: str, prompt: str) -> str | None:
         """Why the pair was refused outright, when a rule did it (hit metadata's
         ``near_miss_verifier_rule``); None when the score says all there is."""

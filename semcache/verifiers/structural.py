@@ -25,6 +25,7 @@ whole and score exactly as before.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -211,6 +212,12 @@ class StructuralVerifier(Verifier):
             self.name = f"structural-{point}"  # what hit metadata reports
         self.info: dict[str, Any] = {k: v for k, v in doc.items()
                                      if k not in ("model", "_ensemble")}
+
+    def prepare(self, prompt: str) -> None:
+        # a stored prompt's first hit would parse it (and meet its words for the first
+        # time) right after the query's embedding, when it costs most: parse it now
+        with contextlib.suppress(Exception):
+            _parse(prompt)
 
     def _score(self, query: str, prompts: Sequence[str],
                similarities: np.ndarray) -> np.ndarray:
