@@ -11,7 +11,7 @@ Mid-sized shards (``compact_threshold``, 4k entries by default, up to the IVF's
 threshold) also keep an int8 copy of their rows in k-means lists; the ``nprobe`` lists
 nearest the query are scanned and their best ``max(4k, 32)`` rescored from the float32
 rows. Right after an embedding the shard is out of the CPU caches, and fewer bytes is
-what counts (10k: 1.44 ms exact, 1.05 the whole copy, 0.53 its lists; docs/performance.md).
+what counts (10k: 1.50 ms exact, 1.06 the whole copy, 0.52 its lists; docs/performance.md).
 
 Large shards (``approx_threshold`` entries, 20k by default) also get an approximate
 FAISS index, ``IndexIVFScalarQuantizer`` (8-bit codes, inner product), used only to
@@ -70,7 +70,7 @@ __all__ = ["APPROX_THRESHOLD", "COMPACT_THRESHOLD", "NPROBE", "REPROBE_BELOW", "
 APPROX_THRESHOLD = 20_000  #: exact search over 20k x 384 floats is about 1 ms
 #: from this many rows an int8 copy in k-means lists proposes candidates for an exact
 #: rescoring (``_faiss_shard.Compact``). Inside a hit it costs what the exact scan does
-#: at 2k rows, 0.59x at 5k, 0.34x at 10k (benchmarks/results/search_in_hit_s14.json)
+#: at 2k rows (0.95x), 0.59x at 5k, 0.35x at 10k (benchmarks/results/search_in_hit_s14.json)
 COMPACT_THRESHOLD = 4_000
 NPROBE = 32  #: lists probed of ~2 sqrt(n): 0.93 ms at 1M x 384 (benchmarks/search_1m.py)
 
