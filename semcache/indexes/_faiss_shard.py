@@ -194,7 +194,10 @@ class Compact:
         codes = np.clip(np.rint(vecs * self.scale), -128.0, 127.0).astype(np.float32)
         if self.centroids is None:
             lists = np.zeros(len(vecs), dtype=np.int64)
-        else:
+        elif len(vecs) <= 64:  # a cache's writes: on the calling thread, as a search
+            lists = np.fromiter((int(np.argmax(scores(self.centroids, v))) for v in vecs),
+                                dtype=np.int64, count=len(vecs))
+        else:  # a build: one product (BLAS may thread it)
             lists = np.argmax(vecs @ self.centroids.T, axis=1).astype(np.int64)
         ids = np.ascontiguousarray(ids, dtype=np.int64)
         ptr = faiss.swig_ptr

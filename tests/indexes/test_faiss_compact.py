@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from semcache.indexes.faiss import COMPACT_THRESHOLD, FaissIndex
 from tests.contracts.vector_index import T0, unit
 from tests.indexes._random_writes import entries, random_writes
+from tests.indexes.test_faiss_scale import clustered
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -122,8 +123,6 @@ def test_the_copy_scans_only_the_lists_near_the_query() -> None:
     queries (stored rows plus noise) and fresh ones from the same topics still find the
     exact best; a copy whose rows sat in the wrong lists, or whose coarse quantizer did
     not rank lists by the query's cosine, would miss most of them."""
-    from tests.indexes.test_faiss_scale import clustered
-
     rng = np.random.default_rng(6)
     dim, n = 64, 8_000
     centres = unit(rng, 150, dim)
@@ -188,8 +187,6 @@ def test_routed_copy_deletes_ttl_and_late_rows(seed, dropped, expired, late) -> 
     to their nearest list, and after deleting and expiring a share of the rows a search
     never returns a deleted or expired entry, every similarity is the exact cosine, and
     paraphrases of live rows (late ones among them) still find them."""
-    from tests.indexes.test_faiss_scale import clustered
-
     rng = np.random.default_rng(seed)
     dim, n = 32, 3_000
     x = clustered(rng, n, unit(rng, 60, dim))
@@ -197,7 +194,8 @@ def test_routed_copy_deletes_ttl_and_late_rows(seed, dropped, expired, late) -> 
     idx = FaissIndex(dim, approx_threshold=None, compact_threshold=500, nprobe=8)
     es = entries("e", "c", n, expires=exp)
     idx.add(es[:n - late], x[:n - late])
-    idx.add(es[n - late:], x[n - late:])  # after the build: placed by the centroids
+    for s in range(n - late, n, 50):  # after the build, as a cache's writes come
+        idx.add(es[s:s + 50], x[s:s + 50])  # placed by the centroids, row by row
     assert idx.compact_shards() == 1 and idx._shards["c"].ivf.built_n == n - late
     gone = rng.random(n) < dropped
     assert idx.delete([f"n:e{i}" for i in np.nonzero(gone)[0]]) == int(gone.sum())
