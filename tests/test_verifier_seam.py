@@ -330,3 +330,23 @@ def test_an_explicit_verifier_threshold_holds_for_a_per_request_target(filled) -
     c = filled(Lukewarm(banned=""), verifier_threshold=0.5)
     hit, meta = c.lookup_with_metadata(**_req(Q), cache={"target_error_rate": 0.4})
     assert hit is None and meta["decision"] == "verifier_rejected"
+
+
+class UnpreparedVerifier(KeywordVerifier):
+    """Its work on a stored prompt fails: the store must not."""
+
+    def _prepare(self, prompt: str) -> None:
+        raise RuntimeError(f"cannot prepare {prompt!r}")
+
+
+def test_a_verifier_that_cannot_prepare_a_stored_prompt_leaves_the_store_alone(
+        minilm, caplog) -> None:
+    """``prepare`` runs when a prompt is stored, off the hit path; a verifier failing
+    there is logged, and the entry is stored, indexed and served as before."""
+    c = Cache(type="faiss-semantic", embedder=minilm, verifier=UnpreparedVerifier("zzz"))
+    with caplog.at_level("WARNING", logger="semcache.verifiers"):
+        key = c.add_cache({"a": "pdf-to-word"}, **_req(PARA))
+    assert key is not None and "could not prepare" in caplog.text
+    hit, meta = c.lookup_with_metadata(**_req(PARA + " please"))
+    assert hit is not None and hit.value == {"a": "pdf-to-word"}
+    assert meta["stage"] == "semantic"

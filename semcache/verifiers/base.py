@@ -10,6 +10,7 @@ the ranking live here, once.
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -20,6 +21,8 @@ import numpy as np
 from .._checks import finite_number
 from .._entries import Candidate
 from .._errors import BackendError, ConfigError
+
+log = logging.getLogger("semcache.verifiers")
 
 __all__ = ["Verdicts", "Verifier", "check_probability", "rank"]
 
@@ -61,8 +64,17 @@ class Verifier(ABC):
 
     def prepare(self, prompt: str) -> None:
         """Called when ``prompt`` is stored: work a verifier can do on a stored prompt
-        alone (the structural one parses it) is then off the path of its first hit.
-        Best effort: a verifier that fails here fails, counted, at the lookup instead."""
+        alone (``_prepare``; the structural one parses it) is then off the path of its
+        first hit. Best effort: a failure is logged and leaves the store as it is; the
+        lookup that needs the work does it, and counts its own failures."""
+        try:
+            self._prepare(prompt)
+        except Exception as exc:
+            log.warning("verifier %r could not prepare a stored prompt: %.200s",
+                        self.name, exc)
+
+    def _prepare(self, prompt: str) -> None:
+        """What ``prepare`` does; nothing by default."""
 
     def explain(self, query: str, prompt: str) -> str | None:
         """Why the pair was refused outright, when a rule did it (hit metadata's

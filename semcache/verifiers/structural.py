@@ -25,7 +25,6 @@ whole and score exactly as before.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import threading
@@ -213,11 +212,10 @@ class StructuralVerifier(Verifier):
         self.info: dict[str, Any] = {k: v for k, v in doc.items()
                                      if k not in ("model", "_ensemble")}
 
-    def prepare(self, prompt: str) -> None:
+    def _prepare(self, prompt: str) -> None:
         # a stored prompt's first hit would parse it (and meet its words for the first
         # time) right after the query's embedding, when it costs most: parse it now
-        with contextlib.suppress(Exception):
-            _parse(prompt)
+        _parse(prompt)
 
     def _score(self, query: str, prompts: Sequence[str],
                similarities: np.ndarray) -> np.ndarray:
