@@ -8,7 +8,9 @@ Data as ``hit_latency.py``: one side of Quora label-1 pairs embedded by the defa
 embedder (the stored questions), the context filled to ``--n`` with clustered filler
 around real question embeddings; queries are the other side of each pair (paraphrases),
 truth is the brute-force top-1 over all ``--n`` rows. For each ``nlist`` an
-``IndexIVFScalarQuantizer`` is built as ``_faiss_shard.IVF`` builds it, then for each
+``IndexIVFScalarQuantizer`` with FAISS's trained 8-bit codes is built, as
+``_faiss_shard.IVF`` built it until 2026-12-07 (it has the int8 copy's direct codes
+since: the ``FaissIndex`` run below is the index as shipped), then for each
 ``nprobe`` one query at a time on one thread (as a lookup searches): the IVF proposes
 ``max(4k, 32)`` ids and they are rescored exactly, which is the search a hit pays.
 Last, the index itself (``FaissIndex``, its defaults) is searched the same way.
@@ -52,7 +54,7 @@ def build(x: np.ndarray, nlist: int) -> Any:
     if n > 64 * nlist:
         sample = x[np.sort(np.random.default_rng(n).choice(n, 64 * nlist, replace=False))]
     if len(sample) < 20_000:
-        index.sq.rangestat_arg = 0.5  # as _faiss_shard.IVF: a small sample's range widened
+        index.sq.rangestat_arg = 0.5  # as the IVF was: a small sample's range widened
     index.train(sample)
     index.add(x)
     quantizer.this.disown()  # type: ignore[attr-defined]

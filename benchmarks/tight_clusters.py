@@ -7,8 +7,10 @@ it: a cluster of near-identical prompts. Here one 10k-row context (384-d) holds 
 rows around one centre, at several tightnesses, and 8,000 unrelated rows; each of 100
 queries is a cluster row plus a little noise. Counted: how often the index returns the
 exact best row, through the int8 copy (the default tiers: its k-means lists nearest the
-query), through the IVF forced at this size (trained 8-bit codes, as above 20k rows)
-and through the exact scan (``compact_threshold=None``).
+query), through the IVF forced at this size (the copy's codes and lists since
+2026-12-07; FAISS's trained 8-bit codes before, which found 40 of 100 at pairwise cosine
+0.9975: this file's results as committed in 1c901ef) and through the exact scan
+(``compact_threshold=None``).
 
     .venv/bin/python benchmarks/tight_clusters.py   # seconds
 """

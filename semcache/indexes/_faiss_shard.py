@@ -1,7 +1,8 @@
 """A shard of the embedded index: one context's entries as a contiguous float32 matrix,
 searched exactly; mid-sized shards also keep an int8 copy in k-means lists (``Compact``),
-large ones an approximate FAISS index (``IVF``). Both only propose candidates, rescored
-from the float32 rows. The design and its measurements: ``faiss.py``, docs/indexes.md."""
+large ones the same structure counted as an approximate index (``IVF``). Both only
+propose candidates, rescored from the float32 rows. The design and its measurements:
+``faiss.py``, docs/indexes.md."""
 
 from __future__ import annotations
 
@@ -51,62 +52,6 @@ def scores(mat: np.ndarray, q: np.ndarray) -> np.ndarray:
     return out
 
 
-class IVF:
-    """Candidate generator for a large shard; ids are the shard's stable entry ids."""
-
-    __slots__ = ("built_n", "index", "params", "reprobe_below", "wide")
-    kind = "ivf"
-
-    def __init__(self, vecs: np.ndarray, ids: np.ndarray, nprobe: int,
-                 reprobe_below: float | None) -> None:
-        import faiss  # imported here: small caches never pay for it
-
-        n, dim = vecs.shape
-        # ~2 sqrt(n) lists; at least 39 training points per list (faiss's own minimum),
-        # at most 2048 lists so (re)training stays bounded. Measured at 1M real-embedding
-        # entries (benchmarks/search_1m.py, issue #25): 1000 lists missed the target at
-        # any nprobe (16: 0.85 ms, recall@1 0.986; 24: 1.27 ms, 0.991), 2048 lists with
-        # 32 probed met it (0.93 ms, 0.992, on 2 cores at load 10), for a 3.5x longer
-        # build (321 s against 91 s there).
-        nlist = _nlist(n)
-        quantizer = faiss.IndexFlatIP(dim)
-        index = faiss.IndexIVFScalarQuantizer(quantizer, dim, nlist,
-                                              faiss.ScalarQuantizer.QT_8bit,
-                                              faiss.METRIC_INNER_PRODUCT)
-        index.cp.niter = 10  # centroids only route the search; rescoring is exact
-        sample = vecs
-        if n > 64 * nlist:
-            pick = np.random.default_rng(n).choice(n, 64 * nlist, replace=False)
-            sample = vecs[np.sort(pick)]
-        if len(sample) < 20_000:
-            # 8-bit codes span each dimension's trained [min, max]; later vectors outside
-            # it are clipped and rank badly. A small sample's range is a poor estimate, so
-            # widen it by half on each side (a 64k sample at scale is left as measured).
-            index.sq.rangestat_arg = 0.5
-        index.train(sample)
-        index.set_direct_map_type(faiss.DirectMap.Hashtable)  # type: ignore[attr-defined]
-        index.add_with_ids(vecs, ids)
-        quantizer.this.disown()  # type: ignore[attr-defined]  # the IVF owns it now
-        index.own_fields = True
-        self.index = index
-        self.built_n = n
-        params: Any = faiss.SearchParametersIVF  # its stubs lack the keyword arguments
-        self.params = params(nprobe=min(nprobe, nlist))
-        self.wide = params(nprobe=min(4 * nprobe, nlist))
-        # probing wider only helps when some lists were left out
-        self.reprobe_below = reprobe_below if nprobe < nlist else None
-
-    def add(self, vecs: np.ndarray, ids: np.ndarray) -> None:
-        self.index.add_with_ids(vecs, ids)
-
-    def remove(self, ids: np.ndarray) -> None:
-        _remove_ids(self.index, ids)
-
-    def propose(self, q: np.ndarray, k: int, wide: bool = False) -> np.ndarray:
-        _, ids = self.index.search(q[None, :], k, params=self.wide if wide else self.params)
-        return ids[0][ids[0] >= 0]
-
-
 def _nlist(n: int) -> int:
     """~2 sqrt(n) inverted lists; at least 39 rows per list (faiss's own minimum for
     training), at most 2048 so (re)training stays bounded."""
@@ -123,6 +68,9 @@ def _remove_ids(index: Any, ids: np.ndarray) -> None:
 
 #: headroom of the int8 codes over the largest component seen when ``Compact`` was built
 _CODE_HEADROOM = 1.5
+#: rows encoded and placed at a time: a 1M-row build would otherwise hold a 1M x 2048
+#: matrix of centroid scores (8 GB) and float copies of every row's codes
+_ADD_CHUNK = 8192
 
 
 class Compact:
@@ -145,10 +93,11 @@ class Compact:
     ranks rows as the cosine does, up to the rounding, at no extra cost per row. The
     coarse quantizer holds the centroids times the scales, so the scaled query ranks
     lists by its cosine to their centroids too; rows are put in the list of their
-    nearest centroid by their float32 values (``add_core``). Unlike the IVF's trained
-    codes (fitted to each dimension's range, widened by half for small samples), these
-    keep the int8 copy's precision inside tight clusters of near-identical rows
-    (benchmarks/tight_clusters.py).
+    nearest centroid by their float32 values (``add_core``). FAISS's trained 8-bit codes
+    (each dimension's range from a sample, widened by half for small ones), which the IVF
+    had until 2026-12-07, found the exact best for 40 of 100 queries inside a tight
+    cluster (pairwise cosine 0.9975) where these found 90
+    (benchmarks/results/tight_clusters.json as committed in 1c901ef).
     """
 
     __slots__ = ("built_n", "centroids", "index", "inv_scale", "params", "reprobe_below",
@@ -165,8 +114,12 @@ class Compact:
         self.inv_scale = (1.0 / self.scale).astype(np.float32)
         nlist = _nlist(n)
         if nlist > 1:
+            sample = vecs
+            if n > 64 * nlist:  # as the IVF: 64 rows a list are plenty to route by
+                pick = np.random.default_rng(n).choice(n, 64 * nlist, replace=False)
+                sample = vecs[np.sort(pick)]
             km = faiss.Kmeans(dim, nlist, niter=10, spherical=True, seed=n)
-            km.train(np.ascontiguousarray(vecs, dtype=np.float32))
+            km.train(np.ascontiguousarray(sample, dtype=np.float32))
             self.centroids: np.ndarray | None = km.centroids
         else:
             self.centroids = None  # one list: nothing to route
@@ -189,6 +142,11 @@ class Compact:
         self.add(vecs, ids)
 
     def add(self, vecs: np.ndarray, ids: np.ndarray) -> None:
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+        for s in range(0, len(vecs), _ADD_CHUNK):  # bounded temporaries at 1M rows
+            self._add(vecs[s:s + _ADD_CHUNK], ids[s:s + _ADD_CHUNK])
+
+    def _add(self, vecs: np.ndarray, ids: np.ndarray) -> None:
         import faiss
 
         codes = np.clip(np.rint(vecs * self.scale), -128.0, 127.0).astype(np.float32)
@@ -199,7 +157,7 @@ class Compact:
                                 dtype=np.int64, count=len(vecs))
         else:  # a build: one product (BLAS may thread it)
             lists = np.argmax(vecs @ self.centroids.T, axis=1).astype(np.int64)
-        ids = np.ascontiguousarray(ids, dtype=np.int64)
+        ids = np.ascontiguousarray(ids)
         ptr = faiss.swig_ptr
         self.index.add_core(len(codes), ptr(codes), ptr(ids), ptr(lists))
 
@@ -217,6 +175,25 @@ class Compact:
     def propose(self, q: np.ndarray, k: int, wide: bool = False) -> np.ndarray:
         _, ids = self.index.search(self.query(q), k, params=self.wide if wide else self.params)
         return ids[0][ids[0] >= 0]
+
+
+class IVF(Compact):
+    """The proposing index of a large shard (``approx_threshold`` rows, 20k by default):
+    the same lists and direct codes as ``Compact``, counted apart (``approximate_shards``)
+    and built from ``approx_threshold`` on.
+
+    Until 2026-12-07 it had FAISS's trained 8-bit codes. These direct codes, in the same
+    lists with the same 32 probed, search 1M real-embedding rows in 1.57 ms p50 at
+    recall@1 0.995, against 2.22 ms at 0.994 for the trained codes in the same run
+    (benchmarks/results/search_1m_s14.json, ``python benchmarks/search_1m.py --nlist 2000
+    --nprobe 32``; both over the 1 ms asked on that day's machine, which had measured
+    0.91 ms for the trained codes a day before). At 1M, 1000 lists missed the 1 ms target
+    at any nprobe, 2048 with 32 probed met it then (issue #25), for a 3.5x longer build;
+    ``_nlist`` caps the lists at 2048.
+    """
+
+    __slots__ = ()
+    kind = "ivf"
 
 
 class Shard:

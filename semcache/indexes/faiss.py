@@ -14,7 +14,7 @@ rows. Right after an embedding the shard is out of the CPU caches, and fewer byt
 what counts (10k: 1.50 ms exact, 1.06 the whole copy, 0.52 its lists; docs/performance.md).
 
 Large shards (``approx_threshold`` entries, 20k by default) also get an approximate
-FAISS index, ``IndexIVFScalarQuantizer`` (8-bit codes, inner product), used only to
+FAISS index, ``IndexIVFScalarQuantizer`` (the copy's int8 codes and lists), used only to
 *propose* candidates: they are re-scored exactly against the shard's float32 rows, so a
 returned similarity is always the exact cosine and expiry is checked on the exact rows.
 IVF rather than HNSW because its deletes are real and O(1) (``remove_ids`` through a
