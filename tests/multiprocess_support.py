@@ -7,16 +7,19 @@ it exactly there: in the middle of a log append, or in the middle of a compactio
 Nothing sleeps: a paused worker blocks in ``signal.pause()`` until its SIGKILL.
 
 Run as ``python -m tests.multiprocess_support write|peer|check ...`` (spawned), or
-called in a forked child with the cache its parent opened.
+called in a forked child with the cache its parent opened. ``in_child`` runs a function
+in a forked child for the fork tests of other files.
 """
 
 from __future__ import annotations
 
+import faulthandler
 import inspect
 import json
 import os
 import signal
 import sys
+import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -33,6 +36,30 @@ QUESTIONS = [
     ("Can I pay with a credit card?", "Is it possible to pay with a credit card?"),
 ]
 THRESHOLD = 0.85
+
+
+def in_child(body: Callable[[], str], watchdog_s: float = 60.0) -> str:
+    """Run ``body()`` in a forked child; what it returns (a short string) comes back. A
+    child still running after ``watchdog_s`` dumps its stacks and exits non-zero, so a
+    hang (a lock or a thread pool the child inherited) fails the test instead of CI."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            faulthandler.dump_traceback_later(watchdog_s, exit=True)
+            os.close(r)
+            os.write(w, body().encode())
+            code = 0
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    os.close(w)
+    with os.fdopen(r) as f:
+        said = f.read()
+    assert os.waitpid(pid, 0)[1] == 0, "the forked child failed or hung"
+    return said
 
 
 def request(name: str, i: int, paraphrase: bool = False) -> dict[str, Any]:

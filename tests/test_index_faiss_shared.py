@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from semcache.indexes import _faiss_log
 from semcache.indexes.base import IndexEntry, Observation
 from semcache.indexes.faiss import FaissIndex
+from tests.multiprocess_support import in_child
 
 DIM = 8
 
@@ -290,31 +291,19 @@ def test_a_forked_child_builds_an_int8_copy_and_an_ivf_after_the_parent_did():
     """FAISS's OpenMP is not fork-safe: a child forked after the parent had trained
     k-means (the int8 copy from 4k rows, the IVF from 20k) hung in its own k-means for
     ever, waiting for pool threads that exist only in the parent. The child's k-means
-    must finish; a watchdog in the child turns a hang into a failure."""
+    must finish; ``in_child``'s watchdog turns a hang into a failure."""
     rng = np.random.default_rng(8)
     x = rng.standard_normal((5_000, DIM)).astype(np.float32)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     idx = FaissIndex(DIM, approx_threshold=4_500, compact_threshold=2_000)
     idx.add([entry(i, "parent") for i in range(3_000)], x[:3_000])
     assert idx.compact_shards() == 1  # the parent ran k-means: its OpenMP pool exists
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            import faulthandler
 
-            faulthandler.dump_traceback_later(60, exit=True)
-            os.close(r)
-            idx.add([entry(i, "child", "m") for i in range(2_500)], x[:2_500])  # a copy
-            idx.add([entry(i, "child2", "o") for i in range(5_000)], x)  # an IVF
-            os.write(w, f"{idx.compact_shards()} {idx.approximate_shards()}".encode())
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(w)
-    with os.fdopen(r) as f:
-        said = f.read()
-    assert os.waitpid(pid, 0)[1] == 0 and said == "2 1"
+    def child() -> str:
+        idx.add([entry(i, "child", "m") for i in range(2_500)], x[:2_500])  # a copy
+        idx.add([entry(i, "child2", "o") for i in range(5_000)], x)  # an IVF
+        return f"{idx.compact_shards()} {idx.approximate_shards()}"
+
+    assert in_child(child) == "2 1"
     assert idx.search(x[7], "parent", k=1)[0].key == "n:7"  # the parent is unaffected
     idx.close()

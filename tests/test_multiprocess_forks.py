@@ -4,36 +4,15 @@ tests are in tests/test_index_faiss_shared.py and tests/test_multiprocess_faiss.
 from __future__ import annotations
 
 import os
-import traceback
 
 import numpy as np
 import pytest
 
 from semcache.embedders.openai import OpenAIEmbedder
 from semcache_testing.fake_openai import FakeOpenAI, fake_embedding
+from tests.multiprocess_support import in_child
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
-
-
-def in_child(body) -> str:
-    """Run ``body()`` in a forked child; what it returns (a short string) comes back."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            os.close(r)
-            os.write(w, body().encode())
-            code = 0
-        except BaseException:
-            traceback.print_exc()
-        finally:
-            os._exit(code)
-    os.close(w)
-    with os.fdopen(r) as f:
-        said = f.read()
-    assert os.waitpid(pid, 0)[1] == 0
-    return said
 
 
 def test_a_forked_child_makes_its_own_embedding_client():

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from semcache.indexes.faiss import COMPACT_THRESHOLD, FaissIndex
 from tests.contracts.vector_index import T0, unit
 from tests.indexes._random_writes import entries, random_writes
-from tests.indexes.test_faiss_scale import clustered
+from tests.indexes.test_faiss_scale import clustered, deleted_and_expired_rows_stay_out
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -197,21 +197,5 @@ def test_routed_copy_deletes_ttl_and_late_rows(seed, dropped, expired, late) -> 
     for s in range(n - late, n, 50):  # after the build, as a cache's writes come
         idx.add(es[s:s + 50], x[s:s + 50])  # placed by the centroids, row by row
     assert idx.compact_shards() == 1 and idx._shards["c"].ivf.built_n == n - late
-    gone = rng.random(n) < dropped
-    assert idx.delete([f"n:e{i}" for i in np.nonzero(gone)[0]]) == int(gone.sum())
-    now = T0 + 100.0
-    live = ~gone & (exp > now)
-    picks = rng.choice(np.nonzero(live)[0], size=min(100, int(live.sum())), replace=False)
-    q = x[picks] + 0.1 * unit(rng, len(picks), dim)
-    q /= np.linalg.norm(q, axis=1, keepdims=True)
-    masked = np.where(live[None, :], q @ x.T, -np.inf)
-    found = 0
-    for v, sims in zip(q, masked):
-        got = idx.search(v, "c", k=3, now=now)
-        for c in got:
-            i = int(c.key[len("n:e"):])
-            assert live[i], f"returned a {'deleted' if gone[i] else 'expired'} entry"
-            assert abs(c.similarity - float(x[i] @ v)) < 1e-5
-        found += bool(got) and got[0].key == f"n:e{int(np.argmax(sims))}"
-    assert found / len(q) >= 0.97
+    deleted_and_expired_rows_stay_out(idx, rng, x, exp, dropped)
     idx.close()

@@ -118,6 +118,16 @@ def test_large_path_deletes_and_ttl_with_default_probing(seed, dropped, expired)
     idx = FaissIndex(dim, approx_threshold=500)  # nlist ~ sqrt(n): 16 probed of ~55
     idx.add(entries("e", "c", n, expires=exp), x)
     assert idx.approximate_shards() == 1
+    deleted_and_expired_rows_stay_out(idx, rng, x, exp, dropped)
+    idx.close()
+
+
+def deleted_and_expired_rows_stay_out(idx: FaissIndex, rng: np.random.Generator,
+                                      x: np.ndarray, exp: np.ndarray, dropped: float) -> None:
+    """Delete a share ``dropped`` of the rows ``n:e{i}`` of context "c", search at a time
+    when those with ``exp`` before it have expired: no deleted or expired entry comes
+    back, every similarity is the exact cosine, and paraphrases of live rows find them."""
+    n, dim = x.shape
     gone = rng.random(n) < dropped
     assert idx.delete([f"n:e{i}" for i in np.nonzero(gone)[0]]) == int(gone.sum())
     now = T0 + 100.0
@@ -135,7 +145,6 @@ def test_large_path_deletes_and_ttl_with_default_probing(seed, dropped, expired)
             assert abs(c.similarity - float(x[i] @ v)) < 1e-5
         found += bool(got) and got[0].key == f"n:e{int(np.argmax(sims))}"
     assert found / len(q) >= 0.97
-    idx.close()
 
 
 def test_expired_rows_do_not_eat_the_rescoring_margin() -> None:
