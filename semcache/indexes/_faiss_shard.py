@@ -1,6 +1,6 @@
 """A shard of the embedded index: one context's entries as a contiguous float32 matrix,
 searched exactly; mid-sized shards also keep an int8 copy in k-means lists (``Compact``),
-large ones the same structure counted as an approximate index (``IVF``). Both only
+large ones the same structure counted as an approximate index (``kind`` "ivf"). Both only
 propose candidates, rescored from the float32 rows. The design and its measurements:
 ``faiss.py``, docs/indexes.md."""
 
@@ -12,7 +12,7 @@ import numpy as np
 
 from .base import MAX_OBSERVATIONS, Candidate, Observation
 
-__all__ = ["REPROBE_BELOW", "Compact", "IVF", "Shard"]
+__all__ = ["REPROBE_BELOW", "Compact", "Shard"]
 
 _INF = np.inf
 #: when the best candidate found scores below this, probe 4x more lists before answering:
@@ -98,15 +98,27 @@ class Compact:
     had until 2026-12-07, found the exact best for 40 of 100 queries inside a tight
     cluster (pairwise cosine 0.9975) where these found 90
     (benchmarks/results/tight_clusters.json as committed in 1c901ef).
+
+    Large shards (``approx_threshold`` rows, 20k by default) have the same structure,
+    counted apart (``kind`` "ivf", ``approximate_shards``); a copy that grows into that
+    tier is relabelled, not rebuilt. With FAISS's trained codes, which the IVF had until
+    2026-12-07, 1M real-embedding rows searched in 2.22 ms p50 at recall@1 0.994; with
+    these, in the same lists with the same 32 probed, 1.57 ms at 0.995 in the same run
+    (benchmarks/results/search_1m_s14.json, ``python benchmarks/search_1m.py --nlist 2000
+    --nprobe 32``; both over the 1 ms asked on that day's machine, which had measured
+    0.91 ms for the trained codes a day before). At 1M, 1000 lists missed the 1 ms target
+    at any nprobe, 2048 with 32 probed met it then (issue #25), for a 3.5x longer build;
+    ``_nlist`` caps the lists at 2048.
     """
 
-    __slots__ = ("built_n", "centroids", "index", "inv_scale", "params", "reprobe_below",
-                 "scale", "wide")
-    kind = "compact"
+    __slots__ = ("built_n", "centroids", "index", "inv_scale", "kind", "params",
+                 "reprobe_below", "scale", "wide")
 
     def __init__(self, vecs: np.ndarray, ids: np.ndarray, nprobe: int = 32,
-                 reprobe_below: float | None = REPROBE_BELOW) -> None:
+                 reprobe_below: float | None = REPROBE_BELOW, kind: str = "compact") -> None:
         import faiss
+
+        self.kind = kind  # "compact" or "ivf": the tier it serves (Shard.sync)
 
         n, dim = vecs.shape
         top = np.abs(vecs).max(axis=0) * _CODE_HEADROOM if n else np.ones(dim, np.float32)
@@ -177,25 +189,6 @@ class Compact:
         return ids[0][ids[0] >= 0]
 
 
-class IVF(Compact):
-    """The proposing index of a large shard (``approx_threshold`` rows, 20k by default):
-    the same lists and direct codes as ``Compact``, counted apart (``approximate_shards``)
-    and built from ``approx_threshold`` on.
-
-    Until 2026-12-07 it had FAISS's trained 8-bit codes. These direct codes, in the same
-    lists with the same 32 probed, search 1M real-embedding rows in 1.57 ms p50 at
-    recall@1 0.995, against 2.22 ms at 0.994 for the trained codes in the same run
-    (benchmarks/results/search_1m_s14.json, ``python benchmarks/search_1m.py --nlist 2000
-    --nprobe 32``; both over the 1 ms asked on that day's machine, which had measured
-    0.91 ms for the trained codes a day before). At 1M, 1000 lists missed the 1 ms target
-    at any nprobe, 2048 with 32 probed met it then (issue #25), for a 3.5x longer build;
-    ``_nlist`` caps the lists at 2048.
-    """
-
-    __slots__ = ()
-    kind = "ivf"
-
-
 class Shard:
     """One context's entries: rows of a growable matrix, swap-remove on delete.
 
@@ -231,7 +224,7 @@ class Shard:
         self.ids = np.empty(capacity, dtype=np.int64)
         self.id_row: dict[int, int] = {}
         self.next_id = 0
-        self.ivf: IVF | Compact | None = None
+        self.ivf: Compact | None = None
         self.pending: set[int] = set()  # ids written since the last sync to the IVF
 
     def put(self, key: str, vec: np.ndarray, prompt: str, created: float,
@@ -316,15 +309,18 @@ class Shard:
             want = "compact"
         else:
             want = None
+        grown = self.ivf is not None and n > 4 * self.ivf.built_n
         if want is None:
             self.ivf = None
             self.pending.clear()
-        elif want != kind or (self.ivf is not None and n > 4 * self.ivf.built_n):
-            self.ivf = (IVF(self.vecs[:n], self.ids[:n], nprobe, reprobe_below)
-                        if want == "ivf"
-                        else Compact(self.vecs[:n], self.ids[:n], nprobe, reprobe_below))
+        elif self.ivf is None or grown or (want != kind and want != "ivf"):
+            self.ivf = Compact(self.vecs[:n], self.ids[:n], nprobe, reprobe_below, want)
             self.pending.clear()
-        elif self.ivf is not None and self.pending:
+        else:
+            # one structure for both tiers: a copy growing into the IVF's is relabelled,
+            # with no new k-means (it is rebuilt at 4x its build, as always)
+            self.ivf.kind = want
+        if self.ivf is not None and self.pending:
             ids = np.fromiter(self.pending, dtype=np.int64, count=len(self.pending))
             rows = np.fromiter((self.id_row[i] for i in ids.tolist()), dtype=np.int64,
                                count=len(ids))
