@@ -180,7 +180,7 @@ def test_routed_copy_deletes_ttl_and_late_rows(seed, dropped, expired, late) -> 
 
 def test_a_copy_growing_into_the_ivf_tier_is_relabelled_not_rebuilt() -> None:
     """The copy and the IVF are one structure: crossing ``approx_threshold`` changes
-    how the shard is counted, with no second k-means (0.8 s at 20k rows); the 4x
+    how the shard is counted, with no second k-means (0.56 s at 20k rows, copy_build.json); the 4x
     growth still rebuilds it, and its paraphrases are found throughout."""
     rng = np.random.default_rng(12)
     dim = 32
