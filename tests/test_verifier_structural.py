@@ -504,3 +504,38 @@ def test_word_readings_are_memoized_for_words_not_for_any_token() -> None:
     hits = features._word_memo.cache_info().hits
     parse("How do I convert Celsius to Kelvin?!")
     assert features._word_memo.cache_info().hits > hits
+
+
+def _walk(given: dict, baseline: float, x: np.ndarray) -> float:
+    """The ensemble's raw score of one sample, tree by tree from the stored arrays: the
+    plain reading of the file that the vectorised evaluation must agree with."""
+    total = baseline
+    for t in range(len(given["feature"])):
+        node = 0
+        while int(given["left"][t][node]) != node:
+            go_right = x[int(given["feature"][t][node])] > float(given["threshold"][t][node])
+            node = int(given["right" if go_right else "left"][t][node])
+        total += float(given["value"][t][node])
+    return total
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 6))
+def test_the_tree_evaluation_agrees_with_walking_each_tree(seed, n) -> None:
+    """One candidate (the usual lookup) takes its own path through the trees; both paths
+    must give each tree's leaf. Samples sit on split thresholds too, where ``>`` against
+    ``>=`` or a float32 rounding would pick the other leaf."""
+    ens = StructuralVerifier()._ensemble
+    given_ = {k: np.asarray(v) for k, v in ens._given.items()}
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(-1, 3, (n, ens.n_features)).astype(np.float32)
+    inner = given_["left"] != np.arange(given_["left"].shape[1])
+    f, th = given_["feature"][inner], given_["threshold"][inner]
+    for row in X:  # a third of the features exactly at a split's threshold (as float32)
+        for j in rng.choice(len(f), ens.n_features // 3):
+            row[f[j]] = np.float32(th[j])
+    want = [_walk(given_, ens.baseline, x.astype(np.float64)) for x in X]
+    together = ens.raw(X)
+    alone = [float(ens.raw(X[i:i + 1])[0]) for i in range(n)]
+    assert together == pytest.approx(want, abs=1e-9)
+    assert alone == pytest.approx(want, abs=1e-9)

@@ -95,12 +95,14 @@ class TreeEnsemble:
         flat_x = X.ravel()
         feature, threshold, child = self._feature, self._threshold, self._child
         if n == 1:
-            # one sample (a lookup with one candidate above the floor): every node's
-            # comparison at once (leaves compare against +inf), then two gathers a level
-            bits = flat_x[feature] > threshold
+            # one sample (a lookup with one candidate above the floor): every node's next
+            # node at once (leaves compare against +inf and stay), then one gather a
+            # level. It runs right after the query's embedding, when each numpy call
+            # costs 2-3x what it costs warm: 7 calls instead of 19, 33 us against 48 warm
+            go = child + (flat_x[feature] > threshold)
             node = self._roots
             for _ in range(self.depth):
-                node = child[node] + bits[node]
+                node = go[node]
             return self.baseline + np.atleast_1d(self._value[node].sum())
         node = np.repeat(self._roots[:, None], n, axis=1)  # [trees, samples]
         col = np.arange(n, dtype=np.int64) * X.shape[1]
