@@ -98,7 +98,7 @@ class TreeEnsemble:
             # one sample (a lookup with one candidate above the floor): every node's next
             # node at once (leaves compare against +inf and stay), then one gather a
             # level. It runs right after the query's embedding, when each numpy call
-            # costs 2-3x what it costs warm: 7 calls instead of 19, 33 us against 48 warm
+            # costs 2-3x what it costs warm: 7 calls instead of 19 (benchmarks/verify_in_hit.py)
             go = child + (flat_x[feature] > threshold)
             node = self._roots
             for _ in range(self.depth):
