@@ -225,8 +225,6 @@ class Pipeline:
         if split is not None:
             emb, index = self.embedder, self.index
             assert emb is not None and index is not None
-            if self.verifier is not None:  # before the embedding empties the CPU caches
-                self.verifier.prepare_query(split.query)
             vecs = yield Op(emb.embed, emb.aembed, ([split.query],), None, "embed", "embedder")
             if vecs is not None:
                 req.vector = vecs[0]

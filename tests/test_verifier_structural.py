@@ -463,7 +463,7 @@ def test_queries_do_not_push_stored_prompts_out_of_the_parse_cache() -> None:
     after = structural._parse_short.cache_info()
     assert after.currsize == before.currsize, "queries entered the prompts' cache"
     assert after.hits - before.hits >= 2 * len(queries)  # the prompt: scored, explained
-    query_cache = structural._parse_query_short.cache_info()
+    query_cache = structural._parse_query_cached.cache_info()
     assert query_cache.hits >= len(queries)  # explain found each query's parse
 
 

@@ -76,20 +76,6 @@ class Verifier(ABC):
     def _prepare(self, prompt: str) -> None:
         """What ``prepare`` does; nothing by default."""
 
-    def prepare_query(self, query: str) -> None:
-        """Called by a lookup before it embeds ``query``, once the exact stage missed:
-        work on the query alone (``_prepare_query``; the structural one parses it) is
-        then done while the CPU caches still hold what it reads, not right after the
-        embedding has pushed them out. Best effort, like ``prepare``: a failure is
-        logged, and ``_score`` meets it again and fails the lookup's verify step."""
-        try:
-            self._prepare_query(query)
-        except Exception as exc:
-            log.warning("verifier %r could not prepare a query: %.200s", self.name, exc)
-
-    def _prepare_query(self, query: str) -> None:
-        """What ``prepare_query`` does; nothing by default."""
-
     def explain(self, query: str, prompt: str) -> str | None:
         """Why the pair was refused outright, when a rule did it (hit metadata's
         ``near_miss_verifier_rule``); None when the score says all there is."""

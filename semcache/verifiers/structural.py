@@ -144,13 +144,11 @@ def _parse(text: str) -> Parsed:
 # scoring with several lookups in flight: in the prompts' cache, a stream of one-off
 # queries pushed the stored prompts' parses out, and a benchmark repeating its texts
 # measured a query parse that users never get for free
-_parse_query_short = lru_cache(maxsize=32)(parse)
-_parse_query_long = lru_cache(maxsize=8)(parse)
+_parse_query_cached = lru_cache(maxsize=8)(parse)
 
 
 def _parse_query(text: str) -> Parsed:
-    w = window(text)
-    return (_parse_query_short if len(w) <= SHORT_CHARS else _parse_query_long)(w)
+    return _parse_query_cached(window(text))
 
 
 POINTS = ("default", "strict", "wide", "veto")
@@ -218,12 +216,6 @@ class StructuralVerifier(Verifier):
         # a stored prompt's first hit would parse it (and meet its words for the first
         # time) right after the query's embedding, when it costs most: parse it now
         _parse(prompt)
-
-    def _prepare_query(self, query: str) -> None:
-        # parsed right after the exact stage, while the parser's tables are in the CPU
-        # caches; right after the embedding the same parse cost 2.6x (186 against 72 us
-        # p50, benchmarks/results/verify_in_hit.json)
-        _parse_query(query)
 
     def _score(self, query: str, prompts: Sequence[str],
                similarities: np.ndarray) -> np.ndarray:
