@@ -38,23 +38,34 @@ QUESTIONS = [
 THRESHOLD = 0.85
 
 
-def in_child(body: Callable[[], str], watchdog_s: float = 60.0) -> str:
-    """Run ``body()`` in a forked child; what it returns (a short string) comes back. A
-    child still running after ``watchdog_s`` dumps its stacks and exits non-zero, so a
-    hang (a lock or a thread pool the child inherited) fails the test instead of CI."""
-    r, w = os.pipe()
+def fork_child(child: Callable[[], None]) -> int:
+    """Fork; the child runs ``child()`` and exits 0, or prints its traceback and exits
+    1, and never returns into pytest. The parent gets the child's pid."""
     pid = os.fork()
     if pid == 0:
         code = 1
         try:
-            faulthandler.dump_traceback_later(watchdog_s, exit=True)
-            os.close(r)
-            os.write(w, body().encode())
+            child()
             code = 0
         except BaseException:
             traceback.print_exc()
         finally:
             os._exit(code)
+    return pid
+
+
+def in_child(body: Callable[[], str], watchdog_s: float = 60.0) -> str:
+    """Run ``body()`` in a forked child; what it returns (a short string) comes back. A
+    child still running after ``watchdog_s`` dumps its stacks and exits non-zero, so a
+    hang (a lock or a thread pool the child inherited) fails the test instead of CI."""
+    r, w = os.pipe()
+
+    def child() -> None:
+        faulthandler.dump_traceback_later(watchdog_s, exit=True)
+        os.close(r)
+        os.write(w, body().encode())
+
+    pid = fork_child(child)
     os.close(w)
     with os.fdopen(r) as f:
         said = f.read()

@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,25 +61,20 @@ def fork(cache: Any, name: str, body: Callable[[Callable[[str], None],
     """A child forked from this process, using the cache this process opened."""
     r, w = os.pipe()
     gr, gw = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child never returns into pytest
-        code = 1
-        try:
-            os.close(r)
-            os.close(gw)
 
-            def say(msg: str) -> None:
-                os.write(w, (msg + "\n").encode())
+    def child() -> None:
+        os.close(r)
+        os.close(gw)
 
-            def wait() -> None:
-                os.read(gr, 1)
+        def say(msg: str) -> None:
+            os.write(w, (msg + "\n").encode())
 
-            body(say, wait)
-            code = 0
-        except BaseException:
-            traceback.print_exc()
-        finally:
-            os._exit(code)
+        def wait() -> None:
+            os.read(gr, 1)
+
+        body(say, wait)
+
+    pid = mp.fork_child(child)
     os.close(w)
     os.close(gr)
     return Proc(name, pid, r, to_child=gw)

@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ import filelock
 import pytest
 
 from tests import faiss_race_worker as rw
+from tests.multiprocess_support import fork_child
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 
@@ -61,19 +61,14 @@ class Worker:
         else:
             cr, pw = os.pipe()
             pr, cw = os.pipe()
-            pid = os.fork()
-            if pid == 0:  # the child never returns into pytest
-                code = 1
-                try:
-                    os.close(pw)
-                    os.close(pr)
-                    inp = os.fdopen(cr, "r")
-                    rw.serve(idx, inp.readline, lambda m: os.write(cw, (m + "\n").encode()))
-                    code = 0
-                except BaseException:
-                    traceback.print_exc()
-                finally:
-                    os._exit(code)
+
+            def child() -> None:
+                os.close(pw)
+                os.close(pr)
+                inp = os.fdopen(cr, "r")
+                rw.serve(idx, inp.readline, lambda m: os.write(cw, (m + "\n").encode()))
+
+            pid = fork_child(child)
             os.close(cr)
             os.close(cw)
             self.pid, self.rfd, self.wfd = pid, pr, pw
