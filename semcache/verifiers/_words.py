@@ -130,3 +130,6 @@ _ANTONYMS: dict[str, set[str]] = {}
 for _a, _b in zip(_ANTONYM_PAIRS[::2], _ANTONYM_PAIRS[1::2]):
     _ANTONYMS.setdefault(_a, set()).add(_b)
     _ANTONYMS.setdefault(_b, set()).add(_a)
+#: the words with an opposite, as a set: ``words.isdisjoint(_ANTONYMS)`` walked all of
+#: the dictionary's keys, this walks the (few) words
+_ANTONYM_WORDS = frozenset(_ANTONYMS)

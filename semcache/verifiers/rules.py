@@ -41,7 +41,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ._words import _ANTONYMS, _DO, _STOP
+from ._words import _ANTONYM_WORDS, _ANTONYMS, _DO, _STOP
 from .features import Parsed
 
 __all__ = ["decide", "decide_many", "refusal", "same_question"]
@@ -81,6 +81,7 @@ _PERSON = {"i": "1", "me": "1", "my": "1", "you": "2", "your": "2", "he": "3m",
 _ASKER = frozenset({"1", "2", "1p"})
 #: what may differ beside the pronouns when only the person changes ("do I" / "does she")
 _AGREEMENT = frozenset("do does did am is are was were have has".split())
+_PERSON_OR_AGREEMENT = frozenset(_PERSON) | _AGREEMENT
 _PERCENT_RELATION = {"of": "of", "off": "off", "more": "more", "higher": "more",
                      "greater": "more", "larger": "more", "increase": "more",
                      "less": "less", "lower": "less", "smaller": "less", "fewer": "less",
@@ -218,7 +219,7 @@ def _person_changed(p: Parsed, q: Parsed) -> bool:
     "How do you" / "How do we" (and, in a question, "how do they") ask the same and are
     kept."""
     a, b = p.lowered - q.lowered, q.lowered - p.lowered
-    if not a or not b or not (a | b) <= _PERSON.keys() | _AGREEMENT:
+    if not a or not b or not (a | b) <= _PERSON_OR_AGREEMENT:
         return False
     pa = {_PERSON[w] for w in a if w in _PERSON}
     pb = {_PERSON[w] for w in b if w in _PERSON}
@@ -251,7 +252,7 @@ def _antonym_swapped(p: Parsed, q: Parsed) -> bool:
     end of the year" / "at the start of the year", "closest to" / "farthest from". A
     negation or any other differing word leaves the pair to the model ("safe" / "not
     dangerous")."""
-    if p.lowered.isdisjoint(_ANTONYMS) or q.lowered.isdisjoint(_ANTONYMS):
+    if _ANTONYM_WORDS.isdisjoint(p.lowered) or _ANTONYM_WORDS.isdisjoint(q.lowered):
         return False
     a = {w for w in p.lowered - q.lowered if w not in _STOP}
     b = {w for w in q.lowered - p.lowered if w not in _STOP}
