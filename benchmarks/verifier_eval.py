@@ -445,7 +445,20 @@ def main(argv: list[str] | None = None) -> int:
                          "one (fitting.WEIGHTS['mnh'])")
     ap.add_argument("--limit", type=int, default=None,
                     help="with --cross-encoder: score at most this many pairs per part")
+    ap.add_argument("--cost-only", action="store_true",
+                    help="only semantic_hit_cost (what the verifier adds to a hit, the "
+                         "embedding cached), written to --out: a minute, no fitting")
     args = ap.parse_args(argv)
+    if args.cost_only:
+        if args.out is None:
+            ap.error("--cost-only needs --out")
+        emb = get_embedder(None)
+        report = {"command": "benchmarks/verifier_eval.py --cost-only --out <file>",
+                  "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                  "loadavg": os.getloadavg(), "semantic_hit_cost": hit_cost(emb)}
+        args.out.write_text(json.dumps(report, indent=1) + "\n")
+        print(json.dumps(report, indent=1))
+        return 0
     ROLES["mode"] = args.roles
     ROLES["guard_fraction"] = args.guard_fraction
     ROLES["mnh_weight"] = args.mnh_weight
