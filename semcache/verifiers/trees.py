@@ -117,7 +117,7 @@ class TreeEnsemble:
         every node's next node at once (leaves compare against +inf and stay), then one
         gather a level, with ``take`` on int32 node numbers. It runs right after the
         query's embedding, when each numpy call costs 2-3x what it costs warm: 7 calls
-        instead of 19, on half the bytes (``benchmarks/verify_in_hit.py``)."""
+        instead of 19, and node numbers of half the width (``benchmarks/verify_in_hit.py``)."""
         go = self._child_small + (x.take(self._feature) > self._threshold)
         node = self._roots_small
         for _ in range(self.depth):
@@ -126,7 +126,7 @@ class TreeEnsemble:
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         X = self._rows(X)
-        if X.shape[0] == 1:  # math.exp: the same float64 as np.exp, a tenth of the cost
+        if X.shape[0] == 1:  # math.exp: the same float64 as np.exp, without an array
             try:
                 return np.array([1.0 / (1.0 + math.exp(-self._one(X.ravel())))])
             except OverflowError:  # where np.exp is inf: the probability is 0
