@@ -151,11 +151,7 @@ def _word_raw(token: str) -> tuple[str, int]:
     return {"wo": "will", "ca": "can", "sha": "shall"}.get(head, head), 1
 
 
-_word_memo = lru_cache(maxsize=1 << 16)(_word_raw)
-
-
-def _word(token: str) -> tuple[str, int]:
-    return _word_memo(token) if len(token) <= MEMO_CHARS else _word_raw(token)
+_word_memo = lru_cache(maxsize=1 << 16)(_word_raw)  # for tokens up to MEMO_CHARS
 
 
 #: skipped between a question word and what it asks about: "what is the X" asks about X
@@ -258,8 +254,8 @@ _UNITISH = frozenset(_UNIT_CANON) | frozenset(_LETTER_UNITS) | {"degree", "degre
 
 def _words_of(text: str) -> tuple[list[str], list[tuple[str, int]]]:
     """The tokens of ``text`` and each one's (head word, negation), units under their
-    one name: the ``_word`` memo called directly, without its wrapper's frame, since
-    parsing runs right after the query's embedding, where each call costs 2-3x."""
+    one name. The memos are called inline, without a wrapper's frame: parsing runs right
+    after the query's embedding, where each call costs 2-3x."""
     raw = _TOKEN.findall(text)
     if "%" in raw:
         raw = ["percent" if t == "%" else t for t in raw]
