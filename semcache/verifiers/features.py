@@ -148,6 +148,8 @@ def _word_raw(token: str) -> tuple[str, int]:
     if tail != "t":
         return head, 0
     head = head[:-1] if head.endswith("n") and head != "can" else head
+    if not head:  # "n't" split from its verb ("do n't", as tokenised corpora write it)
+        return "not", 1
     return {"wo": "will", "ca": "can", "sha": "shall"}.get(head, head), 1
 
 
