@@ -89,7 +89,8 @@ def proxies(fake, lite):
     p.stop()
 
 
-def start(proxies: Proxies, lite: LiteLLMLike, cache: Any = None, **settings: Any):
+def start(proxies: Proxies, lite: LiteLLMLike, cache: Any = None, cache_ttl: float = 3600,
+          **settings: Any):
     """A proxy on the test config plus LiteLLMLike's models and the GRANTED key."""
     cfg = config_dict(proxies.upstream)
     models = cfg["model_list"] + [
@@ -100,7 +101,7 @@ def start(proxies: Proxies, lite: LiteLLMLike, cache: Any = None, **settings: An
     own["keys"] = [*own["keys"], {"key": GRANTED, "namespace": "team-a",
                                   "allowed_cache_controls": ["cache_key",
                                                              "similarity_threshold"]}]
-    params = {"type": "local", "ttl": 3600}
+    params = {"type": "local", "ttl": cache_ttl}
     return proxies.start(cache=cache, model_list=models, semcache_settings=own,
                          litellm_settings={"cache": True, "cache_params": params})
 
@@ -341,6 +342,24 @@ def test_a_ttl_no_backend_can_store_is_refused(proxies, lite, key, ttl, status):
     r = post(proxy, key, {"model": "lite", "messages": ask("ttl"), "cache": {"ttl": 60}})
     assert content(r)  # a shorter ttl is anyone's to ask for
     assert stats(proxy)["backend_errors"] == {}
+
+
+def test_a_cache_ttl_of_zero_is_not_read_as_no_limit(proxies, lite):
+    """ttl 0 expires an answer at once; a client may not turn that into a day's cache
+    that its namespace is then served from (``cache_ttl or inf`` had read 0 as none)."""
+    proxy = start(proxies, lite, cache_ttl=0)
+    body = {"model": "lite", "messages": ask("ttl zero")}
+    for ttl in (86_400, 1, None):
+        refused(post(proxy, KEY_A, {**body, "cache": {"ttl": ttl}}), 403, "cache.ttl")
+    assert lite.calls["lite"] == 0
+    for _ in range(2):  # 0 itself is allowed, and nothing is kept
+        r = post(proxy, KEY_A, {**body, "cache": {"ttl": 0}})
+        assert content(r) and r.headers["x-semcache-stage"] == "miss"
+    r = post(proxy, KEY_A, body)
+    assert content(r) and r.headers["x-semcache-stage"] == "miss"
+    assert lite.calls["lite"] == 3
+    r = post(proxy, MASTER, {**body, "cache": {"ttl": 60}})  # the operator may
+    assert content(r)
 
 
 # ---------------------------------------------------------------------- 9. threshold

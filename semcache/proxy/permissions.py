@@ -20,7 +20,6 @@ served (issue #18). So
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -202,7 +201,9 @@ def _check_ttl(name: str, value: Any, who: Principal, cache_ttl: float | None) -
         return  # not a number: Controls.parse says so
     if not who.may("ttl"):
         raise _refuse(name)
-    longer = value is None or value > (cache_ttl or math.inf)  # None: never expire
+    # None: never expire; a cache ttl of 0 expires at once (LiteLLM's meaning), so any
+    # positive ttl is longer than it (``cache_ttl or inf`` read 0 as no limit at all)
+    longer = value is None or (cache_ttl is not None and value > cache_ttl)
     if value is not None and (not finite_number(value) or value > MAX_TTL):
         raise Reply(400, f"cache {name} must be at most {MAX_TTL:.0f} seconds (ten years), "
                     f"got {value!r}", param=f"cache.{name}")
