@@ -16,6 +16,7 @@ import unicodedata
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import orjson
 
 from ._errors import ConfigError
@@ -124,13 +125,25 @@ class CallableJudge(Judge):
         if inspect.isawaitable(out):
             raise ConfigError("an async judge needs the async API (acompletion, "
                               "async_add_cache)", parameter="judge")
-        return None if out is None else bool(out)
+        return self._verdict(out)
 
     async def ajudge(self, *args: Any) -> bool | None:  # type: ignore[override]
         if self._async:
-            out = await self.fn(*args)
-            return None if out is None else bool(out)
+            return self._verdict(await self.fn(*args))
         return await asyncio.to_thread(self.judge, *args)
+
+    def _verdict(self, out: Any) -> bool | None:
+        """True, False (numpy's too) or None; anything else is refused, not read as
+        truthy: an LLM judge's raw reply "no" would have taught the policy that a wrong
+        cached answer was right. The pipeline counts and logs the refusal as a failed
+        judgement, and nothing is learned from it."""
+        if out is None or isinstance(out, bool):
+            return out
+        if isinstance(out, np.bool_):
+            return bool(out)
+        raise ConfigError(f"judge {self.name!r} returned {out!r} ({type(out).__name__}); "
+                          "a judge returns True (the cached answer was right for the "
+                          "query), False, or None to abstain", parameter="judge")
 
 
 def resolve_judge(judge: str | Judge | Callable[..., Any], embedder: Embedder | None) -> Judge:

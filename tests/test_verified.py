@@ -303,6 +303,33 @@ def test_an_abstaining_judge_records_nothing(minilm):
     assert c.stats()["judged"] == 0
 
 
+@pytest.mark.parametrize("verdict", ["no", "false", 0, 1, 0.0, [], {"correct": False}])
+def test_a_judge_answering_other_than_true_false_or_none_teaches_nothing(minilm, verdict):
+    """bool("no") is True: read as truthy, an LLM judge's raw reply taught the policy that
+    the wrong cached answer was right. Now it is a counted judge error, nothing learned."""
+    c = Cache(type="faiss-semantic", embedder=minilm, target_error_rate=0.05,
+              judge=lambda *a: verdict)
+    c.add_cache({"answer": "x"}, **ask(Q))
+    out = c.begin("completion", **ask(PARA))
+    assert out.metadata["decision"] == "explored"
+    out.store({"answer": "y"})
+    s = c.stats()
+    assert s["judged"] == 0 and s["errors"].get("judge") == 1, s["errors"]
+    context = semantic_split(c.namespace, "completion", ask(PARA)).context
+    assert all(not x.observations for x in c.index.search(minilm.embed([PARA])[0], context))
+
+
+def test_numpy_and_python_booleans_are_verdicts(minilm):
+    np = pytest.importorskip("numpy")
+    for verdict, seen in ((np.bool_(False), False), (True, True)):
+        c = Cache(type="faiss-semantic", embedder=minilm, target_error_rate=0.05,
+                  judge=lambda *a, v=verdict: v)
+        c.add_cache({"answer": "x"}, **ask(Q))
+        c.begin("completion", **ask(PARA)).store({"answer": "y"})
+        s = c.stats()
+        assert s["judged"] == 1 and s.get("judged_wrong", 0) == (0 if seen else 1)
+
+
 def test_wrong_feedback_is_never_served_again_to_that_query(minilm):
     c = Cache(type="faiss-semantic", embedder=minilm, similarity_threshold=0.6)
     c.add_cache({"answer": "practice"}, **ask(Q))
