@@ -19,12 +19,16 @@ _INF = np.inf
 #: a near neighbour (a paraphrase) that sat in an unprobed list is then still found,
 #: at the cost of a wider scan only for queries with nothing similar nearby
 REPROBE_BELOW = 0.5
+#: rows the exact search asks for beyond ``k``: up to this many expired rows among the
+#: best still leave ``k`` live ones without a second, masked scan
+_SPARE = 4
 
 
 #: below this many rows numpy's product stays on the calling thread (OpenBLAS threads a
 #: gemv only past ~9k multiply-adds, i.e. ~24 rows of 384) and FAISS need not be imported
 _SMALL = 16
 _fvec: Any = None
+_knn: Any = None
 
 
 def scores(mat: np.ndarray, q: np.ndarray) -> np.ndarray:
@@ -47,9 +51,49 @@ def scores(mat: np.ndarray, q: np.ndarray) -> np.ndarray:
                  faiss.swig_ptr)
     kernel, ptr = _fvec
     q = np.ascontiguousarray(q, dtype=np.float32)
+    if q.size != mat.shape[1]:  # the kernel reads raw memory: a short query overruns it
+        raise ValueError(f"query of {q.size} components for rows of {mat.shape[1]}")
     out = np.empty(n, dtype=np.float32)
     kernel(ptr(out), ptr(q), ptr(mat), mat.shape[1], n)
     return out
+
+
+#: the most rows ``top_rows`` scans: FAISS 1.15 runs a one-query top-k on the calling
+#: thread over a few thousand rows but starts an OpenMP team over ~10k rows and more,
+#: the thread fight ``scores`` exists to avoid (tests/indexes/test_faiss_exact.py counts
+#: the process's threads at this cap); the int8 copy takes over from 4k rows
+#: (``COMPACT_THRESHOLD``) anyway
+_TOP_ROWS_MAX = 4096
+
+
+def top_rows(mat: np.ndarray, q: np.ndarray, k: int) -> tuple[list[float], list[int]] | None:
+    """The ``k`` best rows of ``mat @ q`` and their scores, best first; ``None`` where
+    ``scores`` would not use FAISS's kernel (or past ``_TOP_ROWS_MAX`` rows).
+
+    Why (issue #25): scoring with ``scores`` and selecting with ``argpartition`` and
+    ``argsort`` is four numpy calls and two index arrays more, and right after an
+    embedding each costs several times what it costs warm. FAISS's ``knn_inner_product``
+    scores with the same per-row kernel (the same float32 values, bit for bit) and keeps
+    the top ``k`` in a heap as it goes, in one call that releases the GIL.
+    """
+    n = len(mat)
+    if (n <= _SMALL or n > _TOP_ROWS_MAX or mat.dtype != np.float32
+            or not mat.flags.c_contiguous):
+        return None
+    global _knn
+    if _knn is None:
+        import faiss
+
+        _knn = (faiss.knn_inner_product, faiss.swig_ptr)  # type: ignore[attr-defined]
+    knn, ptr = _knn
+    q = np.ascontiguousarray(q, dtype=np.float32)
+    if q.size != mat.shape[1]:  # the kernel reads raw memory: a short query overruns it
+        raise ValueError(f"query of {q.size} components for rows of {mat.shape[1]}")
+    k = min(k, n)
+    sims = np.empty(k, dtype=np.float32)
+    rows = np.empty(k, dtype=np.int64)
+    knn(ptr(q), ptr(mat), mat.shape[1], 1, n, k, ptr(sims), ptr(rows))
+    return sims.tolist(), rows.tolist()
 
 
 def _nlist(n: int) -> int:
@@ -333,6 +377,21 @@ class Shard:
             return []
         if self.ivf is not None:
             return self._search_approx(q, k, now)
+        found = top_rows(self.vecs[:n], q, k + _SPARE)
+        if found is not None:
+            out = []
+            meta = self.meta
+            for s, r in zip(*found):
+                prompt, created, expires = meta[r]
+                if expires is not None and expires <= now:
+                    continue  # expired rows are skipped, as the scan below masks them
+                out.append(Candidate(self.keys[r], s, prompt, created, expires,
+                                     self.obs[r]))
+                if len(out) == k:
+                    return out
+            if len(found[1]) == n:  # every row was among them: these are all live rows
+                return out
+            # more than _SPARE of the best rows had expired: scan again with them masked
         sims = scores(self.vecs[:n], q)
         sims[self.expires[:n] <= now] = -_INF
         if n > k:
