@@ -40,6 +40,7 @@ from .._config import _CONTROL_NAMES
 from .._errors import ConfigError, SemcacheError
 from .._keys import validate_namespace
 from .defaults import apply_litellm_defaults
+from .limits import Limits
 
 __all__ = [
     "ClientKey",
@@ -67,7 +68,7 @@ _GENERAL = {"master_key"}
 _DEPLOYMENT = {"model_name", "litellm_params", "model_info"}
 _PARAMS = {"model", "api_base", "api_key", "timeout"}
 _SEMCACHE = {"keys", "prices", "embedding_batching", "upstream_timeout", "max_connections",
-             "dashboard", "max_body_bytes", "max_prompt_chars"}
+             "dashboard", "max_body_bytes", "max_prompt_chars", "body_timeout"}
 _KEY_FIELDS = ("key", "namespace", "name", "allowed_cache_controls")
 
 
@@ -78,10 +79,6 @@ ALL_CONTROLS = frozenset(_PERMISSION_NAMES.values())
 #: what a client key may do unless granted more: only its own request changes (see
 #: permissions.py and docs/proxy.md, "Security model")
 DEFAULT_CONTROLS = frozenset({"ttl", "s_maxage", "no_cache", "no_store", "use_cache"})
-#: 32 MiB: a 25 MB transcription upload (OpenAI's limit) with its form fields fits
-DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
-#: about 250k tokens of English: above the context window of most models
-DEFAULT_MAX_PROMPT_CHARS = 1_000_000
 
 
 def parse_allowed(names: list[Any]) -> frozenset[str]:
@@ -94,14 +91,6 @@ def parse_allowed(names: list[Any]) -> frozenset[str]:
                              f"{', '.join(sorted(_PERMISSION_NAMES))}")
         out.add(field)
     return frozenset(out)
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """Request limits (413 beyond them): see limits.py."""
-
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-    max_prompt_chars: int = DEFAULT_MAX_PROMPT_CHARS
 
 
 class ProxyConfigError(ConfigError):
@@ -317,8 +306,12 @@ class _Parser:
         if "max_connections" in own:
             cfg.max_connections = self.integer(own["max_connections"],
                                                "semcache_settings.max_connections")
-        limits = {name: self.integer(own[name], f"semcache_settings.{name}")
-                  for name in ("max_body_bytes", "max_prompt_chars") if name in own}
+        limits: dict[str, Any] = {name: self.integer(own[name], f"semcache_settings.{name}")
+                                  for name in ("max_body_bytes", "max_prompt_chars")
+                                  if name in own}
+        if "body_timeout" in own:
+            limits["body_timeout"] = self.number(own["body_timeout"],
+                                                 "semcache_settings.body_timeout")
         cfg.limits = Limits(**limits)
         cfg.unsupported = self.unsupported
         return cfg

@@ -4,7 +4,9 @@ One large or malformed request must cost its sender a clear 4xx, never the other
 clients their latency nor the proxy a 500 (issue #18, items 5 and 6):
 
 - the body is read with a byte limit (``max_body_bytes``; ``Content-Length`` is checked
-  before anything is read, a chunked body as it arrives): 413;
+  before anything is read, a chunked body as it arrives): 413; and a deadline: when no
+  part of it arrives for ``body_timeout`` seconds (a client that declared more than it
+  sends): 408;
 - the prompt's characters are counted before anything is tokenized or hashed
   (``max_prompt_chars``): 413;
 - ``stream`` must be a boolean and ``stream_options`` an object: 400 (``"false"``, a
@@ -14,18 +16,35 @@ clients their latency nor the proxy a 500 (issue #18, items 5 and 6):
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from starlette.requests import Request
 
-from .config import Limits
 from .replies import Reply
 
-__all__ = ["check_body", "json_object", "prompt_chars", "read_body", "read_json",
+__all__ = ["Limits", "check_body", "json_object", "prompt_chars", "read_body", "read_json",
            "read_multipart"]
 
 _MAX_FORM_FIELD = 1024 * 1024  # one non-file form field (starlette's default too)
+
+#: 32 MiB: a 25 MB transcription upload (OpenAI's limit) with its form fields fits
+DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
+#: about 250k tokens of English: above the context window of most models
+DEFAULT_MAX_PROMPT_CHARS = 1_000_000
+#: seconds to wait for the next part of a request body (nginx's client_body_timeout)
+DEFAULT_BODY_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Request limits (413 beyond them, 408 past ``body_timeout``): see above."""
+
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_prompt_chars: int = DEFAULT_MAX_PROMPT_CHARS
+    body_timeout: float = DEFAULT_BODY_TIMEOUT
 
 
 def _too_large(what: str, limit: int, unit: str, knob: str) -> Reply:
@@ -42,11 +61,23 @@ async def read_body(request: Request, limits: Limits) -> bytes:
         raise _too_large("the request body", limit, "bytes", "max_body_bytes")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _too_large("the request body", limit, "bytes", "max_body_bytes")
-        chunks.append(chunk)
+    wait = limits.body_timeout
+    clock = asyncio.get_running_loop().time
+    try:
+        # one timer for the whole read, pushed back as each part arrives: a client that
+        # stops sending (a Content-Length longer than what it sends) is answered, not
+        # waited on for as long as it keeps the connection
+        async with asyncio.timeout(wait) as deadline:
+            async for chunk in request.stream():
+                deadline.reschedule(clock() + wait)
+                size += len(chunk)
+                if size > limit:
+                    raise _too_large("the request body", limit, "bytes", "max_body_bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise Reply(408, f"no part of the request body arrived for {wait:g} s "
+                    f"(semcache_settings.body_timeout); {size} bytes were received",
+                    "invalid_request_error", "request_timeout") from None
     body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
     # starlette's form parser and request.body() read this instead of the spent stream
     request._body = body
