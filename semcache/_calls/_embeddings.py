@@ -4,19 +4,133 @@ items sent upstream, the response reassembled in input order. Split from
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 import re
 import time
 from typing import Any
 
+import numpy as np
+import orjson
+
+from .._errors import InvalidRequestError
 from .._keys import custom_key
 from ._litellm import mock_result, overridden
 from ._ops import _Begin, _Call, _Finish, _Flow, _payload, _Prepared, _timed
-from ._responses import hidden_params, hide_params, rebuild_hit
+from ._responses import hidden_params, hide_params
 from ._streams import build
 
 log = logging.getLogger("semcache")
 _TOKEN = re.compile(r"\w+|[^\w\s]")
+#: a stored int at or above this is no token count nor vector component: the sums a
+#: batch reports, and what the proxy encodes, stay in the 64-bit ints orjson writes
+_MAX_COUNT = 2**53
+
+
+def stored_problem(value: Any, n: int, b64: bool) -> str | None:
+    """Why ``value``, read back from a cache, cannot be served as an embeddings answer of
+    ``n`` rows; None when it can. Shared by ``embedding()`` and the proxy, whose entries
+    are one another's: another writer (``add_cache``, an older version, a process with
+    access to the backend) may have stored any JSON under an item's key.
+
+    An answer is an object without ``error`` whose ``data`` holds ``n`` objects, each
+    with an ``embedding`` that is a non-empty list of finite numbers or, when the
+    request asked for ``encoding_format="base64"`` (``b64``), a base64 string of float32s
+    (a list is served for it too: servers that ignore the format answer one); the rows'
+    ``index``, where given, number the items. ``model`` is a string if there; ``usage``,
+    if there, an object whose ``prompt_tokens`` and ``total_tokens`` are counts if there.
+    A row's other fields are served as they are: they must encode as JSON."""
+    if not isinstance(value, dict):
+        return f"a {type(value).__name__}, not an object"
+    if "error" in value:
+        return "an error object"
+    data = value.get("data")
+    if not isinstance(data, list) or len(data) != n:
+        return f"data is not a list of {n} row{'s' * (n != 1)}"
+    for i, row in enumerate(data):
+        why = _row_problem(row, b64)
+        if why is not None:
+            return f"data[{i}] {why}"
+    if sorted(row.get("index", i) for i, row in enumerate(data)) != list(range(n)):
+        return "the rows' indices are not those of the request's items"
+    if not isinstance(value.get("model"), (str, type(None))):
+        return "model is not a string"
+    usage = value.get("usage")
+    if usage is not None:
+        if not isinstance(usage, dict):
+            return "usage is not an object"
+        for name in ("prompt_tokens", "total_tokens"):
+            if usage.get(name) is not None and _count(usage[name]) is None:
+                return f"usage.{name} is not a token count"
+    return None
+
+
+def _row_problem(row: Any, b64: bool) -> str | None:
+    if not isinstance(row, dict):
+        return "is not an object"
+    emb = row.get("embedding")
+    if isinstance(emb, str) and b64:
+        if not _float32s(emb):
+            return "embedding is not a base64 string of finite float32s"
+    elif not isinstance(emb, list) or not _numbers(emb):
+        return "embedding is not a non-empty list of finite numbers"
+    if type(row.get("index", 0)) is not int:
+        return "index is not an integer"
+    if row.get("object", "embedding") != "embedding":
+        return "object is not 'embedding'"
+    extra = {k: v for k, v in row.items() if k not in ("embedding", "index", "object")}
+    if extra:
+        try:  # served as they are, at the depth a reply nests them
+            orjson.dumps([[extra]])
+        except (orjson.JSONEncodeError, TypeError):
+            return "has a field JSON cannot encode"
+    return None
+
+
+def _numbers(v: list[Any]) -> bool:
+    types = set(map(type, v))
+    if not v or not types <= {float, int}:  # a bool, a str, None, a list: no vector
+        return False
+    if int in types and not all(abs(x) < _MAX_COUNT for x in v if type(x) is int):
+        return False
+    return bool(np.isfinite(np.asarray(v, dtype=np.float64)).all())
+
+
+def _float32s(s: str) -> bool:
+    try:
+        raw = base64.b64decode(s, validate=True)
+    except (binascii.Error, ValueError):  # ValueError: a str that is not ASCII
+        return False
+    return bool(raw) and len(raw) % 4 == 0 and bool(
+        np.isfinite(np.frombuffer(raw, dtype="<f4")).all())
+
+
+def _count(v: Any) -> int | None:
+    return v if type(v) is int and 0 <= v < _MAX_COUNT else None
+
+
+def _stored(call: _Prepared, hit: Any, n: int) -> Any:
+    """The hit as a ``CreateEmbeddingResponse`` of ``n`` rows, or None (logged: the item
+    goes upstream, and the fresh answer replaces the entry) when it cannot be one.
+    Without ``model`` it is the request's; without ``usage``, zero tokens."""
+    from openai.types import CreateEmbeddingResponse
+
+    value = hit.value
+    if hasattr(value, "model_dump"):  # what an overridden get_cache returned as is
+        value = value.model_dump(mode="json", warnings=False)
+    why = stored_problem(value, n, call.key_kwargs.get("encoding_format") == "base64")
+    if why is not None:
+        log.warning("semcache: cached value for %s is not an embeddings answer (%s); "
+                    "calling upstream", hit.key, why)
+        return None
+    usage = value.get("usage") or {}
+    # build: validated, or constructed as the client does (base64 rows are str)
+    return build(CreateEmbeddingResponse, {
+        **value, "object": "list", "model": value.get("model") or call.key_kwargs.get("model"),
+        "data": [{"object": "embedding", "index": i, **row} for i, row in enumerate(value["data"])],
+        "usage": {name: _count(usage.get(name)) or 0
+                  for name in ("prompt_tokens", "total_tokens")}})
 
 
 def _split_usage(total: int, weights: list[int]) -> list[int]:
@@ -49,6 +163,9 @@ def _embedding_flow(call: _Prepared) -> _Flow:
 
     cache = call.cache
     items = _embedding_items(call.key_kwargs.get("input"))
+    if not items:  # OpenAI answers a 400; no call is made for nothing to embed
+        raise InvalidRequestError("input must not be empty: give a string, a list of "
+                                  "strings or a list of token lists")
     if cache is not None and len(items) > 1 and (
             custom_key(call.key_kwargs) is not None or overridden(cache, "get_cache_key")):
         # a key the caller chose names the request's answer, as it does for a chat: it
@@ -63,8 +180,8 @@ def _embedding_flow(call: _Prepared) -> _Flow:
                                 [{**call.key_kwargs, "input": [item]} for item in items])
         for i, outcome in enumerate(outcomes):
             if outcome.hit:
-                r = rebuild_hit("embedding", outcome.entry)
-                if r is not None and len(r.data) == 1:
+                r = _stored(call, outcome.entry, 1)
+                if r is not None:
                     served[i] = r
         _timed(call, "cache", t)
     missing = [i for i in range(len(items)) if i not in served]
@@ -151,8 +268,8 @@ def _whole_flow(call: _Prepared, n: int) -> _Flow:
     (outcome,) = yield _Begin(cache, call.call_type, [call.key_kwargs])
     _timed(call, "cache", t)
     if outcome.hit:
-        r = rebuild_hit("embedding", outcome.entry)
-        if r is not None and len(r.data) == n:
+        r = _stored(call, outcome.entry, n)
+        if r is not None:
             hidden = hidden_params(call, True, outcome.metadata, r)
             hidden["cache_hits"] = n
             hide_params(r, hidden)

@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from .._calls._embeddings import stored_problem
 from .._calls._responses_api import is_response, sse_bytes
 from .._calls._responses_api import replay_events as response_events
 from .._errors import IntegrityError
@@ -67,10 +68,10 @@ def is_answer(endpoint: str, value: Any) -> bool:
             if not chat and not isinstance(c.get("text"), str):
                 return False
         return True
-    if endpoint == "embeddings":
+    if endpoint == "embeddings":  # the per-item path's check (and the library's)
         data = value.get("data")
-        return isinstance(data, list) and bool(data) and all(
-            isinstance(d, dict) and isinstance(d.get("embedding"), (list, str)) for d in data)
+        return isinstance(data, list) and bool(data) and \
+            stored_problem(value, len(data), b64=True) is None
     if endpoint == "audio/transcriptions":
         return isinstance(value.get("text"), str)
     return False

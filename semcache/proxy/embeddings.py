@@ -14,6 +14,7 @@ Not per item: a request with a granted ``cache_key`` (it names one entry).
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,7 @@ import httpx
 import orjson
 from starlette.responses import Response
 
+from .._calls._embeddings import stored_problem
 from .._errors import ConfigError
 from .answers import storable
 from .permissions import bad_control
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = ["embed_per_item", "items_of"]
 
+log = logging.getLogger("semcache.proxy")
 _TOKEN = re.compile(r"\w+|[^\w\s]")  # the library's usage split (_calls._TOKEN)
 
 
@@ -72,8 +75,8 @@ async def embed_per_item(app: ProxyApp, body: dict[str, Any], kwargs: dict[str, 
             *(cache.abegin("aembedding", **{**kwargs, "input": [item]}) for item in items)))
     except ConfigError as exc:  # bad per-request controls: the client's to fix
         raise bad_control(exc) from None
-    served = {i: o for i, o in enumerate(outcomes)
-              if o.hit and _one_row(o.value)}
+    b64 = body.get("encoding_format") == "base64"
+    served = {i: o for i, o in enumerate(outcomes) if o.hit and _servable(o, b64)}
     missing = [i for i in range(len(items)) if i not in served]
     metas = [o.metadata for o in outcomes]
     if not missing:
@@ -138,9 +141,16 @@ def _int(v: Any) -> int:
     return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else 0
 
 
-def _one_row(value: Any) -> bool:
-    return isinstance(value, dict) and isinstance(value.get("data"), list) and \
-        len(value["data"]) == 1
+def _servable(outcome: Pending, b64: bool) -> bool:
+    """Whether a hit's stored value is one item's answer that ``_assemble`` can serve.
+    Another writer may have stored anything under the item's key: what is not an answer
+    is a logged miss (the item goes upstream and the fresh row replaces the entry),
+    never a 500 or a malformed reply, as a chat hit's is (``ProxyApp._hit``)."""
+    why = stored_problem(outcome.value, 1, b64)
+    if why is not None:
+        log.warning("stored value for %s is not an embeddings answer (%s); asking upstream",
+                    outcome.metadata.get("key"), why)
+    return why is None
 
 
 def _rows(value: Any, n: int) -> list[dict[str, Any]] | None:
