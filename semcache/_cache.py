@@ -24,8 +24,10 @@ from ._config import (
     CacheMode,
     Controls,
     check_cache_ttl,
+    check_clock,
     check_threshold,
     check_ttl,
+    check_type_name,
 )
 from ._errors import BackendError, ConfigError, InvalidRequestError, SemcacheError
 from ._judges import Judge, resolve_judge
@@ -33,6 +35,7 @@ from ._keys import (
     QUERY_MODES,
     KeyParams,
     QueryMode,
+    check_call_type,
     exact_key,
     is_entry_key,
     validate_namespace,
@@ -107,7 +110,7 @@ class Cache(Pipeline):
         # what was given, for update_cache(): resolved values would leak defaults
         self._init_params = {k: v for k, v in locals().items()
                              if k not in ("self", "params", "__class__")} | params
-        type, params, ttl = litellm_params(type, params, ttl)
+        type, params, ttl = litellm_params(check_type_name(type), params, ttl)
         given = {"store": store, "index": index}
         if type is None and store is None:
             raise ConfigError("give a cache type or a store instance", parameter="type")
@@ -147,9 +150,9 @@ class Cache(Pipeline):
         self.namespace = validate_namespace(namespace if namespace is not None
                                             else DEFAULT_NAMESPACE)
         types = DEFAULT_CALL_TYPES if supported_call_types is None else supported_call_types
-        if isinstance(types, str):
-            raise ConfigError("supported_call_types must be a list of call types",
-                              parameter="supported_call_types")
+        if isinstance(types, str) or not isinstance(types, Iterable):
+            raise ConfigError(f"supported_call_types must be a list of call types, got "
+                              f"{types!r:.80}", parameter="supported_call_types")
         types = tuple(types)
         for t in types:
             if t not in CALL_TYPES:
@@ -207,7 +210,7 @@ class Cache(Pipeline):
         self._policies = PoliciesByNamespace(self.namespace, self.policy)
         self._learning = Learning(self)
         self._codec = RecordCodec(signing_key, max_value_bytes)
-        self._clock = clock
+        self._clock = check_clock(clock)
         self._stats = Stats()
         self._faults = FaultLog()
 
@@ -243,7 +246,7 @@ class Cache(Pipeline):
         """The exact key of a request (``<namespace>:<sha256>``; a ``cache_key`` wins).
         Overriding it (on a subclass or the instance, as LiteLLM's docs show) changes
         the keys every lookup and store uses."""
-        call_type = kwargs.pop("call_type", None) or infer_call_type(kwargs)
+        call_type = check_call_type(kwargs.pop("call_type", None)) or infer_call_type(kwargs)
         controls = Controls.parse(kwargs.get("cache"))
         key = exact_key(controls.namespace or self.namespace, call_type,
                         self.key_params.filter(kwargs))
@@ -272,12 +275,12 @@ class Cache(Pipeline):
         ("completion", "acompletion", "embedding", ...; "" infers it from the request's
         fields); the request is the call's keyword arguments, ``cache={...}`` controls
         included."""
-        req = self._request(call_type or None, request)
+        req = self._request(check_call_type(call_type) or None, request)
         return self._drive(self._lookup_flow(req), req)
 
     async def abegin(self, call_type: str, /, **request: Any) -> Pending:
         """``begin``'s async twin; store with ``await pending.astore(result)``."""
-        req = self._request(call_type or None, request)
+        req = self._request(check_call_type(call_type) or None, request)
         return await self._adrive(self._lookup_flow(req), req)
 
     # ------------------------------------------------------------------ lookups

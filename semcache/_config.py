@@ -74,6 +74,30 @@ def check_bool(value: Any, parameter: str) -> bool:
     return value
 
 
+def check_type_name(value: Any) -> Any:
+    """``Cache(type=...)``: a type's name (a str, or LiteLLM's str enum) or None; a list
+    or a dict was an unhashable TypeError from the type table."""
+    if value is not None and not isinstance(value, str):
+        raise ConfigError(f"type must be a cache type name (a str such as 'local') or "
+                          f"None, got {value!r:.80}", parameter="type")
+    return value
+
+
+def check_clock(value: Any) -> Any:
+    """``Cache(clock=...)``: a function returning the unix time. Read once here: one
+    that is not callable failed the first lookup (a raw TypeError), and one returning
+    None or a str made every stored entry unreadable, each read a counted miss."""
+    try:
+        now = value() if callable(value) else None
+    except Exception as exc:
+        raise ConfigError(f"clock() failed: {type(exc).__name__}: {exc}",
+                          parameter="clock") from exc
+    if not finite_number(now):
+        raise ConfigError(f"clock must be a function returning the time in seconds (a "
+                          f"number), got {value!r:.80}", parameter="clock")
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class Controls:
     """A request's ``cache={...}``: LiteLLM's keys plus the similarity overrides."""

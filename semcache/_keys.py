@@ -22,7 +22,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -42,6 +42,7 @@ __all__ = [
     "QueryMode",
     "SemanticSplit",
     "canonical_params",
+    "check_call_type",
     "exact_key",
     "is_entry_key",
     "semantic_split",
@@ -122,6 +123,18 @@ def is_entry_key(key: object) -> bool:
         return False
     ns, sep, rest = key.partition(":")
     return bool(sep and rest) and _NAMESPACE_RE.fullmatch(ns) is not None
+
+
+def check_call_type(call_type: Any) -> str | None:
+    """A request's ``call_type``: a str ("" or None: infer it from the request), never a
+    list or a number, which failed deep in the pipeline (an AttributeError, an
+    unhashable TypeError) or, falsy, was silently taken as "infer". An unknown *str* is
+    kept: a call semcache does not cache ("speech") passes through uncached, as in
+    LiteLLM."""
+    if call_type is not None and not isinstance(call_type, str):
+        raise InvalidRequestError(f"call_type must be a call type name (a str such as "
+                                  f"'completion') or None, got {call_type!r:.80}")
+    return call_type
 
 
 def base_call_type(call_type: str) -> str:
@@ -236,10 +249,14 @@ class KeyParams:
         def names(value: Any, parameter: str) -> frozenset[str] | None:
             if value is None:
                 return None
-            if isinstance(value, str) or not all(isinstance(v, str) for v in value):
-                raise ConfigError(f"{parameter} must be a list of parameter names",
-                                  parameter=parameter)
-            out = frozenset(value)
+            # a non-iterable (5, True) was a raw TypeError; a generator was used up by
+            # the check and left an empty set behind: read it once, then check
+            items = None if isinstance(value, (str, bytes, Mapping)) or \
+                not isinstance(value, Iterable) else tuple(value)
+            if items is None or not all(isinstance(v, str) for v in items):
+                raise ConfigError(f"{parameter} must be a list of parameter names, got "
+                                  f"{value!r:.80}", parameter=parameter)
+            out = frozenset(items)
             bad = sorted(out & CONTENT_PARAMS) if parameter == "key_exclude" else []
             if bad:
                 raise ConfigError(f"key_exclude cannot leave out {bad[0]!r}: it is the "

@@ -37,6 +37,7 @@ from ._keys import (
     SEMANTIC_CALL_TYPES,
     SemanticSplit,
     base_call_type,
+    check_call_type,
     custom_key,
     exact_key,
     semantic_split,
@@ -146,7 +147,7 @@ class Pipeline:
 
     # -- building a request ----------------------------------------------------------
     def _request(self, call_type: str | None, kwargs: Mapping[str, Any]) -> Request:
-        ct = call_type or infer_call_type(kwargs)
+        ct = check_call_type(call_type) or infer_call_type(kwargs)
         controls = Controls.parse(kwargs.get("cache"))
         ns = controls.namespace or self.namespace
         caching = kwargs.get("caching")

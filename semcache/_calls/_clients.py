@@ -16,11 +16,16 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+from .._checks import finite_number
+from .._errors import InvalidRequestError
+
 __all__ = [
     "LOCAL_PARAMS",
     "POOL",
     "ClientPool",
     "Endpoint",
+    "check_retries",
+    "check_timeout",
     "resolve_endpoint",
     "strip_provider",
     "upstream_params",
@@ -69,7 +74,9 @@ class Endpoint:
 
     base_url: str | None
     api_key: str | None
-    timeout: float | None
+    #: seconds, or an ``httpx.Timeout``'s (connect, read, write, pool): hashable, as a
+    #: client's key must be (an ``httpx.Timeout`` is not)
+    timeout: float | tuple[float | None, ...] | None
     max_retries: int | None
     organization: str | None
 
@@ -85,17 +92,66 @@ def resolve_endpoint(kwargs: Mapping[str, Any]) -> Endpoint:
     if key is None and base is not None:
         # vLLM, Ollama and most local servers need no key, but the client insists on one
         key = "sk-no-key-required"
-    timeout = kwargs.get("timeout", kwargs.get("request_timeout"))
-    retries = kwargs.get("max_retries", kwargs.get("num_retries"))
+    t_name = "timeout" if "timeout" in kwargs else "request_timeout"
+    r_name = "max_retries" if "max_retries" in kwargs else "num_retries"
     return Endpoint(str(base).rstrip("/") if base else None, key,
-                    None if timeout is None else float(timeout),
-                    None if retries is None else int(retries), kwargs.get("organization"))
+                    check_timeout(kwargs.get(t_name), t_name),
+                    check_retries(kwargs.get(r_name), r_name), kwargs.get("organization"))
+
+
+def check_timeout(value: Any, name: str = "timeout") -> float | tuple[float | None, ...] | None:
+    """A call's ``timeout`` as LiteLLM takes it: seconds (a number, or a str of one, as
+    an environment variable gives it), an ``httpx.Timeout``, or None (the client's
+    default). Anything else was a raw ValueError or TypeError from ``float()`` or the
+    HTTP client: NaN, 0 and negatives included (LiteLLM reads 0 as its default; here
+    it is refused, not silently changed)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if finite_number(value) and value > 0:
+            return float(value)
+    elif not isinstance(value, str):
+        # LiteLLM's httpx.Timeout, or the client's own (openai.Timeout, from the HTTP
+        # library openai is built on, which need not be httpx): imported only here
+        import httpx
+        import openai
+
+        if isinstance(value, (httpx.Timeout, openai.Timeout)):
+            d = value.as_dict()
+            parts = (d["connect"], d["read"], d["write"], d["pool"])
+            if all(p is None or (finite_number(p) and p > 0) for p in parts):
+                return parts
+    raise InvalidRequestError(f"{name} must be a positive number of seconds, an "
+                              f"httpx.Timeout or None, got {value!r:.80}")
+
+
+def check_retries(value: Any, name: str = "max_retries") -> int | None:
+    """``max_retries`` / ``num_retries``: an int >= 0 (or a str of one), or None. A float
+    was truncated (1.5 retried once), a negative one silently retried nothing, and
+    anything else was a raw ValueError from ``int()``."""
+    if value is None:
+        return None
+    if isinstance(value, str) and value.strip().isdecimal():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise InvalidRequestError(f"{name} must be an int >= 0 or None, got {value!r:.80}")
 
 
 def _client_kwargs(ep: Endpoint) -> dict[str, Any]:
     kw: dict[str, Any] = {"api_key": ep.api_key, "base_url": ep.base_url,
                           "organization": ep.organization}
-    if ep.timeout is not None:
+    if isinstance(ep.timeout, tuple):
+        import openai  # its Timeout is its HTTP library's: the one its clients take
+
+        connect, read, write, pool = ep.timeout
+        kw["timeout"] = openai.Timeout(connect=connect, read=read, write=write, pool=pool)
+    elif ep.timeout is not None:
         kw["timeout"] = ep.timeout
     if ep.max_retries is not None:
         kw["max_retries"] = ep.max_retries

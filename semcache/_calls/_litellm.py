@@ -27,6 +27,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ForwardRef, Literal, get_args, get_origin
 
+from .._checks import finite_number
+from .._errors import InvalidRequestError
+
 __all__ = ["ItemAccess", "abegin", "afinish", "begin", "callback_args", "finish", "itemize",
            "mock_result", "overridden", "wants_litellm_args"]
 
@@ -218,13 +221,24 @@ def mock_result(kind: str, model: Any, mock: Any, n_inputs: int = 1) -> Any:
         from openai.types.audio import Transcription as cls  # type: ignore[assignment]
 
         data = mock if isinstance(mock, dict) else {"text": str(mock)}
-    return cls.model_validate(data)
+    import pydantic
+
+    try:
+        return cls.model_validate(data)
+    except pydantic.ValidationError as exc:  # a dict that is not a whole response
+        raise InvalidRequestError(f"mock_response: a dict must be a whole {cls.__name__} "
+                                  f"response, as the API returns it: {exc}") from exc
 
 
 def _mock_vector(mock: Any) -> list[float]:
     """An embedding mock: a list of numbers, or LiteLLM's "0.1,0.2,..." string; else a
     fixed small vector."""
     if isinstance(mock, list):
+        if not all(finite_number(x) for x in mock):
+            # float("a") or float(None) was a raw ValueError or TypeError, and True
+            # read as 1.0
+            raise InvalidRequestError(f"mock_response: an embedding mock must be a list "
+                                      f"of finite numbers, got {mock!r:.80}")
         return [float(x) for x in mock]
     if isinstance(mock, str):
         try:

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from .._errors import ConfigError, InvalidRequestError
+from ._clients import check_retries, check_timeout
 
 __all__ = ["Router"]
 
@@ -32,6 +33,29 @@ def _env(value: Any, where: str) -> Any:
                               f"not set", parameter=where)
         return os.environ[name]
     return value
+
+
+def _check_call_settings(params: Mapping[str, Any], where: str | None) -> None:
+    """A deployment's or the router's timeout and retries, checked when the router is
+    built with the rule every call applies (``check_timeout``, ``check_retries``)."""
+    for name, check in (("timeout", check_timeout), ("request_timeout", check_timeout),
+                        ("num_retries", check_retries), ("max_retries", check_retries)):
+        label = name if where is None else f"{where}.{name}"
+        try:
+            check(params.get(name), label)
+        except InvalidRequestError as exc:
+            raise ConfigError(str(exc), parameter=label) from None
+
+
+def _port(value: Any) -> int | None:
+    """``redis_port``: an int in 1..65535 or a str of one (an environment variable)."""
+    if isinstance(value, str) and value.strip().isdecimal():
+        value = int(value)
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)
+                         and 0 < value < 65536):
+        return value
+    raise ConfigError(f"redis_port must be a port number (1-65535) or None, got "
+                      f"{value!r:.80}", parameter="redis_port")
 
 
 class Router:
@@ -51,9 +75,27 @@ class Router:
                  redis_password: str | None = None, num_retries: int | None = None,
                  timeout: float | None = None,
                  default_litellm_params: Mapping[str, Any] | None = None) -> None:
+        if default_litellm_params is not None and \
+                not isinstance(default_litellm_params, Mapping):
+            raise ConfigError(f"default_litellm_params must be a dict of call parameters, "
+                              f"got {default_litellm_params!r:.80}",
+                              parameter="default_litellm_params")
+        _check_call_settings(default_litellm_params or {}, "default_litellm_params")
+        # checked now, or the first call is the one that finds out (a raw ValueError)
+        _check_call_settings({"num_retries": num_retries, "timeout": timeout}, None)
+        if isinstance(model_list, (str, bytes, Mapping)) or \
+                not isinstance(model_list, Iterable):
+            raise ConfigError(f"model_list must be a list of deployments ({{'model_name': "
+                              f"..., 'litellm_params': {{...}}}}), got {model_list!r:.80}",
+                              parameter="model_list")
+        model_list = list(model_list)
         if not model_list:
             raise ConfigError("model_list must name at least one deployment",
                               parameter="model_list")
+        for i, d in enumerate(model_list):
+            if not isinstance(d, Mapping):  # dict(5) or dict("ab") was a raw error
+                raise ConfigError(f"model_list[{i}] must be a dict with model_name and "
+                                  f"litellm_params, got {d!r:.80}", parameter="model_list")
         if cache_responses is not None and not isinstance(cache_responses, bool):
             # LiteLLM's is a bool; 0 or "false" read as "not False" would keep caching
             # the calls the user turned caching off for
@@ -72,10 +114,16 @@ class Router:
                                   parameter="model_list")
             clean = {k: _env(v, f"model_list[{i}].litellm_params.{k}")
                      for k, v in params.items() if k not in _ROUTING_ONLY}
+            _check_call_settings(clean, f"model_list[{i}].litellm_params")
             self._deployments.setdefault(name, []).append(clean)
         self._cycles: dict[str, Iterator[dict[str, Any]]] = {
             name: itertools.cycle(ds) for name, ds in self._deployments.items()}
         self._lock = threading.Lock()
+        if caching_groups is not None and (isinstance(caching_groups, (str, bytes, Mapping))
+                                           or not isinstance(caching_groups, Iterable)):
+            raise ConfigError(f"caching_groups must be a list of model-name lists, e.g. "
+                              f"[('gpt-4o', 'gpt-4o-eu')], got {caching_groups!r:.80}",
+                              parameter="caching_groups")
         groups = list(caching_groups or ())
         for g in groups:
             if isinstance(g, (str, bytes, Mapping)) or not isinstance(g, Iterable):
@@ -104,9 +152,14 @@ class Router:
                 raise ConfigError("give either cache= or redis_host=", parameter="cache")
             from .._cache import Cache
 
-            cache = Cache(type="redis", host=redis_host,
-                          port=None if redis_port is None else int(redis_port),
+            cache = Cache(type="redis", host=redis_host, port=_port(redis_port),
                           password=redis_password)
+        elif cache is not None and not all(callable(getattr(cache, m, None))
+                                           for m in ("get_cache", "add_cache")):
+            # accepted, it failed the router's first call with a raw TypeError
+            raise ConfigError(f"cache must be a semcache Cache (or an object with "
+                              f"get_cache and add_cache) or None, got {cache!r:.80}",
+                              parameter="cache")
         self.cache = cache
         self.cache_responses = cache_responses
         #: LiteLLM's cache_responses=True with no Redis settings caches in memory: the
