@@ -3,9 +3,10 @@
 Entries are sharded by context key, so a search only ever scores the entries of its
 own context: a context with three entries among a million others is searched exactly,
 with no loss of recall to a global top-k that other contexts crowd out (the failure of
-post-filtering). A shard is a contiguous float32 matrix; an exact search is one pass of
-FAISS's single-threaded SIMD inner product plus ``argpartition``, with expired rows
-masked in the same vectorised pass.
+post-filtering). A shard is a contiguous float32 matrix; an exact search is one call of
+FAISS's single-threaded SIMD inner product that keeps the top k (plus a few spares) in
+a heap as it scans, expired rows skipped among them (more expired rows than spares: one
+masked pass, scored by the same kernel, with ``argpartition``).
 
 Mid-sized shards (``compact_threshold``, 4k entries by default, up to the IVF's
 threshold) also keep an int8 copy of their rows in k-means lists; the ``nprobe`` lists
