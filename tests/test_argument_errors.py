@@ -131,6 +131,18 @@ def test_a_bad_timeout_or_retries_is_an_invalid_request(fake, kw, name, value):
                                          **{name: value}))
 
 
+@pytest.mark.parametrize(("name", "value"), [
+    ("api_base", 5), ("api_base", ["http://x"]), ("base_url", b"http://x"),
+    ("api_key", 12345), ("organization", {"id": 1}),
+])
+def test_an_endpoint_field_that_is_not_a_str_is_an_invalid_request(fake, kw, name, value):
+    """api_base=5 reached the HTTP client as a URL: a raw APIConnectionError later."""
+    semcache.cache = None
+    with pytest.raises(InvalidRequestError, match=name):
+        semcache.completion(model="gpt-4o-mini", messages=MSG, **{**kw, name: value})
+    assert fake.calls.get("chat/completions", 0) == 0
+
+
 @pytest.mark.parametrize("extra", [
     {"timeout": 30}, {"timeout": "30"}, {"timeout": 2.5}, {"timeout": None},
     {"timeout": httpx.Timeout(10.0, connect=5.0)}, {"timeout": openai.Timeout(10.0)},

@@ -86,6 +86,10 @@ class Endpoint:
 
 
 def resolve_endpoint(kwargs: Mapping[str, Any]) -> Endpoint:
+    for name in ("api_base", "base_url", "api_key", "organization"):
+        v = kwargs.get(name)
+        if v is not None and not isinstance(v, str):  # 5 reached the HTTP client as a URL
+            raise InvalidRequestError(f"{name} must be a str or None, got {v!r:.80}")
     base = (kwargs.get("api_base") or kwargs.get("base_url") or os.environ.get("OPENAI_BASE_URL")
             or os.environ.get("OPENAI_API_BASE") or None)
     key = kwargs.get("api_key") or os.environ.get("OPENAI_API_KEY")
