@@ -27,9 +27,11 @@ log = logging.getLogger("semcache.indexes")
 _Row = TypeVar("_Row")
 
 #: what building a candidate from a malformed stored row raises (a JSON decode error
-#: and binascii.Error are ValueErrors); an IntegrityError is not among them: it is a
-#: damaged folder or file, not one bad row
-MALFORMED = (KeyError, TypeError, ValueError, AttributeError, OverflowError, IndexError)
+#: and binascii.Error are ValueErrors; the stdlib's json raises RecursionError on deep
+#: nesting); an IntegrityError is not among them: it is a damaged folder or file, not
+#: one bad row
+MALFORMED = (KeyError, TypeError, ValueError, AttributeError, OverflowError, IndexError,
+             RecursionError)
 
 
 def check_vectors(vectors: np.ndarray, n: int | None, dim: int) -> np.ndarray:

@@ -232,7 +232,8 @@ class FolderLog:
         ``IntegrityError`` naming it, never numpy's or zipfile's own exception."""
         try:
             yield
-        except (OSError, EOFError, KeyError, TypeError, ValueError, zipfile.BadZipFile) as exc:
+        except (OSError, EOFError, KeyError, TypeError, ValueError, RecursionError,
+                zipfile.BadZipFile) as exc:  # RecursionError: json's, on deep nesting
             raise IntegrityError(
                 f"index at {str(self.path)!r}: snapshot.npz is damaged ({exc}); restore it "
                 "or flush the folder") from exc
@@ -301,7 +302,8 @@ class FolderLog:
             where = str(self.path)
             try:
                 m = json.loads(p.read_bytes())
-            except (OSError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
+            except (OSError, ValueError, RecursionError) as exc:  # RecursionError: json's,
+                # on deep nesting; UnicodeDecodeError is a ValueError
                 raise IntegrityError(f"index at {where!r}: manifest.json is damaged ({exc}); "
                                      "restore it or flush the folder") from exc
             d, mid = m.get("dim") if isinstance(m, dict) else None, \

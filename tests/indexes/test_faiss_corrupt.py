@@ -140,6 +140,7 @@ MANIFESTS = {
     "dimension as a string": lambda text: text.replace(f'"dim": {DIM}', f'"dim": "{DIM}"'),
     "dimension of another model": lambda text: text.replace(f'"dim": {DIM}', '"dim": 16'),
     "model as a number": lambda text: text.replace('"model_id": "m"', '"model_id": 5'),
+    "nested deeper than json reads": lambda text: "[" * 5000 + "]" * 5000,
 }
 
 
@@ -174,6 +175,21 @@ def test_a_damaged_snapshot_is_a_typed_error_naming_it(tmp_path, case):
     idx.close()
     p = path / "snapshot.npz"
     p.write_bytes(SNAPSHOTS[case](p.read_bytes()))
+    with pytest.raises(SemcacheError, match="snapshot.npz"):
+        FaissIndex(path=path, model_id="m")
+
+
+def test_snapshot_metadata_nested_deeper_than_json_reads_is_a_typed_error(tmp_path):
+    """The stdlib's json raises RecursionError there, which was not caught."""
+    path = tmp_path / "idx"
+    _build(path)
+    idx = FaissIndex(path=path, model_id="m")
+    idx.compact()
+    idx.close()
+    with np.load(path / "snapshot.npz", allow_pickle=False) as z:
+        kept = {k: z[k] for k in z.files if k != "meta"}
+    with open(path / "snapshot.npz", "wb") as f:
+        np.savez(f, meta=np.frombuffer(b"[" * 5000 + b"]" * 5000, np.uint8), **kept)
     with pytest.raises(SemcacheError, match="snapshot.npz"):
         FaissIndex(path=path, model_id="m")
 

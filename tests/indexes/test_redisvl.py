@@ -179,6 +179,7 @@ def test_cache_type_with_litellm_params(redis_stack_url) -> None:
 # ------------------------------------------------ hashes another writer shaped otherwise
 @pytest.mark.parametrize("damage", [
     {"o": "[5]"}, {"o": "not json"}, {"o": '[[2.0, true]]'}, {"o": "5"},
+    {"o": "[" * 3000 + "]" * 3000},  # the stdlib's json: a RecursionError, not skipped
     {"c": "yesterday"}, {"c": "nan"}, {"c": "inf"}, "no p", "no c", "no k"])
 @pytest.mark.parametrize("flavour", ["sync", "async"])
 def test_a_malformed_hash_is_skipped_not_the_whole_search(redis_stack_url, damage, flavour,
@@ -224,7 +225,7 @@ def test_a_non_finite_distance_is_not_similarity_one() -> None:
 @pytest.mark.parametrize("damage", [
     "not json", "5", '"x"', '{"a": [0.8, 1, null]}', "[5]", '[[2.0, true]]',
     '[[0.8, 1, null], "junk", [0.8, 1, 7], [true, 1], [0.8], [0.8, 1, null, 4]]',
-    b"\xff\xfe", "[NaN]", '[[NaN, 1]]'])
+    b"\xff\xfe", "[NaN]", '[[NaN, 1]]', "[" * 3000 + "]" * 3000])
 @pytest.mark.parametrize("flavour", ["sync", "async"])
 def test_observing_an_entry_with_malformed_observations_repairs_them(
         redis_stack_url, damage, flavour, caplog) -> None:
