@@ -49,11 +49,15 @@ class Observation:
         TypeError or ValueError (the index skips that observation's record)."""
         if not isinstance(v, list) or not 2 <= len(v) <= 3:
             raise TypeError(f"an observation is a list of 2 or 3, not {str(v)[:40]}")
-        sim, query = v[0], v[2] if len(v) > 2 else None
+        sim, ok, query = v[0], v[1], v[2] if len(v) > 2 else None
         if isinstance(sim, bool) or not isinstance(sim, (int, float)) \
-                or not -1.5 <= sim <= 1.5 or not isinstance(query, (str, type(None))):
+                or not -1.5 <= sim <= 1.5 or not isinstance(query, (str, type(None))) \
+                or type(ok) not in (int, bool, float) or ok not in (0, 1):
+            # ``correct`` as written: 0 or 1 (or a JSON bool; the Lua repair in
+            # indexes/_redis_lua.py keeps the same); a dict or "no" read as truthy would
+            # have taught the policy that a wrong answer was right
             raise ValueError(f"malformed observation {str(v)[:60]}")
-        return cls(float(sim), bool(v[1]), query)
+        return cls(float(sim), bool(ok), query)
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,7 @@ local function valid(e)
   if not ok or n < 2 or n > 3 then return false end
   local q = e[3]
   return finite(e[1]) and e[1] >= -1.5 and e[1] <= 1.5
-    and (type(e[2]) == 'boolean' or finite(e[2]))
+    and (type(e[2]) == 'boolean' or e[2] == 0 or e[2] == 1)
     and (q == nil or q == cjson.null or type(q) == 'string')
 end
 local raw = redis.call('hget', KEYS[1], 'o')

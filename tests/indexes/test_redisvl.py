@@ -225,7 +225,8 @@ def test_a_non_finite_distance_is_not_similarity_one() -> None:
 @pytest.mark.parametrize("damage", [
     "not json", "5", '"x"', '{"a": [0.8, 1, null]}', "[5]", '[[2.0, true]]',
     '[[0.8, 1, null], "junk", [0.8, 1, 7], [true, 1], [0.8], [0.8, 1, null, 4]]',
-    b"\xff\xfe", "[NaN]", '[[NaN, 1]]', "[" * 3000 + "]" * 3000])
+    b"\xff\xfe", "[NaN]", '[[NaN, 1]]', "[" * 3000 + "]" * 3000,
+    '[[0.8, 1, null], [0.8, 7, null], [0.8, {"x": 1}, null], [0.8, "no", null]]'])
 @pytest.mark.parametrize("flavour", ["sync", "async"])
 def test_observing_an_entry_with_malformed_observations_repairs_them(
         redis_stack_url, damage, flavour, caplog) -> None:
