@@ -112,6 +112,43 @@ def test_disk_value_another_writer_stored_is_an_integrity_miss(tmp_path, foreign
     assert isinstance(cache.store.get(key), bytes)
 
 
+@pytest.mark.parametrize("where", ["/dev/zero", "../../outside.val", "ab/cd/x.val",
+                                   "a link", "a directory"])
+def test_disk_value_file_another_program_renamed_is_an_integrity_miss(tmp_path, where):
+    """A large value lives in a file the row names, which diskcache joins to the folder
+    as given: a row edited to name /dev/zero was read until memory ran out."""
+    import os
+    import sqlite3
+
+    from semcache import Cache
+
+    cache = Cache(type="disk", disk_cache_dir=str(tmp_path))
+    req = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    cache.add_cache({"choices": [], "big": "x" * 100_000}, **req)  # a file, not a row
+    assert cache.get_cache(**req) is not None
+    db = tmp_path / "exact" / "cache.db"
+    con = sqlite3.connect(db)
+    (name,) = con.execute("SELECT filename FROM Cache WHERE filename IS NOT NULL").fetchone()
+    if where in ("a link", "a directory"):  # the name it had, now not a regular file
+        real = tmp_path / "exact" / name
+        real.unlink()
+        if where == "a link":
+            os.symlink("/dev/zero", real)
+        else:
+            real.mkdir()
+    else:  # a good record where it points: served from outside the folder before
+        good = (tmp_path / "exact" / name).read_bytes()
+        (tmp_path / "outside.val").write_bytes(good)
+        (tmp_path / "exact" / "ab" / "cd").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "exact" / "ab" / "cd" / "x.val").write_bytes(good)
+        con.execute("UPDATE Cache SET filename = ? WHERE filename = ?", (where, name))
+        con.commit()
+    con.close()
+    assert cache.get_cache(**req) is None  # a counted integrity miss, never a crash
+    assert cache.stats()["integrity_rejections"] == 1
+    assert cache.stats()["errors_total"] == 0
+
+
 def test_disk_unopenable_database_is_a_config_error(tmp_path):
     # a file that is not an SQLite database where ours should be (another program's,
     # a torn copy): sqlite3's own DatabaseError escaped the constructor

@@ -9,7 +9,9 @@ indexed ``evict(tag)``, not a scan.
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
+import stat
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,6 +30,10 @@ except ImportError:  # pragma: no cover - diskcache is a core dependency
 
 #: the value file the current thread's write made (diskcache writes it before its row)
 _new_file = threading.local()
+
+
+#: the names diskcache gives value files (``Disk.filename``), with either separator
+_VALUE_FILE = re.compile(r"[0-9a-f]{2}[/\\][0-9a-f]{2}[/\\][0-9a-f]{28}\.val")
 
 
 def _namespace_of(key: str) -> str:
@@ -59,7 +65,27 @@ if diskcache is not None:
                 # another writer's (plain diskcache, an older version) entry: unreadable
                 # to us, a counted integrity miss, never code run nor a store fault
                 raise IntegrityError("disk store: refusing to unpickle a stored value")
+            if filename is not None:
+                if mode != diskcache.core.MODE_BINARY:  # we never write text files
+                    raise IntegrityError("disk store: a stored value in a text file")
+                self._check_file(filename)
             return super().fetch(mode, filename, value, read)
+
+        def _check_file(self, filename):
+            """A value file as diskcache names it (``ab/cd/<28 hex>.val``), a regular
+            file, no link: a row another program edited to name ``/dev/zero`` or
+            ``../../x`` (diskcache joins it to the folder as given) was read until memory
+            ran out, or read a file outside the cache."""
+            if not isinstance(filename, str) or not _VALUE_FILE.fullmatch(filename):
+                raise IntegrityError(f"disk store: value file {str(filename)[:60]!r} is "
+                                     "not one this store writes")
+            try:
+                st = os.lstat(os.path.join(self._directory, filename))
+            except OSError:
+                return  # missing: diskcache's own read reports it
+            if not stat.S_ISREG(st.st_mode):
+                raise IntegrityError(f"disk store: value file {filename!r} is not a "
+                                     "regular file")
 
 
 class DiskStore(ExactStore):

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import math
 import time
 from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from .._checks import check_store_ttl
+from .._checks import check_store_ttl, finite_number
 from .._connections.qdrant import (
     FORMAT,
     Client,
@@ -62,8 +61,7 @@ class QdrantStore(Collection, ExactStore):
         x, v = p.get("x"), p.get("v")
         # another writer's payload (a string expiry, a value that is not base64) is an
         # unreadable record, like any store's: IntegrityError, not a fault of the store
-        if x is not None and (isinstance(x, bool) or not isinstance(x, (int, float))
-                              or not math.isfinite(x)):
+        if x is not None and not finite_number(x):  # 10**400: isfinite would overflow
             raise IntegrityError(f"stored answer {key!r} in {self.collection!r}: expiry "
                                  f"{str(x)[:40]} is not a finite number")
         if x is not None and x <= self._clock():

@@ -275,7 +275,8 @@ def test_the_good_neighbour_of_a_malformed_point_is_served() -> None:
 
 
 # ------------------------------------------------ answers another writer shaped otherwise
-_BAD_ANSWERS = [{"x": "soon"}, {"x": float("nan")}, {"x": True}, {"v": "not base64!"},
+_BAD_ANSWERS = [{"x": "soon"}, {"x": float("nan")}, {"x": True}, {"x": 10**400},
+                {"v": "not base64!"},
                 {"v": 5}, {"v": None}]
 
 
