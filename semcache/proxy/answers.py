@@ -145,6 +145,10 @@ def encode_hit(endpoint: str, value: Any, stream: bool, body: dict[str, Any]
         text, ctype = value["$text"], value.get("$content_type") or "text/plain"
         if not isinstance(text, str) or not isinstance(ctype, str):
             raise IntegrityError("stored transcription text is malformed")
+        if not (ctype.isascii() and ctype.isprintable()) or len(ctype) > 255:
+            # a header value: CR/LF would add headers (or drop the reply), a character
+            # outside Latin-1 failed encoding it (a 500)
+            raise IntegrityError("stored transcription content type is not a header value")
         return text, ctype  # a non-JSON transcription
     if endpoint == "audio/transcriptions" and isinstance(value, str):
         return value, "text/plain"  # the library's response_format="text" answer

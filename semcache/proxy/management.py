@@ -117,6 +117,11 @@ class Management:
         try:
             body = await self._management(request) or {}
             cache = self._need_cache()
+            unknown = sorted(set(body) - {"namespace"})
+            if unknown:  # {"namespaces": [...]} or a typo flushed every namespace
+                raise Reply(400, f"unknown field {unknown[0][:40]!r}: a flush takes only "
+                            "\"namespace\" (one of this proxy's), or nothing for all of "
+                            "them", param=unknown[0][:40])
             ns = body.get("namespace")
             targets = self.app.namespaces
             if ns is not None:

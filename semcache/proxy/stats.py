@@ -155,7 +155,9 @@ class ProxyStats:
             return None
         p = usage.get("prompt_tokens") or 0
         c = usage.get("completion_tokens") or 0
-        if not isinstance(p, int) or not isinstance(c, int):
+        if not (_count(p) and _count(c)):
+            # a stored answer's own usage: a negative count raised in the Prometheus
+            # counter (a 500 on every hit), a huge one overflowed the JSON of /cache/stats
             return None
         price = self.prices.get(model)
         usd = (p * price.input + c * price.output) / 1e6 if price else 0.0
@@ -210,3 +212,8 @@ def _clip(text: Any, limit: int = 300) -> Any:
     if isinstance(text, str) and len(text) > limit:
         return text[:limit] + "…"
     return text
+
+
+def _count(v: Any) -> bool:
+    """A token count one answer can report: an int (not a bool) from 0 to a billion."""
+    return type(v) is int and 0 <= v <= 10**9
