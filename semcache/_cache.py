@@ -205,8 +205,7 @@ class Cache(Pipeline):
 
             policy = VerifiedPolicy(target_error_rate)
         self.policy: DecisionPolicy = policy or StaticThreshold()
-        self._verified: DecisionPolicy | None = policy if target_error_rate is not None \
-            else None
+        self._verified: DecisionPolicy | None = policy if target_error_rate is not None else None
         self._policies = PoliciesByNamespace(self.namespace, self.policy)
         self._learning = Learning(self)
         self._codec = RecordCodec(signing_key, max_value_bytes)
@@ -234,6 +233,7 @@ class Cache(Pipeline):
             index = index or built_index
         assert store is not None
         self.store: ExactStore = store
+        store.max_read_bytes = max_value_bytes  # checked by RecordCodec above
         self.index: VectorIndex | None = index if semantic else None
 
     @property

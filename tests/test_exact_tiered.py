@@ -268,3 +268,15 @@ def test_front_ttl_must_be_a_positive_finite_number(bad) -> None:
     with pytest.raises(ConfigError) as info:
         TieredStore(front=MemoryStore(), back=MemoryStore(), front_ttl=bad)
     assert info.value.parameter == "default_in_memory_ttl"
+
+
+def test_the_back_store_gets_the_caches_read_limit():
+    """The back store is the one that downloads: Cache's max_value_bytes reaches it."""
+    from semcache import Cache
+    from semcache.exact.memory import MemoryStore
+    from semcache.exact.tiered import TieredStore
+
+    back = MemoryStore()
+    tier = TieredStore(front=MemoryStore(), back=back)
+    Cache(store=tier, max_value_bytes=4321)
+    assert back.max_read_bytes == tier.max_read_bytes == 4321

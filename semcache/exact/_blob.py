@@ -28,7 +28,7 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 from .._checks import check_store_ttl
-from .._errors import BackendError
+from .._errors import BackendError, IntegrityError
 from .base import ExactStore
 
 __all__ = ["EXPIRES_META", "BlobStore", "normalise_prefix"]
@@ -101,6 +101,14 @@ class BlobStore(ExactStore):
     @abstractmethod
     def _names(self, prefix: str) -> Iterator[str]:
         """Names of the objects whose name starts with ``prefix``."""
+
+    def _check_size(self, name: str, size: Any) -> None:
+        """Before downloading ``name``'s body of ``size`` bytes: refused past
+        ``max_read_bytes`` (see ``ExactStore``)."""
+        cap = self.max_read_bytes
+        if cap is not None and isinstance(size, int) and size > cap:
+            raise IntegrityError(f"{self.name}: stored object {name!r} of {size} bytes "
+                                 f"exceeds max_value_bytes ({cap}); not downloaded")
 
     def _remove_many(self, names: Sequence[str]) -> int:
         """Delete listed objects; providers with a batch call override this."""

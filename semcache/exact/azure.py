@@ -132,6 +132,7 @@ class AzureBlobStore(BlobStore):
     def _read(self, name: str) -> tuple[bytes, dict[str, str], Any] | None:
         try:
             download = self._container.download_blob(name)
+            self._check_size(name, download.size)
             data = download.readall()
         except aexc.ResourceNotFoundError as exc:
             if getattr(exc, "error_code", None) == "ContainerNotFound":

@@ -24,6 +24,11 @@ __all__ = ["ExactStore"]
 class ExactStore(ABC):
     #: short backend label used in metrics, hit metadata and error messages
     name: str = "exact"
+    #: the largest stored value a read may download (``Cache`` sets its
+    #: ``max_value_bytes``, which decoding enforces anyway): a store that learns an
+    #: object's size before its body (S3, GCS, Azure) refuses a larger one unread, as an
+    #: ``IntegrityError``, instead of holding gigabytes another writer put there
+    max_read_bytes: int | None = None
 
     @abstractmethod
     def get(self, key: str) -> bytes | None:

@@ -123,6 +123,7 @@ class GCSStore(BlobStore):
             blob = self._bucket.get_blob(name, timeout=self._timeout, retry=self._retry)
             if blob is None:
                 return None
+            self._check_size(name, blob.size)
             try:
                 data = blob.download_as_bytes(
                     if_generation_match=blob.generation, timeout=self._timeout,

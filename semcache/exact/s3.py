@@ -149,6 +149,7 @@ class S3Store(BlobStore):
                 return None
             raise
         with obj["Body"] as body:
+            self._check_size(name, obj.get("ContentLength"))
             data = body.read()
         return data, obj.get("Metadata", {}), obj.get("ETag")
 

@@ -53,6 +53,14 @@ class TieredStore(ExactStore):
         self._gens = [0] * self._SLOTS
         self._epoch = 0
 
+    @property  # type: ignore[override]
+    def max_read_bytes(self) -> int | None:
+        return self.back.max_read_bytes
+
+    @max_read_bytes.setter
+    def max_read_bytes(self, value: int | None) -> None:
+        self.back.max_read_bytes = value  # the back store downloads; the front is memory
+
     def _front_ttl(self, ttl: float | None) -> float:
         return self.front_ttl if ttl is None else min(ttl, self.front_ttl)
 

@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 
-from semcache import BackendError
+from semcache import BackendError, Cache, IntegrityError
 from semcache.exact._blob import EXPIRES_META, BlobStore
 
 
@@ -21,6 +21,29 @@ class BlobStoreContract:
     @pytest.fixture
     def prefix(self) -> str:
         return "p" + uuid.uuid4().hex[:8]
+
+    def test_an_object_past_max_read_bytes_is_refused_unread(self, make_store,
+                                                              prefix) -> None:
+        """Its size is known before its body: a value another writer made gigabytes
+        long was downloaded whole before decoding refused it."""
+        s = make_store(prefix=prefix)
+        s.set("n:big", b"x" * 5000)
+        s.max_read_bytes = 1000
+        with pytest.raises(IntegrityError, match="5000 bytes.*not downloaded"):
+            s.get("n:big")
+        s.max_read_bytes = 5000
+        assert s.get("n:big") == b"x" * 5000
+        assert s.get("n:absent") is None
+
+    def test_a_cache_reads_no_more_than_its_max_value_bytes(self, make_store,
+                                                             prefix) -> None:
+        s = make_store(prefix=prefix)
+        c = Cache(store=s, max_value_bytes=2000)
+        assert s.max_read_bytes == 2000
+        req = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+        s.set(c.get_cache_key(**req), b"x" * 3000)  # another writer's oversized value
+        assert c.get_cache(**req) is None
+        assert c.stats()["integrity_rejections"] == 1
 
     def test_object_per_entry_with_expiry_metadata(self, make_store, prefix) -> None:
         clock = [1_000_000.0]
