@@ -15,7 +15,7 @@ from semcache.proxy.config import parse_config
 from semcache.proxy.limits import DEFAULT_BODY_TIMEOUT
 from semcache_testing.fake_openai import FakeOpenAI
 
-from .proxy_helpers import MASTER, Proxies, config_dict
+from .proxy_helpers import MASTER, config_dict
 
 BODY = json.dumps({"model": "chat", "messages": [{"role": "user", "content": "hi"}]}).encode()
 HEAD = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
@@ -26,13 +26,6 @@ HEAD = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer
 def fake():
     with FakeOpenAI(numbered=True) as f:
         yield f
-
-
-@pytest.fixture
-def proxies(fake):
-    p = Proxies(fake.base_url)
-    yield p
-    p.stop()
 
 
 def _exchange(port: int, parts: list[bytes], pause: float = 0.0,

@@ -13,7 +13,7 @@ import pytest
 from semcache import Cache
 from semcache_testing.fake_openai import FakeOpenAI, fake_transcript
 
-from .proxy_helpers import MASTER, Proxies, ask, master, stats
+from .proxy_helpers import MASTER, ask, master, stats
 
 AUDIO = b"RIFF....WAVEfmt audio bytes"
 
@@ -22,13 +22,6 @@ AUDIO = b"RIFF....WAVEfmt audio bytes"
 def fake():
     with FakeOpenAI(numbered=True) as f:
         yield f
-
-
-@pytest.fixture
-def proxies(fake):
-    p = Proxies(fake.base_url)
-    yield p
-    p.stop()
 
 
 def _transcribe_raw(port: int) -> bytes:

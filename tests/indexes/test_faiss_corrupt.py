@@ -159,6 +159,15 @@ def test_a_damaged_manifest_is_a_typed_error_naming_it(tmp_path, case, compacted
         FaissIndex(path=path, model_id="m")
 
 
+def _compacted(path):
+    """A built folder whose log was folded into snapshot.npz."""
+    _build(path)
+    idx = FaissIndex(path=path, model_id="m")
+    idx.compact()
+    idx.close()
+    return path
+
+
 SNAPSHOTS = {
     "truncated": lambda data: data[: len(data) // 2],
     "not a zip": lambda data: b"garbage" * 10,
@@ -168,11 +177,7 @@ SNAPSHOTS = {
 
 @pytest.mark.parametrize("case", list(SNAPSHOTS))
 def test_a_damaged_snapshot_is_a_typed_error_naming_it(tmp_path, case):
-    path = tmp_path / "idx"
-    _build(path)
-    idx = FaissIndex(path=path, model_id="m")
-    idx.compact()
-    idx.close()
+    path = _compacted(tmp_path / "idx")
     p = path / "snapshot.npz"
     p.write_bytes(SNAPSHOTS[case](p.read_bytes()))
     with pytest.raises(SemcacheError, match="snapshot.npz"):
@@ -181,11 +186,7 @@ def test_a_damaged_snapshot_is_a_typed_error_naming_it(tmp_path, case):
 
 def test_snapshot_metadata_nested_deeper_than_json_reads_is_a_typed_error(tmp_path):
     """The stdlib's json raises RecursionError there, which was not caught."""
-    path = tmp_path / "idx"
-    _build(path)
-    idx = FaissIndex(path=path, model_id="m")
-    idx.compact()
-    idx.close()
+    path = _compacted(tmp_path / "idx")
     with np.load(path / "snapshot.npz", allow_pickle=False) as z:
         kept = {k: z[k] for k in z.files if k != "meta"}
     with open(path / "snapshot.npz", "wb") as f:
@@ -195,11 +196,7 @@ def test_snapshot_metadata_nested_deeper_than_json_reads_is_a_typed_error(tmp_pa
 
 
 def test_a_snapshot_of_another_shape_is_a_typed_error(tmp_path):
-    path = tmp_path / "idx"
-    _build(path)
-    idx = FaissIndex(path=path, model_id="m")
-    idx.compact()
-    idx.close()
+    path = _compacted(tmp_path / "idx")
     with open(path / "snapshot.npz", "wb") as f:  # vectors of another dimension
         np.savez(f, vecs=np.ones((3, 4), np.float32), gen=np.array(1, np.int64),
                  meta=np.frombuffer(json.dumps([{"key": f"ns:{i}", "ctx": "ctx", "ns": "ns",
