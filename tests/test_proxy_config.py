@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import textwrap
 
 import pytest
@@ -225,3 +226,27 @@ def test_a_misplaced_master_key_is_an_error_not_an_open_proxy(tmp_path, text):
     # caller the master (flush, every cache control)
     with pytest.raises(ProxyConfigError, match="general_settings.master_key"):
         load_config(write(tmp_path, text))
+
+
+@pytest.mark.parametrize(("content", "reason"), [
+    ("model_list: []\n# café\n".encode("latin-1"), "not UTF-8 text"),
+    (f"x: {'1' * (sys.get_int_max_str_digits() + 1)}\n".encode(), "not valid YAML: a value"),
+    (b"x: 2024-13-45\n", "not valid YAML: a value"),
+    (f"x: {'[' * 100_000}{']' * 100_000}\n".encode(), "not valid YAML: nested too deeply"),
+    (("x: " + "{a: " * 100_000 + "1" + "}" * 100_000 + "\n").encode(),
+     "not valid YAML: nested too deeply"),
+])
+def test_a_file_yaml_cannot_read_is_a_config_error(tmp_path, capsys, content, reason):
+    # were a UnicodeDecodeError, ValueError (int digits limit, a bad date) and
+    # RecursionError out of read_text and yaml.safe_load: tracebacks from `semcache serve`
+    path = tmp_path / "config.yaml"
+    path.write_bytes(content)
+    with pytest.raises(ProxyConfigError) as info:
+        load_config(path)
+    assert (info.value.file, info.value.key) == (str(path), "<file>")
+    assert reason in str(info.value)
+    from semcache.cli import main
+
+    assert main(["serve", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{path}: <file>: {reason}" in err

@@ -19,16 +19,46 @@ __all__ = ["add_parser", "parse_params", "parse_thresholds"]
 MAX_THRESHOLDS = 10_001
 
 
-def _positive(text: str) -> int:
-    """An argparse type: an integer of at least 1 (0 pairs, 0 seeds, a batch of 0 mean
-    nothing, and --limit 0 used to read one pair, --sample 0 all of them)."""
+def _int_at_least(low: int) -> Callable[[str], int]:
+    """An argparse type: an integer of at least ``low``."""
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if n < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {n}")
+        return n
+    return parse
+
+
+#: 0 pairs, 0 seeds, a batch of 0 mean nothing (--limit 0 used to read one pair,
+#: --sample 0 all of them)
+_positive = _int_at_least(1)
+#: numpy's ``default_rng`` refuses a negative seed, after the file was read
+_seed = _int_at_least(0)
+#: --min-group: a paraphrase group is a connected component of positive pairs, so it
+#: has at least 2 questions; below 2 every lone question would count as one
+_group_size = _int_at_least(2)
+
+
+def _unit(text: str) -> float:
+    """An argparse type: a similarity in [0, 1] (NaN is not one)."""
     try:
-        n = int(text)
+        x = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
-    return n
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= x <= 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
+    return x
+
+
+def _path(text: str) -> str:
+    """An argparse type: a non-empty path (an empty one was skipped as if not given:
+    no report, exit 0)."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path")
+    return text
 
 
 def _user_errors(func: Callable[[argparse.Namespace], int]
@@ -54,7 +84,7 @@ def add_parser(subparsers: Any) -> None:
         p.add_argument("--model", default=None,
                        help="embedding model: a name (default all-MiniLM-L6-v2) or a "
                             "local sentence-transformers folder")
-        p.add_argument("--json", metavar="PATH", help="write the report as JSON")
+        p.add_argument("--json", metavar="PATH", type=_path, help="write the report as JSON")
         p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
     def data(p: argparse.ArgumentParser) -> None:
@@ -66,12 +96,12 @@ def add_parser(subparsers: Any) -> None:
         p.add_argument("--label-col")
         p.add_argument("--limit", type=_positive, help="read only the first N pairs")
         p.add_argument("--sample", type=_positive, help="use N pairs drawn at random")
-        p.add_argument("--seed", type=int, default=0, help="seed of --sample")
+        p.add_argument("--seed", type=_seed, default=0, help="seed of --sample")
         p.add_argument("--part", choices=("all", "tune", "test"), default="all",
                        help="split the pairs by question group (connected components: "
                             "no question on both sides) and use one part: choose "
                             "thresholds on tune, report on test")
-        p.add_argument("--split-seed", type=int, default=0, help="seed of --part")
+        p.add_argument("--split-seed", type=_seed, default=0, help="seed of --part")
 
     def cache(p: argparse.ArgumentParser) -> None:
         p.add_argument("--type", default="faiss-semantic", help="cache type (Cache(type=))")
@@ -85,16 +115,17 @@ def add_parser(subparsers: Any) -> None:
         p.add_argument("--no-precompute", action="store_true",
                        help="embed each request when the cache asks (true per-request "
                             "embed latency; slow) instead of batching all texts up front")
-        p.add_argument("--embedding-cache", metavar="DIR",
+        p.add_argument("--embedding-cache", metavar="DIR", type=_path,
                        help="keep precomputed embeddings as .npy here and reuse them")
 
     p = sub.add_parser("pairs", help="threshold sweep over labeled pairs")
     data(p)
     common(p)
     p.add_argument("--target-precision", type=float, default=0.95)
-    p.add_argument("--out", metavar="DIR", help="write report.json and PNG plots here")
+    p.add_argument("--out", metavar="DIR", type=_path,
+                   help="write report.json and PNG plots here")
     p.add_argument("--batch-size", type=_positive, default=256)
-    p.add_argument("--embedding-cache", metavar="DIR",
+    p.add_argument("--embedding-cache", metavar="DIR", type=_path,
                    help="keep embeddings as .npy here and reuse them on the next run")
     p.set_defaults(func=_user_errors(_run_pairs))
 
@@ -104,7 +135,7 @@ def add_parser(subparsers: Any) -> None:
     cache(p)
     p.add_argument("--price-per-1k-input", type=float, default=0.0)
     p.add_argument("--price-per-1k-output", type=float, default=0.0)
-    p.add_argument("--price-table", metavar="JSON",
+    p.add_argument("--price-table", metavar="JSON", type=_path,
                    help='{"model": {"input_per_1k": .., "output_per_1k": ..}}')
     p.add_argument("--store-misses", action="store_true",
                    help="store each missed query too (a log that fills the cache)")
@@ -131,10 +162,10 @@ def add_parser(subparsers: Any) -> None:
                    help="the old comparison: one stream from all the pairs with the "
                         "hand-built pairs mixed in, the best static threshold chosen "
                         "with hindsight on it (no split: not an honest figure)")
-    g.add_argument("--floor", type=float, default=0.7,
+    g.add_argument("--floor", type=_unit, default=0.7,
                    help="the verified policy's similarity floor (default 0.7)")
-    g.add_argument("--min-group", type=int, default=3,
-                   help="smallest paraphrase group in the stream (default 3)")
+    g.add_argument("--min-group", type=_group_size, default=3,
+                   help="smallest paraphrase group in the stream (at least 2; default 3)")
     g.add_argument("--truth", choices=("labeled", "strict"), default="labeled",
                    help="a hit on another answer class is wrong only when the pairs "
                         "label it so, and left out otherwise (labeled, the default), "
@@ -147,7 +178,8 @@ def add_parser(subparsers: Any) -> None:
     g.add_argument("--policy-param", action="append", default=[], metavar="KEY=VALUE",
                    help="a VerifiedPolicy option (repeatable), e.g. confidence=0.95, "
                         "per=hit, audit_rate=0.03")
-    g.add_argument("--out", metavar="DIR", help="write report.json and policies.png here")
+    g.add_argument("--out", metavar="DIR", type=_path,
+                   help="write report.json and policies.png here")
     p.set_defaults(func=_user_errors(_run_replay))
 
     p = sub.add_parser("multiturn",
@@ -169,6 +201,10 @@ def parse_params(items: list[str]) -> dict[str, Any]:
             out[key] = json.loads(raw)
         except json.JSONDecodeError:
             out[key] = raw
+        except (ValueError, RecursionError):  # JSON, but too long a number or too deep
+            from ._data import _parse_json
+
+            out[key] = _parse_json(raw, f"--param {key}")  # raises, naming which
     return out
 
 

@@ -12,6 +12,8 @@ import csv
 import gzip
 import io
 import json
+import sys
+import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -97,17 +99,31 @@ def _open_text(path: Path) -> io.TextIOBase:
 
 @contextmanager
 def _reading(path: str | Path) -> Iterator[None]:
-    """Turn a file that cannot be read as text (missing, a folder, not UTF-8, a cut or
-    fake gzip, broken JSON, an oversized CSV field) into an error naming the file."""
+    """Turn a file that cannot be read as text (missing, a folder, not UTF-8, a cut,
+    damaged or fake gzip, an oversized CSV field) into an error naming the file; JSON that
+    cannot be read is ``_parse_json``'s."""
     try:
         yield
     except UnicodeDecodeError as exc:
         raise InvalidRequestError(f"{path}: not UTF-8 text ({exc.reason})") from None
-    except json.JSONDecodeError as exc:
-        raise InvalidRequestError(f"{path}: not JSON: {exc}") from None
-    except (OSError, EOFError, csv.Error) as exc:
+    except (OSError, EOFError, csv.Error, zlib.error) as exc:  # zlib: a damaged gzip body
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
         raise InvalidRequestError(f"{path}: cannot read: {reason}") from None
+
+
+def _parse_json(text: str, where: str) -> Any:
+    """``json.loads`` with every way it fails on bad text as an error naming ``where``:
+    broken JSON, an integer longer than Python converts (``sys.get_int_max_str_digits``,
+    a ``ValueError``) and nesting deeper than the recursion limit (a ``RecursionError``)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidRequestError(f"{where}: not JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidRequestError(f"{where}: JSON nested too deeply to read") from None
+    except ValueError:  # after JSONDecodeError, its subclass: the only other ValueError
+        raise InvalidRequestError(f"{where}: a JSON number has more than "
+                                  f"{sys.get_int_max_str_digits()} digits") from None
 
 
 def _check_unicode(where: str, *texts: str) -> None:
@@ -184,13 +200,10 @@ def _records(path: Path, fmt: str) -> Iterator[tuple[str, dict[str, Any] | list[
         if fmt == "jsonl":
             for n, line in enumerate(fh, 1):
                 if line.strip():
-                    try:
-                        yield f"{path}:{n}", json.loads(line)
-                    except json.JSONDecodeError as exc:
-                        raise InvalidRequestError(f"{path}:{n}: not JSON: {exc}") from exc
+                    yield f"{path}:{n}", _parse_json(line, f"{path}:{n}")
             return
         if fmt == "json":
-            data = json.load(fh)
+            data = _parse_json(fh.read(), str(path))
             if not isinstance(data, list):
                 raise InvalidRequestError(f"{path}: expected a JSON list of objects")
             for n, row in enumerate(data):
@@ -265,7 +278,7 @@ def _load_pairs(path: Path, fmt: str | None, columns: Sequence[str] | None,
 
 def _is_paraphrase_list(path: Path) -> bool:
     with _open_text(path) as fh:
-        data = json.load(fh)
+        data = _parse_json(fh.read(), str(path))
     return (isinstance(data, list) and bool(data) and isinstance(data[0], dict)
             and {"origin", "similar"} <= set(data[0]))
 
@@ -276,7 +289,7 @@ def load_paraphrases(path: str | Path, *, limit: int | None = None) -> Pairs:
     _check_limit(limit)
     path = Path(path)
     with _reading(path), _open_text(path) as fh:
-        data = json.load(fh)
+        data = _parse_json(fh.read(), str(path))
     if not isinstance(data, list) or not all(
             isinstance(r, dict) and isinstance(r.get("origin"), str)
             and isinstance(r.get("similar"), str) for r in data):
@@ -302,7 +315,7 @@ def load_conversations(paths: str | Path | Sequence[str | Path]) -> list[Convers
     out: list[Conversation] = []
     for p in paths:
         with _reading(p), _open_text(Path(p)) as fh:
-            data = json.load(fh)
+            data = _parse_json(fh.read(), str(p))
         if not isinstance(data, list):
             raise InvalidRequestError(f"{p}: expected a JSON list of conversations")
         for n, row in enumerate(data):

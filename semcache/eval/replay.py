@@ -43,7 +43,7 @@ import numpy as np
 
 from .._cache import Cache
 from .._errors import InvalidRequestError
-from ._data import Pairs
+from ._data import Pairs, _parse_json
 from ._progress import progress
 from ._report import write_json
 from .streams import Stream, answer_class
@@ -103,10 +103,11 @@ def load_price_table(path: str | os.PathLike[str], model: str) -> Prices:
     """Prices of ``model`` from a JSON table ``{model: {"input_per_1k": .., "output_per_1k":
     ..}}`` (``input``/``output`` accepted as shorter names)."""
     try:
-        table = json.loads(Path(path).read_text(encoding="utf-8-sig"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
         raise InvalidRequestError(f"{path}: cannot read the price table: {reason}") from None
+    table = _parse_json(text, f"{path}: the price table")
     if not isinstance(table, dict) or model not in table:
         known = sorted(table) if isinstance(table, dict) else []
         raise InvalidRequestError(f"{path}: no prices for model {model!r}; has {known}")

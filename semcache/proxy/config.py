@@ -164,10 +164,16 @@ def load_config(path: str | os.PathLike[str], *, warn: bool = True) -> ProxyConf
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ProxyConfigError(file, "<file>", f"cannot read: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ProxyConfigError(file, "<file>", f"not UTF-8 text ({exc.reason})") from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ProxyConfigError(file, "<file>", f"not valid YAML: {exc}") from exc
+    except RecursionError:  # PyYAML's composer recurses once per level
+        raise ProxyConfigError(file, "<file>", "not valid YAML: nested too deeply") from None
+    except ValueError as exc:  # a constructor's: int() past its digit limit, a bad date
+        raise ProxyConfigError(file, "<file>", f"not valid YAML: a value: {exc}") from None
     cfg = parse_config(raw if raw is not None else {}, file=file)
     if warn:
         warn_unsupported(cfg)
