@@ -37,12 +37,13 @@ from ._keys import (
     QueryMode,
     check_call_type,
     exact_key,
+    infer_call_type,
     is_entry_key,
     validate_namespace,
 )
 from ._learning import Learning
 from ._pending import CacheHit, Pending
-from ._pipeline import Pipeline, infer_call_type
+from ._pipeline import Pipeline
 from ._policies_by_ns import PoliciesByNamespace
 from ._record import RecordCodec
 from ._registry import TYPES, build_backends, get_embedder
@@ -257,8 +258,7 @@ class Cache(Pipeline):
 
     def _custom_key(self, kwargs: Mapping[str, Any]) -> Mapping[str, Any]:
         """``kwargs`` with ``cache_key`` from an overridden ``get_cache_key``, if any."""
-        if "get_cache_key" not in vars(self) and \
-                type(self).get_cache_key is Cache.get_cache_key:
+        if "get_cache_key" not in vars(self) and type(self).get_cache_key is Cache.get_cache_key:
             return kwargs
         key = self.get_cache_key(**kwargs)
         if not isinstance(key, str) or not key:

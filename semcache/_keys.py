@@ -43,6 +43,7 @@ __all__ = [
     "SemanticSplit",
     "canonical_params",
     "check_call_type",
+    "infer_call_type",
     "exact_key",
     "is_entry_key",
     "semantic_split",
@@ -135,6 +136,24 @@ def check_call_type(call_type: Any) -> str | None:
         raise InvalidRequestError(f"call_type must be a call type name (a str such as "
                                   f"'completion') or None, got {call_type!r:.80}")
     return call_type
+
+
+def infer_call_type(kwargs: Mapping[str, Any]) -> str:
+    if "messages" in kwargs:
+        return "completion"
+    if "prompt" in kwargs:
+        return "text_completion"
+    if "input" in kwargs:
+        return "embedding"
+    if "file" in kwargs:
+        return "transcription"
+    if custom_key(kwargs) is not None:
+        # LiteLLM's cache.add_cache(cache_key=..., result=...): a custom key names the
+        # entry on its own, so the call type does not shape the key
+        return "completion"
+    raise InvalidRequestError(
+        "cannot tell the call type: pass messages=, prompt=, input= or file= "
+        "(or call_type=)")
 
 
 def base_call_type(call_type: str) -> str:

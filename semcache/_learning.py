@@ -62,7 +62,7 @@ class Learning:
         assert cand is not None and policy is not None and c.judge is not None
         assert c.index is not None
         raw = yield Op(c.store.get, c.store.aget, (cand.key,), FAILED, "judge", "store")
-        crec = None if raw is FAILED else c._decode(raw, req)
+        crec = None if raw is FAILED else c._decode(raw, req, cand.key)
         if crec is None:
             return
         j = c.judge
@@ -153,8 +153,8 @@ class Learning:
         key = meta["key"]
         c._stats.incr("feedback_right" if correct else "feedback_wrong")
         raw = yield Op(c.store.get, c.store.aget, (key,), None, "store", "store")
-        rec = c._decode(raw, req)
-        live = rec is not None and rec.key == key and (
+        rec = c._decode(raw, req, key)
+        live = rec is not None and (
             rec.expires_at is None or rec.expires_at > c._clock())
         if meta.get("stage") == "exact" or c.index is None:
             if not correct:  # the stored answer itself is wrong for its own request

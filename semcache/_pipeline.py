@@ -30,7 +30,6 @@ from ._errors import (
     BackendError,
     ConfigError,
     IntegrityError,
-    InvalidRequestError,
     SemcacheError,
 )
 from ._keys import (
@@ -38,8 +37,8 @@ from ._keys import (
     SemanticSplit,
     base_call_type,
     check_call_type,
-    custom_key,
     exact_key,
+    infer_call_type,
     semantic_split,
 )
 from ._pending import CacheHit, Pending
@@ -184,11 +183,17 @@ class Pipeline:
                                        self.semantic_query)
         return req.split
 
-    def _decode(self, raw: bytes | None, req: Request) -> Record | None:
+    def _decode(self, raw: bytes | None, req: Request, key: str) -> Record | None:
+        """The record read under ``key``, or None; an unreadable one, or another entry's
+        record copied or planted under ``key``, is a counted integrity miss."""
         if raw is None or raw is UNREADABLE:  # UNREADABLE: counted by _failed
             return None
         try:
-            return self._codec.decode(raw)
+            rec = self._codec.decode(raw)
+            if rec.key != key:
+                raise IntegrityError(f"the record under {key[:80]!r} is another entry's "
+                                     f"({rec.key[:80]!r})")
+            return rec
         except IntegrityError as exc:
             self._rejected(exc, req)
             if self.on_error == "raise":
@@ -215,9 +220,9 @@ class Pipeline:
             return self._outcome(req, None, None, t0, decision="skipped")
         store = self.store
         raw = yield Op(store.get, store.aget, (req.key,), None, "exact", "store")
-        rec = self._decode(raw, req)
+        rec = self._decode(raw, req, req.key)
         now = self._clock()
-        if rec is not None and rec.key == req.key and self._fresh(rec, req, now):
+        if rec is not None and self._fresh(rec, req, now):
             return self._outcome(req, rec, None, t0, stage="exact", similarity=1.0, now=now)
         nearest: Candidate | None = None
         decision = "no_candidate"
@@ -260,7 +265,7 @@ class Pipeline:
                         if raw is FAILED:  # store down: a miss, but keep the vector
                             nearest = None
                             break
-                        crec = self._decode(raw, req)
+                        crec = self._decode(raw, req, c.key)
                         cands.remove(c)
                         nearest = None
                         if raw is None or (crec is not None and crec.expires_at is not None
@@ -270,8 +275,8 @@ class Pipeline:
                                          (c,), False, "fetch", "index")):
                                 self._stats.incr("stale_candidates_removed")
                             continue
-                        if crec is None or crec.key != c.key or \
-                                crec.context != split.context or not self._fresh(crec, req, now):
+                        if crec is None or crec.context != split.context or \
+                                not self._fresh(crec, req, now):
                             continue  # tampered, raced or older than s-maxage: the next
                         self._learning.remember_hit(c.key, req.key, c.similarity,
                                                     c.observations)
@@ -471,24 +476,6 @@ class Pipeline:
 def query_digest(request_key: str) -> str:
     """A short, stable digest of a request key (kept in an entry's wrong observations)."""
     return hashlib.sha256(request_key.encode()).hexdigest()[:16]
-
-
-def infer_call_type(kwargs: Mapping[str, Any]) -> str:
-    if "messages" in kwargs:
-        return "completion"
-    if "prompt" in kwargs:
-        return "text_completion"
-    if "input" in kwargs:
-        return "embedding"
-    if "file" in kwargs:
-        return "transcription"
-    if custom_key(kwargs) is not None:
-        # LiteLLM's cache.add_cache(cache_key=..., result=...): a custom key names the
-        # entry on its own, so the call type does not shape the key
-        return "completion"
-    raise InvalidRequestError(
-        "cannot tell the call type: pass messages=, prompt=, input= or file= "
-        "(or call_type=)")
 
 
 def _prompt_of(kwargs: Mapping[str, Any]) -> str | None:
