@@ -142,7 +142,16 @@ class Flights:
             return None
         remote = None
         if lock is not None:
-            got = await asyncio.to_thread(lock.acquire)
+            taking = asyncio.get_running_loop().run_in_executor(None, lock.acquire)
+            try:
+                got = await asyncio.shield(taking)
+            except BaseException:
+                # cancelled (a client that went away) while the thread took the lock: the
+                # slot goes back, or every later identical request waited on a leader
+                # that is gone; the lock too, once the thread has it
+                self._release(key, slot)
+                taking.add_done_callback(_give_back)
+                raise
             if got is None:
                 try:
                     await lock.wait_async(timeout)
@@ -156,6 +165,16 @@ class Flights:
 def _resolve(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_result(None)
+
+
+def _give_back(taking: asyncio.Future[Callable[[], None] | None]) -> None:
+    """Release a Redis lock taken for a leader cancelled meanwhile (in a thread: the
+    release is a Redis call, never made on the loop)."""
+    if taking.cancelled() or taking.exception() is not None:
+        return
+    release = taking.result()
+    if release is not None:
+        taking.get_loop().run_in_executor(None, release)
 
 
 class RedisLock:

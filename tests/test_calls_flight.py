@@ -157,3 +157,51 @@ def test_release_wakes_async_and_thread_waiters_at_once():
 def _no_leftover_flights():
     yield
     assert not FLIGHTS._slots  # every lease released
+
+
+def test_a_leader_cancelled_while_taking_its_lock_gives_back_the_slot_and_the_lock():
+    """A client that went away while its (Redis) lock was being taken left the slot
+    held: every later identical request waited its whole timeout on a leader that was
+    gone, and the lock stayed until it expired."""
+    flights = Flights()
+    taking, go, released = threading.Event(), threading.Event(), threading.Event()
+
+    class SlowLock:  # RedisLock's interface; acquire blocks until the test lets it go
+        def acquire(self):
+            taking.set()
+            go.wait(10)
+            return released.set
+
+    async def main() -> None:
+        leader = asyncio.create_task(flights.alead("k", 5.0, SlowLock()))
+        await asyncio.to_thread(taking.wait, 10)
+        leader.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await leader
+        assert "k" not in flights._slots  # the slot is back at once
+        go.set()  # the thread gets the lock after all: it is released, off the loop
+        assert await asyncio.to_thread(released.wait, 10)
+        lease = await asyncio.wait_for(flights.alead("k", 5.0), 5)  # leads at once
+        assert lease is not None
+        lease.release()
+
+    asyncio.run(main())
+
+
+def test_a_waiter_waits_no_longer_than_its_calls_timeout():
+    """The timeout is the endpoint's (the upstream params never hold it): the wait read
+    params and always fell back to two minutes."""
+    from types import SimpleNamespace
+
+    import httpx
+
+    from semcache._calls import DEFAULT_WAIT_S, _wait_s
+    from semcache._calls._clients import resolve_endpoint
+
+    def call(**kw):
+        return SimpleNamespace(endpoint=resolve_endpoint(kw), params={})
+
+    assert _wait_s(call(timeout=0.5)) == 0.5
+    assert _wait_s(call(request_timeout="3")) == 3.0
+    assert _wait_s(call(timeout=httpx.Timeout(10.0, read=2.0))) == 2.0
+    assert _wait_s(call()) == _wait_s(call(timeout=httpx.Timeout(None))) == DEFAULT_WAIT_S

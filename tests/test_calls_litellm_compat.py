@@ -97,3 +97,13 @@ def test_enable_and_disable_cache(fake, kw):
     semcache.disable_cache()
     r = semcache.completion(model="m", messages=[{"role": "user", "content": "x"}], **kw)
     assert r._hidden_params["cache_hit"] is False and fake.calls["chat/completions"] == 2
+
+
+def test_a_response_is_not_equal_to_what_is_not_a_response():
+    """pydantic answers NotImplemented for a non-model, and bool(NotImplemented) is True:
+    a response compared equal to None, a str or a number."""
+    r = semcache.completion(model="gpt-4o-mini", mock_response="hi",
+                            messages=[{"role": "user", "content": "x"}])
+    assert not (r == None)  # noqa: E711  (the comparison under test)
+    assert r != "CANCELLED" and r != 42 and not (r == "x")
+    assert r == r.model_copy()

@@ -326,7 +326,10 @@ def _completed(response: Any) -> bool:
 def _wait_s(call: _Prepared) -> float:
     """How long a waiter waits for the leader: the call's own timeout, which bounds the
     leader's upstream call too."""
-    t = call.params.get("timeout")
+    t = call.endpoint.timeout  # checked (check_timeout); not in params, which the
+    # upstream gets: the HTTP client takes it from the endpoint
+    if isinstance(t, tuple):  # an httpx.Timeout's parts: the read bounds the answer
+        t = t[1]
     return float(t) if isinstance(t, (int, float)) and t > 0 else DEFAULT_WAIT_S
 
 

@@ -65,7 +65,9 @@ class ItemAccess:
             return all(getattr(self, f) == getattr(other, f) for f in fields) and \
                 getattr(self, "__pydantic_extra__", None) == \
                 getattr(other, "__pydantic_extra__", None)
-        return bool(super().__eq__(other))
+        eq = super().__eq__(other)
+        # pydantic's NotImplemented for a non-model was truthy: r == None was True
+        return eq if eq is NotImplemented else bool(eq)
 
     __hash__ = None  # type: ignore[assignment]  # as pydantic models: mutable, unhashable
 

@@ -14,6 +14,7 @@ and the lookup pipeline is unchanged.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Sequence
 
 import numpy as np
@@ -61,6 +62,7 @@ class BatchingEmbedder(Embedder):
         self.batches = 0
         self.batched_texts = 0
         self._queues: dict[asyncio.AbstractEventLoop, _Queue] = {}
+        self._queues_lock = threading.Lock()
 
     @property
     def dim(self) -> int:
@@ -80,9 +82,15 @@ class BatchingEmbedder(Embedder):
         q = self._queues.get(loop)
         if q is None:
             # one queue per loop (each uvicorn worker / test loop has its own); drop
-            # queues of loops that have closed so they are not kept alive
-            self._queues = {lp: qq for lp, qq in self._queues.items() if not lp.is_closed()}
-            q = self._queues[loop] = _Queue(loop)
+            # queues of loops that have closed so they are not kept alive. Under a lock:
+            # threads with loops of their own rebuilt the dict at once ("dictionary
+            # changed size during iteration", or one's new queue dropped by another)
+            with self._queues_lock:
+                q = self._queues.get(loop)
+                if q is None:
+                    self._queues = {lp: qq for lp, qq in self._queues.items()
+                                    if not lp.is_closed()}
+                    q = self._queues[loop] = _Queue(loop)
         fut: asyncio.Future[np.ndarray] = loop.create_future()
         q.pending.append((texts, fut))
         if not q.running:
